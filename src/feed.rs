@@ -1,0 +1,591 @@
+//! Delivery: the [`Consumer`] pipeline (wire → health → store → subscribers) and the
+//! [`FifoFeed`] that runs a FIFO reader thread into it.
+//!
+//! Every way a bar enters (the FIFO, a Python `push`, a replay) goes through
+//! [`Consumer::ingest_line`] or [`Consumer::ingest_bar`], so validation, dedupe, counters and
+//! delivery are the same everywhere.
+//!
+//! ## Overflow policy
+//! Channel subscribers get a bounded channel. When it is full the reader never waits: with
+//! [`Overflow::DropOldest`] (the default) the oldest undelivered bar is discarded to make room
+//! for the new one (a trading engine wants the freshest data); with [`Overflow::DropNewest`] the
+//! new bar is discarded. Either way the drop is counted (per subscriber and in
+//! `delivery_drops`) and logged at warn level, rate-limited. The store always has every bar, so a
+//! subscriber that fell behind can catch up with a query. Callbacks run on the reader thread:
+//! keep them short.
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use crossbeam_channel::{Receiver, Sender, TrySendError};
+
+use crate::bar::{Bar, BarKind, Source, Symbol};
+use crate::fifo::{prepare_fifo, read_fifo, FifoError, Flow, FrameSink, ReaderOptions};
+use crate::health::{Clock, Health, RateLimitedLog, SystemClock};
+use crate::store::{BarStore, InsertMode, Inserted, DEFAULT_CAPACITY_PER_SYMBOL};
+use crate::wire::{parse_line, validate, Line, WireError};
+
+/// A bar delivered to subscribers: a new minute, or a correction of a stored one.
+#[derive(Clone, Debug, PartialEq)]
+pub struct BarEvent {
+    pub symbol: Symbol,
+    pub bar: Bar,
+    /// True when this replaces a bar delivered earlier for the same minute.
+    pub correction: bool,
+    pub source: Option<Source>,
+}
+
+/// What a full subscriber channel does with the next bar. See the module docs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Overflow {
+    DropOldest,
+    DropNewest,
+}
+
+/// What to subscribe to.
+#[derive(Clone, Debug)]
+pub struct Subscription {
+    name: String,
+    symbols: Option<HashSet<String>>,
+    capacity: usize,
+    overflow: Overflow,
+}
+
+impl Subscription {
+    /// Every symbol, capacity 65,536, drop-oldest.
+    pub fn all() -> Subscription {
+        Subscription { name: "subscriber".into(), symbols: None, capacity: 1 << 16, overflow: Overflow::DropOldest }
+    }
+    /// Only these symbols.
+    pub fn symbols<I: IntoIterator<Item = S>, S: Into<String>>(symbols: I) -> Subscription {
+        Subscription { symbols: Some(symbols.into_iter().map(Into::into).collect()), ..Subscription::all() }
+    }
+    /// A name for logs and status.
+    pub fn name(mut self, name: impl Into<String>) -> Subscription {
+        self.name = name.into();
+        self
+    }
+    pub fn capacity(mut self, capacity: usize) -> Subscription {
+        self.capacity = capacity.max(1);
+        self
+    }
+    pub fn overflow(mut self, overflow: Overflow) -> Subscription {
+        self.overflow = overflow;
+        self
+    }
+}
+
+/// The receiving end of a channel subscription. Dropping it unsubscribes.
+#[derive(Debug)]
+pub struct BarReceiver {
+    rx: Receiver<BarEvent>,
+    alive: Arc<AtomicBool>,
+    dropped: Arc<AtomicU64>,
+}
+
+impl BarReceiver {
+    /// Bars discarded for this subscriber because its channel was full.
+    pub fn dropped(&self) -> u64 {
+        self.dropped.load(Ordering::Relaxed)
+    }
+}
+
+impl std::ops::Deref for BarReceiver {
+    type Target = Receiver<BarEvent>;
+    fn deref(&self) -> &Receiver<BarEvent> {
+        &self.rx
+    }
+}
+
+impl Drop for BarReceiver {
+    fn drop(&mut self) {
+        self.alive.store(false, Ordering::Relaxed);
+    }
+}
+
+type Callback = Box<dyn Fn(&BarEvent) + Send + Sync>;
+
+enum Target {
+    Channel { tx: Sender<BarEvent>, rx: Receiver<BarEvent>, overflow: Overflow, alive: Arc<AtomicBool> },
+    Callback(Callback),
+}
+
+struct Subscriber {
+    name: String,
+    symbols: Option<HashSet<String>>,
+    target: Target,
+    dropped: Arc<AtomicU64>,
+}
+
+/// Subscriber report for the status file.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct SubscriberStatus {
+    pub name: String,
+    pub dropped: u64,
+    pub queued: usize,
+}
+
+/// What happened to an ingested line.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Ingested {
+    Bar(Inserted),
+    /// Not in the `--symbols` filter.
+    Filtered,
+    Heartbeat,
+    Status,
+    Ignored,
+}
+
+/// Configures a [`Consumer`].
+#[derive(Debug)]
+pub struct ConsumerBuilder {
+    capacity_per_symbol: usize,
+    stale_after: Duration,
+    clock: Arc<dyn Clock>,
+    symbols: Option<HashSet<String>>,
+}
+
+impl ConsumerBuilder {
+    /// Bound of the store per symbol (default 10,000).
+    pub fn capacity_per_symbol(mut self, n: usize) -> Self {
+        self.capacity_per_symbol = n;
+        self
+    }
+    /// No line for this long → state `stale` (default 120 s).
+    pub fn stale_after(mut self, d: Duration) -> Self {
+        self.stale_after = d;
+        self
+    }
+    /// The clock for health (tests inject a [`crate::ManualClock`]).
+    pub fn clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
+    }
+    /// Accept only these symbols; others are counted as `filtered`. Empty = all.
+    pub fn symbols<I: IntoIterator<Item = S>, S: Into<String>>(mut self, symbols: I) -> Self {
+        let set: HashSet<String> = symbols.into_iter().map(Into::into).collect();
+        self.symbols = if set.is_empty() { None } else { Some(set) };
+        self
+    }
+    pub fn build(self) -> Arc<Consumer> {
+        Arc::new(Consumer {
+            store: Arc::new(BarStore::new(self.capacity_per_symbol)),
+            health: Arc::new(Health::new(self.clock, self.stale_after)),
+            symbols: self.symbols,
+            subscribers: RwLock::new(Vec::new()),
+            log_limiter: RateLimitedLog::new(Duration::from_secs(10), 5),
+        })
+    }
+}
+
+/// The ingest pipeline: validates, stores, tracks health and delivers. Thread-safe; usually
+/// shared as `Arc<Consumer>` between a reader thread and queriers.
+///
+/// ```
+/// use barbridge::{Consumer, Subscription};
+/// let consumer = Consumer::builder().build();
+/// let spy = consumer.subscribe(Subscription::symbols(["SPY"]).name("engine"));
+/// consumer.ingest_line(br#"{"symbol":"SPY","timestamp_ms":1759930080000,"open":671.2,"high":671.5,"low":671.1,"close":671.4,"volume":18234,"vwap":671.33,"trade_count":212}"#).unwrap();
+/// assert_eq!(spy.try_recv().unwrap().bar.close, 671.4);
+/// assert_eq!(consumer.store().latest("SPY").unwrap().volume, 18234.0);
+/// ```
+pub struct Consumer {
+    store: Arc<BarStore>,
+    health: Arc<Health>,
+    symbols: Option<HashSet<String>>,
+    subscribers: RwLock<Vec<Subscriber>>,
+    log_limiter: RateLimitedLog,
+}
+
+impl std::fmt::Debug for Consumer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Consumer").field("symbols", &self.symbols).finish_non_exhaustive()
+    }
+}
+
+impl Consumer {
+    pub fn builder() -> ConsumerBuilder {
+        ConsumerBuilder {
+            capacity_per_symbol: DEFAULT_CAPACITY_PER_SYMBOL,
+            stale_after: Duration::from_secs(120),
+            clock: Arc::new(SystemClock),
+            symbols: None,
+        }
+    }
+
+    pub fn store(&self) -> &Arc<BarStore> {
+        &self.store
+    }
+
+    pub fn health(&self) -> &Arc<Health> {
+        &self.health
+    }
+
+    /// Subscribe over a bounded channel.
+    pub fn subscribe(&self, sub: Subscription) -> BarReceiver {
+        let (tx, rx) = crossbeam_channel::bounded(sub.capacity);
+        let alive = Arc::new(AtomicBool::new(true));
+        let dropped = Arc::new(AtomicU64::new(0));
+        let target = Target::Channel { tx, rx: rx.clone(), overflow: sub.overflow, alive: alive.clone() };
+        self.add(Subscriber { name: sub.name, symbols: sub.symbols, target, dropped: dropped.clone() });
+        BarReceiver { rx, alive, dropped }
+    }
+
+    /// Call `f` on the ingesting thread for each delivered bar of `symbols` (empty = all).
+    pub fn on_bar<F>(&self, symbols: &[&str], f: F)
+    where
+        F: Fn(&BarEvent) + Send + Sync + 'static,
+    {
+        let symbols = (!symbols.is_empty()).then(|| symbols.iter().map(|s| s.to_string()).collect());
+        self.add(Subscriber {
+            name: "callback".into(),
+            symbols,
+            target: Target::Callback(Box::new(f)),
+            dropped: Arc::new(AtomicU64::new(0)),
+        });
+    }
+
+    fn add(&self, sub: Subscriber) {
+        self.subscribers.write().unwrap_or_else(|e| e.into_inner()).push(sub);
+    }
+
+    pub fn subscriber_status(&self) -> Vec<SubscriberStatus> {
+        let subs = self.subscribers.read().unwrap_or_else(|e| e.into_inner());
+        subs.iter()
+            .map(|s| SubscriberStatus {
+                name: s.name.clone(),
+                dropped: s.dropped.load(Ordering::Relaxed),
+                queued: match &s.target {
+                    Target::Channel { rx, .. } => rx.len(),
+                    Target::Callback(_) => 0,
+                },
+            })
+            .collect()
+    }
+
+    /// Ingest one wire line (without its newline). Rejects are counted and logged (rate-limited)
+    /// before the error is returned, so a caller may ignore it.
+    pub fn ingest_line(&self, bytes: &[u8]) -> Result<Ingested, WireError> {
+        let c = &self.health.counters;
+        c.lines.fetch_add(1, Ordering::Relaxed);
+        self.health.on_message();
+        let line = match parse_line(bytes) {
+            Ok(line) => line,
+            Err(e) => {
+                self.reject(&e, bytes);
+                return Err(e);
+            }
+        };
+        if let Some((writer, seq)) = line.seq_stamp() {
+            self.health.on_seq(writer, seq);
+        }
+        Ok(match line {
+            Line::Bar(b) => self.accept(&b.symbol, b.bar, b.kind, b.source),
+            Line::Heartbeat(_) => {
+                c.heartbeats.fetch_add(1, Ordering::Relaxed);
+                Ingested::Heartbeat
+            }
+            Line::Status(s) => {
+                self.health.on_sidecar_status(&s.state, s.detail.as_deref());
+                Ingested::Status
+            }
+            Line::Unknown { type_name, .. } => {
+                c.unknown_types.fetch_add(1, Ordering::Relaxed);
+                let mut suppressed = 0;
+                if self.log_limiter.allow("unknown", self.health.now_ms(), &mut suppressed) {
+                    log::info!("ignoring line of unknown type {type_name:?} (newer sidecar?)");
+                }
+                Ingested::Ignored
+            }
+            Line::Empty => Ingested::Ignored,
+        })
+    }
+
+    /// Ingest an already-decoded bar (Python push, replay). Validated like a wire line.
+    pub fn ingest_bar(&self, symbol: &str, bar: Bar, kind: BarKind, source: Option<Source>) -> Result<Ingested, WireError> {
+        self.health.counters.lines.fetch_add(1, Ordering::Relaxed);
+        self.health.on_message();
+        if let Err(e) = validate(symbol, &bar) {
+            self.reject(&e, symbol.as_bytes());
+            return Err(e);
+        }
+        Ok(self.accept(symbol, bar, kind, source))
+    }
+
+    /// Count and log (rate-limited) a rejected line.
+    pub fn reject(&self, err: &WireError, bytes: &[u8]) {
+        self.health.counters.reject(err.reason());
+        let mut suppressed = 0;
+        if self.log_limiter.allow(err.reason().code(), self.health.now_ms(), &mut suppressed) {
+            let shown = String::from_utf8_lossy(&bytes[..bytes.len().min(160)]);
+            let more = if suppressed > 0 { format!(" ({suppressed} more like it not logged)") } else { String::new() };
+            log::warn!("rejected line ({}): {err}: {shown}{more}", err.reason().code());
+        }
+    }
+
+    fn accept(&self, symbol: &str, bar: Bar, kind: BarKind, source: Option<Source>) -> Ingested {
+        let c = &self.health.counters;
+        if let Some(filter) = &self.symbols {
+            if !filter.contains(symbol) {
+                c.filtered.fetch_add(1, Ordering::Relaxed);
+                return Ingested::Filtered;
+            }
+        }
+        // REST backfill is authoritative history: it corrects a stream bar that differs.
+        let mode = if kind == BarKind::UpdatedBar || source == Some(Source::Backfill) {
+            InsertMode::Correction
+        } else {
+            InsertMode::FirstReport
+        };
+        let (name, outcome) = self.store.insert(symbol, bar, mode);
+        match outcome {
+            Inserted::Appended | Inserted::InsertedOutOfOrder => c.bars_accepted.fetch_add(1, Ordering::Relaxed),
+            Inserted::Replaced => c.corrections.fetch_add(1, Ordering::Relaxed),
+            Inserted::Duplicate => c.duplicates.fetch_add(1, Ordering::Relaxed),
+            Inserted::TooOld => c.too_old.fetch_add(1, Ordering::Relaxed),
+            Inserted::Conflict => {
+                let mut suppressed = 0;
+                if self.log_limiter.allow("conflict", self.health.now_ms(), &mut suppressed) {
+                    log::warn!(
+                        "{symbol} bar at {} sent twice with different values; keeping the first (send it as updated_bar to correct)",
+                        bar.timestamp_ms
+                    );
+                }
+                c.conflicts.fetch_add(1, Ordering::Relaxed)
+            }
+        };
+        if outcome.is_delivered() {
+            self.health.on_bar(&name, bar.timestamp_ms);
+            self.deliver(BarEvent { symbol: name, bar, correction: outcome == Inserted::Replaced, source });
+        }
+        Ingested::Bar(outcome)
+    }
+
+    fn deliver(&self, event: BarEvent) {
+        let mut any_gone = false;
+        {
+            let subs = self.subscribers.read().unwrap_or_else(|e| e.into_inner());
+            for sub in subs.iter() {
+                if let Some(filter) = &sub.symbols {
+                    if !filter.contains(&*event.symbol) {
+                        continue;
+                    }
+                }
+                match &sub.target {
+                    Target::Callback(f) => f(&event),
+                    Target::Channel { tx, rx, overflow, alive } => {
+                        if !alive.load(Ordering::Relaxed) {
+                            any_gone = true;
+                            continue;
+                        }
+                        if let Err(TrySendError::Full(ev)) = tx.try_send(event.clone()) {
+                            if *overflow == Overflow::DropOldest {
+                                let _ = rx.try_recv();
+                                let _ = tx.try_send(ev);
+                            }
+                            self.count_drop(sub);
+                        }
+                    }
+                }
+            }
+        }
+        if any_gone {
+            let mut subs = self.subscribers.write().unwrap_or_else(|e| e.into_inner());
+            subs.retain(|s| match &s.target {
+                Target::Channel { alive, .. } => alive.load(Ordering::Relaxed),
+                Target::Callback(_) => true,
+            });
+        }
+    }
+
+    fn count_drop(&self, sub: &Subscriber) {
+        let total = sub.dropped.fetch_add(1, Ordering::Relaxed) + 1;
+        self.health.counters.delivery_drops.fetch_add(1, Ordering::Relaxed);
+        let mut suppressed = 0;
+        if self.log_limiter.allow("delivery_drop", self.health.now_ms(), &mut suppressed) {
+            log::warn!("subscriber {:?} is not keeping up: its channel is full, {total} bar(s) dropped so far", sub.name);
+        }
+    }
+}
+
+/// Adapts the consumer to the FIFO reader.
+struct FifoSinkAdapter<'a> {
+    consumer: &'a Consumer,
+    stop_when_writers_gone: bool,
+}
+
+impl FrameSink for FifoSinkAdapter<'_> {
+    fn line(&mut self, line: &[u8]) {
+        let _ = self.consumer.ingest_line(line);
+    }
+    fn oversize(&mut self, len: usize) {
+        self.consumer.health.counters.lines.fetch_add(1, Ordering::Relaxed);
+        self.consumer.reject(&WireError::Oversize { len }, b"");
+    }
+    fn writers_gone(&mut self) -> Flow {
+        if self.stop_when_writers_gone {
+            Flow::Stop
+        } else {
+            Flow::Continue
+        }
+    }
+    fn idle(&mut self) {
+        self.consumer.health.tick();
+    }
+}
+
+/// Options of a [`FifoFeed`].
+#[derive(Clone, Debug, Default)]
+pub struct FeedOptions {
+    pub reader: ReaderOptions,
+    /// End the feed when the first writer session ends (benchmarks, batch loads).
+    pub stop_when_writers_gone: bool,
+}
+
+/// A reader thread feeding a FIFO into a [`Consumer`].
+///
+/// ```no_run
+/// use barbridge::{Consumer, FifoFeed, FeedOptions, Subscription};
+/// let consumer = Consumer::builder().build();
+/// let bars = consumer.subscribe(Subscription::symbols(["SPY", "QQQ"]));
+/// let feed = FifoFeed::start(consumer.clone(), "/run/user/1000/barbridge/bars.fifo", FeedOptions::default())?;
+/// for event in bars.iter().take(10) {
+///     println!("{} {:?}", event.symbol, event.bar);
+/// }
+/// feed.stop();
+/// feed.join()?;
+/// # Ok::<(), barbridge::FifoError>(())
+/// ```
+#[derive(Debug)]
+pub struct FifoFeed {
+    path: PathBuf,
+    stop: Arc<AtomicBool>,
+    thread: JoinHandle<Result<(), FifoError>>,
+}
+
+impl FifoFeed {
+    /// Check (or create) the FIFO, then start the reader thread. Errors about the path come back
+    /// here, before any thread runs.
+    pub fn start(consumer: Arc<Consumer>, path: impl AsRef<Path>, options: FeedOptions) -> Result<FifoFeed, FifoError> {
+        let path = path.as_ref().to_path_buf();
+        prepare_fifo(&path)?;
+        let stop = Arc::new(AtomicBool::new(false));
+        let thread = {
+            let (reader_path, stop) = (path.clone(), stop.clone());
+            std::thread::Builder::new()
+                .name("barbridge-fifo".into())
+                .spawn(move || {
+                    let mut sink =
+                        FifoSinkAdapter { consumer: &consumer, stop_when_writers_gone: options.stop_when_writers_gone };
+                    let result = read_fifo(&reader_path, &options.reader, &stop, &mut sink);
+                    if let Err(e) = &result {
+                        log::error!("FIFO reader stopped: {e}");
+                    }
+                    stop.store(true, Ordering::Relaxed);
+                    result
+                })
+                .map_err(|source| FifoError::Open { path: path.clone(), source })?
+        };
+        Ok(FifoFeed { path, stop, thread })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Ask the reader to stop; it notices within one poll interval.
+    pub fn stop(&self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+
+    /// The flag that stops the reader (for signal handlers).
+    pub fn stop_flag(&self) -> Arc<AtomicBool> {
+        self.stop.clone()
+    }
+
+    /// True once the reader thread has ended (stopped, or a fatal error).
+    pub fn is_finished(&self) -> bool {
+        self.thread.is_finished()
+    }
+
+    /// Wait for the reader thread.
+    pub fn join(self) -> Result<(), FifoError> {
+        self.thread.join().unwrap_or_else(|_| {
+            Err(FifoError::Read { path: self.path.clone(), source: std::io::Error::other("reader thread panicked") })
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn line(ts: i64, close: f64, kind: &str) -> String {
+        format!(
+            r#"{{"type":"{kind}","symbol":"SPY","timestamp_ms":{ts},"open":{close},"high":{close},"low":{close},"close":{close},"volume":1}}"#
+        )
+    }
+
+    #[test]
+    fn subscribers_get_their_symbols_and_corrections() {
+        let consumer = Consumer::builder().build();
+        let spy = consumer.subscribe(Subscription::symbols(["SPY"]));
+        let other = consumer.subscribe(Subscription::symbols(["QQQ"]));
+        consumer.ingest_line(line(60_000, 1.0, "bar").as_bytes()).unwrap();
+        consumer.ingest_line(line(60_000, 1.0, "bar").as_bytes()).unwrap();
+        consumer.ingest_line(line(60_000, 2.0, "updated_bar").as_bytes()).unwrap();
+        let got: Vec<BarEvent> = spy.try_iter().collect();
+        assert_eq!(got.len(), 2, "duplicate not delivered");
+        assert!(!got[0].correction && got[1].correction);
+        assert!(other.try_recv().is_err());
+        let c = consumer.health().counters.snapshot();
+        assert_eq!((c.bars_accepted, c.duplicates, c.corrections), (1, 1, 1));
+    }
+
+    #[test]
+    fn full_channel_drops_oldest_and_counts() {
+        let consumer = Consumer::builder().build();
+        let rx = consumer.subscribe(Subscription::all().capacity(2));
+        for i in 1..=5 {
+            consumer.ingest_line(line(i * 60_000, 1.0, "bar").as_bytes()).unwrap();
+        }
+        let ts: Vec<i64> = rx.try_iter().map(|e| e.bar.timestamp_ms / 60_000).collect();
+        assert_eq!(ts, vec![4, 5]);
+        assert_eq!(rx.dropped(), 3);
+        assert_eq!(consumer.health().counters.snapshot().delivery_drops, 3);
+        assert_eq!(consumer.store().len("SPY"), 5, "the store keeps everything");
+    }
+
+    #[test]
+    fn full_channel_drop_newest() {
+        let consumer = Consumer::builder().build();
+        let rx = consumer.subscribe(Subscription::all().capacity(2).overflow(Overflow::DropNewest));
+        for i in 1..=5 {
+            consumer.ingest_line(line(i * 60_000, 1.0, "bar").as_bytes()).unwrap();
+        }
+        let ts: Vec<i64> = rx.try_iter().map(|e| e.bar.timestamp_ms / 60_000).collect();
+        assert_eq!(ts, vec![1, 2]);
+    }
+
+    #[test]
+    fn dropped_receiver_unsubscribes() {
+        let consumer = Consumer::builder().build();
+        let rx = consumer.subscribe(Subscription::all());
+        assert_eq!(consumer.subscriber_status().len(), 1);
+        drop(rx);
+        consumer.ingest_line(line(60_000, 1.0, "bar").as_bytes()).unwrap();
+        assert!(consumer.subscriber_status().is_empty());
+    }
+
+    #[test]
+    fn symbol_filter_counts_others() {
+        let consumer = Consumer::builder().symbols(["QQQ"]).build();
+        assert_eq!(consumer.ingest_line(line(60_000, 1.0, "bar").as_bytes()).unwrap(), Ingested::Filtered);
+        assert_eq!(consumer.health().counters.snapshot().filtered, 1);
+        assert!(consumer.store().symbols().is_empty());
+    }
+}

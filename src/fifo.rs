@@ -1,0 +1,370 @@
+//! FIFO reader: creates and checks the named pipe, frames `\n`-terminated lines, survives writers
+//! coming and going, and never blocks shutdown.
+//!
+//! How it avoids the seed reader's defects:
+//! - `open()` is non-blocking (`O_NONBLOCK`), and waiting is `poll()` with a timeout, so a stop
+//!   request is seen within one poll interval even when no writer ever came.
+//! - When every writer has closed (EOF), the reader opens a *new* read descriptor before closing
+//!   the old one: the pipe always has a reader, so a writer that opens, writes and closes in that
+//!   moment loses nothing, and the fresh descriptor does not report the old hang-up, so there is
+//!   no busy loop while waiting for the next writer.
+//! - Lines longer than the limit are discarded up to their newline and reported; the line after
+//!   them is intact.
+
+use std::fs::{File, OpenOptions};
+use std::io::{self, Read};
+use std::os::fd::AsFd;
+use std::os::unix::fs::{DirBuilderExt, FileTypeExt, MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use nix::libc;
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+use nix::sys::stat::Mode;
+use thiserror::Error;
+
+use crate::wire::MAX_LINE_BYTES;
+
+/// Why the FIFO cannot be used. Each message is one sentence a user can act on.
+#[derive(Debug, Error)]
+pub enum FifoError {
+    #[error("{path} is {what}, not a FIFO; remove it or choose another --fifo path")]
+    NotAFifo { path: PathBuf, what: &'static str },
+    #[error("{path} is a symbolic link; refusing to follow it (point --fifo at the real location)")]
+    Symlink { path: PathBuf },
+    #[error("{path} is owned by uid {owner}, not by this user (uid {me}); another user could inject prices through it, so it is refused")]
+    ForeignOwner { path: PathBuf, owner: u32, me: u32 },
+    #[error("directory {dir} is writable by other users (mode {mode:o}); put the FIFO in a private directory (0700)")]
+    UnsafeDirectory { dir: PathBuf, mode: u32 },
+    #[error("cannot create {path}: {source}")]
+    Create { path: PathBuf, source: io::Error },
+    #[error("cannot open {path}: {source}")]
+    Open { path: PathBuf, source: io::Error },
+    #[error("reading {path} failed: {source}")]
+    Read { path: PathBuf, source: io::Error },
+}
+
+/// Make sure `path` is a FIFO this user owns in a directory others cannot write to, creating the
+/// directory (0700) and the FIFO (0600) when absent.
+pub fn prepare_fifo(path: &Path) -> Result<(), FifoError> {
+    let me = nix::unistd::getuid().as_raw();
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    if !dir.exists() {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&dir)
+            .map_err(|source| FifoError::Create { path: dir.clone(), source })?;
+    }
+    let dir_meta = std::fs::metadata(&dir).map_err(|source| FifoError::Open { path: dir.clone(), source })?;
+    let dir_mode = dir_meta.mode() & 0o7777;
+    let others_can_write = dir_mode & 0o022 != 0;
+    let sticky = dir_mode & 0o1000 != 0;
+    if others_can_write && !sticky {
+        return Err(FifoError::UnsafeDirectory { dir, mode: dir_mode });
+    }
+    if others_can_write || dir_meta.uid() != me {
+        log::warn!(
+            "{} is not a private directory (mode {:o}, owner uid {}); a 0700 directory of your own is safer",
+            dir.display(),
+            dir_mode,
+            dir_meta.uid()
+        );
+    }
+    match std::fs::symlink_metadata(path) {
+        Ok(_) => {}
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            match nix::unistd::mkfifo(path, Mode::from_bits_truncate(0o600)) {
+                Ok(()) => log::info!("created FIFO {} (mode 0600)", path.display()),
+                Err(nix::errno::Errno::EEXIST) => {} // the other side created it meanwhile
+                Err(e) => return Err(FifoError::Create { path: path.to_path_buf(), source: e.into() }),
+            }
+        }
+        Err(source) => return Err(FifoError::Open { path: path.to_path_buf(), source }),
+    }
+    let meta = std::fs::symlink_metadata(path).map_err(|source| FifoError::Open { path: path.to_path_buf(), source })?;
+    check_fifo(path, &meta, me)?;
+    if meta.mode() & 0o077 != 0 {
+        log::warn!("{} had mode {:o}; tightening to 0600", path.display(), meta.mode() & 0o777);
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
+            .map_err(|source| FifoError::Open { path: path.to_path_buf(), source })?;
+    }
+    Ok(())
+}
+
+fn check_fifo(path: &Path, meta: &std::fs::Metadata, me: u32) -> Result<(), FifoError> {
+    let ft = meta.file_type();
+    if ft.is_symlink() {
+        return Err(FifoError::Symlink { path: path.to_path_buf() });
+    }
+    if !ft.is_fifo() {
+        let what = if ft.is_file() {
+            "a regular file"
+        } else if ft.is_dir() {
+            "a directory"
+        } else if ft.is_socket() {
+            "a socket"
+        } else {
+            "a device"
+        };
+        return Err(FifoError::NotAFifo { path: path.to_path_buf(), what });
+    }
+    if meta.uid() != me {
+        return Err(FifoError::ForeignOwner { path: path.to_path_buf(), owner: meta.uid(), me });
+    }
+    Ok(())
+}
+
+/// Open the FIFO for reading without blocking and without following symlinks, then check what
+/// was actually opened (no window between check and open).
+fn open_read(path: &Path) -> Result<File, FifoError> {
+    let file = OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_NOFOLLOW)
+        .open(path)
+        .map_err(|source| match source.raw_os_error() {
+            Some(libc::ELOOP) => FifoError::Symlink { path: path.to_path_buf() },
+            _ => FifoError::Open { path: path.to_path_buf(), source },
+        })?;
+    let meta = file.metadata().map_err(|source| FifoError::Open { path: path.to_path_buf(), source })?;
+    check_fifo(path, &meta, nix::unistd::getuid().as_raw())?;
+    Ok(file)
+}
+
+/// What the reader does next.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Flow {
+    Continue,
+    Stop,
+}
+
+/// Receives what the reader frames. Implemented by the consumer pipeline.
+pub trait FrameSink {
+    /// One complete line, without its `\n`.
+    fn line(&mut self, line: &[u8]);
+    /// A line longer than the limit was discarded (its length so far).
+    fn oversize(&mut self, len: usize);
+    /// Every writer has closed the FIFO. Return [`Flow::Stop`] to end the reader.
+    fn writers_gone(&mut self) -> Flow {
+        Flow::Continue
+    }
+    /// Called whenever the reader is idle for one poll interval (for periodic checks).
+    fn idle(&mut self) {}
+}
+
+/// Tuning of the reader.
+#[derive(Clone, Debug)]
+pub struct ReaderOptions {
+    /// Longest line accepted, newline included.
+    pub max_line_bytes: usize,
+    /// Longest wait in `poll()`: bounds shutdown latency and the period of [`FrameSink::idle`].
+    pub poll_interval: Duration,
+    /// Bytes read per `read()`.
+    pub read_buffer_bytes: usize,
+}
+
+impl Default for ReaderOptions {
+    fn default() -> Self {
+        ReaderOptions { max_line_bytes: MAX_LINE_BYTES, poll_interval: Duration::from_millis(100), read_buffer_bytes: 1 << 16 }
+    }
+}
+
+/// Splits a byte stream into lines with a length limit.
+#[derive(Debug)]
+struct Framer {
+    buf: Vec<u8>,
+    filled: usize,
+    /// Inside an oversize line: dropping bytes until the next newline; holds the length so far.
+    discarding: Option<usize>,
+    max_line: usize,
+}
+
+impl Framer {
+    fn new(capacity: usize, max_line: usize) -> Framer {
+        Framer { buf: vec![0; capacity.max(max_line * 2)], filled: 0, discarding: None, max_line }
+    }
+
+    fn spare(&mut self) -> &mut [u8] {
+        &mut self.buf[self.filled..]
+    }
+
+    /// `n` new bytes were written into `spare()`: emit every complete line.
+    fn consume(&mut self, n: usize, sink: &mut impl FrameSink) {
+        let start_new = self.filled;
+        self.filled += n;
+        let mut line_start = 0;
+        let mut search_from = start_new;
+        while let Some(pos) = memchr::memchr(b'\n', &self.buf[search_from..self.filled]) {
+            let end = search_from + pos;
+            if let Some(len) = self.discarding.take() {
+                sink.oversize(len + end - line_start + 1);
+            } else if end + 1 - line_start > self.max_line {
+                sink.oversize(end + 1 - line_start);
+            } else {
+                sink.line(&self.buf[line_start..end]);
+            }
+            line_start = end + 1;
+            search_from = line_start;
+        }
+        // Keep the unfinished tail at the front of the buffer.
+        let tail = self.filled - line_start;
+        if let Some(len) = self.discarding.as_mut() {
+            *len += tail;
+            self.filled = 0;
+        } else if tail >= self.max_line {
+            self.discarding = Some(tail);
+            self.filled = 0;
+        } else {
+            self.buf.copy_within(line_start..self.filled, 0);
+            self.filled = tail;
+        }
+    }
+
+    /// Writers are gone: a final line without a newline is still a line.
+    fn finish(&mut self, sink: &mut impl FrameSink) {
+        if let Some(len) = self.discarding.take() {
+            sink.oversize(len);
+        } else if self.filled > 0 {
+            log::debug!("writer closed the FIFO without a final newline; treating the last {} bytes as a line", self.filled);
+            sink.line(&self.buf[..self.filled]);
+        }
+        self.filled = 0;
+    }
+}
+
+/// Read `path` until `stop` is set (or the sink says stop), delivering lines to `sink`.
+/// Call [`prepare_fifo`] first. Returns `Ok` on a requested stop.
+pub fn read_fifo(path: &Path, options: &ReaderOptions, stop: &AtomicBool, sink: &mut impl FrameSink) -> Result<(), FifoError> {
+    let mut file = open_read(path)?;
+    let mut framer = Framer::new(options.read_buffer_bytes, options.max_line_bytes);
+    let timeout = PollTimeout::try_from(options.poll_interval).unwrap_or(PollTimeout::from(100u16));
+    log::info!("reading {}", path.display());
+    while !stop.load(Ordering::Relaxed) {
+        let revents = {
+            let mut fds = [PollFd::new(file.as_fd(), PollFlags::POLLIN)];
+            match poll(&mut fds, timeout) {
+                Ok(0) => {
+                    sink.idle();
+                    continue;
+                }
+                Ok(_) => fds[0].revents().unwrap_or(PollFlags::empty()),
+                Err(nix::errno::Errno::EINTR) => continue,
+                Err(e) => return Err(FifoError::Read { path: path.to_path_buf(), source: e.into() }),
+            }
+        };
+        let mut eof = !revents.contains(PollFlags::POLLIN) && revents.contains(PollFlags::POLLHUP);
+        // Drain what is there.
+        while !eof && !stop.load(Ordering::Relaxed) {
+            match file.read(framer.spare()) {
+                Ok(0) => eof = true,
+                Ok(n) => framer.consume(n, sink),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(source) => return Err(FifoError::Read { path: path.to_path_buf(), source }),
+            }
+        }
+        if eof {
+            framer.finish(sink);
+            log::debug!("all writers closed {}", path.display());
+            if sink.writers_gone() == Flow::Stop {
+                break;
+            }
+            file = reopen(path, file, options, stop, sink)?;
+        }
+    }
+    Ok(())
+}
+
+/// Open a fresh descriptor before dropping the old one, so the pipe never loses its last reader.
+fn reopen(path: &Path, old: File, options: &ReaderOptions, stop: &AtomicBool, sink: &mut impl FrameSink) -> Result<File, FifoError> {
+    match open_read(path) {
+        Ok(new) => {
+            drop(old);
+            return Ok(new);
+        }
+        Err(e) => log::error!("{e}; recreating the FIFO"),
+    }
+    drop(old);
+    // The FIFO was removed or replaced under us: recreate it, retrying until stopped.
+    let mut warned = false;
+    while !stop.load(Ordering::Relaxed) {
+        match prepare_fifo(path).and_then(|()| open_read(path)) {
+            Ok(new) => {
+                log::info!("FIFO {} is back; reading again", path.display());
+                return Ok(new);
+            }
+            Err(e) if !warned => {
+                log::error!("{e}; retrying every {:?}", options.poll_interval);
+                warned = true;
+            }
+            Err(_) => {}
+        }
+        sink.idle();
+        std::thread::sleep(options.poll_interval);
+    }
+    // Stopping: any descriptor will do for the caller's loop to notice the stop flag.
+    open_read(path).or_else(|_| File::open("/dev/null").map_err(|source| FifoError::Open { path: path.to_path_buf(), source }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Default)]
+    struct Collect {
+        lines: Vec<Vec<u8>>,
+        oversize: Vec<usize>,
+    }
+
+    impl FrameSink for Collect {
+        fn line(&mut self, line: &[u8]) {
+            self.lines.push(line.to_vec());
+        }
+        fn oversize(&mut self, len: usize) {
+            self.oversize.push(len);
+        }
+    }
+
+    fn feed(framer: &mut Framer, sink: &mut Collect, mut data: &[u8], chunk: usize) {
+        while !data.is_empty() {
+            let n = chunk.min(data.len()).min(framer.spare().len());
+            framer.spare()[..n].copy_from_slice(&data[..n]);
+            framer.consume(n, sink);
+            data = &data[n..];
+        }
+    }
+
+    #[test]
+    fn frames_lines_across_chunk_boundaries() {
+        for chunk in [1, 3, 7, 64] {
+            let mut f = Framer::new(16, 8);
+            let mut c = Collect::default();
+            feed(&mut f, &mut c, b"ab\ncdef\n\ng\n", chunk);
+            assert_eq!(c.lines, vec![b"ab".to_vec(), b"cdef".to_vec(), b"".to_vec(), b"g".to_vec()], "chunk {chunk}");
+        }
+    }
+
+    #[test]
+    fn oversize_line_is_dropped_and_the_next_survives() {
+        for chunk in [1, 5, 100] {
+            let mut f = Framer::new(16, 8);
+            let mut c = Collect::default();
+            feed(&mut f, &mut c, b"ok\n0123456789abcdefghij\nnext\n1234567\n12345678\n", chunk);
+            assert_eq!(c.lines, vec![b"ok".to_vec(), b"next".to_vec(), b"1234567".to_vec()], "chunk {chunk}");
+            assert_eq!(c.oversize, vec![21, 9], "chunk {chunk}");
+        }
+    }
+
+    #[test]
+    fn final_line_without_newline_is_delivered_at_eof() {
+        let mut f = Framer::new(16, 8);
+        let mut c = Collect::default();
+        feed(&mut f, &mut c, b"a\nbc", 100);
+        f.finish(&mut c);
+        assert_eq!(c.lines, vec![b"a".to_vec(), b"bc".to_vec()]);
+    }
+}

@@ -1,0 +1,453 @@
+//! Health: is the feed alive, what did the sidecar say, what was lost or rejected.
+//!
+//! Time comes from an injectable [`Clock`] so tests drive staleness without sleeping.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use serde::Serialize;
+
+use crate::bar::Symbol;
+use crate::wire::RejectReason;
+
+/// Wall-clock milliseconds since the Unix epoch, UTC.
+pub trait Clock: Send + Sync + std::fmt::Debug {
+    fn now_ms(&self) -> i64;
+}
+
+/// The real clock.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now_ms(&self) -> i64 {
+        SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
+    }
+}
+
+/// A clock that moves only when told to (for tests).
+#[derive(Debug, Default)]
+pub struct ManualClock(AtomicI64);
+
+impl ManualClock {
+    pub fn new(start_ms: i64) -> Arc<ManualClock> {
+        Arc::new(ManualClock(AtomicI64::new(start_ms)))
+    }
+    pub fn advance(&self, by: Duration) {
+        self.0.fetch_add(by.as_millis() as i64, Ordering::SeqCst);
+    }
+    pub fn set_ms(&self, ms: i64) {
+        self.0.store(ms, Ordering::SeqCst);
+    }
+}
+
+impl Clock for ManualClock {
+    fn now_ms(&self) -> i64 {
+        self.0.load(Ordering::SeqCst)
+    }
+}
+
+/// Is the feed alive?
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FeedState {
+    /// Started; nothing has arrived yet (and `stale_after` has not passed).
+    Waiting,
+    /// Lines are arriving.
+    Live,
+    /// Nothing arrived for `stale_after`.
+    Stale,
+}
+
+/// Monotonic counters, cheap to bump from the reader thread.
+#[derive(Debug, Default)]
+pub struct Counters {
+    pub lines: AtomicU64,
+    pub bars_accepted: AtomicU64,
+    pub corrections: AtomicU64,
+    pub duplicates: AtomicU64,
+    pub conflicts: AtomicU64,
+    pub too_old: AtomicU64,
+    pub filtered: AtomicU64,
+    pub heartbeats: AtomicU64,
+    pub status_lines: AtomicU64,
+    pub unknown_types: AtomicU64,
+    pub rejects: [AtomicU64; RejectReason::ALL.len()],
+    pub seq_gaps: AtomicU64,
+    pub lines_lost: AtomicU64,
+    pub writer_sessions: AtomicU64,
+    pub reconnects: AtomicU64,
+    pub disconnects: AtomicU64,
+    pub stale_episodes: AtomicU64,
+    pub delivery_drops: AtomicU64,
+}
+
+/// A copy of the counters for reports.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, serde::Deserialize)]
+pub struct CounterSnapshot {
+    pub lines: u64,
+    pub bars_accepted: u64,
+    pub corrections: u64,
+    pub duplicates: u64,
+    pub conflicts: u64,
+    pub too_old: u64,
+    pub filtered: u64,
+    pub heartbeats: u64,
+    pub status_lines: u64,
+    pub unknown_types: u64,
+    pub rejects_total: u64,
+    pub rejects: BTreeMap<String, u64>,
+    pub seq_gaps: u64,
+    pub lines_lost: u64,
+    pub writer_sessions: u64,
+    pub reconnects: u64,
+    pub disconnects: u64,
+    pub stale_episodes: u64,
+    pub delivery_drops: u64,
+}
+
+impl Counters {
+    pub fn reject(&self, reason: RejectReason) {
+        self.rejects[reason.index()].fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn rejected(&self, reason: RejectReason) -> u64 {
+        self.rejects[reason.index()].load(Ordering::Relaxed)
+    }
+
+    pub fn snapshot(&self) -> CounterSnapshot {
+        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        let rejects: BTreeMap<String, u64> = RejectReason::ALL
+            .iter()
+            .map(|r| (r.code().to_owned(), self.rejected(*r)))
+            .filter(|(_, n)| *n > 0)
+            .collect();
+        CounterSnapshot {
+            lines: get(&self.lines),
+            bars_accepted: get(&self.bars_accepted),
+            corrections: get(&self.corrections),
+            duplicates: get(&self.duplicates),
+            conflicts: get(&self.conflicts),
+            too_old: get(&self.too_old),
+            filtered: get(&self.filtered),
+            heartbeats: get(&self.heartbeats),
+            status_lines: get(&self.status_lines),
+            unknown_types: get(&self.unknown_types),
+            rejects_total: rejects.values().sum(),
+            rejects,
+            seq_gaps: get(&self.seq_gaps),
+            lines_lost: get(&self.lines_lost),
+            writer_sessions: get(&self.writer_sessions),
+            reconnects: get(&self.reconnects),
+            disconnects: get(&self.disconnects),
+            stale_episodes: get(&self.stale_episodes),
+            delivery_drops: get(&self.delivery_drops),
+        }
+    }
+}
+
+/// Per-symbol liveness.
+#[derive(Clone, Debug, PartialEq, Serialize, serde::Deserialize)]
+pub struct SymbolHealth {
+    /// Bars accepted for this symbol (new minutes and corrections).
+    pub bars: u64,
+    /// Start of the newest bar's minute (from the data).
+    pub last_bar_ts_ms: i64,
+    /// When the newest bar arrived (consumer clock).
+    pub last_received_ms: i64,
+}
+
+/// The sidecar's last `status` line.
+#[derive(Clone, Debug, PartialEq, Serialize, serde::Deserialize)]
+pub struct SidecarStatus {
+    pub state: String,
+    pub detail: Option<String>,
+    pub received_ms: i64,
+}
+
+#[derive(Debug)]
+struct Inner {
+    state: FeedState,
+    started_ms: i64,
+    last_message_ms: Option<i64>,
+    stale_since_ms: Option<i64>,
+    sidecar: Option<SidecarStatus>,
+    /// Last seq seen per writer id.
+    writers: HashMap<String, u64>,
+    symbols: HashMap<Symbol, SymbolHealth>,
+}
+
+/// Health of one consumer. Shared between the reader thread and anyone reporting.
+#[derive(Debug)]
+pub struct Health {
+    clock: Arc<dyn Clock>,
+    stale_after_ms: i64,
+    pub counters: Counters,
+    inner: Mutex<Inner>,
+}
+
+/// A point-in-time copy of the health, for the status file and APIs.
+#[derive(Clone, Debug, PartialEq, Serialize, serde::Deserialize)]
+pub struct HealthSnapshot {
+    pub state: FeedState,
+    pub now_ms: i64,
+    pub started_ms: i64,
+    pub stale_after_ms: i64,
+    pub last_message_ms: Option<i64>,
+    pub stale_since_ms: Option<i64>,
+    pub sidecar: Option<SidecarStatus>,
+    pub counters: CounterSnapshot,
+    pub symbols: BTreeMap<String, SymbolHealth>,
+}
+
+// FeedState needs Deserialize for status files read back by `barbridge status`.
+impl<'de> serde::Deserialize<'de> for FeedState {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        Ok(match s.as_str() {
+            "live" => FeedState::Live,
+            "stale" => FeedState::Stale,
+            _ => FeedState::Waiting,
+        })
+    }
+}
+
+impl Health {
+    pub fn new(clock: Arc<dyn Clock>, stale_after: Duration) -> Health {
+        let now = clock.now_ms();
+        Health {
+            clock,
+            stale_after_ms: stale_after.as_millis() as i64,
+            counters: Counters::default(),
+            inner: Mutex::new(Inner {
+                state: FeedState::Waiting,
+                started_ms: now,
+                last_message_ms: None,
+                stale_since_ms: None,
+                sidecar: None,
+                writers: HashMap::new(),
+                symbols: HashMap::new(),
+            }),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub fn now_ms(&self) -> i64 {
+        self.clock.now_ms()
+    }
+
+    pub fn state(&self) -> FeedState {
+        self.lock().state
+    }
+
+    /// Any line arrived (bar, heartbeat, status, even a reject: the writer is alive).
+    pub fn on_message(&self) {
+        let now = self.clock.now_ms();
+        let mut inner = self.lock();
+        inner.last_message_ms = Some(now);
+        if inner.state == FeedState::Stale {
+            let since = inner.stale_since_ms.unwrap_or(now);
+            log::warn!("feed recovered: data arriving again after {:.1} s stale", (now - since) as f64 / 1000.0);
+        }
+        inner.state = FeedState::Live;
+        inner.stale_since_ms = None;
+    }
+
+    /// A bar was accepted for `symbol`.
+    pub fn on_bar(&self, symbol: &Symbol, bar_ts_ms: i64) {
+        let now = self.clock.now_ms();
+        let mut inner = self.lock();
+        if let Some(h) = inner.symbols.get_mut(symbol) {
+            h.bars += 1;
+            h.last_bar_ts_ms = h.last_bar_ts_ms.max(bar_ts_ms);
+            h.last_received_ms = now;
+        } else {
+            inner
+                .symbols
+                .insert(symbol.clone(), SymbolHealth { bars: 1, last_bar_ts_ms: bar_ts_ms, last_received_ms: now });
+        }
+    }
+
+    /// A line carried `seq` from `writer`: detect loss inside a writer session and new sessions.
+    pub fn on_seq(&self, writer: &str, seq: u64) {
+        let mut inner = self.lock();
+        let last = inner.writers.insert(writer.to_owned(), seq);
+        drop(inner);
+        let who = if writer.is_empty() { "the writer".to_owned() } else { format!("writer {writer}") };
+        match last {
+            None => {
+                self.counters.writer_sessions.fetch_add(1, Ordering::Relaxed);
+                log::info!("{who} connected (seq {seq})");
+            }
+            Some(last) if seq == last + 1 => {}
+            Some(last) if seq > last + 1 => {
+                let lost = seq - last - 1;
+                self.counters.seq_gaps.fetch_add(1, Ordering::Relaxed);
+                self.counters.lines_lost.fetch_add(lost, Ordering::Relaxed);
+                log::error!("{who} skipped seq {}..={}: {lost} line(s) lost between sidecar and consumer", last + 1, seq - 1);
+            }
+            Some(last) => {
+                self.counters.writer_sessions.fetch_add(1, Ordering::Relaxed);
+                log::info!("{who} restarted its sequence (seq {seq} after {last}): new writer session");
+            }
+        }
+    }
+
+    /// The sidecar reported a connection state.
+    pub fn on_sidecar_status(&self, state: &str, detail: Option<&str>) {
+        let now = self.clock.now_ms();
+        self.counters.status_lines.fetch_add(1, Ordering::Relaxed);
+        let detail_text = detail.map(|d| format!(": {d}")).unwrap_or_default();
+        match state {
+            "reconnecting" => {
+                self.counters.reconnects.fetch_add(1, Ordering::Relaxed);
+                log::warn!("sidecar reconnecting to Alpaca{detail_text}");
+            }
+            "disconnected" => {
+                self.counters.disconnects.fetch_add(1, Ordering::Relaxed);
+                log::warn!("sidecar disconnected from Alpaca{detail_text}");
+            }
+            "auth_failed" | "stale" | "error" => log::error!("sidecar reports {state}{detail_text}"),
+            _ => log::info!("sidecar {state}{detail_text}"),
+        }
+        self.lock().sidecar =
+            Some(SidecarStatus { state: state.to_owned(), detail: detail.map(str::to_owned), received_ms: now });
+    }
+
+    /// Re-evaluate staleness; call periodically. Logs once when a stale episode starts.
+    pub fn tick(&self) -> FeedState {
+        let now = self.clock.now_ms();
+        let mut inner = self.lock();
+        if inner.state != FeedState::Stale {
+            let since = inner.last_message_ms.unwrap_or(inner.started_ms);
+            if now - since >= self.stale_after_ms {
+                inner.state = FeedState::Stale;
+                inner.stale_since_ms = Some(now);
+                self.counters.stale_episodes.fetch_add(1, Ordering::Relaxed);
+                match inner.last_message_ms {
+                    Some(_) => log::error!(
+                        "feed stale: nothing received for {:.0} s (threshold {:.0} s); is the sidecar running and connected?",
+                        (now - since) as f64 / 1000.0,
+                        self.stale_after_ms as f64 / 1000.0
+                    ),
+                    None => log::error!(
+                        "feed stale: nothing received in {:.0} s since start; is the sidecar running and writing to this FIFO?",
+                        (now - since) as f64 / 1000.0
+                    ),
+                }
+            }
+        }
+        inner.state
+    }
+
+    pub fn snapshot(&self) -> HealthSnapshot {
+        let now = self.clock.now_ms();
+        let inner = self.lock();
+        HealthSnapshot {
+            state: inner.state,
+            now_ms: now,
+            started_ms: inner.started_ms,
+            stale_after_ms: self.stale_after_ms,
+            last_message_ms: inner.last_message_ms,
+            stale_since_ms: inner.stale_since_ms,
+            sidecar: inner.sidecar.clone(),
+            counters: self.counters.snapshot(),
+            symbols: inner.symbols.iter().map(|(k, v)| (k.to_string(), v.clone())).collect(),
+        }
+    }
+}
+
+/// Logs at most `burst` messages per key and `window`, then one summary of what was suppressed.
+#[derive(Debug)]
+pub struct RateLimitedLog {
+    window_ms: i64,
+    burst: u32,
+    slots: Mutex<HashMap<&'static str, (i64, u32, u64)>>,
+}
+
+impl RateLimitedLog {
+    pub fn new(window: Duration, burst: u32) -> RateLimitedLog {
+        RateLimitedLog { window_ms: window.as_millis() as i64, burst, slots: Mutex::new(HashMap::new()) }
+    }
+
+    /// Returns true when the caller should log this occurrence; `suppressed` is filled with the
+    /// number of occurrences not logged since the last logged one.
+    pub fn allow(&self, key: &'static str, now_ms: i64, suppressed: &mut u64) -> bool {
+        let mut slots = self.slots.lock().unwrap_or_else(|e| e.into_inner());
+        let slot = slots.entry(key).or_insert((now_ms, 0, 0));
+        if now_ms - slot.0 >= self.window_ms {
+            slot.0 = now_ms;
+            slot.1 = 0;
+        }
+        if slot.1 < self.burst {
+            slot.1 += 1;
+            *suppressed = std::mem::take(&mut slot.2);
+            true
+        } else {
+            slot.2 += 1;
+            false
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stale_enters_once_and_recovers() {
+        let clock = ManualClock::new(1_000_000);
+        let health = Health::new(clock.clone(), Duration::from_secs(120));
+        assert_eq!(health.tick(), FeedState::Waiting);
+        health.on_message();
+        assert_eq!(health.tick(), FeedState::Live);
+        clock.advance(Duration::from_secs(119));
+        assert_eq!(health.tick(), FeedState::Live);
+        clock.advance(Duration::from_secs(1));
+        assert_eq!(health.tick(), FeedState::Stale);
+        clock.advance(Duration::from_secs(300));
+        assert_eq!(health.tick(), FeedState::Stale);
+        assert_eq!(health.counters.stale_episodes.load(Ordering::Relaxed), 1, "one episode, not one per tick");
+        health.on_message();
+        assert_eq!(health.tick(), FeedState::Live);
+        clock.advance(Duration::from_secs(120));
+        assert_eq!(health.tick(), FeedState::Stale);
+        assert_eq!(health.counters.stale_episodes.load(Ordering::Relaxed), 2);
+    }
+
+    #[test]
+    fn never_receiving_anything_is_stale_too() {
+        let clock = ManualClock::new(0);
+        let health = Health::new(clock.clone(), Duration::from_secs(5));
+        clock.advance(Duration::from_secs(5));
+        assert_eq!(health.tick(), FeedState::Stale);
+    }
+
+    #[test]
+    fn seq_gaps_and_writer_restarts() {
+        let health = Health::new(ManualClock::new(0), Duration::from_secs(5));
+        for seq in [1, 2, 3, 7, 8, 1, 2] {
+            health.on_seq("w1", seq);
+        }
+        health.on_seq("w2", 1);
+        let c = health.counters.snapshot();
+        assert_eq!((c.seq_gaps, c.lines_lost, c.writer_sessions), (1, 3, 3));
+    }
+
+    #[test]
+    fn rate_limited_log_counts_suppressed() {
+        let rl = RateLimitedLog::new(Duration::from_secs(10), 2);
+        let mut s = 0;
+        assert!(rl.allow("k", 0, &mut s));
+        assert!(rl.allow("k", 1, &mut s));
+        assert!(!rl.allow("k", 2, &mut s));
+        assert!(!rl.allow("k", 3, &mut s));
+        assert!(rl.allow("k", 10_000, &mut s));
+        assert_eq!(s, 2);
+    }
+}

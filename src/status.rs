@@ -1,0 +1,261 @@
+//! Status file: a JSON snapshot of a running consumer, rewritten atomically every second, and
+//! its human rendering for `barbridge status`.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::feed::{Consumer, SubscriberStatus};
+use crate::health::{FeedState, HealthSnapshot};
+
+/// Version of the status file layout.
+pub const STATUS_VERSION: u32 = 1;
+
+/// The status file's content.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct StatusReport {
+    pub version: u32,
+    pub pid: u32,
+    pub fifo: Option<String>,
+    pub updated_ms: i64,
+    pub health: HealthSnapshot,
+    /// Bars held in the store per symbol.
+    pub stored: BTreeMap<String, usize>,
+    pub subscribers: Vec<SubscriberStatus>,
+}
+
+impl StatusReport {
+    pub fn collect(consumer: &Consumer, fifo: Option<&Path>) -> StatusReport {
+        let health = consumer.health().snapshot();
+        let store = consumer.store();
+        StatusReport {
+            version: STATUS_VERSION,
+            pid: std::process::id(),
+            fifo: fifo.map(|p| p.display().to_string()),
+            updated_ms: health.now_ms,
+            stored: store.symbols().iter().map(|s| (s.to_string(), store.len(s))).collect(),
+            subscribers: consumer.subscriber_status(),
+            health,
+        }
+    }
+
+    /// Write atomically: a temporary file in the same directory, then rename.
+    pub fn write_atomic(&self, path: &Path) -> std::io::Result<()> {
+        let tmp = path.with_extension(format!("tmp.{}", std::process::id()));
+        let mut f = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&tmp)?;
+        serde_json::to_writer_pretty(&mut f, self)?;
+        f.write_all(b"\n")?;
+        drop(f);
+        std::fs::rename(&tmp, path)
+    }
+
+    pub fn read(path: &Path) -> Result<StatusReport, String> {
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            format!("cannot read status file {}: {e}; is `barbridge run --status-file {}` running?", path.display(), path.display())
+        })?;
+        serde_json::from_str(&text).map_err(|e| format!("status file {} is not valid: {e}", path.display()))
+    }
+
+    /// A person's view, ages measured against `now_ms`.
+    pub fn render(&self, now_ms: i64) -> String {
+        let h = &self.health;
+        let c = &h.counters;
+        let mut out = String::new();
+        let age = |ms: i64| fmt_age(now_ms - ms);
+        let file_age = now_ms - self.updated_ms;
+        if file_age > 5_000 {
+            out.push_str(&format!(
+                "WARNING: status last written {} ago: the consumer (pid {}) is not running or is hung\n",
+                fmt_age(file_age),
+                self.pid
+            ));
+        }
+        let state = match h.state {
+            FeedState::Live => "LIVE",
+            FeedState::Waiting => "WAITING (nothing received yet)",
+            FeedState::Stale => "STALE",
+        };
+        out.push_str(&format!("barbridge consumer pid {}  state {state}", self.pid));
+        if let Some(since) = h.stale_since_ms {
+            out.push_str(&format!(" for {}", age(since)));
+        }
+        out.push('\n');
+        if let Some(fifo) = &self.fifo {
+            out.push_str(&format!("fifo      {fifo}\n"));
+        }
+        out.push_str(&format!(
+            "up        {}   last message {}   stale after {}\n",
+            age(h.started_ms),
+            h.last_message_ms.map_or("never".to_owned(), |t| format!("{} ago", age(t))),
+            fmt_age(h.stale_after_ms)
+        ));
+        if let Some(s) = &h.sidecar {
+            out.push_str(&format!(
+                "sidecar   {}{} ({} ago)\n",
+                s.state,
+                s.detail.as_deref().map(|d| format!(": {d}")).unwrap_or_default(),
+                age(s.received_ms)
+            ));
+        }
+        out.push_str(&format!(
+            "bars      {} accepted, {} corrections, {} duplicates, {} conflicts, {} filtered\n",
+            c.bars_accepted, c.corrections, c.duplicates, c.conflicts, c.filtered
+        ));
+        let rejects = if c.rejects.is_empty() {
+            "0".to_owned()
+        } else {
+            c.rejects.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(" ")
+        };
+        out.push_str(&format!("rejects   {rejects}\n"));
+        out.push_str(&format!(
+            "link      {} heartbeats, {} reconnects, {} disconnects, {} seq gaps ({} lines lost), {} stale episodes, {} delivery drops\n",
+            c.heartbeats, c.reconnects, c.disconnects, c.seq_gaps, c.lines_lost, c.stale_episodes, c.delivery_drops
+        ));
+        out.push_str(&format!("\n{:<10} {:>8} {:>8}  {:<20} {:>10}\n", "SYMBOL", "BARS", "STORED", "LAST BAR (UTC)", "RECEIVED"));
+        for (symbol, s) in &h.symbols {
+            out.push_str(&format!(
+                "{:<10} {:>8} {:>8}  {:<20} {:>10}\n",
+                symbol,
+                s.bars,
+                self.stored.get(symbol).copied().unwrap_or(0),
+                fmt_utc(s.last_bar_ts_ms),
+                format!("{} ago", age(s.last_received_ms))
+            ));
+        }
+        if h.symbols.is_empty() {
+            out.push_str("(no bars yet)\n");
+        }
+        for sub in &self.subscribers {
+            if sub.dropped > 0 {
+                out.push_str(&format!("subscriber {:?}: {} dropped, {} queued\n", sub.name, sub.dropped, sub.queued));
+            }
+        }
+        out
+    }
+}
+
+fn fmt_age(ms: i64) -> String {
+    let s = ms.max(0) / 1000;
+    match s {
+        0..=119 => format!("{}.{}s", s, (ms.max(0) % 1000) / 100),
+        120..=7199 => format!("{}m{:02}s", s / 60, s % 60),
+        _ => format!("{}h{:02}m", s / 3600, (s % 3600) / 60),
+    }
+}
+
+/// `YYYY-MM-DD HH:MM` in UTC from epoch milliseconds (civil-from-days, no time-zone database).
+pub fn fmt_utc(ms: i64) -> String {
+    let secs = ms.div_euclid(1000);
+    let days = secs.div_euclid(86_400);
+    let rem = secs.rem_euclid(86_400);
+    let (y, m, d) = civil_from_days(days);
+    format!("{y:04}-{m:02}-{d:02} {:02}:{:02}", rem / 3600, (rem % 3600) / 60)
+}
+
+/// Howard Hinnant's days-to-civil algorithm.
+pub fn civil_from_days(z: i64) -> (i64, u32, u32) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let y = yoe + era * 400;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    (if m <= 2 { y + 1 } else { y }, m, d)
+}
+
+/// Rewrites the status file every `period` until stopped; writes once more on stop.
+#[derive(Debug)]
+pub struct StatusWriter {
+    stop: Arc<AtomicBool>,
+    thread: JoinHandle<()>,
+}
+
+impl StatusWriter {
+    pub fn start(consumer: Arc<Consumer>, path: PathBuf, fifo: Option<PathBuf>, period: Duration) -> StatusWriter {
+        let stop = Arc::new(AtomicBool::new(false));
+        let thread = {
+            let stop = stop.clone();
+            std::thread::Builder::new()
+                .name("barbridge-status".into())
+                .spawn(move || {
+                    let mut failing = false;
+                    loop {
+                        consumer.health().tick();
+                        let report = StatusReport::collect(&consumer, fifo.as_deref());
+                        match report.write_atomic(&path) {
+                            Ok(()) if failing => {
+                                log::info!("status file {} writable again", path.display());
+                                failing = false;
+                            }
+                            Ok(()) => {}
+                            Err(e) if !failing => {
+                                log::error!("cannot write status file {}: {e} (will keep trying)", path.display());
+                                failing = true;
+                            }
+                            Err(_) => {}
+                        }
+                        if stop.load(Ordering::Relaxed) {
+                            break;
+                        }
+                        // Sleep in small steps so stop is prompt.
+                        let mut slept = Duration::ZERO;
+                        while slept < period && !stop.load(Ordering::Relaxed) {
+                            std::thread::sleep(Duration::from_millis(50));
+                            slept += Duration::from_millis(50);
+                        }
+                    }
+                })
+                .expect("spawning the status thread")
+        };
+        StatusWriter { stop, thread }
+    }
+
+    /// Stop after one final write.
+    pub fn stop(self) {
+        self.stop.store(true, Ordering::Relaxed);
+        let _ = self.thread.join();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn utc_formatting() {
+        assert_eq!(fmt_utc(0), "1970-01-01 00:00");
+        assert_eq!(fmt_utc(1_759_930_080_000), "2025-10-08 13:28");
+        assert_eq!(fmt_utc(951_782_400_000), "2000-02-29 00:00");
+    }
+
+    #[test]
+    fn report_round_trips_and_renders() {
+        let consumer = Consumer::builder().build();
+        consumer
+            .ingest_line(br#"{"symbol":"SPY","timestamp_ms":1759930080000,"open":1,"high":1,"low":1,"close":1,"volume":1}"#)
+            .unwrap();
+        let _ = consumer.ingest_line(b"garbage");
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("status.json");
+        let report = StatusReport::collect(&consumer, None);
+        report.write_atomic(&path).unwrap();
+        let back = StatusReport::read(&path).unwrap();
+        assert_eq!(back, report);
+        let text = back.render(back.updated_ms);
+        assert!(text.contains("state LIVE"), "{text}");
+        assert!(text.contains("malformed_json=1"), "{text}");
+        assert!(text.contains("SPY") && text.contains("2025-10-08 13:28"), "{text}");
+        let stale_text = back.render(back.updated_ms + 60_000);
+        assert!(stale_text.contains("not running"), "{stale_text}");
+    }
+}

@@ -1,0 +1,247 @@
+//! Per-symbol, time-ordered, bounded bar store. Knows nothing of FIFOs or wire formats.
+//!
+//! ```
+//! use barbridge::{Bar, BarStore, InsertMode, Inserted};
+//! let store = BarStore::new(10_000);
+//! let bar = Bar { timestamp_ms: 60_000, open: 1.0, high: 2.0, low: 0.5, close: 1.5,
+//!                 volume: 10.0, vwap: 1.2, trade_count: 3 };
+//! assert_eq!(store.insert("SPY", bar, InsertMode::FirstReport).1, Inserted::Appended);
+//! assert_eq!(store.insert("SPY", bar, InsertMode::FirstReport).1, Inserted::Duplicate);
+//! assert_eq!(store.latest("SPY"), Some(bar));
+//! ```
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex, RwLock};
+
+use crate::bar::{Bar, Symbol};
+
+/// Default bound on stored bars per symbol.
+pub const DEFAULT_CAPACITY_PER_SYMBOL: usize = 10_000;
+
+/// How an incoming bar relates to a stored bar of the same minute.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum InsertMode {
+    /// A first report (`bar` from the stream, replay): a stored bar of the same minute wins.
+    FirstReport,
+    /// An authoritative version (`updated_bar`, REST backfill): replaces a stored bar that differs.
+    Correction,
+}
+
+/// What the store did with a bar.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Inserted {
+    /// Newer than every stored bar: appended (the common case).
+    Appended,
+    /// Older than the newest stored bar: inserted in time order.
+    InsertedOutOfOrder,
+    /// Same minute as a stored bar with different values, and a correction: replaced it.
+    Replaced,
+    /// Same minute, same values: nothing changed.
+    Duplicate,
+    /// Same minute, different values, not a correction: the stored bar was kept.
+    Conflict,
+    /// Older than everything a full series holds: not stored.
+    TooOld,
+}
+
+impl Inserted {
+    /// True when the store changed and subscribers should hear about it.
+    pub fn is_delivered(self) -> bool {
+        matches!(self, Inserted::Appended | Inserted::InsertedOutOfOrder | Inserted::Replaced)
+    }
+}
+
+#[derive(Debug)]
+struct Series {
+    bars: VecDeque<Bar>,
+}
+
+/// Thread-safe store: one reader thread inserts while any number of threads query.
+#[derive(Debug)]
+pub struct BarStore {
+    capacity: usize,
+    series: RwLock<HashMap<Symbol, Arc<Mutex<Series>>>>,
+}
+
+impl BarStore {
+    /// A store holding at most `capacity_per_symbol` bars per symbol (oldest evicted first).
+    pub fn new(capacity_per_symbol: usize) -> BarStore {
+        BarStore { capacity: capacity_per_symbol.max(1), series: RwLock::new(HashMap::new()) }
+    }
+
+    pub fn capacity_per_symbol(&self) -> usize {
+        self.capacity
+    }
+
+    fn series(&self, symbol: &str) -> Option<(Symbol, Arc<Mutex<Series>>)> {
+        let map = self.series.read().unwrap_or_else(|e| e.into_inner());
+        map.get_key_value(symbol).map(|(k, v)| (k.clone(), v.clone()))
+    }
+
+    fn series_or_create(&self, symbol: &str) -> (Symbol, Arc<Mutex<Series>>) {
+        if let Some(found) = self.series(symbol) {
+            return found;
+        }
+        let mut map = self.series.write().unwrap_or_else(|e| e.into_inner());
+        if let Some((k, v)) = map.get_key_value(symbol) {
+            return (k.clone(), v.clone()); // created by another thread meanwhile
+        }
+        let name: Symbol = Arc::from(symbol);
+        let series = Arc::new(Mutex::new(Series { bars: VecDeque::new() }));
+        map.insert(name.clone(), series.clone());
+        (name, series)
+    }
+
+    /// Insert one bar; returns the shared symbol name and what happened.
+    pub fn insert(&self, symbol: &str, bar: Bar, mode: InsertMode) -> (Symbol, Inserted) {
+        let (name, series) = self.series_or_create(symbol);
+        let mut s = series.lock().unwrap_or_else(|e| e.into_inner());
+        let outcome = s.insert(bar, mode, self.capacity);
+        (name, outcome)
+    }
+
+    /// The newest bar of `symbol`.
+    pub fn latest(&self, symbol: &str) -> Option<Bar> {
+        let (_, series) = self.series(symbol)?;
+        let s = series.lock().unwrap_or_else(|e| e.into_inner());
+        s.bars.back().copied()
+    }
+
+    /// The newest `n` bars of `symbol`, oldest first.
+    pub fn last_n(&self, symbol: &str, n: usize) -> Vec<Bar> {
+        let Some((_, series)) = self.series(symbol) else { return Vec::new() };
+        let s = series.lock().unwrap_or_else(|e| e.into_inner());
+        let skip = s.bars.len().saturating_sub(n);
+        s.bars.range(skip..).copied().collect()
+    }
+
+    /// Bars of `symbol` with `from_ms <= timestamp_ms < to_ms`, oldest first.
+    pub fn range(&self, symbol: &str, from_ms: i64, to_ms: i64) -> Vec<Bar> {
+        let Some((_, series)) = self.series(symbol) else { return Vec::new() };
+        let s = series.lock().unwrap_or_else(|e| e.into_inner());
+        let start = s.bars.partition_point(|b| b.timestamp_ms < from_ms);
+        let end = s.bars.partition_point(|b| b.timestamp_ms < to_ms);
+        if start >= end {
+            return Vec::new();
+        }
+        s.bars.range(start..end).copied().collect()
+    }
+
+    /// Number of bars stored for `symbol`.
+    pub fn len(&self, symbol: &str) -> usize {
+        self.series(symbol).map_or(0, |(_, s)| s.lock().unwrap_or_else(|e| e.into_inner()).bars.len())
+    }
+
+    /// Total bars stored over all symbols.
+    pub fn total_len(&self) -> usize {
+        let map = self.series.read().unwrap_or_else(|e| e.into_inner());
+        map.values().map(|s| s.lock().unwrap_or_else(|e| e.into_inner()).bars.len()).sum()
+    }
+
+    /// Every symbol that has bars, sorted.
+    pub fn symbols(&self) -> Vec<Symbol> {
+        let map = self.series.read().unwrap_or_else(|e| e.into_inner());
+        let mut names: Vec<Symbol> = map.keys().cloned().collect();
+        names.sort();
+        names
+    }
+}
+
+impl Series {
+    fn insert(&mut self, bar: Bar, mode: InsertMode, capacity: usize) -> Inserted {
+        let ts = bar.timestamp_ms;
+        match self.bars.back() {
+            None => {
+                self.bars.push_back(bar);
+                return Inserted::Appended;
+            }
+            Some(last) if last.timestamp_ms < ts => {
+                if self.bars.len() >= capacity {
+                    self.bars.pop_front();
+                }
+                self.bars.push_back(bar);
+                return Inserted::Appended;
+            }
+            _ => {}
+        }
+        match self.bars.binary_search_by_key(&ts, |b| b.timestamp_ms) {
+            Ok(i) => {
+                if self.bars[i] == bar {
+                    Inserted::Duplicate
+                } else if mode == InsertMode::Correction {
+                    self.bars[i] = bar;
+                    Inserted::Replaced
+                } else {
+                    Inserted::Conflict
+                }
+            }
+            Err(0) if self.bars.len() >= capacity => Inserted::TooOld,
+            Err(i) => {
+                self.bars.insert(i, bar);
+                if self.bars.len() > capacity {
+                    self.bars.pop_front();
+                }
+                Inserted::InsertedOutOfOrder
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn bar(ts: i64, close: f64) -> Bar {
+        Bar { timestamp_ms: ts, open: close, high: close, low: close, close, volume: 1.0, vwap: close, trade_count: 1 }
+    }
+
+    #[test]
+    fn out_of_order_bars_are_inserted_in_place() {
+        let store = BarStore::new(100);
+        for ts in [3, 1, 5, 2, 4] {
+            store.insert("SPY", bar(ts * 60_000, 1.0), InsertMode::FirstReport);
+        }
+        let ts: Vec<i64> = store.last_n("SPY", 10).iter().map(|b| b.timestamp_ms / 60_000).collect();
+        assert_eq!(ts, vec![1, 2, 3, 4, 5]);
+    }
+
+    #[test]
+    fn duplicates_conflicts_and_corrections() {
+        let store = BarStore::new(100);
+        assert_eq!(store.insert("A", bar(60_000, 1.0), InsertMode::FirstReport).1, Inserted::Appended);
+        assert_eq!(store.insert("A", bar(120_000, 1.0), InsertMode::FirstReport).1, Inserted::Appended);
+        assert_eq!(store.insert("A", bar(60_000, 1.0), InsertMode::FirstReport).1, Inserted::Duplicate);
+        assert_eq!(store.insert("A", bar(60_000, 2.0), InsertMode::FirstReport).1, Inserted::Conflict);
+        assert_eq!(store.latest("A").unwrap().close, 1.0);
+        assert_eq!(store.range("A", 60_000, 120_000)[0].close, 1.0);
+        assert_eq!(store.insert("A", bar(60_000, 2.0), InsertMode::Correction).1, Inserted::Replaced);
+        assert_eq!(store.range("A", 60_000, 120_000), vec![bar(60_000, 2.0)]);
+        assert_eq!(store.insert("A", bar(60_000, 2.0), InsertMode::Correction).1, Inserted::Duplicate);
+        assert_eq!(store.len("A"), 2);
+    }
+
+    #[test]
+    fn bounded_per_symbol_evicts_oldest() {
+        let store = BarStore::new(3);
+        for ts in 1..=5 {
+            store.insert("A", bar(ts, 1.0), InsertMode::FirstReport);
+        }
+        let ts: Vec<i64> = store.last_n("A", 10).iter().map(|b| b.timestamp_ms).collect();
+        assert_eq!(ts, vec![3, 4, 5]);
+        assert_eq!(store.insert("A", bar(1, 1.0), InsertMode::FirstReport).1, Inserted::TooOld);
+        assert_eq!(store.insert("A", bar(4, 1.0), InsertMode::FirstReport).1, Inserted::Duplicate);
+        // In place, then the oldest goes.
+        store.insert("A", bar(3, 9.0), InsertMode::Correction);
+        assert_eq!(store.latest("A").unwrap().timestamp_ms, 5);
+        assert_eq!(store.len("A"), 3);
+    }
+
+    #[test]
+    fn queries_on_unknown_symbols_are_empty() {
+        let store = BarStore::new(3);
+        assert_eq!(store.latest("NOPE"), None);
+        assert!(store.last_n("NOPE", 5).is_empty());
+        assert!(store.range("NOPE", 0, i64::MAX).is_empty());
+        assert!(store.symbols().is_empty());
+    }
+}
