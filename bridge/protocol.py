@@ -1,0 +1,280 @@
+"""Wire protocol (ARCHITECTURE.md ★): encode sidecar lines, decode/validate lines.
+
+One JSON object per line, UTF-8, ``\\n``-terminated, at most :data:`MAX_LINE_BYTES` bytes
+including the newline, so that one ``os.write`` of a line into a FIFO is atomic (PIPE_BUF).
+
+The validator mirrors the Rust reader (``src/wire.rs``) and is checked against the shared
+vectors in ``tests/wire_vectors.json``; it is used for replay input, never on the hot path.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import math
+from dataclasses import dataclass
+from typing import Any, Mapping, Optional
+
+MAX_LINE_BYTES = 4096
+MAX_SYMBOL_BYTES = 32
+MAX_TIMESTAMP_MS = 32_503_680_000_000  # year 3000
+MINUTE_MS = 60_000
+
+BAR_KINDS = ("bar", "updated_bar")
+SOURCES = ("stream", "backfill", "replay", "synthetic")
+STATES = ("connected", "subscribed", "disconnected", "reconnecting", "auth_failed", "stale")
+
+# Bar fields in the seed's order (the seed format must keep working unchanged).
+BAR_FIELDS = ("symbol", "timestamp_ms", "open", "high", "low", "close", "volume", "vwap", "trade_count")
+
+
+class WireError(ValueError):
+    """A line the consumer would reject; ``reason`` is the shared reject code."""
+
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(f"{reason}: {detail}")
+        self.reason = reason
+        self.detail = detail
+
+
+class LineTooLong(ValueError):
+    pass
+
+
+def _num(v: float) -> Any:
+    """Integral floats are written as integers (like the seed and the Rust encoder)."""
+    if isinstance(v, bool):
+        raise TypeError("bool is not a number")
+    if isinstance(v, int):
+        return v
+    f = float(v)
+    if not math.isfinite(f):
+        raise WireError("non_finite", f"value {v!r} is not finite")
+    if f.is_integer() and abs(f) < 2**53:
+        return int(f)
+    return f
+
+
+def _dumps(obj: Mapping[str, Any]) -> bytes:
+    data = json.dumps(obj, separators=(",", ":"), ensure_ascii=True, allow_nan=False).encode()
+    if len(data) + 1 > MAX_LINE_BYTES:
+        raise LineTooLong(f"line of {len(data) + 1} bytes exceeds {MAX_LINE_BYTES}")
+    return data + b"\n"
+
+
+def encode_bar(bar: Mapping[str, Any], *, seq: Optional[int] = None, writer: Optional[str] = None) -> bytes:
+    """Encode a normalised bar dict (see :func:`normalise_bar`) as one wire line (with ``\\n``).
+
+    Prices/volume keep their float value; ``kind``/``source`` become ``type``/``source``."""
+    validate_bar_values(bar["symbol"], bar)
+    out: dict[str, Any] = {}
+    kind = bar.get("kind") or "bar"
+    if kind != "bar":
+        out["type"] = kind
+    out["symbol"] = bar["symbol"]
+    out["timestamp_ms"] = int(bar["timestamp_ms"])
+    for f in ("open", "high", "low", "close", "volume", "vwap"):
+        out[f] = _num(bar.get(f) or 0) if f == "vwap" else _num(bar[f])
+    out["trade_count"] = int(bar.get("trade_count") or 0)
+    if bar.get("source"):
+        out["source"] = bar["source"]
+    if seq is not None:
+        out["seq"] = int(seq)
+    if writer:
+        out["writer"] = writer
+    return _dumps(out)
+
+
+def encode_heartbeat(ts_ms: int, *, seq: Optional[int] = None, writer: Optional[str] = None, **extra: Any) -> bytes:
+    out: dict[str, Any] = {"type": "heartbeat", "ts_ms": int(ts_ms)}
+    if seq is not None:
+        out["seq"] = int(seq)
+    if writer:
+        out["writer"] = writer
+    out.update(extra)
+    return _dumps(out)
+
+
+def encode_status(ts_ms: int, state: str, detail: str = "", *, seq: Optional[int] = None,
+                  writer: Optional[str] = None, **extra: Any) -> bytes:
+    if state not in STATES:
+        raise ValueError(f"unknown status state {state!r}")
+    out: dict[str, Any] = {"type": "status", "ts_ms": int(ts_ms), "state": state,
+                           "detail": detail[:1000]}
+    if seq is not None:
+        out["seq"] = int(seq)
+    if writer:
+        out["writer"] = writer
+    out.update(extra)
+    return _dumps(out)
+
+
+# --------------------------------------------------------------------------- normalisation
+
+def _ts_to_ms(t: Any) -> int:
+    """Alpaca timestamps -> epoch ms (UTC, from the data; never local time).
+
+    Stream (msgpack, raw_data=True): ``msgpack.Timestamp``; REST (raw): RFC 3339 string;
+    also accepts datetime (must be aware) and ints (ms)."""
+    if hasattr(t, "to_unix_nano"):  # msgpack.Timestamp
+        return t.to_unix_nano() // 1_000_000
+    if isinstance(t, _dt.datetime):
+        if t.tzinfo is None:
+            raise ValueError("naive datetime: refusing to guess its time zone")
+        return int(t.timestamp() * 1000)
+    if isinstance(t, str):
+        s = t.strip()
+        if s.endswith("Z"):
+            s = s[:-1] + "+00:00"
+        # fromisoformat (3.11) handles nanosecond-free forms; trim sub-microsecond digits.
+        if "." in s:
+            head, rest = s.split(".", 1)
+            frac = "".join(ch for ch in rest if ch.isdigit())
+            tz = rest[len(frac):]
+            s = f"{head}.{frac[:6]}{tz}"
+        d = _dt.datetime.fromisoformat(s)
+        if d.tzinfo is None:
+            d = d.replace(tzinfo=_dt.timezone.utc)
+        return round(d.timestamp() * 1000)
+    if isinstance(t, (int, float)) and not isinstance(t, bool):
+        return int(t)
+    raise TypeError(f"unsupported timestamp {t!r}")
+
+
+def normalise_alpaca_bar(msg: Mapping[str, Any], *, source: str, kind: Optional[str] = None,
+                         symbol: Optional[str] = None) -> dict[str, Any]:
+    """Alpaca short-key bar (stream raw dict ``T,S,o,h,l,c,v,t,n,vw`` or REST raw dict) ->
+    normalised bar dict (the wire bar plus ``kind`` and ``source``)."""
+    if kind is None:
+        kind = "updated_bar" if msg.get("T") == "u" else "bar"
+    return {
+        "symbol": symbol or msg["S"],
+        "timestamp_ms": _ts_to_ms(msg["t"]),
+        "open": float(msg["o"]),
+        "high": float(msg["h"]),
+        "low": float(msg["l"]),
+        "close": float(msg["c"]),
+        "volume": float(msg["v"]),
+        "vwap": float(msg.get("vw") or 0.0),
+        "trade_count": int(msg.get("n") or 0),
+        "kind": kind,
+        "source": source,
+    }
+
+
+def bar_values(bar: Mapping[str, Any]) -> tuple:
+    """The values the consumer compares for dedupe/corrections."""
+    return tuple(float(bar.get(f) or 0) for f in ("open", "high", "low", "close", "volume", "vwap")) + (
+        int(bar.get("trade_count") or 0),)
+
+
+# --------------------------------------------------------------------------- validation
+
+def validate_bar_values(symbol: Any, bar: Mapping[str, Any]) -> None:
+    """The protocol's bar rules (same order as the Rust ``wire::validate``)."""
+    if (not isinstance(symbol, str) or not symbol or len(symbol.encode()) > MAX_SYMBOL_BYTES
+            or not all(0x21 <= ord(ch) <= 0x7E for ch in symbol)):
+        raise WireError("invalid_symbol", f"symbol {symbol!r} is not 1-{MAX_SYMBOL_BYTES} printable ASCII characters")
+    ts = bar["timestamp_ms"]
+    if not 0 < ts < MAX_TIMESTAMP_MS:
+        raise WireError("invalid_timestamp", f"timestamp_ms {ts} out of range")
+    for f in ("open", "high", "low", "close", "volume", "vwap"):
+        v = bar.get(f, 0.0) if f == "vwap" else bar[f]
+        if v is None and f == "vwap":
+            continue
+        if not math.isfinite(float(v)):
+            raise WireError("non_finite", f"{f} is not finite")
+    o, h, lo, c = (float(bar[f]) for f in ("open", "high", "low", "close"))
+    if h < lo:
+        raise WireError("high_below_low", f"high {h} < low {lo}")
+    if not lo <= o <= h:
+        raise WireError("open_outside_range", f"open {o} outside [{lo}, {h}]")
+    if not lo <= c <= h:
+        raise WireError("close_outside_range", f"close {c} outside [{lo}, {h}]")
+    if float(bar["volume"]) < 0:
+        raise WireError("negative_volume", f"volume {bar['volume']} < 0")
+
+
+_INT_FIELDS = ("timestamp_ms", "ts_ms")  # i64
+_UINT_FIELDS = ("trade_count", "seq")  # u64
+_FLOAT_FIELDS = ("open", "high", "low", "close", "volume", "vwap")
+_STR_FIELDS = ("type", "symbol", "source", "writer", "state", "detail")
+
+
+def _reject_constant(name: str) -> Any:
+    raise WireError("non_finite", f"{name} is not valid JSON")
+
+
+@dataclass
+class Decoded:
+    expect: str  # bar | heartbeat | status | ignored
+    bar: Optional[dict[str, Any]] = None
+    obj: Optional[dict[str, Any]] = None
+
+
+def decode_line(raw: bytes) -> Decoded:
+    """Decode and validate one line (without its ``\\n``; a trailing ``\\r`` is tolerated).
+
+    Raises :class:`WireError` with the shared reject reason code."""
+    if len(raw) >= MAX_LINE_BYTES:
+        raise WireError("oversize", f"line of {len(raw) + 1} bytes exceeds {MAX_LINE_BYTES}")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise WireError("invalid_utf8", str(e)) from None
+    if not text.strip():
+        return Decoded("ignored")
+    try:
+        obj = json.loads(text, parse_constant=_reject_constant)
+    except WireError:
+        raise
+    except ValueError as e:
+        raise WireError("malformed_json", str(e)) from None
+    if not isinstance(obj, dict):
+        raise WireError("malformed_json", "expected an object")
+    for k in _FLOAT_FIELDS:
+        v = obj.get(k)
+        if v is None:
+            continue
+        if isinstance(v, bool) or not isinstance(v, (int, float)):
+            raise WireError("wrong_type", f"{k} is not a number")
+        if not math.isfinite(float(v)):
+            raise WireError("non_finite", f"{k} is not finite")
+    for k in _INT_FIELDS + _UINT_FIELDS:
+        v = obj.get(k)
+        if v is None:
+            continue
+        if isinstance(v, bool) or not isinstance(v, int):
+            raise WireError("wrong_type", f"{k} is not an integer")
+        if k in _UINT_FIELDS and v < 0:
+            raise WireError("wrong_type", f"{k} is negative")
+        if not -(2**63) <= v < 2**64:
+            raise WireError("wrong_type", f"{k} out of range")
+    for k in _STR_FIELDS:
+        v = obj.get(k)
+        if v is not None and not isinstance(v, str):
+            raise WireError("wrong_type", f"{k} is not a string")
+    kind = obj.get("type")
+    if kind == "heartbeat":
+        return Decoded("heartbeat", obj=obj)
+    if kind == "status":
+        if obj.get("state") is None:
+            raise WireError("missing_field", "state")
+        return Decoded("status", obj=obj)
+    if kind not in (None, "bar", "updated_bar"):
+        return Decoded("ignored", obj=obj)
+    for f in ("symbol", "timestamp_ms", "open", "high", "low", "close", "volume"):
+        if obj.get(f) is None:
+            raise WireError("missing_field", f)
+    bar = {
+        "symbol": obj["symbol"],
+        "timestamp_ms": obj["timestamp_ms"],
+        **{f: float(obj[f]) for f in ("open", "high", "low", "close", "volume")},
+        "vwap": float(obj.get("vwap") or 0.0),
+        "trade_count": int(obj.get("trade_count") or 0),
+        "kind": kind or "bar",
+        "seq": obj.get("seq"),
+        "source": obj.get("source") if obj.get("source") in SOURCES else None,
+    }
+    validate_bar_values(bar["symbol"], bar)
+    return Decoded("bar", bar=bar, obj=obj)
