@@ -221,8 +221,12 @@ pub fn parse_line(bytes: &[u8]) -> Result<Line<'_>, WireError> {
     }
     let text = std::str::from_utf8(bytes)
         .map_err(|e| WireError::InvalidUtf8 { valid_up_to: e.valid_up_to() })?;
-    if text.trim_ascii().is_empty() {
+    let trimmed = text.trim_ascii();
+    if trimmed.is_empty() {
         return Ok(Line::Empty);
+    }
+    if !trimmed.starts_with('{') {
+        return Err(WireError::MalformedJson { detail: "expected a JSON object starting with '{'".into() });
     }
     let raw: RawLine<'_> = serde_json::from_str(text).map_err(|e| classify_json_error(text, &e))?;
     let kind = match raw.kind.as_deref() {
@@ -313,14 +317,9 @@ fn classify_json_error(text: &str, err: &serde_json::Error) -> WireError {
         // JSON has no NaN/Infinity; Python's json.dumps writes them anyway.
         return WireError::NonFinite { field: "a price or volume" };
     }
-    if err.is_data() && !detail.contains("expected struct RawLine") {
+    if err.is_data() {
         return WireError::WrongType { detail };
     }
-    let detail = if detail.contains("expected struct RawLine") {
-        "expected an object".to_owned()
-    } else {
-        detail
-    };
     WireError::MalformedJson { detail }
 }
 

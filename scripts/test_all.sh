@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# The one command that passes all tests (Rust, Python, end-to-end), installing what it needs:
+# the Python environment at .venv/ (alpaca-py, maturin, pytest, the barbridge extension) and the
+# Rust build. Safe to re-run; installs only what changed.
+set -euo pipefail
+
+repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$repo"
+
+log() { printf '\n==> %s\n' "$*"; }
+
+command -v cargo >/dev/null || { echo "test_all: cargo not found; install Rust (rustup) first" >&2; exit 2; }
+python="${PYTHON:-python3}"
+command -v "$python" >/dev/null || { echo "test_all: $python not found; install Python 3.9+ first" >&2; exit 2; }
+
+log "Python environment (.venv)"
+if [ ! -x .venv/bin/python ]; then
+    "$python" -m venv .venv
+fi
+stamp=.venv/.requirements.sha256
+want="$(sha256sum requirements.txt | cut -d' ' -f1)"
+if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
+    .venv/bin/python -m pip install --quiet --upgrade pip
+    .venv/bin/python -m pip install --quiet -r requirements.txt
+    echo "$want" > "$stamp"
+fi
+
+log "Rust build (release binary for the end-to-end tests)"
+cargo build --release --locked --bins --examples
+
+log "Rust tests"
+cargo test --locked
+
+log "Python and end-to-end tests"
+export BARBRIDGE_BIN="$repo/target/release/barbridge"
+.venv/bin/python -m pytest tests/python -q

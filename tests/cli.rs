@@ -1,0 +1,160 @@
+//! The real `barbridge` binary: echo, status, signals, config errors.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+
+
+use common::*;
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+
+const BIN: &str = env!("CARGO_BIN_EXE_barbridge");
+
+struct Running {
+    child: Child,
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn spawn(dir: &Path, extra: &[&str]) -> Running {
+    let child = Command::new(BIN)
+        .args(["run", "--fifo"])
+        .arg(dir.join("run/bars.fifo"))
+        .arg("--status-file")
+        .arg(dir.join("run/status.json"))
+        .args(extra)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    Running { child }
+}
+
+fn wait_exit(r: &mut Running) -> std::process::ExitStatus {
+    let mut status = None;
+    assert!(wait_until(LONG, || {
+        status = r.child.try_wait().unwrap();
+        status.is_some()
+    }), "process did not exit");
+    status.unwrap()
+}
+
+#[test]
+fn echo_prints_each_bar_once_and_sigint_exits_zero() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut r = spawn(dir.path(), &["--echo"]);
+    let fifo = dir.path().join("run/bars.fifo");
+    for i in 0..5 {
+        // A shell loop echoing lines: one writer session per line.
+        let mut w = open_writer(&fifo);
+        write_line(&mut w, &seed_line("SPY", i, 10.0));
+        write_line(&mut w, &seed_line("SPY", i, 10.0)); // duplicate: not echoed again
+    }
+    let mut stdout = BufReader::new(r.child.stdout.take().unwrap());
+    let mut lines = Vec::new();
+    for _ in 0..5 {
+        let mut line = String::new();
+        stdout.read_line(&mut line).unwrap();
+        lines.push(line);
+    }
+    assert!(lines[0].starts_with("{\"symbol\":\"SPY\",\"timestamp_ms\":1759930080000,"), "{}", lines[0]);
+    kill(Pid::from_raw(r.child.id() as i32), Signal::SIGINT).unwrap();
+    assert_eq!(wait_exit(&mut r).code(), Some(0));
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut stdout, &mut rest).unwrap();
+    assert_eq!(rest, "", "a duplicate was echoed");
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(r.child.stderr.as_mut().unwrap(), &mut stderr).unwrap();
+    assert!(stderr.contains("5 bars accepted") && stderr.contains("5 duplicates"), "{stderr}");
+}
+
+#[test]
+fn sigterm_with_no_writer_exits_zero() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut r = spawn(dir.path(), &[]);
+    assert!(wait_until(LONG, || dir.path().join("run/status.json").exists()));
+    kill(Pid::from_raw(r.child.id() as i32), Signal::SIGTERM).unwrap();
+    assert_eq!(wait_exit(&mut r).code(), Some(0));
+}
+
+#[test]
+fn status_shows_symbols_rejects_and_staleness() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut r = spawn(dir.path(), &["--stale-after", "0.5"]);
+    let fifo = dir.path().join("run/bars.fifo");
+    let mut w = open_writer(&fifo);
+    write_line(&mut w, &seed_line("SPXL", 1, 10.0));
+    write_line(&mut w, "garbage\n");
+    write_line(&mut w, "{\"type\":\"status\",\"state\":\"reconnecting\",\"detail\":\"close code 1000\"}\n");
+    drop(w);
+    let status = |args: &[&str]| {
+        let out = Command::new(BIN)
+            .arg("status")
+            .arg("--status-file")
+            .arg(dir.path().join("run/status.json"))
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(out.status.success());
+        String::from_utf8(out.stdout).unwrap()
+    };
+    assert!(wait_until(LONG, || status(&[]).contains("STALE")), "{}", status(&[]));
+    let text = status(&[]);
+    assert!(text.contains("SPXL"), "{text}");
+    assert!(text.contains("malformed_json=1"), "{text}");
+    assert!(text.contains("1 reconnects"), "{text}");
+    assert!(text.contains("sidecar   reconnecting: close code 1000"), "{text}");
+    let json: serde_json::Value = serde_json::from_str(&status(&["--json"])).unwrap();
+    assert_eq!(json["health"]["counters"]["bars_accepted"], 1);
+    kill(Pid::from_raw(r.child.id() as i32), Signal::SIGINT).unwrap();
+    assert_eq!(wait_exit(&mut r).code(), Some(0));
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(r.child.stderr.as_mut().unwrap(), &mut stderr).unwrap();
+    assert_eq!(stderr.matches("feed stale").count(), 1, "stale logged once per episode: {stderr}");
+}
+
+#[test]
+fn bad_paths_exit_2_with_one_sentence() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("regular");
+    std::fs::write(&file, "x").unwrap();
+    let link = dir.path().join("link");
+    std::os::unix::fs::symlink(&file, &link).unwrap();
+    for (path, expect) in [(&file, "is a regular file, not a FIFO"), (&link, "is a symbolic link")] {
+        let out = Command::new(BIN).args(["run", "--fifo"]).arg(path).output().unwrap();
+        assert_eq!(out.status.code(), Some(2));
+        let stderr = String::from_utf8(out.stderr).unwrap();
+        assert!(stderr.contains(expect), "{stderr}");
+        assert_eq!(stderr.lines().filter(|l| l.starts_with("barbridge:")).count(), 1, "{stderr}");
+    }
+    let out = Command::new(BIN).args(["run", "--stale-after", "-1"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let out = Command::new(BIN).args(["status", "--status-file"]).arg(dir.path().join("nope.json")).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8(out.stderr).unwrap().contains("cannot read status file"));
+}
+
+#[test]
+fn symbols_filter_keeps_other_symbols_out() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut r = spawn(dir.path(), &["--symbols", "SH,SDS", "--echo"]);
+    let fifo = dir.path().join("run/bars.fifo");
+    let mut w = open_writer(&fifo);
+    write_line(&mut w, &seed_line("SPY", 1, 10.0));
+    write_line(&mut w, &seed_line("SH", 1, 10.0));
+    drop(w);
+    let mut stdout = BufReader::new(r.child.stdout.take().unwrap());
+    let mut line = String::new();
+    stdout.read_line(&mut line).unwrap();
+    assert!(line.contains("\"symbol\":\"SH\""), "{line}");
+    kill(Pid::from_raw(r.child.id() as i32), Signal::SIGINT).unwrap();
+    assert_eq!(wait_exit(&mut r).code(), Some(0));
+}
