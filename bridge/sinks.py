@@ -290,7 +290,10 @@ class FifoSink(Sink):
                         next_hb = 0.0  # tell the new reader who we are right away
                     else:
                         if self._stop.is_set():
-                            return  # no reader to flush to
+                            if time.monotonic() >= self._flush_deadline:
+                                return  # no reader came to take what is pending
+                            time.sleep(min(backoff, 0.05))
+                            continue
                         self._stop.wait(backoff)
                         backoff = min(backoff * 2, self.open_backoff_max)
                         continue

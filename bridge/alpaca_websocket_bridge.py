@@ -1,0 +1,244 @@
+#!/usr/bin/env python3
+"""barbridge sidecar: market data (Alpaca / replay / synthetic) → wire lines → FIFO or in-process.
+
+    .venv/bin/python bridge/alpaca_websocket_bridge.py --fifo "$XDG_RUNTIME_DIR/barbridge/bars.fifo"
+    .venv/bin/python -m bridge --source synthetic --interval 1 --count 10 --fifo /tmp/me/bars.fifo
+
+Exit codes: 0 normal stop (SIGINT/SIGTERM or source finished), 2 configuration/TLS error,
+3 authentication refused, 4 insufficient subscription, 5 connection limit persisted, 6 internal.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import signal
+import sys
+import threading
+import time
+from typing import Optional
+
+if __package__ in (None, ""):  # run as a script: make `import bridge` work
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from bridge import config  # noqa: E402
+from bridge.config import ConfigError  # noqa: E402
+from bridge.health import MarketClock  # noqa: E402
+from bridge.publisher import Publisher  # noqa: E402
+from bridge.sinks import FifoSink, InProcessSink, SinkError  # noqa: E402
+
+log = logging.getLogger("bridge")
+PROG = "barbridge-sidecar"
+
+
+class _ScrubFilter(logging.Filter):
+    """Masks secrets in every log record (ours, the SDK's, websockets') before it is written,
+    and drops the SDK's per-retry tracebacks unless --verbose."""
+
+    def __init__(self, secrets: list[str], keep_tracebacks: bool) -> None:
+        super().__init__()
+        self.secrets = [s for s in secrets if s]
+        self.keep_tb = keep_tracebacks
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.exc_info and not self.keep_tb and record.name.startswith(("alpaca", "websockets")):
+            record.exc_info = None
+            record.exc_text = None
+        msg = record.getMessage()
+        if record.exc_info and self.secrets:
+            msg += "\n" + logging.Formatter().formatException(record.exc_info)
+            record.exc_info = None
+            record.exc_text = None
+        record.msg, record.args = config.scrub(msg, self.secrets), ()
+        return True
+
+
+def build_parser() -> argparse.ArgumentParser:
+    env = os.environ.get
+    p = argparse.ArgumentParser(prog=PROG, description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--source", choices=("alpaca", "replay", "synthetic"), default="alpaca")
+    p.add_argument("--sink", choices=("fifo", "inprocess"), default="fifo")
+    p.add_argument("--fifo", default=env("BARBRIDGE_FIFO") or config.default_fifo_path(),
+                   help="FIFO path (created 0600 in a 0700 directory if absent)")
+    p.add_argument("--symbols", default=None, help="comma-separated symbols (default SPY,SPXL,SH,SDS)")
+    p.add_argument("--feed", choices=("iex", "sip"), default=env("ALPACA_FEED") or "iex")
+    p.add_argument("--stream-url", default=env("ALPACA_STREAM_URL"), help="websocket URL (env ALPACA_STREAM_URL)")
+    p.add_argument("--data-url", default=env("ALPACA_DATA_URL"), help="REST base URL for backfill (env ALPACA_DATA_URL)")
+    p.add_argument("--config", default=None, help="config.env with KEY=value lines (default ./config.env if present)")
+    p.add_argument("--stale-after", type=float, default=90.0, help="seconds without a bar in session → stale + reconnect (0 = off)")
+    p.add_argument("--market-hours", choices=("regular", "always"), default="regular",
+                   help="when staleness counts: the NYSE regular session, or always (tests, 24h feeds)")
+    p.add_argument("--replay-file", help="CSV or JSONL of bars (--source replay)")
+    p.add_argument("--speed", type=float, default=0.0, help="replay speed factor (0 = as fast as possible)")
+    p.add_argument("--interval", type=float, default=60.0, help="synthetic: wall seconds between minutes")
+    p.add_argument("--count", type=int, default=None, help="synthetic: minutes to produce, then exit")
+    p.add_argument("--seed", type=int, default=None, help="synthetic: random seed")
+    p.add_argument("--heartbeat", type=float, default=5.0, help="seconds between heartbeat lines")
+    p.add_argument("--backlog", type=int, default=100_000, help="max lines kept while the consumer is away")
+    p.add_argument("--pipe-size", type=int, default=1 << 20, help="F_SETPIPE_SZ request in bytes")
+    p.add_argument("--resend-on-reader-return", type=int, default=4096, metavar="N",
+                   help="bar lines re-sent when a consumer comes back after EPIPE (it dedupes)")
+    p.add_argument("--reconnect-min", type=float, default=1.0)
+    p.add_argument("--reconnect-max", type=float, default=30.0)
+    p.add_argument("--ping-interval", type=float, default=10.0)
+    p.add_argument("--ping-timeout", type=float, default=20.0)
+    p.add_argument("--auth-retries", type=int, default=2, help="consecutive 402s before giving up (exit 3)")
+    p.add_argument("--conn-limit-timeout", type=float, default=300.0, help="seconds of 406 before giving up (exit 5)")
+    p.add_argument("--no-backfill", action="store_true")
+    p.add_argument("--backfill-from", default=None, help="ISO time for the start-up backfill (default: session open)")
+    p.add_argument("--no-preflight", action="store_true")
+    p.add_argument("--flush-timeout", type=float, default=2.0, help="seconds to deliver pending lines on SIGINT/SIGTERM")
+    p.add_argument("--drain-timeout", type=float, default=30.0, help="seconds to deliver pending lines when a finite source ends")
+    p.add_argument("--stats-interval", type=float, default=60.0, help="seconds between stats lines on stderr (0 = off)")
+    p.add_argument("--log-level", default=env("BARBRIDGE_LOG") or "INFO")
+    p.add_argument("-v", "--verbose", action="store_true", help="debug logging with SDK tracebacks")
+    return p
+
+
+def _fail(code: int, sentence: str) -> int:
+    print(f"{PROG}: error: {sentence}", file=sys.stderr, flush=True)
+    return code
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        config.load_config_env(args.config, os.environ, required=bool(args.config))
+        symbols = config.parse_symbols(args.symbols)
+        creds = config.credentials_from_env(os.environ)
+        if args.source == "alpaca" and creds is None:
+            raise ConfigError("no Alpaca credentials: set ALPACA_API_KEY and ALPACA_SECRET_KEY (or ALPACA_PAPER_API_KEY "
+                              "and ALPACA_PAPER_SECRET_KEY) in the environment or in config.env.")
+        if args.source == "replay" and not args.replay_file:
+            raise ConfigError("--source replay needs --replay-file FILE (CSV or JSONL of bars).")
+        if args.stream_url and not args.stream_url.startswith(("ws://", "wss://")):
+            raise ConfigError(f"--stream-url must start with ws:// or wss://, not {args.stream_url!r}.")
+    except ConfigError as e:
+        return _fail(2, str(e))
+
+    secrets = [creds.api_key, creds.secret_key] if creds else []
+    level = logging.DEBUG if args.verbose else getattr(logging, str(args.log_level).upper(), logging.INFO)
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(levelname)s %(message)s"))
+    handler.addFilter(_ScrubFilter(secrets, args.verbose))
+    logging.basicConfig(level=level, handlers=[handler], force=True)
+    if not args.verbose:
+        logging.getLogger("websockets").setLevel(logging.WARNING)
+        logging.getLogger("urllib3").setLevel(logging.WARNING)
+
+    # ---- sink
+    try:
+        if args.sink == "fifo":
+            sink = FifoSink(args.fifo, backlog=args.backlog, heartbeat=args.heartbeat, pipe_size=args.pipe_size,
+                            replay=args.resend_on_reader_return)
+        else:
+            sink = InProcessSink(backlog=args.backlog, heartbeat=args.heartbeat)
+        sink.prepare()
+    except SinkError as e:
+        return _fail(2, str(e))
+    except OSError as e:
+        return _fail(2, f"cannot prepare the FIFO {args.fifo}: {e.strerror or e}.")
+
+    pub = Publisher(sink, symbols)
+    done = threading.Event()
+    exit_code = {"code": 0, "why": ""}
+
+    def fatal(code: int, sentence: str) -> None:
+        if not exit_code["why"]:
+            exit_code.update(code=code, why=sentence)
+        done.set()
+
+    sink.on_fatal = lambda e: fatal(2 if isinstance(e, SinkError) else 6, str(e))
+
+    # ---- source
+    source = None
+    try:
+        if args.source == "alpaca":
+            from bridge.sources import alpaca as alpaca_src
+            backfill_from = None
+            if args.backfill_from:
+                from bridge.protocol import _ts_to_ms
+                backfill_from = _ts_to_ms(args.backfill_from)
+            if not args.no_preflight:
+                problem = alpaca_src.preflight(creds, symbols, args.feed, args.data_url)
+                if problem:
+                    return _fail(*problem)
+            source = alpaca_src.AlpacaSource(
+                pub, symbols, creds, feed=args.feed, stream_url=args.stream_url, data_url=args.data_url,
+                stale_after=args.stale_after, market=MarketClock(args.market_hours),
+                ping_interval=args.ping_interval, ping_timeout=args.ping_timeout,
+                reconnect_min=args.reconnect_min, reconnect_max=args.reconnect_max,
+                auth_retries=args.auth_retries, conn_limit_timeout=args.conn_limit_timeout,
+                backfill=not args.no_backfill, backfill_from=backfill_from, on_fatal=fatal)
+        elif args.source == "replay":
+            from bridge.sources.replay import ReplayError, ReplaySource
+            source = ReplaySource(pub, args.replay_file, speed=args.speed,
+                                  symbols=symbols if args.symbols is not None else None)
+        else:
+            from bridge.sources.synthetic import SyntheticSource
+            source = SyntheticSource(pub, symbols, interval=args.interval, count=args.count, seed=args.seed)
+    except (ConfigError, FileNotFoundError, ValueError) as e:
+        return _fail(2, str(e))
+    except Exception as e:
+        if type(e).__name__ == "ReplayError":
+            return _fail(2, str(e))
+        raise
+
+    def on_signal(signum, _frame) -> None:
+        log.info("%s received: stopping", signal.Signals(signum).name)
+        done.set()
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+
+    log.info("sidecar %s: source=%s sink=%s symbols=%s writer=%s%s", PROG, args.source, args.sink, ",".join(symbols),
+             sink.writer, f" key={config.mask(creds.api_key)}" if creds and args.source == "alpaca" else "")
+    sink.start()
+    finished = threading.Event()
+    if args.source == "alpaca":
+        source.start()
+    else:
+        def run_finite() -> None:
+            source.run()
+            finished.set()
+            done.set()
+        threading.Thread(target=run_finite, name=f"{args.source}-source", daemon=True).start()
+
+    next_stats = time.monotonic() + args.stats_interval
+    while not done.wait(0.2):
+        if args.stats_interval > 0 and time.monotonic() >= next_stats:
+            next_stats = time.monotonic() + args.stats_interval
+            _log_stats(pub, sink, source)
+
+    # ---- shutdown: stop the source first, then flush what is pending
+    source.stop()
+    if exit_code["why"]:
+        pub.status("auth_failed" if exit_code["code"] == 3 else "disconnected", exit_code["why"])
+    else:
+        pub.status("disconnected", "sidecar stopping")
+    flush = args.drain_timeout if finished.is_set() and not exit_code["why"] else args.flush_timeout
+    sink.close(flush_timeout=flush)
+    if sink.backlog():
+        log.warning("%d line(s) not delivered at exit (no consumer reading)", sink.backlog())
+    _log_stats(pub, sink, source)
+    if exit_code["why"]:
+        return _fail(exit_code["code"], exit_code["why"])
+    return 0
+
+
+def _log_stats(pub: Publisher, sink, source) -> None:
+    st = {"state": pub.state, "published": pub.counts["published"], "duplicates": pub.counts["duplicates_suppressed"],
+          "received_stream": pub.counts["received_stream"], "received_backfill": pub.counts["received_backfill"],
+          "backlog": sink.backlog(), **{k: v for k, v in vars(sink.stats).items()}}
+    if hasattr(source, "counts"):
+        st.update(source.counts)
+    if hasattr(source, "tracker"):
+        st.update(connects=source.tracker.connects, reconnects=source.tracker.reconnects)
+    log.info("stats %s", json.dumps(st, sort_keys=True))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,364 @@
+"""Live source: Alpaca's market-data stream through the official alpaca-py SDK (0.44).
+
+Threads (none of them ever blocks the SDK's event loop):
+
+* ``alpaca-stream``: ``StockDataStream.run()`` (it owns an ``asyncio.run`` loop). Bar handlers
+  only normalise the dict and append to the sink's deque.
+* ``alpaca-watchdog``: market-hours-aware staleness (forces a reconnect), flap detection,
+  give-up rules for 402/406.
+* ``alpaca-backfill``: REST backfill (blocking ``requests``) after every (re)subscription.
+
+How connection state is observed
+--------------------------------
+The SDK exposes no callbacks for connect/disconnect. We subclass ``StockDataStream`` and wrap
+four of its methods, each calling ``super()`` unchanged and only *recording* what happened:
+``_start_ws`` (connect+auth; its exception tells why a connect failed: 402/406/409 arrive as
+``ValueError(msg)`` from ``_auth``, HTTP 429 as ``InvalidStatusCode``, TLS as ``SSLError``),
+``_dispatch`` (subscription acks and in-stream errors), and ``close`` (every disconnect goes
+through it; ``_ws.close_code`` is read before the socket is dropped). Wrapping keeps the SDK's
+own reconnect/backoff/resubscribe logic intact, and unlike watching its log messages it does
+not depend on wording. These are private methods: the version is pinned (requirements.txt)
+and ``tests/python`` exercises every hook against the real SDK.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import logging
+import os
+import ssl
+import threading
+import time
+from typing import Callable, Optional
+
+from alpaca.data.enums import DataFeed
+from alpaca.data.historical import StockHistoricalDataClient
+from alpaca.data.live import StockDataStream
+from alpaca.data.requests import StockBarsRequest
+from alpaca.data.timeframe import TimeFrame
+
+from .. import protocol
+from ..config import Credentials, mask
+from ..health import MarketClock, ReconnectTracker, Staleness
+from ..publisher import Publisher
+
+log = logging.getLogger("bridge.alpaca")
+UTC = dt.timezone.utc
+
+EXIT_AUTH = 3
+EXIT_SUBSCRIPTION = 4
+EXIT_CONN_LIMIT = 5
+EXIT_TLS = 2
+
+
+def ca_bundle() -> str:
+    """CA bundle: ``SSL_CERT_FILE`` if set (must exist), else certifi's."""
+    path = os.environ.get("SSL_CERT_FILE")
+    if path:
+        if not os.path.isfile(path):
+            raise FileNotFoundError(f"SSL_CERT_FILE={path} does not exist; point it at a PEM CA bundle or unset it to use certifi's.")
+        return path
+    import certifi
+    return certifi.where()
+
+
+class _ObservedStream(StockDataStream):
+    """StockDataStream that reports connection events to ``observer`` (see module doc)."""
+
+    observer: "AlpacaSource"
+
+    async def _start_ws(self) -> None:
+        self.observer._on_connecting()
+        try:
+            await super()._start_ws()
+        except BaseException as e:
+            self.observer._on_connect_failed(e)
+            raise
+        self.observer._on_connected()
+
+    async def _dispatch(self, msg) -> None:
+        t = msg.get("T")
+        if t == "subscription":
+            self.observer._on_subscribed(msg)
+        elif t == "error":
+            self.observer._on_stream_error(msg)
+        await super()._dispatch(msg)
+
+    async def close(self) -> None:
+        ws = self._ws
+        if ws is not None:
+            code, reason = getattr(ws, "close_code", None), getattr(ws, "close_reason", "")
+            await super().close()
+            self.observer._on_disconnected(code, reason)
+        else:
+            await super().close()
+
+
+class AlpacaSource:
+    def __init__(self, publisher: Publisher, symbols: list[str], creds: Credentials, *,
+                 feed: str = "iex", stream_url: Optional[str] = None, data_url: Optional[str] = None,
+                 stale_after: float = 90.0, market: Optional[MarketClock] = None,
+                 ping_interval: float = 10.0, ping_timeout: float = 20.0,
+                 reconnect_min: float = 1.0, reconnect_max: float = 30.0,
+                 auth_retries: int = 2, conn_limit_timeout: float = 300.0,
+                 backfill: bool = True, backfill_from: Optional[int] = None,
+                 on_fatal: Optional[Callable[[int, str], None]] = None) -> None:
+        self.pub = publisher
+        self.symbols = symbols
+        self.creds = creds
+        self.feed = DataFeed(feed)
+        self.stream_url = stream_url
+        self.data_url = data_url
+        self.market = market or MarketClock("regular")
+        self.stale = Staleness(stale_after, self.market)
+        self.tracker = ReconnectTracker()
+        self.auth_retries = auth_retries
+        self.conn_limit_timeout = conn_limit_timeout
+        self.backfill_enabled = backfill
+        self.backfill_from = backfill_from
+        self.on_fatal = on_fatal
+        self.fatal: Optional[tuple[int, str]] = None
+        self.subscribed = False
+        self.stopping = threading.Event()
+        self._backfill_wanted = threading.Event()
+        self._auth_failures = 0
+        self._limit_since: Optional[float] = None
+        self._last_failure_kind: Optional[str] = None
+        self.counts = {"connect_attempts": 0, "connect_failures": 0, "backfills": 0, "backfilled_bars": 0,
+                       "stale_reconnects": 0}
+
+        params = {"ping_interval": ping_interval, "ping_timeout": ping_timeout, "max_queue": 1024,
+                  "close_timeout": 3, "open_timeout": 10}  # replaces the SDK defaults entirely
+        self.url = stream_url or f"wss://stream.data.alpaca.markets/v2/{self.feed.value}"
+        if self.url.startswith("wss://"):
+            params["ssl"] = ssl.create_default_context(cafile=ca_bundle())
+        self.stream = _ObservedStream(creds.api_key, creds.secret_key, raw_data=True, feed=self.feed,
+                                      websocket_params=params, url_override=stream_url)
+        self.stream.observer = self
+        self.stream._reconnect_min_backoff = reconnect_min
+        self.stream._reconnect_max_backoff = reconnect_max
+        # Subscribe BEFORE run(): subscribing from a handler deadlocks, and run() with
+        # nothing subscribed busy-spins (incident 003).
+        self.stream.subscribe_bars(self._on_bar, *symbols)
+        self.stream.subscribe_updated_bars(self._on_bar, *symbols)
+        self.rest = StockHistoricalDataClient(creds.api_key, creds.secret_key, raw_data=True, url_override=data_url)
+        self._threads: list[threading.Thread] = []
+
+    # ------------------------------------------------------------------ SDK event loop side (only record/enqueue)
+    async def _on_bar(self, msg: dict) -> None:
+        try:
+            bar = protocol.normalise_alpaca_bar(msg, source="stream")
+        except Exception as e:  # a malformed message must not kill the handler
+            log.warning("ignoring malformed bar message (%s): %r", e, {k: msg.get(k) for k in ("T", "S", "t")})
+            return
+        self.stale.on_bar()
+        self.pub.publish(bar)
+
+    def _on_connecting(self) -> None:
+        self.counts["connect_attempts"] += 1
+
+    def _on_connected(self) -> None:
+        self.tracker.on_connected()
+        self._auth_failures = 0
+        self._limit_since = None
+        self._last_failure_kind = None
+        self.pub.status("connected", f"{self.url} (feed {self.feed.value}, key {mask(self.creds.api_key)})")
+
+    def _on_subscribed(self, msg: dict) -> None:
+        self.subscribed = True
+        self.stale.reset()
+        self.pub.status("subscribed", f"bars {msg.get('bars', [])} updatedBars {msg.get('updatedBars', [])}")
+        self._backfill_wanted.set()
+
+    def _on_stream_error(self, msg: dict) -> None:
+        log.error("Alpaca stream error %s: %s", msg.get("code"), msg.get("msg"))
+
+    def _on_disconnected(self, code, reason) -> None:
+        was = self.subscribed
+        self.subscribed = False
+        self.tracker.on_disconnected()
+        if self.stopping.is_set():
+            return
+        detail = f"close code {code}" + (f" ({reason})" if reason else "") if code else "connection lost"
+        self.pub.status("disconnected", detail, level=logging.WARNING)
+        if was or code:
+            self.pub.status("reconnecting", f"after {detail}; the SDK retries with backoff")
+
+    def _on_connect_failed(self, e: BaseException) -> None:
+        self.counts["connect_failures"] += 1
+        text = str(e)
+        low = text.lower()
+        if self.stopping.is_set():
+            return
+        if "insufficient subscription" in low:
+            self._fatal(EXIT_SUBSCRIPTION, f"Alpaca refused the {self.feed.value} feed (409 insufficient subscription): "
+                        "your plan does not include it; use --feed iex or upgrade the data plan.")
+        elif "auth failed" in low or "not authenticated" in low or "failed to authenticate" in low:
+            self._auth_failures += 1
+            self.pub.status("auth_failed", f"Alpaca rejected API key {mask(self.creds.api_key)} (402 auth failed)",
+                            level=logging.ERROR)
+            if self._auth_failures >= self.auth_retries:
+                self._fatal(EXIT_AUTH, f"Alpaca rejected the API key {mask(self.creds.api_key)} {self._auth_failures} "
+                            "time(s) (402 auth failed): check ALPACA_API_KEY/ALPACA_SECRET_KEY in config.env "
+                            "(paper and live keys differ).")
+        elif "connection limit exceeded" in low:
+            now = time.monotonic()
+            if self._limit_since is None:
+                self._limit_since = now
+                log.error("Alpaca refused the connection (406 connection limit exceeded): another session is using this "
+                          "API key's only stream slot, or a dropped one is still being reaped (~90 s); retrying with backoff, "
+                          "giving up after %.0f s.", self.conn_limit_timeout)
+                self.pub.status("reconnecting", "406 connection limit exceeded", level=logging.WARNING)
+            elif now - self._limit_since >= self.conn_limit_timeout:
+                self._fatal(EXIT_CONN_LIMIT, f"Alpaca kept refusing the stream for {now - self._limit_since:.0f} s "
+                            "(406 connection limit exceeded): another process is using this API key's stream; stop it "
+                            "or use a different key.")
+        elif isinstance(e, ssl.SSLCertVerificationError) or "certificate verify failed" in low:
+            self._fatal(EXIT_TLS, f"TLS verification of {self.url} failed ({getattr(e, 'verify_message', text)}): "
+                        "set SSL_CERT_FILE to a valid CA bundle (certifi's is used by default).")
+        else:
+            kind = type(e).__name__
+            if "429" in text:
+                kind, text = "http429", "HTTP 429 at the websocket handshake (too many connections/requests)"
+            if kind != self._last_failure_kind:  # one line per kind of failure, not one per retry
+                log.warning("cannot connect to %s: %s; retrying with backoff", self.url, text or kind)
+                self.pub.status("reconnecting", f"connect failed: {text or kind}")
+            self._last_failure_kind = kind
+
+    def _fatal(self, code: int, message: str) -> None:
+        if self.fatal is None:
+            self.fatal = (code, message)
+            log.error("%s", message)
+            if self.on_fatal:
+                self.on_fatal(code, message)
+
+    # ------------------------------------------------------------------ threads
+    def start(self) -> None:
+        for name, target in (("alpaca-stream", self._run_stream), ("alpaca-watchdog", self._watchdog),
+                             ("alpaca-backfill", self._backfill_loop)):
+            t = threading.Thread(target=target, name=name, daemon=True)
+            t.start()
+            self._threads.append(t)
+
+    def _run_stream(self) -> None:
+        try:
+            self.stream.run()
+        except Exception as e:  # pragma: no cover - the SDK catches nearly everything itself
+            log.exception("stream thread failed: %s", e)
+        if not self.stopping.is_set() and self.fatal is None:
+            self._fatal(EXIT_SUBSCRIPTION, "the Alpaca stream stopped by itself (the SDK returned from run(), which it "
+                        "does on 409 insufficient subscription); check the feed and data plan.")
+
+    def _watchdog(self) -> None:
+        while not self.stopping.wait(0.25):
+            if self.stale.check(self.subscribed):
+                self.counts["stale_reconnects"] += 1
+                self.pub.status("stale", f"no bar for {self.stale.stale_after:g} s during market hours; forcing a reconnect",
+                                level=logging.WARNING)
+                self.force_reconnect()
+            n = self.tracker.check_flap()
+            if n:
+                log.error("stream is flapping: %d reconnects within %.0f s", n, self.tracker.flap_window)
+                self.pub.status("reconnecting", f"flapping: {n} reconnects within {self.tracker.flap_window:.0f} s",
+                                level=logging.ERROR)
+
+    def force_reconnect(self) -> None:
+        """Close the current socket from outside; the SDK sees the closure and reconnects."""
+        loop, ws = self.stream._loop, self.stream._ws
+        if loop is None or ws is None or not loop.is_running():
+            return
+
+        async def close() -> None:
+            try:
+                await asyncio.wait_for(ws.close(code=1000, reason="stale"), 2)
+            except Exception:
+                pass
+            if not ws.closed:
+                ws.transport.abort()
+        asyncio.run_coroutine_threadsafe(close(), loop)
+
+    # ------------------------------------------------------------------ backfill
+    def _backfill_loop(self) -> None:
+        # Runs after every (re)subscription; the start-up backfill also runs after 30 s if the
+        # stream never comes up (REST may work while the stream is refused).
+        deadline = time.monotonic() + 30
+        first = True
+        while not self.stopping.is_set():
+            if not (self._backfill_wanted.wait(0.25) or (first and time.monotonic() >= deadline)):
+                continue
+            first = False
+            self._backfill_wanted.clear()
+            if not self.backfill_enabled:
+                continue
+            for attempt in range(3):
+                if self.stopping.is_set():
+                    return
+                try:
+                    self.backfill_once()
+                    break
+                except Exception as e:
+                    log.warning("backfill failed (attempt %d/3): %s", attempt + 1, _short(e))
+                    self.stopping.wait(2 * (attempt + 1))
+
+    def backfill_once(self) -> int:
+        now = dt.datetime.now(UTC)
+        fresh_start = self.backfill_from or int(self.market.last_session_open(now).timestamp() * 1000)
+        groups: dict[int, list[str]] = {}
+        for s in self.symbols:
+            groups.setdefault(self.pub.last_seen.get(s, fresh_start), []).append(s)
+        n = 0
+        for start_ms, syms in sorted(groups.items()):
+            req = StockBarsRequest(symbol_or_symbols=syms, timeframe=TimeFrame.Minute, feed=self.feed,
+                                   start=dt.datetime.fromtimestamp(start_ms / 1000, UTC))
+            raw = self.rest.get_stock_bars(req)
+            for sym, bars in (raw or {}).items():
+                for b in bars:
+                    if self.pub.publish(protocol.normalise_alpaca_bar(b, source="backfill", symbol=sym, kind="bar")):
+                        n += 1
+        self.counts["backfills"] += 1
+        self.counts["backfilled_bars"] += n
+        log.info("backfill: %d new bar(s) for %s", n, ",".join(self.symbols))
+        return n
+
+    def stop(self) -> None:
+        self.stopping.set()
+        loop = self.stream._loop
+        if loop is not None and loop.is_running():
+            try:
+                asyncio.run_coroutine_threadsafe(self.stream.stop_ws(), loop).result(2)
+            except Exception:
+                pass
+            self.force_reconnect()  # wakes the consume loop (its recv waits up to 5 s)
+        for t in self._threads:
+            t.join(3 if t.name == "alpaca-stream" else 0.5)
+
+
+def _short(e: BaseException) -> str:
+    s = str(e).strip().splitlines()
+    return f"{type(e).__name__}: {s[0][:300]}" if s else type(e).__name__
+
+
+def preflight(creds: Credentials, symbols: list[str], feed: str, data_url: Optional[str]) -> Optional[tuple[int, str]]:
+    """One REST call before streaming: explains TLS, credential and connectivity problems in one
+    sentence each (incident 000). Returns (exit code, sentence) for problems retrying cannot fix."""
+    import requests
+    from alpaca.common.exceptions import APIError
+    client = StockHistoricalDataClient(creds.api_key, creds.secret_key, raw_data=True, url_override=data_url)
+    client._retry = 0  # fail fast here
+    try:
+        client.get_stock_bars(StockBarsRequest(symbol_or_symbols=symbols[:1], timeframe=TimeFrame.Minute,
+                                               feed=DataFeed(feed), limit=1,
+                                               start=dt.datetime.now(UTC) - dt.timedelta(days=5)))
+    except requests.exceptions.SSLError as e:
+        return EXIT_TLS, (f"TLS verification of the Alpaca data API failed ({_short(e)[:120]}): set SSL_CERT_FILE to a "
+                          "valid CA bundle (certifi's is used by default).")
+    except APIError as e:
+        code = getattr(e, "status_code", None)
+        if code in (401, 403):
+            return EXIT_AUTH, (f"the Alpaca data API rejected API key {mask(creds.api_key)} (HTTP {code}): check "
+                               "ALPACA_API_KEY/ALPACA_SECRET_KEY in config.env.")
+        log.warning("preflight: the Alpaca data API answered HTTP %s; continuing", code)
+    except requests.exceptions.RequestException as e:
+        log.warning("preflight: cannot reach the Alpaca data API (%s); the stream will keep retrying", _short(e))
+    return None

@@ -1,0 +1,80 @@
+"""Synthetic source: realistic random-walk minute bars for any symbols (offline demo/tests)."""
+
+from __future__ import annotations
+
+import logging
+import math
+import random
+import threading
+import time
+from typing import Optional
+
+from ..protocol import MINUTE_MS
+from ..publisher import Publisher
+
+log = logging.getLogger("bridge.synthetic")
+BASE = {"SPY": 671.0, "SPXL": 198.0, "SH": 36.5, "SDS": 15.2}
+BETA = {"SPY": 1.0, "SPXL": 3.0, "SH": -1.0, "SDS": -2.0}
+
+
+class SyntheticSource:
+    """One bar per symbol per minute. Symbols share a market factor (SPXL ≈ 3×SPY, SH ≈ −1×,
+    SDS ≈ −2×) plus idiosyncratic noise; OHLC comes from sub-minute steps; volume is lognormal.
+
+    ``interval`` wall seconds between minutes (60 = real time, aligned to wall-clock minutes);
+    ``count`` minutes then stop (None = forever)."""
+
+    def __init__(self, publisher: Publisher, symbols: list[str], *, interval: float = 60.0,
+                 count: Optional[int] = None, seed: Optional[int] = None, start_ms: Optional[int] = None) -> None:
+        self.pub = publisher
+        self.symbols = symbols
+        self.interval = interval
+        self.count = count
+        self.rng = random.Random(seed)
+        now_ms = int(time.time() * 1000)
+        # real time: the first bar is the minute that just closed; accelerated: start now
+        self.ts = (start_ms if start_ms is not None else now_ms - (MINUTE_MS if interval >= 60 else 0)) // MINUTE_MS * MINUTE_MS
+        self.price = {s: BASE.get(s, 20 + self.rng.random() * 300) for s in symbols}
+        self._stop = threading.Event()
+        self.done = threading.Event()
+
+    def _bar(self, sym: str, market: list[float]) -> dict:
+        beta = BETA.get(sym, 0.3 + self.rng.random())
+        p = self.price[sym]
+        o = p
+        path = [p]
+        for m in market:
+            p *= math.exp(beta * m + self.rng.gauss(0, 0.0002))
+            path.append(p)
+        self.price[sym] = p
+        o, c = round(o, 2), round(p, 2)
+        h = max(round(max(path), 2), o, c)
+        lo = min(round(min(path), 2), o, c)
+        v = max(1, int(self.rng.lognormvariate(8.5, 0.8) * (2 if sym == "SPY" else 1)))
+        n = max(1, v // self.rng.randint(40, 120))
+        vw = round(min(max(sum(path) / len(path), lo), h), 4)
+        return {"symbol": sym, "timestamp_ms": self.ts, "open": o, "high": h, "low": lo, "close": c,
+                "volume": float(v), "vwap": vw, "trade_count": n, "kind": "bar", "source": "synthetic"}
+
+    def run(self) -> int:
+        self.pub.status("connected", "synthetic source")
+        self.pub.status("subscribed", "synthetic: " + ",".join(self.symbols))
+        produced = 0
+        next_at = time.monotonic() + (self.interval if self.interval >= 60 else 0)
+        if self.interval >= 60:  # align to the wall-clock minute (+1 s, like Alpaca)
+            next_at = time.monotonic() + (60 - time.time() % 60) + 1
+        while not self._stop.is_set() and (self.count is None or produced < self.count):
+            if self._stop.wait(max(0.0, next_at - time.monotonic())):
+                break
+            market = [self.rng.gauss(0, 0.00035) for _ in range(6)]
+            for s in self.symbols:
+                self.pub.publish(self._bar(s, market))
+            produced += 1
+            self.ts += MINUTE_MS
+            next_at += self.interval
+        log.info("synthetic source produced %d minute(s)", produced)
+        self.done.set()
+        return 0
+
+    def stop(self) -> None:
+        self._stop.set()
