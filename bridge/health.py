@@ -36,8 +36,11 @@ class MarketClock:
         with self._cal_lock:
             if self._cal is None and not self._cal_failed:
                 try:
+                    import warnings
                     import exchange_calendars as xc  # heavy (pandas); loaded lazily
-                    self._cal = xc.get_calendar("XNYS")
+                    with warnings.catch_warnings():
+                        warnings.simplefilter("ignore")  # pandas deprecation noise from the library
+                        self._cal = xc.get_calendar("XNYS")
                 except Exception as e:  # pragma: no cover - fallback path
                     log.warning("exchange_calendars unavailable (%s); using Mon-Fri 09:30-16:00 New York", e)
                     self._cal_failed = True

@@ -122,6 +122,8 @@ class AlpacaSource:
         self.subscribed = False
         self.stopping = threading.Event()
         self._backfill_wanted = threading.Event()
+        self._starts_lock = threading.Lock()
+        self._pending_starts: dict[str, Optional[int]] = {}
         self._auth_failures = 0
         self._limit_since: Optional[float] = None
         self._last_failure_kind: Optional[str] = None
@@ -168,6 +170,13 @@ class AlpacaSource:
     def _on_subscribed(self, msg: dict) -> None:
         self.subscribed = True
         self.stale.reset()
+        # Where the gap starts, per symbol: the last bar seen BEFORE this session's first bar
+        # (the ack precedes the session's bars). None = fresh start (session open).
+        with self._starts_lock:
+            for s in self.symbols:
+                seen = self.pub.last_seen.get(s)
+                prev = self._pending_starts.get(s, seen) if s in self._pending_starts else seen
+                self._pending_starts[s] = None if (prev is None or seen is None) else min(prev, seen)
         self.pub.status("subscribed", f"bars {msg.get('bars', [])} updatedBars {msg.get('updatedBars', [])}")
         self._backfill_wanted.set()
 
@@ -263,7 +272,7 @@ class AlpacaSource:
                 self.pub.status("reconnecting", f"flapping: {n} reconnects within {self.tracker.flap_window:.0f} s",
                                 level=logging.ERROR)
 
-    def force_reconnect(self) -> None:
+    def force_reconnect(self, reason: str = "stale") -> None:
         """Close the current socket from outside; the SDK sees the closure and reconnects."""
         loop, ws = self.stream._loop, self.stream._ws
         if loop is None or ws is None or not loop.is_running():
@@ -271,7 +280,7 @@ class AlpacaSource:
 
         async def close() -> None:
             try:
-                await asyncio.wait_for(ws.close(code=1000, reason="stale"), 2)
+                await asyncio.wait_for(ws.close(code=1000, reason=reason), 2)
             except Exception:
                 pass
             if not ws.closed:
@@ -304,18 +313,28 @@ class AlpacaSource:
     def backfill_once(self) -> int:
         now = dt.datetime.now(UTC)
         fresh_start = self.backfill_from or int(self.market.last_session_open(now).timestamp() * 1000)
+        with self._starts_lock:
+            starts, self._pending_starts = self._pending_starts, {}
         groups: dict[int, list[str]] = {}
         for s in self.symbols:
-            groups.setdefault(self.pub.last_seen.get(s, fresh_start), []).append(s)
+            start = starts.get(s) if s in starts else self.pub.last_seen.get(s)
+            groups.setdefault(start or fresh_start, []).append(s)
         n = 0
-        for start_ms, syms in sorted(groups.items()):
-            req = StockBarsRequest(symbol_or_symbols=syms, timeframe=TimeFrame.Minute, feed=self.feed,
-                                   start=dt.datetime.fromtimestamp(start_ms / 1000, UTC))
-            raw = self.rest.get_stock_bars(req)
-            for sym, bars in (raw or {}).items():
-                for b in bars:
-                    if self.pub.publish(protocol.normalise_alpaca_bar(b, source="backfill", symbol=sym, kind="bar")):
-                        n += 1
+        try:
+            for start_ms, syms in sorted(groups.items()):
+                req = StockBarsRequest(symbol_or_symbols=syms, timeframe=TimeFrame.Minute, feed=self.feed,
+                                       start=dt.datetime.fromtimestamp(start_ms / 1000, UTC))
+                raw = self.rest.get_stock_bars(req)
+                for sym, bars in (raw or {}).items():
+                    for b in bars:
+                        if self.pub.publish(protocol.normalise_alpaca_bar(b, source="backfill", symbol=sym, kind="bar")):
+                            n += 1
+        except Exception:
+            with self._starts_lock:  # keep the gap for the next attempt
+                for s, v in starts.items():
+                    cur = self._pending_starts.get(s, v)
+                    self._pending_starts[s] = None if (v is None or cur is None) else min(v, cur)
+            raise
         self.counts["backfills"] += 1
         self.counts["backfilled_bars"] += n
         log.info("backfill: %d new bar(s) for %s", n, ",".join(self.symbols))
@@ -329,7 +348,7 @@ class AlpacaSource:
                 asyncio.run_coroutine_threadsafe(self.stream.stop_ws(), loop).result(2)
             except Exception:
                 pass
-            self.force_reconnect()  # wakes the consume loop (its recv waits up to 5 s)
+            self.force_reconnect("sidecar stopping")  # wakes the consume loop (its recv waits up to 5 s)
         for t in self._threads:
             t.join(3 if t.name == "alpaca-stream" else 0.5)
 
