@@ -26,6 +26,7 @@ use crossbeam_channel::{Receiver, Sender, TrySendError};
 use crate::bar::{Bar, BarKind, Source, Symbol};
 use crate::fifo::{prepare_fifo, read_fifo, FifoError, Flow, FrameSink, ReaderOptions};
 use crate::health::{Clock, Health, RateLimitedLog, SystemClock};
+use crate::journal::{read_records, Journal, JournalError, LoadReport};
 use crate::store::{BarStore, InsertMode, Inserted, DEFAULT_CAPACITY_PER_SYMBOL};
 use crate::wire::{parse_line, validate, Line, WireError};
 
@@ -147,9 +148,15 @@ pub struct ConsumerBuilder {
     stale_after: Duration,
     clock: Arc<dyn Clock>,
     symbols: Option<HashSet<String>>,
+    journal: Option<Journal>,
 }
 
 impl ConsumerBuilder {
+    /// Append every accepted bar and correction to this journal (see [`crate::journal`]).
+    pub fn journal(mut self, journal: Journal) -> Self {
+        self.journal = Some(journal);
+        self
+    }
     /// Bound of the store per symbol (default 10,000).
     pub fn capacity_per_symbol(mut self, n: usize) -> Self {
         self.capacity_per_symbol = n;
@@ -176,6 +183,7 @@ impl ConsumerBuilder {
             store: Arc::new(BarStore::new(self.capacity_per_symbol)),
             health: Arc::new(Health::new(self.clock, self.stale_after)),
             symbols: self.symbols,
+            journal: self.journal,
             subscribers: RwLock::new(Vec::new()),
             log_limiter: RateLimitedLog::new(Duration::from_secs(10), 5),
         })
@@ -197,6 +205,7 @@ pub struct Consumer {
     store: Arc<BarStore>,
     health: Arc<Health>,
     symbols: Option<HashSet<String>>,
+    journal: Option<Journal>,
     subscribers: RwLock<Vec<Subscriber>>,
     log_limiter: RateLimitedLog,
 }
@@ -214,7 +223,43 @@ impl Consumer {
             stale_after: Duration::from_secs(120),
             clock: Arc::new(SystemClock),
             symbols: None,
+            journal: None,
         }
+    }
+
+    pub fn journal(&self) -> Option<&Journal> {
+        self.journal.as_ref()
+    }
+
+    /// Make what was ingested so far durable (journal write; fsync per policy). The FIFO
+    /// reader calls this after every read batch; other ingest paths call it after each push.
+    pub fn flush(&self) {
+        if let Some(j) = &self.journal {
+            j.flush();
+        }
+    }
+
+    /// Load a journal file into the store (not re-journalled, not delivered): a restarted
+    /// consumer resumes warm. Corrupt and torn records are reported and skipped.
+    pub fn restore(&self, path: &Path) -> Result<LoadReport, JournalError> {
+        let report = read_records(path, |symbol, bar, kind| {
+            if self.symbols.as_ref().is_some_and(|f| !f.contains(symbol)) {
+                return;
+            }
+            let mode = if kind == BarKind::UpdatedBar { InsertMode::Correction } else { InsertMode::FirstReport };
+            let (name, outcome) = self.store.insert(symbol, bar, mode);
+            if outcome.is_delivered() {
+                self.health.on_bar(&name, bar.timestamp_ms);
+            }
+        })?;
+        log::info!(
+            "restored {} records from {}{}{}",
+            report.records,
+            path.display(),
+            if report.corrupt > 0 { format!(", {} corrupt skipped", report.corrupt) } else { String::new() },
+            if report.torn_tail { ", torn last record skipped" } else { "" }
+        );
+        Ok(report)
     }
 
     pub fn store(&self) -> &Arc<BarStore> {
@@ -359,6 +404,10 @@ impl Consumer {
             }
         };
         if outcome.is_delivered() {
+            if let Some(j) = &self.journal {
+                let kind = if outcome == Inserted::Replaced { BarKind::UpdatedBar } else { BarKind::Bar };
+                j.record(&name, &bar, kind);
+            }
             self.health.on_bar(&name, bar.timestamp_ms);
             self.deliver(BarEvent { symbol: name, bar, correction: outcome == Inserted::Replaced, source });
         }
@@ -433,8 +482,12 @@ impl FrameSink for FifoSinkAdapter<'_> {
             Flow::Continue
         }
     }
+    fn batch_end(&mut self) {
+        self.consumer.flush();
+    }
     fn idle(&mut self) {
         self.consumer.health.tick();
+        self.consumer.flush();
     }
 }
 

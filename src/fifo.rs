@@ -152,6 +152,8 @@ pub trait FrameSink {
     fn writers_gone(&mut self) -> Flow {
         Flow::Continue
     }
+    /// Called after each batch of reads, before waiting again (for flushing).
+    fn batch_end(&mut self) {}
     /// Called whenever the reader is idle for one poll interval (for periodic checks).
     fn idle(&mut self) {}
 }
@@ -267,8 +269,10 @@ pub fn read_fifo(path: &Path, options: &ReaderOptions, stop: &AtomicBool, sink: 
                 Err(source) => return Err(FifoError::Read { path: path.to_path_buf(), source }),
             }
         }
+        sink.batch_end();
         if eof {
             framer.finish(sink);
+            sink.batch_end();
             log::debug!("all writers closed {}", path.display());
             if sink.writers_gone() == Flow::Stop {
                 break;

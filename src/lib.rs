@@ -29,9 +29,12 @@
 //! See `examples/engine.rs` for a complete program.
 
 pub mod bar;
+pub mod calendar;
 pub mod feed;
+pub mod gaps;
 pub mod fifo;
 pub mod health;
+pub mod journal;
 pub mod status;
 pub mod store;
 pub mod wire;

@@ -6,8 +6,27 @@ use std::process::ExitCode;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use barbridge::{Consumer, FeedOptions, FifoFeed, StatusReport, StatusWriter, SystemClock, Clock};
-use clap::{Parser, Subcommand};
+use barbridge::calendar::{ny_date, session_on};
+use barbridge::journal::{day_path, FsyncPolicy, Journal};
+use barbridge::{Clock, Consumer, FeedOptions, FifoFeed, StatusReport, StatusWriter, SystemClock};
+use clap::{Parser, Subcommand, ValueEnum};
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Fsync {
+    Always,
+    Interval,
+    Never,
+}
+
+impl Fsync {
+    fn policy(self) -> FsyncPolicy {
+        match self {
+            Fsync::Always => FsyncPolicy::Always,
+            Fsync::Interval => FsyncPolicy::default(),
+            Fsync::Never => FsyncPolicy::Never,
+        }
+    }
+}
 
 #[derive(Parser)]
 #[command(name = "barbridge", version, about = "Market-data bridge consumer: Alpaca bars from the sidecar's FIFO into a per-symbol store")]
@@ -41,6 +60,39 @@ enum Command {
         /// Exit when the first writer session ends (benchmarks, batch loads).
         #[arg(long)]
         once: bool,
+        /// Journal every accepted bar into DIR/bars-YYYY-MM-DD.jsonl and reload today's on start.
+        #[arg(long, env = "BARBRIDGE_JOURNAL")]
+        journal: Option<PathBuf>,
+        /// When to fsync the journal: always (every read batch), interval (once a second), never.
+        #[arg(long, value_enum, default_value_t = Fsync::Interval)]
+        fsync: Fsync,
+    },
+    /// List, per symbol, the regular-session minutes without a bar in a journal.
+    Gaps {
+        #[arg(long, env = "BARBRIDGE_JOURNAL")]
+        journal: PathBuf,
+        /// Session date (YYYY-MM-DD, New York); default: today in New York.
+        #[arg(long)]
+        date: Option<String>,
+        /// Only these symbols (comma-separated); default: every symbol in the journal.
+        #[arg(long, value_delimiter = ',')]
+        symbols: Vec<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Feed recorded bars (a journal or any wire-format JSONL file) through the consumer path.
+    Replay {
+        /// Files to replay, in order.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        #[arg(long, value_delimiter = ',')]
+        symbols: Vec<String>,
+        /// Print every accepted bar to stdout as a wire line.
+        #[arg(long)]
+        echo: bool,
+        /// Journal what is accepted.
+        #[arg(long)]
+        journal: Option<PathBuf>,
     },
     /// Show a running consumer's status.
     Status {
@@ -58,7 +110,7 @@ fn main() -> ExitCode {
         .init();
     let cli = Cli::parse();
     match cli.command {
-        Command::Run { fifo, symbols, status_file, stale_after, echo, capacity, once } => {
+        Command::Run { fifo, symbols, status_file, stale_after, echo, capacity, once, journal, fsync } => {
             if !(stale_after.is_finite() && stale_after > 0.0) {
                 return config_error(format!("--stale-after must be a positive number of seconds, got {stale_after}"));
             }
@@ -68,7 +120,19 @@ fn main() -> ExitCode {
             if let Some(bad) = symbols.iter().find(|s| barbridge::wire::validate(s, &valid_bar()).is_err()) {
                 return config_error(format!("--symbols contains {bad:?}, which is not a valid symbol"));
             }
-            run(fifo, symbols, status_file, Duration::from_secs_f64(stale_after), echo, capacity, once)
+            let journal = match journal.map(|dir| Journal::open(dir, fsync.policy())).transpose() {
+                Ok(j) => j,
+                Err(e) => return config_error(e.to_string()),
+            };
+            run(fifo, symbols, status_file, Duration::from_secs_f64(stale_after), echo, capacity, once, journal)
+        }
+        Command::Gaps { journal, date, symbols, json } => gaps(&journal, date.as_deref(), &symbols, json),
+        Command::Replay { files, symbols, echo, journal } => {
+            let journal = match journal.map(|dir| Journal::open(dir, FsyncPolicy::default())).transpose() {
+                Ok(j) => j,
+                Err(e) => return config_error(e.to_string()),
+            };
+            replay(&files, symbols, echo, journal)
         }
         Command::Status { status_file, json } => match StatusReport::read(&status_file) {
             Ok(report) if json => {
@@ -96,6 +160,18 @@ fn config_error(msg: String) -> ExitCode {
     ExitCode::from(2)
 }
 
+/// Print each delivered bar to stdout as a wire line (corrections as `updated_bar`).
+fn echo_to_stdout(consumer: &Consumer) {
+    consumer.on_bar(&[], |event| {
+        let kind = if event.correction { barbridge::BarKind::UpdatedBar } else { barbridge::BarKind::Bar };
+        let line = barbridge::wire::encode_bar(&event.symbol, &event.bar, kind);
+        let mut out = std::io::stdout().lock();
+        // A closed stdout only ends the echo; the store and journal still have the bar.
+        let _ = writeln!(out, "{line}").and_then(|()| out.flush());
+    });
+}
+
+#[allow(clippy::too_many_arguments)]
 fn run(
     fifo: PathBuf,
     symbols: Vec<String>,
@@ -104,17 +180,22 @@ fn run(
     echo: bool,
     capacity: usize,
     once: bool,
+    journal: Option<Journal>,
 ) -> ExitCode {
-    let consumer = Consumer::builder().symbols(symbols).stale_after(stale_after).capacity_per_symbol(capacity).build();
+    let mut builder = Consumer::builder().symbols(symbols).stale_after(stale_after).capacity_per_symbol(capacity);
+    let today = journal.as_ref().map(|j| day_path(j.dir(), ny_date(SystemClock.now_ms())));
+    if let Some(j) = journal {
+        builder = builder.journal(j);
+    }
+    let consumer = builder.build();
+    if let Some(path) = today.filter(|p| p.exists()) {
+        // Resume warm: today's bars are back in the store before the FIFO is read.
+        if let Err(e) = consumer.restore(&path) {
+            log::error!("{e}; starting with an empty store");
+        }
+    }
     if echo {
-        consumer.on_bar(&[], |event| {
-            let kind = if event.correction { barbridge::BarKind::UpdatedBar } else { barbridge::BarKind::Bar };
-            let line = barbridge::wire::encode_bar(&event.symbol, &event.bar, kind);
-            let mut out = std::io::stdout().lock();
-            if writeln!(out, "{line}").and_then(|()| out.flush()).is_err() {
-                // stdout closed: nothing useful left to do with echo, the store still has the bar.
-            }
-        });
+        echo_to_stdout(&consumer);
     }
     let options = FeedOptions { stop_when_writers_gone: once, ..FeedOptions::default() };
     let feed = match FifoFeed::start(consumer.clone(), &fifo, options) {
@@ -154,4 +235,99 @@ fn run(
             ExitCode::from(1)
         }
     }
+}
+
+fn gaps(journal: &std::path::Path, date: Option<&str>, symbols: &[String], json: bool) -> ExitCode {
+    let date = match date {
+        Some(d) => match chrono::NaiveDate::parse_from_str(d, "%Y-%m-%d") {
+            Ok(d) => d,
+            Err(_) => return config_error(format!("--date {d:?} is not a YYYY-MM-DD date")),
+        },
+        None => ny_date(SystemClock.now_ms()),
+    };
+    let session = match session_on(date) {
+        Ok(Some(s)) => s,
+        Ok(None) => {
+            println!("{date} is not a NYSE trading day (weekend or holiday): no session, no gaps");
+            return ExitCode::SUCCESS;
+        }
+        Err(e) => return config_error(e),
+    };
+    let path = day_path(journal, date);
+    let mut minutes: std::collections::BTreeMap<String, Vec<i64>> =
+        symbols.iter().map(|s| (s.clone(), Vec::new())).collect();
+    if let Err(e) = barbridge::journal::read_records(&path, |symbol, bar, _| {
+        if symbols.is_empty() || symbols.iter().any(|s| s == symbol) {
+            minutes.entry(symbol.to_owned()).or_default().push(bar.timestamp_ms);
+        }
+    }) {
+        eprintln!("barbridge: {e}");
+        return ExitCode::from(1);
+    }
+    let until = SystemClock.now_ms();
+    let report: Vec<_> = minutes
+        .into_iter()
+        .map(|(sym, ts)| barbridge::gaps::session_gaps(&sym, &session, until, ts))
+        .collect();
+    if json {
+        println!("{}", serde_json::json!({"date": date.to_string(), "open_ms": session.open_ms, "close_ms": session.close_ms, "symbols": report}));
+        return ExitCode::SUCCESS;
+    }
+    let fmt = barbridge::status::fmt_utc;
+    println!(
+        "session {date}: {} - {} UTC ({} minutes){}",
+        fmt(session.open_ms),
+        &fmt(session.close_ms)[11..],
+        session.minutes(),
+        if until < session.close_ms { "  [in progress: counted up to now]" } else { "" }
+    );
+    println!("{:<10} {:>6} {:>13} {:>12} {:>7} {:>12}", "SYMBOL", "BARS", "BEFORE FIRST", "AFTER LAST", "HOLES", "HOLE MINUTES");
+    for g in &report {
+        println!(
+            "{:<10} {:>6} {:>13} {:>12} {:>7} {:>12}",
+            g.symbol,
+            g.bars,
+            g.before_first,
+            g.after_last,
+            g.holes.len(),
+            g.hole_minutes()
+        );
+        for h in &g.holes {
+            println!("    hole at {} UTC: {} minute(s)", &fmt(h.start_ms)[11..], h.minutes);
+        }
+    }
+    if report.is_empty() {
+        println!("(no bars in {})", path.display());
+    }
+    ExitCode::SUCCESS
+}
+
+fn replay(files: &[PathBuf], symbols: Vec<String>, echo: bool, journal: Option<Journal>) -> ExitCode {
+    let mut builder = Consumer::builder().symbols(symbols).capacity_per_symbol(1 << 20);
+    if let Some(j) = journal {
+        builder = builder.journal(j);
+    }
+    let consumer = builder.build();
+    if echo {
+        echo_to_stdout(&consumer);
+    }
+    for file in files {
+        let text = match std::fs::read(file) {
+            Ok(t) => t,
+            Err(e) => {
+                eprintln!("barbridge: cannot read {}: {e}", file.display());
+                return ExitCode::from(1);
+            }
+        };
+        for line in text.split(|b| *b == b'\n') {
+            let _ = consumer.ingest_line(line);
+        }
+        consumer.flush();
+    }
+    let c = consumer.health().counters.snapshot();
+    log::info!(
+        "replayed {} lines: {} bars accepted, {} corrections, {} duplicates, {} rejected",
+        c.lines, c.bars_accepted, c.corrections, c.duplicates, c.rejects_total
+    );
+    ExitCode::SUCCESS
 }

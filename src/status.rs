@@ -14,6 +14,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::feed::{Consumer, SubscriberStatus};
 use crate::health::{FeedState, HealthSnapshot};
+use crate::journal::JournalStatus;
 
 /// Version of the status file layout.
 pub const STATUS_VERSION: u32 = 1;
@@ -29,19 +30,45 @@ pub struct StatusReport {
     /// Bars held in the store per symbol.
     pub stored: BTreeMap<String, usize>,
     pub subscribers: Vec<SubscriberStatus>,
+    #[serde(default)]
+    pub journal: Option<JournalStatus>,
+    /// Per symbol: missing minutes between its first and last bar in today's regular session
+    /// (empty outside session days). `barbridge gaps` gives the detail.
+    #[serde(default)]
+    pub session_holes: BTreeMap<String, i64>,
 }
 
 impl StatusReport {
     pub fn collect(consumer: &Consumer, fifo: Option<&Path>) -> StatusReport {
-        let health = consumer.health().snapshot();
+        // Journal, then store, then health: each part is at least as new as the one before, so
+        // a reader that sees a bar in the journal also sees it counted.
+        let journal = consumer.journal().map(|j| j.status());
         let store = consumer.store();
+        let stored = store.symbols().iter().map(|s| (s.to_string(), store.len(s))).collect();
+        let health = consumer.health().snapshot();
+        let session = crate::calendar::session_on(crate::calendar::ny_date(health.now_ms)).ok().flatten();
+        let session_holes = session
+            .map(|s| {
+                store
+                    .symbols()
+                    .iter()
+                    .map(|sym| {
+                        let bars = store.range(sym, s.open_ms, s.close_ms);
+                        let g = crate::gaps::session_gaps(sym, &s, health.now_ms, bars.iter().map(|b| b.timestamp_ms));
+                        (sym.to_string(), g.hole_minutes())
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
         StatusReport {
+            session_holes,
             version: STATUS_VERSION,
             pid: std::process::id(),
             fifo: fifo.map(|p| p.display().to_string()),
             updated_ms: health.now_ms,
-            stored: store.symbols().iter().map(|s| (s.to_string(), store.len(s))).collect(),
+            stored,
             subscribers: consumer.subscriber_status(),
+            journal,
             health,
         }
     }
@@ -118,15 +145,29 @@ impl StatusReport {
             "link      {} heartbeats, {} reconnects, {} disconnects, {} seq gaps ({} lines lost), {} stale episodes, {} delivery drops\n",
             c.heartbeats, c.reconnects, c.disconnects, c.seq_gaps, c.lines_lost, c.stale_episodes, c.delivery_drops
         ));
-        out.push_str(&format!("\n{:<10} {:>8} {:>8}  {:<20} {:>10}\n", "SYMBOL", "BARS", "STORED", "LAST BAR (UTC)", "RECEIVED"));
+        if let Some(j) = &self.journal {
+            out.push_str(&format!(
+                "journal   {}: {} written, {} pending, {} dropped{}\n",
+                j.dir,
+                j.records_written,
+                j.pending_records,
+                j.dropped_records,
+                j.error.as_deref().map(|e| format!("  ERROR: {e}")).unwrap_or_default()
+            ));
+        }
+        out.push_str(&format!(
+            "\n{:<10} {:>8} {:>8}  {:<20} {:>10} {:>6}\n",
+            "SYMBOL", "BARS", "STORED", "LAST BAR (UTC)", "RECEIVED", "HOLES"
+        ));
         for (symbol, s) in &h.symbols {
             out.push_str(&format!(
-                "{:<10} {:>8} {:>8}  {:<20} {:>10}\n",
+                "{:<10} {:>8} {:>8}  {:<20} {:>10} {:>6}\n",
                 symbol,
                 s.bars,
                 self.stored.get(symbol).copied().unwrap_or(0),
                 fmt_utc(s.last_bar_ts_ms),
-                format!("{} ago", age(s.last_received_ms))
+                format!("{} ago", age(s.last_received_ms)),
+                self.session_holes.get(symbol).map_or("-".to_owned(), |n| n.to_string())
             ));
         }
         if h.symbols.is_empty() {

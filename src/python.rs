@@ -1,0 +1,1180 @@
+//! Python bindings (feature `python`): the extension module `barbridge`, built by maturin
+//! (`pyproject.toml`). Everything here is a thin layer over the crate's own types: bars enter
+//! through [`Consumer::ingest_line`] / [`Consumer::ingest_bar`] (same validation, dedupe,
+//! corrections, counters and delivery as the FIFO path), queries read the [`crate::BarStore`],
+//! and [`FifoFeed`] runs the FIFO reader thread. Nothing is parsed, validated or stored twice.
+//!
+//! GIL policy: batch pushes, waits for new bars and joins release the GIL; single pushes and
+//! queries hold it (they take well under a microsecond). No Rust thread ever calls into Python,
+//! so there is no lock-order hazard between the GIL and the consumer's internal locks.
+
+use std::io::Write as _;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Receiver, RecvTimeoutError, TryRecvError};
+use pyo3::exceptions::{PyImportError, PyOSError, PyTypeError, PyValueError};
+use pyo3::prelude::*;
+use pyo3::types::{PyBool, PyByteArray, PyBytes, PyDict, PyList, PyString, PyTuple};
+use pyo3::{intern, IntoPyObjectExt};
+
+use crate::bar::{Bar, BarKind, Source, Symbol};
+use crate::feed::{BarEvent, BarReceiver, Consumer, FeedOptions, FifoFeed, Ingested, Subscription};
+use crate::status::{StatusReport, StatusWriter};
+use crate::store::Inserted;
+use crate::wire;
+
+/// How long a blocking wait holds off before looking at signals (Ctrl-C) again.
+const WAIT_SLICE: Duration = Duration::from_millis(50);
+
+mod exc {
+    pyo3::create_exception!(
+        barbridge,
+        WireError,
+        pyo3::exceptions::PyValueError,
+        "A bar or line that breaks the wire protocol (a ValueError).\n\n\
+         ``str(err)`` says what is wrong and names the field; ``err.reason`` is the stable\n\
+         reject code (``missing_field``, ``wrong_type``, ``high_below_low``, ...), the same codes\n\
+         as the consumer's reject counters and ``tests/wire_vectors.json``."
+    );
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn wire_error(py: Python<'_>, e: &wire::WireError) -> PyErr {
+    let err = exc::WireError::new_err(e.to_string());
+    let _ = err.value(py).setattr(intern!(py, "reason"), e.reason().code());
+    err
+}
+
+fn outcome(i: Ingested) -> &'static str {
+    match i {
+        Ingested::Bar(Inserted::Appended) => "appended",
+        Ingested::Bar(Inserted::InsertedOutOfOrder) => "inserted",
+        Ingested::Bar(Inserted::Replaced) => "corrected",
+        Ingested::Bar(Inserted::Duplicate) => "duplicate",
+        Ingested::Bar(Inserted::Conflict) => "conflict",
+        Ingested::Bar(Inserted::TooOld) => "too_old",
+        Ingested::Filtered => "filtered",
+        Ingested::Heartbeat => "heartbeat",
+        Ingested::Status => "status",
+        Ingested::Ignored => "ignored",
+    }
+}
+
+// ------------------------------------------------------------------------------------ Bar
+
+/// One minute bar (read-only).
+///
+/// Attributes carry the wire field names: ``symbol``, ``timestamp_ms`` (start of the minute, UTC
+/// epoch milliseconds), ``open``, ``high``, ``low``, ``close``, ``volume``, ``vwap``,
+/// ``trade_count``. Bars from a subscription also say whether they are a ``correction`` of a
+/// minute delivered before and their ``source`` (``"stream"``, ``"backfill"``, ... or None);
+/// bars from queries have ``correction=False, source=None``.
+///
+/// ``Bar(...)`` validates like the wire protocol and raises :class:`WireError`.
+#[pyclass(name = "Bar", module = "barbridge", frozen)]
+#[derive(Clone, Debug)]
+pub struct PyBar {
+    symbol: Symbol,
+    bar: Bar,
+    correction: bool,
+    source: Option<Source>,
+}
+
+impl PyBar {
+    fn from_event(e: BarEvent) -> PyBar {
+        PyBar { symbol: e.symbol, bar: e.bar, correction: e.correction, source: e.source }
+    }
+    fn stored(symbol: &Symbol, bar: Bar) -> PyBar {
+        PyBar { symbol: symbol.clone(), bar, correction: false, source: None }
+    }
+    fn kind(&self) -> BarKind {
+        if self.correction {
+            BarKind::UpdatedBar
+        } else {
+            BarKind::Bar
+        }
+    }
+}
+
+#[pymethods]
+impl PyBar {
+    #[new]
+    #[pyo3(signature = (symbol, timestamp_ms, open, high, low, close, volume, vwap = 0.0, trade_count = 0))]
+    #[allow(clippy::too_many_arguments)]
+    fn new(
+        py: Python<'_>,
+        symbol: String,
+        timestamp_ms: i64,
+        open: f64,
+        high: f64,
+        low: f64,
+        close: f64,
+        volume: f64,
+        vwap: f64,
+        trade_count: u64,
+    ) -> PyResult<PyBar> {
+        let bar = Bar { timestamp_ms, open, high, low, close, volume, vwap, trade_count };
+        wire::validate(&symbol, &bar).map_err(|e| wire_error(py, &e))?;
+        Ok(PyBar { symbol: Arc::from(symbol), bar, correction: false, source: None })
+    }
+
+    #[getter]
+    fn symbol(&self) -> &str {
+        &self.symbol
+    }
+    #[getter]
+    fn timestamp_ms(&self) -> i64 {
+        self.bar.timestamp_ms
+    }
+    #[getter]
+    fn open(&self) -> f64 {
+        self.bar.open
+    }
+    #[getter]
+    fn high(&self) -> f64 {
+        self.bar.high
+    }
+    #[getter]
+    fn low(&self) -> f64 {
+        self.bar.low
+    }
+    #[getter]
+    fn close(&self) -> f64 {
+        self.bar.close
+    }
+    #[getter]
+    fn volume(&self) -> f64 {
+        self.bar.volume
+    }
+    #[getter]
+    fn vwap(&self) -> f64 {
+        self.bar.vwap
+    }
+    #[getter]
+    fn trade_count(&self) -> u64 {
+        self.bar.trade_count
+    }
+    /// True when this bar replaced a bar of the same minute delivered earlier.
+    #[getter]
+    fn correction(&self) -> bool {
+        self.correction
+    }
+    /// The sidecar's ``source`` label, or None.
+    #[getter]
+    fn source(&self) -> Option<&'static str> {
+        self.source.map(Source::as_str)
+    }
+
+    /// The bar as a dict with the wire field names (the form :meth:`Consumer.push` accepts).
+    fn to_dict<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        let d = PyDict::new(py);
+        let b = &self.bar;
+        d.set_item(intern!(py, "symbol"), &*self.symbol)?;
+        d.set_item(intern!(py, "timestamp_ms"), b.timestamp_ms)?;
+        d.set_item(intern!(py, "open"), b.open)?;
+        d.set_item(intern!(py, "high"), b.high)?;
+        d.set_item(intern!(py, "low"), b.low)?;
+        d.set_item(intern!(py, "close"), b.close)?;
+        d.set_item(intern!(py, "volume"), b.volume)?;
+        d.set_item(intern!(py, "vwap"), b.vwap)?;
+        d.set_item(intern!(py, "trade_count"), b.trade_count)?;
+        Ok(d)
+    }
+
+    /// The bar as one wire line (JSON, no newline), exactly as ``barbridge run --echo`` prints it.
+    fn to_line(&self) -> String {
+        wire::encode_bar(&self.symbol, &self.bar, self.kind())
+    }
+
+    fn __repr__(&self) -> String {
+        let b = &self.bar;
+        let mut extra = String::new();
+        if self.correction {
+            extra.push_str(", correction=True");
+        }
+        if let Some(s) = self.source {
+            extra.push_str(&format!(", source='{}'", s.as_str()));
+        }
+        format!(
+            "Bar(symbol={:?}, timestamp_ms={}, open={:?}, high={:?}, low={:?}, close={:?}, volume={:?}, vwap={:?}, trade_count={}{extra})",
+            &*self.symbol, b.timestamp_ms, b.open, b.high, b.low, b.close, b.volume, b.vwap, b.trade_count
+        )
+    }
+
+    /// Equal when symbol and all values are equal (``correction``/``source`` are not compared).
+    fn __eq__(&self, other: &Bound<'_, PyAny>) -> bool {
+        match other.downcast::<PyBar>() {
+            Ok(o) => {
+                let o = o.get();
+                o.symbol == self.symbol && o.bar == self.bar
+            }
+            Err(_) => false,
+        }
+    }
+
+    fn __hash__(&self) -> u64 {
+        use std::hash::{Hash, Hasher};
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        self.symbol.hash(&mut h);
+        self.bar.timestamp_ms.hash(&mut h);
+        self.bar.close.to_bits().hash(&mut h);
+        h.finish()
+    }
+}
+
+// ------------------------------------------------------------------- Python values → bars
+
+/// One item of input, converted while holding the GIL, ingested without it.
+enum Item {
+    Line(Vec<u8>),
+    Bar { symbol: String, bar: Bar, kind: BarKind, source: Option<Source> },
+    /// Could not even be turned into a bar (missing field, wrong type): counted as a reject.
+    Bad(wire::WireError),
+}
+
+fn type_name(v: &Bound<'_, PyAny>) -> String {
+    v.get_type().name().map(|n| n.to_string()).unwrap_or_else(|_| "?".into())
+}
+
+fn dict_field<'py>(d: &Bound<'py, PyDict>, key: &Bound<'py, PyString>) -> Option<Bound<'py, PyAny>> {
+    d.get_item(key).ok().flatten().filter(|v| !v.is_none())
+}
+
+fn dict_f64(d: &Bound<'_, PyDict>, key: &Bound<'_, PyString>, name: &'static str) -> Result<f64, wire::WireError> {
+    let v = dict_field(d, key).ok_or(wire::WireError::MissingField { field: name })?;
+    v.extract::<f64>().map_err(|_| wire::WireError::WrongType {
+        detail: format!("field `{name}` must be a number, got {}", type_name(&v)),
+    })
+}
+
+/// A dict with the wire field names → a bar (or a line, for control types such as heartbeat).
+fn item_from_dict(py: Python<'_>, d: &Bound<'_, PyDict>) -> PyResult<Item> {
+    let kind = match dict_field(d, intern!(py, "type")) {
+        None => BarKind::Bar,
+        Some(t) => match t.downcast::<PyString>().ok().map(|s| s.to_cow().map(|c| c.into_owned())) {
+            Some(Ok(s)) if s == "bar" => BarKind::Bar,
+            Some(Ok(s)) if s == "updated_bar" => BarKind::UpdatedBar,
+            _ => {
+                // heartbeat / status / a type this version does not know: exactly the wire path.
+                let json = py.import(intern!(py, "json"))?;
+                let text: String = json.call_method1(intern!(py, "dumps"), (d,))?.extract()?;
+                return Ok(Item::Line(text.into_bytes()));
+            }
+        },
+    };
+    Ok(match bar_from_dict(py, d) {
+        Ok((symbol, bar, source)) => Item::Bar { symbol, bar, kind, source },
+        Err(e) => Item::Bad(e),
+    })
+}
+
+fn bar_from_dict(py: Python<'_>, d: &Bound<'_, PyDict>) -> Result<(String, Bar, Option<Source>), wire::WireError> {
+    let sym = dict_field(d, intern!(py, "symbol")).ok_or(wire::WireError::MissingField { field: "symbol" })?;
+    let symbol = sym
+        .downcast::<PyString>()
+        .ok()
+        .and_then(|s| s.to_cow().ok().map(|c| c.into_owned()))
+        .ok_or_else(|| wire::WireError::WrongType { detail: format!("field `symbol` must be a str, got {}", type_name(&sym)) })?;
+    let ts = dict_field(d, intern!(py, "timestamp_ms")).ok_or(wire::WireError::MissingField { field: "timestamp_ms" })?;
+    let timestamp_ms = ts.extract::<i64>().map_err(|_| wire::WireError::WrongType {
+        detail: format!("field `timestamp_ms` must be an integer (UTC epoch milliseconds), got {}", type_name(&ts)),
+    })?;
+    let open = dict_f64(d, intern!(py, "open"), "open")?;
+    let high = dict_f64(d, intern!(py, "high"), "high")?;
+    let low = dict_f64(d, intern!(py, "low"), "low")?;
+    let close = dict_f64(d, intern!(py, "close"), "close")?;
+    let volume = dict_f64(d, intern!(py, "volume"), "volume")?;
+    let vwap = match dict_field(d, intern!(py, "vwap")) {
+        None => 0.0,
+        Some(_) => dict_f64(d, intern!(py, "vwap"), "vwap")?,
+    };
+    let trade_count = match dict_field(d, intern!(py, "trade_count")) {
+        None => 0,
+        Some(v) => v.extract::<u64>().map_err(|_| wire::WireError::WrongType {
+            detail: format!("field `trade_count` must be a non-negative integer, got {}", type_name(&v)),
+        })?,
+    };
+    let source = dict_field(d, intern!(py, "source"))
+        .and_then(|s| s.downcast::<PyString>().ok().and_then(|s| s.to_cow().ok().and_then(|c| Source::parse(&c))));
+    Ok((symbol, Bar { timestamp_ms, open, high, low, close, volume, vwap, trade_count }, source))
+}
+
+/// Any accepted input form → an [`Item`]. TypeError for a type that is no bar at all.
+fn item_from_py(py: Python<'_>, obj: &Bound<'_, PyAny>) -> PyResult<Item> {
+    if let Ok(d) = obj.downcast::<PyDict>() {
+        return item_from_dict(py, d);
+    }
+    if let Ok(s) = obj.downcast::<PyString>() {
+        return Ok(Item::Line(s.to_cow()?.into_owned().into_bytes()));
+    }
+    if let Ok(b) = obj.downcast::<PyBytes>() {
+        return Ok(Item::Line(b.as_bytes().to_vec()));
+    }
+    if let Ok(b) = obj.downcast::<PyByteArray>() {
+        return Ok(Item::Line(b.to_vec()));
+    }
+    if let Ok(b) = obj.downcast::<PyBar>() {
+        let b = b.get();
+        return Ok(Item::Bar { symbol: b.symbol.to_string(), bar: b.bar, kind: b.kind(), source: b.source });
+    }
+    Err(PyTypeError::new_err(format!(
+        "a bar must be a dict with the wire field names, a wire JSON line (str or bytes) or a barbridge.Bar, not {}",
+        type_name(obj)
+    )))
+}
+
+fn ingest_item(consumer: &Consumer, item: &Item) -> Result<Ingested, wire::WireError> {
+    match item {
+        Item::Line(line) => consumer.ingest_line(strip_newline(line)),
+        Item::Bar { symbol, bar, kind, source } => consumer.ingest_bar(symbol, *bar, *kind, *source),
+        Item::Bad(e) => {
+            // Counted like a line the FIFO reader could not decode.
+            consumer.health().counters.lines.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            consumer.health().on_message();
+            consumer.reject(e, b"");
+            Err(e.clone())
+        }
+    }
+}
+
+fn strip_newline(line: &[u8]) -> &[u8] {
+    line.strip_suffix(b"\n").unwrap_or(line)
+}
+
+// ------------------------------------------------------------------------------ batches
+
+/// What :meth:`Consumer.push_batch` did. The good bars are stored; the bad ones are listed.
+///
+/// Counts: ``accepted`` (new minutes), ``corrections``, ``duplicates``, ``conflicts`` (same minute,
+/// different values, not sent as a correction: first report kept), ``too_old``, ``filtered`` (not
+/// in the consumer's ``symbols``), ``control`` (heartbeat / status / unknown-type / blank lines),
+/// ``rejected``; ``errors`` is a list of ``(index, reason_code, message)`` for the rejected items
+/// (index = position in the list, or line number from 0 in a bytes batch).
+#[pyclass(name = "BatchResult", module = "barbridge", frozen, get_all)]
+#[derive(Debug, Default)]
+pub struct BatchResult {
+    accepted: u64,
+    corrections: u64,
+    duplicates: u64,
+    conflicts: u64,
+    too_old: u64,
+    filtered: u64,
+    control: u64,
+    rejected: u64,
+    errors: Vec<(usize, &'static str, String)>,
+}
+
+impl BatchResult {
+    fn record(&mut self, index: usize, r: Result<Ingested, wire::WireError>) {
+        match r {
+            Ok(Ingested::Bar(Inserted::Appended | Inserted::InsertedOutOfOrder)) => self.accepted += 1,
+            Ok(Ingested::Bar(Inserted::Replaced)) => self.corrections += 1,
+            Ok(Ingested::Bar(Inserted::Duplicate)) => self.duplicates += 1,
+            Ok(Ingested::Bar(Inserted::Conflict)) => self.conflicts += 1,
+            Ok(Ingested::Bar(Inserted::TooOld)) => self.too_old += 1,
+            Ok(Ingested::Filtered) => self.filtered += 1,
+            Ok(Ingested::Heartbeat | Ingested::Status | Ingested::Ignored) => self.control += 1,
+            Err(e) => {
+                self.rejected += 1;
+                self.errors.push((index, e.reason().code(), e.to_string()));
+            }
+        }
+    }
+}
+
+#[pymethods]
+impl BatchResult {
+    /// True when nothing was rejected.
+    #[getter]
+    fn ok(&self) -> bool {
+        self.rejected == 0
+    }
+
+    fn to_dict<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        let d = PyDict::new(py);
+        d.set_item("accepted", self.accepted)?;
+        d.set_item("corrections", self.corrections)?;
+        d.set_item("duplicates", self.duplicates)?;
+        d.set_item("conflicts", self.conflicts)?;
+        d.set_item("too_old", self.too_old)?;
+        d.set_item("filtered", self.filtered)?;
+        d.set_item("control", self.control)?;
+        d.set_item("rejected", self.rejected)?;
+        d.set_item("errors", self.errors.clone())?;
+        Ok(d)
+    }
+
+    fn __repr__(&self) -> String {
+        format!(
+            "BatchResult(accepted={}, corrections={}, duplicates={}, conflicts={}, too_old={}, filtered={}, control={}, rejected={}, errors={:?})",
+            self.accepted,
+            self.corrections,
+            self.duplicates,
+            self.conflicts,
+            self.too_old,
+            self.filtered,
+            self.control,
+            self.rejected,
+            self.errors.iter().take(3).collect::<Vec<_>>()
+        )
+    }
+}
+
+fn ingest_lines(consumer: &Consumer, data: &[u8], result: &mut BatchResult) {
+    let mut start = 0;
+    let mut index = 0;
+    for end in memchr::memchr_iter(b'\n', data) {
+        result.record(index, consumer.ingest_line(&data[start..end]));
+        start = end + 1;
+        index += 1;
+    }
+    if start < data.len() {
+        result.record(index, consumer.ingest_line(&data[start..]));
+    }
+}
+
+// ---------------------------------------------------------------------------- Consumer
+
+/// The bar consumer: validates, dedupes and stores bars per symbol, tracks feed health and
+/// delivers new bars to subscribers. The same pipeline as ``barbridge run`` (the Rust CLI).
+///
+/// Args:
+///     capacity_per_symbol: bars kept per symbol (oldest evicted first).
+///     stale_after: seconds without any input before health says ``stale``.
+///     symbols: accept only these symbols (others are counted as ``filtered``); None = all.
+///     status_file: rewrite this JSON status file every second (``barbridge status
+///         --status-file PATH`` reads it); written once more on :meth:`close`.
+///     echo: print every accepted bar (after dedupe; corrections again) to stdout as one wire
+///         line, like ``barbridge run --echo``.
+///
+/// Thread-safe: any number of Python threads may push and query concurrently.
+#[pyclass(name = "Consumer", module = "barbridge", frozen)]
+pub struct PyConsumer {
+    inner: Arc<Consumer>,
+    status: Mutex<Option<StatusWriter>>,
+    status_file: Option<PathBuf>,
+}
+
+impl PyConsumer {
+    fn build(
+        capacity_per_symbol: usize,
+        stale_after: f64,
+        symbols: Option<Vec<String>>,
+        status_file: Option<PathBuf>,
+        echo: bool,
+        fifo: Option<PathBuf>,
+    ) -> PyResult<(PyConsumer, Arc<Consumer>)> {
+        if !(stale_after.is_finite() && stale_after > 0.0) {
+            return Err(PyValueError::new_err(format!("stale_after must be a positive number of seconds, got {stale_after}")));
+        }
+        if capacity_per_symbol == 0 {
+            return Err(PyValueError::new_err("capacity_per_symbol must be at least 1"));
+        }
+        let symbols = symbols.unwrap_or_default();
+        let probe = Bar { timestamp_ms: 1, open: 1.0, high: 1.0, low: 1.0, close: 1.0, volume: 0.0, vwap: 0.0, trade_count: 0 };
+        if let Some(bad) = symbols.iter().find(|s| wire::validate(s, &probe).is_err()) {
+            return Err(PyValueError::new_err(format!("symbols contains {bad:?}, which is not a valid symbol")));
+        }
+        let consumer = Consumer::builder()
+            .capacity_per_symbol(capacity_per_symbol)
+            .stale_after(Duration::from_secs_f64(stale_after))
+            .symbols(symbols)
+            .build();
+        if echo {
+            consumer.on_bar(&[], |event| {
+                let kind = if event.correction { BarKind::UpdatedBar } else { BarKind::Bar };
+                let line = wire::encode_bar(&event.symbol, &event.bar, kind);
+                let mut out = std::io::stdout().lock();
+                // stdout closed: nothing useful to do; the store still has the bar.
+                let _ = writeln!(out, "{line}").and_then(|()| out.flush());
+            });
+        }
+        let status = status_file.as_ref().map(|path| {
+            if let Some(dir) = path.parent() {
+                if !dir.as_os_str().is_empty() && !dir.exists() {
+                    use std::os::unix::fs::DirBuilderExt;
+                    let _ = std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir);
+                }
+            }
+            StatusWriter::start(consumer.clone(), path.clone(), fifo, Duration::from_secs(1))
+        });
+        Ok((PyConsumer { inner: consumer.clone(), status: Mutex::new(status), status_file }, consumer))
+    }
+
+    fn stop_status(&self, py: Python<'_>) {
+        if let Some(writer) = lock(&self.status).take() {
+            py.allow_threads(|| writer.stop());
+        }
+    }
+
+    fn bars(&self, symbol: &str, n: Option<usize>, from_ms: Option<i64>, to_ms: Option<i64>) -> Vec<Bar> {
+        let store = self.inner.store();
+        let mut bars = if from_ms.is_some() || to_ms.is_some() {
+            store.range(symbol, from_ms.unwrap_or(i64::MIN), to_ms.unwrap_or(i64::MAX))
+        } else {
+            store.last_n(symbol, n.unwrap_or(usize::MAX))
+        };
+        if let Some(n) = n {
+            let skip = bars.len().saturating_sub(n);
+            bars.drain(..skip);
+        }
+        bars
+    }
+}
+
+#[pymethods]
+impl PyConsumer {
+    #[new]
+    #[pyo3(signature = (capacity_per_symbol = 10_000, stale_after = 120.0, symbols = None, status_file = None, echo = false))]
+    fn new(
+        capacity_per_symbol: usize,
+        stale_after: f64,
+        symbols: Option<Vec<String>>,
+        status_file: Option<PathBuf>,
+        echo: bool,
+    ) -> PyResult<PyConsumer> {
+        Ok(PyConsumer::build(capacity_per_symbol, stale_after, symbols, status_file, echo, None)?.0)
+    }
+
+    /// Push one bar: a dict with the wire field names, a wire JSON line (str or bytes, trailing
+    /// newline optional; heartbeat and status lines are accepted too) or a :class:`Bar`.
+    ///
+    /// Returns what happened: ``"appended"``, ``"inserted"`` (older than the newest bar, put in
+    /// time order), ``"corrected"``, ``"duplicate"``, ``"conflict"`` (same minute, different values,
+    /// not sent as ``updated_bar``: the first report is kept), ``"too_old"``, ``"filtered"``,
+    /// ``"heartbeat"``, ``"status"`` or ``"ignored"``.
+    ///
+    /// Raises :class:`WireError` (a ValueError naming the field) for a bar that breaks the
+    /// protocol; it is counted as a reject in :meth:`stats` like a bad FIFO line.
+    fn push(&self, py: Python<'_>, bar: &Bound<'_, PyAny>) -> PyResult<&'static str> {
+        let item = item_from_py(py, bar)?;
+        ingest_item(&self.inner, &item).map(outcome).map_err(|e| wire_error(py, &e))
+    }
+
+    /// Push one wire line (str or bytes). Same as :meth:`push` for a line.
+    fn push_line(&self, py: Python<'_>, line: &Bound<'_, PyAny>) -> PyResult<&'static str> {
+        let result = if let Ok(b) = line.downcast::<PyBytes>() {
+            self.inner.ingest_line(strip_newline(b.as_bytes()))
+        } else if let Ok(s) = line.downcast::<PyString>() {
+            let text = s.to_cow()?;
+            self.inner.ingest_line(strip_newline(text.as_bytes()))
+        } else {
+            return Err(PyTypeError::new_err(format!("push_line() takes a str or bytes, not {}", type_name(line))));
+        };
+        result.map(outcome).map_err(|e| wire_error(py, &e))
+    }
+
+    /// Push many bars in one call, without holding the GIL while they are ingested.
+    ///
+    /// ``bars`` is either bytes (or str) holding ``\n``-separated wire lines, or a list/iterable
+    /// of items :meth:`push` accepts. Bad items do not stop the batch: the good ones are stored
+    /// and the returned :class:`BatchResult` lists the bad ones.
+    fn push_batch(&self, py: Python<'_>, bars: &Bound<'_, PyAny>) -> PyResult<BatchResult> {
+        let mut result = BatchResult::default();
+        let consumer = &self.inner;
+        if let Ok(b) = bars.downcast::<PyBytes>() {
+            let data = b.as_bytes();
+            py.allow_threads(|| ingest_lines(consumer, data, &mut result));
+            return Ok(result);
+        }
+        if let Ok(s) = bars.downcast::<PyString>() {
+            let text = s.to_cow()?;
+            let data = text.as_bytes();
+            py.allow_threads(|| ingest_lines(consumer, data, &mut result));
+            return Ok(result);
+        }
+        if let Ok(b) = bars.downcast::<PyByteArray>() {
+            let data = b.to_vec();
+            py.allow_threads(|| ingest_lines(consumer, &data, &mut result));
+            return Ok(result);
+        }
+        let mut items = Vec::with_capacity(bars.len().unwrap_or(0));
+        for obj in bars.try_iter()? {
+            items.push(item_from_py(py, &obj?)?);
+        }
+        py.allow_threads(|| {
+            for (i, item) in items.iter().enumerate() {
+                result.record(i, ingest_item(consumer, item));
+            }
+        });
+        Ok(result)
+    }
+
+    /// The newest bar of ``symbol``, or None.
+    fn latest(&self, symbol: &str) -> Option<PyBar> {
+        let bar = self.inner.store().latest(symbol)?;
+        Some(PyBar::stored(&Arc::from(symbol), bar))
+    }
+
+    /// The newest ``n`` bars of ``symbol``, oldest first.
+    fn last_n(&self, symbol: &str, n: usize) -> Vec<PyBar> {
+        let name: Symbol = Arc::from(symbol);
+        self.inner.store().last_n(symbol, n).into_iter().map(|b| PyBar::stored(&name, b)).collect()
+    }
+
+    /// Bars of ``symbol`` with ``from_ms <= timestamp_ms < to_ms``, oldest first.
+    fn range(&self, symbol: &str, from_ms: i64, to_ms: i64) -> Vec<PyBar> {
+        let name: Symbol = Arc::from(symbol);
+        self.inner.store().range(symbol, from_ms, to_ms).into_iter().map(|b| PyBar::stored(&name, b)).collect()
+    }
+
+    /// Every symbol that has bars, sorted.
+    fn symbols(&self) -> Vec<String> {
+        self.inner.store().symbols().iter().map(|s| s.to_string()).collect()
+    }
+
+    /// Number of bars stored for ``symbol``.
+    fn count(&self, symbol: &str) -> usize {
+        self.inner.store().len(symbol)
+    }
+
+    /// Total bars stored over all symbols.
+    fn __len__(&self) -> usize {
+        self.inner.store().total_len()
+    }
+
+    fn __contains__(&self, symbol: &str) -> bool {
+        self.inner.store().len(symbol) > 0
+    }
+
+    /// Bars of ``symbol`` as columns: a dict of lists keyed ``timestamp_ms``, ``open``, ``high``,
+    /// ``low``, ``close``, ``volume``, ``vwap``, ``trade_count``, oldest first.
+    ///
+    /// Without arguments: every stored bar; ``from_ms``/``to_ms``: the range
+    /// ``from_ms <= timestamp_ms < to_ms`` (either bound may be omitted); ``n``: only the newest
+    /// ``n`` of those. ``numpy=True`` returns numpy arrays (int64 / float64 / uint64) instead of
+    /// lists; numpy is imported only then (ImportError if it is not installed).
+    #[pyo3(signature = (symbol, n = None, from_ms = None, to_ms = None, numpy = false))]
+    fn columns<'py>(
+        &self,
+        py: Python<'py>,
+        symbol: &str,
+        n: Option<usize>,
+        from_ms: Option<i64>,
+        to_ms: Option<i64>,
+        numpy: bool,
+    ) -> PyResult<Bound<'py, PyDict>> {
+        let np = if numpy {
+            Some(py.import("numpy").map_err(|e| {
+                PyImportError::new_err(format!("columns(numpy=True) needs numpy, which is not importable ({e}); pip install numpy, or use numpy=False for lists"))
+            })?)
+        } else {
+            None
+        };
+        let bars = self.bars(symbol, n, from_ms, to_ms);
+        let d = PyDict::new(py);
+        let f64_cols: [(&str, fn(&Bar) -> f64); 6] = [
+            ("open", |b| b.open),
+            ("high", |b| b.high),
+            ("low", |b| b.low),
+            ("close", |b| b.close),
+            ("volume", |b| b.volume),
+            ("vwap", |b| b.vwap),
+        ];
+        match np {
+            None => {
+                d.set_item("timestamp_ms", PyList::new(py, bars.iter().map(|b| b.timestamp_ms))?)?;
+                for (name, get) in f64_cols {
+                    d.set_item(name, PyList::new(py, bars.iter().map(get))?)?;
+                }
+                d.set_item("trade_count", PyList::new(py, bars.iter().map(|b| b.trade_count))?)?;
+            }
+            Some(np) => {
+                let array = |bytes: Vec<u8>, dtype: &str| -> PyResult<Bound<'py, PyAny>> {
+                    // A bytearray backs a writable array; one copy, no per-element objects.
+                    np.call_method1("frombuffer", (PyByteArray::new(py, &bytes), dtype))
+                };
+                let ts: Vec<u8> = bars.iter().flat_map(|b| b.timestamp_ms.to_ne_bytes()).collect();
+                d.set_item("timestamp_ms", array(ts, "int64")?)?;
+                for (name, get) in f64_cols {
+                    let col: Vec<u8> = bars.iter().flat_map(|b| get(b).to_ne_bytes()).collect();
+                    d.set_item(name, array(col, "float64")?)?;
+                }
+                let tc: Vec<u8> = bars.iter().flat_map(|b| b.trade_count.to_ne_bytes()).collect();
+                d.set_item("trade_count", array(tc, "uint64")?)?;
+            }
+        }
+        Ok(d)
+    }
+
+    /// The counters (dict): ``lines``, ``bars_accepted``, ``corrections``, ``duplicates``,
+    /// ``conflicts``, ``too_old``, ``filtered``, ``heartbeats``, ``status_lines``,
+    /// ``unknown_types``, ``rejects_total``, ``rejects`` (per reason code), ``seq_gaps``,
+    /// ``lines_lost``, ``writer_sessions``, ``reconnects``, ``disconnects``, ``stale_episodes``,
+    /// ``delivery_drops``.
+    fn stats<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        to_py(py, &self.inner.health().counters.snapshot())
+    }
+
+    /// Feed health (dict): ``state`` (``waiting`` / ``live`` / ``stale``), times (UTC epoch ms),
+    /// the sidecar's last reported ``status``, ``counters`` (as :meth:`stats`) and per-symbol
+    /// ``symbols`` (bars, last bar time, last arrival). Re-evaluates staleness first.
+    fn health<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        self.inner.health().tick();
+        to_py(py, &self.inner.health().snapshot())
+    }
+
+    /// The status report (dict), as written to the status file: health, stored bars per symbol,
+    /// subscribers.
+    fn status<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        self.inner.health().tick();
+        to_py(py, &StatusReport::collect(&self.inner, None))
+    }
+
+    /// The status file path given at construction, or None.
+    #[getter]
+    fn status_file(&self) -> Option<PathBuf> {
+        self.status_file.clone()
+    }
+
+    /// Subscribe to new bars (new minutes and corrections; not duplicates) as they are pushed
+    /// or read from a FIFO. Returns a :class:`Subscription`, an iterator whose ``next()`` waits
+    /// without holding the GIL (Ctrl-C interrupts it).
+    ///
+    /// Args:
+    ///     symbols: only these symbols; None = all.
+    ///     capacity: bars buffered for a slow reader; when full the oldest is dropped (and
+    ///         counted in ``dropped`` and ``stats()['delivery_drops']``).
+    ///     timeout: seconds ``next()`` waits for a bar before ending the iteration; None = forever.
+    #[pyo3(signature = (symbols = None, capacity = 65_536, timeout = None))]
+    fn subscribe(&self, py: Python<'_>, symbols: Option<Vec<String>>, capacity: usize, timeout: Option<f64>) -> PyResult<PySubscription> {
+        let timeout = parse_timeout(timeout)?;
+        let sub = match symbols {
+            Some(s) => Subscription::symbols(s),
+            None => Subscription::all(),
+        }
+        .capacity(capacity)
+        .name("python");
+        let consumer = self.inner.clone();
+        let rx = py.allow_threads(|| consumer.subscribe(sub));
+        Ok(PySubscription { rx: Mutex::new(Some(rx)), timeout, _consumer: self.inner.clone() })
+    }
+
+    /// Stop the status file writer (after one final write). Queries keep working.
+    fn close(&self, py: Python<'_>) {
+        self.stop_status(py);
+    }
+
+    fn __enter__(slf: Py<Self>) -> Py<Self> {
+        slf
+    }
+
+    #[pyo3(signature = (*_args))]
+    fn __exit__(&self, py: Python<'_>, _args: &Bound<'_, PyTuple>) -> bool {
+        self.stop_status(py);
+        false
+    }
+
+    fn __repr__(&self) -> String {
+        let store = self.inner.store();
+        format!(
+            "<barbridge.Consumer: {} symbols, {} bars, state {:?}>",
+            store.symbols().len(),
+            store.total_len(),
+            self.inner.health().state()
+        )
+    }
+}
+
+impl Drop for PyConsumer {
+    fn drop(&mut self) {
+        if let Some(writer) = lock(&self.status).take() {
+            writer.stop();
+        }
+    }
+}
+
+fn parse_timeout(timeout: Option<f64>) -> PyResult<Option<Duration>> {
+    match timeout {
+        None => Ok(None),
+        Some(t) if t.is_finite() && t >= 0.0 => Ok(Some(Duration::from_secs_f64(t))),
+        Some(t) => Err(PyValueError::new_err(format!("timeout must be a non-negative number of seconds or None, got {t}"))),
+    }
+}
+
+/// Any serde value → Python objects (dicts, lists, ints, floats, str, None).
+fn to_py<'py, T: serde::Serialize>(py: Python<'py>, value: &T) -> PyResult<Bound<'py, PyAny>> {
+    let v = serde_json::to_value(value).map_err(|e| PyValueError::new_err(e.to_string()))?;
+    json_to_py(py, &v)
+}
+
+fn json_to_py<'py>(py: Python<'py>, v: &serde_json::Value) -> PyResult<Bound<'py, PyAny>> {
+    use serde_json::Value;
+    Ok(match v {
+        Value::Null => py.None().into_bound(py),
+        Value::Bool(b) => PyBool::new(py, *b).to_owned().into_any(),
+        Value::Number(n) => {
+            if let Some(i) = n.as_i64() {
+                i.into_bound_py_any(py)?
+            } else if let Some(u) = n.as_u64() {
+                u.into_bound_py_any(py)?
+            } else {
+                n.as_f64().unwrap_or(f64::NAN).into_bound_py_any(py)?
+            }
+        }
+        Value::String(s) => PyString::new(py, s).into_any(),
+        Value::Array(a) => {
+            let items = a.iter().map(|x| json_to_py(py, x)).collect::<PyResult<Vec<_>>>()?;
+            PyList::new(py, items)?.into_any()
+        }
+        Value::Object(m) => {
+            let d = PyDict::new(py);
+            for (k, x) in m {
+                d.set_item(k, json_to_py(py, x)?)?;
+            }
+            d.into_any()
+        }
+    })
+}
+
+// ---------------------------------------------------------------------- waiting for bars
+
+/// Wait for the next bar in short slices with the GIL released, checking for signals between
+/// slices (so Ctrl-C raises KeyboardInterrupt promptly). `Ok(None)`: timeout, channel closed, or
+/// `finished()` said no more bars will come and none are left.
+fn wait_next(
+    py: Python<'_>,
+    rx: &Receiver<BarEvent>,
+    timeout: Option<Duration>,
+    finished: &dyn Fn() -> bool,
+) -> PyResult<Option<BarEvent>> {
+    match rx.try_recv() {
+        Ok(ev) => return Ok(Some(ev)),
+        Err(TryRecvError::Disconnected) => return Ok(None),
+        Err(TryRecvError::Empty) => {}
+    }
+    let deadline = timeout.map(|t| Instant::now() + t);
+    loop {
+        py.check_signals()?;
+        if finished() {
+            return Ok(rx.try_recv().ok());
+        }
+        let slice = match deadline {
+            None => WAIT_SLICE,
+            Some(d) => {
+                let now = Instant::now();
+                if now >= d {
+                    return Ok(None);
+                }
+                (d - now).min(WAIT_SLICE)
+            }
+        };
+        match py.allow_threads(|| rx.recv_timeout(slice)) {
+            Ok(ev) => return Ok(Some(ev)),
+            Err(RecvTimeoutError::Timeout) => {}
+            Err(RecvTimeoutError::Disconnected) => return Ok(None),
+        }
+    }
+}
+
+/// New bars from :meth:`Consumer.subscribe`: ``for bar in sub: ...``.
+///
+/// ``next()`` waits (GIL released, Ctrl-C works) until a bar arrives; with a ``timeout`` the
+/// iteration ends when none arrives in time. :meth:`get` waits for one bar, :meth:`drain`
+/// takes what is queued without waiting. :meth:`close` (or leaving a ``with`` block)
+/// unsubscribes.
+#[pyclass(name = "Subscription", module = "barbridge", frozen)]
+pub struct PySubscription {
+    rx: Mutex<Option<BarReceiver>>,
+    timeout: Option<Duration>,
+    _consumer: Arc<Consumer>,
+}
+
+impl PySubscription {
+    fn receiver(&self) -> Option<Receiver<BarEvent>> {
+        lock(&self.rx).as_ref().map(|r| (**r).clone())
+    }
+
+    fn next_event(&self, py: Python<'_>, timeout: Option<Duration>, finished: &dyn Fn() -> bool) -> PyResult<Option<PyBar>> {
+        let Some(rx) = self.receiver() else { return Ok(None) };
+        let closed = || finished() || lock(&self.rx).is_none();
+        Ok(wait_next(py, &rx, timeout, &closed)?.map(PyBar::from_event))
+    }
+
+    fn unsubscribe(&self) {
+        lock(&self.rx).take();
+    }
+}
+
+#[pymethods]
+impl PySubscription {
+    fn __iter__(slf: Py<Self>) -> Py<Self> {
+        slf
+    }
+
+    fn __next__(&self, py: Python<'_>) -> PyResult<Option<PyBar>> {
+        self.next_event(py, self.timeout, &|| false)
+    }
+
+    /// Wait up to ``timeout`` seconds (None = the subscription's timeout; forever if that is
+    /// None too) for the next bar; None if none came.
+    #[pyo3(signature = (timeout = None))]
+    fn get(&self, py: Python<'_>, timeout: Option<f64>) -> PyResult<Option<PyBar>> {
+        let timeout = parse_timeout(timeout)?.or(self.timeout);
+        self.next_event(py, timeout, &|| false)
+    }
+
+    /// Every bar queued now, without waiting.
+    fn drain(&self) -> Vec<PyBar> {
+        match self.receiver() {
+            Some(rx) => rx.try_iter().map(PyBar::from_event).collect(),
+            None => Vec::new(),
+        }
+    }
+
+    /// Bars dropped because this subscription's buffer was full.
+    #[getter]
+    fn dropped(&self) -> u64 {
+        lock(&self.rx).as_ref().map_or(0, |r| r.dropped())
+    }
+
+    /// Unsubscribe; iteration ends.
+    fn close(&self) {
+        self.unsubscribe();
+    }
+
+    fn __enter__(slf: Py<Self>) -> Py<Self> {
+        slf
+    }
+
+    #[pyo3(signature = (*_args))]
+    fn __exit__(&self, _args: &Bound<'_, PyTuple>) -> bool {
+        self.unsubscribe();
+        false
+    }
+}
+
+// ---------------------------------------------------------------------------- FifoReader
+
+/// Read bars from a FIFO written by the sidecar: ``for bar in barbridge.FifoReader(path): ...``.
+///
+/// The reader thread is Rust's (the same as ``barbridge run``): it never blocks shutdown,
+/// survives writers coming and going, and validates, dedupes and stores every line in
+/// :attr:`consumer` (query it for history while iterating). Iteration yields each new bar
+/// (corrections again, with ``correction=True``); it waits with the GIL released, and Ctrl-C
+/// raises KeyboardInterrupt in the iterating thread. :meth:`close` (or leaving a ``with``
+/// block, or dropping the reader) stops the thread.
+///
+/// Args:
+///     path: the FIFO; created (mode 0600, directory 0700) if absent, refused if it is not a
+///         FIFO, a symlink, another user's, or in a directory others can write to (OSError).
+///     symbols, stale_after, capacity_per_symbol, status_file, echo: as for :class:`Consumer`
+///         (ignored when ``consumer`` is given).
+///     consumer: an existing :class:`Consumer` to feed instead of a new one.
+///     once: end the iteration when the first writer session ends (batch loads, tests).
+///     timeout: seconds to wait for a bar before ending the iteration; None = forever.
+///     capacity: bars buffered for the iterator when it falls behind (oldest dropped first).
+#[pyclass(name = "FifoReader", module = "barbridge", frozen)]
+pub struct PyFifoReader {
+    consumer: Py<PyConsumer>,
+    owns_consumer: bool,
+    feed: Mutex<Option<FifoFeed>>,
+    sub: PySubscription,
+    path: PathBuf,
+}
+
+impl PyFifoReader {
+    fn finished(&self) -> bool {
+        lock(&self.feed).as_ref().is_none_or(|f| f.is_finished())
+    }
+
+    /// Stop and join the reader thread; its error, if it ended with one.
+    fn shutdown(&self, py: Python<'_>) -> PyResult<()> {
+        let feed = lock(&self.feed).take();
+        if let Some(feed) = feed {
+            feed.stop();
+            py.allow_threads(|| feed.join()).map_err(|e| PyOSError::new_err(e.to_string()))?;
+        }
+        Ok(())
+    }
+}
+
+#[pymethods]
+impl PyFifoReader {
+    #[new]
+    #[pyo3(signature = (path, symbols = None, stale_after = 120.0, capacity_per_symbol = 10_000, status_file = None, echo = false, consumer = None, once = false, timeout = None, capacity = 65_536))]
+    #[allow(clippy::too_many_arguments)]
+    fn new(
+        py: Python<'_>,
+        path: PathBuf,
+        symbols: Option<Vec<String>>,
+        stale_after: f64,
+        capacity_per_symbol: usize,
+        status_file: Option<PathBuf>,
+        echo: bool,
+        consumer: Option<Py<PyConsumer>>,
+        once: bool,
+        timeout: Option<f64>,
+        capacity: usize,
+    ) -> PyResult<PyFifoReader> {
+        let timeout = parse_timeout(timeout)?;
+        let owns_consumer = consumer.is_none();
+        let consumer = match consumer {
+            Some(c) => c,
+            None => {
+                let (c, _) = PyConsumer::build(capacity_per_symbol, stale_after, symbols, status_file, echo, Some(path.clone()))?;
+                Py::new(py, c)?
+            }
+        };
+        let inner = consumer.get().inner.clone();
+        // Subscribe before the reader starts: no bar can slip past the iterator.
+        let rx = py.allow_threads(|| inner.subscribe(Subscription::all().capacity(capacity).name("FifoReader")));
+        let options = FeedOptions { stop_when_writers_gone: once, ..FeedOptions::default() };
+        let feed = FifoFeed::start(inner.clone(), &path, options).map_err(|e| PyOSError::new_err(e.to_string()))?;
+        Ok(PyFifoReader {
+            consumer,
+            owns_consumer,
+            feed: Mutex::new(Some(feed)),
+            sub: PySubscription { rx: Mutex::new(Some(rx)), timeout, _consumer: inner },
+            path,
+        })
+    }
+
+    /// The :class:`Consumer` the reader feeds (store, stats, health).
+    #[getter]
+    fn consumer(&self, py: Python<'_>) -> Py<PyConsumer> {
+        self.consumer.clone_ref(py)
+    }
+
+    /// The FIFO path.
+    #[getter]
+    fn path(&self) -> PathBuf {
+        self.path.clone()
+    }
+
+    /// True while the reader thread runs.
+    #[getter]
+    fn running(&self) -> bool {
+        !self.finished()
+    }
+
+    fn __iter__(slf: Py<Self>) -> Py<Self> {
+        slf
+    }
+
+    fn __next__(&self, py: Python<'_>) -> PyResult<Option<PyBar>> {
+        let next = self.sub.next_event(py, self.sub.timeout, &|| self.finished())?;
+        if next.is_none() && self.finished() {
+            self.shutdown(py)?; // raises the reader's error, if it failed
+        }
+        Ok(next)
+    }
+
+    /// Wait up to ``timeout`` seconds (None = the reader's timeout) for the next bar; None if
+    /// none came.
+    #[pyo3(signature = (timeout = None))]
+    fn get(&self, py: Python<'_>, timeout: Option<f64>) -> PyResult<Option<PyBar>> {
+        let timeout = parse_timeout(timeout)?.or(self.sub.timeout);
+        self.sub.next_event(py, timeout, &|| self.finished())
+    }
+
+    /// Stop the reader thread and wait for it (at most one poll interval, 0.1 s); stops the
+    /// status file writer of a consumer the reader created. Raises OSError if the reader had
+    /// failed. Idempotent.
+    fn close(&self, py: Python<'_>) -> PyResult<()> {
+        let result = self.shutdown(py);
+        self.sub.unsubscribe();
+        if self.owns_consumer {
+            self.consumer.get().stop_status(py);
+        }
+        result
+    }
+
+    fn __enter__(slf: Py<Self>) -> Py<Self> {
+        slf
+    }
+
+    #[pyo3(signature = (*_args))]
+    fn __exit__(&self, py: Python<'_>, _args: &Bound<'_, PyTuple>) -> PyResult<bool> {
+        self.close(py)?;
+        Ok(false)
+    }
+
+    // Query shortcuts on the reader's consumer.
+
+    /// ``consumer.latest(symbol)``.
+    fn latest(&self, symbol: &str) -> Option<PyBar> {
+        self.consumer.get().latest(symbol)
+    }
+    /// ``consumer.last_n(symbol, n)``.
+    fn last_n(&self, symbol: &str, n: usize) -> Vec<PyBar> {
+        self.consumer.get().last_n(symbol, n)
+    }
+    /// ``consumer.stats()``.
+    fn stats<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        self.consumer.get().stats(py)
+    }
+
+    fn __repr__(&self) -> String {
+        format!("<barbridge.FifoReader {} ({})>", self.path.display(), if self.finished() { "stopped" } else { "running" })
+    }
+}
+
+impl Drop for PyFifoReader {
+    fn drop(&mut self) {
+        // Never join here (we may hold the GIL); the thread sees the flag within a poll interval.
+        if let Some(feed) = lock(&self.feed).take() {
+            feed.stop();
+        }
+    }
+}
+
+// ------------------------------------------------------------------------------ module
+
+/// barbridge: market-data bars from the Alpaca sidecar into a per-symbol store (Rust core).
+///
+/// Three ways in from Python, all on the same Rust pipeline as the ``barbridge`` CLI (one
+/// parser, one validator, one store):
+///
+/// * :class:`Consumer` - push bars (dicts with the wire field names, wire JSON lines, or
+///   batches) and query them: ``latest``, ``last_n``, ``range``, ``columns`` (lists or numpy),
+///   ``symbols``, ``stats``, ``health``; ``subscribe()`` iterates new bars.
+/// * :class:`FifoReader` - ``for bar in barbridge.FifoReader(path): ...`` reads the sidecar's
+///   FIFO on a Rust thread; Ctrl-C interrupts the loop.
+/// * ``python -m bridge --sink inprocess`` - the sidecar pushing into a Consumer in the same
+///   process (one-process mode).
+///
+/// Example::
+///
+///     import barbridge
+///     c = barbridge.Consumer()
+///     c.push({"symbol": "SPY", "timestamp_ms": 1759930080000, "open": 671.2, "high": 671.5,
+///             "low": 671.1, "close": 671.4, "volume": 18234, "vwap": 671.33, "trade_count": 212})
+///     print(c.latest("SPY"))
+///
+/// Bad bars raise :class:`WireError` (a ValueError) naming the field; ``err.reason`` is the
+/// reject code.
+#[pymodule]
+fn barbridge(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    let py = m.py();
+    m.add_class::<PyConsumer>()?;
+    m.add_class::<PyBar>()?;
+    m.add_class::<BatchResult>()?;
+    m.add_class::<PySubscription>()?;
+    m.add_class::<PyFifoReader>()?;
+    m.add("WireError", py.get_type::<exc::WireError>())?;
+    m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+    m.add("MAX_LINE_BYTES", wire::MAX_LINE_BYTES)?;
+    m.add(
+        "REJECT_REASONS",
+        PyTuple::new(py, wire::RejectReason::ALL.iter().map(|r| r.code()))?,
+    )?;
+    /// Default FIFO path: ``$XDG_RUNTIME_DIR/barbridge/bars.fifo`` (else ``/tmp/barbridge-<uid>/``).
+    #[pyfunction]
+    fn default_fifo_path() -> PathBuf {
+        crate::default_fifo_path()
+    }
+    /// Default status file path, next to the default FIFO.
+    #[pyfunction]
+    fn default_status_path() -> PathBuf {
+        crate::default_status_path()
+    }
+    m.add_function(wrap_pyfunction!(default_fifo_path, m)?)?;
+    m.add_function(wrap_pyfunction!(default_status_path, m)?)?;
+    Ok(())
+}
