@@ -250,7 +250,7 @@ class FifoSink(Sink):
             os.close(fd)
             raise
         size = self.pipe_size
-        while size >= 65536:
+        while size >= 4096:
             try:
                 fcntl.fcntl(fd, F_SETPIPE_SZ, size)
                 break
