@@ -497,6 +497,8 @@ pub struct FeedOptions {
     pub reader: ReaderOptions,
     /// End the feed when the first writer session ends (benchmarks, batch loads).
     pub stop_when_writers_gone: bool,
+    /// Use this stop flag (e.g. one a signal handler already sets) instead of a fresh one.
+    pub stop_flag: Option<Arc<AtomicBool>>,
 }
 
 /// A reader thread feeding a FIFO into a [`Consumer`].
@@ -526,7 +528,7 @@ impl FifoFeed {
     pub fn start(consumer: Arc<Consumer>, path: impl AsRef<Path>, options: FeedOptions) -> Result<FifoFeed, FifoError> {
         let path = path.as_ref().to_path_buf();
         prepare_fifo(&path)?;
-        let stop = Arc::new(AtomicBool::new(false));
+        let stop = options.stop_flag.clone().unwrap_or_default();
         let thread = {
             let (reader_path, stop) = (path.clone(), stop.clone());
             std::thread::Builder::new()

@@ -197,16 +197,18 @@ fn run(
     if echo {
         echo_to_stdout(&consumer);
     }
-    let options = FeedOptions { stop_when_writers_gone: once, ..FeedOptions::default() };
+    // The handler goes in before any thread starts, so a signal is never the default "die".
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let on_signal = stop.clone();
+    if let Err(e) = ctrlc::set_handler(move || on_signal.store(true, Ordering::Relaxed)) {
+        log::error!("cannot install the SIGINT/SIGTERM handler: {e}");
+        return ExitCode::from(1);
+    }
+    let options = FeedOptions { stop_when_writers_gone: once, stop_flag: Some(stop), ..FeedOptions::default() };
     let feed = match FifoFeed::start(consumer.clone(), &fifo, options) {
         Ok(feed) => feed,
         Err(e) => return config_error(e.to_string()),
     };
-    let stop = feed.stop_flag();
-    if let Err(e) = ctrlc::set_handler(move || stop.store(true, Ordering::Relaxed)) {
-        log::error!("cannot install the SIGINT/SIGTERM handler: {e}");
-        return ExitCode::from(1);
-    }
     if let Some(dir) = status_file.parent() {
         if !dir.as_os_str().is_empty() && !dir.exists() {
             use std::os::unix::fs::DirBuilderExt;
