@@ -76,6 +76,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--interval", type=float, default=60.0, help="synthetic: wall seconds between minutes")
     p.add_argument("--count", type=int, default=None, help="synthetic: minutes to produce, then exit")
     p.add_argument("--seed", type=int, default=None, help="synthetic: random seed")
+    p.add_argument("--start-ms", type=int, default=None,
+                   help="synthetic: timestamp (epoch ms) of the first minute, e.g. to continue after a restart (default: now)")
     p.add_argument("--heartbeat", type=float, default=5.0, help="seconds between heartbeat lines")
     p.add_argument("--backlog", type=int, default=100_000, help="max lines kept while the consumer is away")
     p.add_argument("--pipe-size", type=int, default=1 << 20, help="F_SETPIPE_SZ request in bytes")
@@ -179,7 +181,8 @@ def main(argv: Optional[list[str]] = None) -> int:
                                   symbols=symbols if args.symbols is not None else None)
         else:
             from bridge.sources.synthetic import SyntheticSource
-            source = SyntheticSource(pub, symbols, interval=args.interval, count=args.count, seed=args.seed)
+            source = SyntheticSource(pub, symbols, interval=args.interval, count=args.count, seed=args.seed,
+                                     start_ms=args.start_ms)
     except (ConfigError, FileNotFoundError, ValueError) as e:
         return _fail(2, str(e))
     except Exception as e:
