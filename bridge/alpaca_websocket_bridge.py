@@ -61,6 +61,10 @@ def build_parser() -> argparse.ArgumentParser:
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--source", choices=("alpaca", "replay", "synthetic"), default="alpaca")
     p.add_argument("--sink", choices=("fifo", "inprocess"), default="fifo")
+    p.add_argument("--status-file", default=None,
+                   help="--sink inprocess: the Rust consumer rewrites this JSON status file every second")
+    p.add_argument("--echo", action="store_true",
+                   help="--sink inprocess: print every accepted bar to stdout as a wire line (like barbridge run --echo)")
     p.add_argument("--fifo", default=env("BARBRIDGE_FIFO") or config.default_fifo_path(),
                    help="FIFO path (created 0600 in a 0700 directory if absent)")
     p.add_argument("--symbols", default=None, help="comma-separated symbols (default SPY,SPXL,SH,SDS)")
@@ -137,7 +141,8 @@ def main(argv: Optional[list[str]] = None) -> int:
             sink = FifoSink(args.fifo, backlog=args.backlog, heartbeat=args.heartbeat, pipe_size=args.pipe_size,
                             replay=args.resend_on_reader_return)
         else:
-            sink = InProcessSink(backlog=args.backlog, heartbeat=args.heartbeat)
+            sink = InProcessSink(backlog=args.backlog, heartbeat=args.heartbeat, status_file=args.status_file,
+                                 echo=args.echo)
         sink.prepare()
     except SinkError as e:
         return _fail(2, str(e))

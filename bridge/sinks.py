@@ -351,34 +351,47 @@ def _pipe_size(fd: int) -> Any:
 
 
 class InProcessSink(Sink):
-    """Feeds lines to the pyo3 extension in the same process (one-process mode).
+    """Feeds lines to the pyo3 extension ``barbridge`` in the same process (one-process mode).
 
-    Expects ``import barbridge`` to provide ``Consumer`` with ``push_line(str)`` (or
-    ``push(str)``); the consumer object is available as :attr:`consumer`."""
+    The Rust side does everything ``barbridge run`` does for the FIFO path - validation,
+    dedupe, corrections, health and counters - and, when asked, writes the status file
+    (``status_file``) and prints every accepted bar as a wire line to stdout (``echo``, like
+    ``barbridge run --echo``). Pending lines are pushed in batches (``push_batch``, GIL
+    released while Rust ingests them). The ``barbridge.Consumer`` is :attr:`consumer`: a
+    strategy in the same process queries it (``latest``, ``last_n``, ``columns``, ``subscribe``)."""
 
     name = "inprocess"
+    batch_max = 4096
 
     def __init__(self, *, backlog: int = 100_000, heartbeat: float = 5.0, consumer: Any = None,
-                 writer: Optional[str] = None) -> None:
+                 writer: Optional[str] = None, status_file: Optional[str] = None, echo: bool = False,
+                 symbols: Optional[list] = None, stale_after: float = 120.0) -> None:
         super().__init__(backlog=backlog, heartbeat=heartbeat, writer=writer)
+        self._owns_consumer = consumer is None
         if consumer is None:
             try:
                 import barbridge  # type: ignore[import-not-found]
             except ImportError as e:
                 raise SinkError("--sink inprocess needs the barbridge Python extension: build it with "
-                                "`.venv/bin/maturin develop --release --features python` (import failed: "
+                                "`VIRTUAL_ENV=.venv .venv/bin/maturin develop --release` (import failed: "
                                 f"{e}).") from None
             if not hasattr(barbridge, "Consumer"):
                 raise SinkError("the installed barbridge module has no Consumer class; rebuild the extension.")
-            consumer = barbridge.Consumer()
+            try:
+                consumer = barbridge.Consumer(status_file=status_file, echo=echo, symbols=symbols,
+                                              stale_after=stale_after)
+            except ValueError as e:
+                raise SinkError(f"cannot start the in-process consumer: {e}.") from None
         self.consumer = consumer
-        push = getattr(consumer, "push_line", None) or getattr(consumer, "push", None)
-        if push is None:
-            raise SinkError("barbridge.Consumer has neither push_line() nor push(); rebuild the extension.")
-        self._push = push
+        self.rejected = 0
 
     def prepare(self) -> None:
         pass
+
+    def close(self, flush_timeout: float = 2.0) -> None:
+        super().close(flush_timeout)
+        if self._owns_consumer:
+            self.consumer.close()  # final status file write
 
     def _run(self) -> None:
         next_hb = time.monotonic() + self.heartbeat_interval
@@ -393,10 +406,15 @@ class InProcessSink(Sink):
                         return
                     self._cond.wait(0.5)
                     continue
-                item = self._pending.popleft()
-            line = item.encode(self._seq + 1, self.writer, self.heartbeat_extra)
-            self._seq += 1
-            self._push(line.decode().rstrip("\n"))
-            self.stats.lines_written += 1
-            if item.kind == "bar":
-                self.stats.bars_written += 1
+                items = [self._pending.popleft() for _ in range(min(len(self._pending), self.batch_max))]
+            lines = []
+            for item in items:
+                self._seq += 1
+                lines.append(item.encode(self._seq, self.writer, self.heartbeat_extra))
+            result = self.consumer.push_batch(b"".join(lines))
+            # Rejects are counted and logged (rate-limited) by the Rust consumer; never fatal here.
+            if result.rejected:
+                self.rejected += result.rejected
+                log.warning("in-process consumer rejected %d line(s), e.g. %s", result.rejected, result.errors[0][2])
+            self.stats.lines_written += len(items)
+            self.stats.bars_written += sum(1 for item in items if item.kind == "bar")

@@ -201,8 +201,8 @@ impl PyBar {
             extra.push_str(&format!(", source='{}'", s.as_str()));
         }
         format!(
-            "Bar(symbol={:?}, timestamp_ms={}, open={:?}, high={:?}, low={:?}, close={:?}, volume={:?}, vwap={:?}, trade_count={}{extra})",
-            &*self.symbol, b.timestamp_ms, b.open, b.high, b.low, b.close, b.volume, b.vwap, b.trade_count
+            "Bar(symbol='{}', timestamp_ms={}, open={:?}, high={:?}, low={:?}, close={:?}, volume={:?}, vwap={:?}, trade_count={}{extra})",
+            self.symbol.escape_default(), b.timestamp_ms, b.open, b.high, b.low, b.close, b.volume, b.vwap, b.trade_count
         )
     }
 
@@ -248,7 +248,7 @@ fn dict_field<'py>(d: &Bound<'py, PyDict>, key: &Bound<'py, PyString>) -> Option
 fn dict_f64(d: &Bound<'_, PyDict>, key: &Bound<'_, PyString>, name: &'static str) -> Result<f64, wire::WireError> {
     let v = dict_field(d, key).ok_or(wire::WireError::MissingField { field: name })?;
     v.extract::<f64>().map_err(|_| wire::WireError::WrongType {
-        detail: format!("field `{name}` must be a number, got {}", type_name(&v)),
+        detail: format!("`{name}` must be a number, got {}", type_name(&v)),
     })
 }
 
@@ -279,10 +279,10 @@ fn bar_from_dict(py: Python<'_>, d: &Bound<'_, PyDict>) -> Result<(String, Bar, 
         .downcast::<PyString>()
         .ok()
         .and_then(|s| s.to_cow().ok().map(|c| c.into_owned()))
-        .ok_or_else(|| wire::WireError::WrongType { detail: format!("field `symbol` must be a str, got {}", type_name(&sym)) })?;
+        .ok_or_else(|| wire::WireError::WrongType { detail: format!("`symbol` must be a str, got {}", type_name(&sym)) })?;
     let ts = dict_field(d, intern!(py, "timestamp_ms")).ok_or(wire::WireError::MissingField { field: "timestamp_ms" })?;
     let timestamp_ms = ts.extract::<i64>().map_err(|_| wire::WireError::WrongType {
-        detail: format!("field `timestamp_ms` must be an integer (UTC epoch milliseconds), got {}", type_name(&ts)),
+        detail: format!("`timestamp_ms` must be an integer (UTC epoch milliseconds), got {}", type_name(&ts)),
     })?;
     let open = dict_f64(d, intern!(py, "open"), "open")?;
     let high = dict_f64(d, intern!(py, "high"), "high")?;
@@ -296,7 +296,7 @@ fn bar_from_dict(py: Python<'_>, d: &Bound<'_, PyDict>) -> Result<(String, Bar, 
     let trade_count = match dict_field(d, intern!(py, "trade_count")) {
         None => 0,
         Some(v) => v.extract::<u64>().map_err(|_| wire::WireError::WrongType {
-            detail: format!("field `trade_count` must be a non-negative integer, got {}", type_name(&v)),
+            detail: format!("`trade_count` must be a non-negative integer, got {}", type_name(&v)),
         })?,
     };
     let source = dict_field(d, intern!(py, "source"))
@@ -1148,10 +1148,16 @@ impl Drop for PyFifoReader {
 ///     print(c.latest("SPY"))
 ///
 /// Bad bars raise :class:`WireError` (a ValueError) naming the field; ``err.reason`` is the
-/// reject code.
+/// reject code. The Rust side logs warnings (rejects, a stale feed) to stderr; set ``RUST_LOG``
+/// (``info``, ``error``, ``off``) before the import to change that.
 #[pymodule]
 fn barbridge(m: &Bound<'_, PyModule>) -> PyResult<()> {
     let py = m.py();
+    // The Rust side's warnings (rejects, staleness, dropped deliveries) go to stderr, as with the
+    // CLI; RUST_LOG adjusts the level (e.g. RUST_LOG=info, RUST_LOG=off).
+    let _ = env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn"))
+        .format_timestamp_millis()
+        .try_init();
     m.add_class::<PyConsumer>()?;
     m.add_class::<PyBar>()?;
     m.add_class::<BatchResult>()?;

@@ -310,17 +310,36 @@ pub fn validate(symbol: &str, bar: &Bar) -> Result<(), WireError> {
 
 fn classify_json_error(text: &str, err: &serde_json::Error) -> WireError {
     let detail = err.to_string();
+    let field = field_at(text, err.column());
     if detail.contains("number out of range")
         || text.contains("NaN")
         || text.contains("Infinity")
     {
         // JSON has no NaN/Infinity; Python's json.dumps writes them anyway.
-        return WireError::NonFinite { field: "a price or volume" };
+        const NUMERIC: [&str; 6] = ["open", "high", "low", "close", "volume", "vwap"];
+        let field = field.and_then(|f| NUMERIC.iter().copied().find(|n| *n == f)).unwrap_or("a price or volume");
+        return WireError::NonFinite { field };
     }
     if err.is_data() {
+        // serde's message does not say which field; name it so a user can act on it.
+        let detail = match field {
+            Some(f) => format!("`{f}` ({detail})"),
+            None => detail,
+        };
         return WireError::WrongType { detail };
     }
     WireError::MalformedJson { detail }
+}
+
+/// The key of the `"key": value` pair in which a serde error at (1-based) `column` occurred, if
+/// it can be told from the text (used to name the field in error messages).
+fn field_at(text: &str, column: usize) -> Option<&str> {
+    let prefix = text.get(..column.min(text.len()))?;
+    let before = prefix[..prefix.rfind(':')?].trim_end();
+    let key_end = before.strip_suffix('"')?;
+    let start = key_end.rfind('"')?;
+    let key = &key_end[start + 1..];
+    (!key.is_empty() && key.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')).then_some(key)
 }
 
 /// Encode a bar as one wire line (without the newline), in the seed's field order.
@@ -388,5 +407,9 @@ mod tests {
         let err = parse_line(br#"{"symbol":"SPY","timestamp_ms":1,"open":"x","high":1,"low":1,"close":1,"volume":1}"#)
             .unwrap_err();
         assert!(err.to_string().contains("invalid type: string \"x\", expected f64"), "{err}");
+        assert!(err.to_string().contains("`open`"), "{err}");
+        let err = parse_line(br#"{"symbol":"SPY","timestamp_ms":1,"open":1,"high":NaN,"low":1,"close":1,"volume":1}"#)
+            .unwrap_err();
+        assert_eq!(err.to_string(), "field `high` is not a finite number");
     }
 }

@@ -1,0 +1,197 @@
+"""barbridge: market-data bars from the Alpaca sidecar into a per-symbol store (Rust core).
+
+Type stubs of the pyo3 extension (src/python.rs); maturin installs them with ``py.typed``.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any, Dict, Iterable, Iterator, List, Literal, Mapping, Optional, Sequence, Tuple, Union
+
+__version__: str
+MAX_LINE_BYTES: int
+REJECT_REASONS: Tuple[str, ...]
+
+BarInput = Union[Mapping[str, Any], str, bytes, bytearray, "Bar"]
+PathLike = Union[str, "os.PathLike[str]"]
+Outcome = Literal[
+    "appended", "inserted", "corrected", "duplicate", "conflict", "too_old", "filtered",
+    "heartbeat", "status", "ignored",
+]
+
+def default_fifo_path() -> str: ...
+def default_status_path() -> str: ...
+
+class WireError(ValueError):
+    """A bar or line that breaks the wire protocol; the message names the field."""
+
+    reason: str
+    """Stable reject code: one of :data:`REJECT_REASONS` (``missing_field``, ``wrong_type``, ...)."""
+
+class Bar:
+    """One minute bar (read-only). Attributes carry the wire field names."""
+
+    def __init__(
+        self,
+        symbol: str,
+        timestamp_ms: int,
+        open: float,
+        high: float,
+        low: float,
+        close: float,
+        volume: float,
+        vwap: float = 0.0,
+        trade_count: int = 0,
+    ) -> None: ...
+    @property
+    def symbol(self) -> str: ...
+    @property
+    def timestamp_ms(self) -> int:
+        """Start of the minute, UTC epoch milliseconds."""
+    @property
+    def open(self) -> float: ...
+    @property
+    def high(self) -> float: ...
+    @property
+    def low(self) -> float: ...
+    @property
+    def close(self) -> float: ...
+    @property
+    def volume(self) -> float: ...
+    @property
+    def vwap(self) -> float: ...
+    @property
+    def trade_count(self) -> int: ...
+    @property
+    def correction(self) -> bool:
+        """True when this bar replaced a bar of the same minute delivered earlier."""
+    @property
+    def source(self) -> Optional[str]:
+        """The sidecar's source label (``stream``, ``backfill``, ``replay``, ``synthetic``) or None."""
+    def to_dict(self) -> Dict[str, Any]:
+        """The bar as a dict with the wire field names."""
+    def to_line(self) -> str:
+        """The bar as one wire JSON line (no newline)."""
+    def __eq__(self, other: object) -> bool: ...
+    def __hash__(self) -> int: ...
+
+class BatchResult:
+    """What :meth:`Consumer.push_batch` did; the good bars are stored, the bad ones listed."""
+
+    accepted: int
+    corrections: int
+    duplicates: int
+    conflicts: int
+    too_old: int
+    filtered: int
+    control: int
+    rejected: int
+    errors: List[Tuple[int, str, str]]
+    """``(index, reason_code, message)`` per rejected item."""
+    @property
+    def ok(self) -> bool:
+        """True when nothing was rejected."""
+    def to_dict(self) -> Dict[str, Any]: ...
+
+class Subscription(Iterator[Bar]):
+    """New bars of a :meth:`Consumer.subscribe`; ``next()`` waits with the GIL released."""
+
+    def __iter__(self) -> Subscription: ...
+    def __next__(self) -> Bar: ...
+    def get(self, timeout: Optional[float] = None) -> Optional[Bar]:
+        """Wait up to ``timeout`` s for the next bar; None if none came."""
+    def drain(self) -> List[Bar]:
+        """Every bar queued now, without waiting."""
+    @property
+    def dropped(self) -> int:
+        """Bars dropped because this subscription's buffer was full."""
+    def close(self) -> None:
+        """Unsubscribe; iteration ends."""
+    def __enter__(self) -> Subscription: ...
+    def __exit__(self, *args: object) -> bool: ...
+
+class Consumer:
+    """Validates, dedupes and stores bars per symbol; tracks health; delivers new bars.
+
+    The same pipeline as ``barbridge run``. Thread-safe.
+    """
+
+    def __init__(
+        self,
+        capacity_per_symbol: int = 10000,
+        stale_after: float = 120.0,
+        symbols: Optional[Sequence[str]] = None,
+        status_file: Optional[PathLike] = None,
+        echo: bool = False,
+    ) -> None: ...
+    def push(self, bar: BarInput) -> Outcome:
+        """Push one bar (dict with wire field names, wire line, or Bar). Raises WireError."""
+    def push_line(self, line: Union[str, bytes]) -> Outcome:
+        """Push one wire line (bar, heartbeat or status). Raises WireError."""
+    def push_batch(self, bars: Union[bytes, bytearray, str, Iterable[BarInput]]) -> BatchResult:
+        """Push many bars (``\\n``-separated lines, or an iterable of push() inputs); GIL released."""
+    def latest(self, symbol: str) -> Optional[Bar]: ...
+    def last_n(self, symbol: str, n: int) -> List[Bar]: ...
+    def range(self, symbol: str, from_ms: int, to_ms: int) -> List[Bar]:
+        """Bars with ``from_ms <= timestamp_ms < to_ms``, oldest first."""
+    def symbols(self) -> List[str]: ...
+    def count(self, symbol: str) -> int: ...
+    def __len__(self) -> int: ...
+    def __contains__(self, symbol: str) -> bool: ...
+    def columns(
+        self,
+        symbol: str,
+        n: Optional[int] = None,
+        from_ms: Optional[int] = None,
+        to_ms: Optional[int] = None,
+        numpy: bool = False,
+    ) -> Dict[str, Any]:
+        """Columns ``timestamp_ms, open, high, low, close, volume, vwap, trade_count``: lists, or
+        numpy arrays with ``numpy=True``."""
+    def stats(self) -> Dict[str, Any]: ...
+    def health(self) -> Dict[str, Any]: ...
+    def status(self) -> Dict[str, Any]: ...
+    @property
+    def status_file(self) -> Optional[str]: ...
+    def subscribe(
+        self,
+        symbols: Optional[Sequence[str]] = None,
+        capacity: int = 65536,
+        timeout: Optional[float] = None,
+    ) -> Subscription: ...
+    def close(self) -> None:
+        """Stop the status file writer (one final write)."""
+    def __enter__(self) -> Consumer: ...
+    def __exit__(self, *args: object) -> bool: ...
+
+class FifoReader(Iterator[Bar]):
+    """``for bar in FifoReader(path): ...`` — a Rust reader thread on the sidecar's FIFO."""
+
+    def __init__(
+        self,
+        path: PathLike,
+        symbols: Optional[Sequence[str]] = None,
+        stale_after: float = 120.0,
+        capacity_per_symbol: int = 10000,
+        status_file: Optional[PathLike] = None,
+        echo: bool = False,
+        consumer: Optional[Consumer] = None,
+        once: bool = False,
+        timeout: Optional[float] = None,
+        capacity: int = 65536,
+    ) -> None: ...
+    @property
+    def consumer(self) -> Consumer: ...
+    @property
+    def path(self) -> str: ...
+    @property
+    def running(self) -> bool: ...
+    def __iter__(self) -> FifoReader: ...
+    def __next__(self) -> Bar: ...
+    def get(self, timeout: Optional[float] = None) -> Optional[Bar]: ...
+    def close(self) -> None: ...
+    def __enter__(self) -> FifoReader: ...
+    def __exit__(self, *args: object) -> bool: ...
+    def latest(self, symbol: str) -> Optional[Bar]: ...
+    def last_n(self, symbol: str, n: int) -> List[Bar]: ...
+    def stats(self) -> Dict[str, Any]: ...
