@@ -28,6 +28,11 @@ fi
 log "Rust build (release binary for the end-to-end tests)"
 cargo build --release --locked --bins --examples
 
+log "Python extension barbridge (pyo3, built by maturin into .venv)"
+# Feature "python" is set in pyproject.toml; maturin develop needs VIRTUAL_ENV to find the venv.
+VIRTUAL_ENV="$repo/.venv" .venv/bin/maturin develop --release --locked
+.venv/bin/python -c "import barbridge" || { echo "test_all: the barbridge extension does not import" >&2; exit 1; }
+
 log "Rust tests"
 cargo test --locked
 
