@@ -121,13 +121,20 @@ def test_insufficient_subscription_exits_4(fake_server, start_sidecar, fifo_path
 
 
 def test_consumer_absent_at_start_then_appears(fake_server, start_sidecar, start_consumer, fifo_path):
-    side = start_sidecar(fifo_path, *SYM_ARG, server=fake_server)
+    # without backfill the consumer must see exactly the streamed bars, in stream order
+    side = start_sidecar(fifo_path, *SYM_ARG, "--no-backfill", server=fake_server)
     wait_for(lambda: stream_bars_seen(side) >= 10, what="bars streamed while no consumer exists")
     assert side.stats()[-1]["backlog"] > 0 and side.stats()[-1]["lines_written"] == 0
     consumer = start_consumer(fifo_path)
-    expected = finish_and_check(fake_server, consumer)
-    ts = [b["timestamp_ms"] for b in consumer.bars() if b["symbol"] == "SPY"]
-    assert ts[:len(expected) // 2] == sorted(ts[:len(expected) // 2])  # backlog arrives in order
+    wait_for(lambda: len(consumer.bars()) >= 12, what="backlog delivered")
+    fake_server.inject("pause")
+    first = min(b["timestamp_ms"] for b in consumer.bars())
+    expected = {k: v for k, v in truth(fake_server, SYMS).items() if k[1] >= first}
+    wait_for(lambda: delivered(consumer, expected), what="every streamed bar")
+    check_delivery(consumer.bars(), expected)
+    for sym in SYMS:
+        ts = [b["timestamp_ms"] for b in consumer.bars() if b["symbol"] == sym]
+        assert ts == sorted(ts), f"{sym} bars out of order"
 
 
 def test_consumer_killed_and_restarted(fake_server, start_sidecar, start_consumer, fifo_path):
