@@ -1,0 +1,545 @@
+"""The pyo3 extension `barbridge` (src/python.rs), on the built module in .venv: wire vectors,
+batches, dedupe/corrections, queries, subscriptions, FifoReader on real FIFOs (writers that
+open/close per line, Ctrl-C), thread safety, and the sidecar's one-process mode."""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import PY, REPO, Proc, sidecar_env, wait_for
+
+barbridge = pytest.importorskip(
+    "barbridge", reason="the barbridge extension is not built (scripts/test_all.sh runs maturin develop)")
+
+VECTORS = json.loads((REPO / "tests" / "wire_vectors.json").read_text())["vectors"]
+T0 = 1_759_930_080_000
+MIN = 60_000
+
+
+def vector_bytes(v: dict) -> bytes:
+    return bytes.fromhex(v["line_hex"]) if "line_hex" in v else v["line"].encode()
+
+
+def bar(symbol: str = "SPY", minute: int = 0, close: float = 100.0, **over) -> dict:
+    b = {"symbol": symbol, "timestamp_ms": T0 + minute * MIN, "open": close, "high": close + 0.5,
+         "low": close - 0.5, "close": close, "volume": 100, "vwap": close, "trade_count": 5}
+    b.update(over)
+    return b
+
+
+def line(**kw) -> bytes:
+    return json.dumps(bar(**kw)).encode()
+
+
+def child_env() -> dict:
+    return {**os.environ, "PYTHONPATH": str(REPO), "PYTHONUNBUFFERED": "1"}
+
+
+# ------------------------------------------------------------------------------ basics
+
+def test_module_docs_and_types():
+    assert "Consumer" in barbridge.__doc__ and "FifoReader" in barbridge.__doc__
+    for name in ("Consumer", "Bar", "FifoReader", "Subscription", "BatchResult", "WireError"):
+        assert getattr(barbridge, name).__doc__, name
+    assert issubclass(barbridge.WireError, ValueError)
+    assert barbridge.Consumer.push.__doc__ and "WireError" in barbridge.Consumer.push.__doc__
+    assert set(barbridge.REJECT_REASONS) >= {v["reason"] for v in VECTORS if v["expect"] == "reject"}
+    stub = Path(barbridge.__file__).with_name("__init__.pyi")
+    assert stub.exists() and (stub.parent / "py.typed").exists(), "type stubs not installed"
+
+
+def test_readme_one_liner():
+    c = barbridge.Consumer()
+    seed = json.loads(VECTORS[0]["line"])
+    assert c.push(seed) == "appended"
+    b = c.latest("SPY")
+    assert repr(b) == ("Bar(symbol='SPY', timestamp_ms=1759930080000, open=671.2, high=671.5, low=671.1, "
+                       "close=671.4, volume=18234.0, vwap=671.33, trade_count=212)")
+    assert b.to_dict() == {**seed, "volume": 18234.0}
+    assert b.to_line() == VECTORS[1]["line"]  # the seed's compact format
+
+
+# ------------------------------------------------------------------------ wire vectors
+
+@pytest.mark.parametrize("v", VECTORS, ids=[v["name"] for v in VECTORS])
+def test_wire_vector_round_trip(v):
+    c = barbridge.Consumer()
+    raw = vector_bytes(v)
+    expect = v["expect"]
+    if expect == "reject":
+        with pytest.raises(barbridge.WireError) as ei:
+            c.push_line(raw)
+        assert ei.value.reason == v["reason"], str(ei.value)
+        assert c.stats()["rejects"] == {v["reason"]: 1}
+        assert c.symbols() == []
+        return
+    outcome = c.push_line(raw)
+    if expect == "bar":
+        want = v["bar"]
+        assert outcome == "appended"
+        got = c.latest(want["symbol"])
+        for f in ("symbol", "timestamp_ms", "open", "high", "low", "close", "volume", "vwap", "trade_count"):
+            assert getattr(got, f) == want[f], f
+        # Round trips: the encoded line, the dict form and the Bar itself give the same bar.
+        for form in (got.to_line(), got.to_line().encode(), got.to_dict(), got):
+            c2 = barbridge.Consumer()
+            assert c2.push(form) == "appended"
+            assert c2.latest(want["symbol"]) == got
+        assert c.push(got.to_dict()) == "duplicate"
+    else:
+        assert outcome == {"heartbeat": "heartbeat", "status": "status", "ignored": "ignored"}[expect]
+        assert c.symbols() == []
+        if expect == "status":
+            assert c.health()["sidecar"]["state"] == v["state"]
+    assert c.stats()["rejects_total"] == 0
+
+
+def test_wire_vectors_as_one_batch():
+    raws = [vector_bytes(v) for v in VECTORS]
+    assert not any(b"\n" in r for r in raws)
+    c = barbridge.Consumer()
+    res = c.push_batch(b"\n".join(raws) + b"\n")
+    want = [(i, v["reason"]) for i, v in enumerate(VECTORS) if v["expect"] == "reject"]
+    assert [(i, code) for i, code, _ in res.errors] == want
+    assert res.rejected == len(want)
+    bars = sum(1 for v in VECTORS if v["expect"] == "bar")
+    assert res.accepted + res.corrections + res.duplicates + res.conflicts == bars
+    assert res.control == sum(1 for v in VECTORS if v["expect"] in ("heartbeat", "status", "ignored"))
+    assert c.stats()["rejects_total"] == len(want)
+
+
+# ------------------------------------------------------------------- errors and batches
+
+def test_bad_dicts_raise_naming_the_field():
+    c = barbridge.Consumer()
+    cases = [
+        ({k: v for k, v in bar().items() if k != "close"}, "missing_field", "close"),
+        ({k: v for k, v in bar().items() if k != "symbol"}, "missing_field", "symbol"),
+        (bar(open="100"), "wrong_type", "open"),
+        (bar(timestamp_ms=T0 + 0.5), "wrong_type", "timestamp_ms"),
+        (bar(trade_count=-1), "wrong_type", "trade_count"),
+        (bar(high=99.0, low=99.5), "high_below_low", "high"),
+        ({**bar(), "close": float("nan")}, "non_finite", "close"),
+        (bar(volume=-1), "negative_volume", "volume"),
+        (bar(symbol="S PY"), "invalid_symbol", "symbol"),
+    ]
+    for b, reason, field in cases:
+        with pytest.raises(barbridge.WireError) as ei:
+            c.push(b)
+        assert ei.value.reason == reason, (b, str(ei.value))
+        assert field in str(ei.value), (field, str(ei.value))
+    # The same bars as wire lines (Python's json.dumps writes NaN) fail the same way.
+    for b, reason, field in cases:
+        with pytest.raises(ValueError) as ei:
+            c.push(json.dumps(b))
+        assert ei.value.reason == reason and field in str(ei.value), str(ei.value)
+    st = c.stats()
+    assert st["rejects_total"] == 2 * len(cases) and st["bars_accepted"] == 0
+    with pytest.raises(TypeError):
+        c.push(42)
+    with pytest.raises(barbridge.WireError):
+        barbridge.Bar("SPY", T0, 1.0, 0.5, 1.0, 1.0, 1.0)
+
+
+def test_batch_keeps_good_rows_and_reports_bad():
+    c = barbridge.Consumer()
+    rows = [bar(minute=i, close=100 + i) for i in range(10)]
+    rows[3] = {k: v for k, v in rows[3].items() if k != "volume"}
+    rows[7] = bar(minute=7, high=1.0)  # high below low
+    rows.append(json.dumps(bar(minute=20)))  # a wire line in the list
+    rows.append(barbridge.Bar("SPY", T0 + 21 * MIN, 1.0, 2.0, 0.5, 1.5, 10.0))
+    res = c.push_batch(rows)
+    assert (res.accepted, res.rejected) == (10, 2)
+    assert [(i, code) for i, code, _ in res.errors] == [(3, "missing_field"), (7, "high_below_low")]
+    assert "volume" in res.errors[0][2]
+    assert not res.ok and res.to_dict()["accepted"] == 10
+    assert c.count("SPY") == 10
+
+    data = b"\n".join([line(symbol="QQQ", minute=i) for i in range(5)] + [b"{oops"] +
+                      [line(symbol="QQQ", minute=i) for i in range(5, 8)])  # no final newline
+    res = c.push_batch(data)
+    assert (res.accepted, res.rejected, res.errors[0][:2]) == (8, 1, (5, "malformed_json"))
+    assert c.count("QQQ") == 8
+    assert c.push_batch(bytearray(data)).duplicates == 8
+    assert c.push_batch(data.decode()).duplicates == 8
+    assert c.push_batch([]).accepted == 0
+
+
+def test_dedupe_and_corrections():
+    c = barbridge.Consumer()
+    assert c.push(bar(minute=1)) == "appended"
+    assert c.push(bar(minute=1)) == "duplicate"
+    assert c.push(bar(minute=1, close=100.2)) == "conflict"
+    assert c.latest("SPY").close == 100.0, "a first report does not overwrite"
+    assert c.push(bar(minute=1, close=100.2, type="updated_bar")) == "corrected"
+    assert c.latest("SPY").close == 100.2
+    assert c.push(bar(minute=1, close=100.3, source="backfill")) == "corrected"
+    assert c.push(bar(minute=0)) == "inserted"
+    assert [b.timestamp_ms for b in c.last_n("SPY", 5)] == [T0, T0 + MIN]
+    st = c.stats()
+    assert (st["bars_accepted"], st["duplicates"], st["conflicts"], st["corrections"]) == (2, 1, 1, 2)
+    c.push_line(b'{"type":"heartbeat","ts_ms":1,"seq":1,"writer":"w"}')
+    c.push_line(b'{"type":"heartbeat","ts_ms":1,"seq":3,"writer":"w"}\n')
+    assert (c.stats()["seq_gaps"], c.stats()["lines_lost"]) == (1, 1)
+
+
+# -------------------------------------------------------------------------------- queries
+
+def test_queries_and_columns():
+    c = barbridge.Consumer(capacity_per_symbol=50)
+    c.push_batch([bar(minute=i, close=100 + i, trade_count=i) for i in range(60)])
+    c.push(bar(symbol="AAA", minute=0))
+    assert c.symbols() == ["AAA", "SPY"]
+    assert (c.count("SPY"), len(c), "SPY" in c, "NOPE" in c) == (50, 51, True, False)
+    assert c.latest("SPY").close == 159 and c.latest("NOPE") is None
+    last = c.last_n("SPY", 3)
+    assert [b.close for b in last] == [157, 158, 159] and all(isinstance(b, barbridge.Bar) for b in last)
+    r = c.range("SPY", T0 + 20 * MIN, T0 + 23 * MIN)
+    assert [b.timestamp_ms for b in r] == [T0 + i * MIN for i in (20, 21, 22)], "half-open range"
+    assert c.last_n("NOPE", 3) == [] and c.range("SPY", T0 + 100 * MIN, T0) == []
+    b = last[-1]
+    assert (b.symbol, b.open, b.high, b.low, b.volume, b.vwap, b.trade_count, b.correction, b.source) == \
+        ("SPY", 159, 159.5, 158.5, 100.0, 159, 59, False, None)
+
+    cols = c.columns("SPY", n=3)
+    assert cols["close"] == [157.0, 158.0, 159.0] and cols["trade_count"] == [57, 58, 59]
+    assert set(cols) == {"timestamp_ms", "open", "high", "low", "close", "volume", "vwap", "trade_count"}
+    assert len(c.columns("SPY")["close"]) == 50
+    assert c.columns("SPY", from_ms=T0 + 20 * MIN, to_ms=T0 + 25 * MIN, n=2)["close"] == [123.0, 124.0]
+    assert c.columns("SPY", from_ms=T0 + 58 * MIN)["close"] == [158.0, 159.0]
+    assert c.columns("NOPE")["close"] == []
+
+
+def test_columns_numpy():
+    np = pytest.importorskip("numpy")
+    c = barbridge.Consumer()
+    c.push_batch([bar(minute=i, close=100 + i) for i in range(10)])
+    cols = c.columns("SPY", n=4, numpy=True)
+    assert isinstance(cols["close"], np.ndarray) and cols["close"].dtype == np.float64
+    assert cols["timestamp_ms"].dtype == np.int64 and cols["trade_count"].dtype == np.uint64
+    assert cols["close"].tolist() == [106.0, 107.0, 108.0, 109.0]
+    cols["close"][0] = 0.0  # a private, writable copy
+    assert c.latest("SPY").close == 109.0
+
+
+def test_numpy_is_not_a_hard_dependency():
+    code = textwrap.dedent("""
+        import sys
+        sys.modules["numpy"] = None  # make `import numpy` fail
+        import barbridge
+        c = barbridge.Consumer()
+        c.push({"symbol":"SPY","timestamp_ms":1759930080000,"open":1,"high":1,"low":1,"close":1,"volume":1})
+        assert c.columns("SPY")["close"] == [1.0]
+        try:
+            c.columns("SPY", numpy=True)
+        except ImportError as e:
+            print("ImportError:", e)
+    """)
+    r = subprocess.run([PY, "-c", code], capture_output=True, text=True, timeout=60, env=child_env())
+    assert r.returncode == 0, r.stderr
+    assert "needs numpy" in r.stdout
+
+
+def test_symbols_filter_and_health_and_status_file(tmp_path):
+    status = tmp_path / "run" / "status.json"
+    with barbridge.Consumer(symbols=["SPY"], stale_after=60, status_file=str(status)) as c:
+        assert c.health()["state"] == "waiting"
+        assert c.push(bar(symbol="QQQ")) == "filtered"
+        assert c.push(bar(symbol="SPY")) == "appended"
+        h = c.health()
+        assert h["state"] == "live" and h["counters"]["filtered"] == 1 and h["symbols"]["SPY"]["bars"] == 1
+        assert c.status()["stored"] == {"SPY": 1}
+        wait_for(lambda: status.exists() and json.loads(status.read_text())["stored"] == {"SPY": 1},
+                 what="the status file")
+        c.push(bar(symbol="SPY", minute=1))
+    # close() writes once more
+    assert json.loads(status.read_text())["stored"] == {"SPY": 2}
+    assert oct(status.stat().st_mode & 0o777) == "0o600"
+    with pytest.raises(ValueError):
+        barbridge.Consumer(stale_after=0)
+    with pytest.raises(ValueError):
+        barbridge.Consumer(symbols=["BAD SYMBOL"])
+
+
+def test_echo_prints_wire_lines():
+    code = textwrap.dedent("""
+        import barbridge
+        c = barbridge.Consumer(echo=True)
+        b = {"symbol":"SPY","timestamp_ms":1759930080000,"open":671.2,"high":671.5,"low":671.1,
+             "close":671.4,"volume":18234,"vwap":671.33,"trade_count":212}
+        c.push(b); c.push(b)
+        c.push({**b, "close": 671.5, "type": "updated_bar"})
+    """)
+    r = subprocess.run([PY, "-c", code], capture_output=True, text=True, timeout=60, env=child_env())
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()
+    assert lines[0] == VECTORS[1]["line"], "duplicates are not echoed; the line is the seed's format"
+    assert len(lines) == 2 and lines[1].startswith('{"type":"updated_bar"') and '"close":671.5' in lines[1]
+
+
+# ---------------------------------------------------------------------------- subscribe
+
+def test_subscribe_waits_without_holding_the_gil():
+    c = barbridge.Consumer()
+    sub = c.subscribe(symbols=["SPY"], timeout=30)
+
+    def producer():
+        time.sleep(0.2)  # the main thread is already waiting in next(sub) by now (GIL released)
+        for i in range(5):
+            c.push(bar(symbol="QQQ", minute=i))
+            c.push(bar(minute=i))
+        c.push(bar(minute=0, close=100.1, type="updated_bar", source="backfill"))
+
+    t = threading.Thread(target=producer)
+    t.start()
+    got = [next(sub) for _ in range(6)]
+    t.join()
+    assert [b.timestamp_ms for b in got] == [T0 + i * MIN for i in range(5)] + [T0]
+    assert all(b.symbol == "SPY" for b in got)
+    assert got[-1].correction and got[-1].source == "backfill" and not got[0].correction
+
+    assert sub.get(timeout=0.05) is None
+    short = c.subscribe(timeout=0.1)
+    c.push(bar(minute=10))
+    assert [b.timestamp_ms for b in short] == [T0 + 10 * MIN], "iteration ends after the timeout"
+    small = c.subscribe(capacity=2)
+    c.push_batch([bar(minute=20 + i) for i in range(5)])
+    assert [b.timestamp_ms for b in small.drain()] == [T0 + 23 * MIN, T0 + 24 * MIN]
+    assert small.dropped == 3
+    with c.subscribe() as s:
+        pass
+    assert list(s) == []  # closed: iteration ends at once
+
+
+# ---------------------------------------------------------------------------- threads
+
+def test_threads_push_while_others_query():
+    c = barbridge.Consumer(capacity_per_symbol=100_000)
+    errors: list = []
+    stop = threading.Event()
+    n_batches, per_batch = 40, 500
+
+    def pusher(sym: str):
+        try:
+            for k in range(n_batches):
+                data = b"\n".join(line(symbol=sym, minute=k * per_batch + i) for i in range(per_batch))
+                assert c.push_batch(data).accepted == per_batch
+                c.push(bar(symbol=sym, minute=k * per_batch))  # a single duplicate
+        except BaseException as e:  # noqa: BLE001
+            errors.append(e)
+
+    def querier():
+        try:
+            while not stop.is_set():
+                for sym in ("SPY", "QQQ"):
+                    last = c.last_n(sym, 50)
+                    ts = [b.timestamp_ms for b in last]
+                    assert ts == sorted(ts)
+                    cols = c.columns(sym, n=20)
+                    assert len(cols["close"]) == len(cols["timestamp_ms"])
+                    c.latest(sym)
+                c.stats()
+        except BaseException as e:  # noqa: BLE001
+            errors.append(e)
+
+    threads = [threading.Thread(target=pusher, args=(s,)) for s in ("SPY", "QQQ")]
+    threads += [threading.Thread(target=querier) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads[:2]:
+        t.join(120)
+    stop.set()
+    for t in threads[2:]:
+        t.join(30)
+    assert not errors, errors
+    assert c.count("SPY") == c.count("QQQ") == n_batches * per_batch
+    st = c.stats()
+    assert (st["bars_accepted"], st["duplicates"]) == (2 * n_batches * per_batch, 2 * n_batches)
+
+
+# -------------------------------------------------------------------------- FifoReader
+
+WRITER = textwrap.dedent("""
+    # Writes each line of stdin to the FIFO with its own open/write/close, like the seed sidecar.
+    import errno, os, sys, time
+    path = sys.argv[1]
+    for line in sys.stdin.buffer:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                fd = os.open(path, os.O_WRONLY | os.O_NONBLOCK)
+                break
+            except OSError as e:
+                if e.errno != errno.ENXIO or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.01)
+        os.write(fd, line)
+        os.close(fd)
+""")
+
+
+def run_writer(path: Path, lines: list[bytes]) -> subprocess.CompletedProcess:
+    return subprocess.run([PY, "-c", WRITER, str(path)], input=b"".join(l + b"\n" for l in lines),
+                          capture_output=True, timeout=60)
+
+
+def test_fifo_reader_with_a_writer_that_opens_per_line(tmp_path):
+    path = tmp_path / "run" / "bars.fifo"
+    lines = [line(symbol="SPY" if i % 2 else "SH", minute=i // 2, close=50 + i) for i in range(20)]
+    lines.insert(5, b"not json")
+    lines.insert(9, lines[8])  # a duplicate
+    with barbridge.FifoReader(str(path), timeout=30) as reader:
+        assert path.exists() and oct(path.parent.stat().st_mode & 0o777) == "0o700"
+        writer = threading.Thread(target=run_writer, args=(path, lines))
+        writer.start()
+        got = []
+        for b in reader:
+            got.append(b)
+            if len(got) == 20:
+                break
+        writer.join(60)
+        assert [(b.symbol, b.timestamp_ms) for b in got] == [
+            ("SPY" if i % 2 else "SH", T0 + (i // 2) * MIN) for i in range(20)]
+        st = reader.stats()
+        assert (st["bars_accepted"], st["duplicates"], st["rejects"]) == (20, 1, {"malformed_json": 1})
+        assert reader.consumer.count("SPY") == 10 and reader.latest("SPY").close == 69
+        assert reader.running
+    assert not reader.running
+    reader.close()  # idempotent
+
+
+def test_fifo_reader_once_ends_with_the_writer(tmp_path):
+    path = tmp_path / "bars.fifo"
+    os.mkfifo(path, 0o600)
+    os.chmod(tmp_path, 0o700)
+    consumer = barbridge.Consumer()
+    reader = barbridge.FifoReader(path, consumer=consumer, once=True, timeout=30)
+    fd = wait_for(lambda: _try_open(path), what="the reader")
+    with os.fdopen(fd, "wb") as f:
+        f.write(b"".join(line(minute=i) + b"\n" for i in range(100)))
+    got = list(reader)  # ends when the writer closes, after draining every bar
+    assert len(got) == 100 and consumer.count("SPY") == 100
+    assert not reader.running
+
+
+def _try_open(path: Path):
+    try:
+        return os.open(path, os.O_WRONLY | os.O_NONBLOCK)
+    except OSError as e:
+        if e.errno == errno.ENXIO:
+            return None
+        raise
+
+
+def test_fifo_reader_refuses_unsafe_paths(tmp_path):
+    regular = tmp_path / "file"
+    regular.write_text("x")
+    with pytest.raises(OSError, match="not a FIFO"):
+        barbridge.FifoReader(str(regular))
+    link = tmp_path / "link"
+    link.symlink_to(regular)
+    with pytest.raises(OSError, match="symbolic link"):
+        barbridge.FifoReader(str(link))
+
+
+CTRL_C_CHILD = textwrap.dedent("""
+    import sys, time, barbridge
+    reader = barbridge.FifoReader(sys.argv[1])
+    print("ready", flush=True)
+    n = 0
+    try:
+        for bar in reader:
+            n += 1
+            print("bar", bar.symbol, flush=True)
+    except KeyboardInterrupt:
+        t = time.monotonic()
+        reader.close()
+        print(f"interrupted after {n} bars; closed in {time.monotonic() - t:.2f}s; running={reader.running}",
+              flush=True)
+        sys.exit(0)
+    print("iteration ended without Ctrl-C", flush=True)
+    sys.exit(1)
+""")
+
+
+@pytest.mark.parametrize("with_bars", [False, True], ids=["idle", "after-bars"])
+def test_ctrl_c_while_iterating_a_fifo_reader(tmp_path, procs, with_bars):
+    path = tmp_path / "run" / "bars.fifo"
+    child = Proc([PY, "-c", CTRL_C_CHILD, str(path)], tmp_path, "iterate", env=child_env())
+    procs.append(child)
+    wait_for(lambda: "ready" in child.stdout() or not child.alive(), what="the child to start iterating")
+    assert child.alive(), child.stderr()
+    if with_bars:
+        run_writer(path, [line(minute=i) for i in range(3)])
+        wait_for(lambda: child.stdout().count("bar SPY") == 3, what="3 bars in the child")
+    t = time.monotonic()
+    child.signal(signal.SIGINT)
+    rc = child.wait(timeout=15)
+    elapsed = time.monotonic() - t
+    out = child.stdout()
+    assert rc == 0, f"rc={rc}\n{out}\n{child.stderr()}"
+    assert f"interrupted after {3 if with_bars else 0} bars" in out and "running=False" in out, out
+    assert elapsed < 5, f"took {elapsed:.1f}s to react to Ctrl-C"
+
+
+def test_uncaught_ctrl_c_exits_promptly(tmp_path, procs):
+    path = tmp_path / "run" / "bars.fifo"
+    code = "import sys, barbridge\nprint('ready', flush=True)\nfor b in barbridge.FifoReader(sys.argv[1]): pass\n"
+    child = Proc([PY, "-c", code, str(path)], tmp_path, "uncaught", env=child_env())
+    procs.append(child)
+    wait_for(lambda: "ready" in child.stdout() and path.exists(), what="the child's reader")
+    child.signal(signal.SIGINT)
+    rc = child.wait(timeout=15)
+    assert rc in (-signal.SIGINT, 130, 1), rc
+    assert "KeyboardInterrupt" in child.stderr()
+
+
+# ------------------------------------------------------------------- one-process mode
+
+def test_sidecar_inprocess_synthetic_delivers_every_bar(tmp_path, procs):
+    status = tmp_path / "status.json"
+    n, syms = 40, ("SPY", "SH", "SDS")
+    argv = [PY, "-m", "bridge", "--source", "synthetic", "--sink", "inprocess", "--interval", "0.01",
+            "--count", str(n), "--seed", "7", "--symbols", ",".join(syms), "--echo", "--status-file", str(status),
+            "--heartbeat", "0.2", "--stats-interval", "0"]
+    p = Proc(argv, tmp_path, "sidecar-inprocess", env=sidecar_env())
+    procs.append(p)
+    rc = p.wait(timeout=120)
+    assert rc == 0, p.stderr()
+    echoed = [json.loads(l) for l in p.stdout().splitlines() if l.startswith("{")]
+    keys = {(b["symbol"], b["timestamp_ms"]) for b in echoed}
+    assert len(echoed) == len(keys) == n * len(syms), "every bar exactly once"
+    assert {s for s, _ in keys} == set(syms)
+    report = json.loads(status.read_text())
+    c = report["health"]["counters"]
+    assert (c["bars_accepted"], c["rejects_total"], c["seq_gaps"]) == (n * len(syms), 0, 0)
+    assert report["stored"] == {s: n for s in syms}
+    assert report["health"]["sidecar"]["state"] == "disconnected"  # "sidecar stopping", the last word
+
+
+def test_inprocess_sink_feeds_a_consumer_in_this_process():
+    from bridge.sinks import InProcessSink
+    consumer = barbridge.Consumer()
+    sub = consumer.subscribe(timeout=30)
+    sink = InProcessSink(consumer=consumer, heartbeat=0.1)
+    sink.start()
+    for i in range(200):
+        sink.submit_bar({**bar(minute=i), "kind": "bar", "source": "stream"})
+    got = [next(sub) for _ in range(200)]
+    sink.close()
+    assert [b.timestamp_ms for b in got] == [T0 + i * MIN for i in range(200)]
+    assert got[0].source == "stream"
+    st = consumer.stats()
+    assert (st["bars_accepted"], st["rejects_total"], st["writer_sessions"]) == (200, 0, 1)
+    assert sink.stats.bars_written == 200
