@@ -171,7 +171,7 @@ pub struct ReaderOptions {
 
 impl Default for ReaderOptions {
     fn default() -> Self {
-        ReaderOptions { max_line_bytes: MAX_LINE_BYTES, poll_interval: Duration::from_millis(100), read_buffer_bytes: 1 << 16 }
+        ReaderOptions { max_line_bytes: MAX_LINE_BYTES, poll_interval: Duration::from_millis(250), read_buffer_bytes: 1 << 16 }
     }
 }
 

@@ -251,8 +251,8 @@ impl StatusWriter {
                         // Sleep in small steps so stop is prompt.
                         let mut slept = Duration::ZERO;
                         while slept < period && !stop.load(Ordering::Relaxed) {
-                            std::thread::sleep(Duration::from_millis(50));
-                            slept += Duration::from_millis(50);
+                            std::thread::sleep(Duration::from_millis(250));
+                            slept += Duration::from_millis(250);
                         }
                     }
                 })

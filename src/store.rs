@@ -148,8 +148,19 @@ impl BarStore {
 }
 
 impl Series {
+    /// Grow by doubling but never past `capacity`: a full series holds exactly `capacity` bars
+    /// of memory (64 bytes each), not the next power of two.
+    fn make_room(&mut self, capacity: usize) {
+        let (len, cap) = (self.bars.len(), self.bars.capacity());
+        if len == cap && cap < capacity {
+            let target = (cap * 2).max(16).min(capacity);
+            self.bars.reserve_exact(target - len);
+        }
+    }
+
     fn insert(&mut self, bar: Bar, mode: InsertMode, capacity: usize) -> Inserted {
         let ts = bar.timestamp_ms;
+        self.make_room(capacity);
         match self.bars.back() {
             None => {
                 self.bars.push_back(bar);
@@ -177,10 +188,14 @@ impl Series {
             }
             Err(0) if self.bars.len() >= capacity => Inserted::TooOld,
             Err(i) => {
-                self.bars.insert(i, bar);
-                if self.bars.len() > capacity {
+                // Full: the oldest goes first, so the buffer never grows past `capacity`.
+                let i = if self.bars.len() >= capacity {
                     self.bars.pop_front();
-                }
+                    i - 1
+                } else {
+                    i
+                };
+                self.bars.insert(i, bar);
                 Inserted::InsertedOutOfOrder
             }
         }
@@ -234,6 +249,17 @@ mod tests {
         store.insert("A", bar(3, 9.0), InsertMode::Correction);
         assert_eq!(store.latest("A").unwrap().timestamp_ms, 5);
         assert_eq!(store.len("A"), 3);
+    }
+
+    #[test]
+    fn a_full_series_uses_exactly_its_capacity() {
+        let store = BarStore::new(10_000);
+        for ts in 0..20_000 {
+            store.insert("A", bar(ts, 1.0), InsertMode::FirstReport);
+        }
+        let (_, series) = store.series("A").unwrap();
+        assert_eq!(series.lock().unwrap().bars.capacity(), 10_000);
+        assert_eq!(std::mem::size_of::<Bar>(), 64);
     }
 
     #[test]
