@@ -104,6 +104,15 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def derive_data_url(stream_url: str) -> Optional[str]:
+    """A non-Alpaca stream (e.g. the fake server) serves REST bars on the same host:port."""
+    from urllib.parse import urlsplit
+    u = urlsplit(stream_url)
+    if not u.hostname or u.hostname.endswith("alpaca.markets"):
+        return None
+    return f"{'https' if u.scheme == 'wss' else 'http'}://{u.netloc}"
+
+
 def _fail(code: int, sentence: str) -> int:
     print(f"{PROG}: error: {sentence}", file=sys.stderr, flush=True)
     return code
@@ -122,6 +131,8 @@ def main(argv: Optional[list[str]] = None) -> int:
             raise ConfigError("--source replay needs --replay-file FILE (CSV or JSONL of bars).")
         if args.stream_url and not args.stream_url.startswith(("ws://", "wss://")):
             raise ConfigError(f"--stream-url must start with ws:// or wss://, not {args.stream_url!r}.")
+        if args.stream_url and not args.data_url:
+            args.data_url = derive_data_url(args.stream_url)
     except ConfigError as e:
         return _fail(2, str(e))
 
@@ -131,9 +142,12 @@ def main(argv: Optional[list[str]] = None) -> int:
     handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(levelname)s %(message)s"))
     handler.addFilter(_ScrubFilter(secrets, args.verbose))
     logging.basicConfig(level=level, handlers=[handler], force=True)
+    # websockets logs raw frames (the auth frame carries the secret, hex-encoded) at DEBUG: never
+    logging.getLogger("websockets").setLevel(logging.INFO if args.verbose else logging.WARNING)
     if not args.verbose:
-        logging.getLogger("websockets").setLevel(logging.WARNING)
         logging.getLogger("urllib3").setLevel(logging.WARNING)
+    if args.data_url and args.stream_url and not os.environ.get("ALPACA_DATA_URL"):
+        log.info("REST backfill from %s (derived from --stream-url; set --data-url to change)", args.data_url)
 
     # ---- sink
     try:

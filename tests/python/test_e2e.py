@@ -232,3 +232,23 @@ def test_fake_server_killed_and_restarted_loses_nothing(start_sidecar, start_con
     got = {(b["symbol"], b["timestamp_ms"]) for b in consumer.bars()}
     assert got >= set(expected)
     assert_no_secrets(side, consumer, s2)
+
+
+def test_connection_limit_that_persists_exits_5(fake_server, start_sidecar, fifo_path):
+    fake_server.inject("limit406:600")
+    side = start_sidecar(fifo_path, *SYM_ARG, "--conn-limit-timeout", "1.5", server=fake_server)
+    assert side.wait(20) == 5
+    assert "406 connection limit exceeded" in side.stderr().strip().splitlines()[-1]
+    assert side.stderr().count("Alpaca refused the connection (406") == 1, "one clear line, not one per retry"
+
+
+def test_flapping_is_reported(fake_server, start_sidecar, start_consumer, fifo_path):
+    consumer = start_consumer(fifo_path)
+    side = start_sidecar(fifo_path, *SYM_ARG, "--stream-url", fake_server.ws_url)  # data URL derived from it
+    wait_for(lambda: "status subscribed" in side.stderr(), what="subscribed")
+    for i in range(4):
+        subs = fake_server.stats["subscribes"]
+        fake_server.inject("drop")
+        wait_for(lambda: fake_server.stats["subscribes"] > subs, what=f"reconnect {i + 1}")
+    wait_for(lambda: "flapping: 4 reconnects" in side.stderr(), what="flap detection")
+    finish_and_check(fake_server, consumer)
