@@ -60,6 +60,9 @@ enum Command {
         /// Exit when the first writer session ends (benchmarks, batch loads).
         #[arg(long)]
         once: bool,
+        /// Attach one channel subscriber that discards what it receives (measures delivery cost).
+        #[arg(long)]
+        drain_subscriber: bool,
         /// Journal every accepted bar into DIR/bars-YYYY-MM-DD.jsonl and reload today's on start.
         #[arg(long, env = "BARBRIDGE_JOURNAL")]
         journal: Option<PathBuf>,
@@ -110,7 +113,7 @@ fn main() -> ExitCode {
         .init();
     let cli = Cli::parse();
     match cli.command {
-        Command::Run { fifo, symbols, status_file, stale_after, echo, capacity, once, journal, fsync } => {
+        Command::Run { fifo, symbols, status_file, stale_after, echo, capacity, once, drain_subscriber, journal, fsync } => {
             if !(stale_after.is_finite() && stale_after > 0.0) {
                 return config_error(format!("--stale-after must be a positive number of seconds, got {stale_after}"));
             }
@@ -124,7 +127,8 @@ fn main() -> ExitCode {
                 Ok(j) => j,
                 Err(e) => return config_error(e.to_string()),
             };
-            run(fifo, symbols, status_file, Duration::from_secs_f64(stale_after), echo, capacity, once, journal)
+            let outputs = Outputs { echo, drain_subscriber };
+            run(fifo, symbols, status_file, Duration::from_secs_f64(stale_after), outputs, capacity, once, journal)
         }
         Command::Gaps { journal, date, symbols, json } => gaps(&journal, date.as_deref(), &symbols, json),
         Command::Replay { files, symbols, echo, journal } => {
@@ -171,13 +175,19 @@ fn echo_to_stdout(consumer: &Consumer) {
     });
 }
 
+/// Where `run` sends accepted bars besides the store.
+struct Outputs {
+    echo: bool,
+    drain_subscriber: bool,
+}
+
 #[allow(clippy::too_many_arguments)]
 fn run(
     fifo: PathBuf,
     symbols: Vec<String>,
     status_file: PathBuf,
     stale_after: Duration,
-    echo: bool,
+    outputs: Outputs,
     capacity: usize,
     once: bool,
     journal: Option<Journal>,
@@ -194,8 +204,12 @@ fn run(
             log::error!("{e}; starting with an empty store");
         }
     }
-    if echo {
+    if outputs.echo {
         echo_to_stdout(&consumer);
+    }
+    if outputs.drain_subscriber {
+        let rx = consumer.subscribe(barbridge::Subscription::all().name("drain"));
+        std::thread::spawn(move || rx.iter().count());
     }
     // The handler goes in before any thread starts, so a signal is never the default "die".
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));

@@ -77,7 +77,7 @@ impl StatusReport {
     pub fn write_atomic(&self, path: &Path) -> std::io::Result<()> {
         let tmp = path.with_extension(format!("tmp.{}", std::process::id()));
         let mut f = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&tmp)?;
-        serde_json::to_writer_pretty(&mut f, self)?;
+        serde_json::to_writer(&mut f, self)?; // compact: 10,000 symbols rewrite it every second
         f.write_all(b"\n")?;
         drop(f);
         std::fs::rename(&tmp, path)
