@@ -201,3 +201,44 @@ def test_fifo_owned_by_another_user_is_refused(tmp_path):
     st = os.stat_result((stat.S_IFIFO | 0o600, 0, 0, 1, os.getuid() + 1, 0, 0, 0, 0, 0))
     with pytest.raises(SinkError, match="owned by uid"):
         check_fifo_stat(str(tmp_path / "x.fifo"), st)
+
+
+def test_inprocess_sink_with_a_stub_consumer():
+    """The in-process path with a stand-in object (the pyo3 module is tested by its own suite)."""
+    from bridge.sinks import InProcessSink
+
+    class Result:
+        rejected = 0
+        errors: list = []
+
+    class Stub:  # the barbridge.Consumer surface InProcessSink uses
+        def __init__(self):
+            self.lines = []
+
+        def push_batch(self, data: bytes):
+            self.lines += [json.loads(l) for l in data.decode().splitlines()]
+            return Result()
+
+        def close(self):
+            pass
+
+    stub = Stub()
+    sink = InProcessSink(consumer=stub, heartbeat=0.1)
+    sink.start()
+    try:
+        for i in range(1, 6):
+            sink.submit_bar(bar(i))
+        sink.submit_status("connected", "x")
+        wait_for(lambda: len([l for l in stub.lines if "symbol" in l]) == 5, what="5 bars pushed")
+        wait_for(lambda: any(l.get("type") == "heartbeat" for l in stub.lines), what="heartbeat")
+        assert [l["seq"] for l in stub.lines] == list(range(1, len(stub.lines) + 1))
+    finally:
+        sink.close(0.5)
+
+
+def test_inprocess_sink_without_extension_is_a_clear_error(monkeypatch):
+    import sys
+    from bridge.sinks import InProcessSink
+    monkeypatch.setitem(sys.modules, "barbridge", None)  # import fails
+    with pytest.raises(SinkError, match="needs the barbridge Python extension"):
+        InProcessSink()
