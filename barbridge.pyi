@@ -124,6 +124,8 @@ class Consumer:
         symbols: Optional[Sequence[str]] = None,
         status_file: Optional[PathLike] = None,
         echo: bool = False,
+        journal: Optional[PathLike] = None,
+        fsync: Literal["interval", "always", "never"] = "interval",
     ) -> None: ...
     def push(self, bar: BarInput) -> Outcome:
         """Push one bar (dict with wire field names, wire line, or Bar). Raises WireError."""
@@ -161,7 +163,7 @@ class Consumer:
         timeout: Optional[float] = None,
     ) -> Subscription: ...
     def close(self) -> None:
-        """Stop the status file writer (one final write)."""
+        """Stop the status file writer (one final write) and flush the journal."""
     def __enter__(self) -> Consumer: ...
     def __exit__(self, *args: object) -> bool: ...
 
@@ -180,6 +182,8 @@ class FifoReader(Iterator[Bar]):
         once: bool = False,
         timeout: Optional[float] = None,
         capacity: int = 65536,
+        journal: Optional[PathLike] = None,
+        fsync: Literal["interval", "always", "never"] = "interval",
     ) -> None: ...
     @property
     def consumer(self) -> Consumer: ...

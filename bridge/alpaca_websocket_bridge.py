@@ -65,6 +65,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="--sink inprocess: the Rust consumer rewrites this JSON status file every second")
     p.add_argument("--echo", action="store_true",
                    help="--sink inprocess: print every accepted bar to stdout as a wire line (like barbridge run --echo)")
+    p.add_argument("--journal", default=None, metavar="DIR",
+                   help="--sink inprocess: the Rust consumer journals every accepted bar in DIR (like barbridge run --journal)")
     p.add_argument("--fifo", default=env("BARBRIDGE_FIFO") or config.default_fifo_path(),
                    help="FIFO path (created 0600 in a 0700 directory if absent)")
     p.add_argument("--symbols", default=None, help="comma-separated symbols (default SPY,SPXL,SH,SDS)")
@@ -156,7 +158,7 @@ def main(argv: Optional[list[str]] = None) -> int:
                             replay=args.resend_on_reader_return)
         else:
             sink = InProcessSink(backlog=args.backlog, heartbeat=args.heartbeat, status_file=args.status_file,
-                                 echo=args.echo)
+                                 echo=args.echo, journal=args.journal)
         sink.prepare()
     except SinkError as e:
         return _fail(2, str(e))

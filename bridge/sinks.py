@@ -354,8 +354,8 @@ class InProcessSink(Sink):
     """Feeds lines to the pyo3 extension ``barbridge`` in the same process (one-process mode).
 
     The Rust side does everything ``barbridge run`` does for the FIFO path - validation,
-    dedupe, corrections, health and counters - and, when asked, writes the status file
-    (``status_file``) and prints every accepted bar as a wire line to stdout (``echo``, like
+    dedupe, corrections, health and counters - and, when asked, journals accepted bars
+    (``journal`` directory), writes the status file (``status_file``) and prints every accepted bar as a wire line to stdout (``echo``, like
     ``barbridge run --echo``). Pending lines are pushed in batches (``push_batch``, GIL
     released while Rust ingests them). The ``barbridge.Consumer`` is :attr:`consumer`: a
     strategy in the same process queries it (``latest``, ``last_n``, ``columns``, ``subscribe``)."""
@@ -365,7 +365,8 @@ class InProcessSink(Sink):
 
     def __init__(self, *, backlog: int = 100_000, heartbeat: float = 5.0, consumer: Any = None,
                  writer: Optional[str] = None, status_file: Optional[str] = None, echo: bool = False,
-                 symbols: Optional[list] = None, stale_after: float = 120.0) -> None:
+                 symbols: Optional[list] = None, stale_after: float = 120.0,
+                 journal: Optional[str] = None) -> None:
         super().__init__(backlog=backlog, heartbeat=heartbeat, writer=writer)
         self._owns_consumer = consumer is None
         if consumer is None:
@@ -379,8 +380,8 @@ class InProcessSink(Sink):
                 raise SinkError("the installed barbridge module has no Consumer class; rebuild the extension.")
             try:
                 consumer = barbridge.Consumer(status_file=status_file, echo=echo, symbols=symbols,
-                                              stale_after=stale_after)
-            except ValueError as e:
+                                              stale_after=stale_after, journal=journal)
+            except (ValueError, OSError) as e:
                 raise SinkError(f"cannot start the in-process consumer: {e}.") from None
         self.consumer = consumer
         self.rejected = 0

@@ -20,6 +20,9 @@ use pyo3::types::{PyBool, PyByteArray, PyBytes, PyDict, PyList, PyString, PyTupl
 use pyo3::{intern, IntoPyObjectExt};
 
 use crate::bar::{Bar, BarKind, Source, Symbol};
+use crate::calendar::ny_date;
+use crate::health::{Clock as _, SystemClock};
+use crate::journal::{day_path, FsyncPolicy, Journal};
 use crate::feed::{BarEvent, BarReceiver, Consumer, FeedOptions, FifoFeed, Ingested, Subscription};
 use crate::status::{StatusReport, StatusWriter};
 use crate::store::Inserted;
@@ -451,6 +454,11 @@ fn ingest_lines(consumer: &Consumer, data: &[u8], result: &mut BatchResult) {
 ///         --status-file PATH`` reads it); written once more on :meth:`close`.
 ///     echo: print every accepted bar (after dedupe; corrections again) to stdout as one wire
 ///         line, like ``barbridge run --echo``.
+///     journal: a directory: append every accepted bar to ``bars-YYYY-MM-DD.jsonl`` (New York
+///         trading day), written after every push / batch, and load today's file into the store
+///         at start (like ``barbridge run --journal``).
+///     fsync: journal fsync policy: ``"interval"`` (at most once a second), ``"always"``,
+///         ``"never"``.
 ///
 /// Thread-safe: any number of Python threads may push and query concurrently.
 #[pyclass(name = "Consumer", module = "barbridge", frozen)]
@@ -461,12 +469,15 @@ pub struct PyConsumer {
 }
 
 impl PyConsumer {
+    #[allow(clippy::too_many_arguments)]
     fn build(
         capacity_per_symbol: usize,
         stale_after: f64,
         symbols: Option<Vec<String>>,
         status_file: Option<PathBuf>,
         echo: bool,
+        journal: Option<PathBuf>,
+        fsync: &str,
         fifo: Option<PathBuf>,
     ) -> PyResult<(PyConsumer, Arc<Consumer>)> {
         if !(stale_after.is_finite() && stale_after > 0.0) {
@@ -480,11 +491,31 @@ impl PyConsumer {
         if let Some(bad) = symbols.iter().find(|s| wire::validate(s, &probe).is_err()) {
             return Err(PyValueError::new_err(format!("symbols contains {bad:?}, which is not a valid symbol")));
         }
-        let consumer = Consumer::builder()
+        let policy = match fsync {
+            "always" => FsyncPolicy::Always,
+            "interval" => FsyncPolicy::default(),
+            "never" => FsyncPolicy::Never,
+            other => {
+                return Err(PyValueError::new_err(format!("fsync must be \"always\", \"interval\" or \"never\", got {other:?}")))
+            }
+        };
+        let mut builder = Consumer::builder()
             .capacity_per_symbol(capacity_per_symbol)
             .stale_after(Duration::from_secs_f64(stale_after))
-            .symbols(symbols)
-            .build();
+            .symbols(symbols);
+        let mut today = None;
+        if let Some(dir) = journal {
+            let j = Journal::open(dir, policy).map_err(|e| PyOSError::new_err(e.to_string()))?;
+            today = Some(day_path(j.dir(), ny_date(SystemClock.now_ms())));
+            builder = builder.journal(j);
+        }
+        let consumer = builder.build();
+        if let Some(path) = today.filter(|p| p.exists()) {
+            // Resume warm, like `barbridge run --journal`: today's bars are back in the store.
+            if let Err(e) = consumer.restore(&path) {
+                log::error!("{e}; starting with an empty store");
+            }
+        }
         if echo {
             consumer.on_bar(&[], |event| {
                 let kind = if event.correction { BarKind::UpdatedBar } else { BarKind::Bar };
@@ -530,15 +561,18 @@ impl PyConsumer {
 #[pymethods]
 impl PyConsumer {
     #[new]
-    #[pyo3(signature = (capacity_per_symbol = 10_000, stale_after = 120.0, symbols = None, status_file = None, echo = false))]
+    #[pyo3(signature = (capacity_per_symbol = 10_000, stale_after = 120.0, symbols = None, status_file = None, echo = false, journal = None, fsync = "interval"))]
+    #[allow(clippy::too_many_arguments)]
     fn new(
         capacity_per_symbol: usize,
         stale_after: f64,
         symbols: Option<Vec<String>>,
         status_file: Option<PathBuf>,
         echo: bool,
+        journal: Option<PathBuf>,
+        fsync: &str,
     ) -> PyResult<PyConsumer> {
-        Ok(PyConsumer::build(capacity_per_symbol, stale_after, symbols, status_file, echo, None)?.0)
+        Ok(PyConsumer::build(capacity_per_symbol, stale_after, symbols, status_file, echo, journal, fsync, None)?.0)
     }
 
     /// Push one bar: a dict with the wire field names, a wire JSON line (str or bytes, trailing
@@ -553,7 +587,9 @@ impl PyConsumer {
     /// protocol; it is counted as a reject in :meth:`stats` like a bad FIFO line.
     fn push(&self, py: Python<'_>, bar: &Bound<'_, PyAny>) -> PyResult<&'static str> {
         let item = item_from_py(py, bar)?;
-        ingest_item(&self.inner, &item).map(outcome).map_err(|e| wire_error(py, &e))
+        let result = ingest_item(&self.inner, &item);
+        self.inner.flush();
+        result.map(outcome).map_err(|e| wire_error(py, &e))
     }
 
     /// Push one wire line (str or bytes). Same as :meth:`push` for a line.
@@ -566,6 +602,7 @@ impl PyConsumer {
         } else {
             return Err(PyTypeError::new_err(format!("push_line() takes a str or bytes, not {}", type_name(line))));
         };
+        self.inner.flush();
         result.map(outcome).map_err(|e| wire_error(py, &e))
     }
 
@@ -579,18 +616,27 @@ impl PyConsumer {
         let consumer = &self.inner;
         if let Ok(b) = bars.downcast::<PyBytes>() {
             let data = b.as_bytes();
-            py.allow_threads(|| ingest_lines(consumer, data, &mut result));
+            py.allow_threads(|| {
+                ingest_lines(consumer, data, &mut result);
+                consumer.flush();
+            });
             return Ok(result);
         }
         if let Ok(s) = bars.downcast::<PyString>() {
             let text = s.to_cow()?;
             let data = text.as_bytes();
-            py.allow_threads(|| ingest_lines(consumer, data, &mut result));
+            py.allow_threads(|| {
+                ingest_lines(consumer, data, &mut result);
+                consumer.flush();
+            });
             return Ok(result);
         }
         if let Ok(b) = bars.downcast::<PyByteArray>() {
             let data = b.to_vec();
-            py.allow_threads(|| ingest_lines(consumer, &data, &mut result));
+            py.allow_threads(|| {
+                ingest_lines(consumer, &data, &mut result);
+                consumer.flush();
+            });
             return Ok(result);
         }
         let mut items = Vec::with_capacity(bars.len().unwrap_or(0));
@@ -601,6 +647,7 @@ impl PyConsumer {
             for (i, item) in items.iter().enumerate() {
                 result.record(i, ingest_item(consumer, item));
             }
+            consumer.flush();
         });
         Ok(result)
     }
@@ -668,7 +715,8 @@ impl PyConsumer {
         };
         let bars = self.bars(symbol, n, from_ms, to_ms);
         let d = PyDict::new(py);
-        let f64_cols: [(&str, fn(&Bar) -> f64); 6] = [
+        type Column = (&'static str, fn(&Bar) -> f64);
+        let f64_cols: [Column; 6] = [
             ("open", |b| b.open),
             ("high", |b| b.high),
             ("low", |b| b.low),
@@ -755,8 +803,10 @@ impl PyConsumer {
         Ok(PySubscription { rx: Mutex::new(Some(rx)), timeout, _consumer: self.inner.clone() })
     }
 
-    /// Stop the status file writer (after one final write). Queries keep working.
+    /// Stop the status file writer (after one final write) and flush the journal. Queries keep
+    /// working.
     fn close(&self, py: Python<'_>) {
+        self.inner.flush();
         self.stop_status(py);
     }
 
@@ -963,8 +1013,8 @@ impl PySubscription {
 /// Args:
 ///     path: the FIFO; created (mode 0600, directory 0700) if absent, refused if it is not a
 ///         FIFO, a symlink, another user's, or in a directory others can write to (OSError).
-///     symbols, stale_after, capacity_per_symbol, status_file, echo: as for :class:`Consumer`
-///         (ignored when ``consumer`` is given).
+///     symbols, stale_after, capacity_per_symbol, status_file, echo, journal, fsync: as for
+///         :class:`Consumer` (ignored when ``consumer`` is given).
 ///     consumer: an existing :class:`Consumer` to feed instead of a new one.
 ///     once: end the iteration when the first writer session ends (batch loads, tests).
 ///     timeout: seconds to wait for a bar before ending the iteration; None = forever.
@@ -980,7 +1030,7 @@ pub struct PyFifoReader {
 
 impl PyFifoReader {
     fn finished(&self) -> bool {
-        lock(&self.feed).as_ref().is_none_or(|f| f.is_finished())
+        lock(&self.feed).as_ref().map_or(true, |f| f.is_finished())
     }
 
     /// Stop and join the reader thread; its error, if it ended with one.
@@ -997,7 +1047,7 @@ impl PyFifoReader {
 #[pymethods]
 impl PyFifoReader {
     #[new]
-    #[pyo3(signature = (path, symbols = None, stale_after = 120.0, capacity_per_symbol = 10_000, status_file = None, echo = false, consumer = None, once = false, timeout = None, capacity = 65_536))]
+    #[pyo3(signature = (path, symbols = None, stale_after = 120.0, capacity_per_symbol = 10_000, status_file = None, echo = false, consumer = None, once = false, timeout = None, capacity = 65_536, journal = None, fsync = "interval"))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         py: Python<'_>,
@@ -1011,13 +1061,24 @@ impl PyFifoReader {
         once: bool,
         timeout: Option<f64>,
         capacity: usize,
+        journal: Option<PathBuf>,
+        fsync: &str,
     ) -> PyResult<PyFifoReader> {
         let timeout = parse_timeout(timeout)?;
         let owns_consumer = consumer.is_none();
         let consumer = match consumer {
             Some(c) => c,
             None => {
-                let (c, _) = PyConsumer::build(capacity_per_symbol, stale_after, symbols, status_file, echo, Some(path.clone()))?;
+                let (c, _) = PyConsumer::build(
+                    capacity_per_symbol,
+                    stale_after,
+                    symbols,
+                    status_file,
+                    echo,
+                    journal,
+                    fsync,
+                    Some(path.clone()),
+                )?;
                 Py::new(py, c)?
             }
         };

@@ -288,6 +288,26 @@ def test_echo_prints_wire_lines():
     assert len(lines) == 2 and lines[1].startswith('{"type":"updated_bar"') and '"close":671.5' in lines[1]
 
 
+def test_journal_written_and_restored(tmp_path):
+    from datetime import datetime
+    from zoneinfo import ZoneInfo
+    noon = datetime.now(ZoneInfo("America/New_York")).replace(hour=12, minute=0, second=0, microsecond=0)
+    t = int(noon.timestamp()) * 1000  # today's New York date: the file a restart reloads
+    journal = tmp_path / "journal"
+    c = barbridge.Consumer(journal=journal, fsync="always")
+    c.push_batch([bar(timestamp_ms=t + i * MIN) for i in range(5)])
+    c.push(bar(timestamp_ms=t, close=100.25, type="updated_bar"))
+    c.push(bar(timestamp_ms=t + MIN))  # duplicate: not journalled
+    c.close()
+    path = journal / f"bars-{noon.date()}.jsonl"
+    lines = path.read_text().splitlines()
+    assert len(lines) == 6 and lines[-1].startswith('{"type":"updated_bar"')
+    c2 = barbridge.Consumer(journal=journal)
+    assert c2.count("SPY") == 5 and c2.last_n("SPY", 5)[0].close == 100.25, "restored warm, correction applied"
+    with pytest.raises(ValueError):
+        barbridge.Consumer(journal=journal, fsync="sometimes")
+
+
 # ---------------------------------------------------------------------------- subscribe
 
 def test_subscribe_waits_without_holding_the_gil():
@@ -509,10 +529,11 @@ def test_uncaught_ctrl_c_exits_promptly(tmp_path, procs):
 
 def test_sidecar_inprocess_synthetic_delivers_every_bar(tmp_path, procs):
     status = tmp_path / "status.json"
+    journal = tmp_path / "journal"
     n, syms = 40, ("SPY", "SH", "SDS")
     argv = [PY, "-m", "bridge", "--source", "synthetic", "--sink", "inprocess", "--interval", "0.01",
             "--count", str(n), "--seed", "7", "--symbols", ",".join(syms), "--echo", "--status-file", str(status),
-            "--heartbeat", "0.2", "--stats-interval", "0"]
+            "--journal", str(journal), "--heartbeat", "0.2", "--stats-interval", "0"]
     p = Proc(argv, tmp_path, "sidecar-inprocess", env=sidecar_env())
     procs.append(p)
     rc = p.wait(timeout=120)
@@ -526,6 +547,8 @@ def test_sidecar_inprocess_synthetic_delivers_every_bar(tmp_path, procs):
     assert (c["bars_accepted"], c["rejects_total"], c["seq_gaps"]) == (n * len(syms), 0, 0)
     assert report["stored"] == {s: n for s in syms}
     assert report["health"]["sidecar"]["state"] == "disconnected"  # "sidecar stopping", the last word
+    journalled = [json.loads(l) for f in journal.glob("bars-*.jsonl") for l in f.read_text().splitlines()]
+    assert sorted((b["symbol"], b["timestamp_ms"]) for b in journalled) == sorted(keys)
 
 
 def test_inprocess_sink_feeds_a_consumer_in_this_process():
