@@ -3,7 +3,7 @@
 //! Time comes from an injectable [`Clock`] so tests drive staleness without sleeping.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -167,11 +167,22 @@ pub struct SidecarStatus {
     pub received_ms: i64,
 }
 
+/// `last_message_ms` before any message.
+const NEVER: i64 = i64::MIN;
+
+impl FeedState {
+    fn from_u8(v: u8) -> FeedState {
+        match v {
+            1 => FeedState::Live,
+            2 => FeedState::Stale,
+            _ => FeedState::Waiting,
+        }
+    }
+}
+
 #[derive(Debug)]
 struct Inner {
-    state: FeedState,
     started_ms: i64,
-    last_message_ms: Option<i64>,
     stale_since_ms: Option<i64>,
     sidecar: Option<SidecarStatus>,
     /// Last seq seen per writer id.
@@ -185,6 +196,9 @@ pub struct Health {
     clock: Arc<dyn Clock>,
     stale_after_ms: i64,
     pub counters: Counters,
+    /// Hot-path state as atomics: a line costs no lock unless the state changes.
+    last_message_ms: AtomicI64,
+    state: AtomicU8,
     inner: Mutex<Inner>,
 }
 
@@ -221,10 +235,10 @@ impl Health {
             clock,
             stale_after_ms: stale_after.as_millis() as i64,
             counters: Counters::default(),
+            last_message_ms: AtomicI64::new(NEVER),
+            state: AtomicU8::new(FeedState::Waiting as u8),
             inner: Mutex::new(Inner {
-                state: FeedState::Waiting,
                 started_ms: now,
-                last_message_ms: None,
                 stale_since_ms: None,
                 sidecar: None,
                 writers: HashMap::new(),
@@ -242,25 +256,32 @@ impl Health {
     }
 
     pub fn state(&self) -> FeedState {
-        self.lock().state
+        FeedState::from_u8(self.state.load(Ordering::Acquire))
+    }
+
+    fn last_message(&self) -> Option<i64> {
+        Some(self.last_message_ms.load(Ordering::Acquire)).filter(|t| *t != NEVER)
     }
 
     /// Any line arrived (bar, heartbeat, status, even a reject: the writer is alive).
     pub fn on_message(&self) {
         let now = self.clock.now_ms();
+        self.last_message_ms.store(now, Ordering::Release);
+        if self.state.load(Ordering::Acquire) == FeedState::Live as u8 {
+            return;
+        }
         let mut inner = self.lock();
-        inner.last_message_ms = Some(now);
-        if inner.state == FeedState::Stale {
+        if self.state() == FeedState::Stale {
             let since = inner.stale_since_ms.unwrap_or(now);
             log::warn!("feed recovered: data arriving again after {:.1} s stale", (now - since) as f64 / 1000.0);
         }
-        inner.state = FeedState::Live;
         inner.stale_since_ms = None;
+        self.state.store(FeedState::Live as u8, Ordering::Release);
     }
 
-    /// A bar was accepted for `symbol`.
+    /// A bar was accepted for `symbol` (received at the time of the last message).
     pub fn on_bar(&self, symbol: &Symbol, bar_ts_ms: i64) {
-        let now = self.clock.now_ms();
+        let now = self.last_message().unwrap_or_else(|| self.clock.now_ms());
         let mut inner = self.lock();
         if let Some(h) = inner.symbols.get_mut(symbol) {
             h.bars += 1;
@@ -323,13 +344,14 @@ impl Health {
     pub fn tick(&self) -> FeedState {
         let now = self.clock.now_ms();
         let mut inner = self.lock();
-        if inner.state != FeedState::Stale {
-            let since = inner.last_message_ms.unwrap_or(inner.started_ms);
+        if self.state() != FeedState::Stale {
+            let last = self.last_message();
+            let since = last.unwrap_or(inner.started_ms);
             if now - since >= self.stale_after_ms {
-                inner.state = FeedState::Stale;
+                self.state.store(FeedState::Stale as u8, Ordering::Release);
                 inner.stale_since_ms = Some(now);
                 self.counters.stale_episodes.fetch_add(1, Ordering::Relaxed);
-                match inner.last_message_ms {
+                match last {
                     Some(_) => log::error!(
                         "feed stale: nothing received for {:.0} s (threshold {:.0} s); is the sidecar running and connected?",
                         (now - since) as f64 / 1000.0,
@@ -342,18 +364,19 @@ impl Health {
                 }
             }
         }
-        inner.state
+        drop(inner);
+        self.state()
     }
 
     pub fn snapshot(&self) -> HealthSnapshot {
         let now = self.clock.now_ms();
         let inner = self.lock();
         HealthSnapshot {
-            state: inner.state,
+            state: self.state(),
             now_ms: now,
             started_ms: inner.started_ms,
             stale_after_ms: self.stale_after_ms,
-            last_message_ms: inner.last_message_ms,
+            last_message_ms: self.last_message(),
             stale_since_ms: inner.stale_since_ms,
             sidecar: inner.sidecar.clone(),
             counters: self.counters.snapshot(),
