@@ -457,11 +457,12 @@ start_consumer() {
     STARTED[consumer]=$(now_ms)
     log "consumer started (pid $CONSUMER_PID; log $CONSUMER_LOG)"
 }
-last_bar_ms() { # newest bar time in the consumer's status file (0 if none)
+last_bar_ms() { # newest bar time the consumer holds: its status file and latest echoed bars (0 if none)
     local m=0 v
     if [[ -f $STATUS_FILE ]]; then
-        while read -r v; do ((v > m)) && m=$v; done < <(sed -n 's/.*"last_bar_ts_ms": *\([0-9]*\).*/\1/p' "$STATUS_FILE")
+        while read -r v; do if ((v > m)); then m=$v; fi; done < <(sed -n 's/.*"last_bar_ts_ms": *\([0-9]*\).*/\1/p' "$STATUS_FILE")
     fi
+    while read -r v; do if ((v > m)); then m=$v; fi; done < <(tail -n 16 "$BARS_FILE" 2>/dev/null | sed -n 's/.*"timestamp_ms":\([0-9]*\).*/\1/p')
     echo "$m"
 }
 start_sidecar() {
