@@ -641,7 +641,8 @@ impl PyConsumer {
         }
         let mut items = Vec::with_capacity(bars.len().unwrap_or(0));
         for obj in bars.try_iter()? {
-            items.push(item_from_py(py, &obj?)?);
+            // An item that is no bar at all (an int, an unserialisable dict) is one bad row too.
+            items.push(item_from_py(py, &obj?).unwrap_or_else(|e| Item::Bad(wire::WireError::WrongType { detail: e.to_string() })));
         }
         py.allow_threads(|| {
             for (i, item) in items.iter().enumerate() {

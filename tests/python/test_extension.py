@@ -159,9 +159,10 @@ def test_batch_keeps_good_rows_and_reports_bad():
     rows[7] = bar(minute=7, high=1.0)  # high below low
     rows.append(json.dumps(bar(minute=20)))  # a wire line in the list
     rows.append(barbridge.Bar("SPY", T0 + 21 * MIN, 1.0, 2.0, 0.5, 1.5, 10.0))
+    rows.append(42)  # not a bar at all: one more bad row, not a failed batch
     res = c.push_batch(rows)
-    assert (res.accepted, res.rejected) == (10, 2)
-    assert [(i, code) for i, code, _ in res.errors] == [(3, "missing_field"), (7, "high_below_low")]
+    assert (res.accepted, res.rejected) == (10, 3)
+    assert [(i, code) for i, code, _ in res.errors] == [(3, "missing_field"), (7, "high_below_low"), (12, "wrong_type")]
     assert "volume" in res.errors[0][2]
     assert not res.ok and res.to_dict()["accepted"] == 10
     assert c.count("SPY") == 10
