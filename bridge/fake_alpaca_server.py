@@ -12,8 +12,11 @@ Speaks the protocol exactly as alpaca-py 0.44 expects it:
   ``{"bars":{SYM:[{"t":RFC3339,"o","h","l","c","v","n","vw"}]},"next_page_token":...}``.
 
 Bars are deterministic functions of (seed, symbol, minute), and the data clock is
-``epoch_ms`` + one minute per ``interval`` wall seconds, so a restarted server given the same
-``--epoch-ms`` and ``--seed`` serves identical history (``--prefill`` minutes before its own start).
+``epoch_ms`` + one minute per ``interval`` wall seconds counted from ``epoch_wall`` (default: the
+wall time ``epoch_ms`` itself, i.e. "now"-based data), so a restarted server given the same
+``--epoch-ms``, ``--epoch-wall`` and ``--seed`` serves identical history (``--prefill`` minutes
+before its own start). ``--epoch-wall`` lets data minutes lie in a past trading session (e.g. to
+check ``barbridge gaps`` on a weekend).
 
 Faults (methods, ``--fault TICK:ACTION[:ARG]`` on the command line, or
 ``GET /_fake/fault?action=...&arg=...``): ``close1000``, ``close1011``, ``drop`` (abrupt TCP
@@ -128,7 +131,8 @@ class FakeAlpacaServer:
 
     def __init__(self, *, symbols=("SPY", "SPXL", "SH", "SDS"), interval: float = 1.0,
                  key: str = "FAKEKEY0000", secret: str = "FAKESECRET0000", host: str = "127.0.0.1",
-                 port: int = 0, seed: int = 1, epoch_ms: Optional[int] = None, prefill: int = 30,
+                 port: int = 0, seed: int = 1, epoch_ms: Optional[int] = None,
+                 epoch_wall: Optional[float] = None, prefill: int = 30,
                  updated_every: int = 0, no_trade_prob: float = 0.0, page_size: int = 10_000,
                  single_connection: bool = True, faults: Optional[list[tuple[int, str]]] = None) -> None:
         self.symbols = list(symbols)
@@ -138,7 +142,10 @@ class FakeAlpacaServer:
         self.seed = seed
         now = time.time()
         self.epoch_ms = (epoch_ms if epoch_ms is not None else int(now * 1000)) // MINUTE_MS * MINUTE_MS
-        self.epoch_wall = self.epoch_ms / 1000 if epoch_ms is not None else now
+        if epoch_wall is not None:
+            self.epoch_wall = float(epoch_wall)
+        else:
+            self.epoch_wall = self.epoch_ms / 1000 if epoch_ms is not None else now
         self.prefill = prefill
         self.updated_every = updated_every
         self.no_trade_prob = no_trade_prob
@@ -485,6 +492,8 @@ def main(argv: Optional[list[str]] = None) -> int:
     ap.add_argument("--secret", default="FAKESECRET0000")
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--epoch-ms", type=int, default=None, help="data clock origin (reuse it to restart with the same history)")
+    ap.add_argument("--epoch-wall", type=float, default=None,
+                    help="wall time (epoch seconds) at which the data clock reads --epoch-ms (default: --epoch-ms itself)")
     ap.add_argument("--prefill", type=int, default=30, help="minutes of history before start")
     ap.add_argument("--updated-every", type=int, default=0, help="publish an updated bar for every Nth minute (0 = never)")
     ap.add_argument("--no-trade-prob", type=float, default=0.0)
@@ -496,7 +505,7 @@ def main(argv: Optional[list[str]] = None) -> int:
                         format="%(asctime)s fake-alpaca %(levelname)s %(message)s")
     srv = FakeAlpacaServer(symbols=[s.strip().upper() for s in a.symbols.split(",") if s.strip()],
                            interval=a.interval, key=a.key, secret=a.secret, host=a.host, port=a.port,
-                           seed=a.seed, epoch_ms=a.epoch_ms, prefill=a.prefill, updated_every=a.updated_every,
+                           seed=a.seed, epoch_ms=a.epoch_ms, epoch_wall=a.epoch_wall, prefill=a.prefill, updated_every=a.updated_every,
                            no_trade_prob=a.no_trade_prob, page_size=a.page_size,
                            faults=[_parse_fault(f) for f in a.fault])
 
@@ -508,6 +517,7 @@ def main(argv: Optional[list[str]] = None) -> int:
         print(f"FAKE_ALPACA_STREAM_URL={srv.ws_url}", flush=True)
         print(f"FAKE_ALPACA_DATA_URL={srv.data_url}", flush=True)
         print(f"FAKE_ALPACA_EPOCH_MS={srv.epoch_ms}", flush=True)
+        print(f"FAKE_ALPACA_EPOCH_WALL={srv.epoch_wall!r}", flush=True)
         await srv._stopped.wait()
         await srv._shutdown()
 
