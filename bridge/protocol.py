@@ -62,27 +62,45 @@ def _dumps(obj: Mapping[str, Any]) -> bytes:
     return data + b"\n"
 
 
-def encode_bar(bar: Mapping[str, Any], *, seq: Optional[int] = None, writer: Optional[str] = None) -> bytes:
+def encode_bar(bar: Mapping[str, Any], *, seq: Optional[int] = None, writer: Optional[str] = None,
+               validated: bool = False) -> bytes:
     """Encode a normalised bar dict (see :func:`normalise_bar`) as one wire line (with ``\\n``).
 
-    Prices/volume keep their float value; ``kind``/``source`` become ``type``/``source``."""
-    validate_bar_values(bar["symbol"], bar)
-    out: dict[str, Any] = {}
+    Prices/volume keep their float value; ``kind``/``source`` become ``type``/``source``.
+    ``validated=True`` skips the rules check for a bar that already passed it."""
+    if not validated:
+        validate_bar_values(bar["symbol"], bar)
+    # Formatted directly (the hot path of the sidecar): the same text json.dumps would give,
+    # since json writes floats with float.__repr__; test_protocol checks the equivalence.
     kind = bar.get("kind") or "bar"
-    if kind != "bar":
-        out["type"] = kind
-    out["symbol"] = bar["symbol"]
-    out["timestamp_ms"] = int(bar["timestamp_ms"])
-    for f in ("open", "high", "low", "close", "volume", "vwap"):
-        out[f] = _num(bar.get(f) or 0) if f == "vwap" else _num(bar[f])
-    out["trade_count"] = int(bar.get("trade_count") or 0)
+    parts = ['{"type":' + _jstr(kind) + "," if kind != "bar" else "{",
+             '"symbol":', _jstr(bar["symbol"]), ',"timestamp_ms":', str(int(bar["timestamp_ms"]))]
+    for f in ("open", "high", "low", "close", "volume"):
+        parts += (',"', f, '":', _numtext(bar[f]))
+    parts += (',"vwap":', _numtext(bar.get("vwap") or 0), ',"trade_count":', str(int(bar.get("trade_count") or 0)))
     if bar.get("source"):
-        out["source"] = bar["source"]
+        parts += (',"source":', _jstr(bar["source"]))
     if seq is not None:
-        out["seq"] = int(seq)
+        parts += (',"seq":', str(int(seq)))
     if writer:
-        out["writer"] = writer
-    return _dumps(out)
+        parts += (',"writer":', _jstr(writer))
+    parts.append("}\n")
+    data = "".join(parts).encode()
+    if len(data) > MAX_LINE_BYTES:
+        raise LineTooLong(f"line of {len(data)} bytes exceeds {MAX_LINE_BYTES}")
+    return data
+
+
+def _jstr(s: str) -> str:
+    """A JSON string literal (json.dumps only when escaping is needed)."""
+    if s.isascii() and s.isprintable() and '"' not in s and "\\" not in s:
+        return '"' + s + '"'
+    return json.dumps(s)
+
+
+def _numtext(v: Any) -> str:
+    n = _num(v)
+    return str(n) if isinstance(n, int) else repr(n)
 
 
 def encode_heartbeat(ts_ms: int, *, seq: Optional[int] = None, writer: Optional[str] = None, **extra: Any) -> bytes:
@@ -172,8 +190,9 @@ def bar_values(bar: Mapping[str, Any]) -> tuple:
 
 def validate_bar_values(symbol: Any, bar: Mapping[str, Any]) -> None:
     """The protocol's bar rules (same order as the Rust ``wire::validate``)."""
-    if (not isinstance(symbol, str) or not symbol or len(symbol.encode()) > MAX_SYMBOL_BYTES
-            or not all(0x21 <= ord(ch) <= 0x7E for ch in symbol)):
+    # 0x21..0x7E: printable ASCII without space.
+    if (not isinstance(symbol, str) or not symbol or len(symbol) > MAX_SYMBOL_BYTES
+            or not (symbol.isascii() and symbol.isprintable()) or " " in symbol):
         raise WireError("invalid_symbol", f"symbol {symbol!r} is not 1-{MAX_SYMBOL_BYTES} printable ASCII characters")
     ts = bar["timestamp_ms"]
     if not 0 < ts < MAX_TIMESTAMP_MS:

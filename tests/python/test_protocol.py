@@ -150,3 +150,32 @@ def test_staleness_counts_only_in_session():
     assert s.check(active=True) and s.stale
     now[0] += 100
     assert not s.check(active=False)  # not subscribed: not stale
+
+
+def test_direct_bar_formatting_equals_json_dumps():
+    """encode_bar formats text directly for speed; it must be exactly what json.dumps writes."""
+    import random
+
+    rng = random.Random(7)
+    for i in range(2000):
+        low = rng.choice([0.0, 1e-7, 0.01, 1.0, 671.1, 123456.789, 1e15, 3.0e16, rng.random() * 1000])
+        high = low + rng.choice([0.0, 0.5, 1e-9, rng.random()])
+        bar = {"symbol": rng.choice(["SPY", "BTC/USD", 'A"B', "X\\Y"]), "timestamp_ms": 1759930080000 + i,
+               "open": low, "high": high, "low": low, "close": high,
+               "volume": rng.choice([0, 5, 18234.0, 0.25, 2**53 + 2.0]), "vwap": rng.choice([None, 0, low]),
+               "trade_count": rng.choice([None, 0, 212]), "kind": rng.choice(["bar", "updated_bar"]),
+               "source": rng.choice([None, "stream", "backfill"])}
+        expected: dict = {}
+        if bar["kind"] != "bar":
+            expected["type"] = bar["kind"]
+        expected["symbol"] = bar["symbol"]
+        expected["timestamp_ms"] = bar["timestamp_ms"]
+        for f in ("open", "high", "low", "close", "volume", "vwap"):
+            expected[f] = protocol._num(bar.get(f) or 0)
+        expected["trade_count"] = int(bar["trade_count"] or 0)
+        if bar["source"]:
+            expected["source"] = bar["source"]
+        expected["seq"] = i
+        expected["writer"] = "w-1"
+        want = json.dumps(expected, separators=(",", ":")).encode() + b"\n"
+        assert protocol.encode_bar(bar, seq=i, writer="w-1") == want
