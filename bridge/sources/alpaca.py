@@ -50,6 +50,10 @@ EXIT_AUTH = 3
 EXIT_SUBSCRIPTION = 4
 EXIT_CONN_LIMIT = 5
 EXIT_TLS = 2
+# A reconnect backfill starts this long before the last bar seen: a correction (updated bar) of a
+# minute before it may have been published while the stream was down, and REST serves the
+# corrected version. Re-fetched unchanged minutes are suppressed by the Publisher.
+BACKFILL_LOOKBACK_MS = 5 * 60_000
 
 
 def ca_bundle() -> str:
@@ -318,7 +322,7 @@ class AlpacaSource:
         groups: dict[int, list[str]] = {}
         for s in self.symbols:
             start = starts.get(s) if s in starts else self.pub.last_seen.get(s)
-            groups.setdefault(start or fresh_start, []).append(s)
+            groups.setdefault(start - BACKFILL_LOOKBACK_MS if start else fresh_start, []).append(s)
         n = 0
         try:
             for start_ms, syms in sorted(groups.items()):

@@ -227,10 +227,16 @@ def test_kill_everything_journal_ends_exact(start_sidecar, start_consumer, fifo_
     # The restarted server's prefill reaches further back than the first server ever did:
     # minutes before the first server's first minute were never published, so they are not owed.
     expected = {k: v for k, v in after.items() if k[1] >= first_min}
-    wait_for(lambda: all(read_journal(jdir)[0].get(k) == v for k, v in expected.items()), timeout=30,
-             what=f"the journal to hold all {len(expected)} bars the server produced")
+    try:
+        wait_for(lambda: all(read_journal(jdir)[0].get(k) == v for k, v in expected.items()), timeout=20,
+                 what=f"the journal to hold all {len(expected)} bars the server produced")
+    except AssertionError:
+        pass  # the exact difference is asserted (and explained) below
     time.sleep(1.0)  # anything still in flight lands now (not an assertion: checked below)
     final, lines = read_journal(jdir)
+    for k in sorted(k for k in expected if final.get(k) != expected[k])[:5]:
+        print(f"DIFF {k} minute#{k[1] // MINUTE % 3} journal={final.get(k)} server={expected[k]} "
+              f"first_server={before.get(k)}")
 
     missing = sorted(k for k in expected if k not in final)
     wrong = sorted(k for k in expected if k in final and final[k] != expected[k])
