@@ -172,9 +172,13 @@ done
 for k in "${!OPT[@]}"; do export "$k=${OPT[$k]}"; done
 
 CONFIG_FILE=${CONFIG_ARG:-${BARBRIDGE_CONFIG:-$REPO/config.env}}
+[[ $CONFIG_FILE == /* ]] || CONFIG_FILE="$PWD/$CONFIG_FILE" # the sidecar runs from the repo root
 if [[ -f $CONFIG_FILE ]]; then
     [[ -r $CONFIG_FILE ]] || die 2 "config file $CONFIG_FILE is not readable." "check its permissions."
     load_config "$CONFIG_FILE"
+    if [[ -n $(find "$CONFIG_FILE" -maxdepth 0 -perm /077 2>/dev/null) ]]; then
+        log "warning: $CONFIG_FILE is readable by other users and may hold API keys. Fix: chmod 600 $CONFIG_FILE."
+    fi
 elif [[ -n $CONFIG_ARG || -n ${BARBRIDGE_CONFIG:-} ]]; then
     die 2 "config file $CONFIG_FILE does not exist." "create it from config.env.example or drop --config."
 fi
@@ -187,7 +191,7 @@ for pair in ALPACA_API_KEY:ALPACA_SECRET_KEY ALPACA_PAPER_API_KEY:ALPACA_PAPER_S
     if [[ -n ${!kv:-} || -n ${!sv:-} ]]; then PARTIAL_CREDS="$kv/$sv"; fi
 done
 if [[ -z $MODE ]]; then
-    if [[ -n $API_KEY ]]; then MODE=live; else MODE=demo; fi
+    if [[ -n $API_KEY ]]; then MODE=live; elif [[ -n ${PARTIAL_CREDS:-} ]]; then MODE=live; else MODE=demo; fi
 fi
 if [[ $MODE == live && -z $API_KEY ]]; then
     if [[ -n ${PARTIAL_CREDS:-} ]]; then
@@ -202,6 +206,7 @@ SYMBOLS=${SYMBOLS// /}
 SYMBOLS=${SYMBOLS^^}
 [[ $SYMBOLS =~ ^[A-Z0-9.^/-]+(,[A-Z0-9.^/-]+)*$ ]] || die 2 "SYMBOLS=$SYMBOLS is not a comma-separated list of tickers." "use e.g. SYMBOLS=SPY,SH."
 RUNS_DIR=${RUNS_DIR:-$REPO/runs}
+[[ $RUNS_DIR == /* ]] || RUNS_DIR="$PWD/$RUNS_DIR"
 ALPACA_FEED=${ALPACA_FEED:-iex}
 [[ $ALPACA_FEED == iex || $ALPACA_FEED == sip ]] || die 2 "ALPACA_FEED=$ALPACA_FEED must be iex or sip." "set ALPACA_FEED=iex."
 if [[ $MODE == live ]]; then def_sched=1 def_status=60; else def_sched=0 def_status=10; fi
@@ -460,7 +465,7 @@ start_consumer() {
 last_bar_ms() { # newest bar time the consumer holds: its status file and latest echoed bars (0 if none)
     local m=0 v
     if [[ -f $STATUS_FILE ]]; then
-        while read -r v; do if ((v > m)); then m=$v; fi; done < <(sed -n 's/.*"last_bar_ts_ms": *\([0-9]*\).*/\1/p' "$STATUS_FILE")
+        while read -r v; do if ((v > m)); then m=$v; fi; done < <(grep -o '"last_bar_ts_ms": *[0-9]*' "$STATUS_FILE" | grep -o '[0-9]*$')
     fi
     while read -r v; do if ((v > m)); then m=$v; fi; done < <(tail -n 16 "$BARS_FILE" 2>/dev/null | sed -n 's/.*"timestamp_ms":\([0-9]*\).*/\1/p')
     echo "$m"
@@ -606,12 +611,11 @@ restart_sidecar_now() { # restart_sidecar_now REASON
 }
 check_health() {
     [[ -n $CONSUMER_PID && -f $STATUS_FILE ]] || return 0
-    local now state updated
+    local now state="" updated="" text
     now=$(now_ms)
-    state=$(grep -m1 -o '"state": *"[a-z_]*"' "$STATUS_FILE" 2>/dev/null || true)
-    state=${state##*\"state\": \"}
-    state=${state%\"}
-    updated=$(sed -n 's/^  "updated_ms": *\([0-9]*\).*/\1/p' "$STATUS_FILE" 2>/dev/null || true)
+    text=$(<"$STATUS_FILE") || return 0 # compact or pretty JSON; health.state is the first field of health
+    if [[ $text =~ \"health\":[[:space:]]*\{[^{}]*\"state\":[[:space:]]*\"([a-z_]+)\" ]]; then state=${BASH_REMATCH[1]}; fi
+    if [[ $text =~ \"updated_ms\":[[:space:]]*([0-9]+) ]]; then updated=${BASH_REMATCH[1]}; fi
     if [[ -n $updated ]] && ((now - updated > HUNG_AFTER_MS && now - STARTED[consumer] > HUNG_AFTER_MS)); then
         log "error: the consumer's status file was last written $(((now - updated) / 1000)) s ago: the consumer is hung; restarting it"
         alert stale consumer "consumer status not updated for $(((now - updated) / 1000)) s (hung)"

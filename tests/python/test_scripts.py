@@ -1,0 +1,380 @@
+"""The launcher (scripts/launch_live_trading.sh) and scripts/test_bridge.sh, driven as a user would:
+subprocesses with short timings, private tmp run/runtime dirs, polling with generous timeouts, and
+process-group cleanup in teardown."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Optional
+
+import pytest
+
+from conftest import PY, REPO, wait_for
+
+LAUNCH = REPO / "scripts" / "launch_live_trading.sh"
+TEST_BRIDGE = REPO / "scripts" / "test_bridge.sh"
+KEY = "PKLAUNCHKEY0123456789WXYZ"
+SECRET = "launcherSecretValue0123456789TAIL"
+
+FAST = {"TICK": "0.2", "BACKOFF_MIN": "0.2", "BACKOFF_MAX": "1", "HEARTBEAT": "0.3", "STALE_AFTER": "2",
+        "STATUS_EVERY": "0", "DEMO_INTERVAL": "0.3", "STOP_TIMEOUT": "5", "RUST_LOG": "info"}
+
+
+def base_env(tmp: Path, consumer_bin: Path, extra: Optional[dict] = None) -> dict:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("ALPACA_", "APCA_", "BARBRIDGE_"))}
+    env.update(FAST)
+    env.update({"BARBRIDGE_RUNTIME_DIR": str(tmp / "rt"), "BARBRIDGE_BIN": str(consumer_bin),
+                "ALERT_CMD": f"cat >> {tmp / 'alerts.jsonl'}"})
+    env.update(extra or {})
+    return env
+
+
+class Launcher:
+    def __init__(self, tmp: Path, env: dict, *args: str) -> None:
+        self.tmp = tmp
+        self.rt = tmp / "rt"
+        self.runs = tmp / "runs"
+        self.out = open(tmp / "launcher.out", "wb")
+        self.err = open(tmp / "launcher.err", "wb")
+        cfg = tmp / "config.env"
+        if not cfg.exists():
+            cfg.write_text("# empty: demo\n")
+        self.p = subprocess.Popen(["bash", str(LAUNCH), "--config", str(cfg), "--run-dir", str(self.runs), *args],
+                                  stdout=self.out, stderr=self.err, stdin=subprocess.DEVNULL, env=env, cwd=str(tmp),
+                                  start_new_session=True)
+        self.seen_pids: set[int] = set()
+
+    # -- observation
+    def stdout(self) -> str:
+        return (self.tmp / "launcher.out").read_text(errors="replace")
+
+    def stderr(self) -> str:
+        return (self.tmp / "launcher.err").read_text(errors="replace")
+
+    def pid_of(self, name: str) -> Optional[int]:
+        try:
+            pid = int((self.rt / f"{name}.pid").read_text().strip())
+        except (OSError, ValueError):
+            return None
+        self.seen_pids.add(pid)
+        return pid
+
+    def run_dir(self) -> Optional[Path]:
+        dirs = sorted(self.runs.glob("*/bars.jsonl"))
+        return dirs[-1].parent if dirs else None
+
+    def bars(self) -> list[dict]:
+        d = self.run_dir()
+        out = []
+        if d:
+            for line in (d / "bars.jsonl").read_text(errors="replace").splitlines():
+                try:
+                    out.append(json.loads(line))
+                except ValueError:
+                    pass
+        return out
+
+    def log(self) -> str:
+        d = self.run_dir()
+        return (d / "launcher.log").read_text(errors="replace") if d else ""
+
+    def alerts(self) -> list[dict]:
+        f = self.tmp / "alerts.jsonl"
+        return [json.loads(x) for x in f.read_text().splitlines() if x.strip()] if f.exists() else []
+
+    def max_ts(self) -> int:
+        return max((b["timestamp_ms"] for b in self.bars()), default=0)
+
+    # -- control
+    def wait(self, timeout: float) -> int:
+        return self.p.wait(timeout)
+
+    def stop(self, timeout: float = 20) -> int:
+        self.p.send_signal(signal.SIGTERM)
+        return self.p.wait(timeout)
+
+    def kill_all(self) -> None:
+        if self.p.poll() is None:
+            try:
+                os.killpg(self.p.pid, signal.SIGTERM)
+                self.p.wait(10)
+            except (ProcessLookupError, subprocess.TimeoutExpired):
+                pass
+        try:
+            os.killpg(self.p.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        for pid in self.seen_pids:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
+        self.out.close()
+        self.err.close()
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    try:  # a zombie is not alive
+        return Path(f"/proc/{pid}/stat").read_text().split(") ")[-1][0] != "Z"
+    except OSError:
+        return False
+
+
+def group_members(pgid: int) -> list[int]:
+    out = []
+    for d in Path("/proc").iterdir():
+        if d.name.isdigit():
+            try:
+                fields = (d / "stat").read_text().rsplit(")", 1)[1].split()
+            except (OSError, IndexError):
+                continue
+            if int(fields[2]) == pgid and fields[0] != "Z":
+                out.append(int(d.name))
+    return out
+
+
+@pytest.fixture
+def launcher(tmp_path, consumer_bin):
+    started: list[Launcher] = []
+
+    def start(*args: str, env: Optional[dict] = None) -> Launcher:
+        lc = Launcher(tmp_path, base_env(tmp_path, consumer_bin, env), *args)
+        started.append(lc)
+        return lc
+    yield start
+    for lc in started:
+        lc.kill_all()
+
+
+def contiguous(bars: list[dict]) -> dict:
+    """symbol → list of missing minutes between its first and last bar."""
+    by: dict = {}
+    for b in bars:
+        by.setdefault(b["symbol"], set()).add(b["timestamp_ms"])
+    holes = {}
+    for s, ts in by.items():
+        lo, hi = min(ts), max(ts)
+        holes[s] = [t for t in range(lo, hi + 1, 60_000) if t not in ts]
+    return holes
+
+
+# ---------------------------------------------------------------- demo, status, clean stop
+def test_demo_shows_bars_status_and_sigterm_leaves_nothing(launcher, tmp_path, consumer_bin):
+    lc = launcher()
+    wait_for(lambda: len(lc.bars()) >= 12, timeout=60, what="demo bars in the consumer's echo")
+    wait_for(lambda: " NY " in lc.stdout() and "SPY" in lc.stdout(), timeout=20, what="bar lines on the terminal")
+    assert "offline DEMO" in lc.stderr()
+    consumer, sidecar = lc.pid_of("consumer"), lc.pid_of("sidecar")
+    assert consumer and sidecar and alive(consumer) and alive(sidecar)
+    assert (lc.rt / "bars.fifo").exists() and oct((lc.rt).stat().st_mode & 0o777) == "0o700"
+
+    def status() -> Optional[str]:  # the status file is rewritten every second
+        st = subprocess.run(["bash", str(LAUNCH), "--status"], env=base_env(tmp_path, consumer_bin),
+                            capture_output=True, text=True, timeout=30)
+        assert st.returncode == 0, st.stdout + st.stderr
+        return st.stdout if "state LIVE" in st.stdout and "SPY" in st.stdout else None
+    out = wait_for(status, timeout=20, what="--status to show a live consumer")
+    assert '"restarts":0' in out and "supervisor" in out, out
+    pgid = lc.p.pid
+    assert lc.stop() == 0, lc.stderr()[-2000:]
+    assert not alive(consumer) and not alive(sidecar)
+    assert group_members(pgid) == [], "processes left in the launcher's process group"
+    assert not lc.rt.exists() or not any(lc.rt.iterdir()), f"leftovers in the runtime dir: {list(lc.rt.iterdir())}"
+    assert "stopping the sidecar" in lc.stderr() and "stopped (exit 0)" in lc.stderr()
+    assert lc.stderr().index("stopping the sidecar") < lc.stderr().index("stopping the consumer")
+    assert contiguous(lc.bars()) == {s: [] for s in ("SPY", "SPXL", "SH", "SDS")}
+
+
+# ---------------------------------------------------------------- supervision
+def test_sidecar_kill9_is_restarted_and_bars_resume(launcher):
+    lc = launcher()
+    wait_for(lambda: len(lc.bars()) >= 8, timeout=60, what="first bars")
+    old = lc.pid_of("sidecar")
+    os.kill(old, signal.SIGKILL)
+    wait_for(lambda: (lc.pid_of("sidecar") or old) != old, timeout=30, what="a new sidecar")
+    before = lc.max_ts()
+    wait_for(lambda: lc.max_ts() >= before + 3 * 60_000, timeout=30, what="bars after the restart")
+    assert "the sidecar (pid %d) exited with code 137" % old in lc.log()
+    assert any(a["event"] == "restart" and a["process"] == "sidecar" for a in lc.alerts()), lc.alerts()
+    assert lc.stop() == 0
+    assert all(not h for h in contiguous(lc.bars()).values()), contiguous(lc.bars())
+
+
+def test_consumer_kill9_is_restarted_and_nothing_is_lost(launcher):
+    lc = launcher()
+    wait_for(lambda: len(lc.bars()) >= 8, timeout=60, what="first bars")
+    old = lc.pid_of("consumer")
+    os.kill(old, signal.SIGKILL)
+    wait_for(lambda: (lc.pid_of("consumer") or old) != old, timeout=30, what="a new consumer")
+    before = lc.max_ts()
+    wait_for(lambda: lc.max_ts() >= before + 4 * 60_000, timeout=30, what="bars after the consumer restart")
+    assert lc.stop() == 0
+    bars = lc.bars()
+    holes = contiguous(bars)
+    assert all(not h for h in holes.values()), f"bars lost across the consumer restart: {holes}"
+    log = lc.log()
+    assert "the consumer (pid %d) exited with code 137" % old in log
+    assert any(a["event"] == "restart" and a["process"] == "consumer" for a in lc.alerts())
+
+
+def test_stale_feed_restarts_the_sidecar(launcher):
+    lc = launcher()
+    wait_for(lambda: len(lc.bars()) >= 4, timeout=60, what="first bars")
+    old = lc.pid_of("sidecar")
+    os.kill(old, signal.SIGSTOP)  # alive but silent: no bars, no heartbeats
+    wait_for(lambda: (lc.pid_of("sidecar") or old) != old, timeout=40, what="the sidecar restarted for a stale feed")
+    wait_for(lambda: not alive(old), timeout=15, what="the stopped sidecar to be gone")
+    assert "reports the feed stale" in lc.log()
+    assert [a for a in lc.alerts() if a["event"] == "stale"], lc.alerts()
+    before = lc.max_ts()
+    wait_for(lambda: lc.max_ts() > before, timeout=30, what="bars after the stale restart")
+    assert lc.stop() == 0
+
+
+def test_repeated_crashes_flap_then_give_up(launcher):
+    lc = launcher(env={"MAX_RESTARTS": "2", "FLAP_THRESHOLD": "1", "STABLE_AFTER": "600"})
+    wait_for(lambda: lc.pid_of("sidecar"), timeout=60, what="a sidecar")
+    consumer = lc.pid_of("consumer")
+    killed: set[int] = set()
+    deadline = time.monotonic() + 60
+    while lc.p.poll() is None and time.monotonic() < deadline:
+        pid = lc.pid_of("sidecar")
+        if pid and pid not in killed:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            killed.add(pid)
+        time.sleep(0.05)
+    assert lc.wait(30) == 1, lc.stderr()[-2000:]
+    assert len(killed) == 3  # the first run + MAX_RESTARTS restarts
+    events = [a["event"] for a in lc.alerts()]
+    assert "flap" in events and "give_up" in events, events
+    assert "giving up" in lc.stderr()
+    assert not alive(consumer), "the consumer outlived the give-up"
+    assert group_members(lc.p.pid) == []
+
+
+def test_sidecar_config_error_gives_up_at_once_and_stops_the_consumer(launcher, tmp_path):
+    # the sidecar reads config.env itself and refuses unbalanced quotes (exit 2): retrying cannot help
+    (tmp_path / "config.env").write_text("NOTE=it's broken\n")
+    lc = launcher()
+    assert lc.wait(60) == 1, lc.stderr()[-2000:]
+    assert "configuration/credential error that restarting cannot fix" in lc.stderr()
+    assert all(not alive(p) for p in lc.seen_pids | {lc.pid_of("consumer") or 0} if p)
+    assert group_members(lc.p.pid) == []
+
+
+# ---------------------------------------------------------------- configuration errors
+def run_launcher(tmp_path, consumer_bin, args, env=None, config: Optional[str] = None, timeout=60):
+    cfg = tmp_path / "config.env"
+    cfg.write_text(config if config is not None else "")
+    cfg.chmod(0o600)
+    r = subprocess.run(["bash", str(LAUNCH), "--config", str(cfg), "--run-dir", str(tmp_path / "runs"), *args],
+                       env=base_env(tmp_path, consumer_bin, env), capture_output=True, text=True, timeout=timeout,
+                       start_new_session=True)
+    return r.returncode, r.stdout + r.stderr
+
+
+@pytest.mark.parametrize("case", ["live_no_keys", "half_keys", "bad_eod", "eod_after_close", "bad_line",
+                                  "bad_number", "unwritable_run_dir", "consumer_fails_to_start"])
+def test_bad_config_is_a_clear_error(case, tmp_path, consumer_bin):
+    args, env, config = [], {}, ""
+    expect = ""
+    if case == "live_no_keys":
+        args, expect = ["--live"], "live mode needs Alpaca credentials"
+    elif case == "half_keys":
+        config, expect = f"ALPACA_API_KEY={KEY}\n", "needs both halves of ALPACA_API_KEY/ALPACA_SECRET_KEY"
+    elif case == "bad_eod":
+        config, expect = "EOD_TIME=25:00\n", "EOD_TIME=25:00 is not a HH:MM time"
+    elif case == "eod_after_close":
+        args, config, expect = ["--schedule"], "EOD_TIME=16:30\n", "must be after OPEN_TIME"
+    elif case == "bad_line":
+        config, expect = "this is not a setting\n", "config.env:1 is not a KEY=value line"
+    elif case == "bad_number":
+        env, expect = {"STALE_AFTER": "soon"}, "STALE_AFTER=soon is not a number of seconds"
+    elif case == "unwritable_run_dir":
+        blocker = tmp_path / "file"
+        blocker.write_text("x")
+        args, expect = ["--run-dir", str(blocker / "runs")], "cannot create the run directory"
+    elif case == "consumer_fails_to_start":
+        env, expect = {"BARBRIDGE_BIN": shutil.which("false") or "/bin/false"}, "the consumer exited at start"
+    code, out = run_launcher(tmp_path, consumer_bin, args, env, config)
+    assert code == 2, out
+    assert expect in out, out
+    assert "Fix:" in out, out
+    assert SECRET not in out and KEY not in out
+    assert not (tmp_path / "rt" / "bars.fifo").exists()
+
+
+def test_check_offline_demo_passes_and_live_failure_masks_the_key(tmp_path, consumer_bin):
+    code, out = run_launcher(tmp_path, consumer_bin, ["--check", "--demo"])
+    assert code == 0, out
+    assert "all checks passed" in out and "CA bundle usable" in out
+    # live: credentials present, account endpoint unreachable → one sentence with a fix, key masked
+    config = f"ALPACA_API_KEY={KEY}\nALPACA_SECRET_KEY={SECRET}\nALPACA_TRADING_URL=http://127.0.0.1:9\n"
+    code, out = run_launcher(tmp_path, consumer_bin, ["--check"], config=config)
+    assert code == 2, out
+    assert "FAIL  cannot reach http://127.0.0.1:9" in out and "Fix:" in out, out
+    assert "****WXYZ" in out and KEY not in out and SECRET not in out
+    # a broken CA bundle is named as such (incident 000)
+    code, out = run_launcher(tmp_path, consumer_bin, ["--check"], env={"SSL_CERT_FILE": str(tmp_path / "nope.pem")},
+                             config=config)
+    assert code == 2 and "SSL_CERT_FILE" in out and "does not exist" in out, out
+
+
+# ---------------------------------------------------------------- market-day schedule
+def schedule(now: str, *args: str) -> dict:
+    r = subprocess.run([PY, "-m", "bridge.schedule", "--now", now, *args], cwd=REPO, capture_output=True, text=True,
+                       timeout=60, env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert r.returncode == 0, r.stderr
+    return dict(line.split("=", 1) for line in r.stdout.splitlines())
+
+
+def test_schedule_holidays_early_close_dst_and_date_after_restart():
+    s = schedule("2026-11-26T10:00:00-05:00")  # Thanksgiving
+    assert s["TRADING_DAY"] == "0" and s["PHASE"] == "no_session" and s["NEXT_SESSION"] == "2026-11-27"
+    s = schedule("2026-11-27T09:00:00-05:00")  # early close 13:00; EOD keeps its 2 minutes
+    assert s["EARLY_CLOSE"] == "1" and s["CLOSE_NY"] == "13:00" and s["EOD_NY"] == "12:58"
+    assert s["PHASE"] == "before_open"
+    s = schedule("2026-11-21T12:00:00-05:00")  # Saturday
+    assert s["TRADING_DAY"] == "0" and s["NEXT_SESSION"] == "2026-11-23"
+    # DST: 09:30 New York is 13:30 UTC after the March change, 14:30 UTC before it
+    assert int(schedule("2026-03-09T08:00:00-04:00")["OPEN_EPOCH"]) == 1773063000
+    assert int(schedule("2026-03-06T08:00:00-05:00")["OPEN_EPOCH"]) == 1772807400
+    # restart at 23:00 New York = 04:00 UTC next day: the date is New York's, the session is over
+    s = schedule("2026-11-24T04:00:00Z")
+    assert s["SESSION_DATE"] == "2026-11-23" and s["PHASE"] == "after_close" and s["NEXT_SESSION"] == "2026-11-24"
+    # a restart mid-session computes today's instants from now, not from a remembered date
+    s = schedule("2026-11-23T11:15:00-05:00", "--eod", "15:58")
+    assert s["PHASE"] == "open" and s["SESSION_DATE"] == "2026-11-23"
+    assert int(s["CLOSE_EPOCH"]) == 1795467600  # 2026-11-23 16:00 EST = 21:00 UTC
+
+
+# ---------------------------------------------------------------- the standalone bridge test, shellcheck
+def test_test_bridge_sh_passes(consumer_bin):
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("ALPACA_", "APCA_"))}
+    env["BARBRIDGE_BIN"] = str(consumer_bin)
+    r = subprocess.run(["bash", str(TEST_BRIDGE)], env=env, capture_output=True, text=True, timeout=180,
+                       start_new_session=True)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    assert "[PASS]" in r.stdout and "missing         0" in r.stdout and "duplicates      0" in r.stdout
+    assert "latency         p50" in r.stdout
+
+
+@pytest.mark.skipif(shutil.which("shellcheck") is None, reason="shellcheck not installed (CI: apt-get install shellcheck)")
+def test_scripts_are_shellcheck_clean():
+    scripts = [str(p) for p in (LAUNCH, TEST_BRIDGE, REPO / "scripts" / "test_all.sh") if p.exists()]
+    r = subprocess.run(["shellcheck", "-x", *scripts[:2]], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stdout
