@@ -97,6 +97,25 @@ def check_account(creds: config.Credentials, url: str, ctx: ssl.SSLContext, time
     return f"credentials {config.mask(creds.api_key)} accepted by {url} (account status {status})"
 
 
+def check_data_auth(creds: config.Credentials, url: str, ctx: ssl.SSLContext, timeout: float) -> str:
+    """Credentials check against a custom market-data REST URL (no trading API configured)."""
+    q = urllib.parse.urlencode({"symbols": "SPY", "timeframe": "1Min", "limit": "1"})
+    req = urllib.request.Request(f"{url.rstrip('/')}/v2/stocks/bars?{q}",
+                                 headers={"APCA-API-KEY-ID": creds.api_key, "APCA-API-SECRET-KEY": creds.secret_key})
+    try:
+        with urllib.request.urlopen(req, timeout=timeout, context=ctx if url.startswith("https") else None):
+            pass
+    except urllib.error.HTTPError as e:
+        if e.code in (401, 403):
+            raise Fail(f"the data API {url} rejected API key {config.mask(creds.api_key)} (HTTP {e.code})",
+                       "check ALPACA_API_KEY/ALPACA_SECRET_KEY in config.env")
+        raise Fail(f"the data API {url} answered HTTP {e.code}", "check ALPACA_DATA_URL")
+    except (urllib.error.URLError, OSError) as e:
+        raise Fail(f"cannot reach the data API {url} ({getattr(e, 'reason', e)})",
+                   "check the network and ALPACA_DATA_URL")
+    return f"credentials {config.mask(creds.api_key)} accepted by the data API {url}"
+
+
 def check_stream(url: str, ctx: ssl.SSLContext, timeout: float) -> str:
     u = urllib.parse.urlsplit(url)
     if u.scheme not in ("ws", "wss") or not u.hostname:
@@ -174,8 +193,12 @@ def run(mode: str, fifo: Path, stream_url: Optional[str], trading_url: Optional[
         ok(f"CA bundle usable: {origin} ({len(ctx.get_ca_certs())} CA certificates)")
         if mode == "live":
             paper = os.environ.get("ALPACA_PAPER", "true").strip().lower() not in ("0", "false", "no")
-            url = trading_url or (PAPER_TRADING if paper else LIVE_TRADING)
-            ok(check_account(creds, url, ctx, timeout))
+            data_url = os.environ.get("ALPACA_DATA_URL")
+            if not trading_url and data_url:  # a custom data endpoint (proxy, test server): check keys there
+                ok(check_data_auth(creds, data_url, ctx, timeout))
+            else:
+                url = trading_url or (PAPER_TRADING if paper else LIVE_TRADING)
+                ok(check_account(creds, url, ctx, timeout))
             ok(check_stream(stream_url or DEFAULT_STREAM.format(feed=feed), ctx, timeout))
         ok(check_fifo(fifo))
     except Fail as f:

@@ -429,7 +429,8 @@ RESTART_TIMES=()
 # ---------------------------------------------------------------- schedule
 EOD_DONE=0 OPEN_EPOCH=0 EOD_EPOCH=0 CLOSE_EPOCH=0
 if is_true "$SCHEDULE"; then
-    sched=$("$PY" -m bridge.schedule --open "$OPEN_TIME" --eod "$EOD_TIME" --close "$CLOSE_TIME" 2>&1) ||
+    # SCHEDULE_NOW (ISO time) is for tests only: it decides today's phase; waits still use the clock
+    sched=$("$PY" -m bridge.schedule --open "$OPEN_TIME" --eod "$EOD_TIME" --close "$CLOSE_TIME" ${SCHEDULE_NOW:+--now "$SCHEDULE_NOW"} 2>&1) ||
         die 2 "${sched##*error: }" "fix OPEN_TIME/EOD_TIME/CLOSE_TIME in $CONFIG_FILE."
     while IFS='=' read -r k v; do
         case $k in SESSION_DATE | TRADING_DAY | EARLY_CLOSE | OPEN_EPOCH | EOD_EPOCH | CLOSE_EPOCH | PHASE | NEXT_SESSION | OPEN_NY | EOD_NY | CLOSE_NY) printf -v "$k" '%s' "$v" ;; esac

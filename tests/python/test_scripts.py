@@ -334,6 +334,42 @@ def test_check_offline_demo_passes_and_live_failure_masks_the_key(tmp_path, cons
     assert code == 2 and "SSL_CERT_FILE" in out and "does not exist" in out, out
 
 
+# ---------------------------------------------------------------- live mode (fake Alpaca), schedule
+def test_live_mode_against_fake_alpaca_with_warmup_masks_secrets(launcher, tmp_path):
+    from bridge.fake_alpaca_server import FakeAlpacaServer
+    srv = FakeAlpacaServer(symbols=("SPY", "SH"), interval=0.3, key=KEY, secret=SECRET, prefill=6).start_in_thread()
+    try:
+        (tmp_path / "config.env").write_text(
+            f"ALPACA_API_KEY={KEY}\nALPACA_SECRET_KEY='{SECRET}'\nALPACA_STREAM_URL={srv.ws_url}\n"
+            f"ALPACA_DATA_URL={srv.data_url}\nSYMBOLS=SPY,SH\nWARMUP=1\nWARMUP_DAYS=1\nWARMUP_HOURS=all\n")
+        (tmp_path / "config.env").chmod(0o600)
+        lc = launcher("--no-schedule")
+        wait_for(lambda: "sidecar started" in lc.log(), timeout=90, what="the live sidecar")
+        assert "warm-up: bars from" in lc.log(), lc.log()[-2000:]
+        warm = [json.loads(x) for x in (lc.run_dir() / "warmup.jsonl").read_text().splitlines()]
+        assert len(warm) >= 2 * 6, "the warm-up file should hold the server's history"
+        wait_for(lambda: lc.max_ts() >= srv._start_minute + 4 * 60_000, timeout=60, what="live bars")
+        got = {(b["symbol"], b["timestamp_ms"]) for b in lc.bars()}
+        assert {(b["symbol"], b["timestamp_ms"]) for b in warm} <= got
+        assert "live mode" in lc.stderr() and "****WXYZ" in lc.stderr()
+        assert lc.stop() == 0
+        d = lc.run_dir()
+        for text in (lc.stdout(), lc.stderr(), *(p.read_text(errors="replace") for p in d.glob("*.log"))):
+            assert SECRET not in text and KEY not in text, "a secret leaked into the output or logs"
+    finally:
+        srv.stop()
+
+
+def test_schedule_no_session_today_exits_cleanly(tmp_path, consumer_bin):
+    code, out = run_launcher(tmp_path, consumer_bin, ["--demo", "--schedule"],
+                             env={"SCHEDULE_NOW": "2026-12-25T10:00:00-05:00"})
+    assert code == 0, out
+    assert "2026-12-25" in out and "not a NYSE trading day" in out and "next session 2026-12-28" in out
+    code, out = run_launcher(tmp_path, consumer_bin, ["--demo", "--schedule"],
+                             env={"SCHEDULE_NOW": "2026-11-27T13:30:00-05:00"})  # after the early close
+    assert code == 0 and "is over (close 13:00" in out, out
+
+
 # ---------------------------------------------------------------- market-day schedule
 def schedule(now: str, *args: str) -> dict:
     r = subprocess.run([PY, "-m", "bridge.schedule", "--now", now, *args], cwd=REPO, capture_output=True, text=True,
