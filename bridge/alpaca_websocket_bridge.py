@@ -255,7 +255,7 @@ def main(argv: Optional[list[str]] = None) -> int:
 
 def _log_stats(pub: Publisher, sink, source) -> None:
     st = {"state": pub.state, "published": pub.counts["published"], "duplicates": pub.counts["duplicates_suppressed"],
-          "received_stream": pub.counts["received_stream"], "received_backfill": pub.counts["received_backfill"],
+          "received_stream": pub.counts["received_stream"], "received_backfill": pub.counts["received_backfill"], "backfill_superseded": pub.counts["backfill_superseded"],
           "backlog": sink.backlog(), **{k: v for k, v in vars(sink.stats).items()}}
     if hasattr(source, "counts"):
         st.update(source.counts)

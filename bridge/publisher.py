@@ -21,23 +21,44 @@ class Publisher:
         self.sink = sink
         self.symbols = list(symbols)
         self._lock = threading.Lock()
-        self._sent: "collections.OrderedDict[tuple[str, int], tuple]" = collections.OrderedDict()
+        # (symbol, ts) -> (values last sent, generation of the last stream bar for it or 0)
+        self._sent: "collections.OrderedDict[tuple[str, int], tuple[tuple, int]]" = collections.OrderedDict()
+        self._gen = 0
         self._remember = remember
         self.last_seen: dict[str, int] = {}
         self.counts = collections.Counter()
         self.on_bar: Optional[Callable[[dict], None]] = None
         self.state = "starting"
 
-    def publish(self, bar: dict) -> bool:
-        """Send ``bar`` unless the very same values were already sent. Returns True if sent."""
+    def mark(self) -> int:
+        """A point in the stream's history: take it before a REST request, pass it to
+        :meth:`publish` as ``stream_since`` with the request's bars."""
+        with self._lock:
+            return self._gen
+
+    def publish(self, bar: dict, *, stream_since: Optional[int] = None) -> bool:
+        """Send ``bar`` unless the very same values were already sent. Returns True if sent.
+
+        ``stream_since`` (backfill bars): if the stream delivered this minute after that
+        :meth:`mark`, the REST answer may be older than the stream's version (a correction that
+        arrived while the request was in flight) and the stream delivers any later one in
+        order, so the backfill bar is not sent (it would otherwise replace the correction)."""
         key = (bar["symbol"], int(bar["timestamp_ms"]))
         vals = protocol.bar_values(bar)
         with self._lock:
             self.counts[f"received_{bar.get('source')}"] += 1
-            if self._sent.get(key) == vals:
+            prev_vals, stream_gen = self._sent.get(key, (None, 0))
+            if bar.get("source") == "stream":
+                self._gen += 1
+                stream_gen = self._gen
+            if prev_vals == vals:
+                self._sent[key] = (vals, stream_gen)
                 self.counts["duplicates_suppressed"] += 1
                 return False
-            self._sent[key] = vals
+            if stream_since is not None and stream_gen > stream_since:
+                self.counts["backfill_superseded"] += 1
+                return False
+            self._sent[key] = (vals, stream_gen)
             self._sent.move_to_end(key)
             while len(self._sent) > self._remember:
                 self._sent.popitem(last=False)

@@ -328,10 +328,12 @@ class AlpacaSource:
             for start_ms, syms in sorted(groups.items()):
                 req = StockBarsRequest(symbol_or_symbols=syms, timeframe=TimeFrame.Minute, feed=self.feed,
                                        start=dt.datetime.fromtimestamp(start_ms / 1000, UTC))
+                mark = self.pub.mark()  # stream bars after this are newer than the REST answer
                 raw = self.rest.get_stock_bars(req)
                 for sym, bars in (raw or {}).items():
                     for b in bars:
-                        if self.pub.publish(protocol.normalise_alpaca_bar(b, source="backfill", symbol=sym, kind="bar")):
+                        bar = protocol.normalise_alpaca_bar(b, source="backfill", symbol=sym, kind="bar")
+                        if self.pub.publish(bar, stream_since=mark):
                             n += 1
         except Exception:
             with self._starts_lock:  # keep the gap for the next attempt

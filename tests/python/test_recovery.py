@@ -315,3 +315,28 @@ def test_restarted_consumer_does_not_journal_a_known_bar_twice(start_consumer, f
     feed(c2)
     assert day_file.read_text().count("\n") == 5, \
         f"{day_file.name} has {day_file.read_text().count(chr(10))} lines for 5 bars: the restart re-journaled them"
+
+
+def test_backfill_answer_older_than_a_stream_correction_is_not_sent():
+    """Sequence seen in test_e2e (paginated start-up backfill): REST page fetched with minute m
+    original → stream delivers updatedBar m → backfill publishes its stale m, which the
+    consumer applies as a correction: the final value went back to the uncorrected bar."""
+    from bridge.publisher import Publisher
+
+    class Sink:
+        def __init__(self):
+            self.out = []
+
+        def submit_bar(self, bar):
+            self.out.append(bar)
+
+    sink = Sink()
+    pub = Publisher(sink, ["SPY"])
+    bar = lambda close, source: {"symbol": "SPY", "timestamp_ms": 60_000, "open": 1.0, "high": 2.0, "low": 0.5,
+                                 "close": close, "volume": 10, "vwap": 1.0, "trade_count": 1, "source": source}
+    mark = pub.mark()  # REST request starts
+    assert pub.publish(bar(1.0, "stream"))
+    assert pub.publish(bar(1.5, "stream"))  # the stream's correction
+    assert not pub.publish(bar(1.0, "backfill"), stream_since=mark)  # the REST answer predates it
+    assert [b["close"] for b in sink.out] == [1.0, 1.5]
+    assert pub.publish(bar(1.7, "backfill"), stream_since=pub.mark())  # a REST answer after the stream's bar
