@@ -183,7 +183,7 @@ def test_kill_everything_journal_ends_exact(start_sidecar, start_consumer, fifo_
     s1 = sidecar("sidecar1")
     wait_for(lambda: streamed(s1) >= 8 and journal_keys(jdir) >= 30, what="bars streamed and journaled")
 
-    # 1. consumer SIGKILL; the stream goes on while it is dead; restart (reloads nothing it lacks)
+    # 1. consumer SIGKILL; the stream goes on while it is dead; restart (the sidecar re-sends after EPIPE)
     c1.signal(signal.SIGKILL)
     c1.wait(5)
     n = streamed(s1)
