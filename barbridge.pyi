@@ -7,15 +7,17 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, Dict, Iterable, Iterator, List, Literal, Mapping, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, Iterable, Iterator, List, Literal, Mapping, Optional, Sequence, Tuple, Union, final
 
+__all__ = ["Consumer", "Bar", "BatchResult", "Subscription", "FifoReader", "WireError", "__version__",
+           "MAX_LINE_BYTES", "REJECT_REASONS", "default_fifo_path", "default_status_path"]
 __version__: str
 MAX_LINE_BYTES: int
 REJECT_REASONS: Tuple[str, ...]
 
-BarInput = Union[Mapping[str, Any], str, bytes, bytearray, "Bar"]
-PathLike = Union[str, "os.PathLike[str]"]
-Outcome = Literal[
+_BarInput = Union[Mapping[str, Any], str, bytes, bytearray, "Bar"]
+_PathLike = Union[str, "os.PathLike[str]"]
+_Outcome = Literal[
     "appended", "inserted", "corrected", "duplicate", "conflict", "too_old", "filtered",
     "heartbeat", "status", "ignored",
 ]
@@ -29,11 +31,12 @@ class WireError(ValueError):
     reason: str
     """Stable reject code: one of :data:`REJECT_REASONS` (``missing_field``, ``wrong_type``, ...)."""
 
+@final
 class Bar:
     """One minute bar (read-only). Attributes carry the wire field names."""
 
-    def __init__(
-        self,
+    def __new__(
+        cls,
         symbol: str,
         timestamp_ms: int,
         open: float,
@@ -43,7 +46,7 @@ class Bar:
         volume: float,
         vwap: float = 0.0,
         trade_count: int = 0,
-    ) -> None: ...
+    ) -> Bar: ...
     @property
     def symbol(self) -> str: ...
     @property
@@ -73,9 +76,10 @@ class Bar:
         """The bar as a dict with the wire field names."""
     def to_line(self) -> str:
         """The bar as one wire JSON line (no newline)."""
-    def __eq__(self, other: object) -> bool: ...
+    def __eq__(self, other: object, /) -> bool: ...
     def __hash__(self) -> int: ...
 
+@final
 class BatchResult:
     """What :meth:`Consumer.push_batch` did; the good bars are stored, the bad ones listed."""
 
@@ -94,6 +98,7 @@ class BatchResult:
         """True when nothing was rejected."""
     def to_dict(self) -> Dict[str, Any]: ...
 
+@final
 class Subscription(Iterator[Bar]):
     """New bars of a :meth:`Consumer.subscribe`; ``next()`` waits with the GIL released."""
 
@@ -111,27 +116,28 @@ class Subscription(Iterator[Bar]):
     def __enter__(self) -> Subscription: ...
     def __exit__(self, *args: object) -> bool: ...
 
+@final
 class Consumer:
     """Validates, dedupes and stores bars per symbol; tracks health; delivers new bars.
 
     The same pipeline as ``barbridge run``. Thread-safe.
     """
 
-    def __init__(
-        self,
+    def __new__(
+        cls,
         capacity_per_symbol: int = 10000,
         stale_after: float = 120.0,
         symbols: Optional[Sequence[str]] = None,
-        status_file: Optional[PathLike] = None,
+        status_file: Optional[_PathLike] = None,
         echo: bool = False,
-        journal: Optional[PathLike] = None,
+        journal: Optional[_PathLike] = None,
         fsync: Literal["interval", "always", "never"] = "interval",
-    ) -> None: ...
-    def push(self, bar: BarInput) -> Outcome:
+    ) -> Consumer: ...
+    def push(self, bar: _BarInput) -> _Outcome:
         """Push one bar (dict with wire field names, wire line, or Bar). Raises WireError."""
-    def push_line(self, line: Union[str, bytes]) -> Outcome:
+    def push_line(self, line: Union[str, bytes]) -> _Outcome:
         """Push one wire line (bar, heartbeat or status). Raises WireError."""
-    def push_batch(self, bars: Union[bytes, bytearray, str, Iterable[BarInput]]) -> BatchResult:
+    def push_batch(self, bars: Union[bytes, bytearray, str, Iterable[_BarInput]]) -> BatchResult:
         """Push many bars (``\\n``-separated lines, or an iterable of push() inputs); GIL released."""
     def latest(self, symbol: str) -> Optional[Bar]: ...
     def last_n(self, symbol: str, n: int) -> List[Bar]: ...
@@ -140,7 +146,7 @@ class Consumer:
     def symbols(self) -> List[str]: ...
     def count(self, symbol: str) -> int: ...
     def __len__(self) -> int: ...
-    def __contains__(self, symbol: str) -> bool: ...
+    def __contains__(self, symbol: str, /) -> bool: ...
     def columns(
         self,
         symbol: str,
@@ -167,24 +173,25 @@ class Consumer:
     def __enter__(self) -> Consumer: ...
     def __exit__(self, *args: object) -> bool: ...
 
+@final
 class FifoReader(Iterator[Bar]):
     """``for bar in FifoReader(path): ...`` — a Rust reader thread on the sidecar's FIFO."""
 
-    def __init__(
-        self,
-        path: PathLike,
+    def __new__(
+        cls,
+        path: _PathLike,
         symbols: Optional[Sequence[str]] = None,
         stale_after: float = 120.0,
         capacity_per_symbol: int = 10000,
-        status_file: Optional[PathLike] = None,
+        status_file: Optional[_PathLike] = None,
         echo: bool = False,
         consumer: Optional[Consumer] = None,
         once: bool = False,
         timeout: Optional[float] = None,
         capacity: int = 65536,
-        journal: Optional[PathLike] = None,
+        journal: Optional[_PathLike] = None,
         fsync: Literal["interval", "always", "never"] = "interval",
-    ) -> None: ...
+    ) -> FifoReader: ...
     @property
     def consumer(self) -> Consumer: ...
     @property
