@@ -389,6 +389,29 @@ def test_threads_push_while_others_query():
     assert (st["bars_accepted"], st["duplicates"]) == (2 * n_batches * per_batch, 2 * n_batches)
 
 
+def test_push_batch_releases_the_gil():
+    c = barbridge.Consumer(capacity_per_symbol=10)
+    data = b"\n".join(line(symbol=f"S{i % 50}", minute=i) for i in range(300_000))
+    ticks: list = []
+    stop = threading.Event()
+
+    def spin():
+        while not stop.is_set():
+            ticks.append(time.perf_counter())
+
+    t = threading.Thread(target=spin)
+    t.start()
+    wait_for(lambda: ticks, what="the spinning thread")
+    start = time.perf_counter()
+    assert c.push_batch(data).accepted == 300_000
+    end = time.perf_counter()
+    stop.set()
+    t.join()
+    # With the GIL held for the whole call, the other thread could not run at all in its middle.
+    q = (end - start) / 4
+    assert any(start + q < x < end - q for x in ticks), f"no Python thread ran during a {end - start:.2f}s batch"
+
+
 # -------------------------------------------------------------------------- FifoReader
 
 WRITER = textwrap.dedent("""
