@@ -284,10 +284,14 @@ class FifoSink(Sink):
                     if self._open():
                         backoff = 0.01
                         if lost and self._ring:
+                            # Only the newest version of each minute: re-sending an older version
+                            # first would make the consumer flip back and forth (and journal both).
+                            newest = list({(i.payload["symbol"], i.payload["timestamp_ms"]): i
+                                           for i in self._ring}.values())
                             with self._cond:
-                                self._pending.extendleft(reversed(self._ring))
-                            self.stats.replayed += len(self._ring)
-                            log.info("consumer returned: re-sending the last %d bar line(s)", len(self._ring))
+                                self._pending.extendleft(reversed(newest))
+                            self.stats.replayed += len(newest)
+                            log.info("consumer returned: re-sending the last %d bar line(s)", len(newest))
                             self._ring.clear()
                         lost = False
                         next_hb = 0.0  # tell the new reader who we are right away

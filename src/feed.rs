@@ -239,6 +239,21 @@ impl Consumer {
         }
     }
 
+    /// Load today's journal (New York date at `now_ms`) into the store: a restarted consumer
+    /// resumes warm. Other days' files are loaded when their first bar arrives.
+    pub fn resume_from_journal(&self, now_ms: i64) {
+        self.load_journal_day_of(now_ms);
+    }
+
+    fn load_journal_day_of(&self, ts_ms: i64) {
+        let Some(path) = self.journal.as_ref().and_then(|j| j.claim_day(ts_ms)) else { return };
+        if path.exists() {
+            if let Err(e) = self.restore(&path) {
+                log::error!("{e}; bars of that day already journaled may be journaled again");
+            }
+        }
+    }
+
     /// Load a journal file into the store (not re-journalled, not delivered): a restarted
     /// consumer resumes warm. Corrupt and torn records are reported and skipped.
     pub fn restore(&self, path: &Path) -> Result<LoadReport, JournalError> {
@@ -380,6 +395,7 @@ impl Consumer {
                 return Ingested::Filtered;
             }
         }
+        self.load_journal_day_of(bar.timestamp_ms);
         // REST backfill is authoritative history: it corrects a stream bar that differs.
         let mode = if kind == BarKind::UpdatedBar || source == Some(Source::Backfill) {
             InsertMode::Correction

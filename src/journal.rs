@@ -16,12 +16,12 @@
 //! (bounded; overflow is counted and logged), the error is logged once per episode and shown in
 //! the status, and the write is retried on every flush.
 
-use std::collections::VecDeque;
+use std::collections::{HashSet, VecDeque};
 use std::fs::{File, OpenOptions};
 use std::io::{self, BufRead, BufReader, Seek, SeekFrom, Write};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -105,6 +105,11 @@ pub struct Journal {
     state: Mutex<State>,
     records_written: AtomicU64,
     dropped: AtomicU64,
+    /// Days whose file this process has loaded (or found absent) before journaling into it.
+    claimed_days: Mutex<HashSet<NaiveDate>>,
+    /// `[start, end)` of the most recently claimed day: the per-bar check is two loads.
+    claimed_start_ms: AtomicI64,
+    claimed_end_ms: AtomicI64,
 }
 
 /// Path of the journal file for `date`.
@@ -137,7 +142,25 @@ impl Journal {
             }),
             records_written: AtomicU64::new(0),
             dropped: AtomicU64::new(0),
+            claimed_days: Mutex::new(HashSet::new()),
+            claimed_start_ms: AtomicI64::new(0),
+            claimed_end_ms: AtomicI64::new(0),
         })
+    }
+
+    /// The first time a bar of a New York day is seen, returns that day's file so the caller can
+    /// load it into the store before storing (and journaling) the bar: a restarted process then
+    /// recognises bars it journaled before its restart instead of writing them twice.
+    pub fn claim_day(&self, ts_ms: i64) -> Option<PathBuf> {
+        let (start, end) = (self.claimed_start_ms.load(Ordering::Relaxed), self.claimed_end_ms.load(Ordering::Relaxed));
+        if (start..end).contains(&ts_ms) {
+            return None;
+        }
+        let (start, end) = ny_day_bounds(ts_ms);
+        let first_time = self.claimed_days.lock().unwrap_or_else(|e| e.into_inner()).insert(ny_date(ts_ms));
+        self.claimed_start_ms.store(start, Ordering::Relaxed);
+        self.claimed_end_ms.store(end, Ordering::Relaxed);
+        first_time.then(|| day_path(&self.dir, ny_date(ts_ms)))
     }
 
     pub fn dir(&self) -> &Path {

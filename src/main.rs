@@ -193,17 +193,12 @@ fn run(
     journal: Option<Journal>,
 ) -> ExitCode {
     let mut builder = Consumer::builder().symbols(symbols).stale_after(stale_after).capacity_per_symbol(capacity);
-    let today = journal.as_ref().map(|j| day_path(j.dir(), ny_date(SystemClock.now_ms())));
     if let Some(j) = journal {
         builder = builder.journal(j);
     }
     let consumer = builder.build();
-    if let Some(path) = today.filter(|p| p.exists()) {
-        // Resume warm: today's bars are back in the store before the FIFO is read.
-        if let Err(e) = consumer.restore(&path) {
-            log::error!("{e}; starting with an empty store");
-        }
-    }
+    // Resume warm: today's bars are back in the store before the FIFO is read.
+    consumer.resume_from_journal(SystemClock.now_ms());
     if outputs.echo {
         echo_to_stdout(&consumer);
     }

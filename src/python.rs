@@ -20,9 +20,8 @@ use pyo3::types::{PyBool, PyByteArray, PyBytes, PyDict, PyList, PyString, PyTupl
 use pyo3::{intern, IntoPyObjectExt};
 
 use crate::bar::{Bar, BarKind, Source, Symbol};
-use crate::calendar::ny_date;
 use crate::health::{Clock as _, SystemClock};
-use crate::journal::{day_path, FsyncPolicy, Journal};
+use crate::journal::{FsyncPolicy, Journal};
 use crate::feed::{BarEvent, BarReceiver, Consumer, FeedOptions, FifoFeed, Ingested, Subscription};
 use crate::status::{StatusReport, StatusWriter};
 use crate::store::Inserted;
@@ -503,19 +502,13 @@ impl PyConsumer {
             .capacity_per_symbol(capacity_per_symbol)
             .stale_after(Duration::from_secs_f64(stale_after))
             .symbols(symbols);
-        let mut today = None;
         if let Some(dir) = journal {
             let j = Journal::open(dir, policy).map_err(|e| PyOSError::new_err(e.to_string()))?;
-            today = Some(day_path(j.dir(), ny_date(SystemClock.now_ms())));
             builder = builder.journal(j);
         }
         let consumer = builder.build();
-        if let Some(path) = today.filter(|p| p.exists()) {
-            // Resume warm, like `barbridge run --journal`: today's bars are back in the store.
-            if let Err(e) = consumer.restore(&path) {
-                log::error!("{e}; starting with an empty store");
-            }
-        }
+        // Resume warm, like `barbridge run --journal`: today's bars are back in the store.
+        consumer.resume_from_journal(SystemClock.now_ms());
         if echo {
             consumer.on_bar(&[], |event| {
                 let kind = if event.correction { BarKind::UpdatedBar } else { BarKind::Bar };

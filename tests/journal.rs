@@ -142,3 +142,31 @@ fn gaps_and_replay_read_the_journal() {
     assert!(out.status.success());
     assert_eq!(String::from_utf8(out.stdout).unwrap().lines().count(), 7);
 }
+
+#[test]
+fn a_restarted_consumer_does_not_journal_another_days_bar_twice() {
+    use barbridge::journal::{FsyncPolicy, Journal};
+    use barbridge::{BarKind, Consumer};
+    let dir = tempfile::tempdir().unwrap();
+    // A bar of 2025-10-08 (not "today"), journaled by a first process.
+    let line = br#"{"symbol":"SPY","timestamp_ms":1759930080000,"open":1,"high":1,"low":1,"close":1,"volume":1}"#;
+    {
+        let consumer = Consumer::builder().journal(Journal::open(dir.path(), FsyncPolicy::Never).unwrap()).build();
+        consumer.resume_from_journal(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64);
+        consumer.ingest_line(line).unwrap();
+        consumer.flush();
+    }
+    // The restarted process gets the same bar again (sidecar re-send after a broken pipe).
+    let consumer = Consumer::builder().journal(Journal::open(dir.path(), FsyncPolicy::Never).unwrap()).build();
+    consumer.resume_from_journal(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64);
+    assert_eq!(consumer.ingest_line(line).unwrap(), barbridge::Ingested::Bar(barbridge::Inserted::Duplicate));
+    consumer.flush();
+    let path = barbridge::journal::day_path(dir.path(), ny_date(1_759_930_080_000));
+    let mut n = 0;
+    barbridge::journal::read_records(&path, |_, _, kind| {
+        assert_eq!(kind, BarKind::Bar);
+        n += 1;
+    })
+    .unwrap();
+    assert_eq!(n, 1, "the bar was journaled twice");
+}

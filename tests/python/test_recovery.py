@@ -245,9 +245,10 @@ def test_kill_everything_journal_ends_exact(start_sidecar, start_consumer, fifo_
     assert not wrong, f"{len(wrong)} bar(s) with a wrong final value, e.g. {[(k, final[k], expected[k]) for k in wrong[:3]]}"
     assert not extra, f"journal holds bar(s) the server never produced: {extra[:5]}"
     # every stale version in the journal is superseded (by position) — implied by `final` above;
-    # identical repeated lines (a restarted consumer re-journaling re-sent bars) are reported:
+    # and no bar version is written twice (a restarted consumer recognises re-sent bars):
     doubled = {k: n for k, n in lines.items() if n > 1}
     print(f"journal: {sum(lines.values())} lines, {len(final)} keys, {len(doubled)} bar version(s) written more than once")
+    assert not doubled, f"{len(doubled)} bar version(s) journaled more than once, e.g. {list(doubled.items())[:3]}"
 
     # the gap report shows exactly the holes the source has (minutes without trades), no others
     r = subprocess.run([str(consumer_bin), "gaps", "--journal", str(jdir), "--date", date, "--json"],
@@ -280,9 +281,6 @@ def consumer_counters(c: Proc) -> dict:
         return {}
 
 
-@pytest.mark.xfail(strict=True, reason="src/main.rs restores only the journal of today's New York date (wall "
-                   "clock) at start, so bars of another day that reach a restarted consumer again are journaled "
-                   "a second time; lead owns src/")
 def test_restarted_consumer_does_not_journal_a_known_bar_twice(start_consumer, fifo_path, tmp_path):
     """A consumer restarted on another New York day than its bars must not append them to that
     day's journal again. Real sequences: (a) consumer restarted after midnight while the sidecar
