@@ -73,7 +73,7 @@ trap cleanup EXIT
 trap 'exit 130' INT TERM
 
 port="$("$py" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
-read -r date open_ms close_ms < <("$py" "$repo/scripts/chaos_check.py" session)
+read -r date open_ms _close_ms < <("$py" "$repo/scripts/chaos_check.py" session)
 epoch_ms=$((open_ms + 30 * 60000))
 epoch_wall="$(date +%s)"
 export PYTHONPATH="$repo" PYTHONUNBUFFERED=1 ALPACA_API_KEY="$key" ALPACA_SECRET_KEY="$secret"
