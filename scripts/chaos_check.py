@@ -27,6 +27,9 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from bridge.protocol import bar_values  # noqa: E402
 MINUTE = 60_000
 
 
@@ -67,27 +70,25 @@ def server_history(data_url: str, symbols: str, key: str, secret: str) -> dict:
             return out
 
 
-def read_journal(jdir: str) -> tuple[dict, int, int]:
-    """(final value per key, lines, bar versions written more than once)."""
-    final, seen, lines = {}, {}, 0
-    for path in sorted(glob.glob(os.path.join(jdir, "bars-*.jsonl"))):
+def read_journal(jdir) -> tuple[dict, dict]:
+    """(final value per (symbol, minute): last line wins; {(key, value): times written})."""
+    final: dict = {}
+    versions: dict = {}
+    for path in sorted(glob.glob(os.path.join(str(jdir), "bars-*.jsonl"))):
         with open(path, errors="replace") as f:
             for line in f:
                 if not line.endswith("\n"):
-                    break
+                    break  # being written right now
                 try:
                     b = json.loads(line)
                 except ValueError:
                     continue
                 if b.get("type", "bar") not in ("bar", "updated_bar"):
                     continue
-                key = (b["symbol"], int(b["timestamp_ms"]))
-                v = (float(b["open"]), float(b["high"]), float(b["low"]), float(b["close"]), float(b["volume"]),
-                     float(b.get("vwap") or 0), int(b.get("trade_count") or 0))
+                key, v = (b["symbol"], int(b["timestamp_ms"])), bar_values(b)
                 final[key] = v
-                seen[(key, v)] = seen.get((key, v), 0) + 1
-                lines += 1
-    return final, lines, sum(1 for n in seen.values() if n > 1)
+                versions[(key, v)] = versions.get((key, v), 0) + 1
+    return final, versions
 
 
 def holes_of(minutes, open_ms: int, close_ms: int) -> list:
@@ -99,7 +100,8 @@ def verdict(a) -> int:
     expected = {k: v for k, v in server_history(a.data_url, a.symbols, a.key, a.secret).items() if k[1] >= a.since_ms}
     deadline = time.monotonic() + a.wait
     while True:
-        final, lines, doubled = read_journal(a.journal)
+        final, versions = read_journal(a.journal)
+        lines, doubled = sum(versions.values()), sum(1 for n in versions.values() if n > 1)
         if all(final.get(k) == v for k, v in expected.items()) or time.monotonic() >= deadline:
             break
         time.sleep(0.2)

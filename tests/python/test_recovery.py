@@ -16,12 +16,12 @@ from __future__ import annotations
 
 import csv
 import datetime as dt
-import glob
 import json
 import os
 import signal
 import socket
 import subprocess
+import sys
 import time
 import urllib.request
 from pathlib import Path
@@ -31,6 +31,9 @@ import pytest
 
 from bridge.protocol import _ts_to_ms
 from conftest import KEY, PY, REPO, SECRET, Proc, sidecar_env, wait_for
+
+sys.path.insert(0, str(REPO / "scripts"))
+from chaos_check import read_journal  # noqa: E402  (the same check scripts/chaos_demo.sh runs)
 
 SYMS = ("SPY", "SH")
 MINUTE = 60_000
@@ -62,33 +65,6 @@ def last_completed_session_before_today() -> tuple[str, int, int]:
 
 def bar_values(b: dict) -> tuple:
     return (float(b["o"]), float(b["h"]), float(b["l"]), float(b["c"]), float(b["v"]), float(b["vw"]), int(b["n"]))
-
-
-def wire_values(b: dict) -> tuple:
-    return (float(b["open"]), float(b["high"]), float(b["low"]), float(b["close"]), float(b["volume"]),
-            float(b.get("vwap") or 0), int(b.get("trade_count") or 0))
-
-
-def read_journal(jdir: Path) -> tuple[dict, dict]:
-    """Union of every bars-*.jsonl: (final value per (symbol, ts) — last line wins —,
-    number of lines per (key, value))."""
-    final: dict = {}
-    lines: dict = {}
-    for path in sorted(glob.glob(str(jdir / "bars-*.jsonl"))):
-        with open(path, errors="replace") as f:
-            for line in f:
-                if not line.endswith("\n"):
-                    break  # being written right now
-                try:
-                    b = json.loads(line)
-                except ValueError:
-                    continue
-                if b.get("type", "bar") not in ("bar", "updated_bar"):
-                    continue
-                key, v = (b["symbol"], int(b["timestamp_ms"])), wire_values(b)
-                final[key] = v
-                lines[(key, v)] = lines.get((key, v), 0) + 1
-    return final, lines
 
 
 def holes_of(minutes, open_ms: int, close_ms: int) -> list[tuple[int, int]]:
