@@ -122,6 +122,18 @@ struct Subscriber {
     dropped: Arc<AtomicU64>,
 }
 
+impl Subscriber {
+    fn wants(&self, event: &BarEvent) -> bool {
+        self.symbols.as_ref().is_none_or(|s| s.contains(&*event.symbol))
+    }
+}
+
+thread_local! {
+    /// The consumer (by address) whose channel deliveries this thread is holding, or 0.
+    static HOLDING: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+    static HELD: std::cell::RefCell<Vec<BarEvent>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
 /// Subscriber report for the status file.
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct SubscriberStatus {
@@ -431,29 +443,62 @@ impl Consumer {
     }
 
     fn deliver(&self, event: BarEvent) {
+        let mut has_channels = false;
+        {
+            let subs = self.subscribers.read().unwrap_or_else(|e| e.into_inner());
+            for sub in subs.iter() {
+                match &sub.target {
+                    Target::Callback(f) if sub.wants(&event) => f(&event),
+                    Target::Callback(_) => {}
+                    Target::Channel { .. } => has_channels = true,
+                }
+            }
+        }
+        if !has_channels {
+            return;
+        }
+        if HOLDING.with(|h| h.get()) == self.id() {
+            HELD.with(|held| held.borrow_mut().push(event));
+        } else {
+            self.send_to_channels(std::slice::from_ref(&event));
+        }
+    }
+
+    fn id(&self) -> usize {
+        self as *const Consumer as usize
+    }
+
+    /// While on, channel deliveries made by this thread wait for [`Consumer::release_held`]:
+    /// a subscriber is woken once per read batch instead of once per bar (callbacks still run
+    /// at once). The FIFO reader thread uses it; the batch ends before the reader waits again.
+    fn hold_deliveries_on_this_thread(&self, on: bool) {
+        HOLDING.with(|h| h.set(if on { self.id() } else { 0 }));
+    }
+
+    fn release_held(&self) {
+        let events = HELD.with(|held| std::mem::take(&mut *held.borrow_mut()));
+        if !events.is_empty() {
+            self.send_to_channels(&events);
+        }
+    }
+
+    fn send_to_channels(&self, events: &[BarEvent]) {
         let mut any_gone = false;
         {
             let subs = self.subscribers.read().unwrap_or_else(|e| e.into_inner());
             for sub in subs.iter() {
-                if let Some(filter) = &sub.symbols {
-                    if !filter.contains(&*event.symbol) {
-                        continue;
-                    }
+                let Target::Channel { tx, rx, overflow, alive } = &sub.target else { continue };
+                if !alive.load(Ordering::Relaxed) {
+                    any_gone = true;
+                    continue;
                 }
-                match &sub.target {
-                    Target::Callback(f) => f(&event),
-                    Target::Channel { tx, rx, overflow, alive } => {
-                        if !alive.load(Ordering::Relaxed) {
-                            any_gone = true;
-                            continue;
+                for event in events.iter().filter(|e| sub.wants(e)) {
+                    if let Err(TrySendError::Full(ev)) = tx.try_send(event.clone()) {
+                        if *overflow == Overflow::DropOldest {
+                            let _ = rx.try_recv();
+                            let _ = tx.try_send(ev);
                         }
-                        if let Err(TrySendError::Full(ev)) = tx.try_send(event.clone()) {
-                            if *overflow == Overflow::DropOldest {
-                                let _ = rx.try_recv();
-                                let _ = tx.try_send(ev);
-                            }
-                            self.count_drop(sub);
-                        }
+                        self.count_drop(sub);
                     }
                 }
             }
@@ -500,6 +545,7 @@ impl FrameSink for FifoSinkAdapter<'_> {
     }
     fn batch_end(&mut self) {
         self.consumer.flush();
+        self.consumer.release_held();
     }
     fn idle(&mut self) {
         self.consumer.health.tick();
@@ -552,7 +598,10 @@ impl FifoFeed {
                 .spawn(move || {
                     let mut sink =
                         FifoSinkAdapter { consumer: &consumer, stop_when_writers_gone: options.stop_when_writers_gone };
+                    consumer.hold_deliveries_on_this_thread(true);
                     let result = read_fifo(&reader_path, &options.reader, &stop, &mut sink);
+                    consumer.release_held();
+                    consumer.hold_deliveries_on_this_thread(false);
                     if let Err(e) = &result {
                         log::error!("FIFO reader stopped: {e}");
                     }

@@ -45,6 +45,9 @@ pub enum FifoError {
     Read { path: PathBuf, source: io::Error },
 }
 
+/// Reads per batch before [`FrameSink::batch_end`] (about 1 MiB with the default buffer).
+const MAX_READS_PER_BATCH: usize = 16;
+
 /// Make sure `path` is a FIFO this user owns in a directory others cannot write to, creating the
 /// directory (0700) and the FIFO (0600) when absent.
 pub fn prepare_fifo(path: &Path) -> Result<(), FifoError> {
@@ -259,8 +262,11 @@ pub fn read_fifo(path: &Path, options: &ReaderOptions, stop: &AtomicBool, sink: 
             }
         };
         let mut eof = !revents.contains(PollFlags::POLLIN) && revents.contains(PollFlags::POLLHUP);
-        // Drain what is there.
-        while !eof && !stop.load(Ordering::Relaxed) {
+        // Drain what is there, but end the batch after a bounded number of reads so a writer that
+        // never lets the pipe run dry still gets its lines flushed and delivered.
+        let mut reads = 0;
+        while !eof && !stop.load(Ordering::Relaxed) && reads < MAX_READS_PER_BATCH {
+            reads += 1;
             match file.read(framer.spare()) {
                 Ok(0) => eof = true,
                 Ok(n) => framer.consume(n, sink),

@@ -187,7 +187,7 @@ struct Inner {
     sidecar: Option<SidecarStatus>,
     /// Last seq seen per writer id.
     writers: HashMap<String, u64>,
-    symbols: HashMap<Symbol, SymbolHealth>,
+    symbols: rustc_hash::FxHashMap<Symbol, SymbolHealth>,
 }
 
 /// Health of one consumer. Shared between the reader thread and anyone reporting.
@@ -242,7 +242,7 @@ impl Health {
                 stale_since_ms: None,
                 sidecar: None,
                 writers: HashMap::new(),
-                symbols: HashMap::new(),
+                symbols: Default::default(),
             }),
         }
     }

@@ -231,6 +231,9 @@ impl StatusWriter {
                 .spawn(move || {
                     let mut failing = false;
                     loop {
+                        // Read the flag before collecting: the write that follows a stop request
+                        // then includes everything ingested before it (the final report).
+                        let stopping = stop.load(Ordering::Acquire);
                         consumer.health().tick();
                         let report = StatusReport::collect(&consumer, fifo.as_deref());
                         match report.write_atomic(&path) {
@@ -245,7 +248,7 @@ impl StatusWriter {
                             }
                             Err(_) => {}
                         }
-                        if stop.load(Ordering::Relaxed) {
+                        if stopping {
                             break;
                         }
                         // Sleep in small steps so stop is prompt.
@@ -263,7 +266,7 @@ impl StatusWriter {
 
     /// Stop after one final write.
     pub fn stop(self) {
-        self.stop.store(true, Ordering::Relaxed);
+        self.stop.store(true, Ordering::Release);
         let _ = self.thread.join();
     }
 }

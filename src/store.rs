@@ -10,8 +10,10 @@
 //! assert_eq!(store.latest("SPY"), Some(bar));
 //! ```
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, RwLock};
+
+use rustc_hash::FxHashMap;
 
 use crate::bar::{Bar, Symbol};
 
@@ -60,13 +62,14 @@ struct Series {
 #[derive(Debug)]
 pub struct BarStore {
     capacity: usize,
-    series: RwLock<HashMap<Symbol, Arc<Mutex<Series>>>>,
+    /// Symbols are our own sidecar's, so a fast non-DoS-resistant hash is fine.
+    series: RwLock<FxHashMap<Symbol, Arc<Mutex<Series>>>>,
 }
 
 impl BarStore {
     /// A store holding at most `capacity_per_symbol` bars per symbol (oldest evicted first).
     pub fn new(capacity_per_symbol: usize) -> BarStore {
-        BarStore { capacity: capacity_per_symbol.max(1), series: RwLock::new(HashMap::new()) }
+        BarStore { capacity: capacity_per_symbol.max(1), series: RwLock::new(FxHashMap::default()) }
     }
 
     pub fn capacity_per_symbol(&self) -> usize {

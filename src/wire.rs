@@ -188,7 +188,7 @@ impl WireError {
 }
 
 /// Every field any line may carry; all optional so that a missing field gets a precise error.
-#[derive(Deserialize)]
+#[derive(Deserialize, Default, Debug, PartialEq)]
 struct RawLine<'a> {
     #[serde(rename = "type", borrow)]
     kind: Option<Cow<'a, str>>,
@@ -228,7 +228,10 @@ pub fn parse_line(bytes: &[u8]) -> Result<Line<'_>, WireError> {
     if !trimmed.starts_with('{') {
         return Err(WireError::MalformedJson { detail: "expected a JSON object starting with '{'".into() });
     }
-    let raw: RawLine<'_> = serde_json::from_str(text).map_err(|e| classify_json_error(text, &e))?;
+    let raw = match scan_flat(text) {
+        Some(raw) => raw,
+        None => serde_json::from_str(text).map_err(|e| classify_json_error(text, &e))?,
+    };
     let kind = match raw.kind.as_deref() {
         None | Some("bar") => BarKind::Bar,
         Some("updated_bar") => BarKind::UpdatedBar,
@@ -306,6 +309,163 @@ pub fn validate(symbol: &str, bar: &Bar) -> Result<(), WireError> {
         return Err(WireError::NegativeVolume { volume: bar.volume });
     }
     Ok(())
+}
+
+/// Fast path for what every writer sends: a flat object of plain strings and short decimal
+/// numbers. Returns `None` for anything else — escapes, nesting, `null`, duplicate or mistyped
+/// fields, exponents, long or negative numbers — and the caller falls back to serde_json, which
+/// decides and words any error. When it returns `Some`, the result equals serde_json's (a
+/// differential test checks this over mutated inputs): numbers with at most 15 significant digits
+/// and no exponent convert exactly (Clinger's fast path: an exact integer divided by an exact
+/// power of ten is correctly rounded).
+fn scan_flat(text: &str) -> Option<RawLine<'_>> {
+    let b = text.as_bytes();
+    let mut raw = RawLine::default();
+    let mut seen = 0u32;
+    let mut i = skip_ws(b, 0);
+    if b.get(i) != Some(&b'{') {
+        return None;
+    }
+    i = skip_ws(b, i + 1);
+    loop {
+        let (key, after_key) = plain_string(text, i)?;
+        i = skip_ws(b, after_key);
+        if b.get(i) != Some(&b':') {
+            return None;
+        }
+        i = skip_ws(b, i + 1);
+        let (bit, end) = match key {
+            "symbol" | "type" | "source" | "writer" | "state" | "detail" => {
+                let (value, end) = plain_string(text, i)?;
+                let (slot, bit) = match key {
+                    "symbol" => (&mut raw.symbol, 0),
+                    "type" => (&mut raw.kind, 1),
+                    "source" => (&mut raw.source, 2),
+                    "writer" => (&mut raw.writer, 3),
+                    "state" => (&mut raw.state, 4),
+                    _ => (&mut raw.detail, 5),
+                };
+                *slot = Some(Cow::Borrowed(value));
+                (bit, end)
+            }
+            "timestamp_ms" | "ts_ms" | "seq" | "trade_count" => {
+                let (value, end) = plain_integer(b, i)?;
+                let bit = match key {
+                    "timestamp_ms" => {
+                        raw.timestamp_ms = Some(i64::try_from(value).ok()?);
+                        6
+                    }
+                    "ts_ms" => {
+                        raw.ts_ms = Some(i64::try_from(value).ok()?);
+                        7
+                    }
+                    "seq" => {
+                        raw.seq = Some(value);
+                        8
+                    }
+                    _ => {
+                        raw.trade_count = Some(value);
+                        9
+                    }
+                };
+                (bit, end)
+            }
+            "open" | "high" | "low" | "close" | "volume" | "vwap" => {
+                let (value, end) = plain_decimal(b, i)?;
+                let (slot, bit) = match key {
+                    "open" => (&mut raw.open, 10),
+                    "high" => (&mut raw.high, 11),
+                    "low" => (&mut raw.low, 12),
+                    "close" => (&mut raw.close, 13),
+                    "volume" => (&mut raw.volume, 14),
+                    _ => (&mut raw.vwap, 15),
+                };
+                *slot = Some(value);
+                (bit, end)
+            }
+            _ => return None, // an unknown field: serde skips it (whatever its value)
+        };
+        seen_bit(&mut seen, bit)?;
+        i = skip_ws(b, end);
+        if !next_member(b, &mut i)? {
+            return Some(raw);
+        }
+    }
+}
+
+/// Duplicate fields are an error for serde: decline them.
+fn seen_bit(seen: &mut u32, bit: u32) -> Option<()> {
+    if *seen & (1 << bit) != 0 {
+        return None;
+    }
+    *seen |= 1 << bit;
+    Some(())
+}
+
+/// After a member: `,` → Some(true) (another follows), `}` at the very end → Some(false).
+fn next_member(b: &[u8], i: &mut usize) -> Option<bool> {
+    match b.get(*i) {
+        Some(b',') => {
+            *i = skip_ws(b, *i + 1);
+            Some(true)
+        }
+        Some(b'}') => (skip_ws(b, *i + 1) == b.len()).then_some(false),
+        _ => None,
+    }
+}
+
+fn skip_ws(b: &[u8], mut i: usize) -> usize {
+    while matches!(b.get(i), Some(b' ' | b'\t' | b'\n' | b'\r')) {
+        i += 1;
+    }
+    i
+}
+
+/// A string without escapes or control characters, starting at its opening quote.
+fn plain_string(text: &str, i: usize) -> Option<(&str, usize)> {
+    let b = text.as_bytes();
+    if b.get(i) != Some(&b'"') {
+        return None;
+    }
+    let start = i + 1;
+    let end = start + memchr::memchr2(b'"', b'\\', &b[start..])?;
+    if b[end] != b'"' || b[start..end].iter().any(|c| *c < 0x20) {
+        return None;
+    }
+    Some((&text[start..end], end + 1))
+}
+
+/// A non-negative JSON integer (no leading zeros) that fits in u64.
+fn plain_integer(b: &[u8], i: usize) -> Option<(u64, usize)> {
+    let digits = b[i..].iter().take_while(|c| c.is_ascii_digit()).count();
+    if digits == 0 || digits > 19 || (digits > 1 && b[i] == b'0') || matches!(b.get(i + digits), Some(b'.' | b'e' | b'E')) {
+        return None;
+    }
+    let v = b[i..i + digits].iter().fold(0u64, |v, c| v * 10 + u64::from(c - b'0'));
+    Some((v, i + digits))
+}
+
+/// A non-negative JSON number without exponent and with at most 15 digits, converted exactly.
+fn plain_decimal(b: &[u8], i: usize) -> Option<(f64, usize)> {
+    const POW10: [f64; 16] = [1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15];
+    let int_digits = b[i..].iter().take_while(|c| c.is_ascii_digit()).count();
+    if int_digits == 0 || (int_digits > 1 && b[i] == b'0') {
+        return None;
+    }
+    let mut end = i + int_digits;
+    let mut frac_digits = 0;
+    if b.get(end) == Some(&b'.') {
+        frac_digits = b[end + 1..].iter().take_while(|c| c.is_ascii_digit()).count();
+        if frac_digits == 0 {
+            return None;
+        }
+        end += 1 + frac_digits;
+    }
+    if int_digits + frac_digits > 15 || matches!(b.get(end), Some(b'e' | b'E')) {
+        return None;
+    }
+    let mantissa = b[i..end].iter().filter(|c| c.is_ascii_digit()).fold(0u64, |v, c| v * 10 + u64::from(c - b'0'));
+    Some((mantissa as f64 / POW10[frac_digits], end))
 }
 
 fn classify_json_error(text: &str, err: &serde_json::Error) -> WireError {
@@ -397,6 +557,67 @@ mod tests {
             }
         }
         assert!(encode_bar("SPY", &bar, BarKind::Bar).contains("\"volume\":18234,"));
+    }
+
+    /// The fast path either declines or agrees exactly with serde_json, over many mutated lines.
+    #[test]
+    fn fast_path_agrees_with_serde() {
+        let seeds = [
+            r#"{"symbol": "SPY", "timestamp_ms": 1759930080000, "open": 671.2, "high": 671.5, "low": 671.1, "close": 671.4, "volume": 18234, "vwap": 671.33, "trade_count": 212}"#,
+            r#"{"type":"updated_bar","symbol":"SH","timestamp_ms":1759930080000,"open":10,"high":10.5,"low":9.99,"close":10.0,"volume":0.25,"seq":7,"source":"backfill","writer":"w1"}"#,
+            r#"{"type":"heartbeat","ts_ms":1759930085000,"seq":412}"#,
+            r#"{"type":"status","ts_ms":1,"state":"reconnecting","detail":"close 1000"}"#,
+            r#"{"symbol":"Q","timestamp_ms":1,"open":0.1,"high":123456789012.345,"low":0.000001,"close":99999.99999,"volume":0,"vwap":7.0e-1}"#,
+        ];
+        let alphabet: &[u8] = b"{}[]\",:-+.eE0123456789 \tnultrfasyxSPYHopenhighlowclosevolumetypebar_ \\\x01\xc3\xa9";
+        let mut state = 0x2545_F491_4F6C_DD1Du64;
+        let mut rand = move |n: usize| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            (state % n as u64) as usize
+        };
+        let mut fast_hits = 0;
+        for round in 0..400_000 {
+            let mut line = seeds[round % seeds.len()].as_bytes().to_vec();
+            for _ in 0..1 + rand(3) {
+                let pos = rand(line.len() + 1);
+                match rand(3) {
+                    0 if pos < line.len() => {
+                        line.remove(pos);
+                    }
+                    1 if pos < line.len() => line[pos] = alphabet[rand(alphabet.len())],
+                    _ => line.insert(pos, alphabet[rand(alphabet.len())]),
+                }
+            }
+            let Ok(text) = std::str::from_utf8(&line) else { continue };
+            if let Some(fast) = scan_flat(text) {
+                fast_hits += 1;
+                let slow: RawLine<'_> = serde_json::from_str(text)
+                    .unwrap_or_else(|e| panic!("fast path accepted what serde rejects ({e}): {text}"));
+                assert_eq!(fast, slow, "{text}");
+            }
+        }
+        // Random decimals with up to 15 digits convert exactly like serde_json.
+        for _ in 0..200_000 {
+            let digits = 1 + rand(15);
+            let frac = rand(digits);
+            let mut num: String = (0..digits).map(|_| char::from(b'0' + rand(10) as u8)).collect();
+            num = num.trim_start_matches('0').to_owned();
+            if num.len() <= frac {
+                num = format!("{}{num}", "0".repeat(frac + 1 - num.len()));
+            }
+            if frac > 0 {
+                num.insert(num.len() - frac, '.');
+            }
+            let text = format!(r#"{{"open":{num}}}"#);
+            let fast = scan_flat(&text).unwrap_or_else(|| panic!("declined {text}"));
+            assert_eq!(fast, serde_json::from_str::<RawLine<'_>>(&text).unwrap(), "{text}");
+        }
+        for seed in seeds.iter().take(4) {
+            assert_eq!(scan_flat(seed), Some(serde_json::from_str(seed).unwrap()), "{seed}");
+        }
+        assert!(fast_hits > 10_000, "the fast path should take most near-canonical lines ({fast_hits})");
     }
 
     #[test]

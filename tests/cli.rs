@@ -158,3 +158,25 @@ fn symbols_filter_keeps_other_symbols_out() {
     kill(Pid::from_raw(r.child.id() as i32), Signal::SIGINT).unwrap();
     assert_eq!(wait_exit(&mut r).code(), Some(0));
 }
+
+#[test]
+fn once_mode_exits_after_the_writer_and_its_final_status_counts_every_bar() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut r = spawn(dir.path(), &["--once"]);
+    let fifo = dir.path().join("run/bars.fifo");
+    let mut w = open_writer(&fifo);
+    let mut block = String::new();
+    for i in 0..20_000 {
+        block.push_str(&seed_line(if i % 2 == 0 { "SPY" } else { "SH" }, i / 2, 10.0));
+        if block.len() > 3500 {
+            write_line(&mut w, &block);
+            block.clear();
+        }
+    }
+    write_line(&mut w, &block);
+    drop(w);
+    assert_eq!(wait_exit(&mut r).code(), Some(0));
+    let status: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.path().join("run/status.json")).unwrap()).unwrap();
+    assert_eq!(status["health"]["counters"]["bars_accepted"], 20_000, "the final status must include the last bars");
+}

@@ -240,3 +240,37 @@ fn refuses_regular_files_symlinks_foreign_fifos_and_open_directories() {
         assert!(err.contains("owned by uid 65534"), "{err}");
     }
 }
+
+#[test]
+fn a_channel_subscriber_gets_every_bar_in_order_while_the_pipe_never_runs_dry() {
+    let dir = tempfile::tempdir().unwrap();
+    let consumer = Consumer::builder().capacity_per_symbol(100_000).build();
+    let rx = consumer.subscribe(barbridge::Subscription::symbols(["SPY"]).capacity(1 << 17));
+    let path = fifo_in(&dir);
+    let feed = FifoFeed::start(consumer.clone(), &path, FeedOptions::default()).unwrap();
+    let n = 50_000;
+    let writer = {
+        let path = path.clone();
+        std::thread::spawn(move || {
+            let mut w = open_writer(&path);
+            let mut block = String::new();
+            for i in 0..n {
+                block.push_str(&seed_line("SPY", i, 10.0));
+                if block.len() > 3500 {
+                    write_line(&mut w, &block); // whole lines, < PIPE_BUF per write
+                    block.clear();
+                }
+            }
+            write_line(&mut w, &block);
+        })
+    };
+    let mut got = Vec::with_capacity(n as usize);
+    while got.len() < n as usize {
+        let ev = rx.recv_timeout(LONG).expect("bars stopped arriving on the channel");
+        got.push(ev.bar.timestamp_ms);
+    }
+    writer.join().unwrap();
+    assert!(got.windows(2).all(|w| w[1] > w[0]), "out of order");
+    assert_eq!(rx.dropped(), 0);
+    stop_and_join(feed);
+}
