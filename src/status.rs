@@ -76,10 +76,12 @@ impl StatusReport {
     /// Write atomically: a temporary file in the same directory, then rename.
     pub fn write_atomic(&self, path: &Path) -> std::io::Result<()> {
         let tmp = path.with_extension(format!("tmp.{}", std::process::id()));
-        let mut f = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&tmp)?;
-        serde_json::to_writer(&mut f, self)?; // compact: 10,000 symbols rewrite it every second
-        f.write_all(b"\n")?;
-        drop(f);
+        let f = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&tmp)?;
+        // Buffered and compact: with 10,000 symbols this is rewritten every second.
+        let mut out = std::io::BufWriter::with_capacity(1 << 16, f);
+        serde_json::to_writer(&mut out, self)?;
+        out.write_all(b"\n")?;
+        out.into_inner().map_err(|e| e.into_error())?;
         std::fs::rename(&tmp, path)
     }
 
