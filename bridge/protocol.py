@@ -104,21 +104,18 @@ def _numtext(v: Any) -> str:
 
 
 def encode_heartbeat(ts_ms: int, *, seq: Optional[int] = None, writer: Optional[str] = None, **extra: Any) -> bytes:
-    out: dict[str, Any] = {"type": "heartbeat", "ts_ms": int(ts_ms)}
-    if seq is not None:
-        out["seq"] = int(seq)
-    if writer:
-        out["writer"] = writer
-    out.update(extra)
-    return _dumps(out)
+    return _encode_control({"type": "heartbeat", "ts_ms": int(ts_ms)}, seq, writer, extra)
 
 
 def encode_status(ts_ms: int, state: str, detail: str = "", *, seq: Optional[int] = None,
                   writer: Optional[str] = None, **extra: Any) -> bytes:
     if state not in STATES:
         raise ValueError(f"unknown status state {state!r}")
-    out: dict[str, Any] = {"type": "status", "ts_ms": int(ts_ms), "state": state,
-                           "detail": detail[:1000]}
+    return _encode_control({"type": "status", "ts_ms": int(ts_ms), "state": state, "detail": detail[:1000]},
+                           seq, writer, extra)
+
+
+def _encode_control(out: dict[str, Any], seq: Optional[int], writer: Optional[str], extra: dict) -> bytes:
     if seq is not None:
         out["seq"] = int(seq)
     if writer:
