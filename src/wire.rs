@@ -420,28 +420,45 @@ fn skip_ws(b: &[u8], mut i: usize) -> usize {
     i
 }
 
-/// A string without escapes or control characters, starting at its opening quote.
+/// A string without escapes or control characters, starting at its opening quote. (Keys and
+/// values are short: one plain byte loop beats a vectorised search here.)
 fn plain_string(text: &str, i: usize) -> Option<(&str, usize)> {
     let b = text.as_bytes();
     if b.get(i) != Some(&b'"') {
         return None;
     }
     let start = i + 1;
-    let end = start + memchr::memchr2(b'"', b'\\', &b[start..])?;
-    if b[end] != b'"' || b[start..end].iter().any(|c| *c < 0x20) {
-        return None;
+    let mut end = start;
+    loop {
+        match *b.get(end)? {
+            b'"' => return Some((&text[start..end], end + 1)),
+            b'\\' | 0..=0x1f => return None,
+            _ => end += 1,
+        }
     }
-    Some((&text[start..end], end + 1))
+}
+
+/// Digits starting at `i`: (how many, their value; `None` value past 19 digits).
+fn digits(b: &[u8], mut i: usize) -> (usize, Option<u64>) {
+    let start = i;
+    let mut value = Some(0u64);
+    while let Some(&c) = b.get(i) {
+        if !c.is_ascii_digit() {
+            break;
+        }
+        value = value.and_then(|v| v.checked_mul(10)?.checked_add(u64::from(c - b'0')));
+        i += 1;
+    }
+    (i - start, value)
 }
 
 /// A non-negative JSON integer (no leading zeros) that fits in u64.
 fn plain_integer(b: &[u8], i: usize) -> Option<(u64, usize)> {
-    let digits = b[i..].iter().take_while(|c| c.is_ascii_digit()).count();
-    if digits == 0 || digits > 19 || (digits > 1 && b[i] == b'0') || matches!(b.get(i + digits), Some(b'.' | b'e' | b'E')) {
+    let (n, value) = digits(b, i);
+    if n == 0 || (n > 1 && b[i] == b'0') || matches!(b.get(i + n), Some(b'.' | b'e' | b'E')) {
         return None;
     }
-    let v = b[i..i + digits].iter().fold(0u64, |v, c| v * 10 + u64::from(c - b'0'));
-    Some((v, i + digits))
+    Some((value?, i + n))
 }
 
 /// A non-negative number in strict JSON grammar, converted with correct rounding: short
@@ -449,15 +466,14 @@ fn plain_integer(b: &[u8], i: usize) -> Option<(u64, usize)> {
 /// standard library's correctly rounded parser (serde_json's `float_roundtrip` matches both).
 fn plain_decimal(b: &[u8], i: usize) -> Option<(f64, usize)> {
     const POW10: [f64; 16] = [1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15];
-    let digits_at = |j: usize| b[j.min(b.len())..].iter().take_while(|c| c.is_ascii_digit()).count();
-    let int_digits = digits_at(i);
+    let (int_digits, int_value) = digits(b, i);
     if int_digits == 0 || (int_digits > 1 && b[i] == b'0') {
         return None;
     }
     let mut end = i + int_digits;
-    let mut frac_digits = 0;
+    let (mut frac_digits, mut frac_value) = (0, Some(0));
     if b.get(end) == Some(&b'.') {
-        frac_digits = digits_at(end + 1);
+        (frac_digits, frac_value) = digits(b, end + 1);
         if frac_digits == 0 {
             return None;
         }
@@ -466,7 +482,7 @@ fn plain_decimal(b: &[u8], i: usize) -> Option<(f64, usize)> {
     let mut exponent = false;
     if matches!(b.get(end), Some(b'e' | b'E')) {
         let sign = usize::from(matches!(b.get(end + 1), Some(b'+' | b'-')));
-        let exp_digits = digits_at(end + 1 + sign);
+        let (exp_digits, _) = digits(b, end + 1 + sign);
         if exp_digits == 0 {
             return None;
         }
@@ -477,7 +493,8 @@ fn plain_decimal(b: &[u8], i: usize) -> Option<(f64, usize)> {
         let v: f64 = std::str::from_utf8(&b[i..end]).ok()?.parse().ok()?;
         return v.is_finite().then_some((v, end));
     }
-    let mantissa = b[i..end].iter().filter(|c| c.is_ascii_digit()).fold(0u64, |v, c| v * 10 + u64::from(c - b'0'));
+    // At most 15 digits in all: no overflow, and the mantissa is exact in an f64.
+    let mantissa = int_value? * 10u64.pow(frac_digits as u32) + frac_value?;
     Some((mantissa as f64 / POW10[frac_digits], end))
 }
 
