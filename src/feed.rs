@@ -322,6 +322,19 @@ impl Consumer {
         });
     }
 
+    /// Print every delivered bar to stdout as one wire line (corrections as `updated_bar`),
+    /// like `barbridge run --echo`.
+    pub fn echo_to_stdout(&self) {
+        self.on_bar(&[], |event| {
+            use std::io::Write;
+            let kind = if event.correction { BarKind::UpdatedBar } else { BarKind::Bar };
+            let line = crate::wire::encode_bar(&event.symbol, &event.bar, kind);
+            let mut out = std::io::stdout().lock();
+            // A closed stdout only ends the echo; the store and journal still have the bar.
+            let _ = writeln!(out, "{line}").and_then(|()| out.flush());
+        });
+    }
+
     fn add(&self, sub: Subscriber) {
         self.subscribers.write().unwrap_or_else(|e| e.into_inner()).push(sub);
     }

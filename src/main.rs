@@ -1,6 +1,5 @@
 //! `barbridge` CLI: run the consumer on a FIFO, or show a running consumer's status.
 
-use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::atomic::Ordering;
@@ -164,17 +163,6 @@ fn config_error(msg: String) -> ExitCode {
     ExitCode::from(2)
 }
 
-/// Print each delivered bar to stdout as a wire line (corrections as `updated_bar`).
-fn echo_to_stdout(consumer: &Consumer) {
-    consumer.on_bar(&[], |event| {
-        let kind = if event.correction { barbridge::BarKind::UpdatedBar } else { barbridge::BarKind::Bar };
-        let line = barbridge::wire::encode_bar(&event.symbol, &event.bar, kind);
-        let mut out = std::io::stdout().lock();
-        // A closed stdout only ends the echo; the store and journal still have the bar.
-        let _ = writeln!(out, "{line}").and_then(|()| out.flush());
-    });
-}
-
 /// Where `run` sends accepted bars besides the store.
 struct Outputs {
     echo: bool,
@@ -200,7 +188,7 @@ fn run(
     // Resume warm: today's bars are back in the store before the FIFO is read.
     consumer.resume_from_journal(SystemClock.now_ms());
     if outputs.echo {
-        echo_to_stdout(&consumer);
+        consumer.echo_to_stdout();
     }
     if outputs.drain_subscriber {
         let rx = consumer.subscribe(barbridge::Subscription::all().name("drain"));
@@ -218,12 +206,6 @@ fn run(
         Ok(feed) => feed,
         Err(e) => return config_error(e.to_string()),
     };
-    if let Some(dir) = status_file.parent() {
-        if !dir.as_os_str().is_empty() && !dir.exists() {
-            use std::os::unix::fs::DirBuilderExt;
-            let _ = std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir);
-        }
-    }
     let status = StatusWriter::start(consumer.clone(), status_file, Some(fifo.clone()), Duration::from_secs(1));
     log::info!("barbridge consumer running on {} (Ctrl-C to stop)", fifo.display());
     let result = feed.join();
@@ -320,7 +302,7 @@ fn replay(files: &[PathBuf], symbols: Vec<String>, echo: bool, journal: Option<J
     }
     let consumer = builder.build();
     if echo {
-        echo_to_stdout(&consumer);
+        consumer.echo_to_stdout();
     }
     for file in files {
         let text = match std::fs::read(file) {

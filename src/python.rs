@@ -8,7 +8,6 @@
 //! queries hold it (they take well under a microsecond). No Rust thread ever calls into Python,
 //! so there is no lock-order hazard between the GIL and the consumer's internal locks.
 
-use std::io::Write as _;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -510,21 +509,9 @@ impl PyConsumer {
         // Resume warm, like `barbridge run --journal`: today's bars are back in the store.
         consumer.resume_from_journal(SystemClock.now_ms());
         if echo {
-            consumer.on_bar(&[], |event| {
-                let kind = if event.correction { BarKind::UpdatedBar } else { BarKind::Bar };
-                let line = wire::encode_bar(&event.symbol, &event.bar, kind);
-                let mut out = std::io::stdout().lock();
-                // stdout closed: nothing useful to do; the store still has the bar.
-                let _ = writeln!(out, "{line}").and_then(|()| out.flush());
-            });
+            consumer.echo_to_stdout();
         }
         let status = status_file.as_ref().map(|path| {
-            if let Some(dir) = path.parent() {
-                if !dir.as_os_str().is_empty() && !dir.exists() {
-                    use std::os::unix::fs::DirBuilderExt;
-                    let _ = std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir);
-                }
-            }
             StatusWriter::start(consumer.clone(), path.clone(), fifo, Duration::from_secs(1))
         });
         Ok((PyConsumer { inner: consumer.clone(), status: Mutex::new(status), status_file }, consumer))

@@ -224,7 +224,14 @@ pub struct StatusWriter {
 }
 
 impl StatusWriter {
+    /// Start writing `path` (its directory is created, mode 0700, if absent).
     pub fn start(consumer: Arc<Consumer>, path: PathBuf, fifo: Option<PathBuf>, period: Duration) -> StatusWriter {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty() && !d.exists()) {
+            use std::os::unix::fs::DirBuilderExt;
+            if let Err(e) = std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir) {
+                log::error!("cannot create the status directory {}: {e}", dir.display());
+            }
+        }
         let stop = Arc::new(AtomicBool::new(false));
         let thread = {
             let stop = stop.clone();
