@@ -402,6 +402,14 @@ impl Consumer {
         Ok(self.accept(symbol, bar, kind, source))
     }
 
+    /// An input rejected before it could be decoded (an oversize line, a Python object that is
+    /// no bar): counted as a line from a live writer, then as a reject.
+    pub fn ingest_rejected(&self, err: &WireError, bytes: &[u8]) {
+        self.health.counters.lines.fetch_add(1, Ordering::Relaxed);
+        self.health.on_message();
+        self.reject(err, bytes);
+    }
+
     /// Count and log (rate-limited) a rejected line.
     pub fn reject(&self, err: &WireError, bytes: &[u8]) {
         self.health.counters.reject(err.reason());
@@ -547,8 +555,7 @@ impl FrameSink for FifoSinkAdapter<'_> {
         let _ = self.consumer.ingest_line(line);
     }
     fn oversize(&mut self, len: usize) {
-        self.consumer.health.counters.lines.fetch_add(1, Ordering::Relaxed);
-        self.consumer.reject(&WireError::Oversize { len }, b"");
+        self.consumer.ingest_rejected(&WireError::Oversize { len }, b"");
     }
     fn writers_gone(&mut self) -> Flow {
         if self.stop_when_writers_gone {

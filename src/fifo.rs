@@ -283,18 +283,22 @@ pub fn read_fifo(path: &Path, options: &ReaderOptions, stop: &AtomicBool, sink: 
             if sink.writers_gone() == Flow::Stop {
                 break;
             }
-            file = reopen(path, file, options, stop, sink)?;
+            match reopen(path, file, options, stop, sink) {
+                Some(new) => file = new,
+                None => break, // stopped while the FIFO was gone
+            }
         }
     }
     Ok(())
 }
 
 /// Open a fresh descriptor before dropping the old one, so the pipe never loses its last reader.
-fn reopen(path: &Path, old: File, options: &ReaderOptions, stop: &AtomicBool, sink: &mut impl FrameSink) -> Result<File, FifoError> {
+/// `None` when a stop was requested while the FIFO could not be reopened.
+fn reopen(path: &Path, old: File, options: &ReaderOptions, stop: &AtomicBool, sink: &mut impl FrameSink) -> Option<File> {
     match open_read(path) {
         Ok(new) => {
             drop(old);
-            return Ok(new);
+            return Some(new);
         }
         Err(e) => log::error!("{e}; recreating the FIFO"),
     }
@@ -305,7 +309,7 @@ fn reopen(path: &Path, old: File, options: &ReaderOptions, stop: &AtomicBool, si
         match prepare_fifo(path).and_then(|()| open_read(path)) {
             Ok(new) => {
                 log::info!("FIFO {} is back; reading again", path.display());
-                return Ok(new);
+                return Some(new);
             }
             Err(e) if !warned => {
                 log::error!("{e}; retrying every {:?}", options.poll_interval);
@@ -316,8 +320,7 @@ fn reopen(path: &Path, old: File, options: &ReaderOptions, stop: &AtomicBool, si
         sink.idle();
         std::thread::sleep(options.poll_interval);
     }
-    // Stopping: any descriptor will do for the caller's loop to notice the stop flag.
-    open_read(path).or_else(|_| File::open("/dev/null").map_err(|source| FifoError::Open { path: path.to_path_buf(), source }))
+    None
 }
 
 #[cfg(test)]

@@ -335,9 +335,7 @@ fn ingest_item(consumer: &Consumer, item: &Item) -> Result<Ingested, wire::WireE
         Item::Bar { symbol, bar, kind, source } => consumer.ingest_bar(symbol, *bar, *kind, *source),
         Item::Bad(e) => {
             // Counted like a line the FIFO reader could not decode.
-            consumer.health().counters.lines.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            consumer.health().on_message();
-            consumer.reject(e, b"");
+            consumer.ingest_rejected(e, b"");
             Err(e.clone())
         }
     }
