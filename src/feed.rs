@@ -17,7 +17,7 @@
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -26,7 +26,7 @@ use crossbeam_channel::{Receiver, Sender, TrySendError};
 
 use crate::bar::{Bar, BarKind, Source, Symbol};
 use crate::fifo::{prepare_fifo, read_fifo, FifoError, Flow, FrameSink, ReaderOptions};
-use crate::health::{Clock, Health, RateLimitedLog, SystemClock};
+use crate::health::{Clock, Health, HealthSnapshot, RateLimitedLog, SystemClock};
 use crate::journal::{read_records, Journal, JournalError, LoadReport};
 use crate::store::{BarStore, InsertMode, Inserted, DEFAULT_CAPACITY_PER_SYMBOL};
 use crate::wire::{parse_line, validate, Line, WireError};
@@ -198,6 +198,7 @@ impl ConsumerBuilder {
             symbols: self.symbols,
             journal: self.journal,
             subscribers: RwLock::new(Vec::new()),
+            callbacks: AtomicUsize::new(0),
             log_limiter: RateLimitedLog::new(Duration::from_secs(10), 5),
         })
     }
@@ -220,6 +221,8 @@ pub struct Consumer {
     symbols: Option<HashSet<String>>,
     journal: Option<Journal>,
     subscribers: RwLock<Vec<Subscriber>>,
+    /// How many subscribers are callbacks: without any, a bar takes no subscriber lock.
+    callbacks: AtomicUsize,
     log_limiter: RateLimitedLog,
 }
 
@@ -270,15 +273,13 @@ impl Consumer {
     /// Load a journal file into the store (not re-journalled, not delivered): a restarted
     /// consumer resumes warm. Corrupt and torn records are reported and skipped.
     pub fn restore(&self, path: &Path) -> Result<LoadReport, JournalError> {
+        let now = Some(self.health.now_ms());
         let report = read_records(path, |symbol, bar, kind| {
             if self.symbols.as_ref().is_some_and(|f| !f.contains(symbol)) {
                 return;
             }
             let mode = if kind == BarKind::UpdatedBar { InsertMode::Correction } else { InsertMode::FirstReport };
-            let (name, outcome) = self.store.insert(symbol, bar, mode);
-            if outcome.is_delivered() {
-                self.health.on_bar(&name, bar.timestamp_ms);
-            }
+            self.store.insert_received(symbol, bar, mode, now);
         })?;
         log::info!(
             "restored {} records from {}{}{}",
@@ -296,6 +297,11 @@ impl Consumer {
 
     pub fn health(&self) -> &Arc<Health> {
         &self.health
+    }
+
+    /// The health, with each symbol's liveness from the store.
+    pub fn health_snapshot(&self) -> HealthSnapshot {
+        self.health.snapshot(self.store.symbol_health())
     }
 
     /// Subscribe over a bounded channel.
@@ -320,6 +326,7 @@ impl Consumer {
             target: Target::Callback(Box::new(f)),
             dropped: Arc::new(AtomicU64::new(0)),
         });
+        self.callbacks.fetch_add(1, Ordering::Release);
     }
 
     /// Print every delivered bar to stdout as one wire line (corrections as `updated_bar`),
@@ -356,9 +363,16 @@ impl Consumer {
     /// Ingest one wire line (without its newline). Rejects are counted and logged (rate-limited)
     /// before the error is returned, so a caller may ignore it.
     pub fn ingest_line(&self, bytes: &[u8]) -> Result<Ingested, WireError> {
+        self.health.on_message();
+        self.ingest_received_line(bytes)
+    }
+
+    /// [`Consumer::ingest_line`] for a line whose arrival was already stamped with
+    /// `health.on_message()` (the FIFO reader stamps once per read batch: its lines arrived
+    /// together).
+    fn ingest_received_line(&self, bytes: &[u8]) -> Result<Ingested, WireError> {
         let c = &self.health.counters;
         c.lines.fetch_add(1, Ordering::Relaxed);
-        self.health.on_message();
         let line = match parse_line(bytes) {
             Ok(line) => line,
             Err(e) => {
@@ -436,7 +450,8 @@ impl Consumer {
         } else {
             InsertMode::FirstReport
         };
-        let (name, outcome) = self.store.insert(symbol, bar, mode);
+        let received_ms = self.health.last_message().unwrap_or_else(|| self.health.now_ms());
+        let (name, outcome) = self.store.insert_received(symbol, bar, mode, Some(received_ms));
         match outcome {
             Inserted::Appended | Inserted::InsertedOutOfOrder => c.bars_accepted.fetch_add(1, Ordering::Relaxed),
             Inserted::Replaced => c.corrections.fetch_add(1, Ordering::Relaxed),
@@ -458,26 +473,21 @@ impl Consumer {
                 let kind = if outcome == Inserted::Replaced { BarKind::UpdatedBar } else { BarKind::Bar };
                 j.record(&name, &bar, kind);
             }
-            self.health.on_bar(&name, bar.timestamp_ms);
             self.deliver(BarEvent { symbol: name, bar, correction: outcome == Inserted::Replaced, source });
         }
         Ingested::Bar(outcome)
     }
 
     fn deliver(&self, event: BarEvent) {
-        let mut has_channels = false;
-        {
+        if self.callbacks.load(Ordering::Acquire) > 0 {
             let subs = self.subscribers.read().unwrap_or_else(|e| e.into_inner());
             for sub in subs.iter() {
-                match &sub.target {
-                    Target::Callback(f) if sub.wants(&event) => f(&event),
-                    Target::Callback(_) => {}
-                    Target::Channel { .. } => has_channels = true,
+                if let Target::Callback(f) = &sub.target {
+                    if sub.wants(&event) {
+                        f(&event);
+                    }
                 }
             }
-        }
-        if !has_channels {
-            return;
         }
         if HOLDING.with(|h| h.get()) == self.id() {
             HELD.with(|held| held.borrow_mut().push(event));
@@ -548,11 +558,17 @@ impl Consumer {
 struct FifoSinkAdapter<'a> {
     consumer: &'a Consumer,
     stop_when_writers_gone: bool,
+    /// The current read batch's arrival is stamped (once per batch, not per line).
+    stamped: bool,
 }
 
 impl FrameSink for FifoSinkAdapter<'_> {
     fn line(&mut self, line: &[u8]) {
-        let _ = self.consumer.ingest_line(line);
+        if !self.stamped {
+            self.consumer.health.on_message();
+            self.stamped = true;
+        }
+        let _ = self.consumer.ingest_received_line(line);
     }
     fn oversize(&mut self, len: usize) {
         self.consumer.ingest_rejected(&WireError::Oversize { len }, b"");
@@ -565,6 +581,7 @@ impl FrameSink for FifoSinkAdapter<'_> {
         }
     }
     fn batch_end(&mut self) {
+        self.stamped = false;
         self.consumer.flush();
         self.consumer.release_held();
     }
@@ -618,7 +635,7 @@ impl FifoFeed {
                 .name("barbridge-fifo".into())
                 .spawn(move || {
                     let mut sink =
-                        FifoSinkAdapter { consumer: &consumer, stop_when_writers_gone: options.stop_when_writers_gone };
+                        FifoSinkAdapter { consumer: &consumer, stop_when_writers_gone: options.stop_when_writers_gone, stamped: false };
                     consumer.hold_deliveries_on_this_thread(true);
                     let result = read_fifo(&reader_path, &options.reader, &stop, &mut sink);
                     consumer.release_held();

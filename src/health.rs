@@ -9,7 +9,6 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::Serialize;
 
-use crate::bar::Symbol;
 use crate::wire::RejectReason;
 
 /// Wall-clock milliseconds since the Unix epoch, UTC.
@@ -187,7 +186,6 @@ struct Inner {
     sidecar: Option<SidecarStatus>,
     /// Last seq seen per writer id.
     writers: HashMap<String, u64>,
-    symbols: rustc_hash::FxHashMap<Symbol, SymbolHealth>,
 }
 
 /// Health of one consumer. Shared between the reader thread and anyone reporting.
@@ -242,7 +240,6 @@ impl Health {
                 stale_since_ms: None,
                 sidecar: None,
                 writers: HashMap::new(),
-                symbols: Default::default(),
             }),
         }
     }
@@ -259,7 +256,7 @@ impl Health {
         FeedState::from_u8(self.state.load(Ordering::Acquire))
     }
 
-    fn last_message(&self) -> Option<i64> {
+    pub(crate) fn last_message(&self) -> Option<i64> {
         Some(self.last_message_ms.load(Ordering::Acquire)).filter(|t| *t != NEVER)
     }
 
@@ -277,21 +274,6 @@ impl Health {
         }
         inner.stale_since_ms = None;
         self.state.store(FeedState::Live as u8, Ordering::Release);
-    }
-
-    /// A bar was accepted for `symbol` (received at the time of the last message).
-    pub fn on_bar(&self, symbol: &Symbol, bar_ts_ms: i64) {
-        let now = self.last_message().unwrap_or_else(|| self.clock.now_ms());
-        let mut inner = self.lock();
-        if let Some(h) = inner.symbols.get_mut(symbol) {
-            h.bars += 1;
-            h.last_bar_ts_ms = h.last_bar_ts_ms.max(bar_ts_ms);
-            h.last_received_ms = now;
-        } else {
-            inner
-                .symbols
-                .insert(symbol.clone(), SymbolHealth { bars: 1, last_bar_ts_ms: bar_ts_ms, last_received_ms: now });
-        }
     }
 
     /// A line carried `seq` from `writer`: detect loss inside a writer session and new sessions.
@@ -368,7 +350,9 @@ impl Health {
         self.state()
     }
 
-    pub fn snapshot(&self) -> HealthSnapshot {
+    /// A point-in-time copy; `symbols` is the per-symbol part, which the store keeps
+    /// (see [`crate::BarStore::symbol_health`]; [`crate::Consumer::health_snapshot`] joins them).
+    pub fn snapshot(&self, symbols: BTreeMap<String, SymbolHealth>) -> HealthSnapshot {
         let now = self.clock.now_ms();
         let inner = self.lock();
         HealthSnapshot {
@@ -380,7 +364,7 @@ impl Health {
             stale_since_ms: inner.stale_since_ms,
             sidecar: inner.sidecar.clone(),
             counters: self.counters.snapshot(),
-            symbols: inner.symbols.iter().map(|(k, v)| (k.to_string(), v.clone())).collect(),
+            symbols,
         }
     }
 }

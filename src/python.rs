@@ -743,7 +743,7 @@ impl PyConsumer {
     /// ``symbols`` (bars, last bar time, last arrival). Re-evaluates staleness first.
     fn health<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
         self.inner.health().tick();
-        to_py(py, &self.inner.health().snapshot())
+        to_py(py, &self.inner.health_snapshot())
     }
 
     /// The status report (dict), as written to the status file: health, stored bars per symbol,

@@ -45,7 +45,7 @@ impl StatusReport {
         let journal = consumer.journal().map(|j| j.status());
         let store = consumer.store();
         let stored = store.symbols().iter().map(|s| (s.to_string(), store.len(s))).collect();
-        let health = consumer.health().snapshot();
+        let health = consumer.health_snapshot();
         let session = crate::calendar::session_on(crate::calendar::ny_date(health.now_ms)).ok().flatten();
         let session_holes = session
             .map(|s| {

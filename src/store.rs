@@ -16,6 +16,7 @@ use std::sync::{Arc, Mutex, RwLock};
 use rustc_hash::FxHashMap;
 
 use crate::bar::{Bar, Symbol};
+use crate::health::SymbolHealth;
 
 /// Default bound on stored bars per symbol.
 pub const DEFAULT_CAPACITY_PER_SYMBOL: usize = 10_000;
@@ -56,6 +57,8 @@ impl Inserted {
 #[derive(Debug)]
 struct Series {
     bars: VecDeque<Bar>,
+    /// This symbol's liveness, kept with its bars so that a bar costs one lock.
+    health: SymbolHealth,
 }
 
 /// Thread-safe store: one reader thread inserts while any number of threads query.
@@ -90,17 +93,49 @@ impl BarStore {
             return (k.clone(), v.clone()); // created by another thread meanwhile
         }
         let name: Symbol = Arc::from(symbol);
-        let series = Arc::new(Mutex::new(Series { bars: VecDeque::new() }));
+        let health = SymbolHealth { bars: 0, last_bar_ts_ms: i64::MIN, last_received_ms: i64::MIN };
+        let series = Arc::new(Mutex::new(Series { bars: VecDeque::new(), health }));
         map.insert(name.clone(), series.clone());
         (name, series)
     }
 
     /// Insert one bar; returns the shared symbol name and what happened.
     pub fn insert(&self, symbol: &str, bar: Bar, mode: InsertMode) -> (Symbol, Inserted) {
+        self.insert_received(symbol, bar, mode, None)
+    }
+
+    /// [`BarStore::insert`], recording when the bar arrived (for [`BarStore::symbol_health`]).
+    pub(crate) fn insert_received(
+        &self,
+        symbol: &str,
+        bar: Bar,
+        mode: InsertMode,
+        received_ms: Option<i64>,
+    ) -> (Symbol, Inserted) {
+        {
+            // The common case, a known symbol: one read lock and one series lock, no clones
+            // but the name's.
+            let map = self.series.read().unwrap_or_else(|e| e.into_inner());
+            if let Some((name, series)) = map.get_key_value(symbol) {
+                let mut s = series.lock().unwrap_or_else(|e| e.into_inner());
+                return (name.clone(), s.insert(bar, mode, self.capacity, received_ms));
+            }
+        }
         let (name, series) = self.series_or_create(symbol);
         let mut s = series.lock().unwrap_or_else(|e| e.into_inner());
-        let outcome = s.insert(bar, mode, self.capacity);
+        let outcome = s.insert(bar, mode, self.capacity, received_ms);
         (name, outcome)
+    }
+
+    /// Per-symbol liveness of every symbol that has accepted a bar.
+    pub fn symbol_health(&self) -> std::collections::BTreeMap<String, SymbolHealth> {
+        let map = self.series.read().unwrap_or_else(|e| e.into_inner());
+        map.iter()
+            .filter_map(|(name, series)| {
+                let s = series.lock().unwrap_or_else(|e| e.into_inner());
+                (s.health.bars > 0).then(|| (name.to_string(), s.health.clone()))
+            })
+            .collect()
     }
 
     /// The newest bar of `symbol`.
@@ -161,7 +196,20 @@ impl Series {
         }
     }
 
-    fn insert(&mut self, bar: Bar, mode: InsertMode, capacity: usize) -> Inserted {
+    fn insert(&mut self, bar: Bar, mode: InsertMode, capacity: usize, received_ms: Option<i64>) -> Inserted {
+        let outcome = self.place(bar, mode, capacity);
+        if outcome.is_delivered() {
+            let h = &mut self.health;
+            h.bars += 1;
+            h.last_bar_ts_ms = h.last_bar_ts_ms.max(bar.timestamp_ms);
+            if let Some(ms) = received_ms {
+                h.last_received_ms = ms;
+            }
+        }
+        outcome
+    }
+
+    fn place(&mut self, bar: Bar, mode: InsertMode, capacity: usize) -> Inserted {
         let ts = bar.timestamp_ms;
         self.make_room(capacity);
         match self.bars.back() {
@@ -263,6 +311,20 @@ mod tests {
         let (_, series) = store.series("A").unwrap();
         assert_eq!(series.lock().unwrap().bars.capacity(), 10_000);
         assert_eq!(std::mem::size_of::<Bar>(), 64);
+    }
+
+    #[test]
+    fn symbol_health_counts_what_changed_the_store() {
+        let store = BarStore::new(100);
+        store.insert_received("A", bar(120_000, 1.0), InsertMode::FirstReport, Some(5));
+        store.insert_received("A", bar(60_000, 1.0), InsertMode::FirstReport, Some(6)); // late, in place
+        store.insert_received("A", bar(60_000, 1.0), InsertMode::FirstReport, Some(7)); // duplicate
+        store.insert_received("A", bar(60_000, 2.0), InsertMode::FirstReport, Some(8)); // conflict
+        store.insert_received("A", bar(60_000, 2.0), InsertMode::Correction, Some(9));
+        let h = &store.symbol_health()["A"];
+        assert_eq!((h.bars, h.last_bar_ts_ms, h.last_received_ms), (3, 120_000, 9));
+        store.insert("B", bar(60_000, 1.0), InsertMode::FirstReport);
+        assert_eq!(store.symbol_health()["B"].bars, 1);
     }
 
     #[test]

@@ -514,11 +514,19 @@ fn plain_string(b: &[u8], i: usize) -> Option<(&str, usize)> {
     let mut end = start;
     loop {
         match *b.get(end)? {
-            b'"' => return Some((std::str::from_utf8(&b[start..end]).ok()?, end + 1)),
+            b'"' => return Some((ascii_str(&b[start..end]), end + 1)),
             b'\\' | 0..=0x1f | 0x7f.. => return None,
             _ => end += 1,
         }
     }
+}
+
+/// Bytes the scanner has checked byte by byte to be ASCII (a string of printable characters, a
+/// number's digits and signs), as a `str` without validating them a second time.
+fn ascii_str(bytes: &[u8]) -> &str {
+    debug_assert!(bytes.is_ascii());
+    // SAFETY: every caller has checked that each byte is ASCII, and ASCII is valid UTF-8.
+    unsafe { std::str::from_utf8_unchecked(bytes) }
 }
 
 /// Digits starting at `i`, appended to `value`: (how many, the new value modulo 2^64 — exact
@@ -603,7 +611,7 @@ fn plain_decimal(b: &[u8], i: usize) -> Option<(f64, usize)> {
     if exact {
         return Some((mantissa as f64 / POW10[frac_digits], end));
     }
-    let v: f64 = std::str::from_utf8(&b[i..end]).ok()?.parse().ok()?;
+    let v: f64 = ascii_str(&b[i..end]).parse().ok()?;
     v.is_finite().then_some((v, end))
 }
 
