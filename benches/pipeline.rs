@@ -93,6 +93,42 @@ fn steady(base: Instant, n: i64) {
     run.feed.join().unwrap();
 }
 
+/// Baseline for `steady`, same pacing: 8-byte stamps through a bare pipe to a thread blocked in
+/// `read()`. What this machine takes to wake a reader; no consumer can do better.
+fn steady_floor(base: Instant, n: i64) {
+    use std::io::Read;
+    let (read_end, write_end) = nix::unistd::pipe().unwrap();
+    let reader = std::thread::spawn(move || {
+        let mut pipe = std::fs::File::from(read_end);
+        let mut lat = Vec::with_capacity(n as usize);
+        let mut stamp = [0u8; 8];
+        for _ in 0..n {
+            pipe.read_exact(&mut stamp).unwrap();
+            lat.push(now_ns(base).saturating_sub(u64::from_le_bytes(stamp)));
+        }
+        lat
+    });
+    let mut writer = std::fs::File::from(write_end);
+    let period = Duration::from_millis(1);
+    let t0 = Instant::now();
+    for i in 0..n {
+        let due = t0 + period * i as u32;
+        while Instant::now() < due {
+            std::hint::spin_loop();
+        }
+        writer.write_all(&now_ns(base).to_le_bytes()).unwrap();
+    }
+    let mut lat = reader.join().unwrap();
+    lat.sort_unstable();
+    println!(
+        "baseline, bare pipe + blocking read() at 1,000/s x {n}: p50 {:.1} us  p99 {:.1} us  p99.9 {:.1} us  max {:.1} us",
+        percentile(&lat, 0.5),
+        percentile(&lat, 0.99),
+        percentile(&lat, 0.999),
+        *lat.last().unwrap() as f64 / 1000.0
+    );
+}
+
 fn burst(base: Instant, n: i64) {
     let mut run = start(base);
     // Blocking writes for the burst: the pipe fills and the writer waits on the reader.
@@ -163,9 +199,11 @@ fn idle() {
 
 fn main() {
     // `cargo bench` passes --bench; `cargo test --benches` would pass nothing useful: run anyway.
+    // Memory first: a fresh heap, so the RSS delta is the store's alone.
+    memory();
     let base = Instant::now();
+    steady_floor(base, 10_000);
     steady(base, 10_000);
     burst(base, 10_000);
-    memory();
     idle();
 }
