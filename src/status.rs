@@ -53,8 +53,8 @@ impl StatusReport {
                     .symbols()
                     .iter()
                     .map(|sym| {
-                        let bars = store.range(sym, s.open_ms, s.close_ms);
-                        let g = crate::gaps::session_gaps(sym, &s, health.now_ms, bars.iter().map(|b| b.timestamp_ms));
+                        let minutes = store.timestamps(sym, s.open_ms, s.close_ms);
+                        let g = crate::gaps::session_gaps(sym, &s, health.now_ms, minutes);
                         (sym.to_string(), g.hole_minutes())
                     })
                     .collect()

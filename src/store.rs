@@ -165,6 +165,15 @@ impl BarStore {
         s.bars.range(start..end).copied().collect()
     }
 
+    /// Timestamps of the bars of `symbol` with `from_ms <= timestamp_ms < to_ms`, oldest first:
+    /// [`BarStore::range`] at an eighth of the copying (the status file's session holes).
+    pub fn timestamps(&self, symbol: &str, from_ms: i64, to_ms: i64) -> Vec<i64> {
+        let Some((_, series)) = self.series(symbol) else { return Vec::new() };
+        let s = series.lock().unwrap_or_else(|e| e.into_inner());
+        let start = s.bars.partition_point(|b| b.timestamp_ms < from_ms);
+        s.bars.range(start..).map(|b| b.timestamp_ms).take_while(|&t| t < to_ms).collect()
+    }
+
     /// Number of bars stored for `symbol`.
     pub fn len(&self, symbol: &str) -> usize {
         self.series(symbol).map_or(0, |(_, s)| s.lock().unwrap_or_else(|e| e.into_inner()).bars.len())
@@ -282,6 +291,9 @@ mod tests {
         assert_eq!(store.range("A", 60_000, 120_000)[0].close, 1.0);
         assert_eq!(store.insert("A", bar(60_000, 2.0), InsertMode::Correction).1, Inserted::Replaced);
         assert_eq!(store.range("A", 60_000, 120_000), vec![bar(60_000, 2.0)]);
+        assert_eq!(store.timestamps("A", 0, i64::MAX), vec![60_000, 120_000]);
+        assert_eq!(store.timestamps("A", 60_001, 120_001), vec![120_000]);
+        assert!(store.timestamps("A", 0, 60_000).is_empty());
         assert_eq!(store.insert("A", bar(60_000, 2.0), InsertMode::Correction).1, Inserted::Duplicate);
         assert_eq!(store.len("A"), 2);
     }
