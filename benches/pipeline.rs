@@ -67,8 +67,8 @@ fn wait_for(run: &Run, n: u64) {
     }
 }
 
-fn steady(base: Instant, n: i64) {
-    let mut run = start(base);
+/// Call `write(i)` for i in 0..n at 1,000 per second (spinning, so the pacing is exact).
+fn paced(n: i64, mut write: impl FnMut(i64)) {
     let period = Duration::from_millis(1);
     let t0 = Instant::now();
     for i in 0..n {
@@ -76,19 +76,28 @@ fn steady(base: Instant, n: i64) {
         while Instant::now() < due {
             std::hint::spin_loop();
         }
-        let line = stamped_line(i, now_ns(base));
-        run.writer.write_all(line.as_bytes()).unwrap();
+        write(i);
     }
-    wait_for(&run, n as u64);
-    let mut lat = std::mem::take(&mut *run.latencies.lock().unwrap());
+}
+
+/// Print p50/p99/p99.9/max of latencies in ns, as µs.
+fn report_latency(label: &str, mut lat: Vec<u64>, target: &str) {
     lat.sort_unstable();
     println!(
-        "steady 1,000 bars/s x {n}: write->stored p50 {:.1} us  p99 {:.1} us  p99.9 {:.1} us  max {:.1} us   (target p99 <= 100 us)",
+        "{label}: p50 {:.1} us  p99 {:.1} us  p99.9 {:.1} us  max {:.1} us{target}",
         percentile(&lat, 0.5),
         percentile(&lat, 0.99),
         percentile(&lat, 0.999),
         *lat.last().unwrap() as f64 / 1000.0
     );
+}
+
+fn steady(base: Instant, n: i64) {
+    let mut run = start(base);
+    paced(n, |i| run.writer.write_all(stamped_line(i, now_ns(base)).as_bytes()).unwrap());
+    wait_for(&run, n as u64);
+    let lat = std::mem::take(&mut *run.latencies.lock().unwrap());
+    report_latency(&format!("steady 1,000 bars/s x {n}: write->stored"), lat, "   (target p99 <= 100 us)");
     run.feed.stop();
     run.feed.join().unwrap();
 }
@@ -109,24 +118,8 @@ fn steady_floor(base: Instant, n: i64) {
         lat
     });
     let mut writer = std::fs::File::from(write_end);
-    let period = Duration::from_millis(1);
-    let t0 = Instant::now();
-    for i in 0..n {
-        let due = t0 + period * i as u32;
-        while Instant::now() < due {
-            std::hint::spin_loop();
-        }
-        writer.write_all(&now_ns(base).to_le_bytes()).unwrap();
-    }
-    let mut lat = reader.join().unwrap();
-    lat.sort_unstable();
-    println!(
-        "baseline, bare pipe + blocking read() at 1,000/s x {n}: p50 {:.1} us  p99 {:.1} us  p99.9 {:.1} us  max {:.1} us",
-        percentile(&lat, 0.5),
-        percentile(&lat, 0.99),
-        percentile(&lat, 0.999),
-        *lat.last().unwrap() as f64 / 1000.0
-    );
+    paced(n, |_| writer.write_all(&now_ns(base).to_le_bytes()).unwrap());
+    report_latency(&format!("baseline, bare pipe + blocking read() at 1,000/s x {n}"), reader.join().unwrap(), "");
 }
 
 fn burst(base: Instant, n: i64) {
