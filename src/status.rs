@@ -53,8 +53,8 @@ impl StatusReport {
                     .symbols()
                     .iter()
                     .map(|sym| {
-                        let minutes = store.timestamps(sym, s.open_ms, s.close_ms);
-                        let g = crate::gaps::session_gaps(sym, &s, health.now_ms, minutes);
+                        let timestamps = store.timestamps(sym, s.open_ms, s.close_ms);
+                        let g = crate::gaps::session_gaps(sym, &s, health.now_ms, timestamps);
                         (sym.to_string(), g.hole_minutes())
                     })
                     .collect()

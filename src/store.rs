@@ -155,23 +155,22 @@ impl BarStore {
 
     /// Bars of `symbol` with `from_ms <= timestamp_ms < to_ms`, oldest first.
     pub fn range(&self, symbol: &str, from_ms: i64, to_ms: i64) -> Vec<Bar> {
-        let Some((_, series)) = self.series(symbol) else { return Vec::new() };
-        let s = series.lock().unwrap_or_else(|e| e.into_inner());
-        let start = s.bars.partition_point(|b| b.timestamp_ms < from_ms);
-        let end = s.bars.partition_point(|b| b.timestamp_ms < to_ms);
-        if start >= end {
-            return Vec::new();
-        }
-        s.bars.range(start..end).copied().collect()
+        self.collect_between(symbol, from_ms, to_ms, |b| *b)
     }
 
     /// Timestamps of the bars of `symbol` with `from_ms <= timestamp_ms < to_ms`, oldest first:
     /// [`BarStore::range`] at an eighth of the copying (the status file's session holes).
     pub fn timestamps(&self, symbol: &str, from_ms: i64, to_ms: i64) -> Vec<i64> {
+        self.collect_between(symbol, from_ms, to_ms, |b| b.timestamp_ms)
+    }
+
+    /// `pick` of each bar of `symbol` with `from_ms <= timestamp_ms < to_ms`, oldest first.
+    fn collect_between<T>(&self, symbol: &str, from_ms: i64, to_ms: i64, pick: impl Fn(&Bar) -> T) -> Vec<T> {
         let Some((_, series)) = self.series(symbol) else { return Vec::new() };
         let s = series.lock().unwrap_or_else(|e| e.into_inner());
         let start = s.bars.partition_point(|b| b.timestamp_ms < from_ms);
-        s.bars.range(start..).map(|b| b.timestamp_ms).take_while(|&t| t < to_ms).collect()
+        let end = s.bars.partition_point(|b| b.timestamp_ms < to_ms).max(start);
+        s.bars.range(start..end).map(pick).collect()
     }
 
     /// Number of bars stored for `symbol`.
