@@ -1,24 +1,20 @@
 """Sinks: where the sidecar's wire lines go.
 
-* :class:`FifoSink` - a named pipe read by the Rust consumer (``barbridge run --fifo``).
+* :class:`FifoSink` - a named pipe read by the Rust consumer (``barbridge run --fifo``), written
+  by the extension's native ``barbridge.FifoWriter``.
 * :class:`InProcessSink` - the pyo3 module ``barbridge`` in this process.
 
-Both run on their own thread. Producers (stream handlers on the SDK's event loop, the
-backfill thread, ...) only call :meth:`Sink.submit_bar` / :meth:`Sink.submit_status`, which
-append to an in-memory deque under a short lock and return immediately: nothing a producer
-calls can block on the consumer.
+Both write on their own thread. Producers (stream handlers on the SDK's event loop, the
+backfill thread, ...) only call ``submit_bar`` / ``submit_status``, which append to an
+in-memory backlog under a short lock and return immediately: nothing a producer calls can
+block on the consumer.
 """
 
 from __future__ import annotations
 
 import collections
-import errno
-import fcntl
-import itertools
 import logging
 import os
-import select
-import stat
 import threading
 import time
 from dataclasses import dataclass, field
@@ -28,10 +24,6 @@ from . import protocol
 
 log = logging.getLogger("bridge.sink")
 
-PIPE_BUF = 4096  # a write() of at most this many bytes to a pipe is atomic
-WRITE_BATCH = 64  # lines considered per write()
-F_SETPIPE_SZ = getattr(fcntl, "F_SETPIPE_SZ", 1031)
-F_GETPIPE_SZ = getattr(fcntl, "F_GETPIPE_SZ", 1032)
 
 
 class SinkError(Exception):
@@ -51,45 +43,6 @@ def make_writer_id() -> str:
         t, r = divmod(t, 36)
         s = digits[r] + s
     return f"{os.getpid()}-{s}"
-
-
-# --------------------------------------------------------------------------- FIFO safety
-
-def ensure_fifo(path: str, *, create: bool = True) -> None:
-    """Make sure ``path`` is a FIFO we own (create it, and a private 0700 parent, if absent).
-
-    Refuses symlinks, non-FIFOs and FIFOs owned by another user with one clear sentence."""
-    parent = os.path.dirname(os.path.abspath(path)) or "."
-    if not os.path.isdir(parent):
-        if not create:
-            raise SinkError(f"the FIFO directory {parent} does not exist.")
-        os.makedirs(parent, mode=0o700, exist_ok=True)
-        os.chmod(parent, 0o700)
-    try:
-        st = os.lstat(path)
-    except FileNotFoundError:
-        if not create:
-            raise SinkError(f"the FIFO {path} does not exist.") from None
-        try:
-            os.mkfifo(path, 0o600)
-            os.chmod(path, 0o600)
-            log.info("created FIFO %s (mode 0600)", path)
-        except FileExistsError:
-            pass  # the consumer created it at the same moment: verify below
-        st = os.lstat(path)
-    check_fifo_stat(path, st)
-    pst = os.stat(parent)
-    if pst.st_mode & 0o002 and not pst.st_mode & stat.S_ISVTX:
-        raise SinkError(f"the FIFO directory {parent} is world-writable without the sticky bit; use a private directory.")
-
-
-def check_fifo_stat(path: str, st: os.stat_result) -> None:
-    if stat.S_ISLNK(st.st_mode):
-        raise SinkError(f"refusing to use {path}: it is a symbolic link, not a FIFO.")
-    if not stat.S_ISFIFO(st.st_mode):
-        raise SinkError(f"refusing to use {path}: it exists but is not a FIFO (remove it or choose another --fifo path).")
-    if st.st_uid != os.getuid():
-        raise SinkError(f"refusing to use {path}: the FIFO is owned by uid {st.st_uid}, not by you (uid {os.getuid()}).")
 
 
 # --------------------------------------------------------------------------- items
@@ -207,166 +160,102 @@ class Sink:
         raise NotImplementedError
 
 
-class FifoSink(Sink):
-    """Writes wire lines into a FIFO, one ``os.write`` per line.
+BUILD_HINT = "`VIRTUAL_ENV=.venv .venv/bin/maturin develop --release` (scripts/launch_live_trading.sh does it)"
 
-    * open ``O_WRONLY|O_NONBLOCK|O_NOFOLLOW``; ENXIO (no reader yet) → retry with backoff;
-    * ``F_SETPIPE_SZ`` raises the pipe buffer (a slow consumer absorbs bursts);
-    * EAGAIN (pipe full) → the line stays first in the backlog; poll for POLLOUT;
-    * EPIPE (reader gone) → close, reopen when a reader returns, and first re-send the last
-      ``replay`` bar lines: lines sitting unread in the dead reader's pipe are lost with it,
-      and the consumer's dedupe on (symbol, timestamp) makes the re-send harmless.
-    """
+
+def _extension() -> Any:
+    """The pyo3 module ``barbridge``, or SinkError saying how to build it."""
+    try:
+        import barbridge  # type: ignore[import-not-found]
+    except ImportError as e:
+        raise SinkError(f"the sidecar needs the barbridge Python extension: build it with {BUILD_HINT} "
+                        f"(import failed: {e}).") from None
+    return barbridge
+
+
+class FifoSink:
+    """Writes wire lines into a FIFO through the extension's native ``barbridge.FifoWriter``.
+
+    ``submit_bar`` validates and queues in Rust (well under a microsecond, never waiting for the
+    consumer); a Rust thread encodes and writes. It opens ``O_WRONLY|O_NONBLOCK|O_NOFOLLOW`` and
+    retries while no reader is there; raises the pipe buffer (``F_SETPIPE_SZ``); packs whole lines
+    into atomic writes of at most 4096 bytes; keeps lines in a bounded backlog while the pipe is
+    full or the reader is gone (oldest dropped, counted and announced); and after EPIPE re-sends
+    the newest version of each of the last ``replay`` bars' minutes when a reader returns (lines
+    unread in the dead reader's pipe die with it; the consumer's dedupe makes the re-send
+    harmless). What the writer reports is logged here, through ``logging``."""
 
     name = "fifo"
 
     def __init__(self, path: str, *, backlog: int = 100_000, heartbeat: float = 5.0,
                  pipe_size: int = 1 << 20, replay: int = 4096, open_backoff_max: float = 1.0,
                  writer: Optional[str] = None) -> None:
-        super().__init__(backlog=backlog, heartbeat=heartbeat, writer=writer)
+        native = getattr(_extension(), "FifoWriter", None)
+        if native is None:
+            raise SinkError(f"the installed barbridge extension has no FifoWriter; rebuild it with {BUILD_HINT}.")
         self.path = path
-        self.pipe_size = pipe_size
-        self.open_backoff_max = open_backoff_max
-        self._ring: Deque[_Item] = collections.deque(maxlen=max(0, replay))
-        self._fd: Optional[int] = None
-        self.reader_present = False
+        self.writer = writer or make_writer_id()
+        self._native = native(path, writer=self.writer, backlog=backlog, heartbeat=heartbeat,
+                              pipe_size=pipe_size, replay=replay, open_backoff_max=open_backoff_max)
+        # The producer side is the native writer's own: no Python frame per bar.
+        self.submit_bar: Callable[[dict], bool] = self._native.submit_bar
+        self.submit_status: Callable[..., None] = self._native.submit_status
+        self.backlog: Callable[[], int] = self._native.backlog
+        self._relay: Optional[threading.Thread] = None
+        self.fatal: Optional[BaseException] = None
+        self.on_fatal: Optional[Callable[[BaseException], None]] = None
+
+    @property
+    def stats(self) -> SinkStats:
+        return SinkStats(**self._native.stats())
+
+    @property
+    def reader_present(self) -> bool:
+        return bool(self._native.reader_present)
 
     def prepare(self) -> None:
         """Create/verify the FIFO now, so configuration errors surface at start-up."""
-        ensure_fifo(self.path)
-
-    def _open(self) -> bool:
         try:
-            fd = os.open(self.path, os.O_WRONLY | os.O_NONBLOCK | os.O_NOFOLLOW | os.O_CLOEXEC)
+            self._native.prepare()
         except OSError as e:
-            if e.errno == errno.ENXIO:
-                return False  # no reader yet
-            if e.errno == errno.ENOENT:
-                ensure_fifo(self.path)  # removed behind our back: recreate (consumer side may too)
-                return False
-            if e.errno == errno.ELOOP:
-                raise SinkError(f"refusing to use {self.path}: it is a symbolic link, not a FIFO.") from None
-            raise
+            raise SinkError(str(e)) from None
+
+    def start(self) -> None:
         try:
-            check_fifo_stat(self.path, os.fstat(fd))
-        except SinkError:
-            os.close(fd)
-            raise
-        size = self.pipe_size
-        while size >= 4096:
-            try:
-                fcntl.fcntl(fd, F_SETPIPE_SZ, size)
-                break
-            except OSError:
-                size //= 2
-        self._fd = fd
-        self.reader_present = True
-        self.stats.reader_opens += 1
-        log.info("consumer connected to %s (pipe buffer %s bytes)", self.path, _pipe_size(fd))
-        return True
+            self._native.start()
+        except OSError as e:
+            raise SinkError(str(e)) from None
+        self._relay = threading.Thread(target=self._relay_events, name="fifo-sink-log", daemon=True)
+        self._relay.start()
 
-    def _close_fd(self) -> None:
-        if self._fd is not None:
-            try:
-                os.close(self._fd)
-            except OSError:
-                pass
-            self._fd = None
-        self.reader_present = False
+    def close(self, flush_timeout: float = 2.0) -> None:
+        """Stop the writer, first trying for ``flush_timeout`` s to deliver what is pending."""
+        self._native.close(flush_timeout)
+        if self._relay:
+            self._relay.join(2.0)
 
-    def _run(self) -> None:
-        backoff = 0.01
-        next_hb = time.monotonic() + self.heartbeat_interval
-        lost = False
-        try:
-            while not self._stopping_and_done():
-                if self._fd is None:
-                    if self._open():
-                        backoff = 0.01
-                        if lost and self._ring:
-                            # Only the newest version of each minute: re-sending an older version
-                            # first would make the consumer flip back and forth (and journal both).
-                            newest = list({(i.payload["symbol"], i.payload["timestamp_ms"]): i
-                                           for i in self._ring}.values())
-                            with self._cond:
-                                self._pending.extendleft(reversed(newest))
-                            self.stats.replayed += len(newest)
-                            log.info("consumer returned: re-sending the last %d bar line(s)", len(newest))
-                            self._ring.clear()
-                        lost = False
-                        next_hb = 0.0  # tell the new reader who we are right away
-                    else:
-                        if self._stop.is_set():
-                            if time.monotonic() >= self._flush_deadline:
-                                return  # no reader came to take what is pending
-                            time.sleep(min(backoff, 0.05))
-                            continue
-                        self._stop.wait(backoff)
-                        backoff = min(backoff * 2, self.open_backoff_max)
-                        continue
-                self._report_overflow()
-                now = time.monotonic()
-                if now >= next_hb and self.heartbeat_interval > 0:
-                    next_hb = now + self.heartbeat_interval
-                    with self._cond:
-                        self._pending.append(_Item("heartbeat"))
-                with self._cond:
-                    if not self._pending:
-                        if self._stop.is_set():
-                            return
-                        self._cond.wait(max(0.0, min(next_hb - time.monotonic(), 0.5)))
-                        continue
-                    head = list(itertools.islice(self._pending, WRITE_BATCH))
-                # Whole lines packed into one write() of at most PIPE_BUF bytes: still atomic, so
-                # lines never interleave with another writer's, at a fraction of the syscalls.
-                items, lines, size = [], [], 0
-                for item in head:
-                    line = item.encode(self._seq + 1 + len(lines), self.writer, self.heartbeat_extra)
-                    if lines and size + len(line) > PIPE_BUF:
-                        break
-                    items.append(item)
-                    lines.append(line)
-                    size += len(line)
-                line = b"".join(lines)
-                try:
-                    n = os.write(self._fd, line)
-                except BlockingIOError:
-                    self.stats.pipe_full += 1
-                    self._wait_writable(0.2)
-                    continue
-                except BrokenPipeError:
-                    self.stats.reader_lost += 1
-                    log.warning("consumer went away (EPIPE); keeping %d line(s) until it returns", len(self._pending))
-                    self._close_fd()
-                    lost = True
-                    continue
-                if n != len(line):  # cannot happen for <= PIPE_BUF bytes; never silent if it does
-                    raise OSError(f"short write of {n}/{len(line)} bytes to {self.path}")
-                self._seq += len(items)
-                self.stats.lines_written += len(items)
-                with self._cond:
-                    for item in items:
-                        if self._pending and self._pending[0] is item:
-                            self._pending.popleft()
-                for item in items:
-                    if item.kind == "bar":
-                        self.stats.bars_written += 1
-                        if self._ring.maxlen:
-                            self._ring.append(item)
-        finally:
-            self._close_fd()
-
-    def _wait_writable(self, timeout: float) -> None:
-        p = select.poll()
-        p.register(self._fd, select.POLLOUT)
-        p.poll(timeout * 1000)
+    def _relay_events(self) -> None:
+        """The writer's messages into ``logging``; a writer that stopped by itself is fatal."""
+        while True:
+            event = self._native.next_event(0.5)
+            if event is not None:
+                level, text = event
+                log.log(_LEVELS[level], "%s", text)
+                continue
+            if not self._native.finished():
+                continue
+            while (event := self._native.next_event(0)) is not None:
+                log.log(_LEVELS[event[0]], "%s", event[1])
+            stopped = self._native.join()
+            if stopped is not None:
+                unusable, message = stopped
+                self.fatal = SinkError(message) if unusable else OSError(message)
+                if self.on_fatal:
+                    self.on_fatal(self.fatal)
+            return
 
 
-def _pipe_size(fd: int) -> Any:
-    try:
-        return fcntl.fcntl(fd, F_GETPIPE_SZ)
-    except OSError:
-        return "?"
+_LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING, "error": logging.ERROR}
 
 
 class InProcessSink(Sink):
@@ -389,12 +278,7 @@ class InProcessSink(Sink):
         super().__init__(backlog=backlog, heartbeat=heartbeat, writer=writer)
         self._owns_consumer = consumer is None
         if consumer is None:
-            try:
-                import barbridge  # type: ignore[import-not-found]
-            except ImportError as e:
-                raise SinkError("--sink inprocess needs the barbridge Python extension: build it with "
-                                "`VIRTUAL_ENV=.venv .venv/bin/maturin develop --release` (import failed: "
-                                f"{e}).") from None
+            barbridge = _extension()
             if not hasattr(barbridge, "Consumer"):
                 raise SinkError("the installed barbridge module has no Consumer class; rebuild the extension.")
             try:

@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
-"""Sidecar write path: bars/s of the sidecar's FifoSink (validate, encode, one os.write per line,
-on its own thread) against the seed sidecar's approach (open the FIFO, json.dump one bar, close,
-for every bar), into the same reader, in one run.
+"""Sidecar write path: bars/s of the sidecar's FifoSink (submit_bar validates and queues in Rust;
+the extension's writer thread encodes and writes whole lines, up to 4096 bytes per write) against
+the seed sidecar's approach (open the FIFO, json.dump one bar, close, for every bar), into the
+same reader, in one run. Timed from the first submit until every line is written.
 
     .venv/bin/python scripts/bench_sidecar.py [--bars 100000]
 """

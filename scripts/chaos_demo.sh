@@ -34,6 +34,7 @@ while [ $# -gt 0 ]; do
   esac
 done
 [ -x "$py" ] || { echo "chaos_demo.sh: $py missing: run scripts/test_all.sh once to create .venv" >&2; exit 2; }
+"$repo/scripts/ensure_extension.sh" || exit 2
 if [ ! -x "$bin" ]; then
   echo "building barbridge (cargo build --release) ..."
   (cd "$repo" && cargo build --release --bin barbridge >/dev/null) || exit 2

@@ -296,6 +296,9 @@ ensure_venv() {
         die 2 "pip install -r requirements.txt failed (see above)." "check network access to PyPI, then rerun."
     echo "$want" >"$stamp"
 }
+ensure_extension() { # the sidecar writes the FIFO through barbridge.FifoWriter
+    run_fg "$REPO/scripts/ensure_extension.sh" || die 2 "the Python extension barbridge could not be built (see above)." "fix the build error, then rerun."
+}
 ensure_binary() {
     if [[ -x $BIN ]]; then return 0; fi
     if [[ -n ${BARBRIDGE_BIN:-} ]]; then die 2 "BARBRIDGE_BIN=$BIN is not an executable." "unset BARBRIDGE_BIN or build it."; fi
@@ -356,11 +359,13 @@ preflight() {
 if [[ $ACTION == check ]]; then
     [[ -x $PY ]] || die 2 "the Python environment .venv/ is missing." "run scripts/launch_live_trading.sh once (it creates it) or python3 -m venv .venv && .venv/bin/pip install -r requirements.txt."
     [[ -x $BIN ]] || die 2 "the consumer $BIN is not built." "run cargo build --release --bin barbridge."
+    "$PY" -c 'import barbridge; barbridge.FifoWriter' 2>/dev/null || die 2 "the Python extension barbridge (the sidecar's FIFO writer) is not built." "run scripts/ensure_extension.sh."
     if preflight; then echo "preflight: all checks passed"; exit 0; fi
     exit 2
 fi
 
 ensure_venv
+ensure_extension
 ensure_binary
 
 # ---------------------------------------------------------------- run directory, single instance

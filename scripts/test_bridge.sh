@@ -30,6 +30,7 @@ while (($#)); do
 done
 if ! [[ $MINUTES =~ ^[0-9]+$ ]] || ((MINUTES < 8)); then echo "test_bridge: --minutes must be a whole number >= 8" >&2; exit 2; fi
 [[ -x $PY ]] || { echo "test_bridge: $PY not found; create the venv (python3 -m venv .venv && .venv/bin/pip install -r requirements.txt)" >&2; exit 2; }
+"$REPO/scripts/ensure_extension.sh" || exit 2
 if [[ ! -x $BIN ]]; then
     echo "test_bridge: building the consumer (cargo build --release --bin barbridge)" >&2
     cargo build --release --bin barbridge --manifest-path "$REPO/Cargo.toml" >&2 || { echo "test_bridge: build failed" >&2; exit 2; }

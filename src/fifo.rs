@@ -133,9 +133,14 @@ fn open_read(path: &Path) -> Result<File, FifoError> {
             Some(libc::ELOOP) => FifoError::Symlink { path: path.to_path_buf() },
             _ => FifoError::Open { path: path.to_path_buf(), source },
         })?;
-    let meta = file.metadata().map_err(|source| FifoError::Open { path: path.to_path_buf(), source })?;
-    check_fifo(path, &meta, nix::unistd::getuid().as_raw())?;
+    check_opened(path, &file)?;
     Ok(file)
+}
+
+/// Check what was actually opened at `path`: a FIFO this user owns.
+pub(crate) fn check_opened(path: &Path, file: &File) -> Result<(), FifoError> {
+    let meta = file.metadata().map_err(|source| FifoError::Open { path: path.to_path_buf(), source })?;
+    check_fifo(path, &meta, nix::unistd::getuid().as_raw())
 }
 
 /// What the reader does next.

@@ -38,6 +38,7 @@ pub mod journal;
 pub mod status;
 pub mod store;
 pub mod wire;
+pub mod writer;
 
 #[cfg(feature = "python")]
 mod python;

@@ -8,6 +8,7 @@
 //! queries hold it (they take well under a microsecond). No Rust thread ever calls into Python,
 //! so there is no lock-order hazard between the GIL and the consumer's internal locks.
 
+use std::collections::VecDeque;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -1166,9 +1167,207 @@ impl Drop for PyFifoReader {
 
 // ------------------------------------------------------------------------------ module
 
+// ------------------------------------------------------------------- FIFO writer (the sidecar's side)
+
+/// What the writer reports, waiting for Python's `logging` (drained by `next_event`).
+#[derive(Default)]
+struct WriterEvents {
+    queue: Mutex<VecDeque<(log::Level, String)>>,
+    ready: std::sync::Condvar,
+    suppressed: std::sync::atomic::AtomicU64,
+    /// Closed: a waiting `next` returns at once.
+    closed: std::sync::atomic::AtomicBool,
+}
+
+/// Events kept for Python; beyond this they are counted, and the count is reported.
+const MAX_WRITER_EVENTS: usize = 1000;
+
+impl WriterEvents {
+    fn push(&self, level: log::Level, message: String) {
+        let mut q = lock(&self.queue);
+        if q.len() >= MAX_WRITER_EVENTS {
+            self.suppressed.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            return;
+        }
+        q.push_back((level, message));
+        self.ready.notify_one();
+    }
+
+    fn next(&self, timeout: Duration) -> Option<(log::Level, String)> {
+        let n = self.suppressed.swap(0, std::sync::atomic::Ordering::Relaxed);
+        if n > 0 {
+            return Some((log::Level::Warn, format!("{n} FIFO writer message(s) suppressed (too many at once)")));
+        }
+        let q = lock(&self.queue);
+        let (mut q, _) = self
+            .ready
+            .wait_timeout_while(q, timeout, |q| q.is_empty() && !self.closed.load(std::sync::atomic::Ordering::Relaxed))
+            .unwrap_or_else(|e| e.into_inner());
+        q.pop_front()
+    }
+}
+
+/// The sidecar's FIFO writer: bars are validated and queued by the calling thread (a few hundred
+/// nanoseconds, never waiting for the consumer); a Rust thread encodes and writes them.
+///
+/// Semantics (see the Rust module ``writer``): non-blocking open with retry while no reader is
+/// there, atomic writes of whole lines, a bounded backlog (oldest dropped, counted, and announced
+/// with a ``disconnected`` status line), ``seq``/``writer`` on every line, heartbeats, and after
+/// EPIPE the newest version of each recent minute re-sent when a reader returns.
+#[pyclass(name = "FifoWriter", module = "barbridge", frozen)]
+struct PyFifoWriter {
+    inner: crate::writer::FifoWriter,
+    events: Arc<WriterEvents>,
+}
+
+fn level_name(level: log::Level) -> &'static str {
+    match level {
+        log::Level::Error => "error",
+        log::Level::Warn => "warning",
+        log::Level::Info => "info",
+        log::Level::Debug | log::Level::Trace => "debug",
+    }
+}
+
+fn bar_kind_from_dict(py: Python<'_>, d: &Bound<'_, PyDict>) -> Result<BarKind, wire::WireError> {
+    let kind = dict_field(d, intern!(py, "kind")).or_else(|| dict_field(d, intern!(py, "type")));
+    let Some(kind) = kind else { return Ok(BarKind::Bar) };
+    match kind.downcast::<PyString>().ok().and_then(|s| s.to_cow().ok()).as_deref() {
+        Some("bar") => Ok(BarKind::Bar),
+        Some("updated_bar") => Ok(BarKind::UpdatedBar),
+        _ => Err(wire::WireError::WrongType { detail: format!("`kind` must be \"bar\" or \"updated_bar\", got {kind}") }),
+    }
+}
+
+#[pymethods]
+impl PyFifoWriter {
+    #[new]
+    #[pyo3(signature = (path, *, writer, backlog = 100_000, heartbeat = 5.0, pipe_size = 1 << 20, replay = 4096, open_backoff_max = 1.0))]
+    fn new(
+        path: PathBuf,
+        writer: String,
+        backlog: usize,
+        heartbeat: f64,
+        pipe_size: usize,
+        replay: usize,
+        open_backoff_max: f64,
+    ) -> PyResult<PyFifoWriter> {
+        let seconds = |v: f64, name: &str| {
+            if v.is_finite() && v >= 0.0 {
+                Ok(Duration::from_secs_f64(v))
+            } else {
+                Err(PyValueError::new_err(format!("{name} must be a number of seconds >= 0, got {v}")))
+            }
+        };
+        let options = crate::writer::WriterOptions {
+            writer,
+            backlog: backlog.max(1),
+            heartbeat: Some(seconds(heartbeat, "heartbeat")?).filter(|d| !d.is_zero()),
+            pipe_size,
+            replay,
+            open_backoff_max: seconds(open_backoff_max, "open_backoff_max")?,
+        };
+        let events = Arc::new(WriterEvents::default());
+        let sink = events.clone();
+        let report: crate::writer::Reporter = Arc::new(move |level, message| sink.push(level, message));
+        Ok(PyFifoWriter { inner: crate::writer::FifoWriter::with_reporter(path, options, report), events })
+    }
+
+    /// Create or check the FIFO (private directory, a FIFO of this user's). OSError with one
+    /// sentence when it cannot be used.
+    fn prepare(&self) -> PyResult<()> {
+        self.inner.prepare().map_err(|e| PyOSError::new_err(e.to_string()))
+    }
+
+    /// Prepare the FIFO and start the writer thread.
+    fn start(&self) -> PyResult<()> {
+        self.inner.start().map_err(|e| PyOSError::new_err(e.to_string()))
+    }
+
+    /// Queue one bar (a dict with the wire field names; ``kind`` or ``type`` says whether it is
+    /// an ``updated_bar``). False when it breaks the protocol's rules: then it is counted
+    /// (``stats()["dropped_invalid"]``), reported and not sent.
+    fn submit_bar(&self, py: Python<'_>, bar: &Bound<'_, PyAny>) -> PyResult<bool> {
+        let d = bar
+            .downcast::<PyDict>()
+            .map_err(|_| PyTypeError::new_err(format!("a bar must be a dict, not {}", type_name(bar))))?;
+        let parsed = bar_kind_from_dict(py, d).and_then(|kind| bar_from_dict(py, d).map(|b| (kind, b)));
+        match parsed {
+            Ok((kind, (symbol, bar, source))) => Ok(self.inner.submit_bar(&symbol, bar, kind, source).is_ok()),
+            Err(e) => {
+                let symbol = dict_field(d, intern!(py, "symbol")).map_or_else(|| "?".to_owned(), |s| s.to_string());
+                self.inner.reject(&symbol, &e);
+                Ok(false)
+            }
+        }
+    }
+
+    /// Queue a status line. ValueError for a state the protocol does not know.
+    #[pyo3(signature = (state, detail = ""))]
+    fn submit_status(&self, state: &str, detail: &str) -> PyResult<()> {
+        self.inner.submit_status(state, detail).map_err(|e| PyValueError::new_err(e.to_string()))
+    }
+
+    /// Lines waiting to be written.
+    fn backlog(&self) -> usize {
+        self.inner.backlog()
+    }
+
+    /// Counters: lines_written, bars_written, dropped_overflow, dropped_invalid, reader_opens,
+    /// reader_lost, pipe_full, replayed.
+    fn stats<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        to_py(py, &self.inner.stats())
+    }
+
+    /// True while the FIFO is open with a reader on the other end.
+    #[getter]
+    fn reader_present(&self) -> bool {
+        self.inner.reader_present()
+    }
+
+    #[getter]
+    fn writer(&self) -> &str {
+        self.inner.writer_id()
+    }
+
+    /// The next message of the writer as ``(level, text)`` (level: "debug", "info", "warning",
+    /// "error"), or None after ``timeout`` seconds without one.
+    fn next_event(&self, py: Python<'_>, timeout: f64) -> PyResult<Option<(&'static str, String)>> {
+        let timeout = parse_timeout(Some(timeout))?.unwrap_or_default();
+        let events = self.events.clone();
+        Ok(py.allow_threads(move || events.next(timeout)).map(|(level, text)| (level_name(level), text)))
+    }
+
+    /// True once the writer thread has ended (closed, or stopped by an error).
+    fn finished(&self) -> bool {
+        self.inner.finished()
+    }
+
+    /// Wait for the writer thread to end: None when it was closed or never started, else
+    /// ``(unusable, message)`` for the error that stopped it (unusable: the FIFO itself).
+    fn join(&self, py: Python<'_>) -> Option<(bool, String)> {
+        py.allow_threads(|| self.inner.join()).and_then(|r| r.err()).map(|e| (e.unusable, e.message))
+    }
+
+    /// Stop, first trying for ``flush_timeout`` seconds to deliver what is pending.
+    #[pyo3(signature = (flush_timeout = 2.0))]
+    fn close(&self, py: Python<'_>, flush_timeout: f64) -> PyResult<()> {
+        let timeout = parse_timeout(Some(flush_timeout))?.unwrap_or_default();
+        py.allow_threads(|| self.inner.close(timeout));
+        let _queue = lock(&self.events.queue);
+        self.events.closed.store(true, std::sync::atomic::Ordering::Relaxed);
+        self.events.ready.notify_all();
+        Ok(())
+    }
+
+    fn __repr__(&self) -> String {
+        format!("FifoWriter({:?}, writer={:?}, backlog={})", self.inner.path(), self.inner.writer_id(), self.inner.backlog())
+    }
+}
+
 /// barbridge: market-data bars from the Alpaca sidecar into a per-symbol store (Rust core).
 ///
-/// Three ways in from Python, all on the same Rust pipeline as the ``barbridge`` CLI (one
+/// What it offers Python, all on the same Rust code as the ``barbridge`` CLI (one
 /// parser, one validator, one store):
 ///
 /// * :class:`Consumer` - push bars (dicts with the wire field names, wire JSON lines, or
@@ -1176,6 +1375,8 @@ impl Drop for PyFifoReader {
 ///   ``symbols``, ``stats``, ``health``; ``subscribe()`` iterates new bars.
 /// * :class:`FifoReader` - ``for bar in barbridge.FifoReader(path): ...`` reads the sidecar's
 ///   FIFO on a Rust thread; Ctrl-C interrupts the loop.
+/// * :class:`FifoWriter` - the sidecar's side of the FIFO: ``submit_bar`` validates and queues in
+///   Rust; a Rust thread writes (what ``bridge.sinks.FifoSink`` runs on).
 /// * ``python -m bridge --sink inprocess`` - the sidecar pushing into a Consumer in the same
 ///   process (one-process mode).
 ///
@@ -1203,6 +1404,7 @@ fn barbridge(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<BatchResult>()?;
     m.add_class::<PySubscription>()?;
     m.add_class::<PyFifoReader>()?;
+    m.add_class::<PyFifoWriter>()?;
     m.add("WireError", py.get_type::<exc::WireError>())?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     m.add("MAX_LINE_BYTES", wire::MAX_LINE_BYTES)?;

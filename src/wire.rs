@@ -11,7 +11,6 @@
 //! ```
 
 use std::borrow::Cow;
-use std::fmt::Write as _;
 
 use serde::Deserialize;
 use thiserror::Error;
@@ -652,29 +651,74 @@ fn field_at(text: &str, column: usize) -> Option<&str> {
 /// Encode a bar as one wire line (without the newline), in the seed's field order.
 /// Integral volumes are written as integers, as the seed sidecar does.
 pub fn encode_bar(symbol: &str, bar: &Bar, kind: BarKind) -> String {
-    let mut out = String::with_capacity(192);
-    out.push('{');
-    if kind == BarKind::UpdatedBar {
-        out.push_str("\"type\":\"updated_bar\",");
-    }
-    out.push_str("\"symbol\":");
-    out.push_str(&serde_json::to_string(symbol).expect("a str always serialises"));
-    let _ = write!(out, ",\"timestamp_ms\":{}", bar.timestamp_ms);
-    for (name, value) in [("open", bar.open), ("high", bar.high), ("low", bar.low), ("close", bar.close)] {
-        let _ = write!(out, ",\"{name}\":{}", json_f64(value));
-    }
-    if bar.volume.fract() == 0.0 && bar.volume.abs() < 9.0e15 {
-        let _ = write!(out, ",\"volume\":{}", bar.volume as i64);
-    } else {
-        let _ = write!(out, ",\"volume\":{}", json_f64(bar.volume));
-    }
-    let _ = write!(out, ",\"vwap\":{},\"trade_count\":{}}}", json_f64(bar.vwap), bar.trade_count);
-    out
+    let mut out = Vec::with_capacity(192);
+    write_bar_line(&mut out, symbol, bar, kind, &Envelope::default());
+    out.pop(); // the newline
+    String::from_utf8(out).expect("the encoder writes ASCII")
 }
 
-fn json_f64(v: f64) -> String {
-    // serde_json prints the shortest representation that round-trips (as Python's repr does).
-    serde_json::to_string(&v).expect("finite floats always serialise")
+/// What a writer adds to a bar line after the seed's fields: where the bar came from and the
+/// writer's sequence number and id (see the wire protocol in ARCHITECTURE.md).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Envelope<'a> {
+    pub source: Option<Source>,
+    pub seq: Option<u64>,
+    pub writer: Option<&'a str>,
+}
+
+/// Append one bar as a wire line, newline included, to `out`: the seed's fields in the seed's
+/// order, then the envelope's. Numbers use the shortest text that reads back to the same value.
+pub fn write_bar_line(out: &mut Vec<u8>, symbol: &str, bar: &Bar, kind: BarKind, envelope: &Envelope<'_>) {
+    let mut ints = itoa::Buffer::new();
+    let mut floats = zmij::Buffer::new();
+    out.extend_from_slice(if kind == BarKind::UpdatedBar { b"{\"type\":\"updated_bar\",\"symbol\":" } else { b"{\"symbol\":" });
+    write_json_str(out, symbol);
+    out.extend_from_slice(b",\"timestamp_ms\":");
+    out.extend_from_slice(ints.format(bar.timestamp_ms).as_bytes());
+    for (key, value) in [
+        (&b",\"open\":"[..], bar.open),
+        (b",\"high\":", bar.high),
+        (b",\"low\":", bar.low),
+        (b",\"close\":", bar.close),
+    ] {
+        out.extend_from_slice(key);
+        out.extend_from_slice(floats.format_finite(value).as_bytes());
+    }
+    out.extend_from_slice(b",\"volume\":");
+    if bar.volume.fract() == 0.0 && bar.volume.abs() < 9.0e15 {
+        out.extend_from_slice(ints.format(bar.volume as i64).as_bytes());
+    } else {
+        out.extend_from_slice(floats.format_finite(bar.volume).as_bytes());
+    }
+    out.extend_from_slice(b",\"vwap\":");
+    out.extend_from_slice(floats.format_finite(bar.vwap).as_bytes());
+    out.extend_from_slice(b",\"trade_count\":");
+    out.extend_from_slice(ints.format(bar.trade_count).as_bytes());
+    if let Some(source) = envelope.source {
+        out.extend_from_slice(b",\"source\":\"");
+        out.extend_from_slice(source.as_str().as_bytes());
+        out.push(b'"');
+    }
+    if let Some(seq) = envelope.seq {
+        out.extend_from_slice(b",\"seq\":");
+        out.extend_from_slice(ints.format(seq).as_bytes());
+    }
+    if let Some(writer) = envelope.writer {
+        out.extend_from_slice(b",\"writer\":");
+        write_json_str(out, writer);
+    }
+    out.extend_from_slice(b"}\n");
+}
+
+/// `s` as a JSON string (quoted and escaped).
+fn write_json_str(out: &mut Vec<u8>, s: &str) {
+    if s.bytes().all(|b| b.is_ascii_graphic() && b != b'"' && b != b'\\' || b == b' ') {
+        out.push(b'"');
+        out.extend_from_slice(s.as_bytes());
+        out.push(b'"');
+    } else {
+        serde_json::to_writer(&mut *out, s).expect("writing to a Vec cannot fail");
+    }
 }
 
 #[cfg(test)]

@@ -1,0 +1,704 @@
+//! FIFO writer: the sidecar's end of the pipe, in Rust so that a full-market minute costs the
+//! sidecar microseconds, not milliseconds.
+//!
+//! Producers call [`FifoWriter::submit_bar`] / [`FifoWriter::submit_status`] from any thread: the
+//! bar is validated, appended to a bounded backlog under a short lock, and the call returns. The
+//! writer's own thread encodes and writes. Nothing a producer calls waits for the consumer.
+//!
+//! - The FIFO is opened `O_WRONLY|O_NONBLOCK|O_NOFOLLOW`; no reader yet (`ENXIO`) means retry with
+//!   backoff, and what was opened is checked (a FIFO this user owns) before anything is written.
+//! - `F_SETPIPE_SZ` raises the pipe buffer so a slow consumer absorbs bursts.
+//! - Whole lines are packed into writes of at most `PIPE_BUF` (4096) bytes: atomic, so lines never
+//!   interleave with another writer's.
+//! - Pipe full (`EAGAIN`): the lines stay first in the backlog; the thread polls for room.
+//! - Reader gone (`EPIPE`): close, reopen when a reader returns, and first re-send the newest
+//!   version of each minute among the last `replay` bars written: lines unread in the dead
+//!   reader's pipe die with it, and the consumer's dedupe makes the re-send harmless.
+//! - Backlog full: the oldest line is dropped, counted, and a `disconnected` status line tells the
+//!   consumer (the sidecar backfills the gap over REST). Heartbeats carry the backlog and the drop
+//!   count.
+//!
+//! ```no_run
+//! use barbridge::writer::{FifoWriter, WriterOptions};
+//! use barbridge::{Bar, BarKind};
+//! let writer = FifoWriter::new("/run/user/1000/barbridge/bars.fifo", WriterOptions::default());
+//! writer.start()?;
+//! let bar = Bar { timestamp_ms: 1_759_930_080_000, open: 1.0, high: 2.0, low: 0.5, close: 1.5,
+//!                 volume: 10.0, vwap: 1.2, trade_count: 3 };
+//! writer.submit_bar("SPY", bar, BarKind::Bar, None)?;
+//! writer.close(std::time::Duration::from_secs(2));
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! A process that has not ignored `SIGPIPE` is killed by a write to a pipe without reader; Rust
+//! binaries and Python ignore it by default.
+
+use std::collections::VecDeque;
+use std::fs::{File, OpenOptions};
+use std::io::{self, Write};
+use std::os::fd::AsFd;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Receiver, Sender};
+use nix::fcntl::{fcntl, FcntlArg};
+use nix::libc;
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+use rustc_hash::FxHashMap;
+use serde::Serialize;
+use thiserror::Error;
+
+use crate::bar::{Bar, BarKind, Source};
+use crate::fifo::{self, FifoError};
+use crate::wire::{self, Envelope, WireError};
+
+/// A `write()` of at most this many bytes to a pipe is atomic.
+pub const PIPE_BUF: usize = 4096;
+/// Lines taken from the backlog per `write()` (at most `PIPE_BUF` bytes of them are written).
+const WRITE_BATCH: usize = 64;
+/// The longest a status line's detail may be, in characters.
+const MAX_DETAIL_CHARS: usize = 1000;
+/// Status states the consumer knows (ARCHITECTURE.md).
+pub const STATES: [&str; 6] = ["connected", "subscribed", "disconnected", "reconnecting", "auth_failed", "stale"];
+
+/// How a [`FifoWriter`] behaves.
+#[derive(Clone, Debug)]
+pub struct WriterOptions {
+    /// This writer's id on every line (`"writer"`), so the consumer tracks its `seq` separately.
+    pub writer: String,
+    /// Lines kept while the consumer is away or slow; beyond it the oldest are dropped.
+    pub backlog: usize,
+    /// Interval of heartbeat lines; `None` sends none.
+    pub heartbeat: Option<Duration>,
+    /// Pipe buffer to ask for (`F_SETPIPE_SZ`; halved until the kernel accepts it).
+    pub pipe_size: usize,
+    /// Bars remembered for re-sending when a reader returns after `EPIPE`.
+    pub replay: usize,
+    /// Longest wait between attempts to open a FIFO that has no reader.
+    pub open_backoff_max: Duration,
+}
+
+impl Default for WriterOptions {
+    fn default() -> WriterOptions {
+        WriterOptions {
+            writer: format!("{}-rs", std::process::id()),
+            backlog: 100_000,
+            heartbeat: Some(Duration::from_secs(5)),
+            pipe_size: 1 << 20,
+            replay: 4096,
+            open_backoff_max: Duration::from_secs(1),
+        }
+    }
+}
+
+/// Counters of a [`FifoWriter`] (monotonic).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct WriterStats {
+    pub lines_written: u64,
+    pub bars_written: u64,
+    /// Lines dropped because the backlog was full.
+    pub dropped_overflow: u64,
+    /// Bars refused by the protocol's rules (never queued).
+    pub dropped_invalid: u64,
+    pub reader_opens: u64,
+    /// Times the reader went away (`EPIPE`).
+    pub reader_lost: u64,
+    /// Writes that found the pipe full (`EAGAIN`).
+    pub pipe_full: u64,
+    /// Bars re-sent to a returning reader.
+    pub replayed: u64,
+}
+
+/// Why the writer stopped before it was asked to. One sentence a user can act on.
+#[derive(Debug, Error)]
+pub enum WriterError {
+    /// The FIFO is not safe or not usable (symlink, not a FIFO, someone else's, cannot be created).
+    #[error(transparent)]
+    Unusable(#[from] FifoError),
+    #[error("writing to {path} failed: {source}")]
+    Write { path: PathBuf, source: io::Error },
+    #[error("writer id {writer:?} is not 1-64 printable ASCII characters")]
+    InvalidWriterId { writer: String },
+}
+
+/// Receives what the writer has to say (connections, losses, drops), with a level. The default
+/// sends it to the `log` crate; the Python extension hands it to Python's `logging`.
+pub type Reporter = Arc<dyn Fn(log::Level, String) + Send + Sync>;
+
+#[derive(Debug)]
+struct BarItem {
+    symbol: Box<str>,
+    bar: Bar,
+    kind: BarKind,
+    source: Option<Source>,
+}
+
+#[derive(Debug)]
+enum Item {
+    Bar(BarItem),
+    Status { ts_ms: i64, state: &'static str, detail: String },
+    Heartbeat,
+}
+
+/// Set by [`FifoWriter::close`].
+#[derive(Default)]
+struct StopRequest {
+    stop: bool,
+    flush_deadline: Option<Instant>,
+}
+
+#[derive(Default)]
+struct Counters {
+    lines_written: AtomicU64,
+    bars_written: AtomicU64,
+    dropped_overflow: AtomicU64,
+    dropped_invalid: AtomicU64,
+    reader_opens: AtomicU64,
+    reader_lost: AtomicU64,
+    pipe_full: AtomicU64,
+    replayed: AtomicU64,
+}
+
+struct Shared {
+    path: PathBuf,
+    options: WriterOptions,
+    /// The backlog. A channel, not a locked deque: a producer submitting bar after bar would
+    /// otherwise starve the writer thread of the lock (measured: writes stalled for 100+ ms).
+    /// Producers also receive from it, to drop the oldest line when the backlog is full.
+    lines: (Sender<Item>, Receiver<Item>),
+    /// Lines submitted and not yet written (or dropped): the backlog's size.
+    queued: AtomicUsize,
+    stop: Mutex<StopRequest>,
+    /// Wakes the writer thread for a stop request.
+    wake: (Sender<()>, Receiver<()>),
+    counters: Counters,
+    reader_present: AtomicBool,
+    report: Reporter,
+}
+
+impl Shared {
+    fn enqueue(&self, item: Item) {
+        if self.queued.fetch_add(1, Ordering::Relaxed) >= self.options.backlog.max(1) {
+            // Keep the newest data: the oldest minutes can be backfilled over REST later.
+            if self.lines.1.try_recv().is_ok() {
+                self.queued.fetch_sub(1, Ordering::Relaxed);
+                bump(&self.counters.dropped_overflow, 1);
+            }
+        }
+        let _ = self.lines.0.send(item); // cannot fail: `self` holds a receiver
+    }
+
+    /// Asked to stop, and nothing left to write or no time left to write it.
+    fn stopping_and_done(&self) -> bool {
+        let request = lock(&self.stop);
+        request.stop
+            && (self.queued.load(Ordering::Relaxed) == 0 || request.flush_deadline.is_some_and(|d| Instant::now() >= d))
+    }
+
+    fn stop_requested(&self) -> bool {
+        lock(&self.stop).stop
+    }
+}
+
+/// The sidecar's FIFO writer. See the [module documentation](self).
+pub struct FifoWriter {
+    shared: Arc<Shared>,
+    thread: Mutex<Option<JoinHandle<Result<(), WriterError>>>>,
+    outcome: Mutex<Option<Result<(), Stopped>>>,
+}
+
+/// Why the writer thread stopped by itself (a [`WriterError`], as text).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Stopped {
+    pub message: String,
+    /// The FIFO itself is unusable (a configuration problem the user must fix).
+    pub unusable: bool,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
+}
+
+fn bump(counter: &AtomicU64, by: u64) -> u64 {
+    counter.fetch_add(by, Ordering::Relaxed) + by
+}
+
+impl FifoWriter {
+    /// A writer for the FIFO at `path`. Nothing is opened until [`FifoWriter::start`]; bars
+    /// submitted before it wait in the backlog.
+    pub fn new(path: impl Into<PathBuf>, options: WriterOptions) -> FifoWriter {
+        FifoWriter::with_reporter(path, options, Arc::new(|level, message| log::log!(level, "{message}")))
+    }
+
+    /// [`FifoWriter::new`], with what the writer reports going to `report` instead of `log`.
+    pub fn with_reporter(path: impl Into<PathBuf>, options: WriterOptions, report: Reporter) -> FifoWriter {
+        let shared = Shared {
+            path: path.into(),
+            options,
+            lines: crossbeam_channel::unbounded(),
+            queued: AtomicUsize::new(0),
+            stop: Mutex::new(StopRequest::default()),
+            wake: crossbeam_channel::bounded(1),
+            counters: Counters::default(),
+            reader_present: AtomicBool::new(false),
+            report,
+        };
+        FifoWriter { shared: Arc::new(shared), thread: Mutex::new(None), outcome: Mutex::new(None) }
+    }
+
+    /// Create or check the FIFO now (a private directory, a FIFO this user owns), so that a
+    /// configuration error surfaces at start-up rather than on the writer thread.
+    pub fn prepare(&self) -> Result<(), WriterError> {
+        let writer = &self.shared.options.writer;
+        if writer.is_empty() || writer.len() > 64 || !writer.bytes().all(|b| b.is_ascii_graphic()) {
+            return Err(WriterError::InvalidWriterId { writer: writer.clone() });
+        }
+        Ok(fifo::prepare_fifo(&self.shared.path)?)
+    }
+
+    /// Prepare the FIFO and start the writer thread (once; later calls do nothing).
+    pub fn start(&self) -> Result<(), WriterError> {
+        let mut thread = lock(&self.thread);
+        if thread.is_some() || lock(&self.outcome).is_some() {
+            return Ok(());
+        }
+        self.prepare()?;
+        let shared = self.shared.clone();
+        let handle = std::thread::Builder::new()
+            .name("fifo-writer".into())
+            .spawn(move || {
+                let result = Connection::new(&shared).run();
+                shared.reader_present.store(false, Ordering::Relaxed);
+                if let Err(e) = &result {
+                    (shared.report)(log::Level::Error, format!("FIFO writer stopped: {e}"));
+                }
+                result
+            })
+            .map_err(|source| WriterError::Write { path: self.shared.path.clone(), source })?;
+        *thread = Some(handle);
+        Ok(())
+    }
+
+    /// Queue one bar. A bar the protocol's rules refuse is counted, reported and not queued.
+    pub fn submit_bar(&self, symbol: &str, bar: Bar, kind: BarKind, source: Option<Source>) -> Result<(), WireError> {
+        if let Err(e) = wire::validate(symbol, &bar) {
+            self.reject(symbol, &e);
+            return Err(e);
+        }
+        self.enqueue(Item::Bar(BarItem { symbol: symbol.into(), bar, kind, source }));
+        Ok(())
+    }
+
+    /// Count and report a bar that never became one (refused by the rules, or a producer could
+    /// not even read it). Reported in full for the first 10, then every 1,000th, with the total.
+    pub fn reject(&self, symbol: &str, error: &WireError) {
+        let n = bump(&self.shared.counters.dropped_invalid, 1);
+        if n <= 10 || n % 1000 == 0 {
+            (self.shared.report)(
+                log::Level::Warn,
+                format!("dropping invalid bar {symbol:?}: {error} ({n} invalid bar(s) dropped so far)"),
+            );
+        }
+    }
+
+    /// Queue a status line (`state` one of [`STATES`]; `detail` is cut to 1,000 characters).
+    pub fn submit_status(&self, state: &str, detail: &str) -> Result<(), UnknownState> {
+        let state = *STATES.iter().find(|s| **s == state).ok_or_else(|| UnknownState(state.to_owned()))?;
+        let detail = detail.chars().take(MAX_DETAIL_CHARS).collect();
+        self.enqueue(Item::Status { ts_ms: now_ms(), state, detail });
+        Ok(())
+    }
+
+    fn enqueue(&self, item: Item) {
+        self.shared.enqueue(item);
+    }
+
+    /// Lines waiting to be written.
+    pub fn backlog(&self) -> usize {
+        self.shared.queued.load(Ordering::Relaxed)
+    }
+
+    /// True while the FIFO is open with a reader on the other end.
+    pub fn reader_present(&self) -> bool {
+        self.shared.reader_present.load(Ordering::Relaxed)
+    }
+
+    pub fn stats(&self) -> WriterStats {
+        let c = &self.shared.counters;
+        let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        WriterStats {
+            lines_written: get(&c.lines_written),
+            bars_written: get(&c.bars_written),
+            dropped_overflow: get(&c.dropped_overflow),
+            dropped_invalid: get(&c.dropped_invalid),
+            reader_opens: get(&c.reader_opens),
+            reader_lost: get(&c.reader_lost),
+            pipe_full: get(&c.pipe_full),
+            replayed: get(&c.replayed),
+        }
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.shared.path
+    }
+
+    pub fn writer_id(&self) -> &str {
+        &self.shared.options.writer
+    }
+
+    /// True once the writer thread has ended (closed, or stopped by an error).
+    pub fn finished(&self) -> bool {
+        lock(&self.outcome).is_some() || lock(&self.thread).as_ref().is_some_and(|t| t.is_finished())
+    }
+
+    /// Wait for the writer thread to end and return why it ended: `Ok` when it was closed, the
+    /// error when it stopped by itself. `None` when it was never started.
+    pub fn join(&self) -> Option<Result<(), Stopped>> {
+        let handle = lock(&self.thread).take();
+        if let Some(handle) = handle {
+            let outcome = match handle.join() {
+                Ok(result) => result.map_err(|e| Stopped {
+                    unusable: matches!(e, WriterError::Unusable(_)),
+                    message: e.to_string(),
+                }),
+                Err(_) => Err(Stopped { message: "the FIFO writer thread panicked".to_owned(), unusable: false }),
+            };
+            *lock(&self.outcome) = Some(outcome);
+        }
+        lock(&self.outcome).clone()
+    }
+
+    /// Stop the writer, first trying for `flush_timeout` to deliver what is pending.
+    /// Returns how it ended (see [`FifoWriter::join`]).
+    pub fn close(&self, flush_timeout: Duration) -> Option<Result<(), Stopped>> {
+        {
+            let mut request = lock(&self.shared.stop);
+            if !request.stop {
+                request.stop = true;
+                request.flush_deadline = Some(Instant::now() + flush_timeout);
+            }
+        }
+        let _ = self.shared.wake.0.try_send(());
+        self.join()
+    }
+}
+
+impl Drop for FifoWriter {
+    fn drop(&mut self) {
+        self.close(Duration::ZERO);
+    }
+}
+
+/// A status state the protocol does not know.
+#[derive(Debug, Error)]
+#[error("unknown status state {0:?} (expected one of {STATES:?})")]
+pub struct UnknownState(pub String);
+
+/// The writer thread's side: the open FIFO, the sequence number and the bars to re-send.
+struct Connection<'a> {
+    s: &'a Shared,
+    fd: Option<File>,
+    seq: u64,
+    /// The last bars written, for a reader that returns after `EPIPE`.
+    written: VecDeque<BarItem>,
+    lost: bool,
+    overflow_reported: u64,
+    /// Lines that go before the backlog's: given back after a failed write, re-sends, and the
+    /// overflow notice.
+    front: VecDeque<Item>,
+    batch: Vec<Item>,
+    buf: Vec<u8>,
+}
+
+#[derive(Serialize)]
+struct StatusLine<'a> {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    ts_ms: i64,
+    state: &'a str,
+    detail: &'a str,
+    seq: u64,
+    writer: &'a str,
+}
+
+#[derive(Serialize)]
+struct HeartbeatLine<'a> {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    ts_ms: i64,
+    seq: u64,
+    writer: &'a str,
+    backlog: usize,
+    dropped: u64,
+}
+
+impl<'a> Connection<'a> {
+    fn new(s: &'a Shared) -> Connection<'a> {
+        Connection {
+            s,
+            fd: None,
+            seq: 0,
+            written: VecDeque::with_capacity(s.options.replay.min(65_536)),
+            lost: false,
+            overflow_reported: 0,
+            front: VecDeque::new(),
+            batch: Vec::with_capacity(WRITE_BATCH),
+            buf: Vec::with_capacity(PIPE_BUF + 512),
+        }
+    }
+
+    fn say(&self, level: log::Level, message: String) {
+        (self.s.report)(level, message)
+    }
+
+    fn run(&mut self) -> Result<(), WriterError> {
+        let mut backoff = Duration::from_millis(10);
+        let heartbeat = self.s.options.heartbeat.filter(|d| !d.is_zero());
+        let mut next_heartbeat = heartbeat.map(|d| Instant::now() + d);
+        let result = loop {
+            if self.s.stopping_and_done() {
+                break Ok(());
+            }
+            if self.fd.is_none() {
+                match self.open() {
+                    Err(e) => break Err(e),
+                    Ok(true) => {
+                        backoff = Duration::from_millis(10);
+                        if self.lost {
+                            self.resend_written();
+                        }
+                        self.lost = false;
+                        next_heartbeat = heartbeat.map(|_| Instant::now()); // introduce ourselves
+                    }
+                    Ok(false) => {
+                        // No reader yet (when stopping: until the flush deadline, checked above).
+                        let wait = if self.s.stop_requested() { backoff.min(Duration::from_millis(50)) } else { backoff };
+                        let _ = self.s.wake.1.recv_timeout(wait);
+                        backoff = (backoff * 2).min(self.s.options.open_backoff_max.max(Duration::from_millis(10)));
+                        continue;
+                    }
+                }
+            }
+            self.report_overflow();
+            let now = Instant::now();
+            if let (Some(due), Some(every)) = (next_heartbeat, heartbeat) {
+                if now >= due {
+                    next_heartbeat = Some(now + every);
+                    // Not subject to the backlog's bound: it must not push out a bar.
+                    self.s.queued.fetch_add(1, Ordering::Relaxed);
+                    let _ = self.s.lines.0.send(Item::Heartbeat);
+                }
+            }
+            let backlog = self.s.queued.load(Ordering::Relaxed);
+            while self.batch.len() < WRITE_BATCH {
+                let Some(item) = self.front.pop_front().or_else(|| self.s.lines.1.try_recv().ok()) else { break };
+                self.batch.push(item);
+            }
+            if self.batch.is_empty() {
+                if self.s.stop_requested() {
+                    break Ok(());
+                }
+                let wait = next_heartbeat
+                    .map_or(Duration::from_millis(500), |due| due.saturating_duration_since(now))
+                    .min(Duration::from_millis(500));
+                crossbeam_channel::select! {
+                    recv(self.s.lines.1) -> item => self.front.extend(item.ok()),
+                    recv(self.s.wake.1) -> _ => {}
+                    default(wait) => {}
+                }
+                continue;
+            }
+            if let Err(e) = self.write_batch(backlog) {
+                break Err(e);
+            }
+        };
+        self.fd = None;
+        result
+    }
+
+    /// Encode the front of the batch into at most `PIPE_BUF` bytes and write it in one call;
+    /// whatever was not written goes back to the front of the backlog.
+    fn write_batch(&mut self, backlog: usize) -> Result<(), WriterError> {
+        self.buf.clear();
+        let writer = self.s.options.writer.as_str();
+        let dropped = self.s.counters.dropped_overflow.load(Ordering::Relaxed);
+        let mut taken = 0;
+        for item in &self.batch {
+            let start = self.buf.len();
+            let seq = self.seq + 1 + taken as u64;
+            encode(&mut self.buf, item, seq, writer, backlog, dropped);
+            if taken > 0 && self.buf.len() > PIPE_BUF {
+                self.buf.truncate(start);
+                break;
+            }
+            taken += 1;
+        }
+        let fd = self.fd.as_mut().expect("write_batch runs with the FIFO open");
+        let written = loop {
+            match fd.write(&self.buf) {
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                other => break other,
+            }
+        };
+        match written {
+            Ok(n) if n == self.buf.len() => {
+                self.seq += taken as u64;
+                bump(&self.s.counters.lines_written, taken as u64);
+                self.s.queued.fetch_sub(taken, Ordering::Relaxed);
+                let rest = self.batch.split_off(taken);
+                let (mut bars, replay) = (0, self.s.options.replay);
+                // Bars written are kept for a reader that returns after EPIPE.
+                for item in self.batch.drain(..) {
+                    if let Item::Bar(bar) = item {
+                        bars += 1;
+                        if replay > 0 {
+                            if self.written.len() >= replay {
+                                self.written.pop_front();
+                            }
+                            self.written.push_back(bar);
+                        }
+                    }
+                }
+                bump(&self.s.counters.bars_written, bars);
+                self.give_back(rest);
+                Ok(())
+            }
+            Ok(n) => {
+                // Cannot happen for at most PIPE_BUF bytes; never silent if it does.
+                let source = io::Error::other(format!("short write of {n} of {} bytes", self.buf.len()));
+                Err(WriterError::Write { path: self.s.path.clone(), source })
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                bump(&self.s.counters.pipe_full, 1);
+                let rest = std::mem::take(&mut self.batch);
+                self.give_back(rest);
+                let fd = self.fd.as_ref().expect("open");
+                let _ = poll(&mut [PollFd::new(fd.as_fd(), PollFlags::POLLOUT)], PollTimeout::from(200u16));
+                Ok(())
+            }
+            Err(e) if e.kind() == io::ErrorKind::BrokenPipe => {
+                bump(&self.s.counters.reader_lost, 1);
+                let rest = std::mem::take(&mut self.batch);
+                self.give_back(rest);
+                self.fd = None;
+                self.s.reader_present.store(false, Ordering::Relaxed);
+                self.lost = true;
+                let pending = self.s.queued.load(Ordering::Relaxed);
+                self.say(log::Level::Warn, format!("consumer went away (EPIPE); keeping {pending} line(s) until it returns"));
+                Ok(())
+            }
+            Err(source) => Err(WriterError::Write { path: self.s.path.clone(), source }),
+        }
+    }
+
+    /// Put what was not written back at the front of the backlog, in order.
+    fn give_back(&mut self, rest: Vec<Item>) {
+        for item in rest.into_iter().rev() {
+            self.front.push_front(item);
+        }
+    }
+
+    /// Open the FIFO if a reader is there: `Ok(false)` when there is none yet.
+    fn open(&mut self) -> Result<bool, WriterError> {
+        let path = &self.s.path;
+        let opened = OpenOptions::new()
+            .write(true)
+            .custom_flags(libc::O_NONBLOCK | libc::O_NOFOLLOW | libc::O_CLOEXEC)
+            .open(path);
+        let file = match opened {
+            Ok(file) => file,
+            Err(e) => {
+                return match e.raw_os_error() {
+                    Some(libc::ENXIO) => Ok(false), // no reader yet
+                    Some(libc::ENOENT) => {
+                        // Removed behind our back: recreate it (the consumer may too).
+                        fifo::prepare_fifo(path)?;
+                        Ok(false)
+                    }
+                    Some(libc::ELOOP) => Err(FifoError::Symlink { path: path.clone() }.into()),
+                    _ => Err(FifoError::Open { path: path.clone(), source: e }.into()),
+                };
+            }
+        };
+        fifo::check_opened(path, &file)?;
+        let mut size = self.s.options.pipe_size;
+        while size >= 4096 && fcntl(&file, FcntlArg::F_SETPIPE_SZ(size as libc::c_int)).is_err() {
+            size /= 2;
+        }
+        let actual = fcntl(&file, FcntlArg::F_GETPIPE_SZ).map_or_else(|_| "?".to_owned(), |n| n.to_string());
+        self.fd = Some(file);
+        self.s.reader_present.store(true, Ordering::Relaxed);
+        bump(&self.s.counters.reader_opens, 1);
+        self.say(log::Level::Info, format!("consumer connected to {} (pipe buffer {actual} bytes)", path.display()));
+        Ok(true)
+    }
+
+    /// A reader returned after `EPIPE`: queue, first, the newest version of each minute among the
+    /// bars written lately (re-sending an older version first would make the consumer flip back
+    /// and forth, and journal both).
+    fn resend_written(&mut self) {
+        if self.written.is_empty() {
+            return;
+        }
+        let mut newest: Vec<BarItem> = Vec::with_capacity(self.written.len());
+        let mut at: FxHashMap<(Box<str>, i64), usize> = FxHashMap::default();
+        for bar in self.written.drain(..) {
+            match at.get(&(bar.symbol.clone(), bar.bar.timestamp_ms)) {
+                Some(&i) => newest[i] = bar,
+                None => {
+                    at.insert((bar.symbol.clone(), bar.bar.timestamp_ms), newest.len());
+                    newest.push(bar);
+                }
+            }
+        }
+        let n = newest.len();
+        bump(&self.s.counters.replayed, n as u64);
+        self.s.queued.fetch_add(n, Ordering::Relaxed);
+        self.give_back(newest.into_iter().map(Item::Bar).collect());
+        self.say(log::Level::Info, format!("consumer returned: re-sending the last {n} bar line(s)"));
+    }
+
+    /// Tell the log and the consumer (a `disconnected` status first in line) about new drops.
+    fn report_overflow(&mut self) {
+        let dropped = self.s.counters.dropped_overflow.load(Ordering::Relaxed);
+        if dropped <= self.overflow_reported {
+            return;
+        }
+        self.overflow_reported = dropped;
+        let limit = self.s.options.backlog;
+        self.say(log::Level::Error, format!("backlog overflow: {dropped} line(s) dropped in total (backlog limit {limit})"));
+        let detail = format!(
+            "sidecar backlog overflow: {dropped} line(s) dropped while the consumer was away or slow; they will be backfilled"
+        );
+        self.s.queued.fetch_add(1, Ordering::Relaxed);
+        self.front.push_front(Item::Status { ts_ms: now_ms(), state: "disconnected", detail });
+    }
+}
+
+/// Append `item` as one wire line with its envelope (`seq`, `writer`).
+fn encode(out: &mut Vec<u8>, item: &Item, seq: u64, writer: &str, backlog: usize, dropped: u64) {
+    match item {
+        Item::Bar(b) => {
+            let envelope = Envelope { source: b.source, seq: Some(seq), writer: Some(writer) };
+            wire::write_bar_line(out, &b.symbol, &b.bar, b.kind, &envelope);
+        }
+        Item::Status { ts_ms, state, detail } => {
+            let line = StatusLine { kind: "status", ts_ms: *ts_ms, state, detail, seq, writer };
+            serde_json::to_writer(&mut *out, &line).expect("writing to a Vec cannot fail");
+            out.push(b'\n');
+        }
+        Item::Heartbeat => {
+            let line = HeartbeatLine { kind: "heartbeat", ts_ms: now_ms(), seq, writer, backlog, dropped };
+            serde_json::to_writer(&mut *out, &line).expect("writing to a Vec cannot fail");
+            out.push(b'\n');
+        }
+    }
+}
