@@ -164,10 +164,10 @@ fn memory() {
     }
     let after = rss_bytes();
     println!(
-        "memory: {} bars in 100 symbols x 10,000: {:.1} bytes per stored bar (RSS delta; Bar is {} bytes)   (target <= 64)",
+        "memory: {} bars in 100 symbols x 10,000: {:.1} bytes per stored bar (RSS delta; a bar is stored in {} bytes)   (target <= 64)",
         store.total_len(),
         (after - before) as f64 / store.total_len() as f64,
-        std::mem::size_of::<Bar>()
+        barbridge::store::STORED_BAR_BYTES
     );
 }
 

@@ -54,9 +54,39 @@ impl Inserted {
     }
 }
 
+/// A bar as the store keeps it: 60 bytes instead of [`Bar`]'s 64 (the trade count in 32 bits,
+/// and no padding), which is what a full-market store spends most of its memory on.
+#[derive(Clone, Copy, Debug)]
+#[repr(C, packed(4))]
+struct StoredBar {
+    timestamp_ms: i64,
+    /// open, high, low, close, volume, vwap.
+    values: [f64; 6],
+    /// `u32::MAX`: the count is in [`Series::large_trade_counts`].
+    trade_count: u32,
+}
+
+const LARGE_TRADE_COUNT: u32 = u32::MAX;
+
+/// Bytes of memory a stored bar takes in a full series (the store's own overhead is per symbol).
+pub const STORED_BAR_BYTES: usize = std::mem::size_of::<StoredBar>();
+
+impl StoredBar {
+    fn new(bar: &Bar) -> StoredBar {
+        StoredBar {
+            timestamp_ms: bar.timestamp_ms,
+            values: [bar.open, bar.high, bar.low, bar.close, bar.volume, bar.vwap],
+            trade_count: bar.trade_count.min(LARGE_TRADE_COUNT as u64) as u32,
+        }
+    }
+}
+
 #[derive(Debug)]
 struct Series {
-    bars: VecDeque<Bar>,
+    bars: VecDeque<StoredBar>,
+    /// Trade counts that do not fit in 32 bits, by bar timestamp (empty in any real feed: it would
+    /// take four billion trades in one bar). Keeps the compact bars lossless.
+    large_trade_counts: FxHashMap<i64, u64>,
     /// This symbol's liveness, kept with its bars so that a bar costs one lock.
     health: SymbolHealth,
 }
@@ -94,7 +124,11 @@ impl BarStore {
         }
         let name: Symbol = Arc::from(symbol);
         let health = SymbolHealth { bars: 0, last_bar_ts_ms: i64::MIN, last_received_ms: i64::MIN };
-        let series = Arc::new(Mutex::new(Series { bars: VecDeque::new(), health }));
+        let series = Arc::new(Mutex::new(Series {
+            bars: VecDeque::new(),
+            large_trade_counts: FxHashMap::default(),
+            health,
+        }));
         map.insert(name.clone(), series.clone());
         (name, series)
     }
@@ -142,7 +176,7 @@ impl BarStore {
     pub fn latest(&self, symbol: &str) -> Option<Bar> {
         let (_, series) = self.series(symbol)?;
         let s = series.lock().unwrap_or_else(|e| e.into_inner());
-        s.bars.back().copied()
+        s.bars.back().map(|b| s.unpack(b))
     }
 
     /// The newest `n` bars of `symbol`, oldest first.
@@ -150,27 +184,33 @@ impl BarStore {
         let Some((_, series)) = self.series(symbol) else { return Vec::new() };
         let s = series.lock().unwrap_or_else(|e| e.into_inner());
         let skip = s.bars.len().saturating_sub(n);
-        s.bars.range(skip..).copied().collect()
+        s.bars.range(skip..).map(|b| s.unpack(b)).collect()
     }
 
     /// Bars of `symbol` with `from_ms <= timestamp_ms < to_ms`, oldest first.
     pub fn range(&self, symbol: &str, from_ms: i64, to_ms: i64) -> Vec<Bar> {
-        self.collect_between(symbol, from_ms, to_ms, |b| *b)
+        self.collect_between(symbol, from_ms, to_ms, Series::unpack)
     }
 
     /// Timestamps of the bars of `symbol` with `from_ms <= timestamp_ms < to_ms`, oldest first:
     /// [`BarStore::range`] at an eighth of the copying (the status file's session holes).
     pub fn timestamps(&self, symbol: &str, from_ms: i64, to_ms: i64) -> Vec<i64> {
-        self.collect_between(symbol, from_ms, to_ms, |b| b.timestamp_ms)
+        self.collect_between(symbol, from_ms, to_ms, |_, b| b.timestamp_ms)
     }
 
     /// `pick` of each bar of `symbol` with `from_ms <= timestamp_ms < to_ms`, oldest first.
-    fn collect_between<T>(&self, symbol: &str, from_ms: i64, to_ms: i64, pick: impl Fn(&Bar) -> T) -> Vec<T> {
+    fn collect_between<T>(
+        &self,
+        symbol: &str,
+        from_ms: i64,
+        to_ms: i64,
+        pick: impl Fn(&Series, &StoredBar) -> T,
+    ) -> Vec<T> {
         let Some((_, series)) = self.series(symbol) else { return Vec::new() };
         let s = series.lock().unwrap_or_else(|e| e.into_inner());
         let start = s.bars.partition_point(|b| b.timestamp_ms < from_ms);
         let end = s.bars.partition_point(|b| b.timestamp_ms < to_ms).max(start);
-        s.bars.range(start..end).map(pick).collect()
+        s.bars.range(start..end).map(|b| pick(&s, b)).collect()
     }
 
     /// Number of bars stored for `symbol`.
@@ -194,8 +234,45 @@ impl BarStore {
 }
 
 impl Series {
+    #[inline]
+    fn unpack(&self, b: &StoredBar) -> Bar {
+        let [open, high, low, close, volume, vwap] = b.values;
+        let trade_count = match b.trade_count {
+            LARGE_TRADE_COUNT => self.large_trade_count(b.timestamp_ms),
+            n => n as u64,
+        };
+        Bar { timestamp_ms: b.timestamp_ms, open, high, low, close, volume, vwap, trade_count }
+    }
+
+    #[cold]
+    fn large_trade_count(&self, timestamp_ms: i64) -> u64 {
+        self.large_trade_counts.get(&timestamp_ms).copied().unwrap_or(u64::MAX)
+    }
+
+    /// Keep `bar` at a position of the series: its compact form, and its trade count aside if large.
+    fn stored(&mut self, bar: &Bar) -> StoredBar {
+        let stored = StoredBar::new(bar);
+        if stored.trade_count == LARGE_TRADE_COUNT {
+            self.large_trade_counts.insert(bar.timestamp_ms, bar.trade_count);
+        }
+        stored
+    }
+
+    /// A bar leaves the series (evicted or replaced).
+    fn forget(&mut self, old: StoredBar) {
+        if old.trade_count == LARGE_TRADE_COUNT {
+            self.large_trade_counts.remove(&{ old.timestamp_ms });
+        }
+    }
+
+    fn evict_oldest(&mut self) {
+        if let Some(old) = self.bars.pop_front() {
+            self.forget(old);
+        }
+    }
+
     /// Grow by doubling but never past `capacity`: a full series holds exactly `capacity` bars
-    /// of memory (64 bytes each), not the next power of two.
+    /// of memory (60 bytes each), not the next power of two.
     fn make_room(&mut self, capacity: usize) {
         let (len, cap) = (self.bars.len(), self.bars.capacity());
         if len == cap && cap < capacity {
@@ -220,26 +297,22 @@ impl Series {
     fn place(&mut self, bar: Bar, mode: InsertMode, capacity: usize) -> Inserted {
         let ts = bar.timestamp_ms;
         self.make_room(capacity);
-        match self.bars.back() {
-            None => {
-                self.bars.push_back(bar);
-                return Inserted::Appended;
+        if self.bars.back().is_none_or(|last| last.timestamp_ms < ts) {
+            if self.bars.len() >= capacity {
+                self.evict_oldest();
             }
-            Some(last) if last.timestamp_ms < ts => {
-                if self.bars.len() >= capacity {
-                    self.bars.pop_front();
-                }
-                self.bars.push_back(bar);
-                return Inserted::Appended;
-            }
-            _ => {}
+            let stored = self.stored(&bar);
+            self.bars.push_back(stored);
+            return Inserted::Appended;
         }
         match self.bars.binary_search_by_key(&ts, |b| b.timestamp_ms) {
             Ok(i) => {
-                if self.bars[i] == bar {
+                if self.unpack(&self.bars[i]) == bar {
                     Inserted::Duplicate
                 } else if mode == InsertMode::Correction {
-                    self.bars[i] = bar;
+                    let old = self.bars[i];
+                    self.forget(old);
+                    self.bars[i] = self.stored(&bar);
                     Inserted::Replaced
                 } else {
                     Inserted::Conflict
@@ -249,12 +322,13 @@ impl Series {
             Err(i) => {
                 // Full: the oldest goes first, so the buffer never grows past `capacity`.
                 let i = if self.bars.len() >= capacity {
-                    self.bars.pop_front();
+                    self.evict_oldest();
                     i - 1
                 } else {
                     i
                 };
-                self.bars.insert(i, bar);
+                let stored = self.stored(&bar);
+                self.bars.insert(i, stored);
                 Inserted::InsertedOutOfOrder
             }
         }
@@ -321,7 +395,30 @@ mod tests {
         }
         let (_, series) = store.series("A").unwrap();
         assert_eq!(series.lock().unwrap().bars.capacity(), 10_000);
-        assert_eq!(std::mem::size_of::<Bar>(), 64);
+        assert_eq!(STORED_BAR_BYTES, 60);
+    }
+
+    #[test]
+    fn trade_counts_beyond_32_bits_survive_storage_eviction_and_correction() {
+        let store = BarStore::new(3);
+        let big = |ts, n| Bar { trade_count: n, ..bar(ts, 1.0) };
+        let huge = u64::MAX - 5;
+        store.insert("A", big(1, u32::MAX as u64), InsertMode::FirstReport);
+        store.insert("A", big(2, huge), InsertMode::FirstReport);
+        store.insert("A", big(3, 7), InsertMode::FirstReport);
+        let counts = |store: &BarStore| store.last_n("A", 10).iter().map(|b| b.trade_count).collect::<Vec<_>>();
+        assert_eq!(counts(&store), vec![u32::MAX as u64, huge, 7]);
+        assert_eq!(store.insert("A", big(2, huge), InsertMode::FirstReport).1, Inserted::Duplicate);
+        assert_eq!(store.insert("A", big(2, huge - 1), InsertMode::FirstReport).1, Inserted::Conflict);
+        assert_eq!(store.insert("A", big(2, 9), InsertMode::Correction).1, Inserted::Replaced);
+        assert_eq!(store.insert("A", big(3, huge), InsertMode::Correction).1, Inserted::Replaced);
+        assert_eq!(counts(&store), vec![u32::MAX as u64, 9, huge]);
+        store.insert("A", big(4, 1), InsertMode::FirstReport); // evicts ts 1
+        store.insert("A", big(5, 1), InsertMode::FirstReport); // evicts ts 2
+        assert_eq!(store.range("A", 0, 10).iter().map(|b| b.trade_count).collect::<Vec<_>>(), vec![huge, 1, 1]);
+        let (_, series) = store.series("A").unwrap();
+        let kept: Vec<i64> = series.lock().unwrap().large_trade_counts.keys().copied().collect();
+        assert_eq!(kept, vec![3], "evicted and replaced bars leave nothing behind");
     }
 
     #[test]
