@@ -62,6 +62,8 @@ pub const PIPE_BUF: usize = 4096;
 const WRITE_BATCH: usize = 64;
 /// The longest a status line's detail may be, in characters.
 const MAX_DETAIL_CHARS: usize = 1000;
+/// ... and in bytes, so that a status line always fits one atomic write of `PIPE_BUF`.
+const MAX_DETAIL_BYTES: usize = 3000;
 /// Status states the consumer knows (ARCHITECTURE.md).
 pub const STATES: [&str; 6] = ["connected", "subscribed", "disconnected", "reconnecting", "auth_failed", "stale"];
 
@@ -309,10 +311,19 @@ impl FifoWriter {
         }
     }
 
-    /// Queue a status line (`state` one of [`STATES`]; `detail` is cut to 1,000 characters).
+    /// Queue a status line (`state` one of [`STATES`]; `detail` is cut to 1,000 characters and
+    /// 3,000 bytes).
     pub fn submit_status(&self, state: &str, detail: &str) -> Result<(), UnknownState> {
         let state = *STATES.iter().find(|s| **s == state).ok_or_else(|| UnknownState(state.to_owned()))?;
-        let detail = detail.chars().take(MAX_DETAIL_CHARS).collect();
+        // At most 1,000 characters and 3,000 bytes: the line must fit one atomic write.
+        let mut end = 0;
+        for (n, (i, c)) in detail.char_indices().enumerate() {
+            if n == MAX_DETAIL_CHARS || i + c.len_utf8() > MAX_DETAIL_BYTES {
+                break;
+            }
+            end = i + c.len_utf8();
+        }
+        let detail = detail[..end].to_owned();
         self.enqueue(Item::Status { ts_ms: now_ms(), state, detail });
         Ok(())
     }
@@ -700,5 +711,25 @@ fn encode(out: &mut Vec<u8>, item: &Item, seq: u64, writer: &str, backlog: usize
             serde_json::to_writer(&mut *out, &line).expect("writing to a Vec cannot fail");
             out.push(b'\n');
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_status_line_always_fits_one_atomic_write() {
+        let writer = FifoWriter::new("/nonexistent/bars.fifo", WriterOptions::default());
+        writer.submit_status("reconnecting", &"𝄞".repeat(2_000)).unwrap(); // 4 bytes each
+        let item = writer.shared.lines.1.try_recv().unwrap();
+        let mut line = Vec::new();
+        encode(&mut line, &item, u64::MAX, &"w".repeat(64), usize::MAX, u64::MAX);
+        assert!(line.len() <= PIPE_BUF, "{} bytes", line.len());
+        let v: serde_json::Value = serde_json::from_slice(&line).unwrap();
+        assert_eq!(v["detail"].as_str().unwrap().chars().count(), 750);
+        writer.submit_status("stale", &"x".repeat(5_000)).unwrap();
+        let Item::Status { detail, .. } = writer.shared.lines.1.try_recv().unwrap() else { panic!() };
+        assert_eq!(detail.len(), 1_000);
     }
 }

@@ -49,12 +49,13 @@ fn backlog_waits_for_the_consumer_then_arrives_whole_and_in_sequence() {
     let corrected = bar(5, 101.0);
     writer.submit_bar("SPY", corrected, BarKind::UpdatedBar, Some(Source::Backfill)).unwrap();
     writer.submit_status("subscribed", "SPY,SPXL,SH,SDS").unwrap();
+    writer.submit_status("reconnecting", &"€".repeat(5_000)).unwrap(); // cut to fit one atomic write
     assert!(!writer.reader_present());
     assert!(writer.backlog() >= 8_002, "nothing is written without a reader: {}", writer.backlog());
 
     let (consumer, feed) = consumer_on(&path);
     assert!(wait_until(LONG, || writer.backlog() == 0 && consumer.store().total_len() == 8_000));
-    assert!(wait_until(LONG, || consumer.health().counters.snapshot().status_lines == 1));
+    assert!(wait_until(LONG, || consumer.health().counters.snapshot().status_lines == 2));
     let c = consumer.health().counters.snapshot();
     assert_eq!((c.bars_accepted, c.corrections, c.rejects_total, c.seq_gaps, c.lines_lost), (8_000, 1, 0, 0, 0));
     assert_eq!(consumer.store().range("SPY", corrected.timestamp_ms, corrected.timestamp_ms + 1), vec![corrected]);
