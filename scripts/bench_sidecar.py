@@ -39,9 +39,11 @@ class Reader:
     def __init__(self, fifo: Path) -> None:
         rfd = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)
         os.set_blocking(rfd, True)
+        # The spare write end first: a wc reading a FIFO that has no writer yet sees EOF and exits.
+        self.spare = os.open(fifo, os.O_WRONLY | os.O_NONBLOCK)
+        os.set_blocking(self.spare, True)
         self.proc = subprocess.Popen(["wc", "-l"], stdin=rfd, stdout=subprocess.PIPE)
         os.close(rfd)
-        self.spare = os.open(fifo, os.O_WRONLY)
 
     def finish(self) -> int:
         os.close(self.spare)

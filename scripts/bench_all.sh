@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Every benchmark of the README's performance section, in order, each printing its own table
+# with the baselines measured in the same run (about 10 minutes on a 2-core machine):
+#   cargo bench --bench pipeline   latency (and its bare-pipe floor), burst, memory, idle CPU
+#   scripts/bench_fifo.sh          FIFO throughput vs wc -l and a plain Python consumer
+#   scripts/bench_sidecar.py       the sidecar's FifoSink vs the seed's open-per-bar writer
+#   scripts/bench_python_push.py   the extension's push paths vs pure Python
+#   cargo bench --bench consumer   criterion: parse, store insert, ingest, queries (--criterion)
+# Needs .venv/ (scripts/test_all.sh creates it); builds the extension when missing.
+set -euo pipefail
+repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$repo"
+with_criterion=0
+case "${1:-}" in
+    --criterion) with_criterion=1 ;;
+    "") ;;
+    *) echo "bench_all: unknown option $1 (only --criterion)" >&2; exit 2 ;;
+esac
+scripts/ensure_extension.sh
+section() { printf '\n=== %s\n' "$1"; }
+section "write->stored latency, burst, memory, idle CPU (cargo bench --bench pipeline)"
+cargo bench --quiet --bench pipeline 2>/dev/null
+section "FIFO throughput (scripts/bench_fifo.sh)"
+scripts/bench_fifo.sh
+section "sidecar write path (scripts/bench_sidecar.py)"
+.venv/bin/python scripts/bench_sidecar.py
+section "Python extension push paths (scripts/bench_python_push.py)"
+.venv/bin/python scripts/bench_python_push.py
+if ((with_criterion)); then
+    section "criterion micro-benchmarks (cargo bench --bench consumer)"
+    cargo bench --bench consumer
+fi
