@@ -295,7 +295,7 @@ impl FifoWriter {
             self.reject(symbol, &e);
             return Err(e);
         }
-        self.enqueue(Item::Bar(BarItem { symbol: symbol.into(), bar, kind, source }));
+        self.shared.enqueue(Item::Bar(BarItem { symbol: symbol.into(), bar, kind, source }));
         Ok(())
     }
 
@@ -324,12 +324,8 @@ impl FifoWriter {
             end = i + c.len_utf8();
         }
         let detail = detail[..end].to_owned();
-        self.enqueue(Item::Status { ts_ms: now_ms(), state, detail });
+        self.shared.enqueue(Item::Status { ts_ms: now_ms(), state, detail });
         Ok(())
-    }
-
-    fn enqueue(&self, item: Item) {
-        self.shared.enqueue(item);
     }
 
     /// Lines waiting to be written.
