@@ -87,8 +87,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--heartbeat", type=float, default=5.0, help="seconds between heartbeat lines")
     p.add_argument("--backlog", type=int, default=100_000, help="max lines kept while the consumer is away")
     p.add_argument("--pipe-size", type=int, default=1 << 20, help="F_SETPIPE_SZ request in bytes")
-    p.add_argument("--resend-on-reader-return", type=int, default=4096, metavar="N",
-                   help="bar lines re-sent when a consumer comes back after EPIPE (it dedupes)")
+    p.add_argument("--unacked-mib", type=int, default=64, metavar="MIB",
+                   help="MiB of written lines kept until the consumer acknowledges them, re-sent to a "
+                        "restarted consumer (default 64, about 380,000 lines)")
     p.add_argument("--reconnect-min", type=float, default=1.0)
     p.add_argument("--reconnect-max", type=float, default=30.0)
     p.add_argument("--ping-interval", type=float, default=10.0)
@@ -155,7 +156,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     try:
         if args.sink == "fifo":
             sink = FifoSink(args.fifo, backlog=args.backlog, heartbeat=args.heartbeat, pipe_size=args.pipe_size,
-                            replay=args.resend_on_reader_return)
+                            unacked_bytes=args.unacked_mib << 20)
         else:
             sink = InProcessSink(backlog=args.backlog, heartbeat=args.heartbeat, status_file=args.status_file,
                                  echo=args.echo, journal=args.journal)

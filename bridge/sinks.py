@@ -72,6 +72,9 @@ class SinkStats:
     reader_lost: int = 0
     pipe_full: int = 0
     replayed: int = 0
+    acked: int = 0
+    unacked: int = 0
+    unacked_evicted: int = 0
 
 
 class Sink:
@@ -180,15 +183,16 @@ class FifoSink:
     consumer); a Rust thread encodes and writes. It opens ``O_WRONLY|O_NONBLOCK|O_NOFOLLOW`` and
     retries while no reader is there; raises the pipe buffer (``F_SETPIPE_SZ``); packs whole lines
     into atomic writes of at most 4096 bytes; keeps lines in a bounded backlog while the pipe is
-    full or the reader is gone (oldest dropped, counted and announced); and after EPIPE re-sends
-    the newest version of each of the last ``replay`` bars' minutes when a reader returns (lines
-    unread in the dead reader's pipe die with it; the consumer's dedupe makes the re-send
-    harmless). What the writer reports is logged here, through ``logging``."""
+    full or the reader is gone (oldest dropped, counted and announced); and keeps every line it
+    wrote until the consumer acknowledges it (up to ``unacked_bytes``), re-sending what a new
+    consumer instance has not acknowledged (a consumer that died with lines in its pipe or read
+    but not journaled loses none of them; its cursor makes the re-send exact). What the writer
+    reports is logged here, through ``logging``."""
 
     name = "fifo"
 
     def __init__(self, path: str, *, backlog: int = 100_000, heartbeat: float = 5.0,
-                 pipe_size: int = 1 << 20, replay: int = 4096, open_backoff_max: float = 1.0,
+                 pipe_size: int = 1 << 20, unacked_bytes: int = 64 << 20, open_backoff_max: float = 1.0,
                  writer: Optional[str] = None) -> None:
         native = getattr(_extension(), "FifoWriter", None)
         if native is None:
@@ -196,7 +200,8 @@ class FifoSink:
         self.path = path
         self.writer = writer or make_writer_id()
         self._native = native(path, writer=self.writer, backlog=backlog, heartbeat=heartbeat,
-                              pipe_size=pipe_size, replay=replay, open_backoff_max=open_backoff_max)
+                              pipe_size=pipe_size, unacked_bytes=unacked_bytes,
+                              open_backoff_max=open_backoff_max)
         # The producer side is the native writer's own: no Python frame per bar.
         self.submit_bar: Callable[[dict], bool] = self._native.submit_bar
         self.submit_status: Callable[..., None] = self._native.submit_status

@@ -25,7 +25,8 @@ use std::time::Duration;
 use crossbeam_channel::{Receiver, Sender, TrySendError};
 
 use crate::bar::{Bar, BarKind, Source, Symbol};
-use crate::fifo::{prepare_fifo, read_fifo, FifoError, Flow, FrameSink, ReaderOptions};
+use crate::cursor::AckPublisher;
+use crate::fifo::{lock_reader, prepare_fifo, read_fifo, FifoError, Flow, FrameSink, ReaderOptions};
 use crate::health::{Clock, Health, HealthSnapshot, RateLimitedLog, SystemClock};
 use crate::journal::{read_records, Journal, JournalError, LoadReport};
 use crate::store::{BarStore, InsertMode, Inserted, DEFAULT_CAPACITY_PER_SYMBOL};
@@ -152,6 +153,8 @@ pub enum Ingested {
     Heartbeat,
     Status,
     Ignored,
+    /// A writer re-sent a line this consumer had processed already: skipped.
+    Resent,
 }
 
 /// Configures a [`Consumer`].
@@ -257,8 +260,27 @@ impl Consumer {
 
     /// Load today's journal (New York date at `now_ms`) into the store: a restarted consumer
     /// resumes warm. Other days' files are loaded when their first bar arrives.
+    ///
+    /// Also takes up each writer's position from the journal's durable cursor (see
+    /// [`crate::cursor`]), so that lines re-sent after the restart are recognised and real gaps
+    /// are reported.
     pub fn resume_from_journal(&self, now_ms: i64) {
         self.load_journal_day_of(now_ms);
+        let Some(journal) = &self.journal else { return };
+        let path = journal.dir().join(crate::cursor::DURABLE_FILE);
+        match crate::cursor::read_ack_file(&path) {
+            Ok(Some(saved)) => {
+                log::info!("resuming {} writer position(s) from {}", saved.writers.len(), path.display());
+                self.health.restore_cursors(&saved.writers);
+            }
+            Ok(None) => {}
+            Err(e) => log::error!("{e}; writers' positions are unknown, so lines they re-send are judged by content"),
+        }
+    }
+
+    /// Nothing recorded is still waiting for the journal (always true without one).
+    fn durable(&self) -> bool {
+        self.journal.as_ref().is_none_or(|j| j.is_clean())
     }
 
     fn load_journal_day_of(&self, ts_ms: i64) {
@@ -330,16 +352,44 @@ impl Consumer {
     }
 
     /// Print every delivered bar to stdout as one wire line (corrections as `updated_bar`),
-    /// like `barbridge run --echo`.
-    pub fn echo_to_stdout(&self) {
-        self.on_bar(&[], |event| {
-            use std::io::Write;
-            let kind = if event.correction { BarKind::UpdatedBar } else { BarKind::Bar };
-            let line = crate::wire::encode_bar(&event.symbol, &event.bar, kind);
-            let mut out = std::io::stdout().lock();
-            // A closed stdout only ends the echo; the store and journal still have the bar.
-            let _ = writeln!(out, "{line}").and_then(|()| out.flush());
-        });
+    /// like `barbridge run --echo`, from a thread of its own: a stdout nobody reads never stalls
+    /// ingest or shutdown. It is a channel subscriber named `echo` (65,536 bars; beyond, the
+    /// oldest are dropped, counted and logged); a closed stdout ends the echo with one log line.
+    /// Call [`Echo::finish`] before exiting so that what is queued gets printed.
+    pub fn echo_to_stdout(&self) -> Echo {
+        let rx = self.subscribe(Subscription::all().name("echo"));
+        let stop = Arc::new(AtomicBool::new(false));
+        let stopping = stop.clone();
+        let thread = std::thread::Builder::new()
+            .name("barbridge-echo".into())
+            .spawn(move || {
+                use std::io::Write;
+                let mut out = std::io::BufWriter::with_capacity(1 << 16, std::io::stdout().lock());
+                let mut line = Vec::with_capacity(256);
+                loop {
+                    let first = match rx.recv_timeout(Duration::from_millis(100)) {
+                        Ok(event) => event,
+                        Err(crossbeam_channel::RecvTimeoutError::Timeout) if !stopping.load(Ordering::Relaxed) => continue,
+                        Err(_) => break,
+                    };
+                    let mut result = Ok(());
+                    for event in std::iter::once(first).chain(rx.try_iter()) {
+                        let kind = if event.correction { BarKind::UpdatedBar } else { BarKind::Bar };
+                        line.clear();
+                        crate::wire::write_bar_line(&mut line, &event.symbol, &event.bar, kind, &Default::default());
+                        result = out.write_all(&line);
+                        if result.is_err() {
+                            break;
+                        }
+                    }
+                    if let Err(e) = result.and_then(|()| out.flush()) {
+                        log::warn!("stdout closed ({e}): --echo stops; the store, journal and subscribers still get every bar");
+                        return;
+                    }
+                }
+            })
+            .expect("spawning the echo thread");
+        Echo { stop, thread }
     }
 
     fn add(&self, sub: Subscriber) {
@@ -381,12 +431,17 @@ impl Consumer {
             }
         };
         if let Some((writer, seq)) = line.seq_stamp() {
-            self.health.on_seq(writer, seq);
+            if !self.health.on_seq(writer, seq).is_new() {
+                return Ok(Ingested::Resent);
+            }
         }
         Ok(match line {
             Line::Bar(b) => self.accept(&b.symbol, b.bar, b.kind, b.source),
-            Line::Heartbeat(_) => {
+            Line::Heartbeat(h) => {
                 c.heartbeats.fetch_add(1, Ordering::Relaxed);
+                if let (Some(from), Some(writer)) = (h.retained_from, h.writer.as_deref()) {
+                    self.health.on_retained_from(writer, from);
+                }
                 Ingested::Heartbeat
             }
             Line::Status(s) => {
@@ -554,12 +609,45 @@ impl Consumer {
     }
 }
 
-/// Adapts the consumer to the FIFO reader.
+/// The `--echo` printer started by [`Consumer::echo_to_stdout`].
+#[derive(Debug)]
+pub struct Echo {
+    stop: Arc<AtomicBool>,
+    thread: JoinHandle<()>,
+}
+
+impl Echo {
+    /// Print what is queued (waiting at most `timeout` for stdout), then stop.
+    pub fn finish(self, timeout: Duration) {
+        self.stop.store(true, Ordering::Relaxed);
+        let deadline = std::time::Instant::now() + timeout;
+        while !self.thread.is_finished() && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        if self.thread.is_finished() {
+            let _ = self.thread.join();
+        } else {
+            log::warn!("--echo: stdout is not being read; bars still queued for it are not printed");
+        }
+    }
+}
+
+/// Adapts the consumer to the FIFO reader, and acknowledges what is durable.
 struct FifoSinkAdapter<'a> {
     consumer: &'a Consumer,
     stop_when_writers_gone: bool,
     /// The current read batch's arrival is stamped (once per batch, not per line).
     stamped: bool,
+    acks: AckPublisher,
+}
+
+impl FifoSinkAdapter<'_> {
+    /// Publish the writers' positions if every line processed so far is durable.
+    fn acknowledge(&mut self, force: bool) {
+        if (force || self.acks.due()) && self.consumer.durable() {
+            self.acks.publish(self.consumer.health.cursors(), force);
+        }
+    }
 }
 
 impl FrameSink for FifoSinkAdapter<'_> {
@@ -584,10 +672,12 @@ impl FrameSink for FifoSinkAdapter<'_> {
         self.stamped = false;
         self.consumer.flush();
         self.consumer.release_held();
+        self.acknowledge(false);
     }
     fn idle(&mut self) {
         self.consumer.health.tick();
         self.consumer.flush();
+        self.acknowledge(false);
     }
 }
 
@@ -625,21 +715,44 @@ pub struct FifoFeed {
 impl FifoFeed {
     /// Check (or create) the FIFO, then start the reader thread. Errors about the path come back
     /// here, before any thread runs.
+    ///
+    /// The feed takes the FIFO's reader lock (a second reader is refused with
+    /// [`FifoError::Busy`]) and, before it opens the FIFO, publishes the writers' positions
+    /// under a new consumer id, so that writers re-send what this consumer has not made durable
+    /// (see [`crate::cursor`]). Call [`Consumer::resume_from_journal`] first.
+    ///
+    /// # Errors
+    /// The FIFO path is unusable ([`FifoError`]), or another reader holds it ([`FifoError::Busy`]).
     pub fn start(consumer: Arc<Consumer>, path: impl AsRef<Path>, options: FeedOptions) -> Result<FifoFeed, FifoError> {
         let path = path.as_ref().to_path_buf();
         prepare_fifo(&path)?;
+        let reader_lock = lock_reader(&path)?;
+        let journal = consumer.journal();
+        let sync = journal.is_some_and(|j| j.policy() == crate::journal::FsyncPolicy::Always);
+        let mut acks = AckPublisher::new(&path, journal.map(|j| j.dir()), sync);
+        acks.publish(consumer.health.cursors(), true);
+        log::info!("consumer instance {} (delivery cursor {})", acks.instance(), crate::cursor::ack_path(&path).display());
         let stop = options.stop_flag.clone().unwrap_or_default();
         let thread = {
             let (reader_path, stop) = (path.clone(), stop.clone());
             std::thread::Builder::new()
                 .name("barbridge-fifo".into())
                 .spawn(move || {
-                    let mut sink =
-                        FifoSinkAdapter { consumer: &consumer, stop_when_writers_gone: options.stop_when_writers_gone, stamped: false };
+                    let _reader_lock = reader_lock;
+                    let mut sink = FifoSinkAdapter {
+                        consumer: &consumer,
+                        stop_when_writers_gone: options.stop_when_writers_gone,
+                        stamped: false,
+                        acks,
+                    };
                     consumer.hold_deliveries_on_this_thread(true);
                     let result = read_fifo(&reader_path, &options.reader, &stop, &mut sink);
                     consumer.release_held();
                     consumer.hold_deliveries_on_this_thread(false);
+                    consumer.flush();
+                    sink.acknowledge(true);
+                    // The durable cursor stays in the journal; the next consumer publishes anew.
+                    let _ = std::fs::remove_file(crate::cursor::ack_path(&reader_path));
                     if let Err(e) = &result {
                         log::error!("FIFO reader stopped: {e}");
                     }

@@ -43,10 +43,78 @@ pub enum FifoError {
     Open { path: PathBuf, source: io::Error },
     #[error("reading {path} failed: {source}")]
     Read { path: PathBuf, source: io::Error },
+    #[error("{path} already has a reader{holder}; a FIFO has exactly one reader (a second one would silently take part of the bars): stop it, or give this one its own FIFO")]
+    Busy { path: PathBuf, holder: String },
+}
+
+/// Held for a reader's life: an exclusive `flock` on `<fifo>.lock` beside the FIFO (holding the
+/// reader's pid), so that a second reader of the same FIFO is refused instead of silently
+/// taking part of the bars.
+/// The lock file is removed when the reader ends (still holding the lock), so that a clean stop
+/// leaves nothing behind.
+#[derive(Debug)]
+pub struct ReaderLock {
+    path: PathBuf,
+    _lock: nix::fcntl::Flock<File>,
+}
+
+impl Drop for ReaderLock {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+/// Take the FIFO's reader lock (call [`prepare_fifo`] first: the directory is private).
+pub fn lock_reader(path: &Path) -> Result<ReaderLock, FifoError> {
+    use std::io::{Seek, Write};
+    let mut name = path.file_name().map(|n| n.to_os_string()).unwrap_or_default();
+    name.push(".lock");
+    let lock_path = path.with_file_name(name);
+    let file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+        .open(&lock_path)
+        .map_err(|source| match source.raw_os_error() {
+            Some(libc::ELOOP) => FifoError::Symlink { path: lock_path.clone() },
+            _ => FifoError::Open { path: lock_path.clone(), source },
+        })?;
+    let meta = file.metadata().map_err(|source| FifoError::Open { path: lock_path.clone(), source })?;
+    let me = nix::unistd::getuid().as_raw();
+    if !meta.is_file() {
+        return Err(FifoError::NotAFifo { path: lock_path, what: "not a regular file (expected the reader lock)" });
+    }
+    if meta.uid() != me {
+        return Err(FifoError::ForeignOwner { path: lock_path, owner: meta.uid(), me });
+    }
+    let mut lock = match nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusiveNonblock) {
+        Ok(lock) => lock,
+        Err((mut file, nix::errno::Errno::EWOULDBLOCK)) => {
+            let mut text = String::new();
+            let _ = file.read_to_string(&mut text);
+            let holder = match text.trim().parse::<u32>() {
+                Ok(pid) => format!(" (pid {pid})"),
+                Err(_) => String::new(),
+            };
+            return Err(FifoError::Busy { path: path.to_path_buf(), holder });
+        }
+        Err((_, errno)) => return Err(FifoError::Open { path: lock_path, source: errno.into() }),
+    };
+    let pid = format!("{}\n", std::process::id());
+    let written = lock.set_len(0).and_then(|()| lock.rewind()).and_then(|()| lock.write_all(pid.as_bytes()));
+    if let Err(source) = written {
+        return Err(FifoError::Open { path: lock_path, source });
+    }
+    Ok(ReaderLock { path: lock_path, _lock: lock })
 }
 
 /// Reads per batch before [`FrameSink::batch_end`] (about 1 MiB with the default buffer).
 const MAX_READS_PER_BATCH: usize = 16;
+/// On a stop request, the longest time spent reading what the pipe still holds.
+const DRAIN_ON_STOP: Duration = Duration::from_secs(2);
 
 /// Make sure `path` is a FIFO this user owns in a directory others cannot write to, creating the
 /// directory (0700) and the FIFO (0600) when absent.
@@ -290,9 +358,36 @@ pub fn read_fifo(path: &Path, options: &ReaderOptions, stop: &AtomicBool, sink: 
             }
             match reopen(path, file, options, stop, sink) {
                 Some(new) => file = new,
-                None => break, // stopped while the FIFO was gone
+                None => return Ok(()), // stopped while the FIFO was gone
             }
         }
+    }
+    drain(path, &mut file, &mut framer, sink)
+}
+
+/// Asked to stop: read what the pipe holds (for at most [`DRAIN_ON_STOP`]) so that it is
+/// processed and acknowledged rather than left for the writer to re-send.
+fn drain(path: &Path, file: &mut File, framer: &mut Framer, sink: &mut impl FrameSink) -> Result<(), FifoError> {
+    let deadline = std::time::Instant::now() + DRAIN_ON_STOP;
+    let mut total = 0usize;
+    while std::time::Instant::now() < deadline {
+        match file.read(framer.spare()) {
+            Ok(0) => break,
+            Ok(n) => {
+                total += n;
+                framer.consume(n, sink);
+                if total % (1 << 20) < n {
+                    sink.batch_end();
+                }
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(source) => return Err(FifoError::Read { path: path.to_path_buf(), source }),
+        }
+    }
+    sink.batch_end();
+    if total > 0 {
+        log::info!("stopping: read the {total} byte(s) still in {}", path.display());
     }
     Ok(())
 }

@@ -9,6 +9,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::Serialize;
 
+use crate::cursor::{SeqBook, SeqVerdict, WriterCursor};
 use crate::wire::RejectReason;
 
 /// Wall-clock milliseconds since the Unix epoch, UTC.
@@ -75,7 +76,12 @@ pub struct Counters {
     pub unknown_types: AtomicU64,
     pub rejects: [AtomicU64; RejectReason::ALL.len()],
     pub seq_gaps: AtomicU64,
+    /// Lines never received: counted when a gap opens, taken back when a re-send fills it.
     pub lines_lost: AtomicU64,
+    /// Lines of a gap that a writer's re-send filled later.
+    pub lines_recovered: AtomicU64,
+    /// Re-sent lines this consumer had processed already (skipped).
+    pub resent_skipped: AtomicU64,
     pub writer_sessions: AtomicU64,
     pub reconnects: AtomicU64,
     pub disconnects: AtomicU64,
@@ -100,6 +106,10 @@ pub struct CounterSnapshot {
     pub rejects: BTreeMap<String, u64>,
     pub seq_gaps: u64,
     pub lines_lost: u64,
+    #[serde(default)]
+    pub lines_recovered: u64,
+    #[serde(default)]
+    pub resent_skipped: u64,
     pub writer_sessions: u64,
     pub reconnects: u64,
     pub disconnects: u64,
@@ -138,6 +148,8 @@ impl Counters {
             rejects,
             seq_gaps: get(&self.seq_gaps),
             lines_lost: get(&self.lines_lost),
+            lines_recovered: get(&self.lines_recovered),
+            resent_skipped: get(&self.resent_skipped),
             writer_sessions: get(&self.writer_sessions),
             reconnects: get(&self.reconnects),
             disconnects: get(&self.disconnects),
@@ -184,8 +196,8 @@ struct Inner {
     started_ms: i64,
     stale_since_ms: Option<i64>,
     sidecar: Option<SidecarStatus>,
-    /// Last seq seen per writer id.
-    writers: HashMap<String, u64>,
+    /// What was processed of each writer's numbered lines.
+    seqs: SeqBook,
 }
 
 /// Health of one consumer. Shared between the reader thread and anyone reporting.
@@ -239,7 +251,7 @@ impl Health {
                 started_ms: now,
                 stale_since_ms: None,
                 sidecar: None,
-                writers: HashMap::new(),
+                seqs: SeqBook::default(),
             }),
         }
     }
@@ -276,29 +288,66 @@ impl Health {
         self.state.store(FeedState::Live as u8, Ordering::Release);
     }
 
-    /// A line carried `seq` from `writer`: detect loss inside a writer session and new sessions.
-    pub fn on_seq(&self, writer: &str, seq: u64) {
-        let mut inner = self.lock();
-        let last = inner.writers.insert(writer.to_owned(), seq);
-        drop(inner);
+    /// A line carried `seq` from `writer`: decide whether it is new (see [`crate::cursor`]),
+    /// and count and report gaps, re-sends that fill them, and new writer sessions.
+    pub fn on_seq(&self, writer: &str, seq: u64) -> SeqVerdict {
+        let verdict = self.lock().seqs.observe(writer, seq);
+        let c = &self.counters;
         let who = if writer.is_empty() { "the writer".to_owned() } else { format!("writer {writer}") };
-        match last {
-            None => {
-                self.counters.writer_sessions.fetch_add(1, Ordering::Relaxed);
-                log::info!("{who} connected (seq {seq})");
+        match verdict {
+            SeqVerdict::InOrder => {}
+            SeqVerdict::AlreadySeen => {
+                c.resent_skipped.fetch_add(1, Ordering::Relaxed);
             }
-            Some(last) if seq == last + 1 => {}
-            Some(last) if seq > last + 1 => {
-                let lost = seq - last - 1;
-                self.counters.seq_gaps.fetch_add(1, Ordering::Relaxed);
-                self.counters.lines_lost.fetch_add(lost, Ordering::Relaxed);
-                log::error!("{who} skipped seq {}..={}: {lost} line(s) lost between sidecar and consumer", last + 1, seq - 1);
+            SeqVerdict::FirstSeen { missing } => {
+                c.writer_sessions.fetch_add(1, Ordering::Relaxed);
+                if missing == 0 {
+                    log::info!("{who} connected (seq {seq})");
+                } else {
+                    c.seq_gaps.fetch_add(1, Ordering::Relaxed);
+                    c.lines_lost.fetch_add(missing, Ordering::Relaxed);
+                    log::error!(
+                        "{who} connected at seq {seq}: its {missing} earlier line(s) never reached this consumer (none of its lines is in this consumer's cursor)"
+                    );
+                }
             }
-            Some(last) => {
-                self.counters.writer_sessions.fetch_add(1, Ordering::Relaxed);
-                log::info!("{who} restarted its sequence (seq {seq} after {last}): new writer session");
+            SeqVerdict::AfterGap { from, to } => {
+                let lost = to - from + 1;
+                c.seq_gaps.fetch_add(1, Ordering::Relaxed);
+                c.lines_lost.fetch_add(lost, Ordering::Relaxed);
+                log::error!("{who} skipped seq {from}..={to}: {lost} line(s) missing between writer and consumer (a re-send may still fill them)");
+            }
+            SeqVerdict::FillsGap { closed } => {
+                c.lines_recovered.fetch_add(1, Ordering::Relaxed);
+                let _ = c.lines_lost.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| Some(n.saturating_sub(1)));
+                if let Some((from, to)) = closed {
+                    log::info!("{who}: re-sent lines filled the gap at seq {from}..={to}");
+                }
+            }
+            SeqVerdict::Restarted { after } => {
+                c.writer_sessions.fetch_add(1, Ordering::Relaxed);
+                log::info!("{who} restarted its sequence (seq {seq} after {after}): new writer session");
             }
         }
+        verdict
+    }
+
+    /// A writer's heartbeat said it can re-send nothing below `from`: gaps under it are final.
+    pub fn on_retained_from(&self, writer: &str, from: u64) {
+        let closed = self.lock().seqs.retained_from(writer, from);
+        if closed > 0 {
+            log::error!("writer {writer} can no longer re-send {closed} missing line(s) below seq {from}: they are lost");
+        }
+    }
+
+    /// Every writer's position (for the durable cursor and the ack file).
+    pub fn cursors(&self) -> BTreeMap<String, WriterCursor> {
+        self.lock().seqs.cursors()
+    }
+
+    /// Take up the writers' positions an earlier consumer saved.
+    pub fn restore_cursors(&self, cursors: &BTreeMap<String, WriterCursor>) {
+        self.lock().seqs.restore(cursors);
     }
 
     /// The sidecar reported a connection state.

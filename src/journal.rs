@@ -273,6 +273,17 @@ impl Journal {
         Ok(())
     }
 
+    /// True when everything recorded so far is written (nothing pending, no error).
+    pub fn is_clean(&self) -> bool {
+        let st = self.lock();
+        st.pending.is_empty() && st.error.is_none()
+    }
+
+    /// The fsync policy this journal was opened with.
+    pub fn policy(&self) -> FsyncPolicy {
+        self.policy
+    }
+
     pub fn status(&self) -> JournalStatus {
         let st = self.lock();
         JournalStatus {

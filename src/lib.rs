@@ -30,6 +30,7 @@
 
 pub mod bar;
 pub mod calendar;
+pub mod cursor;
 pub mod feed;
 pub mod gaps;
 pub mod fifo;

@@ -44,9 +44,9 @@ enum Command {
         /// Accept only these symbols (comma-separated); default: all.
         #[arg(long, value_delimiter = ',')]
         symbols: Vec<String>,
-        /// Rewrite this JSON status file every second.
-        #[arg(long, default_value_os_t = barbridge::default_status_path())]
-        status_file: PathBuf,
+        /// Rewrite this JSON status file every second [default: status.json beside the FIFO].
+        #[arg(long)]
+        status_file: Option<PathBuf>,
         /// Seconds without any line before the feed is declared stale.
         #[arg(long, default_value_t = 120.0)]
         stale_after: f64,
@@ -127,6 +127,8 @@ fn main() -> ExitCode {
                 Err(e) => return config_error(e.to_string()),
             };
             let outputs = Outputs { echo, drain_subscriber };
+            // Each FIFO's consumer has its own status file: two instances never share one.
+            let status_file = status_file.unwrap_or_else(|| fifo.with_file_name("status.json"));
             run(fifo, symbols, status_file, Duration::from_secs_f64(stale_after), outputs, capacity, once, journal)
         }
         Command::Gaps { journal, date, symbols, json } => gaps(&journal, date.as_deref(), &symbols, json),
@@ -187,9 +189,7 @@ fn run(
     let consumer = builder.build();
     // Resume warm: today's bars are back in the store before the FIFO is read.
     consumer.resume_from_journal(SystemClock.now_ms());
-    if outputs.echo {
-        consumer.echo_to_stdout();
-    }
+    let echo = outputs.echo.then(|| consumer.echo_to_stdout());
     if outputs.drain_subscriber {
         let rx = consumer.subscribe(barbridge::Subscription::all().name("drain"));
         std::thread::spawn(move || rx.iter().count());
@@ -210,6 +210,9 @@ fn run(
     log::info!("barbridge consumer running on {} (Ctrl-C to stop)", fifo.display());
     let result = feed.join();
     status.stop();
+    if let Some(echo) = echo {
+        echo.finish(Duration::from_secs(2));
+    }
     let c = consumer.health().counters.snapshot();
     log::info!(
         "stopped: {} bars accepted, {} corrections, {} duplicates, {} rejected, {} seq gaps ({} lines lost), {} symbols",
@@ -301,9 +304,7 @@ fn replay(files: &[PathBuf], symbols: Vec<String>, echo: bool, journal: Option<J
         builder = builder.journal(j);
     }
     let consumer = builder.build();
-    if echo {
-        consumer.echo_to_stdout();
-    }
+    let echo = echo.then(|| consumer.echo_to_stdout());
     for file in files {
         let text = match std::fs::read(file) {
             Ok(t) => t,
@@ -316,6 +317,9 @@ fn replay(files: &[PathBuf], symbols: Vec<String>, echo: bool, journal: Option<J
             let _ = consumer.ingest_line(line);
         }
         consumer.flush();
+    }
+    if let Some(echo) = echo {
+        echo.finish(Duration::from_secs(10));
     }
     let c = consumer.health().counters.snapshot();
     log::info!(

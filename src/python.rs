@@ -64,6 +64,7 @@ fn outcome(i: Ingested) -> &'static str {
         Ingested::Heartbeat => "heartbeat",
         Ingested::Status => "status",
         Ingested::Ignored => "ignored",
+        Ingested::Resent => "resent",
     }
 }
 
@@ -374,7 +375,7 @@ impl BatchResult {
         match r {
             Ok(Ingested::Bar(Inserted::Appended | Inserted::InsertedOutOfOrder)) => self.accepted += 1,
             Ok(Ingested::Bar(Inserted::Replaced)) => self.corrections += 1,
-            Ok(Ingested::Bar(Inserted::Duplicate)) => self.duplicates += 1,
+            Ok(Ingested::Bar(Inserted::Duplicate) | Ingested::Resent) => self.duplicates += 1,
             Ok(Ingested::Bar(Inserted::Conflict)) => self.conflicts += 1,
             Ok(Ingested::Bar(Inserted::TooOld)) => self.too_old += 1,
             Ok(Ingested::Filtered) => self.filtered += 1,
@@ -462,6 +463,7 @@ fn ingest_lines(consumer: &Consumer, data: &[u8], result: &mut BatchResult) {
 pub struct PyConsumer {
     inner: Arc<Consumer>,
     status: Mutex<Option<StatusWriter>>,
+    echo: Mutex<Option<crate::feed::Echo>>,
     status_file: Option<PathBuf>,
 }
 
@@ -507,18 +509,21 @@ impl PyConsumer {
         let consumer = builder.build();
         // Resume warm, like `barbridge run --journal`: today's bars are back in the store.
         consumer.resume_from_journal(SystemClock.now_ms());
-        if echo {
-            consumer.echo_to_stdout();
-        }
+        let echo = echo.then(|| consumer.echo_to_stdout());
         let status = status_file.as_ref().map(|path| {
             StatusWriter::start(consumer.clone(), path.clone(), fifo, Duration::from_secs(1))
         });
-        Ok((PyConsumer { inner: consumer.clone(), status: Mutex::new(status), status_file }, consumer))
+        let py_consumer =
+            PyConsumer { inner: consumer.clone(), status: Mutex::new(status), echo: Mutex::new(echo), status_file };
+        Ok((py_consumer, consumer))
     }
 
     fn stop_status(&self, py: Python<'_>) {
         if let Some(writer) = lock(&self.status).take() {
             py.allow_threads(|| writer.stop());
+        }
+        if let Some(echo) = lock(&self.echo).take() {
+            py.allow_threads(|| echo.finish(Duration::from_secs(2)));
         }
     }
 
@@ -815,6 +820,9 @@ impl Drop for PyConsumer {
     fn drop(&mut self) {
         if let Some(writer) = lock(&self.status).take() {
             writer.stop();
+        }
+        if let Some(echo) = lock(&self.echo).take() {
+            echo.finish(Duration::from_secs(2));
         }
     }
 }
@@ -1212,8 +1220,9 @@ impl WriterEvents {
 ///
 /// Semantics (see the Rust module ``writer``): non-blocking open with retry while no reader is
 /// there, atomic writes of whole lines, a bounded backlog (oldest dropped, counted, and announced
-/// with a ``disconnected`` status line), ``seq``/``writer`` on every line, heartbeats, and after
-/// EPIPE the newest version of each recent minute re-sent when a reader returns.
+/// with a ``disconnected`` status line), ``seq``/``writer`` on every line, heartbeats, and every
+/// line kept until the consumer acknowledges it (up to ``unacked_bytes``): when a new consumer
+/// starts, or a reader returns after EPIPE, what it has not acknowledged is re-sent.
 #[pyclass(name = "FifoWriter", module = "barbridge", frozen)]
 struct PyFifoWriter {
     inner: crate::writer::FifoWriter,
@@ -1242,14 +1251,14 @@ fn bar_kind_from_dict(py: Python<'_>, d: &Bound<'_, PyDict>) -> Result<BarKind, 
 #[pymethods]
 impl PyFifoWriter {
     #[new]
-    #[pyo3(signature = (path, *, writer, backlog = 100_000, heartbeat = 5.0, pipe_size = 1 << 20, replay = 4096, open_backoff_max = 1.0))]
+    #[pyo3(signature = (path, *, writer, backlog = 100_000, heartbeat = 5.0, pipe_size = 1 << 20, unacked_bytes = 64 << 20, open_backoff_max = 1.0))]
     fn new(
         path: PathBuf,
         writer: String,
         backlog: usize,
         heartbeat: f64,
         pipe_size: usize,
-        replay: usize,
+        unacked_bytes: usize,
         open_backoff_max: f64,
     ) -> PyResult<PyFifoWriter> {
         let seconds = |v: f64, name: &str| {
@@ -1264,8 +1273,9 @@ impl PyFifoWriter {
             backlog: backlog.max(1),
             heartbeat: Some(seconds(heartbeat, "heartbeat")?).filter(|d| !d.is_zero()),
             pipe_size,
-            replay,
+            unacked_bytes,
             open_backoff_max: seconds(open_backoff_max, "open_backoff_max")?,
+            ..crate::writer::WriterOptions::default()
         };
         let events = Arc::new(WriterEvents::default());
         let sink = events.clone();
@@ -1314,7 +1324,8 @@ impl PyFifoWriter {
     }
 
     /// Counters: lines_written, bars_written, dropped_overflow, dropped_invalid, reader_opens,
-    /// reader_lost, pipe_full, replayed.
+    /// reader_lost, pipe_full, replayed (lines re-sent), acked (the consumer's acknowledged seq),
+    /// unacked (lines kept for a re-send), unacked_evicted.
     fn stats<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
         to_py(py, &self.inner.stats())
     }

@@ -43,6 +43,8 @@ pub struct Heartbeat<'a> {
     pub ts_ms: Option<i64>,
     pub seq: Option<u64>,
     pub writer: Option<Cow<'a, str>>,
+    /// The oldest seq the writer can still re-send (see [`crate::cursor`]).
+    pub retained_from: Option<u64>,
 }
 
 /// `{"type":"status",...}`: the sidecar's connection state changed.
@@ -207,6 +209,7 @@ struct RawLine<'a> {
     #[serde(borrow)]
     writer: Option<Cow<'a, str>>,
     ts_ms: Option<i64>,
+    retained_from: Option<u64>,
     #[serde(borrow)]
     state: Option<Cow<'a, str>>,
     #[serde(borrow)]
@@ -237,7 +240,12 @@ pub fn parse_line(bytes: &[u8]) -> Result<Line<'_>, WireError> {
         None | Some("bar") => BarKind::Bar,
         Some("updated_bar") => BarKind::UpdatedBar,
         Some("heartbeat") => {
-            return Ok(Line::Heartbeat(Heartbeat { ts_ms: raw.ts_ms, seq: raw.seq, writer: raw.writer }))
+            return Ok(Line::Heartbeat(Heartbeat {
+                ts_ms: raw.ts_ms,
+                seq: raw.seq,
+                writer: raw.writer,
+                retained_from: raw.retained_from,
+            }))
         }
         Some("status") => {
             let state = raw.state.ok_or(WireError::MissingField { field: "state" })?;
@@ -387,6 +395,7 @@ fn scan_flat(b: &[u8]) -> Option<RawLine<'_>> {
         close: num_at(F_CLOSE),
         volume: num_at(F_VOLUME),
         vwap: num_at(F_VWAP),
+        retained_from: None,
     })
 }
 

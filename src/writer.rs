@@ -11,9 +11,13 @@
 //! - Whole lines are packed into writes of at most `PIPE_BUF` (4096) bytes: atomic, so lines never
 //!   interleave with another writer's.
 //! - Pipe full (`EAGAIN`): the lines stay first in the backlog; the thread polls for room.
-//! - Reader gone (`EPIPE`): close, reopen when a reader returns, and first re-send the newest
-//!   version of each minute among the last `replay` bars written: lines unread in the dead
-//!   reader's pipe die with it, and the consumer's dedupe makes the re-send harmless.
+//! - Every line written is kept until the consumer acknowledges it (the ack file beside the FIFO,
+//!   read every 100 ms; see [`crate::cursor`]), up to [`WriterOptions::unacked_bytes`]. When the
+//!   ack file names a new consumer instance, or a reader returns after `EPIPE`, everything after
+//!   the consumer's acknowledged position is re-sent first, byte for byte with its original
+//!   `seq`: lines a dead consumer read but never journaled, or that died in its pipe, arrive
+//!   exactly once. Past the bound the oldest unacknowledged lines are forgotten, counted and
+//!   reported (a consumer restart would then report them as a gap).
 //! - Backlog full: the oldest line is dropped, counted, and a `disconnected` status line tells the
 //!   consumer (the sidecar backfills the gap over REST). Heartbeats carry the backlog and the drop
 //!   count.
@@ -48,7 +52,6 @@ use crossbeam_channel::{Receiver, Sender};
 use nix::fcntl::{fcntl, FcntlArg};
 use nix::libc;
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
-use rustc_hash::FxHashMap;
 use serde::Serialize;
 use thiserror::Error;
 
@@ -78,8 +81,12 @@ pub struct WriterOptions {
     pub heartbeat: Option<Duration>,
     /// Pipe buffer to ask for (`F_SETPIPE_SZ`; halved until the kernel accepts it).
     pub pipe_size: usize,
-    /// Bars remembered for re-sending when a reader returns after `EPIPE`.
-    pub replay: usize,
+    /// Bytes of written lines kept until the consumer acknowledges them, for re-sending after a
+    /// consumer restart. The default (64 MiB, about 380,000 lines) covers a full 1 MiB pipe, the
+    /// consumer's 1 MiB read batch and more than a second of a 300,000 lines/s flood.
+    pub unacked_bytes: usize,
+    /// How often the consumer's ack file is read.
+    pub ack_poll: Duration,
     /// Longest wait between attempts to open a FIFO that has no reader.
     pub open_backoff_max: Duration,
 }
@@ -87,17 +94,31 @@ pub struct WriterOptions {
 impl Default for WriterOptions {
     fn default() -> WriterOptions {
         WriterOptions {
-            writer: format!("{}-rs", std::process::id()),
+            writer: default_writer_id(),
             backlog: 100_000,
             heartbeat: Some(Duration::from_secs(5)),
             pipe_size: 1 << 20,
-            replay: 4096,
+            unacked_bytes: 64 << 20,
+            ack_poll: Duration::from_millis(100),
             open_backoff_max: Duration::from_secs(1),
         }
     }
 }
 
-/// Counters of a [`FifoWriter`] (monotonic).
+/// A writer id unique to this process: the pid and the start time (base 36 milliseconds), so
+/// that a restarted writer never continues an earlier one's sequence.
+pub fn default_writer_id() -> String {
+    let mut t = now_ms().max(0) as u64;
+    let mut digits = Vec::new();
+    while t > 0 {
+        digits.push(b"0123456789abcdefghijklmnopqrstuvwxyz"[(t % 36) as usize]);
+        t /= 36;
+    }
+    digits.reverse();
+    format!("{}-{}", std::process::id(), String::from_utf8(digits).expect("ASCII"))
+}
+
+/// Counters of a [`FifoWriter`] (monotonic unless said otherwise).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct WriterStats {
     pub lines_written: u64,
@@ -111,8 +132,14 @@ pub struct WriterStats {
     pub reader_lost: u64,
     /// Writes that found the pipe full (`EAGAIN`).
     pub pipe_full: u64,
-    /// Bars re-sent to a returning reader.
+    /// Lines re-sent to a new consumer instance (or a reader back after `EPIPE`).
     pub replayed: u64,
+    /// Highest seq the consumer has acknowledged (0: none yet, or no acknowledging consumer).
+    pub acked: u64,
+    /// Lines written and not yet acknowledged (a gauge).
+    pub unacked: u64,
+    /// Unacknowledged lines forgotten because [`WriterOptions::unacked_bytes`] was full.
+    pub unacked_evicted: u64,
 }
 
 /// Why the writer stopped before it was asked to. One sentence a user can act on.
@@ -163,6 +190,9 @@ struct Counters {
     reader_lost: AtomicU64,
     pipe_full: AtomicU64,
     replayed: AtomicU64,
+    acked: AtomicU64,
+    unacked: AtomicU64,
+    unacked_evicted: AtomicU64,
 }
 
 struct Shared {
@@ -199,6 +229,10 @@ impl Shared {
         let request = lock(&self.stop);
         request.stop
             && (self.queued.load(Ordering::Relaxed) == 0 || request.flush_deadline.is_some_and(|d| Instant::now() >= d))
+    }
+
+    fn flush_time_up(&self) -> bool {
+        lock(&self.stop).flush_deadline.is_some_and(|d| Instant::now() >= d)
     }
 
     fn stop_requested(&self) -> bool {
@@ -350,6 +384,9 @@ impl FifoWriter {
             reader_lost: get(&c.reader_lost),
             pipe_full: get(&c.pipe_full),
             replayed: get(&c.replayed),
+            acked: get(&c.acked),
+            unacked: get(&c.unacked),
+            unacked_evicted: get(&c.unacked_evicted),
         }
     }
 
@@ -409,17 +446,45 @@ impl Drop for FifoWriter {
 #[error("unknown status state {0:?} (expected one of {STATES:?})")]
 pub struct UnknownState(pub String);
 
-/// The writer thread's side: the open FIFO, the sequence number and the bars to re-send.
+/// Lines written in one `write()`, kept until the consumer acknowledges them.
+struct Chunk {
+    first: u64,
+    last: u64,
+    bytes: Box<[u8]>,
+}
+
+/// What one `write()` of at most `PIPE_BUF` bytes did.
+enum Wrote {
+    All,
+    /// The pipe is full (`EAGAIN`): try again when it has room.
+    Full,
+    /// The reader is gone (`EPIPE`).
+    ReaderGone,
+}
+
+/// The writer thread's side: the open FIFO, the sequence number and the unacknowledged lines.
 struct Connection<'a> {
     s: &'a Shared,
     fd: Option<File>,
     seq: u64,
-    /// The last bars written, for a reader that returns after `EPIPE`.
-    written: VecDeque<BarItem>,
+    /// Written lines not yet acknowledged by the consumer, oldest first.
+    unacked: VecDeque<Chunk>,
+    unacked_bytes: usize,
+    /// Everything up to this seq is durable at the consumer.
+    acked: u64,
+    /// The consumer instance the ack file last named.
+    consumer: Option<String>,
+    /// Re-send the unacknowledged lines after this seq before anything new.
+    resend_after: Option<u64>,
+    next_ack_check: Instant,
+    /// An acknowledging consumer has been seen (without one, forgetting old lines is normal).
+    acks_seen: bool,
+    ack_error_reported: bool,
+    evictions_reported: u64,
     lost: bool,
     overflow_reported: u64,
-    /// Lines that go before the backlog's: given back after a failed write, re-sends, and the
-    /// overflow notice.
+    /// Lines that go before the backlog's: given back after a failed write, and the overflow
+    /// notice.
     front: VecDeque<Item>,
     batch: Vec<Item>,
     buf: Vec<u8>,
@@ -445,6 +510,15 @@ struct HeartbeatLine<'a> {
     writer: &'a str,
     backlog: usize,
     dropped: u64,
+    retained_from: u64,
+}
+
+/// What [`encode`] puts into a heartbeat besides the envelope.
+#[derive(Clone, Copy)]
+struct HeartbeatInfo {
+    backlog: usize,
+    dropped: u64,
+    retained_from: u64,
 }
 
 impl<'a> Connection<'a> {
@@ -453,7 +527,15 @@ impl<'a> Connection<'a> {
             s,
             fd: None,
             seq: 0,
-            written: VecDeque::with_capacity(s.options.replay.min(65_536)),
+            unacked: VecDeque::new(),
+            unacked_bytes: 0,
+            acked: 0,
+            consumer: None,
+            resend_after: None,
+            next_ack_check: Instant::now(),
+            acks_seen: false,
+            ack_error_reported: false,
+            evictions_reported: 0,
             lost: false,
             overflow_reported: 0,
             front: VecDeque::new(),
@@ -471,7 +553,8 @@ impl<'a> Connection<'a> {
         let heartbeat = self.s.options.heartbeat.filter(|d| !d.is_zero());
         let mut next_heartbeat = heartbeat.map(|d| Instant::now() + d);
         let result = loop {
-            if self.s.stopping_and_done() {
+            // A re-send in progress is finished before stopping, unless the flush time is up.
+            if self.s.stopping_and_done() && (self.resend_after.is_none() || self.s.flush_time_up()) {
                 break Ok(());
             }
             if self.fd.is_none() {
@@ -479,8 +562,11 @@ impl<'a> Connection<'a> {
                     Err(e) => break Err(e),
                     Ok(true) => {
                         backoff = Duration::from_millis(10);
-                        if self.lost {
-                            self.resend_written();
+                        self.check_acks(true);
+                        if self.lost && self.resend_after.is_none() {
+                            // The reader came back and published no new instance (it does not
+                            // acknowledge): re-send everything not acknowledged.
+                            self.start_resend(self.acked, "a reader returned");
                         }
                         self.lost = false;
                         next_heartbeat = heartbeat.map(|_| Instant::now()); // introduce ourselves
@@ -493,6 +579,13 @@ impl<'a> Connection<'a> {
                         continue;
                     }
                 }
+            }
+            self.check_acks(false);
+            if self.resend_after.is_some() {
+                if let Err(e) = self.resend_next() {
+                    break Err(e);
+                }
+                continue;
             }
             self.report_overflow();
             let now = Instant::now();
@@ -515,7 +608,7 @@ impl<'a> Connection<'a> {
                 }
                 let wait = next_heartbeat
                     .map_or(Duration::from_millis(500), |due| due.saturating_duration_since(now))
-                    .min(Duration::from_millis(500));
+                    .min(self.s.options.ack_poll.max(Duration::from_millis(1)));
                 crossbeam_channel::select! {
                     recv(self.s.lines.1) -> item => self.front.extend(item.ok()),
                     recv(self.s.wake.1) -> _ => {}
@@ -531,24 +624,9 @@ impl<'a> Connection<'a> {
         result
     }
 
-    /// Encode the front of the batch into at most `PIPE_BUF` bytes and write it in one call;
-    /// whatever was not written goes back to the front of the backlog.
-    fn write_batch(&mut self, backlog: usize) -> Result<(), WriterError> {
-        self.buf.clear();
-        let writer = self.s.options.writer.as_str();
-        let dropped = self.s.counters.dropped_overflow.load(Ordering::Relaxed);
-        let mut taken = 0;
-        for item in &self.batch {
-            let start = self.buf.len();
-            let seq = self.seq + 1 + taken as u64;
-            encode(&mut self.buf, item, seq, writer, backlog, dropped);
-            if taken > 0 && self.buf.len() > PIPE_BUF {
-                self.buf.truncate(start);
-                break;
-            }
-            taken += 1;
-        }
-        let fd = self.fd.as_mut().expect("write_batch runs with the FIFO open");
+    /// One `write()` of `self.buf` (at most `PIPE_BUF` bytes: atomic).
+    fn write_buf(&mut self) -> Result<Wrote, WriterError> {
+        let fd = self.fd.as_mut().expect("writes happen with the FIFO open");
         let written = loop {
             match fd.write(&self.buf) {
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
@@ -556,28 +634,7 @@ impl<'a> Connection<'a> {
             }
         };
         match written {
-            Ok(n) if n == self.buf.len() => {
-                self.seq += taken as u64;
-                bump(&self.s.counters.lines_written, taken as u64);
-                self.s.queued.fetch_sub(taken, Ordering::Relaxed);
-                let rest = self.batch.split_off(taken);
-                let (mut bars, replay) = (0, self.s.options.replay);
-                // Bars written are kept for a reader that returns after EPIPE.
-                for item in self.batch.drain(..) {
-                    if let Item::Bar(bar) = item {
-                        bars += 1;
-                        if replay > 0 {
-                            if self.written.len() >= replay {
-                                self.written.pop_front();
-                            }
-                            self.written.push_back(bar);
-                        }
-                    }
-                }
-                bump(&self.s.counters.bars_written, bars);
-                self.give_back(rest);
-                Ok(())
-            }
+            Ok(n) if n == self.buf.len() => Ok(Wrote::All),
             Ok(n) => {
                 // Cannot happen for at most PIPE_BUF bytes; never silent if it does.
                 let source = io::Error::other(format!("short write of {n} of {} bytes", self.buf.len()));
@@ -585,25 +642,179 @@ impl<'a> Connection<'a> {
             }
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                 bump(&self.s.counters.pipe_full, 1);
-                let rest = std::mem::take(&mut self.batch);
-                self.give_back(rest);
                 let fd = self.fd.as_ref().expect("open");
-                let _ = poll(&mut [PollFd::new(fd.as_fd(), PollFlags::POLLOUT)], PollTimeout::from(200u16));
-                Ok(())
+                let _ = poll(&mut [PollFd::new(fd.as_fd(), PollFlags::POLLOUT)], PollTimeout::from(100u16));
+                Ok(Wrote::Full)
             }
             Err(e) if e.kind() == io::ErrorKind::BrokenPipe => {
                 bump(&self.s.counters.reader_lost, 1);
-                let rest = std::mem::take(&mut self.batch);
-                self.give_back(rest);
                 self.fd = None;
                 self.s.reader_present.store(false, Ordering::Relaxed);
                 self.lost = true;
-                let pending = self.s.queued.load(Ordering::Relaxed);
-                self.say(log::Level::Warn, format!("consumer went away (EPIPE); keeping {pending} line(s) until it returns"));
-                Ok(())
+                let (pending, unacked) = (self.s.queued.load(Ordering::Relaxed), self.unacked_lines());
+                self.say(
+                    log::Level::Warn,
+                    format!("consumer went away (EPIPE); keeping {pending} queued and {unacked} unacknowledged line(s) until it returns"),
+                );
+                Ok(Wrote::ReaderGone)
             }
             Err(source) => Err(WriterError::Write { path: self.s.path.clone(), source }),
         }
+    }
+
+    /// Encode the front of the batch into at most `PIPE_BUF` bytes and write it in one call;
+    /// whatever was not written goes back to the front of the backlog.
+    fn write_batch(&mut self, backlog: usize) -> Result<(), WriterError> {
+        self.buf.clear();
+        let writer = self.s.options.writer.as_str();
+        let info = HeartbeatInfo {
+            backlog,
+            dropped: self.s.counters.dropped_overflow.load(Ordering::Relaxed),
+            retained_from: self.unacked.front().map_or(self.seq + 1, |c| c.first),
+        };
+        let mut taken = 0;
+        for item in &self.batch {
+            let start = self.buf.len();
+            let seq = self.seq + 1 + taken as u64;
+            encode(&mut self.buf, item, seq, writer, info);
+            if taken > 0 && self.buf.len() > PIPE_BUF {
+                self.buf.truncate(start);
+                break;
+            }
+            taken += 1;
+        }
+        match self.write_buf()? {
+            Wrote::All => {
+                let first = self.seq + 1;
+                self.seq += taken as u64;
+                bump(&self.s.counters.lines_written, taken as u64);
+                self.s.queued.fetch_sub(taken, Ordering::Relaxed);
+                let rest = self.batch.split_off(taken);
+                let bars = self.batch.drain(..).filter(|item| matches!(item, Item::Bar(_))).count();
+                bump(&self.s.counters.bars_written, bars as u64);
+                self.give_back(rest);
+                self.keep_unacked(Chunk { first, last: self.seq, bytes: self.buf.as_slice().into() });
+            }
+            Wrote::Full | Wrote::ReaderGone => {
+                let rest = std::mem::take(&mut self.batch);
+                self.give_back(rest);
+            }
+        }
+        Ok(())
+    }
+
+    /// Keep a written chunk until it is acknowledged; forget the oldest past the bound.
+    fn keep_unacked(&mut self, chunk: Chunk) {
+        self.unacked_bytes += chunk.bytes.len();
+        self.unacked.push_back(chunk);
+        let mut evicted = 0;
+        while self.unacked_bytes > self.s.options.unacked_bytes && self.unacked.len() > 1 {
+            let old = self.unacked.pop_front().expect("len > 1");
+            self.unacked_bytes -= old.bytes.len();
+            if old.last > self.acked {
+                evicted += old.last - old.first.max(self.acked + 1) + 1;
+            }
+        }
+        self.s.counters.unacked.store(self.unacked_lines(), Ordering::Relaxed);
+        if evicted > 0 {
+            let total = bump(&self.s.counters.unacked_evicted, evicted);
+            // Without an acknowledging consumer the kept lines are only a ring of recent ones.
+            if self.acks_seen && total >= self.evictions_reported.saturating_mul(2).max(1) {
+                self.evictions_reported = total;
+                let mib = self.s.options.unacked_bytes >> 20;
+                self.say(
+                    log::Level::Error,
+                    format!("the consumer has not acknowledged {} line(s) and the re-send buffer ({mib} MiB) is full: {total} unacknowledged line(s) forgotten so far; a consumer restart now would lose them (is the consumer stuck, or its journal failing?)", self.unacked_lines()),
+                );
+            }
+        }
+    }
+
+    fn unacked_lines(&self) -> u64 {
+        match (self.unacked.front(), self.unacked.back()) {
+            (Some(first), Some(last)) => last.last + 1 - first.first.max(self.acked + 1).min(last.last + 1),
+            _ => 0,
+        }
+    }
+
+    /// Read the consumer's ack file (every `ack_poll`, or now with `force`): drop what it
+    /// acknowledges, and re-send when it names a new consumer instance.
+    fn check_acks(&mut self, force: bool) {
+        let now = Instant::now();
+        if !force && now < self.next_ack_check {
+            return;
+        }
+        self.next_ack_check = now + self.s.options.ack_poll;
+        let ack = match crate::cursor::read_ack_file(&crate::cursor::ack_path(&self.s.path)) {
+            Ok(Some(ack)) => ack,
+            Ok(None) => return,
+            Err(e) => {
+                if !self.ack_error_reported {
+                    self.ack_error_reported = true;
+                    self.say(log::Level::Warn, format!("{e}; acknowledgements ignored until it is readable"));
+                }
+                return;
+            }
+        };
+        self.ack_error_reported = false;
+        self.acks_seen = true;
+        let mine = ack.writers.get(&self.s.options.writer).map(|c| c.prefix);
+        if self.consumer.as_deref() != Some(ack.consumer.as_str()) {
+            let first_contact = self.consumer.is_none() && !self.lost;
+            self.consumer = Some(ack.consumer);
+            if !first_contact {
+                let from = mine.unwrap_or(self.acked);
+                self.start_resend(from, "a new consumer instance started");
+            }
+        }
+        if let Some(prefix) = mine.filter(|p| *p > self.acked && *p <= self.seq) {
+            self.acked = prefix;
+            self.s.counters.acked.store(prefix, Ordering::Relaxed);
+            while self.unacked.front().is_some_and(|c| c.last <= prefix) {
+                let done = self.unacked.pop_front().expect("checked");
+                self.unacked_bytes -= done.bytes.len();
+            }
+            self.s.counters.unacked.store(self.unacked_lines(), Ordering::Relaxed);
+        }
+    }
+
+    /// Queue a re-send of every kept line after `after`.
+    fn start_resend(&mut self, after: u64, why: &str) {
+        let from = after.max(self.unacked.front().map_or(u64::MAX, |c| c.first.saturating_sub(1)));
+        if self.unacked.back().is_none_or(|c| c.last <= from) {
+            return;
+        }
+        let n = self.unacked.back().map_or(0, |c| c.last - from);
+        if from > after {
+            self.say(
+                log::Level::Error,
+                format!("{why}: it lacks seq {}..={from}, which the re-send buffer no longer holds; re-sending the {n} line(s) after it", after + 1),
+            );
+        } else {
+            self.say(log::Level::Info, format!("{why}: re-sending the {n} line(s) after seq {from} it has not acknowledged"));
+        }
+        self.resend_after = Some(from);
+    }
+
+    /// Write the next kept chunk of a re-send (its bytes as first written: original `seq`s).
+    fn resend_next(&mut self) -> Result<(), WriterError> {
+        let after = self.resend_after.expect("resending");
+        let i = self.unacked.partition_point(|c| c.last <= after);
+        let Some(chunk) = self.unacked.get(i) else {
+            self.resend_after = None;
+            return Ok(());
+        };
+        let (first, last) = (chunk.first, chunk.last);
+        self.buf.clear();
+        self.buf.extend_from_slice(&chunk.bytes);
+        if let Wrote::All = self.write_buf()? {
+            bump(&self.s.counters.replayed, last - first.max(after + 1) + 1);
+            self.resend_after = Some(last);
+        }
+        if self.fd.is_none() {
+            self.resend_after = None; // gone again: the next reader decides anew
+        }
+        Ok(())
     }
 
     /// Put what was not written back at the front of the backlog, in order.
@@ -648,31 +859,6 @@ impl<'a> Connection<'a> {
         Ok(true)
     }
 
-    /// A reader returned after `EPIPE`: queue, first, the newest version of each minute among the
-    /// bars written lately (re-sending an older version first would make the consumer flip back
-    /// and forth, and journal both).
-    fn resend_written(&mut self) {
-        if self.written.is_empty() {
-            return;
-        }
-        let mut newest: Vec<BarItem> = Vec::with_capacity(self.written.len());
-        let mut at: FxHashMap<(Box<str>, i64), usize> = FxHashMap::default();
-        for bar in self.written.drain(..) {
-            match at.get(&(bar.symbol.clone(), bar.bar.timestamp_ms)) {
-                Some(&i) => newest[i] = bar,
-                None => {
-                    at.insert((bar.symbol.clone(), bar.bar.timestamp_ms), newest.len());
-                    newest.push(bar);
-                }
-            }
-        }
-        let n = newest.len();
-        bump(&self.s.counters.replayed, n as u64);
-        self.s.queued.fetch_add(n, Ordering::Relaxed);
-        self.give_back(newest.into_iter().map(Item::Bar).collect());
-        self.say(log::Level::Info, format!("consumer returned: re-sending the last {n} bar line(s)"));
-    }
-
     /// Tell the log and the consumer (a `disconnected` status first in line) about new drops.
     fn report_overflow(&mut self) {
         let dropped = self.s.counters.dropped_overflow.load(Ordering::Relaxed);
@@ -691,7 +877,7 @@ impl<'a> Connection<'a> {
 }
 
 /// Append `item` as one wire line with its envelope (`seq`, `writer`).
-fn encode(out: &mut Vec<u8>, item: &Item, seq: u64, writer: &str, backlog: usize, dropped: u64) {
+fn encode(out: &mut Vec<u8>, item: &Item, seq: u64, writer: &str, info: HeartbeatInfo) {
     match item {
         Item::Bar(b) => {
             let envelope = Envelope { source: b.source, seq: Some(seq), writer: Some(writer) };
@@ -703,7 +889,8 @@ fn encode(out: &mut Vec<u8>, item: &Item, seq: u64, writer: &str, backlog: usize
             out.push(b'\n');
         }
         Item::Heartbeat => {
-            let line = HeartbeatLine { kind: "heartbeat", ts_ms: now_ms(), seq, writer, backlog, dropped };
+            let HeartbeatInfo { backlog, dropped, retained_from } = info;
+            let line = HeartbeatLine { kind: "heartbeat", ts_ms: now_ms(), seq, writer, backlog, dropped, retained_from };
             serde_json::to_writer(&mut *out, &line).expect("writing to a Vec cannot fail");
             out.push(b'\n');
         }
@@ -720,7 +907,8 @@ mod tests {
         writer.submit_status("reconnecting", &"𝄞".repeat(2_000)).unwrap(); // 4 bytes each
         let item = writer.shared.lines.1.try_recv().unwrap();
         let mut line = Vec::new();
-        encode(&mut line, &item, u64::MAX, &"w".repeat(64), usize::MAX, u64::MAX);
+        let info = HeartbeatInfo { backlog: usize::MAX, dropped: u64::MAX, retained_from: u64::MAX };
+        encode(&mut line, &item, u64::MAX, &"w".repeat(64), info);
         assert!(line.len() <= PIPE_BUF, "{} bytes", line.len());
         let v: serde_json::Value = serde_json::from_slice(&line).unwrap();
         assert_eq!(v["detail"].as_str().unwrap().chars().count(), 750);

@@ -180,3 +180,38 @@ fn once_mode_exits_after_the_writer_and_its_final_status_counts_every_bar() {
         serde_json::from_str(&std::fs::read_to_string(dir.path().join("run/status.json")).unwrap()).unwrap();
     assert_eq!(status["health"]["counters"]["bars_accepted"], 20_000, "the final status must include the last bars");
 }
+
+#[test]
+fn a_second_reader_of_the_same_fifo_is_refused_with_exit_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let fifo = dir.path().join("run/bars.fifo");
+    let _first = spawn(dir.path(), &[]);
+    assert!(wait_until(LONG, || fifo.with_file_name("bars.fifo.ack").exists()), "first consumer up");
+    let out = Command::new(BIN).args(["run", "--fifo"]).arg(&fifo).arg("--status-file").arg(dir.path().join("other.json")).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("already has a reader") && err.contains(&format!("pid {}", _first.child.id())), "{err}");
+}
+
+#[test]
+fn echo_into_a_stdout_nobody_reads_never_stalls_ingest_or_sigint() {
+    let dir = tempfile::tempdir().unwrap();
+    // stdout is a pipe that is never read: 64 KiB fill it.
+    let mut r = spawn(dir.path(), &["--echo"]);
+    let fifo = dir.path().join("run/bars.fifo");
+    let mut w = open_writer(&fifo);
+    for i in 0..5_000 {
+        write_line(&mut w, &seed_line("SPY", i, 10.0));
+    }
+    drop(w);
+    let status = dir.path().join("run/status.json");
+    let accepted = || {
+        std::fs::read_to_string(&status)
+            .ok()
+            .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
+            .and_then(|v| v["health"]["counters"]["bars_accepted"].as_u64())
+    };
+    assert!(wait_until(LONG, || accepted() == Some(5_000)), "all bars ingested: {:?}", accepted());
+    kill(Pid::from_raw(r.child.id() as i32), Signal::SIGINT).unwrap();
+    assert!(wait_exit(&mut r).success(), "SIGINT stops it although stdout is blocked");
+}

@@ -274,3 +274,24 @@ fn a_channel_subscriber_gets_every_bar_in_order_while_the_pipe_never_runs_dry() 
     assert_eq!(rx.dropped(), 0);
     stop_and_join(feed);
 }
+
+/// A stray writer's unfinished line glues onto the next writer's first line and destroys it:
+/// the destroyed line is counted as a reject, and the writer's first seq above 1 as lost lines.
+#[test]
+fn a_line_destroyed_by_a_stray_writer_is_counted() {
+    let dir = tempfile::tempdir().unwrap();
+    let (consumer, feed, path) = start(&dir);
+    let mut stray = open_writer(&path);
+    stray.write_all(b"{\"symbol\":\"ST").unwrap(); // no newline: it stays in the pipe
+    let mut w = open_writer(&path);
+    for seq in 1..=3 {
+        let line = seed_line("SPY", seq, 10.0);
+        let line = format!("{},\"seq\":{seq},\"writer\":\"w\"}}\n", line.trim_end().trim_end_matches('}'));
+        write_line(&mut w, &line);
+    }
+    assert!(wait_until(LONG, || consumer.store().len("SPY") == 2), "the two intact bars");
+    let c = consumer.health().counters.snapshot();
+    assert_eq!((c.rejects_total, c.seq_gaps, c.lines_lost), (1, 1, 1), "{c:?}");
+    drop((stray, w));
+    stop_and_join(feed);
+}

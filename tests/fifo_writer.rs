@@ -101,7 +101,7 @@ fn two_writers_share_one_fifo_without_tearing_a_line() {
 fn a_consumer_restart_loses_no_bar() {
     let dir = tempfile::tempdir().unwrap();
     let path = fifo_in(&dir);
-    let writer = FifoWriter::new(&path, WriterOptions { replay: 64, ..options("w1") });
+    let writer = FifoWriter::new(&path, options("w1"));
     writer.start().unwrap();
     let (first, feed) = consumer_on(&path);
     for minute in 0..100 {

@@ -106,7 +106,7 @@ def test_creates_private_fifo_and_backlog_delivered_in_order(sink_factory, fifo_
 
 
 def test_reader_restart_loses_nothing(sink_factory, fifo_path):
-    sink = sink_factory(replay=64)
+    sink = sink_factory()
     r1 = PyReader(fifo_path)
     for i in range(1, 51):
         sink.submit_bar(bar(i))

@@ -1,0 +1,467 @@
+//! Acknowledged delivery: what the consumer has processed of each writer's numbered lines, kept
+//! durable beside the journal and published to the writers beside the FIFO.
+//!
+//! The pipe is one-way, so a writer cannot see what a consumer that died had read and not yet
+//! journaled, nor what still sat in the pipe. This module closes the loop:
+//!
+//! - Every writer numbers its lines (`seq`, from 1, under a writer id unique to its process).
+//!   [`SeqBook`] keeps, per writer, the *prefix* (every line up to it was processed), the highest
+//!   seq seen and the holes in between. A line at or below the prefix, or above it but not in a
+//!   hole, was processed before: it is skipped ([`SeqVerdict::AlreadySeen`]). A line that skips
+//!   ahead opens a hole, counted at once as lost; a re-sent line that falls in a hole fills it
+//!   and is taken back off the loss count.
+//! - After each read batch whose records are all in the journal, the consumer's [`AckPublisher`]
+//!   writes the book (rate-limited) to `cursor.json` in the journal directory — so a restarted
+//!   consumer knows each writer's position — and then to `<fifo>.ack`, which the writers read.
+//!   What is published is therefore never ahead of what is durable.
+//! - A writer keeps every line it wrote until the ack covers it (bounded; see
+//!   [`crate::writer::WriterOptions::unacked_bytes`]). When the ack file names a new consumer
+//!   instance, or the FIFO's reader came back after `EPIPE`, it re-sends everything after the
+//!   consumer's prefix; the book skips what was processed and fills the holes.
+//! - Writers announce in each heartbeat the oldest seq they can still re-send (`retained_from`):
+//!   holes below it can never be filled and are closed for good.
+//!
+//! Without a journal nothing is durable, and the ack is what the store holds.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::fs::OpenOptions;
+use std::io::{self, Read, Write};
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use nix::libc;
+use rustc_hash::FxHashMap;
+use serde::{Deserialize, Serialize};
+
+/// Writers tracked at once; beyond it the one silent longest is forgotten (counted, logged).
+pub const MAX_WRITERS: usize = 1024;
+/// Open holes kept per writer; beyond it the oldest is closed for good (it stays counted lost).
+pub const MAX_HOLES: usize = 64;
+/// Name of the durable cursor file in the journal directory.
+pub const DURABLE_FILE: &str = "cursor.json";
+
+/// Where the ack file of the FIFO at `fifo` lives: beside it, `<name>.ack`.
+pub fn ack_path(fifo: &Path) -> PathBuf {
+    let mut name = fifo.file_name().map(|n| n.to_os_string()).unwrap_or_default();
+    name.push(".ack");
+    fifo.with_file_name(name)
+}
+
+/// One writer's position.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WriterCursor {
+    /// Every line up to this seq was processed (and, with a journal, is durable).
+    pub prefix: u64,
+    /// Highest seq processed.
+    pub high: u64,
+    /// Inclusive ranges in `(prefix, high]` never received, oldest first.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub holes: Vec<(u64, u64)>,
+}
+
+/// What the consumer publishes: its instance and every writer's position.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AckFile {
+    /// Changes whenever a consumer starts: a writer that sees a new value re-sends.
+    pub consumer: String,
+    pub pid: u32,
+    pub writers: BTreeMap<String, WriterCursor>,
+}
+
+/// What [`SeqBook::observe`] decided about a line.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SeqVerdict {
+    /// The next line in order.
+    InOrder,
+    /// The first line of a writer this consumer does not know; `missing` lines before it
+    /// (seq 1 up to it) never reached this consumer.
+    FirstSeen { missing: u64 },
+    /// A new line after a gap `from..=to` (now an open hole, counted lost).
+    AfterGap { from: u64, to: u64 },
+    /// A re-sent line that fills a hole; `closed` is the hole's range when it is now complete.
+    FillsGap { closed: Option<(u64, u64)> },
+    /// A line processed before (a re-send): skip it.
+    AlreadySeen,
+    /// Seq 1 from a known writer whose numbering restarted: a new session.
+    Restarted { after: u64 },
+}
+
+impl SeqVerdict {
+    /// False for a line that must not be processed again.
+    pub fn is_new(self) -> bool {
+        self != SeqVerdict::AlreadySeen
+    }
+}
+
+#[derive(Clone, Debug)]
+struct Track {
+    prefix: u64,
+    high: u64,
+    holes: VecDeque<(u64, u64)>,
+    /// Order of last use, for eviction.
+    touched: u64,
+}
+
+impl Track {
+    fn recompute_prefix(&mut self) {
+        self.prefix = self.holes.front().map_or(self.high, |h| h.0 - 1);
+    }
+}
+
+/// Per-writer sequence tracking. See the [module documentation](self).
+#[derive(Debug, Default)]
+pub struct SeqBook {
+    writers: FxHashMap<Box<str>, Track>,
+    clock: u64,
+    evicted: u64,
+}
+
+impl SeqBook {
+    /// Decide about the line `seq` of `writer` and record it.
+    pub fn observe(&mut self, writer: &str, seq: u64) -> SeqVerdict {
+        self.clock += 1;
+        let touched = self.clock;
+        let Some(t) = self.writers.get_mut(writer) else {
+            self.make_room();
+            self.writers.insert(writer.into(), Track { prefix: seq, high: seq, holes: VecDeque::new(), touched });
+            return SeqVerdict::FirstSeen { missing: seq.saturating_sub(1) };
+        };
+        t.touched = touched;
+        if seq == 1 && t.prefix >= 1 {
+            let after = t.high;
+            *t = Track { prefix: 1, high: 1, holes: VecDeque::new(), touched };
+            return SeqVerdict::Restarted { after };
+        }
+        if seq <= t.prefix {
+            return SeqVerdict::AlreadySeen;
+        }
+        if seq <= t.high {
+            let Some(i) = t.holes.iter().position(|&(a, b)| (a..=b).contains(&seq)) else {
+                return SeqVerdict::AlreadySeen;
+            };
+            let (a, b) = t.holes[i];
+            let mut closed = None;
+            match (seq == a, seq == b) {
+                (true, true) => {
+                    t.holes.remove(i);
+                    closed = Some((a, b));
+                }
+                (true, false) => t.holes[i].0 = seq + 1,
+                (false, true) => t.holes[i].1 = seq - 1,
+                (false, false) => {
+                    t.holes[i].1 = seq - 1;
+                    t.holes.insert(i + 1, (seq + 1, b));
+                }
+            }
+            t.recompute_prefix();
+            return SeqVerdict::FillsGap { closed };
+        }
+        let from = t.high + 1; // cannot overflow: seq > high
+        t.high = seq;
+        if seq == from {
+            if t.holes.is_empty() {
+                t.prefix = seq;
+            }
+            return SeqVerdict::InOrder;
+        }
+        t.holes.push_back((from, seq - 1));
+        if t.holes.len() > MAX_HOLES {
+            t.holes.pop_front();
+        }
+        t.recompute_prefix();
+        SeqVerdict::AfterGap { from, to: seq - 1 }
+    }
+
+    /// The writer can no longer re-send anything below `from`: close the holes under it.
+    /// Returns the lines in holes closed this way.
+    pub fn retained_from(&mut self, writer: &str, from: u64) -> u64 {
+        let Some(t) = self.writers.get_mut(writer) else { return 0 };
+        let mut closed = 0;
+        while let Some(&(a, b)) = t.holes.front() {
+            if a >= from {
+                break;
+            }
+            if b < from {
+                t.holes.pop_front();
+                closed += b - a + 1;
+            } else {
+                t.holes[0].0 = from;
+                closed += from - a;
+            }
+        }
+        t.recompute_prefix();
+        closed
+    }
+
+    /// Writers forgotten to stay within [`MAX_WRITERS`].
+    pub fn evicted(&self) -> u64 {
+        self.evicted
+    }
+
+    fn make_room(&mut self) {
+        if self.writers.len() < MAX_WRITERS {
+            return;
+        }
+        if let Some(oldest) = self.writers.iter().min_by_key(|(_, t)| t.touched).map(|(w, _)| w.clone()) {
+            self.writers.remove(&oldest);
+            self.evicted += 1;
+            if self.evicted == 1 || self.evicted % 1000 == 0 {
+                log::warn!(
+                    "more than {MAX_WRITERS} writer ids seen: forgetting the one silent longest ({oldest}; {} forgotten so far)",
+                    self.evicted
+                );
+            }
+        }
+    }
+
+    /// Every writer's position.
+    pub fn cursors(&self) -> BTreeMap<String, WriterCursor> {
+        self.writers
+            .iter()
+            .map(|(w, t)| {
+                (w.to_string(), WriterCursor { prefix: t.prefix, high: t.high, holes: t.holes.iter().copied().collect() })
+            })
+            .collect()
+    }
+
+    /// Take up positions saved by an earlier consumer (its durable cursor).
+    pub fn restore(&mut self, cursors: &BTreeMap<String, WriterCursor>) {
+        for (writer, c) in cursors.iter().take(MAX_WRITERS) {
+            let mut holes: VecDeque<(u64, u64)> =
+                c.holes.iter().copied().filter(|&(a, b)| a <= b && a > 0 && b <= c.high).take(MAX_HOLES).collect();
+            holes.make_contiguous().sort_unstable();
+            self.clock += 1;
+            let mut t = Track { prefix: c.prefix.min(c.high), high: c.high, holes, touched: self.clock };
+            t.recompute_prefix();
+            self.writers.insert(writer.as_str().into(), t);
+        }
+    }
+}
+
+/// Read an ack or cursor file: a regular file this user owns, not through a symlink.
+/// `Ok(None)` when it does not exist.
+pub fn read_ack_file(path: &Path) -> io::Result<Option<AckFile>> {
+    let mut file = match OpenOptions::new().read(true).custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC).open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    let meta = file.metadata()?;
+    if !meta.is_file() || meta.uid() != nix::unistd::getuid().as_raw() {
+        return Err(io::Error::other(format!("{} is not a regular file of this user; refusing to trust it", path.display())));
+    }
+    let mut text = Vec::with_capacity(meta.len() as usize);
+    file.read_to_end(&mut text)?;
+    serde_json::from_slice(&text).map(Some).map_err(|e| io::Error::other(format!("{} is not a cursor file: {e}", path.display())))
+}
+
+/// Replace `dir/name` with `bytes` atomically: a fresh temp file (never an existing one, never
+/// through a symlink) renamed over it.
+fn write_atomic(path: &Path, bytes: &[u8], sync: bool) -> io::Result<()> {
+    let mut tmp_name = path.file_name().map(|n| n.to_os_string()).unwrap_or_default();
+    tmp_name.push(format!(".tmp.{}", std::process::id()));
+    let tmp = path.with_file_name(tmp_name);
+    let _ = std::fs::remove_file(&tmp); // a leftover of ours (a symlink is removed, not followed)
+    let mut file = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+        .open(&tmp)?;
+    let result = file.write_all(bytes).and_then(|()| if sync { file.sync_data() } else { Ok(()) });
+    drop(file);
+    match result.and_then(|()| std::fs::rename(&tmp, path)) {
+        Ok(()) => Ok(()),
+        Err(e) => {
+            let _ = std::fs::remove_file(&tmp);
+            Err(e)
+        }
+    }
+}
+
+/// A random id for one consumer instance.
+fn new_instance_id() -> String {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u32(std::process::id());
+    h.write_u128(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos()));
+    format!("{:016x}", h.finish())
+}
+
+/// The consumer's side: writes the durable cursor, then the ack file the writers read.
+#[derive(Debug)]
+pub struct AckPublisher {
+    instance: String,
+    ack: PathBuf,
+    durable: Option<PathBuf>,
+    sync: bool,
+    min_interval: Duration,
+    last_attempt: Option<Instant>,
+    published: Option<BTreeMap<String, WriterCursor>>,
+    failing: bool,
+}
+
+impl AckPublisher {
+    /// Publish to [`ack_path`]`(fifo)`; with a journal directory, first to its
+    /// [`DURABLE_FILE`] (`sync`: fsync it each time, for `--fsync always`).
+    pub fn new(fifo: &Path, journal_dir: Option<&Path>, sync: bool) -> AckPublisher {
+        AckPublisher {
+            instance: new_instance_id(),
+            ack: ack_path(fifo),
+            durable: journal_dir.map(|d| d.join(DURABLE_FILE)),
+            sync,
+            min_interval: Duration::from_millis(50),
+            last_attempt: None,
+            published: None,
+            failing: false,
+        }
+    }
+
+    /// This consumer instance's id.
+    pub fn instance(&self) -> &str {
+        &self.instance
+    }
+
+    /// Publish `cursors` (which must describe only durable lines) when they changed and the last
+    /// attempt is at least 50 ms old, or at once with `force`. The caller builds `cursors` only
+    /// when [`AckPublisher::due`] says so.
+    pub fn publish(&mut self, cursors: BTreeMap<String, WriterCursor>, force: bool) {
+        if !force && !self.due() {
+            return;
+        }
+        if self.published.as_ref() == Some(&cursors) && !self.failing {
+            return;
+        }
+        self.last_attempt = Some(Instant::now());
+        let file = AckFile { consumer: self.instance.clone(), pid: std::process::id(), writers: cursors };
+        let bytes = serde_json::to_vec(&file).expect("serialisable");
+        let durable = match &self.durable {
+            Some(path) => write_atomic(path, &bytes, self.sync).map_err(|e| (path.clone(), e)),
+            None => Ok(()),
+        };
+        match durable.and_then(|()| write_atomic(&self.ack, &bytes, false).map_err(|e| (self.ack.clone(), e))) {
+            Ok(()) => {
+                if self.failing {
+                    log::warn!("delivery cursor written again to {}", self.ack.display());
+                }
+                self.failing = false;
+                self.published = Some(file.writers);
+            }
+            Err((path, e)) => {
+                if !self.failing {
+                    log::error!(
+                        "cannot write the delivery cursor {}: {e}; writers keep their lines until it can be written",
+                        path.display()
+                    );
+                }
+                self.failing = true;
+            }
+        }
+    }
+
+    /// True when a non-forced [`AckPublisher::publish`] would write.
+    pub fn due(&self) -> bool {
+        self.last_attempt.is_none_or(|t| t.elapsed() >= self.min_interval)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn in_order_gaps_fills_and_replays() {
+        let mut b = SeqBook::default();
+        assert_eq!(b.observe("w", 1), SeqVerdict::FirstSeen { missing: 0 });
+        assert_eq!(b.observe("w", 2), SeqVerdict::InOrder);
+        assert_eq!(b.observe("w", 6), SeqVerdict::AfterGap { from: 3, to: 5 });
+        assert_eq!(b.observe("w", 2), SeqVerdict::AlreadySeen);
+        assert_eq!(b.observe("w", 6), SeqVerdict::AlreadySeen);
+        assert_eq!(b.observe("w", 4), SeqVerdict::FillsGap { closed: None });
+        assert_eq!(b.cursors()["w"], WriterCursor { prefix: 2, high: 6, holes: vec![(3, 3), (5, 5)] });
+        assert_eq!(b.observe("w", 3), SeqVerdict::FillsGap { closed: Some((3, 3)) });
+        assert_eq!(b.observe("w", 5), SeqVerdict::FillsGap { closed: Some((5, 5)) });
+        assert_eq!(b.cursors()["w"], WriterCursor { prefix: 6, high: 6, holes: vec![] });
+        assert_eq!(b.observe("w", 7), SeqVerdict::InOrder);
+        assert_eq!(b.observe("w", 1), SeqVerdict::Restarted { after: 7 });
+        assert_eq!(b.observe("v", 10), SeqVerdict::FirstSeen { missing: 9 });
+    }
+
+    #[test]
+    fn the_largest_seq_never_overflows() {
+        let mut b = SeqBook::default();
+        b.observe("w", u64::MAX);
+        assert_eq!(b.observe("w", u64::MAX), SeqVerdict::AlreadySeen);
+        assert_eq!(b.observe("w", u64::MAX - 1), SeqVerdict::AlreadySeen);
+        assert_eq!(b.observe("w", 2), SeqVerdict::AlreadySeen);
+    }
+
+    #[test]
+    fn retained_from_closes_holes_below_it() {
+        let mut b = SeqBook::default();
+        b.observe("w", 1);
+        b.observe("w", 5); // hole 2..=4
+        b.observe("w", 10); // hole 6..=9
+        assert_eq!(b.retained_from("w", 3), 1);
+        assert_eq!(b.cursors()["w"].holes, vec![(3, 4), (6, 9)]);
+        assert_eq!(b.retained_from("w", 8), 2 + 2);
+        assert_eq!(b.cursors()["w"], WriterCursor { prefix: 7, high: 10, holes: vec![(8, 9)] });
+        assert_eq!(b.retained_from("w", 11), 2);
+        assert_eq!(b.cursors()["w"], WriterCursor { prefix: 10, high: 10, holes: vec![] });
+    }
+
+    #[test]
+    fn restored_positions_skip_what_was_processed_and_fill_holes() {
+        let mut b = SeqBook::default();
+        let saved = BTreeMap::from([("w".to_owned(), WriterCursor { prefix: 100, high: 200, holes: vec![(101, 150)] })]);
+        b.restore(&saved);
+        assert_eq!(b.observe("w", 100), SeqVerdict::AlreadySeen);
+        assert_eq!(b.observe("w", 120), SeqVerdict::FillsGap { closed: None });
+        assert_eq!(b.observe("w", 151), SeqVerdict::AlreadySeen);
+        assert_eq!(b.observe("w", 201), SeqVerdict::InOrder);
+    }
+
+    #[test]
+    fn writers_and_holes_are_bounded() {
+        let mut b = SeqBook::default();
+        for i in 0..MAX_WRITERS + 10 {
+            b.observe(&format!("w{i}"), 1);
+        }
+        assert_eq!(b.cursors().len(), MAX_WRITERS);
+        assert_eq!(b.evicted(), 10);
+        assert!(!b.cursors().contains_key("w0"), "the one silent longest goes first");
+        for n in 0..(MAX_HOLES as u64 + 5) {
+            b.observe("h", 1 + 2 * n);
+        }
+        assert_eq!(b.cursors()["h"].holes.len(), MAX_HOLES);
+    }
+
+    #[test]
+    fn publish_writes_durable_then_ack_and_skips_unchanged() {
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join("bars.fifo");
+        let journal = dir.path().join("journal");
+        std::fs::create_dir(&journal).unwrap();
+        let mut p = AckPublisher::new(&fifo, Some(&journal), false);
+        let mut b = SeqBook::default();
+        b.observe("w", 1);
+        p.publish(b.cursors(), true);
+        let ack = read_ack_file(&ack_path(&fifo)).unwrap().unwrap();
+        assert_eq!(ack.consumer, p.instance());
+        assert_eq!(ack.writers["w"].prefix, 1);
+        assert_eq!(read_ack_file(&journal.join(DURABLE_FILE)).unwrap().unwrap(), ack);
+        std::fs::remove_file(ack_path(&fifo)).unwrap();
+        p.publish(b.cursors(), true);
+        assert!(!ack_path(&fifo).exists(), "unchanged cursors are not rewritten");
+        // A symlink planted at the temp name is replaced, never followed.
+        let target = dir.path().join("target");
+        std::fs::write(&target, "keep").unwrap();
+        let tmp = format!("{}.tmp.{}", ack_path(&fifo).display(), std::process::id());
+        std::os::unix::fs::symlink(&target, &tmp).unwrap();
+        b.observe("w", 2);
+        p.publish(b.cursors(), true);
+        assert_eq!(std::fs::read_to_string(&target).unwrap(), "keep");
+        assert_eq!(read_ack_file(&ack_path(&fifo)).unwrap().unwrap().writers["w"].prefix, 2);
+    }
+}
