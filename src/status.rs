@@ -62,15 +62,8 @@ impl StatusReport {
         // a reader that sees a bar in the journal also sees it counted.
         let journal = consumer.journal().map(|j| j.status());
         let store = consumer.store();
-        let mut health = consumer.health_snapshot();
-        let mut symbols_omitted = 0;
-        if health.symbols.len() > max_symbols {
-            symbols_omitted = health.symbols.len() - max_symbols;
-            let mut all: Vec<_> = std::mem::take(&mut health.symbols).into_iter().collect();
-            all.select_nth_unstable_by(max_symbols, |a, b| (a.1.last_received_ms, &a.0).cmp(&(b.1.last_received_ms, &b.0)));
-            all.truncate(max_symbols);
-            health.symbols = all.into_iter().collect();
-        }
+        let (symbols, symbols_omitted) = store.symbol_health_least_recent(max_symbols);
+        let health = consumer.health().snapshot(symbols);
         let stored = health.symbols.keys().map(|s| (s.clone(), store.len(s))).collect();
         let session = crate::calendar::session_on(crate::calendar::ny_date(health.now_ms)).ok().flatten();
         let session_holes = session
