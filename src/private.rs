@@ -56,11 +56,12 @@ pub fn ensure_private_dir(path: &Path) -> Result<(), PrivateError> {
     let path = if path.as_os_str().is_empty() { Path::new(".") } else { path };
     let me = my_uid();
     check_parents(path, me)?;
-    std::fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(path)
-        .map_err(|source| PrivateError::Create { path: path.to_path_buf(), source })?;
+    match std::fs::DirBuilder::new().recursive(true).mode(0o700).create(path) {
+        // Something else is there: the open below says what.
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+        Err(source) => return Err(PrivateError::Create { path: path.to_path_buf(), source }),
+        Ok(()) => {}
+    }
     let dir = OpenOptions::new()
         .read(true)
         .custom_flags(libc::O_DIRECTORY | libc::O_NOFOLLOW | libc::O_CLOEXEC)
@@ -226,7 +227,7 @@ mod tests {
         let file = base.path().join("file");
         std::fs::write(&file, "x").unwrap();
         let err = ensure_private_dir(&file).unwrap_err().to_string();
-        assert!(err.contains("cannot create") || err.contains("not a directory"), "{err}");
+        assert!(err.contains("is not a directory; remove it"), "{err}");
 
         for m in [0o770, 0o707, 0o1777] {
             std::fs::set_permissions(&real, std::fs::Permissions::from_mode(m)).unwrap();
