@@ -25,12 +25,10 @@
 
 use std::collections::{BTreeMap, VecDeque};
 use std::fs::OpenOptions;
-use std::io::{self, Read, Write};
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use nix::libc;
 use rustc_hash::FxHashMap;
 use serde::{Deserialize, Serialize};
 
@@ -242,42 +240,21 @@ impl SeqBook {
 /// Read an ack or cursor file: a regular file this user owns, not through a symlink.
 /// `Ok(None)` when it does not exist.
 pub fn read_ack_file(path: &Path) -> io::Result<Option<AckFile>> {
-    let mut file = match OpenOptions::new().read(true).custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC).open(path) {
-        Ok(f) => f,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(e),
-    };
-    let meta = file.metadata()?;
-    if !meta.is_file() || meta.uid() != nix::unistd::getuid().as_raw() {
-        return Err(io::Error::other(format!("{} is not a regular file of this user; refusing to trust it", path.display())));
+    if let Err(e) = std::fs::symlink_metadata(path) {
+        return if e.kind() == io::ErrorKind::NotFound { Ok(None) } else { Err(e) };
     }
-    let mut text = Vec::with_capacity(meta.len() as usize);
+    let mut file = crate::private::open_private_file(path, OpenOptions::new().read(true)).map_err(io::Error::other)?;
+    let mut text = Vec::new();
     file.read_to_end(&mut text)?;
     serde_json::from_slice(&text).map(Some).map_err(|e| io::Error::other(format!("{} is not a cursor file: {e}", path.display())))
 }
 
-/// Replace `dir/name` with `bytes` atomically: a fresh temp file (never an existing one, never
-/// through a symlink) renamed over it.
+/// Replace the file at `path` with `bytes` atomically (see [`crate::private::write_atomic`]).
 fn write_atomic(path: &Path, bytes: &[u8], sync: bool) -> io::Result<()> {
-    let mut tmp_name = path.file_name().map(|n| n.to_os_string()).unwrap_or_default();
-    tmp_name.push(format!(".tmp.{}", std::process::id()));
-    let tmp = path.with_file_name(tmp_name);
-    let _ = std::fs::remove_file(&tmp); // a leftover of ours (a symlink is removed, not followed)
-    let mut file = OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
-        .open(&tmp)?;
-    let result = file.write_all(bytes).and_then(|()| if sync { file.sync_data() } else { Ok(()) });
-    drop(file);
-    match result.and_then(|()| std::fs::rename(&tmp, path)) {
-        Ok(()) => Ok(()),
-        Err(e) => {
-            let _ = std::fs::remove_file(&tmp);
-            Err(e)
-        }
-    }
+    let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let name = path.file_name().ok_or_else(|| io::Error::other(format!("{} names no file", path.display())))?;
+    let durability = if sync { crate::private::Durability::Synced } else { crate::private::Durability::Cached };
+    crate::private::write_atomic(dir, name, bytes, durability)
 }
 
 /// A random id for one consumer instance.
@@ -454,11 +431,10 @@ mod tests {
         std::fs::remove_file(ack_path(&fifo)).unwrap();
         p.publish(b.cursors(), true);
         assert!(!ack_path(&fifo).exists(), "unchanged cursors are not rewritten");
-        // A symlink planted at the temp name is replaced, never followed.
+        // A symlink planted at the file's name is replaced, never followed.
         let target = dir.path().join("target");
         std::fs::write(&target, "keep").unwrap();
-        let tmp = format!("{}.tmp.{}", ack_path(&fifo).display(), std::process::id());
-        std::os::unix::fs::symlink(&target, &tmp).unwrap();
+        std::os::unix::fs::symlink(&target, ack_path(&fifo)).unwrap();
         b.observe("w", 2);
         p.publish(b.cursors(), true);
         assert_eq!(std::fs::read_to_string(&target).unwrap(), "keep");

@@ -14,7 +14,7 @@
 use std::fs::{File, OpenOptions};
 use std::io::{self, Read};
 use std::os::fd::AsFd;
-use std::os::unix::fs::{DirBuilderExt, FileTypeExt, MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -35,8 +35,9 @@ pub enum FifoError {
     Symlink { path: PathBuf },
     #[error("{path} is owned by uid {owner}, not by this user (uid {me}); another user could inject prices through it, so it is refused")]
     ForeignOwner { path: PathBuf, owner: u32, me: u32 },
-    #[error("directory {dir} is writable by other users (mode {mode:o}); put the FIFO in a private directory (0700)")]
-    UnsafeDirectory { dir: PathBuf, mode: u32 },
+    /// The FIFO's directory is not private (see [`crate::private`]).
+    #[error(transparent)]
+    Directory(#[from] crate::private::PrivateError),
     #[error("cannot create {path}: {source}")]
     Create { path: PathBuf, source: io::Error },
     #[error("cannot open {path}: {source}")]
@@ -116,36 +117,16 @@ const MAX_READS_PER_BATCH: usize = 16;
 /// On a stop request, the longest time spent reading what the pipe still holds.
 const DRAIN_ON_STOP: Duration = Duration::from_secs(2);
 
-/// Make sure `path` is a FIFO this user owns in a directory others cannot write to, creating the
-/// directory (0700) and the FIFO (0600) when absent.
+/// Make sure `path` is a FIFO this user owns in a private directory of this user's (see
+/// [`crate::private::ensure_private_dir`]), creating the directory (0700) and the FIFO (0600)
+/// when absent.
 pub fn prepare_fifo(path: &Path) -> Result<(), FifoError> {
     let me = nix::unistd::getuid().as_raw();
     let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
-        _ => PathBuf::from("."),
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
     };
-    if !dir.exists() {
-        std::fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(&dir)
-            .map_err(|source| FifoError::Create { path: dir.clone(), source })?;
-    }
-    let dir_meta = std::fs::metadata(&dir).map_err(|source| FifoError::Open { path: dir.clone(), source })?;
-    let dir_mode = dir_meta.mode() & 0o7777;
-    let others_can_write = dir_mode & 0o022 != 0;
-    let sticky = dir_mode & 0o1000 != 0;
-    if others_can_write && !sticky {
-        return Err(FifoError::UnsafeDirectory { dir, mode: dir_mode });
-    }
-    if others_can_write || dir_meta.uid() != me {
-        log::warn!(
-            "{} is not a private directory (mode {:o}, owner uid {}); a 0700 directory of your own is safer",
-            dir.display(),
-            dir_mode,
-            dir_meta.uid()
-        );
-    }
+    crate::private::ensure_private_dir(dir)?;
     match std::fs::symlink_metadata(path) {
         Ok(_) => {}
         Err(e) if e.kind() == io::ErrorKind::NotFound => {

@@ -11,15 +11,22 @@
 //! runs at most once per [`FsyncPolicy::Interval`] (default 1 s): a power loss can cost up to that
 //! much. [`FsyncPolicy::Always`] syncs every batch; `Never` leaves it to the OS.
 //!
+//! ## Whose files
+//! The directory must be private (see [`crate::private`]): ours, not writable by others, not a
+//! symlink; it is created 0700. Day files are opened without following symlinks and must be
+//! regular files of ours that others cannot write. [`Journal::open`] checks the directory and
+//! every day file already in it, so a prepared journal is refused before anything is loaded.
+//!
 //! ## Trouble
 //! An unwritable or full disk never stops the live store or subscribers: records wait in memory
-//! (bounded; overflow is counted and logged), the error is logged once per episode and shown in
-//! the status, and the write is retried on every flush.
+//! in chunks of at most 1 MiB, 256 MiB in all (then the oldest chunk is dropped: counted, and
+//! logged at most every 30 s). The write is retried on every flush and resumes at the first byte
+//! not yet on disk, so a partial write neither loses nor repeats a record. The error is logged
+//! once per episode, reminded every 30 s while it lasts, and its end is logged once.
 
 use std::collections::{HashSet, VecDeque};
 use std::fs::{File, OpenOptions};
 use std::io::{self, BufRead, BufReader, Seek, SeekFrom, Write};
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::Mutex;
@@ -31,6 +38,7 @@ use thiserror::Error;
 
 use crate::bar::{Bar, BarKind};
 use crate::calendar::{ny_date, ny_day_bounds};
+use crate::private::{check_private_file, ensure_private_dir, open_private_file, PrivateError};
 use crate::wire::{encode_bar, parse_line, Line};
 
 /// When to `fsync` the journal.
@@ -47,11 +55,20 @@ impl Default for FsyncPolicy {
     }
 }
 
-/// Most bytes held in memory while the disk refuses writes (then the oldest are dropped, counted).
-const MAX_PENDING_BYTES: usize = 256 << 20;
+/// Most bytes held in memory while the disk refuses writes (then the oldest chunks are dropped).
+pub const MAX_PENDING_BYTES: usize = 256 << 20;
+
+/// Largest chunk of pending records: the unit in which the oldest are dropped.
+const CHUNK_BYTES: usize = 1 << 20;
+
+/// Least time between two log lines about the same trouble (still failing, records dropped).
+const REMINDER_INTERVAL: Duration = Duration::from_secs(30);
 
 #[derive(Debug, Error)]
 pub enum JournalError {
+    /// The directory or a day file in it is not private.
+    #[error(transparent)]
+    NotPrivate(#[from] PrivateError),
     #[error("journal directory {dir} cannot be used: {source}")]
     Dir { dir: PathBuf, source: io::Error },
     #[error("cannot read journal {path}: {source}")]
@@ -83,18 +100,42 @@ struct DayFile {
     date: NaiveDate,
     day_start_ms: i64,
     day_end_ms: i64,
-    file: Option<File>,
+    file: File,
+}
+
+/// Encoded records of one day, not yet (completely) on disk.
+#[derive(Debug)]
+struct Chunk {
+    date: NaiveDate,
+    buf: Vec<u8>,
+    /// Records in `buf`.
+    records: u64,
+    /// Bytes of `buf` already on disk: a retry after a partial write starts here.
+    written: usize,
+}
+
+/// A write or open failure in progress.
+#[derive(Debug)]
+struct Trouble {
+    error: String,
+    since: Instant,
+    last_log: Instant,
 }
 
 #[derive(Debug)]
 struct State {
-    /// Encoded records not yet written, grouped by day (usually one group).
-    pending: VecDeque<(NaiveDate, Vec<u8>, u64)>,
+    pending: VecDeque<Chunk>,
     pending_bytes: usize,
+    pending_records: u64,
+    /// An emptied chunk buffer kept for the next chunk (no allocation per batch).
+    spare: Option<Vec<u8>>,
     day: Option<DayFile>,
     last_sync: Instant,
     dirty: bool,
-    error: Option<String>,
+    trouble: Option<Trouble>,
+    /// Dropped records not yet logged, and when drops were last logged.
+    unlogged_drops: u64,
+    last_drop_log: Option<Instant>,
 }
 
 /// An append-only, per-day journal. Thread-safe.
@@ -102,6 +143,8 @@ struct State {
 pub struct Journal {
     dir: PathBuf,
     policy: FsyncPolicy,
+    max_pending_bytes: usize,
+    chunk_bytes: usize,
     state: Mutex<State>,
     records_written: AtomicU64,
     dropped: AtomicU64,
@@ -117,28 +160,41 @@ pub fn day_path(dir: &Path, date: NaiveDate) -> PathBuf {
     dir.join(format!("bars-{date}.jsonl"))
 }
 
+fn is_day_file_name(name: &std::ffi::OsStr) -> bool {
+    name.to_str().is_some_and(|n| n.starts_with("bars-") && n.ends_with(".jsonl"))
+}
+
 impl Journal {
-    /// Open (creating with mode 0700) the journal directory.
+    /// Open (creating with mode 0700) the journal directory. Refuses a directory that is not
+    /// private, or one holding a day file that is a symlink, not a regular file, another user's,
+    /// or writable by others (see [`crate::private`]).
     pub fn open(dir: impl Into<PathBuf>, policy: FsyncPolicy) -> Result<Journal, JournalError> {
         let dir = dir.into();
-        std::fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(&dir)
-            .map_err(|source| JournalError::Dir { dir: dir.clone(), source })?;
-        if !dir.is_dir() {
-            return Err(JournalError::Dir { dir, source: io::Error::other("not a directory") });
+        ensure_private_dir(&dir)?;
+        let entries = std::fs::read_dir(&dir).map_err(|source| JournalError::Dir { dir: dir.clone(), source })?;
+        for entry in entries {
+            let entry = entry.map_err(|source| JournalError::Dir { dir: dir.clone(), source })?;
+            if is_day_file_name(&entry.file_name()) {
+                let meta = entry.metadata().map_err(|source| JournalError::Dir { dir: dir.clone(), source })?;
+                check_private_file(&entry.path(), &meta)?;
+            }
         }
         Ok(Journal {
             dir,
             policy,
+            max_pending_bytes: MAX_PENDING_BYTES,
+            chunk_bytes: CHUNK_BYTES,
             state: Mutex::new(State {
                 pending: VecDeque::new(),
                 pending_bytes: 0,
+                pending_records: 0,
+                spare: None,
                 day: None,
                 last_sync: Instant::now(),
                 dirty: false,
-                error: None,
+                trouble: None,
+                unlogged_drops: 0,
+                last_drop_log: None,
             }),
             records_written: AtomicU64::new(0),
             dropped: AtomicU64::new(0),
@@ -146,6 +202,14 @@ impl Journal {
             claimed_start_ms: AtomicI64::new(0),
             claimed_end_ms: AtomicI64::new(0),
         })
+    }
+
+    /// Hold at most `bytes` of records in memory while the disk refuses writes (default
+    /// [`MAX_PENDING_BYTES`]); chunks are a sixteenth of that, at most 1 MiB.
+    pub fn with_max_pending_bytes(mut self, bytes: usize) -> Journal {
+        self.max_pending_bytes = bytes.max(1);
+        self.chunk_bytes = (bytes / 16).clamp(1, CHUNK_BYTES);
+        self
     }
 
     /// The first time a bar of a New York day is seen, returns that day's file so the caller can
@@ -173,66 +237,68 @@ impl Journal {
 
     /// Queue one accepted bar; written at the next [`Journal::flush`].
     pub fn record(&self, symbol: &str, bar: &Bar, kind: BarKind) {
-        let mut st = self.lock();
+        let mut guard = self.lock();
+        let st = &mut *guard;
         let date = match &st.day {
             Some(d) if (d.day_start_ms..d.day_end_ms).contains(&bar.timestamp_ms) => d.date,
             _ => ny_date(bar.timestamp_ms),
         };
         let line = encode_bar(symbol, bar, kind);
-        match st.pending.back_mut() {
-            Some((d, buf, n)) if *d == date => {
-                buf.extend_from_slice(line.as_bytes());
-                buf.push(b'\n');
-                *n += 1;
-            }
-            _ => {
-                let mut buf = Vec::with_capacity(4096);
-                buf.extend_from_slice(line.as_bytes());
-                buf.push(b'\n');
-                st.pending.push_back((date, buf, 1));
-            }
+        let need = line.len() + 1;
+        let fits = matches!(st.pending.back(), Some(c) if c.date == date && c.buf.len() + need <= self.chunk_bytes);
+        if !fits {
+            let buf = st.spare.take().unwrap_or_else(|| Vec::with_capacity(self.chunk_bytes.min(64 << 10)));
+            st.pending.push_back(Chunk { date, buf, records: 0, written: 0 });
         }
-        st.pending_bytes += line.len() + 1;
-        while st.pending_bytes > MAX_PENDING_BYTES && st.pending.len() > 1 {
-            if let Some((_, buf, n)) = st.pending.pop_front() {
-                st.pending_bytes -= buf.len();
-                let total = self.dropped.fetch_add(n, Ordering::Relaxed) + n;
-                log::error!("journal backlog over {} MiB while the disk refuses writes: {n} records dropped ({total} in all)", MAX_PENDING_BYTES >> 20);
-            }
+        let chunk = st.pending.back_mut().expect("pushed above");
+        chunk.buf.extend_from_slice(line.as_bytes());
+        chunk.buf.push(b'\n');
+        chunk.records += 1;
+        st.pending_bytes += need;
+        st.pending_records += 1;
+        while st.pending_bytes > self.max_pending_bytes && st.pending.len() > 1 {
+            self.drop_oldest(st);
         }
     }
 
-    /// Write what is queued; fsync per policy. Errors are logged once per episode and retried
-    /// on the next call; they never propagate to the live path.
+    /// Drop the oldest chunk not begun on disk (a chunk partly written is finished first, or its
+    /// torn last line would run into the next record).
+    fn drop_oldest(&self, st: &mut State) {
+        let i = usize::from(st.pending[0].written > 0);
+        let Some(chunk) = st.pending.remove(i) else { return };
+        st.pending_bytes -= chunk.buf.len();
+        st.pending_records -= chunk.records;
+        let total = self.dropped.fetch_add(chunk.records, Ordering::Relaxed) + chunk.records;
+        st.unlogged_drops += chunk.records;
+        let now = Instant::now();
+        if st.last_drop_log.is_none_or(|t| now.duration_since(t) >= REMINDER_INTERVAL) {
+            log::error!(
+                "journal backlog over {} MiB while the disk refuses writes: the oldest {} records dropped ({total} in all; the store still has them)",
+                self.max_pending_bytes >> 20,
+                st.unlogged_drops
+            );
+            st.unlogged_drops = 0;
+            st.last_drop_log = Some(now);
+        }
+    }
+
+    /// Write what is queued; fsync per policy. Errors are logged once per episode (with a
+    /// reminder every 30 s) and retried on the next call; they never propagate to the live path.
     pub fn flush(&self) {
-        let mut st = self.lock();
-        loop {
-            let Some((date, n)) = st.pending.front().map(|(d, _, n)| (*d, *n)) else { break };
-            let result = self.write_front(&mut st, date);
-            match result {
-                Ok(()) => {
-                    let (_, buf, _) = st.pending.pop_front().expect("checked");
-                    st.pending_bytes -= buf.len();
-                    st.dirty = true;
-                    self.records_written.fetch_add(n, Ordering::Relaxed);
-                    if let Some(err) = st.error.take() {
-                        log::warn!("journal writable again (after: {err}); backlog written");
-                    }
-                }
-                Err(e) => {
-                    // A partial write may have left half a line: start the next try on a fresh
-                    // line by reopening (the loader treats a torn line as corrupt and skips it).
-                    if let Some(day) = st.day.as_mut() {
-                        day.file = None;
-                    }
-                    let msg = format!("cannot write journal {}: {e}", day_path(&self.dir, date).display());
-                    if st.error.is_none() {
-                        log::error!("{msg}; bars stay in memory and the write is retried");
-                    }
-                    st.error = Some(msg);
-                    return;
-                }
+        let mut guard = self.lock();
+        let st = &mut *guard;
+        while let Some(date) = st.pending.front().map(|c| c.date) {
+            if let Err(e) = self.write_front(st, date) {
+                self.failed(st, date, e);
+                return;
             }
+            let mut chunk = st.pending.pop_front().expect("checked");
+            st.pending_bytes -= chunk.buf.len();
+            chunk.buf.clear();
+            st.spare.get_or_insert(chunk.buf);
+        }
+        if let Some(t) = st.trouble.take() {
+            log::warn!("journal writable again after {:.0} s (after: {}); backlog written", t.since.elapsed().as_secs_f64(), t.error);
         }
         let due = match self.policy {
             FsyncPolicy::Always => true,
@@ -240,8 +306,8 @@ impl Journal {
             FsyncPolicy::Never => false,
         };
         if due && st.dirty {
-            if let Some(Some(f)) = st.day.as_ref().map(|d| d.file.as_ref()) {
-                if let Err(e) = f.sync_data() {
+            if let Some(d) = &st.day {
+                if let Err(e) = d.file.sync_data() {
                     log::error!("fsync of journal failed: {e}");
                 }
             }
@@ -250,33 +316,74 @@ impl Journal {
         }
     }
 
-    fn write_front(&self, st: &mut State, date: NaiveDate) -> io::Result<()> {
-        self.open_day(st, date)?;
-        let State { pending, day, .. } = st;
-        let file = day.as_mut().and_then(|d| d.file.as_mut()).expect("opened by open_day");
-        file.write_all(&pending.front().expect("caller checked").1)
+    fn failed(&self, st: &mut State, date: NaiveDate, e: io::Error) {
+        let error = format!("cannot write journal {}: {e}", day_path(&self.dir, date).display());
+        let now = Instant::now();
+        match &mut st.trouble {
+            None => {
+                log::error!("{error}; bars stay in memory ({} records pending) and the write is retried", st.pending_records);
+                st.trouble = Some(Trouble { error, since: now, last_log: now });
+            }
+            Some(t) => {
+                if now.duration_since(t.last_log) >= REMINDER_INTERVAL {
+                    log::error!(
+                        "journal still failing after {:.0} s: {error}; {} records pending, {} dropped",
+                        now.duration_since(t.since).as_secs_f64(),
+                        st.pending_records,
+                        self.dropped.load(Ordering::Relaxed)
+                    );
+                    t.last_log = now;
+                }
+                t.error = error;
+            }
+        }
     }
 
-    fn open_day(&self, st: &mut State, date: NaiveDate) -> io::Result<()> {
-        let reuse = matches!(&st.day, Some(d) if d.date == date && d.file.is_some());
-        if !reuse {
-            if let Some(Some(old)) = st.day.as_ref().map(|d| d.file.as_ref()) {
-                let _ = old.sync_data();
+    /// Write the rest of the front chunk, counting each complete record as it reaches the file.
+    fn write_front(&self, st: &mut State, date: NaiveDate) -> io::Result<()> {
+        self.open_day(st, date)?;
+        let State { pending, pending_records, day, dirty, .. } = st;
+        let file = &mut day.as_mut().expect("opened by open_day").file;
+        let chunk = pending.front_mut().expect("caller checked");
+        while chunk.written < chunk.buf.len() {
+            match file.write(&chunk.buf[chunk.written..]) {
+                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                Ok(n) => {
+                    let done = memchr::memchr_iter(b'\n', &chunk.buf[chunk.written..chunk.written + n]).count() as u64;
+                    chunk.written += n;
+                    *pending_records -= done;
+                    *dirty = true;
+                    self.records_written.fetch_add(done, Ordering::Relaxed);
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
             }
-            let path = day_path(&self.dir, date);
-            let mut file = OpenOptions::new().create(true).append(true).read(true).mode(0o600).open(&path)?;
-            ensure_ends_with_newline(&mut file)?;
-            let probe = date.and_hms_opt(12, 0, 0).expect("noon").and_utc().timestamp_millis();
-            let (day_start_ms, day_end_ms) = ny_day_bounds(probe);
-            st.day = Some(DayFile { date, day_start_ms, day_end_ms, file: Some(file) });
         }
         Ok(())
     }
 
-    /// True when everything recorded so far is written (nothing pending, no error).
+    /// Make `date`'s file the open one. A file stays open through write errors: the next try
+    /// appends exactly the bytes not yet written.
+    fn open_day(&self, st: &mut State, date: NaiveDate) -> io::Result<()> {
+        if matches!(&st.day, Some(d) if d.date == date) {
+            return Ok(());
+        }
+        if let Some(old) = &st.day {
+            let _ = old.file.sync_data();
+        }
+        let path = day_path(&self.dir, date);
+        let mut file = open_private_file(&path, OpenOptions::new().create(true).append(true).read(true)).map_err(io::Error::other)?;
+        ensure_ends_with_newline(&mut file)?;
+        let probe = date.and_hms_opt(12, 0, 0).expect("noon").and_utc().timestamp_millis();
+        let (day_start_ms, day_end_ms) = ny_day_bounds(probe);
+        st.day = Some(DayFile { date, day_start_ms, day_end_ms, file });
+        Ok(())
+    }
+
+    /// Nothing pending and no error: everything recorded so far is in the file (fsync aside).
     pub fn is_clean(&self) -> bool {
         let st = self.lock();
-        st.pending.is_empty() && st.error.is_none()
+        st.pending.is_empty() && st.trouble.is_none()
     }
 
     /// The fsync policy this journal was opened with.
@@ -289,9 +396,9 @@ impl Journal {
         JournalStatus {
             dir: self.dir.display().to_string(),
             records_written: self.records_written.load(Ordering::Relaxed),
-            pending_records: st.pending.iter().map(|(_, _, n)| *n).sum(),
+            pending_records: st.pending_records,
             dropped_records: self.dropped.load(Ordering::Relaxed),
-            error: st.error.clone(),
+            error: st.trouble.as_ref().map(|t| t.error.clone()),
         }
     }
 }
@@ -300,11 +407,11 @@ impl Drop for Journal {
     fn drop(&mut self) {
         self.flush();
         let st = self.lock();
-        if let Some(Some(f)) = st.day.as_ref().map(|d| d.file.as_ref()) {
-            let _ = f.sync_data();
+        if let Some(d) = &st.day {
+            let _ = d.file.sync_data();
         }
-        if !st.pending.is_empty() {
-            log::error!("journal closing with {} records it could not write", st.pending.iter().map(|(_, _, n)| n).sum::<u64>());
+        if st.pending_records > 0 {
+            log::error!("journal closing with {} records it could not write", st.pending_records);
         }
     }
 }
@@ -440,5 +547,53 @@ mod tests {
         j.flush();
         let s = j.status();
         assert_eq!((s.pending_records, s.records_written, s.error), (0, 1, None));
+    }
+
+    #[test]
+    fn pending_is_bounded_within_one_day_dropping_the_oldest() {
+        let dir = tempfile::tempdir().unwrap();
+        let jdir = dir.path().join("j");
+        let j = Journal::open(&jdir, FsyncPolicy::Never).unwrap().with_max_pending_bytes(16 << 10);
+        let date = ny_date(1_759_930_080_000);
+        std::fs::create_dir(day_path(&jdir, date)).unwrap(); // the day file cannot be created
+        let n = 600; // 09:28 to 19:27 New York: all in one day
+        for i in 0..n {
+            j.record("SPY", &bar(1_759_930_080_000 + 60_000 * i), BarKind::Bar);
+            j.flush();
+        }
+        let s = j.status();
+        assert!(s.dropped_records > 0, "nothing dropped: {s:?}");
+        assert_eq!(s.pending_records + s.dropped_records, n as u64, "{s:?}");
+        let line = encode_bar("SPY", &bar(1_759_930_080_000), BarKind::Bar).len() as u64 + 1;
+        assert!(s.pending_records * line <= 16 << 10, "{} records ({} bytes) pending over a 16 KiB bound", s.pending_records, s.pending_records * line);
+        assert!(!j.is_clean());
+        std::fs::remove_dir(day_path(&jdir, date)).unwrap();
+        j.flush();
+        assert!(j.is_clean());
+        let mut kept = Vec::new();
+        read_records(&day_path(&jdir, date), |_, b, _| kept.push(b.timestamp_ms)).unwrap();
+        assert_eq!(kept.len() as u64, s.pending_records);
+        let newest: Vec<i64> = (n - kept.len() as i64..n).map(|i| 1_759_930_080_000 + 60_000 * i).collect();
+        assert_eq!(kept, newest, "the oldest records are the ones dropped");
+    }
+
+    #[test]
+    fn a_day_file_swapped_for_a_symlink_is_refused_and_its_target_untouched() {
+        let dir = tempfile::tempdir().unwrap();
+        let jdir = dir.path().join("j");
+        let j = Journal::open(&jdir, FsyncPolicy::Never).unwrap();
+        let target = dir.path().join("not-ours");
+        std::fs::write(&target, "precious\n").unwrap();
+        std::os::unix::fs::symlink(&target, day_path(&jdir, ny_date(1_759_930_080_000))).unwrap();
+        j.record("SPY", &bar(1_759_930_080_000), BarKind::Bar);
+        j.flush();
+        assert_eq!(std::fs::read_to_string(&target).unwrap(), "precious\n");
+        let s = j.status();
+        assert_eq!(s.pending_records, 1, "{s:?}");
+        assert!(s.error.as_deref().unwrap_or("").contains("symbolic link"), "{s:?}");
+        drop(j);
+        let err = Journal::open(&jdir, FsyncPolicy::Never).unwrap_err().to_string();
+        assert!(err.contains("is a symbolic link"), "a prepared day file is refused at open: {err}");
+        assert_eq!(std::fs::read_to_string(&target).unwrap(), "precious\n");
     }
 }

@@ -36,6 +36,7 @@ pub mod gaps;
 pub mod fifo;
 pub mod health;
 pub mod journal;
+pub mod private;
 pub mod status;
 pub mod store;
 pub mod wire;

@@ -1,9 +1,13 @@
 //! Status file: a JSON snapshot of a running consumer, rewritten atomically every second, and
 //! its human rendering for `barbridge status`.
+//!
+//! The per-symbol detail is capped ([`DEFAULT_MAX_SYMBOLS`]): with more symbols, the file lists
+//! the ones updated least recently (the first to look at when something is stale) and counts
+//! the others in `symbols_omitted`; the counters always cover every symbol. The file is rewritten
+//! every period even when only the clock moved: `updated_ms` is how `barbridge status` and the
+//! launcher tell a live consumer from a hung one.
 
 use std::collections::BTreeMap;
-use std::io::Write;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -15,9 +19,13 @@ use serde::{Deserialize, Serialize};
 use crate::feed::{Consumer, SubscriberStatus};
 use crate::health::{FeedState, HealthSnapshot};
 use crate::journal::JournalStatus;
+use crate::private::{ensure_private_dir, Durability};
 
 /// Version of the status file layout.
 pub const STATUS_VERSION: u32 = 1;
+
+/// Symbols whose detail (health, bars stored, session holes) the status file lists.
+pub const DEFAULT_MAX_SYMBOLS: usize = 2_000;
 
 /// The status file's content.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -36,31 +44,43 @@ pub struct StatusReport {
     /// (empty outside session days). `barbridge gaps` gives the detail.
     #[serde(default)]
     pub session_holes: BTreeMap<String, i64>,
+    /// Symbols left out of the per-symbol detail above (over [`DEFAULT_MAX_SYMBOLS`]).
+    #[serde(default)]
+    pub symbols_omitted: usize,
 }
 
 impl StatusReport {
+    /// Snapshot `consumer`, with the detail of at most [`DEFAULT_MAX_SYMBOLS`] symbols.
     pub fn collect(consumer: &Consumer, fifo: Option<&Path>) -> StatusReport {
+        Self::collect_capped(consumer, fifo, DEFAULT_MAX_SYMBOLS)
+    }
+
+    /// Snapshot `consumer`, with the detail of the `max_symbols` symbols updated least recently
+    /// (ties by name); the rest are counted in `symbols_omitted`.
+    pub fn collect_capped(consumer: &Consumer, fifo: Option<&Path>, max_symbols: usize) -> StatusReport {
         // Journal, then store, then health: each part is at least as new as the one before, so
         // a reader that sees a bar in the journal also sees it counted.
         let journal = consumer.journal().map(|j| j.status());
         let store = consumer.store();
-        let stored = store.symbols().iter().map(|s| (s.to_string(), store.len(s))).collect();
-        let health = consumer.health_snapshot();
+        let (symbols, symbols_omitted) = store.symbol_health_least_recent(max_symbols);
+        let health = consumer.health().snapshot(symbols);
+        let stored = health.symbols.keys().map(|s| (s.clone(), store.len(s))).collect();
         let session = crate::calendar::session_on(crate::calendar::ny_date(health.now_ms)).ok().flatten();
         let session_holes = session
             .map(|s| {
-                store
-                    .symbols()
-                    .iter()
+                health
+                    .symbols
+                    .keys()
                     .map(|sym| {
                         let timestamps = store.timestamps(sym, s.open_ms, s.close_ms);
                         let g = crate::gaps::session_gaps(sym, &s, health.now_ms, timestamps);
-                        (sym.to_string(), g.hole_minutes())
+                        (sym.clone(), g.hole_minutes())
                     })
                     .collect()
             })
             .unwrap_or_default();
         StatusReport {
+            symbols_omitted,
             session_holes,
             version: STATUS_VERSION,
             pid: std::process::id(),
@@ -73,16 +93,18 @@ impl StatusReport {
         }
     }
 
-    /// Write atomically: a temporary file in the same directory, then rename.
+    /// Write atomically into a private directory (created 0700 if absent; one another user
+    /// could write in is refused): a fresh temporary file, then rename (see
+    /// [`crate::private::write_atomic`]).
     pub fn write_atomic(&self, path: &Path) -> std::io::Result<()> {
-        let tmp = path.with_extension(format!("tmp.{}", std::process::id()));
-        let f = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&tmp)?;
-        // Buffered and compact: with 10,000 symbols this is rewritten every second.
-        let mut out = std::io::BufWriter::with_capacity(1 << 16, f);
-        serde_json::to_writer(&mut out, self)?;
-        out.write_all(b"\n")?;
-        out.into_inner().map_err(|e| e.into_error())?;
-        std::fs::rename(&tmp, path)
+        let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+        let name = path
+            .file_name()
+            .ok_or_else(|| std::io::Error::new(std::io::ErrorKind::InvalidInput, "the status file path has no file name"))?;
+        ensure_private_dir(dir).map_err(std::io::Error::other)?;
+        let mut bytes = serde_json::to_vec(self)?;
+        bytes.push(b'\n');
+        crate::private::write_atomic(dir, name, &bytes, Durability::Cached)
     }
 
     pub fn read(path: &Path) -> Result<StatusReport, String> {
@@ -172,7 +194,13 @@ impl StatusReport {
                 self.session_holes.get(symbol).map_or("-".to_owned(), |n| n.to_string())
             ));
         }
-        if h.symbols.is_empty() {
+        if self.symbols_omitted > 0 {
+            out.push_str(&format!(
+                "... and {} more symbols not shown (only the {} updated least recently are listed; the counters cover all)\n",
+                self.symbols_omitted,
+                h.symbols.len()
+            ));
+        } else if h.symbols.is_empty() {
             out.push_str("(no bars yet)\n");
         }
         for sub in &self.subscribers {
@@ -224,14 +252,9 @@ pub struct StatusWriter {
 }
 
 impl StatusWriter {
-    /// Start writing `path` (its directory is created, mode 0700, if absent).
+    /// Start writing `path` (its directory is created, mode 0700, if absent; a directory that
+    /// is not private is refused on every write, logged once).
     pub fn start(consumer: Arc<Consumer>, path: PathBuf, fifo: Option<PathBuf>, period: Duration) -> StatusWriter {
-        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty() && !d.exists()) {
-            use std::os::unix::fs::DirBuilderExt;
-            if let Err(e) = std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir) {
-                log::error!("cannot create the status directory {}: {e}", dir.display());
-            }
-        }
         let stop = Arc::new(AtomicBool::new(false));
         let thread = {
             let stop = stop.clone();
@@ -310,5 +333,27 @@ mod tests {
         assert!(text.contains("SPY") && text.contains("2025-10-08 13:28"), "{text}");
         let stale_text = back.render(back.updated_ms + 60_000);
         assert!(stale_text.contains("not running"), "{stale_text}");
+    }
+
+    #[test]
+    fn per_symbol_detail_is_capped_least_recently_updated_first() {
+        let clock = crate::health::ManualClock::new(1_759_930_100_000);
+        let consumer = Consumer::builder().clock(clock.clone()).build();
+        let n = DEFAULT_MAX_SYMBOLS + 500;
+        for i in 0..n {
+            let line = format!(r#"{{"symbol":"S{i:05}","timestamp_ms":1759930080000,"open":1,"high":1,"low":1,"close":1,"volume":1}}"#);
+            consumer.ingest_line(line.as_bytes()).unwrap();
+            clock.advance(Duration::from_millis(1));
+        }
+        let report = StatusReport::collect(&consumer, None);
+        let json = serde_json::to_value(&report).unwrap();
+        assert_eq!(json["symbols_omitted"], serde_json::json!(500), "the count of symbols left out is in the file");
+        assert_eq!(report.health.symbols.len(), DEFAULT_MAX_SYMBOLS);
+        assert_eq!(report.stored.len(), DEFAULT_MAX_SYMBOLS);
+        assert!(report.health.symbols.contains_key("S00000"), "the least recently updated symbol is shown");
+        assert!(!report.health.symbols.contains_key(&format!("S{:05}", n - 1)), "the most recent is left out");
+        assert_eq!(report.health.counters.bars_accepted, n as u64, "counters still cover every symbol");
+        let text = report.render(report.updated_ms);
+        assert!(text.contains("500 more symbols not shown"), "{}", &text[text.len().saturating_sub(300)..]);
     }
 }
