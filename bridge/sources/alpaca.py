@@ -182,7 +182,8 @@ class AlpacaSource:
         self.tracker.on_disconnected()
         if self.stopping.is_set():
             return
-        detail = f"close code {code}" + (f" ({reason})" if reason else "") if code else "connection lost"
+        detail = (f"Alpaca closed the stream (close code {code}" + (f": {reason})" if reason else ")")
+                  if code else "the connection to Alpaca was lost")
         self.pub.status("disconnected", detail, level=logging.WARNING)
         if was or code:
             self.pub.status("reconnecting", f"after {detail}; the SDK retries with backoff")

@@ -205,7 +205,7 @@ def test_private_ca_governs_stream_rest_backfill_and_warmup(tmp_path, tls_front,
 # ---------------------------------------------------------------- waiting for a reader
 def test_sidecar_says_once_that_it_waits_for_a_reader_and_once_when_one_arrives(fifo_path, start_sidecar,
                                                                                  start_consumer):
-    side = start_sidecar(fifo_path, "--source", "synthetic", "--interval", "0.2")
+    side = start_sidecar(fifo_path, "--source", "synthetic", "--interval", "0.2", "--symbols", "SPY")
     waiting = f"waiting for a reader on {fifo_path}"
     wait_for(lambda: waiting in side.stderr(), timeout=30, what="the waiting notice")
     consumer = start_consumer(fifo_path)
@@ -213,3 +213,10 @@ def test_sidecar_says_once_that_it_waits_for_a_reader_and_once_when_one_arrives(
     wait_for(lambda: len(consumer.bars()) >= 8, timeout=30, what="bars delivered")
     err = side.stderr()
     assert err.count(waiting) == 1 and err.count("a reader opened") == 1, err
+    # the consumer's words for a synthetic source that stops, and for one symbol
+    side.signal(2)
+    assert side.wait(20) == 0
+    wait_for(lambda: "sidecar disconnected: sidecar stopping" in consumer.stderr(), timeout=20, what="the status")
+    consumer.signal(2)
+    consumer.wait(20)
+    assert "from Alpaca" not in consumer.stderr() and consumer.stderr().rstrip().endswith(" 1 symbol"), consumer.stderr()
