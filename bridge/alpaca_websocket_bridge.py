@@ -56,6 +56,9 @@ class _ScrubFilter(logging.Filter):
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The sidecar's options. Defaults named after a key (``ALPACA_FEED``, ...) come from the
+    environment, into which :func:`main` has loaded ``config.env`` first (without overriding it):
+    an option beats the environment beats ``config.env`` beats the built-in default."""
     env = os.environ.get
     p = argparse.ArgumentParser(prog=PROG, description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
@@ -73,7 +76,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--feed", choices=("iex", "sip"), default=env("ALPACA_FEED") or "iex")
     p.add_argument("--stream-url", default=env("ALPACA_STREAM_URL"), help="websocket URL (env ALPACA_STREAM_URL)")
     p.add_argument("--data-url", default=env("ALPACA_DATA_URL"), help="REST base URL for backfill (env ALPACA_DATA_URL)")
-    p.add_argument("--config", default=None, help="config.env with KEY=value lines (default ./config.env if present)")
+    p.add_argument("--config", default=None,
+                   help="config.env with KEY=value lines (default $BARBRIDGE_CONFIG, else ./config.env if present)")
     p.add_argument("--stale-after", type=float, default=90.0, help="seconds without a bar in session → stale + reconnect (0 = off)")
     p.add_argument("--market-hours", choices=("regular", "always"), default="regular",
                    help="when staleness counts: the NYSE regular session, or always (tests, 24h feeds)")
@@ -92,8 +96,11 @@ def build_parser() -> argparse.ArgumentParser:
                         "restarted consumer (default 64, about 380,000 lines)")
     p.add_argument("--reconnect-min", type=float, default=1.0)
     p.add_argument("--reconnect-max", type=float, default=30.0)
-    p.add_argument("--ping-interval", type=float, default=10.0)
-    p.add_argument("--ping-timeout", type=float, default=20.0)
+    p.add_argument("--ping-interval", type=float, default=_env_seconds("WS_PING_INTERVAL", 10.0),
+                   help="seconds between websocket keepalive pings (env WS_PING_INTERVAL)")
+    p.add_argument("--ping-timeout", type=float, default=_env_seconds("WS_PING_TIMEOUT", 180.0),
+                   help="seconds a ping may wait for its pong before the socket is dropped (env WS_PING_TIMEOUT); "
+                        "long, so a busy healthy connection is never cut: --stale-after catches a mute socket")
     p.add_argument("--auth-retries", type=int, default=2, help="consecutive 402s before giving up (exit 3)")
     p.add_argument("--conn-limit-timeout", type=float, default=300.0, help="seconds of 406 before giving up (exit 5)")
     p.add_argument("--no-backfill", action="store_true")
@@ -105,6 +112,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--log-level", default=env("BARBRIDGE_LOG") or "INFO")
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging with SDK tracebacks")
     return p
+
+
+def _env_seconds(name: str, default: float) -> float:
+    v = config.env_float(os.environ, name, default)
+    if v <= 0:
+        raise ConfigError(f"{name}={v:g} must be more than 0 seconds.", f"set {name} to e.g. {default:g}")
+    return v
 
 
 def derive_data_url(stream_url: str) -> Optional[str]:
@@ -122,9 +136,17 @@ def _fail(code: int, sentence: str) -> int:
 
 
 def main(argv: Optional[list[str]] = None) -> int:
-    args = build_parser().parse_args(argv)
+    pre = argparse.ArgumentParser(add_help=False)
+    pre.add_argument("--config", default=None)
+    try:  # config.env first: the parser's defaults read the keys it sets
+        config.load_config_env(pre.parse_known_args(argv)[0].config, os.environ, required=False)
+        parser = build_parser()
+    except ConfigError as e:
+        return _fail(2, str(e))
+    args = parser.parse_args(argv)
     try:
-        config.load_config_env(args.config, os.environ, required=bool(args.config))
+        if args.source == "alpaca":  # one CA bundle for the stream, REST backfill and preflight
+            config.apply_ca_bundle(os.environ)
         symbols = config.parse_symbols(args.symbols)
         creds = config.credentials_from_env(os.environ)
         if args.source == "alpaca" and creds is None:
@@ -233,7 +255,10 @@ def main(argv: Optional[list[str]] = None) -> int:
         threading.Thread(target=run_finite, name=f"{args.source}-source", daemon=True).start()
 
     next_stats = time.monotonic() + args.stats_interval
+    reader = _ReaderNotice(sink, args.fifo) if isinstance(sink, FifoSink) else None
     while not done.wait(0.2):
+        if reader:
+            reader.check()
         if args.stats_interval > 0 and time.monotonic() >= next_stats:
             next_stats = time.monotonic() + args.stats_interval
             _log_stats(pub, sink, source)
@@ -252,6 +277,30 @@ def main(argv: Optional[list[str]] = None) -> int:
     if exit_code["why"]:
         return _fail(exit_code["code"], exit_code["why"])
     return 0
+
+
+class _ReaderNotice:
+    """Says once that the sidecar waits for a reader (the consumer) on the FIFO, when none has
+    opened it within ``grace`` seconds, and once when one arrives (or returns)."""
+
+    def __init__(self, sink: FifoSink, path: str, grace: float = 2.0) -> None:
+        self.sink, self.path = sink, path
+        self.since = time.monotonic()
+        self.grace = grace
+        self.waiting_said = False
+
+    def check(self) -> None:
+        present = self.sink.reader_present
+        if present:
+            if self.waiting_said:
+                log.info("a reader opened %s: delivering the bars kept meanwhile (%d line(s))", self.path,
+                         self.sink.backlog())
+                self.waiting_said = False
+            self.since = time.monotonic()
+        elif not self.waiting_said and time.monotonic() - self.since >= self.grace:
+            log.warning("waiting for a reader on %s (is the consumer running? `barbridge run --fifo %s`); bars are "
+                        "kept until one opens it", self.path, self.path)
+            self.waiting_said = True
 
 
 def _log_stats(pub: Publisher, sink, source) -> None:

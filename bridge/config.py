@@ -1,21 +1,109 @@
-"""Configuration: ``config.env`` loading, credentials, symbol lists, secret masking."""
+"""Configuration: the one ``config.env`` parser and list of keys, credentials, symbol lists, the CA
+bundle, secret masking.
+
+The launcher's supervisor (``bridge.supervisor``) and the sidecar (``python -m bridge``) both read
+``config.env`` through :func:`load_config_env`, so a file means the same to both.
+
+File format (the rules of ``python-dotenv``, without variable expansion)::
+
+    # a comment line                     blank lines and comment lines are skipped
+    KEY=value                            an optional leading ``export`` is accepted
+    SYMBOLS=SPY SPXL                     spaces inside an unquoted value are kept ...
+    A=a#b                                ... and so is a ``#`` not preceded by a space: ``a#b``
+    A=a # note                           a space then ``#`` starts a comment: ``a``
+    ALERT_CMD=curl -d "$1" 'https://x'   quotes inside an unquoted value are kept as written
+    SECRET='a b#c'                       a value in single quotes is taken literally
+    NOTE="say \\"hi\\""                  in double quotes, ``\\"`` and ``\\\\`` are escapes
+
+Every key must be one of :data:`KNOWN_KEYS`: a typo is an error naming the nearest known key.
+
+Precedence, for every setting: a command-line option beats the environment, which beats
+``config.env``, which beats the built-in default (so ``SYMBOLS=SPY scripts/launch_live_trading.sh``
+overrides the file for one run).
+"""
 
 from __future__ import annotations
 
+import difflib
 import os
 import re
-import shlex
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Mapping, MutableMapping, Optional
 
 DEFAULT_SYMBOLS = ("SPY", "SPXL", "SH", "SDS")
 
-_LINE = re.compile(r"^\s*(?:export\s+)?([A-Za-z_][A-Za-z0-9_]*)\s*=\s*(.*?)\s*$")
+#: Every key ``config.env`` may set, with what it is for (``config.env.example`` documents each).
+KNOWN_KEYS: dict[str, str] = {
+    # credentials and endpoints (the sidecar, preflight, warm-up)
+    "ALPACA_API_KEY": "Alpaca API key id",
+    "ALPACA_SECRET_KEY": "Alpaca API secret",
+    "ALPACA_PAPER_API_KEY": "Alpaca paper API key id (alternative name)",
+    "ALPACA_PAPER_SECRET_KEY": "Alpaca paper API secret (alternative name)",
+    "APCA_API_KEY_ID": "Alpaca API key id (alpaca-py's name)",
+    "APCA_API_SECRET_KEY": "Alpaca API secret (alpaca-py's name)",
+    "ALPACA_PAPER": "true: the preflight checks the keys against the paper trading endpoint",
+    "ALPACA_FEED": "iex or sip",
+    "ALPACA_STREAM_URL": "websocket stream URL override",
+    "ALPACA_DATA_URL": "market-data REST URL override (backfill, warm-up)",
+    "ALPACA_TRADING_URL": "trading REST URL override (preflight account check)",
+    "SSL_CERT_FILE": "CA bundle for every TLS connection of the sidecar (default: certifi's)",
+    "WS_PING_INTERVAL": "seconds between websocket keepalive pings",
+    "WS_PING_TIMEOUT": "seconds a keepalive ping may wait for its pong before the socket is closed",
+    "BARBRIDGE_FIFO": "FIFO path of a sidecar started by hand",
+    "BARBRIDGE_LOG": "sidecar log level",
+    # what to stream
+    "SYMBOLS": "symbols, separated by commas and/or spaces",
+    # schedule
+    "SCHEDULE": "1: follow the NYSE session",
+    "WAIT_FOR_OPEN": "1: wait for OPEN_TIME before starting",
+    "OPEN_TIME": "start time, New York",
+    "EOD_TIME": "end-of-day hook time, New York",
+    "EOD_CMD": "command run once at EOD_TIME",
+    "CLOSE_TIME": "shutdown time, New York",
+    # warm-up
+    "WARMUP": "1: fetch recent minute bars over REST before streaming",
+    "WARMUP_DAYS": "sessions the warm-up fetches",
+    "WARMUP_HOURS": "all: the warm-up keeps bars outside the regular session too",
+    # alerts and supervision
+    "ALERT_CMD": "command run with the JSON alert payload as $1 and on stdin",
+    "ALERT_TIMEOUT": "seconds ALERT_CMD may run",
+    "STALE_AFTER": "seconds without any line before the consumer reports the feed stale",
+    "STALE_GRACE": "seconds a new sidecar gets before a stale feed restarts it",
+    "SIDECAR_STALE_AFTER": "seconds without a bar in session before the sidecar reconnects",
+    "CONSUMER_HUNG_AFTER": "seconds without a status file update before the consumer is restarted",
+    "BACKOFF_MIN": "first restart delay",
+    "BACKOFF_MAX": "longest restart delay",
+    "MAX_RESTARTS": "consecutive failed restarts of one process before giving up",
+    "STABLE_AFTER": "uptime after which the backoff starts over",
+    "FLAP_THRESHOLD": "restarts within FLAP_WINDOW above which a flap alert is sent",
+    "FLAP_WINDOW": "seconds over which restarts are counted for the flap alert",
+    "STATUS_EVERY": "seconds between status screens on the terminal (0 = off)",
+    "TICK": "supervision period in seconds",
+    "HEARTBEAT": "seconds between the sidecar's heartbeat lines",
+    "STOP_TIMEOUT": "seconds a process gets to stop before it is killed",
+    "DEMO_INTERVAL": "demo: wall seconds per synthetic minute bar",
+    # where things go
+    "RUNS_DIR": "where dated run directories (logs) and the journal go",
+    "BARBRIDGE_RUNTIME_DIR": "private directory for the FIFO, status, pid and lock files",
+    "BARBRIDGE_BIN": "the consumer binary (default: target/release/barbridge, built when out of date)",
+    "RUST_LOG": "consumer log level",
+}
+
+_LINE = re.compile(r"^\s*(?:export\s+)?([A-Za-z_][A-Za-z0-9_]*)\s*=(.*)$")
+_SYMBOL = re.compile(r"^[A-Z0-9.^/-]{1,32}$")
 
 
 class ConfigError(Exception):
-    """A configuration problem; the message is one sentence for the user (exit 2)."""
+    """A configuration problem: one sentence for the user, and how to fix it (exit 2)."""
+
+    def __init__(self, sentence: str, fix: Optional[str] = None) -> None:
+        super().__init__(sentence)
+        self.sentence = sentence
+        self.fix = fix
+
+    def __str__(self) -> str:
+        return f"{self.sentence} Fix: {self.fix}." if self.fix else self.sentence
 
 
 def mask(secret: Optional[str]) -> str:
@@ -25,33 +113,79 @@ def mask(secret: Optional[str]) -> str:
     return "****" + secret[-4:] if len(secret) > 4 else "****"
 
 
+def _unquote(raw: str, where: str, key: str) -> str:
+    """The value of one line (``raw`` is everything after ``=``, stripped)."""
+    if not raw or raw.startswith("#"):
+        return ""
+    quote = raw[0]
+    if quote not in "'\"":
+        return re.split(r"\s#", raw, maxsplit=1)[0].rstrip()
+    out: list[str] = []
+    i = 1
+    while i < len(raw):
+        ch = raw[i]
+        if ch == quote:
+            rest = raw[i + 1:].strip()
+            if rest and not rest.startswith("#"):
+                raise ConfigError(f"{where} has text after the closing quote of {key}'s value.",
+                                  "quote the whole value or remove the text after the quote")
+            return "".join(out)
+        if quote == '"' and ch == "\\" and i + 1 < len(raw) and raw[i + 1] in '"\\':
+            i += 1
+            ch = raw[i]
+        out.append(ch)
+        i += 1
+    raise ConfigError(f"{where} has an unbalanced {quote} quote in the value of {key}.",
+                      "close the quote, or leave the value unquoted")
+
+
+def unknown_key_error(key: str, where: str) -> ConfigError:
+    near = difflib.get_close_matches(key.upper(), KNOWN_KEYS, n=1, cutoff=0.6)
+    hint = f"; did you mean {near[0]}?" if near else " (config.env.example lists every key)."
+    return ConfigError(f"{where}: unknown key {key}{hint}",
+                       f"rename it to {near[0]}" if near else "remove that line or fix its name")
+
+
 def parse_env_file(path: Path) -> dict[str, str]:
-    """Parse ``KEY=value`` / ``export KEY=value`` lines (comments and blanks skipped,
-    shell-style quotes honoured). Never echoes values in errors."""
+    """Parse a ``config.env`` (format in the module doc). Never echoes values in errors."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as e:
+        raise ConfigError(f"config file {path} cannot be read ({e.strerror or e}).", "check its permissions") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"config file {path} is not UTF-8 text.", "save it as UTF-8") from None
     out: dict[str, str] = {}
-    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+    for n, line in enumerate(text.splitlines(), 1):
         if not line.strip() or line.lstrip().startswith("#"):
             continue
+        where = f"{path}:{n}"
         m = _LINE.match(line)
         if not m:
-            raise ConfigError(f"{path}:{n} is not a KEY=value line.")
-        key, value = m.group(1), m.group(2)
-        try:
-            parts = shlex.split(value, comments=True)
-        except ValueError:
-            raise ConfigError(f"{path}:{n} has unbalanced quotes in the value of {key}.") from None
-        out[key] = " ".join(parts)
+            raise ConfigError(f"{where} is not a KEY=value line.",
+                              "fix or comment out that line (see config.env.example)")
+        key = m.group(1)
+        if key not in KNOWN_KEYS:
+            raise unknown_key_error(key, where)
+        out[key] = _unquote(m.group(2).strip(), where, key)
     return out
+
+
+def config_path(arg: Optional[str], environ: Mapping[str, str], default_dir: Path) -> tuple[Path, bool]:
+    """Which config file to read, and whether the user named it (then it must exist):
+    ``--config`` beats ``BARBRIDGE_CONFIG`` beats ``<default_dir>/config.env``."""
+    named = arg or environ.get("BARBRIDGE_CONFIG") or None
+    p = Path(named) if named else default_dir / "config.env"
+    return (p if p.is_absolute() else Path.cwd() / p), bool(named)
 
 
 def load_config_env(path: Optional[str], environ: MutableMapping[str, str], *, required: bool) -> Optional[Path]:
     """Load ``config.env`` into ``environ`` without overriding variables already set.
 
-    ``path`` None → ``./config.env`` if it exists. Returns the file loaded (or None)."""
-    p = Path(path) if path else Path("config.env")
+    ``path`` None → ``$BARBRIDGE_CONFIG``, else ``./config.env`` if it exists. Returns the file loaded (or None)."""
+    p, named = config_path(path, environ, Path.cwd())
     if not p.exists():
-        if required and path:
-            raise ConfigError(f"config file {p} does not exist.")
+        if required or named:
+            raise ConfigError(f"config file {p} does not exist.", "create it from config.env.example or drop --config")
         return None
     for k, v in parse_env_file(p).items():
         environ.setdefault(k, v)
@@ -70,18 +204,30 @@ class Credentials:
     __str__ = __repr__
 
 
+CREDENTIAL_PAIRS = (("ALPACA_API_KEY", "ALPACA_SECRET_KEY"),
+                    ("ALPACA_PAPER_API_KEY", "ALPACA_PAPER_SECRET_KEY"),
+                    ("APCA_API_KEY_ID", "APCA_API_SECRET_KEY"))
+
+
 def credentials_from_env(environ: Mapping[str, str]) -> Optional[Credentials]:
-    for key_var, secret_var in (("ALPACA_API_KEY", "ALPACA_SECRET_KEY"),
-                                ("ALPACA_PAPER_API_KEY", "ALPACA_PAPER_SECRET_KEY"),
-                                ("APCA_API_KEY_ID", "APCA_API_SECRET_KEY")):
+    for key_var, secret_var in CREDENTIAL_PAIRS:
         k, s = environ.get(key_var, "").strip(), environ.get(secret_var, "").strip()
         if k and s:
             return Credentials(k, s, f"{key_var}/{secret_var}")
     return None
 
 
+def partial_credentials(environ: Mapping[str, str]) -> Optional[str]:
+    """``"KEY_VAR/SECRET_VAR"`` of a pair with only one half set (when no pair is complete)."""
+    for key_var, secret_var in CREDENTIAL_PAIRS:
+        if bool(environ.get(key_var, "").strip()) != bool(environ.get(secret_var, "").strip()):
+            return f"{key_var}/{secret_var}"
+    return None
+
+
 def parse_symbols(text: Optional[str]) -> list[str]:
-    """``"spy, SH"`` → ``["SPY", "SH"]`` (deduplicated, order kept). Empty → ConfigError."""
+    """``"spy, SH"`` or ``"SPY SH"`` → ``["SPY", "SH"]`` (commas and spaces separate; deduplicated,
+    order kept). Empty or a bad ticker → ConfigError."""
     if text is None:
         return list(DEFAULT_SYMBOLS)
     seen: list[str] = []
@@ -89,13 +235,36 @@ def parse_symbols(text: Optional[str]) -> list[str]:
         s = part.strip().upper()
         if not s:
             continue
-        if len(s) > 32 or not all(0x21 <= ord(ch) <= 0x7E for ch in s) or "," in s:
-            raise ConfigError(f"symbol {s!r} is not a valid ticker.")
+        if not _SYMBOL.match(s):
+            raise ConfigError(f"symbol {s!r} is not a valid ticker (letters, digits and . / ^ -).",
+                              "use e.g. SYMBOLS=SPY,SH")
         if s not in seen:
             seen.append(s)
     if not seen:
         raise ConfigError("the symbol list is empty: pass --symbols SPY,SH (or leave --symbols out for the default SPY,SPXL,SH,SDS).")
     return seen
+
+
+def ca_bundle(environ: Mapping[str, str] = os.environ) -> str:
+    """The CA bundle every TLS connection of the sidecar uses: ``SSL_CERT_FILE`` if set (it must
+    exist), else certifi's."""
+    path = environ.get("SSL_CERT_FILE")
+    if path:
+        if not os.path.isfile(path):
+            raise ConfigError(f"SSL_CERT_FILE={path} does not exist or is not a file.",
+                              "point it at a PEM CA bundle or unset it to use certifi's")
+        return path
+    import certifi
+    return certifi.where()
+
+
+def apply_ca_bundle(environ: MutableMapping[str, str] = os.environ) -> str:
+    """Make :func:`ca_bundle` govern ``requests`` too (alpaca-py's REST client, used for backfill
+    and warm-up, reads only ``REQUESTS_CA_BUNDLE`` or its own bundle). Returns the bundle."""
+    path = ca_bundle(environ)
+    environ["REQUESTS_CA_BUNDLE"] = path
+    environ.pop("CURL_CA_BUNDLE", None)
+    return path
 
 
 def scrub(text: str, secrets: Iterable[Optional[str]]) -> str:

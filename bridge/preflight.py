@@ -3,7 +3,7 @@
     python -m bridge.preflight --mode live|demo --fifo PATH [--stream-url URL] [--trading-url URL]
 
 Checks, in order, stopping at the first failure with one sentence and a fix (exit 1):
-credentials present (live), CA bundle usable (SSL_CERT_FILE or certifi; incident 000), credentials
+credentials present (live), CA bundle usable (SSL_CERT_FILE or certifi: the one every connection uses), credentials
 accepted by Alpaca (REST account call, live), stream host reachable over TCP/TLS (live), FIFO path
 safe (private directory, no symlink, a FIFO we own). Demo mode runs only the offline checks.
 Secrets are never printed: keys show as ``****WXYZ``.
@@ -46,19 +46,11 @@ def ok(msg: str) -> None:
 
 def ssl_context() -> tuple[ssl.SSLContext, str]:
     """The context the checks use, and where its CA certificates come from."""
-    cafile = os.environ.get("SSL_CERT_FILE")
-    if cafile:
-        if not os.path.isfile(cafile):
-            raise Fail(f"SSL_CERT_FILE={cafile} does not exist or is not a file",
-                       "point SSL_CERT_FILE at a PEM CA bundle (e.g. the one `python -m certifi` prints) or unset it")
-        origin = f"SSL_CERT_FILE={cafile}"
-    else:
-        try:
-            import certifi
-            cafile = certifi.where()
-            origin = f"certifi ({cafile})"
-        except ImportError:
-            cafile, origin = None, "the system default CA store"
+    try:
+        cafile = config.apply_ca_bundle(os.environ)  # the same bundle the sidecar's connections use
+    except config.ConfigError as e:
+        raise Fail(e.sentence.rstrip("."), e.fix or "unset SSL_CERT_FILE") from None
+    origin = f"SSL_CERT_FILE={cafile}" if os.environ.get("SSL_CERT_FILE") else f"certifi ({cafile})"
     try:
         ctx = ssl.create_default_context(cafile=cafile)
     except (ssl.SSLError, OSError) as e:

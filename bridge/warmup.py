@@ -1,6 +1,6 @@
 """Warm-up: fetch recent minute bars over Alpaca's REST API into a wire-format JSONL file, which the
 launcher then feeds to the running consumer (``python -m bridge --source replay``), so indicators
-start warm (the seed fetched 20 sessions = 7,864 SPY bars).
+start warm (20 sessions are about 7,800 minute bars per symbol).
 
     python -m bridge.warmup --symbols SPY,SH --days 20 --out runs/2026-11-23/warmup.jsonl
 
@@ -92,6 +92,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     a = ap.parse_args(argv)
     try:
         symbols = config.parse_symbols(a.symbols)
+        config.apply_ca_bundle(os.environ)  # alpaca-py's REST client (requests) uses the sidecar's CA bundle
         if a.days < 1:
             raise config.ConfigError("--days must be at least 1.")
         n = fetch(symbols, a.days, Path(a.out), all_hours=a.all_hours)

@@ -358,11 +358,11 @@ impl Health {
         match state {
             "reconnecting" => {
                 self.counters.reconnects.fetch_add(1, Ordering::Relaxed);
-                log::warn!("sidecar reconnecting to Alpaca{detail_text}");
+                log::warn!("sidecar reconnecting{detail_text}");
             }
             "disconnected" => {
                 self.counters.disconnects.fetch_add(1, Ordering::Relaxed);
-                log::warn!("sidecar disconnected from Alpaca{detail_text}");
+                log::warn!("sidecar disconnected{detail_text}");
             }
             "auth_failed" | "stale" | "error" => log::error!("sidecar reports {state}{detail_text}"),
             _ => log::info!("sidecar {state}{detail_text}"),

@@ -215,14 +215,15 @@ fn run(
     }
     let c = consumer.health().counters.snapshot();
     log::info!(
-        "stopped: {} bars accepted, {} corrections, {} duplicates, {} rejected, {} seq gaps ({} lines lost), {} symbols",
+        "stopped: {} bars accepted, {} corrections, {} duplicates, {} rejected, {} seq gaps ({} lines lost), {} symbol{}",
         c.bars_accepted,
         c.corrections,
         c.duplicates,
         c.rejects_total,
         c.seq_gaps,
         c.lines_lost,
-        consumer.store().symbols().len()
+        consumer.store().symbols().len(),
+        if consumer.store().symbols().len() == 1 { "" } else { "s" }
     );
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -39,7 +39,7 @@ from alpaca.data.requests import StockBarsRequest
 from alpaca.data.timeframe import TimeFrame
 
 from .. import protocol
-from ..config import Credentials, mask
+from ..config import Credentials, ca_bundle, mask
 from ..health import MarketClock, ReconnectTracker, Staleness
 from ..publisher import Publisher
 
@@ -54,17 +54,6 @@ EXIT_TLS = 2
 # minute before it may have been published while the stream was down, and REST serves the
 # corrected version. Re-fetched unchanged minutes are suppressed by the Publisher.
 BACKFILL_LOOKBACK_MS = 5 * 60_000
-
-
-def ca_bundle() -> str:
-    """CA bundle: ``SSL_CERT_FILE`` if set (must exist), else certifi's."""
-    path = os.environ.get("SSL_CERT_FILE")
-    if path:
-        if not os.path.isfile(path):
-            raise FileNotFoundError(f"SSL_CERT_FILE={path} does not exist; point it at a PEM CA bundle or unset it to use certifi's.")
-        return path
-    import certifi
-    return certifi.where()
 
 
 class _ObservedStream(StockDataStream):
@@ -103,7 +92,7 @@ class AlpacaSource:
     def __init__(self, publisher: Publisher, symbols: list[str], creds: Credentials, *,
                  feed: str = "iex", stream_url: Optional[str] = None, data_url: Optional[str] = None,
                  stale_after: float = 90.0, market: Optional[MarketClock] = None,
-                 ping_interval: float = 10.0, ping_timeout: float = 20.0,
+                 ping_interval: float = 10.0, ping_timeout: float = 180.0,
                  reconnect_min: float = 1.0, reconnect_max: float = 30.0,
                  auth_retries: int = 2, conn_limit_timeout: float = 300.0,
                  backfill: bool = True, backfill_from: Optional[int] = None,
@@ -145,7 +134,7 @@ class AlpacaSource:
         self.stream._reconnect_min_backoff = reconnect_min
         self.stream._reconnect_max_backoff = reconnect_max
         # Subscribe BEFORE run(): subscribing from a handler deadlocks, and run() with
-        # nothing subscribed busy-spins (incident 003).
+        # nothing subscribed busy-spins.
         self.stream.subscribe_bars(self._on_bar, *symbols)
         self.stream.subscribe_updated_bars(self._on_bar, *symbols)
         self.rest = StockHistoricalDataClient(creds.api_key, creds.secret_key, raw_data=True, url_override=data_url)
@@ -181,7 +170,7 @@ class AlpacaSource:
                 seen = self.pub.last_seen.get(s)
                 prev = self._pending_starts.get(s, seen) if s in self._pending_starts else seen
                 self._pending_starts[s] = None if (prev is None or seen is None) else min(prev, seen)
-        self.pub.status("subscribed", f"bars {msg.get('bars', [])} updatedBars {msg.get('updatedBars', [])}")
+        self.pub.status("subscribed", f"bars {_names(msg.get('bars'))}; updated bars {_names(msg.get('updatedBars'))}")
         self._backfill_wanted.set()
 
     def _on_stream_error(self, msg: dict) -> None:
@@ -193,7 +182,8 @@ class AlpacaSource:
         self.tracker.on_disconnected()
         if self.stopping.is_set():
             return
-        detail = f"close code {code}" + (f" ({reason})" if reason else "") if code else "connection lost"
+        detail = (f"Alpaca closed the stream (close code {code}" + (f": {reason})" if reason else ")")
+                  if code else "the connection to Alpaca was lost")
         self.pub.status("disconnected", detail, level=logging.WARNING)
         if was or code:
             self.pub.status("reconnecting", f"after {detail}; the SDK retries with backoff")
@@ -359,6 +349,11 @@ class AlpacaSource:
             t.join(3 if t.name == "alpaca-stream" else 0.5)
 
 
+def _names(symbols: object) -> str:
+    """``["SPY", "SH"]`` → ``SPY,SH`` (``-`` for none) for status details."""
+    return ",".join(str(s) for s in symbols) if isinstance(symbols, (list, tuple)) and symbols else "-"
+
+
 def _short(e: BaseException) -> str:
     s = str(e).strip().splitlines()
     return f"{type(e).__name__}: {s[0][:300]}" if s else type(e).__name__
@@ -366,7 +361,7 @@ def _short(e: BaseException) -> str:
 
 def preflight(creds: Credentials, symbols: list[str], feed: str, data_url: Optional[str]) -> Optional[tuple[int, str]]:
     """One REST call before streaming: explains TLS, credential and connectivity problems in one
-    sentence each (incident 000). Returns (exit code, sentence) for problems retrying cannot fix."""
+    sentence each. Returns (exit code, sentence) for problems retrying cannot fix."""
     import requests
     from alpaca.common.exceptions import APIError
     client = StockHistoricalDataClient(creds.api_key, creds.secret_key, raw_data=True, url_override=data_url)

@@ -31,7 +31,11 @@ def base_env(tmp: Path, consumer_bin: Path, extra: Optional[dict] = None) -> dic
     env.update(FAST)
     env.update({"BARBRIDGE_RUNTIME_DIR": str(tmp / "rt"), "BARBRIDGE_BIN": str(consumer_bin),
                 "ALERT_CMD": f"cat >> {tmp / 'alerts.jsonl'}"})
-    env.update(extra or {})
+    for k, v in (extra or {}).items():  # None: leave the variable out
+        if v is None:
+            env.pop(k, None)
+        else:
+            env[k] = v
     return env
 
 
@@ -184,7 +188,9 @@ def test_demo_shows_bars_status_and_sigterm_leaves_nothing(launcher, tmp_path, c
         assert st.returncode == 0, st.stdout + st.stderr
         return st.stdout if "state LIVE" in st.stdout and "SPY" in st.stdout else None
     out = wait_for(status, timeout=20, what="--status to show a live consumer")
-    assert '"restarts":0' in out and "supervisor" in out, out
+    # the supervisor section is rendered for a person, not printed as raw JSON
+    supervisor = out[out.index("supervisor: launcher pid"):]
+    assert "restarts 0" in supervisor and "{" not in supervisor and '"' not in supervisor, out
     pgid = lc.p.pid
     assert lc.stop() == 0, lc.stderr()[-2000:]
     assert not alive(consumer) and not alive(sidecar)
@@ -265,14 +271,26 @@ def test_repeated_crashes_flap_then_give_up(launcher):
     assert group_members(lc.p.pid) == []
 
 
-def test_sidecar_config_error_gives_up_at_once_and_stops_the_consumer(launcher, tmp_path):
-    # the sidecar reads config.env itself and refuses unbalanced quotes (exit 2): retrying cannot help
-    (tmp_path / "config.env").write_text("NOTE=it's broken\n")
-    lc = launcher()
-    assert lc.wait(60) == 1, lc.stderr()[-2000:]
-    assert "configuration/credential error that restarting cannot fix" in lc.stderr()
-    assert all(not alive(p) for p in lc.seen_pids | {lc.pid_of("consumer") or 0} if p)
-    assert group_members(lc.p.pid) == []
+def test_sidecar_error_retrying_cannot_fix_gives_up_at_once_and_stops_the_consumer(launcher, tmp_path):
+    # The sidecar exits 4 (the feed is not in the data plan: 409 insufficient subscription).
+    # (A broken config.env no longer gets this far: the supervisor reads it with the sidecar's
+    # parser and refuses it before starting anything; see test_config_file_*.)
+    from bridge.fake_alpaca_server import FakeAlpacaServer
+    srv = FakeAlpacaServer(symbols=("SPY",), interval=0.3, key=KEY, secret=SECRET, prefill=2).start_in_thread()
+    try:
+        srv.inject("sub409")
+        (tmp_path / "config.env").write_text(
+            f"ALPACA_API_KEY={KEY}\nALPACA_SECRET_KEY={SECRET}\nALPACA_STREAM_URL={srv.ws_url}\n"
+            f"ALPACA_DATA_URL={srv.data_url}\nSYMBOLS=SPY\n")
+        lc = launcher("--no-schedule")
+        assert lc.wait(60) == 1, lc.stderr()[-2000:]
+        assert "configuration/credential error that restarting cannot fix" in lc.stderr()
+        assert "insufficient subscription" in lc.stderr()
+        assert [a["event"] for a in lc.alerts()] == ["give_up"], lc.alerts()
+        assert all(not alive(p) for p in lc.seen_pids | {lc.pid_of("consumer") or 0} if p)
+        assert group_members(lc.p.pid) == []
+    finally:
+        srv.stop()
 
 
 # ---------------------------------------------------------------- configuration errors
@@ -416,3 +434,144 @@ def test_scripts_are_shellcheck_clean():
     scripts = sorted(str(p) for p in (REPO / "scripts").glob("*.sh")) + [str(REPO / ".ci" / "run")]
     r = subprocess.run([exe, "-x", *scripts], capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stdout
+
+
+# ---------------------------------------------------------------- one config parser and key list
+def holiday_run(tmp_path, consumer_bin, config: str, *args: str):
+    """A launcher run that stops right after reading its settings (no session on 2026-12-25)."""
+    return run_launcher(tmp_path, consumer_bin, ["--demo", "--schedule", *args], config=config,
+                        env={"SCHEDULE_NOW": "2026-12-25T10:00:00-05:00"})
+
+
+def test_config_file_spaces_separate_symbols_and_hash_needs_a_space(tmp_path, consumer_bin):
+    code, out = holiday_run(tmp_path, consumer_bin, "SYMBOLS=spy SPXL, sh # the comment\n")
+    assert code == 0, out
+    assert "symbols SPY,SPXL,SH," in out, out  # not SPYSPXL
+
+
+def test_config_file_unknown_key_names_the_nearest_and_fails_check(tmp_path, consumer_bin):
+    code, out = run_launcher(tmp_path, consumer_bin, ["--check", "--demo"], config="SYMBOL=SPY\n")
+    assert code == 2, out
+    assert "unknown key SYMBOL; did you mean SYMBOLS?" in out and "all checks passed" not in out, out
+    code, out = holiday_run(tmp_path, consumer_bin, "OPEN_TIME=09:30\nSTALE_AFTRE=5\n")
+    assert code == 2 and "config.env:2: unknown key STALE_AFTRE; did you mean STALE_AFTER?" in out, out
+
+
+def test_option_beats_environment_beats_config_file(tmp_path, consumer_bin):
+    config = "SYMBOLS=SPY\nOPEN_TIME=10:00\n"
+    code, out = holiday_run(tmp_path, consumer_bin, config)
+    assert "symbols SPY," in out, out
+    code, out = run_launcher(tmp_path, consumer_bin, ["--demo", "--schedule"], config=config,
+                             env={"SCHEDULE_NOW": "2026-12-25T10:00:00-05:00", "SYMBOLS": "SH"})
+    assert "symbols SH," in out, out
+    code, out = run_launcher(tmp_path, consumer_bin, ["--demo", "--schedule", "--symbols", "SDS"], config=config,
+                             env={"SCHEDULE_NOW": "2026-12-25T10:00:00-05:00", "SYMBOLS": "SH"})
+    assert "symbols SDS," in out, out
+
+
+def test_alert_command_from_config_file_keeps_its_quotes(launcher, tmp_path):
+    target = tmp_path / "alert dir" / "got.jsonl"
+    target.parent.mkdir()
+    (tmp_path / "config.env").write_text(f"ALERT_CMD=printf '%s\\n' \"$1\" >> '{target}'  # quotes kept\n")
+    lc = launcher(env={"ALERT_CMD": None})  # set in the environment, it would win over config.env
+    wait_for(lambda: lc.pid_of("sidecar"), timeout=60, what="a sidecar")
+    old = lc.pid_of("sidecar")
+    os.kill(old, signal.SIGKILL)
+    wait_for(lambda: target.exists() and target.read_text().strip(), timeout=30, what="the restart alert")
+    alert = json.loads(target.read_text().splitlines()[0])
+    assert alert["event"] == "restart" and alert["process"] == "sidecar", alert
+    assert lc.stop() == 0
+
+
+# ---------------------------------------------------------------- instances
+def test_sigkilled_launcher_takes_its_children_with_it_and_the_next_one_starts(launcher, tmp_path):
+    lc = launcher()
+    wait_for(lambda: len(lc.bars()) >= 4, timeout=60, what="first bars")
+    consumer, sidecar = lc.pid_of("consumer"), lc.pid_of("sidecar")
+    os.kill(lc.p.pid, signal.SIGKILL)
+    lc.wait(10)
+    wait_for(lambda: not alive(consumer) and not alive(sidecar), timeout=20,
+             what="the consumer and sidecar of a SIGKILLed launcher to stop")
+    nxt = launcher()  # stale pid files and lock file are no obstacle
+    wait_for(lambda: "sidecar started" in nxt.stderr(), timeout=60, what="the next launcher's sidecar")
+    assert "still run" not in nxt.stderr()
+    assert nxt.stop() == 0
+
+
+def test_second_launcher_on_the_same_runtime_dir_is_refused(launcher, tmp_path, consumer_bin):
+    lc = launcher()
+    wait_for(lambda: lc.pid_of("sidecar"), timeout=60, what="a sidecar")
+    code, out = run_launcher(tmp_path, consumer_bin, [], config="")
+    assert code == 2 and f"another launcher (pid {lc.p.pid}) is already running" in out, out
+    # another runtime dir, same run dir: its journal and logs would mix with the first one's
+    code, out = run_launcher(tmp_path, consumer_bin, [], config="", env={"BARBRIDGE_RUNTIME_DIR": str(tmp_path / "rt2")})
+    assert code == 2 and f"is in use by another launcher (pid {lc.p.pid})" in out and "--run-dir" in out, out
+    assert lc.p.poll() is None and alive(lc.pid_of("sidecar"))
+    assert lc.stop() == 0
+
+
+def test_leftover_consumer_on_the_fifo_is_refused_by_pid(launcher, tmp_path, consumer_bin, procs):
+    from conftest import Proc
+    rt = tmp_path / "rt"
+    orphan = Proc([str(consumer_bin), "run", "--fifo", str(rt / "bars.fifo"), "--status-file",
+                   str(tmp_path / "orphan.json")], tmp_path, "orphan")
+    procs.append(orphan)
+    wait_for(lambda: (rt / "bars.fifo").exists(), timeout=20, what="the leftover consumer's FIFO")
+    (rt / "consumer.pid").write_text(f"{orphan.pid}\n")
+    code, out = run_launcher(tmp_path, consumer_bin, [], config="")
+    assert code == 2, out
+    assert f"the consumer (pid {orphan.pid}) of an earlier launcher still runs on {rt / 'bars.fifo'}" in out, out
+    assert f"kill {orphan.pid}" in out and orphan.alive()
+
+
+def test_closed_stdout_stops_the_display_not_the_pipeline(tmp_path, consumer_bin):
+    cfg = tmp_path / "config.env"
+    cfg.write_text("")
+    p = subprocess.Popen(["bash", str(LAUNCH), "--config", str(cfg), "--run-dir", str(tmp_path / "runs")],
+                         stdout=subprocess.PIPE, stderr=open(tmp_path / "err", "wb"), stdin=subprocess.DEVNULL,
+                         env=base_env(tmp_path, consumer_bin), start_new_session=True)
+    try:
+        assert p.stdout.readline()  # like `| head -1`
+        p.stdout.close()
+        wait_for(lambda: "stdout was closed" in (tmp_path / "err").read_text(), timeout=30, what="the notice")
+        rt = tmp_path / "rt"
+        pids = [int((rt / f"{n}.pid").read_text()) for n in ("consumer", "sidecar")]
+        assert p.poll() is None and all(alive(x) for x in pids)
+        p.send_signal(signal.SIGTERM)
+        assert p.wait(30) == 0
+        assert not any(alive(x) for x in pids)
+    finally:
+        if p.poll() is None:
+            os.killpg(p.pid, signal.SIGKILL)
+
+
+def test_launcher_builds_the_consumer_even_when_a_binary_exists(tmp_path, consumer_bin):
+    # cargo decides what is out of date (a no-op when fresh); a shim records that it was asked
+    shim = tmp_path / "bin"
+    shim.mkdir()
+    real = shutil.which("cargo")
+    assert real
+    (shim / "cargo").write_text(f"#!/bin/sh\necho \"$@\" >> {tmp_path / 'cargo.calls'}\nexec {real} \"$@\"\n")
+    (shim / "cargo").chmod(0o755)
+    env = {"BARBRIDGE_BIN": None, "PATH": f"{shim}:{os.environ['PATH']}", "SCHEDULE_NOW": "2026-12-25T10:00:00-05:00"}
+    code, out = run_launcher(tmp_path, consumer_bin, ["--demo", "--schedule"], env=env, timeout=900)
+    assert code == 0, out
+    assert "build --quiet --release --locked --bin barbridge" in (tmp_path / "cargo.calls").read_text()
+
+
+def test_extension_stamp_follows_its_sources(tmp_path):
+    for name in ("src", "scripts"):
+        shutil.copytree(REPO / name, tmp_path / name)
+    for name in ("Cargo.toml", "Cargo.lock", "pyproject.toml"):
+        shutil.copy(REPO / name, tmp_path / name)
+
+    def stamp() -> str:
+        r = subprocess.run(["bash", str(tmp_path / "scripts" / "ensure_extension.sh"), "--stamp"], capture_output=True,
+                           text=True, timeout=60)
+        assert r.returncode == 0, r.stderr
+        return r.stdout.strip()
+    first = stamp()
+    assert stamp() == first
+    lib = tmp_path / "src" / "lib.rs"
+    lib.write_text(lib.read_text() + "\n// changed\n")
+    assert stamp() != first

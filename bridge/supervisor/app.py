@@ -1,0 +1,498 @@
+"""The supervisor: runs the consumer (``barbridge run``) and the sidecar (``python -m bridge``) for
+one instance, and keeps them running.
+
+* start: settings → run directory → instance locks (runtime dir and run dir) → leftover children
+  of an earlier launcher refused → preflight → market-day schedule (wait for the open) → consumer,
+  its FIFO → optional warm-up → sidecar.
+* every ``TICK``: EOD hook, close; children that exited are restarted with backoff, or the
+  supervisor gives up (exit 1); a consumer whose status file stops changing is restarted; a feed the
+  consumer reports stale restarts the sidecar; new bars and periodic status screens on stdout.
+* stop (SIGINT/SIGTERM/SIGHUP, the close, a give-up): the sidecar, then the consumer (it flushes
+  its journal); FIFO, status, pid, state and lock files removed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import errno
+import json
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+from typing import Any, Optional
+
+from bridge.config import ConfigError, mask
+from bridge.supervisor import display, runtime
+from bridge.supervisor.alerts import Alerter, local_ts
+from bridge.supervisor.children import Child, run as run_to_end
+from bridge.supervisor.policy import Backoff, FlapDetector, RestartPolicy, Tracked
+from bridge.supervisor.settings import PROG, Settings
+
+CONSUMER_FIFO_TIMEOUT = 15.0
+
+
+class Fatal(Exception):
+    """Stop with ``code`` after logging ``error: sentence Fix: fix.``"""
+
+    def __init__(self, code: int, sentence: str, fix: Optional[str] = None) -> None:
+        super().__init__(f"{sentence} Fix: {fix}." if fix else sentence)
+        self.code = code
+
+
+class Stopped(Exception):
+    """A signal asked the supervisor to stop (exit 0)."""
+
+
+class Log:
+    """``<local time> [launch_live_trading] message`` on stderr and, once there is a run
+    directory, in its ``launcher.log``."""
+
+    def __init__(self) -> None:
+        self.file: Optional[Path] = None
+
+    def __call__(self, message: str) -> None:
+        line = f"{local_ts()} [{PROG}] {message}\n"
+        try:
+            sys.stderr.write(line)
+            sys.stderr.flush()
+        except (OSError, ValueError):
+            pass
+        if self.file is not None:
+            try:
+                with open(self.file, "a", encoding="utf-8") as f:
+                    f.write(line)
+            except OSError:
+                pass
+
+
+class Supervisor:
+    def __init__(self, s: Settings, log: Log) -> None:
+        self.s = s
+        self.log = log
+        self.stop_signal: Optional[str] = None
+        self.stop_event = asyncio.Event()
+        self.run_dir: Optional[Path] = None
+        self.locks: list[runtime.InstanceLock] = []
+        self.consumer = Child("consumer", s.runtime_dir / "consumer.pid", Path(os.devnull))
+        self.sidecar = Child("sidecar", s.runtime_dir / "sidecar.pid", Path(os.devnull))
+        self.track = {"consumer": Tracked("consumer"), "sidecar": Tracked("sidecar")}
+        self.policy = RestartPolicy(Backoff(s.backoff_min, s.backoff_max), s.max_restarts, s.stable_after)
+        self.flaps = FlapDetector(s.flap_threshold, s.flap_window)
+        self.gave_up = False
+        self.alerter: Optional[Alerter] = None
+        self.stdout_open = True
+        self.tasks: set[asyncio.Task[Any]] = set()
+        self.env = {**s.env, "PYTHONPATH": os.pathsep.join(filter(None, [str(s.repo), s.env.get("PYTHONPATH")])),
+                    "PYTHONUNBUFFERED": "1"}
+
+    # ------------------------------------------------------------------ helpers
+    def _on_signal(self, sig: signal.Signals) -> None:
+        self.stop_signal = sig.name
+        self.stop_event.set()
+
+    async def nap(self, seconds: float) -> None:
+        """Sleep, ending at once (with :class:`Stopped`) when a signal arrives."""
+        try:
+            await asyncio.wait_for(self.stop_event.wait(), max(0.0, seconds))
+        except asyncio.TimeoutError:
+            pass
+        if self.stop_event.is_set():
+            raise Stopped()
+
+    def out(self, text: str) -> None:
+        """The terminal display; a closed stdout (``| head``) ends it, never the pipeline."""
+        if not self.stdout_open:
+            return
+        try:
+            sys.stdout.write(text + "\n")
+            sys.stdout.flush()
+        except (BrokenPipeError, ValueError, OSError) as e:
+            if isinstance(e, OSError) and not isinstance(e, BrokenPipeError) and e.errno != errno.EPIPE:
+                raise
+            self.stdout_open = False
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())  # nothing more to flush at exit
+            os.close(devnull)
+            self.log("stdout was closed (e.g. by `| head`): bars and status screens are no longer shown; the "
+                     f"pipeline keeps running (logs in {self.run_dir}; stop it with Ctrl-C or SIGTERM)")
+
+    def path(self, name: str) -> Path:
+        assert self.run_dir is not None
+        return self.run_dir / name
+
+    def state(self) -> dict[str, Any]:
+        t = self.track
+        return {"launcher_pid": os.getpid(), "mode": self.s.mode, "symbols": ",".join(self.s.symbols),
+                "run_dir": str(self.run_dir), "config": str(self.s.config_file) if self.s.config_loaded else None,
+                "updated": local_ts(),
+                "consumer": {"pid": self.consumer.pid, "restarts": t["consumer"].restarts,
+                             "consecutive_failures": t["consumer"].failures},
+                "sidecar": {"pid": self.sidecar.pid, "restarts": t["sidecar"].restarts,
+                            "stale_restarts": t["sidecar"].stale_restarts,
+                            "consecutive_failures": t["sidecar"].failures},
+                "flap_alerts": self.flaps.episodes, "alerts": self.alerter.sent if self.alerter else 0,
+                "gave_up": self.gave_up}
+
+    def write_state(self, live: bool = True) -> None:
+        text = json.dumps(self.state(), indent=1) + "\n"
+        targets = [self.path("supervisor.json")] + ([self.s.state_file] if live else [])
+        for target in targets:
+            tmp = target.with_name(target.name + ".tmp")
+            try:
+                tmp.write_text(text)
+                tmp.replace(target)
+            except OSError as e:
+                self.log(f"error: cannot write {target} ({e.strerror or e})")
+
+    def alert_context(self) -> dict[str, Any]:
+        return {"mode": self.s.mode, "ts": local_ts(),
+                "restarts": {n: self.track[n].restarts for n in ("consumer", "sidecar")}, "run_dir": str(self.run_dir)}
+
+    def background(self, coro: Any) -> None:
+        task = asyncio.ensure_future(coro)
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+
+    # ------------------------------------------------------------------ start-up
+    def prepare_dirs(self) -> None:
+        s = self.s
+        today = dt.datetime.now(display.NY).strftime("%Y-%m-%d")
+        run_dir = s.runs_dir / today
+        try:
+            run_dir.mkdir(parents=True, exist_ok=True)
+            probe = run_dir / ".write-test"
+            probe.write_text("")
+            probe.unlink()
+        except OSError:
+            raise Fatal(2, f"cannot create the run directory {run_dir} (or it is not writable).",
+                        "choose a writable place with --run-dir DIR (or RUNS_DIR)") from None
+        try:
+            runtime.prepare_private_dir(s.runtime_dir)
+        except ConfigError as e:
+            raise Fatal(2, e.sentence, e.fix) from None
+        rt_lock = runtime.InstanceLock(s.runtime_dir / "launcher.lock")
+        try:
+            rt_lock.acquire()
+        except runtime.LockTaken as e:
+            raise Fatal(2, f"another launcher (pid {e.pid}) is already running on {s.runtime_dir}.",
+                        "stop it first, or give a second instance its own BARBRIDGE_RUNTIME_DIR and --run-dir") from None
+        self.locks.append(rt_lock)
+        runs_lock = runtime.InstanceLock(s.runs_dir / "launcher.lock")
+        try:
+            runs_lock.acquire()
+        except runtime.LockTaken as e:
+            raise Fatal(2, f"the run directory {s.runs_dir} is in use by another launcher (pid {e.pid}); its journal "
+                           "and logs would mix with this one's.", "give this instance its own --run-dir (or RUNS_DIR)") from None
+        self.locks.append(runs_lock)
+        left = runtime.leftover_children(s.runtime_dir, s.fifo)
+        if left:
+            names = " and ".join(f"{n} (pid {p})" for n, p in left.items())
+            raise Fatal(2, f"the {names} of an earlier launcher still run{'s' if len(left) == 1 else ''} on {s.fifo}; "
+                           "a second pair would split the bars between them.",
+                        f"stop {'it' if len(left) == 1 else 'them'} (kill {' '.join(map(str, left.values()))}), then rerun")
+        self.run_dir = run_dir
+        self.log.file = self.path("launcher.log")
+        self.consumer.log_file = self.path("consumer.log")
+        self.sidecar.log_file = self.path("sidecar.log")
+        self.path("bars.jsonl").touch()
+        self.alerter = Alerter(s.alert_cmd, s.alert_timeout, self.path("launcher.log"), self.log, self.alert_context)
+
+    async def preflight(self) -> None:
+        s = self.s
+        sup_log = self.path("launcher.log")
+        with open(sup_log, "a") as f:
+            f.write(f"preflight ({s.mode} mode):\n  ok    python: {sys.version.split()[0]} in .venv/\n"
+                    f"  ok    consumer: {s.consumer_bin}\n")
+        rc = await run_to_end([s.python, "-m", "bridge.preflight", "--mode", s.mode, "--fifo", str(s.fifo),
+                               "--feed", s.feed], env=self.env, cwd=s.repo, stdout=sup_log, stderr=sup_log)
+        if rc != 0:
+            fails = [x for x in sup_log.read_text(errors="replace").splitlines() if "FAIL" in x]
+            if fails:
+                sys.stderr.write(fails[-1] + "\n")
+            raise Fatal(2, f"preflight failed (details above; full list in {sup_log}).",
+                        "fix it, then check with scripts/launch_live_trading.sh --check")
+
+    async def follow_schedule(self) -> Optional[tuple[int, int, str, str]]:
+        """Today's (EOD instant, close instant, EOD and close New York times), after waiting for the
+        open; raises :class:`Stopped` when there is nothing to do today."""
+        s = self.s
+        from bridge import schedule  # exchange_calendars: loaded only when the schedule is followed
+        now = schedule._parse_now(s.schedule_now) if s.schedule_now else dt.datetime.now(dt.timezone.utc)
+        try:
+            sched = await asyncio.to_thread(schedule.compute, now, schedule.parse_hhmm("OPEN_TIME", s.open_time),
+                                            schedule.parse_hhmm("EOD_TIME", s.eod_time),
+                                            schedule.parse_hhmm("CLOSE_TIME", s.close_time))
+        except schedule.ScheduleError as e:
+            raise Fatal(2, str(e), f"fix OPEN_TIME/EOD_TIME/CLOSE_TIME in {s.config_file}") from None
+        if not sched["TRADING_DAY"]:
+            self.log(f"today ({sched['SESSION_DATE']}, New York) is not a NYSE trading day (weekend or holiday); "
+                     f"next session {sched['NEXT_SESSION']}. Nothing to do.")
+            raise Stopped()
+        if sched["PHASE"] == "after_close":
+            self.log(f"the session of {sched['SESSION_DATE']} is over (close {sched['CLOSE_NY']} New York); next "
+                     f"session {sched['NEXT_SESSION']}. Nothing to do.")
+            raise Stopped()
+        self.log(f"session {sched['SESSION_DATE']}: start {sched['OPEN_NY']}, EOD hook {sched['EOD_NY']}, shutdown "
+                 f"{sched['CLOSE_NY']} New York" + (" (early close)" if sched["EARLY_CLOSE"] else ""))
+        if sched["PHASE"] == "before_open" and s.wait_for_open:
+            self.log(f"waiting for {sched['OPEN_NY']} New York ({sched['OPEN_EPOCH'] - int(time.time())} s)")
+            while time.time() < sched["OPEN_EPOCH"]:
+                await self.nap(min(30.0, sched["OPEN_EPOCH"] - time.time()))
+        return sched["EOD_EPOCH"], sched["CLOSE_EPOCH"], sched["EOD_NY"], sched["CLOSE_NY"]
+
+    # ------------------------------------------------------------------ children
+    async def start_consumer(self) -> None:
+        s = self.s
+        journal = s.runs_dir / "journal" if s.mode == "live" else self.path("demo-journal")
+        argv = [str(s.consumer_bin), "run", "--fifo", str(s.fifo), "--status-file", str(s.status_file),
+                "--journal", str(journal), "--stale-after", f"{s.stale_after:g}", "--echo",
+                "--symbols", ",".join(s.symbols)]
+        env = {**self.env, "RUST_LOG": self.env.get("RUST_LOG") or "info"}
+        pid = await self.consumer.start(argv, env=env, cwd=s.repo, stdout=self.path("bars.jsonl"))
+        self.log(f"consumer started (pid {pid}; log {self.consumer.log_file})")
+
+    async def start_sidecar(self) -> None:
+        s = self.s
+        argv = [s.python, "-m", "bridge", "--fifo", str(s.fifo), "--symbols", ",".join(s.symbols),
+                "--heartbeat", f"{s.heartbeat:g}", "--stats-interval", "60"]
+        if s.mode == "demo":
+            argv += ["--source", "synthetic", "--interval", f"{s.demo_interval:g}"]
+            last = display.last_bar_ms(display.read_json(s.status_file), self.path("bars.jsonl"))
+            if last > 0:  # continue after the last bar the consumer holds (no repeated minutes)
+                argv += ["--start-ms", str(last + 60_000)]
+            what = "synthetic"
+        else:
+            argv += ["--source", "alpaca", "--feed", s.feed, "--stale-after", f"{s.sidecar_stale_after:g}",
+                     "--no-preflight"]
+            what = f"alpaca {s.feed}"
+        pid = await self.sidecar.start(argv, env=self.env, cwd=s.repo, stdout=self.sidecar.log_file)
+        self.log(f"sidecar started (pid {pid}, source {what}; log {self.sidecar.log_file})")
+
+    async def wait_for_fifo(self) -> None:
+        deadline = time.monotonic() + CONSUMER_FIFO_TIMEOUT
+        while not self.s.fifo.exists():
+            rc = self.consumer.reap()
+            if rc is not None:
+                raise Fatal(2, f"the consumer exited at start (exit {rc}): {self.consumer.last_message()}",
+                            f"see {self.consumer.log_file}")
+            if time.monotonic() >= deadline:
+                raise Fatal(1, f"the consumer did not create {self.s.fifo} within {CONSUMER_FIFO_TIMEOUT:g} s.",
+                            f"see {self.consumer.log_file}")
+            await self.nap(0.05)
+
+    async def warm_up(self) -> None:
+        s = self.s
+        if s.mode != "live":
+            self.log("warm-up skipped in demo mode")
+            return
+        out = self.path("warmup.jsonl")
+        sup_log = self.path("launcher.log")
+        self.log(f"warm-up: fetching {s.warmup_days} sessions of minute bars over REST into the consumer")
+        rc = await run_to_end([s.python, "-m", "bridge.warmup", "--symbols", ",".join(s.symbols), "--days",
+                               str(s.warmup_days), "--out", str(out)], env=self.env, cwd=s.repo, stdout=sup_log,
+                              stderr=sup_log)
+        if rc == 0:
+            rc = await run_to_end([s.python, "-m", "bridge", "--source", "replay", "--replay-file", str(out),
+                                   "--fifo", str(s.fifo), "--symbols", ",".join(s.symbols), "--stats-interval", "0"],
+                                  env=self.env, cwd=s.repo, stdout=self.sidecar.log_file, stderr=self.sidecar.log_file)
+        if rc == 0:
+            self.log(f"warm-up: bars from {out} delivered to the consumer")
+        else:
+            self.log(f"error: warm-up failed (see {sup_log}); continuing without it")
+
+    # ------------------------------------------------------------------ supervision
+    async def check_child(self, child: Child) -> None:
+        t = self.track[child.name]
+        if not child.running and child.proc is None:
+            if t.restart_at is not None and time.monotonic() >= t.restart_at:
+                t.restart_at = None
+                t.restarts += 1
+                await (self.start_consumer() if child.name == "consumer" else self.start_sidecar())
+                assert self.alerter is not None
+                await self.alerter.send("restart", child.name,
+                                        f"the {child.name} was restarted (restart #{t.failures} in a row)")
+                await self.note_restart(child.name)
+                self.write_state()
+            return
+        pid = child.pid
+        rc = child.reap()
+        if rc is None:
+            return
+        uptime = time.monotonic() - child.started
+        why = child.last_message() or "no error message"
+        verdict = self.policy.on_exit(t, rc, uptime, why.split("error: ", 1)[-1])
+        if verdict.give_up:
+            await self.give_up(child.name, verdict.give_up)
+        t.restart_at = time.monotonic() + verdict.delay
+        self.log(f"error: the {child.name} (pid {pid}) exited with code {rc} after {uptime:.0f} s; restart "
+                 f"#{t.failures} in {verdict.delay:.1f} s")
+        self.write_state()
+
+    async def note_restart(self, name: str) -> None:
+        n = self.flaps.note(time.monotonic())
+        if n:
+            assert self.alerter is not None
+            await self.alerter.send("flap", name, f"{n} restarts within {self.s.flap_window:.0f} s: the pipeline is flapping")
+
+    async def give_up(self, name: str, sentence: str) -> None:
+        self.gave_up = True
+        assert self.alerter is not None
+        await self.alerter.send("give_up", name, sentence)
+        self.write_state()
+        raise Fatal(1, sentence, f"see {self.run_dir}/{name}.log; fix the cause and rerun")
+
+    async def check_health(self) -> None:
+        s = self.s
+        if not self.consumer.running:
+            return
+        status = display.read_json(s.status_file)
+        if status is None:
+            return
+        now_ms = time.time() * 1000
+        updated = status.get("updated_ms")
+        state = (status.get("health") or {}).get("state")
+        assert self.alerter is not None
+        if (isinstance(updated, int) and now_ms - updated > s.hung_after * 1000
+                and time.monotonic() - self.consumer.started > s.hung_after):
+            age = (now_ms - updated) / 1000
+            self.log(f"error: the consumer's status file was last written {age:.0f} s ago: the consumer is hung; "
+                     "restarting it")
+            await self.alerter.send("stale", "consumer", f"consumer status not updated for {age:.0f} s (hung)")
+            await self.consumer.stop(s.stop_timeout, self.log)
+            self.track["consumer"].failures += 1
+            self.track["consumer"].restart_at = time.monotonic()
+            return
+        if state == "stale" and self.sidecar.running and time.monotonic() - self.sidecar.started >= s.stale_grace:
+            reason = f"the consumer reports the feed stale (nothing received for {s.stale_after:g} s)"
+            self.log(f"error: {reason}: restarting the sidecar (pid {self.sidecar.pid})")
+            await self.alerter.send("stale", "sidecar", reason)
+            await self.sidecar.stop(s.stop_timeout, self.log)
+            t = self.track["sidecar"]
+            t.restarts += 1
+            t.stale_restarts += 1
+            await self.start_sidecar()
+            await self.alerter.send("restart", "sidecar", "the sidecar was restarted because the feed was stale")
+            await self.note_restart("sidecar")
+            self.write_state()
+
+    async def status_screen(self) -> None:
+        s = self.s
+        proc = await asyncio.create_subprocess_exec(str(s.consumer_bin), "status", "--status-file", str(s.status_file),
+                                                    stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
+        text, _ = await proc.communicate()
+        t = self.track
+        self.out(f"{'-' * 64} status {local_ts()}\n{text.decode(errors='replace').rstrip()}\n"
+                 f"supervisor: consumer restarts {t['consumer'].restarts}, sidecar restarts {t['sidecar'].restarts} "
+                 f"({t['sidecar'].stale_restarts} for a stale feed), flap alerts {self.flaps.episodes}   "
+                 f"(Ctrl-C to stop; logs in {self.run_dir})\n{'-' * 64}")
+
+    async def eod_hook(self, eod_ny: str) -> None:
+        s = self.s
+        self.log(f"EOD: {eod_ny} New York reached" + (", running EOD_CMD" if s.eod_cmd else ""))
+        if s.eod_cmd:
+            try:
+                rc = await run_to_end(["bash", "-c", s.eod_cmd], env=self.env, cwd=s.repo,
+                                      stdout=self.path("launcher.log"), stderr=self.path("launcher.log"), timeout=120)
+            except asyncio.TimeoutError:
+                rc = 124
+            if rc:
+                self.log(f"error: EOD_CMD failed (exit {rc})")
+
+    async def supervise(self, sched: Optional[tuple[int, int, str, str]]) -> None:
+        s = self.s
+        bars = display.BarTail(self.path("bars.jsonl"))
+        eod_done = False
+        next_status = time.monotonic() + min(s.status_every, 3.0)
+        while True:
+            if self.stop_event.is_set():
+                raise Stopped()
+            if sched:
+                eod_epoch, close_epoch, eod_ny, close_ny = sched
+                if not eod_done and time.time() >= eod_epoch:
+                    eod_done = True
+                    self.background(self.eod_hook(eod_ny))
+                if time.time() >= close_epoch:
+                    self.log(f"market close ({close_ny} New York): shutting down")
+                    return
+            await self.check_child(self.consumer)
+            await self.check_child(self.sidecar)
+            await self.check_health()
+            for line in bars.lines():
+                if not s.quiet:
+                    self.out(line)
+            if s.status_every > 0 and time.monotonic() >= next_status:
+                next_status = time.monotonic() + s.status_every
+                await self.status_screen()
+                self.write_state()
+            await self.nap(s.tick)
+
+    async def main(self) -> int:
+        s = self.s
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+            loop.add_signal_handler(sig, self._on_signal, sig)
+        rc = 0
+        try:
+            self.prepare_dirs()
+            self.write_state()
+            self.log(f"barbridge launcher: {s.mode} mode, symbols {','.join(s.symbols)}, run dir {self.run_dir}, "
+                     f"FIFO {s.fifo}")
+            if s.creds and s.mode == "live":
+                self.log(f"credentials: key {mask(s.creds.api_key)}, secret {mask(s.creds.secret_key)}")
+            if not s.creds and s.mode == "demo":
+                self.log(f"no Alpaca credentials (none in the environment or {s.config_file}): running the offline "
+                         "DEMO (synthetic bars). For live data: cp config.env.example config.env and fill in your "
+                         "Alpaca keys.")
+            await self.preflight()
+            sched = await self.follow_schedule() if s.schedule else None
+            await self.start_consumer()
+            await self.wait_for_fifo()
+            if s.warmup:
+                await self.warm_up()
+            await self.start_sidecar()
+            self.write_state()
+            if s.mode == "demo":
+                self.log(f"DEMO: bars below are synthetic, {s.demo_interval:g} s per minute bar; status every "
+                         f"{s.status_every:g}s; Ctrl-C to stop")
+            await self.supervise(sched)
+        except Stopped:
+            if self.stop_signal:
+                self.log(f"{self.stop_signal} received: shutting down")
+        except Fatal as e:
+            self.log(f"error: {e}")
+            rc = e.code
+        finally:
+            await self.cleanup()
+        if self.run_dir:
+            self.log(f"stopped (exit {rc})")
+        return rc
+
+    async def cleanup(self) -> None:
+        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+            asyncio.get_running_loop().remove_signal_handler(sig)
+            signal.signal(sig, signal.SIG_IGN)  # the cleanup itself is not interrupted
+        for task in list(self.tasks):
+            task.cancel()
+        if self.tasks:
+            await asyncio.gather(*self.tasks, return_exceptions=True)
+        if self.sidecar.running:
+            self.log(f"stopping the sidecar (pid {self.sidecar.pid})")
+        await self.sidecar.stop(self.s.stop_timeout, self.log)
+        if self.consumer.running:
+            self.log(f"stopping the consumer (pid {self.consumer.pid}; it flushes its journal)")
+        await self.consumer.stop(self.s.stop_timeout, self.log)
+        if self.locks and self.locks[0].held:  # this instance owns the runtime dir: leave it empty
+            s = self.s
+            for f in (s.fifo, s.status_file, s.state_file, s.runtime_dir / "consumer.pid", s.runtime_dir / "sidecar.pid"):
+                f.unlink(missing_ok=True)
+            if self.run_dir:
+                self.write_state(live=False)
+            for lock in reversed(self.locks):
+                lock.release()
+            try:
+                s.runtime_dir.rmdir()
+            except OSError:
+                pass

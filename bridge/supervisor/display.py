@@ -1,0 +1,105 @@
+"""What the supervisor reads back and shows: bar lines from the consumer's echo file, the
+consumer's status file, and its own state rendered for a person (``--status``)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from pathlib import Path
+from typing import Any, Optional
+from zoneinfo import ZoneInfo
+
+NY = ZoneInfo("America/New_York")
+
+
+class BarTail:
+    """Follows the consumer's ``--echo`` output (one wire line per accepted bar) from its current
+    end, and turns new bars into one terminal line per minute:
+    ``2026-11-23 10:41 NY   SPY      671.4  SH       36.52``."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.offset = path.stat().st_size if path.exists() else 0
+        self.partial = b""
+        self.seen = 0
+
+    def lines(self) -> list[str]:
+        try:
+            with open(self.path, "rb") as f:
+                f.seek(self.offset)
+                data = f.read()
+        except OSError:
+            return []
+        self.offset += len(data)
+        chunks = (self.partial + data).split(b"\n")
+        self.partial = chunks.pop()
+        out: list[str] = []
+        group, group_ts = "", None
+        for raw in chunks:
+            try:
+                bar = json.loads(raw)
+                sym, ts = str(bar["symbol"]), int(bar["timestamp_ms"])
+            except (ValueError, KeyError, TypeError):
+                continue
+            self.seen += 1
+            if group and ts != group_ts:
+                out.append(f"{_ny_minute(group_ts)} NY {group}")
+                group = ""
+            group_ts = ts
+            group += f"  {sym:<5} {bar.get('close', '?')!s:>9}" + ("(upd)" if bar.get("type") == "updated_bar" else "")
+        if group:
+            out.append(f"{_ny_minute(group_ts)} NY {group}   [{self.seen} bars received]")
+        return out
+
+
+def _ny_minute(ts_ms: Optional[int]) -> str:
+    return dt.datetime.fromtimestamp((ts_ms or 0) / 1000, NY).strftime("%Y-%m-%d %H:%M")
+
+
+def read_json(path: Path) -> Optional[dict[str, Any]]:
+    try:
+        value = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return value if isinstance(value, dict) else None
+
+
+def last_bar_ms(status: Optional[dict[str, Any]], bars_file: Path) -> int:
+    """The newest bar time the consumer holds: its status file and its latest echoed bars (0 if none)."""
+    newest = 0
+    symbols = ((status or {}).get("health") or {}).get("symbols") or {}
+    for s in symbols.values():
+        if isinstance(s, dict) and isinstance(s.get("last_bar_ts_ms"), int):
+            newest = max(newest, s["last_bar_ts_ms"])
+    try:
+        with open(bars_file, "rb") as f:
+            f.seek(max(0, f.seek(0, 2) - 8192))
+            tail = f.read().splitlines()[-16:]
+    except OSError:
+        tail = []
+    for line in tail:
+        try:
+            newest = max(newest, int(json.loads(line)["timestamp_ms"]))
+        except (ValueError, KeyError, TypeError):
+            continue
+    return newest
+
+
+def render_state(state: dict[str, Any], alive: bool) -> str:
+    """The supervisor's state file for a person."""
+    def proc(name: str) -> str:
+        p = state.get(name) or {}
+        extra = f" ({p.get('stale_restarts', 0)} for a stale feed)" if "stale_restarts" in p else ""
+        pid = p.get("pid") or "-"
+        return (f"  {name:<9} pid {pid:<8} restarts {p.get('restarts', 0)}{extra}, "
+                f"consecutive failures {p.get('consecutive_failures', 0)}")
+    head = (f"supervisor: launcher pid {state.get('launcher_pid')} ({'running' if alive else 'NOT RUNNING'}), "
+            f"{state.get('mode')} mode, symbols {state.get('symbols')}")
+    return "\n".join([
+        head,
+        f"  run dir {state.get('run_dir')}; updated {state.get('updated')}",
+        proc("consumer"),
+        proc("sidecar"),
+        f"  flap alerts {state.get('flap_alerts', 0)}, alerts sent {state.get('alerts', 0)}"
+        + (", GAVE UP" if state.get("gave_up") else ""),
+    ])
