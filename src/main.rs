@@ -116,11 +116,8 @@ fn main() -> ExitCode {
             if !(stale_after.is_finite() && stale_after > 0.0) {
                 return config_error(format!("--stale-after must be a positive number of seconds, got {stale_after}"));
             }
-            if capacity == 0 {
-                return config_error("--capacity must be at least 1".into());
-            }
-            if let Some(bad) = symbols.iter().find(|s| barbridge::wire::validate(s, &valid_bar()).is_err()) {
-                return config_error(format!("--symbols contains {bad:?}, which is not a valid symbol"));
+            if let Some(e) = symbols.iter().find_map(|s| barbridge::wire::validate_symbol(s).err()) {
+                return config_error(format!("--symbols: {e}"));
             }
             let journal = match journal.map(|dir| Journal::open(dir, fsync.policy())).transpose() {
                 Ok(j) => j,
@@ -154,10 +151,6 @@ fn main() -> ExitCode {
     }
 }
 
-fn valid_bar() -> barbridge::Bar {
-    barbridge::Bar { timestamp_ms: 1, open: 1.0, high: 1.0, low: 1.0, close: 1.0, volume: 0.0, vwap: 0.0, trade_count: 0 }
-}
-
 fn config_error(msg: String) -> ExitCode {
     eprintln!("barbridge: {msg}");
     ExitCode::from(2)
@@ -180,7 +173,10 @@ fn run(
     once: bool,
     journal: Option<Journal>,
 ) -> ExitCode {
-    let mut builder = Consumer::builder().symbols(symbols).stale_after(stale_after).capacity_per_symbol(capacity);
+    let mut builder = match Consumer::builder().symbols(symbols).stale_after(stale_after).capacity_per_symbol(capacity) {
+        Ok(b) => b,
+        Err(e) => return config_error(format!("--capacity: {e}")),
+    };
     if let Some(j) = journal {
         builder = builder.journal(j);
     }
@@ -296,7 +292,10 @@ fn gaps(journal: &std::path::Path, date: Option<&str>, symbols: &[String], json:
 }
 
 fn replay(files: &[PathBuf], symbols: Vec<String>, echo: bool, journal: Option<Journal>) -> ExitCode {
-    let mut builder = Consumer::builder().symbols(symbols).capacity_per_symbol(1 << 20);
+    let mut builder = match Consumer::builder().symbols(symbols).capacity_per_symbol(1 << 20) {
+        Ok(b) => b,
+        Err(e) => return config_error(e.to_string()),
+    };
     if let Some(j) = journal {
         builder = builder.journal(j);
     }
