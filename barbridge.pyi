@@ -44,8 +44,8 @@ class Bar:
         low: float,
         close: float,
         volume: float,
-        vwap: float = 0.0,
-        trade_count: int = 0,
+        vwap: Optional[float] = None,
+        trade_count: Optional[int] = None,
     ) -> Bar: ...
     @property
     def symbol(self) -> str: ...
@@ -63,9 +63,11 @@ class Bar:
     @property
     def volume(self) -> float: ...
     @property
-    def vwap(self) -> float: ...
+    def vwap(self) -> Optional[float]:
+        """None when the source gave no vwap (never a made-up 0.0)."""
     @property
-    def trade_count(self) -> int: ...
+    def trade_count(self) -> Optional[int]:
+        """None when the source gave no trade count (never a made-up 0)."""
     @property
     def correction(self) -> bool:
         """True when this bar replaced a bar of the same minute delivered earlier."""
@@ -156,7 +158,8 @@ class Consumer:
         numpy: bool = False,
     ) -> Dict[str, Any]:
         """Columns ``timestamp_ms, open, high, low, close, volume, vwap, trade_count``: lists, or
-        numpy arrays with ``numpy=True``."""
+        numpy arrays with ``numpy=True`` (``timestamp_ms`` int64, the rest float64). An absent
+        ``vwap`` / ``trade_count`` is None in a list and NaN in an array."""
     def stats(self) -> Dict[str, Any]: ...
     def health(self) -> Dict[str, Any]: ...
     def status(self) -> Dict[str, Any]: ...

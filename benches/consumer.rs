@@ -11,7 +11,7 @@ use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughpu
 const SEED_LINE: &[u8] = br#"{"symbol": "SPY", "timestamp_ms": 1759930080000, "open": 671.2, "high": 671.5, "low": 671.1, "close": 671.4, "volume": 18234, "vwap": 671.33, "trade_count": 212}"#;
 
 fn bar(ts: i64) -> Bar {
-    Bar { timestamp_ms: ts, open: 671.2, high: 671.5, low: 671.1, close: 671.4, volume: 18234.0, vwap: 671.33, trade_count: 212 }
+    Bar { timestamp_ms: ts, open: 671.2, high: 671.5, low: 671.1, close: 671.4, volume: 18234.0, vwap: Some(671.33), trade_count: Some(212) }
 }
 
 fn lines(symbols: usize, n: usize) -> Vec<Vec<u8>> {
@@ -42,7 +42,7 @@ fn store(c: &mut Criterion) {
         g.throughput(Throughput::Elements(n as u64));
         g.bench_function(format!("BarStore, {symbols} symbols"), |b| {
             b.iter_batched(
-                || BarStore::new(10_000),
+                || BarStore::new(10_000).unwrap(),
                 |store| {
                     for i in 0..n {
                         store.insert(&names[i % symbols], bar((i / symbols) as i64 * 60_000), InsertMode::FirstReport);
@@ -77,7 +77,7 @@ fn ingest(c: &mut Criterion) {
             b.iter_batched(
                 || {
                     let consumer = Consumer::builder().build();
-                    let rx = consumer.subscribe(barbridge::Subscription::all().capacity(1 << 20));
+                    let rx = consumer.subscribe(barbridge::Subscription::all().capacity(1 << 20).unwrap());
                     (consumer, rx)
                 },
                 |(consumer, rx)| {
@@ -94,7 +94,7 @@ fn ingest(c: &mut Criterion) {
 }
 
 fn queries(c: &mut Criterion) {
-    let store = BarStore::new(10_000);
+    let store = BarStore::new(10_000).unwrap();
     for i in 0..10_000 {
         store.insert("SPY", bar(i * 60_000), InsertMode::FirstReport);
     }

@@ -38,14 +38,14 @@ struct Run {
 fn start(base: Instant) -> Run {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("run/bars.fifo");
-    let consumer = Consumer::builder().capacity_per_symbol(1 << 20).build();
+    let consumer = Consumer::builder().capacity_per_symbol(1 << 20).unwrap().build();
     let latencies = Arc::new(Mutex::new(Vec::with_capacity(20_000)));
     let last_stored_ns = Arc::new(Mutex::new(0));
     {
         let (latencies, last) = (latencies.clone(), last_stored_ns.clone());
         consumer.on_bar(&[], move |e| {
             let now = now_ns(base);
-            latencies.lock().unwrap().push(now.saturating_sub(e.bar.trade_count));
+            latencies.lock().unwrap().push(now.saturating_sub(e.bar.trade_count.unwrap_or(0)));
             *last.lock().unwrap() = now;
         });
     }
@@ -156,8 +156,8 @@ fn rss_bytes() -> u64 {
 
 fn memory() {
     let before = rss_bytes();
-    let store = BarStore::new(10_000);
-    let bar = |ts| Bar { timestamp_ms: ts, open: 1.0, high: 1.0, low: 1.0, close: 1.0, volume: 1.0, vwap: 1.0, trade_count: 1 };
+    let store = BarStore::new(10_000).unwrap();
+    let bar = |ts| Bar { timestamp_ms: ts, open: 1.0, high: 1.0, low: 1.0, close: 1.0, volume: 1.0, vwap: Some(1.0), trade_count: Some(1) };
     let n = 1_000_000;
     for i in 0..n {
         store.insert(&format!("S{}", i % 100), bar((i / 100) as i64 * 60_000), InsertMode::FirstReport);

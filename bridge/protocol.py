@@ -1,4 +1,4 @@
-"""Wire protocol (ARCHITECTURE.md ★): encode sidecar lines, decode/validate lines.
+"""Wire protocol (README, "Wire protocol"): encode sidecar lines, decode/validate lines.
 
 One JSON object per line, UTF-8, ``\\n``-terminated, at most :data:`MAX_LINE_BYTES` bytes
 including the newline, so that one ``os.write`` of a line into a FIFO is atomic (PIPE_BUF).
@@ -17,14 +17,15 @@ from typing import Any, Mapping, Optional
 
 MAX_LINE_BYTES = 4096
 MAX_SYMBOL_BYTES = 32
-MAX_TIMESTAMP_MS = 32_503_680_000_000  # year 3000
-MINUTE_MS = 60_000
+MIN_TIMESTAMP_MS = 631_152_000_000  # 1990-01-01: a time in seconds lands far below
+MAX_TIMESTAMP_MS = 4_102_444_800_000  # 2100-01-01 (excluded): microseconds land far above
+MINUTE_MS = 60_000  # every bar is a minute bar: timestamp_ms is a multiple of this
 
 BAR_KINDS = ("bar", "updated_bar")
 SOURCES = ("stream", "backfill", "replay", "synthetic")
 STATES = ("connected", "subscribed", "disconnected", "reconnecting", "auth_failed", "stale")
 
-# Bar fields in the seed's order (the seed format must keep working unchanged).
+# Bar fields in wire order (the original sidecar's format keeps working unchanged).
 BAR_FIELDS = ("symbol", "timestamp_ms", "open", "high", "low", "close", "volume", "vwap", "trade_count")
 
 
@@ -77,7 +78,10 @@ def encode_bar(bar: Mapping[str, Any], *, seq: Optional[int] = None, writer: Opt
              '"symbol":', _jstr(bar["symbol"]), ',"timestamp_ms":', str(int(bar["timestamp_ms"]))]
     for f in ("open", "high", "low", "close", "volume"):
         parts += (',"', f, '":', _numtext(bar[f]))
-    parts += (',"vwap":', _numtext(bar.get("vwap") or 0), ',"trade_count":', str(int(bar.get("trade_count") or 0)))
+    if bar.get("vwap") is not None:  # absent stays absent, never 0
+        parts += (',"vwap":', _numtext(bar["vwap"]))
+    if bar.get("trade_count") is not None:
+        parts += (',"trade_count":', str(int(bar["trade_count"])))
     if bar.get("source"):
         parts += (',"source":', _jstr(bar["source"]))
     if seq is not None:
@@ -170,33 +174,38 @@ def normalise_alpaca_bar(msg: Mapping[str, Any], *, source: str, kind: Optional[
         "low": float(msg["l"]),
         "close": float(msg["c"]),
         "volume": float(msg["v"]),
-        "vwap": float(msg.get("vw") or 0.0),
-        "trade_count": int(msg.get("n") or 0),
+        "vwap": None if msg.get("vw") is None else float(msg["vw"]),
+        "trade_count": None if msg.get("n") is None else int(msg["n"]),
         "kind": kind,
         "source": source,
     }
 
 
 def bar_values(bar: Mapping[str, Any]) -> tuple:
-    """The values the consumer compares for dedupe/corrections."""
-    return tuple(float(bar.get(f) or 0) for f in ("open", "high", "low", "close", "volume", "vwap")) + (
-        int(bar.get("trade_count") or 0),)
+    """The values the consumer compares for dedupe/corrections (None: an absent optional field)."""
+    vwap, count = bar.get("vwap"), bar.get("trade_count")
+    return tuple(float(bar[f]) for f in ("open", "high", "low", "close", "volume")) + (
+        None if vwap is None else float(vwap), None if count is None else int(count))
 
 
 # --------------------------------------------------------------------------- validation
 
 def validate_bar_values(symbol: Any, bar: Mapping[str, Any]) -> None:
     """The protocol's bar rules (same order as the Rust ``wire::validate``)."""
-    # 0x21..0x7E: printable ASCII without space.
+    # 0x21..0x7E: printable ASCII without space, and no lower-case letter.
     if (not isinstance(symbol, str) or not symbol or len(symbol) > MAX_SYMBOL_BYTES
-            or not (symbol.isascii() and symbol.isprintable()) or " " in symbol):
-        raise WireError("invalid_symbol", f"symbol {symbol!r} is not 1-{MAX_SYMBOL_BYTES} printable ASCII characters")
+            or not (symbol.isascii() and symbol.isprintable()) or " " in symbol
+            or any("a" <= ch <= "z" for ch in symbol)):
+        raise WireError("invalid_symbol", f"symbol {symbol!r} is not 1-{MAX_SYMBOL_BYTES} printable ASCII characters "
+                                          "without spaces or lower-case letters")
     ts = bar["timestamp_ms"]
-    if not 0 < ts < MAX_TIMESTAMP_MS:
-        raise WireError("invalid_timestamp", f"timestamp_ms {ts} out of range")
+    if not MIN_TIMESTAMP_MS <= ts < MAX_TIMESTAMP_MS:
+        raise WireError("invalid_timestamp", f"timestamp_ms {ts} is not epoch milliseconds between 1990 and 2100")
+    if ts % MINUTE_MS:
+        raise WireError("off_minute", f"timestamp_ms {ts} is not the start of a minute")
     for f in ("open", "high", "low", "close", "volume", "vwap"):
-        v = bar.get(f, 0.0) if f == "vwap" else bar[f]
-        if v is None and f == "vwap":
+        v = bar.get(f) if f == "vwap" else bar[f]
+        if v is None:  # an absent vwap
             continue
         if not math.isfinite(float(v)):
             raise WireError("non_finite", f"{f} is not finite")
@@ -286,8 +295,8 @@ def decode_line(raw: bytes) -> Decoded:
         "symbol": obj["symbol"],
         "timestamp_ms": obj["timestamp_ms"],
         **{f: float(obj[f]) for f in ("open", "high", "low", "close", "volume")},
-        "vwap": float(obj.get("vwap") or 0.0),
-        "trade_count": int(obj.get("trade_count") or 0),
+        "vwap": None if obj.get("vwap") is None else float(obj["vwap"]),
+        "trade_count": obj.get("trade_count"),
         "kind": kind or "bar",
         "seq": obj.get("seq"),
         "source": obj.get("source") if obj.get("source") in SOURCES else None,

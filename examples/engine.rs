@@ -17,7 +17,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let symbols: Vec<String> = args.next().unwrap_or_else(|| "SPY,SPXL".into()).split(',').map(str::to_owned).collect();
 
     let consumer = Consumer::builder().stale_after(Duration::from_secs(120)).build();
-    let bars = consumer.subscribe(Subscription::symbols(symbols.clone()).name("engine").capacity(4096));
+    let bars = consumer.subscribe(Subscription::symbols(symbols.clone()).name("engine").capacity(4096)?);
     let feed = FifoFeed::start(consumer.clone(), &fifo, FeedOptions::default())?;
     let stop = feed.stop_flag();
     ctrlc::set_handler(move || stop.store(true, Ordering::Relaxed))?;
@@ -30,7 +30,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let signal = if event.bar.close > sma { "above" } else { "below" };
         println!(
             "{} {} close {:.2} sma{} {:.2} -> {signal}{}",
-            barbridge::status::fmt_utc(event.bar.timestamp_ms),
+            barbridge::calendar::fmt_ny(event.bar.timestamp_ms),
             event.symbol,
             event.bar.close,
             window.len(),

@@ -5,11 +5,13 @@ use std::sync::Arc;
 /// A symbol name, shared cheaply between the store, health and subscribers.
 pub type Symbol = Arc<str>;
 
-/// One OHLCV bar. `timestamp_ms` is the start of the bar's interval, UTC epoch milliseconds,
-/// taken from the data (never from a local clock).
+/// One OHLCV minute bar. `timestamp_ms` is the start of the bar's minute, UTC epoch
+/// milliseconds, taken from the data (never from a local clock).
 ///
-/// The symbol is not part of the bar: the store keys bars by symbol, which keeps a stored bar at
-/// 64 bytes.
+/// `vwap` and `trade_count` are optional on the wire; a bar that did not carry them has `None`
+/// here, and keeps it through the store, echo, journal and Python (never a made-up `0`).
+///
+/// The symbol is not part of the bar: the store keys bars by symbol.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Bar {
     pub timestamp_ms: i64,
@@ -18,8 +20,10 @@ pub struct Bar {
     pub low: f64,
     pub close: f64,
     pub volume: f64,
-    pub vwap: f64,
-    pub trade_count: u64,
+    /// Volume-weighted average price of the minute, when the source gave one.
+    pub vwap: Option<f64>,
+    /// Number of trades in the minute, when the source gave one.
+    pub trade_count: Option<u64>,
 }
 
 /// Whether a bar is the first report of its minute or a correction of it.

@@ -48,6 +48,22 @@ pub fn coverage() -> (NaiveDate, NaiveDate) {
     (s[0].date, s[s.len() - 1].date)
 }
 
+/// How long before the table's last date [`expiry_notice`] starts warning: long enough to
+/// regenerate and release in an orderly way.
+pub const EXPIRY_NOTICE_DAYS: i64 = 180;
+
+/// A warning for a maintainer when `today` is within [`EXPIRY_NOTICE_DAYS`] of the end of the
+/// session table (or past it); `None` while the table reaches far enough.
+pub fn expiry_notice(today: NaiveDate) -> Option<String> {
+    let last = coverage().1;
+    let left = (last - today).num_days();
+    (left < EXPIRY_NOTICE_DAYS).then(|| {
+        format!(
+            "the NYSE session table ends on {last} ({left} days from {today}); regenerate data/xnys_sessions.csv with scripts/gen_calendar.py"
+        )
+    })
+}
+
 /// The regular session on `date`, or `None` on weekends and holidays.
 /// Errors when `date` is outside the embedded table.
 pub fn session_on(date: NaiveDate) -> Result<Option<Session>, String> {
@@ -67,6 +83,23 @@ pub fn ny_date(ts_ms: i64) -> NaiveDate {
         || chrono::DateTime::from_timestamp_millis(ts_ms).unwrap_or_default().date_naive(),
         |t| t.date_naive(),
     )
+}
+
+/// `YYYY-MM-DD HH:MM EDT` (or `EST`): an instant as New York wall-clock time with its zone,
+/// the way every person-facing time is shown (bars and sessions are New York minutes).
+pub fn fmt_ny(ts_ms: i64) -> String {
+    match New_York.timestamp_millis_opt(ts_ms).single() {
+        Some(t) => t.format("%Y-%m-%d %H:%M %Z").to_string(),
+        None => format!("{ts_ms} ms"),
+    }
+}
+
+/// `HH:MM EDT` (or `EST`): [`fmt_ny`] without the date.
+pub fn fmt_ny_time(ts_ms: i64) -> String {
+    match New_York.timestamp_millis_opt(ts_ms).single() {
+        Some(t) => t.format("%H:%M %Z").to_string(),
+        None => format!("{ts_ms} ms"),
+    }
 }
 
 /// `[start, end)` of the New York calendar day containing `ts_ms`, in UTC epoch ms.
@@ -101,6 +134,42 @@ mod tests {
         let winter = session_on(d("2025-11-20")).unwrap().unwrap();
         assert_eq!(winter.open_ms % 86_400_000, (14 * 60 + 30) * 60_000);
         assert!(session_on(d("2001-01-02")).is_err());
+    }
+
+    /// Deterministic: the notice is judged against the table's own end, never against today.
+    #[test]
+    fn expiry_notice_starts_well_before_the_table_ends() {
+        let last = coverage().1;
+        assert!(expiry_notice(last - chrono::Days::new(EXPIRY_NOTICE_DAYS as u64 + 1)).is_none());
+        let notice = expiry_notice(last - chrono::Days::new(30)).expect("30 days before the end");
+        assert!(notice.contains("30 days") && notice.contains("gen_calendar.py"), "{notice}");
+        assert!(expiry_notice(last + chrono::Days::new(1)).is_some());
+    }
+
+    /// The table is generated far ahead of the day it was generated (its header says which),
+    /// so a fresh table never warns for years.
+    #[test]
+    fn table_reaches_years_beyond_its_generation() {
+        let generated = TABLE
+            .lines()
+            .next()
+            .and_then(|l| l.split("generated ").nth(1))
+            .and_then(|rest| rest.get(..10))
+            .and_then(|d| NaiveDate::parse_from_str(d, "%Y-%m-%d").ok())
+            .expect("header: '# ... generated YYYY-MM-DD ...'");
+        let (first, last) = coverage();
+        assert!(first <= d("2015-01-02"));
+        assert!((last - generated).num_days() >= 5 * 365, "table ends {last}, generated {generated}");
+        // Every row parsed, in order, one per weekday that is not a holiday.
+        let rows = TABLE.lines().filter(|l| !l.starts_with('#') && !l.starts_with("date")).count();
+        assert_eq!(rows, sessions().len());
+        assert!(sessions().windows(2).all(|w| w[0].date < w[1].date && w[0].close_ms < w[1].open_ms));
+    }
+
+    #[test]
+    fn times_are_shown_in_new_york_with_the_zone() {
+        assert_eq!(fmt_ny(1_759_930_080_000), "2025-10-08 09:28 EDT");
+        assert_eq!(fmt_ny_time(1_763_649_000_000), "09:30 EST");
     }
 
     #[test]

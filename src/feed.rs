@@ -16,6 +16,7 @@
 //! batch (at most 16 reads, about 1 MiB), so a subscriber wakes once per batch, not once per bar.
 
 use std::collections::HashSet;
+use std::num::NonZeroUsize;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
@@ -25,6 +26,7 @@ use std::time::Duration;
 use crossbeam_channel::{Receiver, Sender, TrySendError};
 
 use crate::bar::{Bar, BarKind, Source, Symbol};
+use crate::capacity::CapacityError;
 use crate::cursor::AckPublisher;
 use crate::fifo::{lock_reader, prepare_fifo, read_fifo, FifoError, Flow, FrameSink, ReaderOptions};
 use crate::health::{Clock, Health, HealthSnapshot, RateLimitedLog, SystemClock};
@@ -72,9 +74,15 @@ impl Subscription {
         self.name = name.into();
         self
     }
-    pub fn capacity(mut self, capacity: usize) -> Subscription {
-        self.capacity = capacity.max(1);
-        self
+    /// Bars buffered for a subscriber that falls behind (default 65,536).
+    ///
+    /// # Errors
+    /// 0, or more than [`crate::capacity::MAX_SUBSCRIPTION_CAPACITY`] (the buffer is allocated
+    /// up front).
+    pub fn capacity(mut self, capacity: usize) -> Result<Subscription, CapacityError> {
+        let max = crate::capacity::MAX_SUBSCRIPTION_CAPACITY;
+        self.capacity = crate::capacity::check("a subscription's capacity", capacity, max)?.get();
+        Ok(self)
     }
     pub fn overflow(mut self, overflow: Overflow) -> Subscription {
         self.overflow = overflow;
@@ -160,7 +168,7 @@ pub enum Ingested {
 /// Configures a [`Consumer`].
 #[derive(Debug)]
 pub struct ConsumerBuilder {
-    capacity_per_symbol: usize,
+    capacity_per_symbol: NonZeroUsize,
     stale_after: Duration,
     clock: Arc<dyn Clock>,
     symbols: Option<HashSet<String>>,
@@ -174,9 +182,12 @@ impl ConsumerBuilder {
         self
     }
     /// Bound of the store per symbol (default 10,000).
-    pub fn capacity_per_symbol(mut self, n: usize) -> Self {
-        self.capacity_per_symbol = n;
-        self
+    ///
+    /// # Errors
+    /// [`CapacityError::Zero`] for 0.
+    pub fn capacity_per_symbol(mut self, n: usize) -> Result<Self, CapacityError> {
+        self.capacity_per_symbol = crate::store::check_capacity_per_symbol(n)?;
+        Ok(self)
     }
     /// No line for this long → state `stale` (default 120 s).
     pub fn stale_after(mut self, d: Duration) -> Self {
@@ -196,7 +207,7 @@ impl ConsumerBuilder {
     }
     pub fn build(self) -> Arc<Consumer> {
         Arc::new(Consumer {
-            store: Arc::new(BarStore::new(self.capacity_per_symbol)),
+            store: Arc::new(BarStore::with_capacity(self.capacity_per_symbol)),
             health: Arc::new(Health::new(self.clock, self.stale_after)),
             symbols: self.symbols,
             journal: self.journal,
@@ -238,7 +249,7 @@ impl std::fmt::Debug for Consumer {
 impl Consumer {
     pub fn builder() -> ConsumerBuilder {
         ConsumerBuilder {
-            capacity_per_symbol: DEFAULT_CAPACITY_PER_SYMBOL,
+            capacity_per_symbol: NonZeroUsize::new(DEFAULT_CAPACITY_PER_SYMBOL).unwrap_or(NonZeroUsize::MIN),
             stale_after: Duration::from_secs(120),
             clock: Arc::new(SystemClock),
             symbols: None,
@@ -382,9 +393,16 @@ impl Consumer {
                             break;
                         }
                     }
-                    if let Err(e) = result.and_then(|()| out.flush()) {
-                        log::warn!("stdout closed ({e}): --echo stops; the store, journal and subscribers still get every bar");
-                        return;
+                    match result.and_then(|()| out.flush()) {
+                        Ok(()) => {}
+                        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {
+                            log::info!("stdout was closed: --echo stops; the store, journal and subscribers still get every bar");
+                            return;
+                        }
+                        Err(e) => {
+                            log::warn!("writing to stdout failed ({e}): --echo stops; the store, journal and subscribers still get every bar");
+                            return;
+                        }
                     }
                 }
             })
@@ -795,9 +813,14 @@ impl FifoFeed {
 mod tests {
     use super::*;
 
+    /// Minute 0 of these tests (2025-10-08 13:28 UTC): a plausible, minute-aligned time.
+    const T0: i64 = 1_759_930_080_000;
+
+    /// A bar line `ts` ms after [`T0`].
     fn line(ts: i64, close: f64, kind: &str) -> String {
         format!(
-            r#"{{"type":"{kind}","symbol":"SPY","timestamp_ms":{ts},"open":{close},"high":{close},"low":{close},"close":{close},"volume":1}}"#
+            r#"{{"type":"{kind}","symbol":"SPY","timestamp_ms":{},"open":{close},"high":{close},"low":{close},"close":{close},"volume":1}}"#,
+            T0 + ts
         )
     }
 
@@ -820,11 +843,11 @@ mod tests {
     #[test]
     fn full_channel_drops_oldest_and_counts() {
         let consumer = Consumer::builder().build();
-        let rx = consumer.subscribe(Subscription::all().capacity(2));
+        let rx = consumer.subscribe(Subscription::all().capacity(2).unwrap());
         for i in 1..=5 {
             consumer.ingest_line(line(i * 60_000, 1.0, "bar").as_bytes()).unwrap();
         }
-        let ts: Vec<i64> = rx.try_iter().map(|e| e.bar.timestamp_ms / 60_000).collect();
+        let ts: Vec<i64> = rx.try_iter().map(|e| (e.bar.timestamp_ms - T0) / 60_000).collect();
         assert_eq!(ts, vec![4, 5]);
         assert_eq!(rx.dropped(), 3);
         assert_eq!(consumer.health().counters.snapshot().delivery_drops, 3);
@@ -834,11 +857,11 @@ mod tests {
     #[test]
     fn full_channel_drop_newest() {
         let consumer = Consumer::builder().build();
-        let rx = consumer.subscribe(Subscription::all().capacity(2).overflow(Overflow::DropNewest));
+        let rx = consumer.subscribe(Subscription::all().capacity(2).unwrap().overflow(Overflow::DropNewest));
         for i in 1..=5 {
             consumer.ingest_line(line(i * 60_000, 1.0, "bar").as_bytes()).unwrap();
         }
-        let ts: Vec<i64> = rx.try_iter().map(|e| e.bar.timestamp_ms / 60_000).collect();
+        let ts: Vec<i64> = rx.try_iter().map(|e| (e.bar.timestamp_ms - T0) / 60_000).collect();
         assert_eq!(ts, vec![1, 2]);
     }
 

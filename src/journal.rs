@@ -491,7 +491,7 @@ mod tests {
     use super::*;
 
     fn bar(ts: i64) -> Bar {
-        Bar { timestamp_ms: ts, open: 1.0, high: 2.0, low: 0.5, close: 1.5, volume: 10.0, vwap: 1.25, trade_count: 3 }
+        Bar { timestamp_ms: ts, open: 1.0, high: 2.0, low: 0.5, close: 1.5, volume: 10.0, vwap: Some(1.25), trade_count: Some(3) }
     }
 
     #[test]

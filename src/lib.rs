@@ -30,6 +30,7 @@
 
 pub mod bar;
 pub mod calendar;
+pub mod capacity;
 pub mod cursor;
 pub mod feed;
 pub mod gaps;
@@ -46,6 +47,7 @@ pub mod writer;
 mod python;
 
 pub use bar::{Bar, BarKind, Source, Symbol};
+pub use capacity::CapacityError;
 pub use feed::{BarEvent, BarReceiver, Consumer, ConsumerBuilder, FeedOptions, FifoFeed, Ingested, Overflow, Subscription};
 pub use fifo::{FifoError, ReaderOptions};
 pub use health::{Clock, FeedState, Health, ManualClock, SystemClock};

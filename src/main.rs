@@ -1,11 +1,15 @@
 //! `barbridge` CLI: run the consumer on a FIFO, or show a running consumer's status.
+//!
+//! Output to a closed stdout (`barbridge status | head -3`) ends that output quietly; the
+//! command still finishes its work and exits with its own code.
 
+use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use barbridge::calendar::{ny_date, session_on};
+use barbridge::calendar::{fmt_ny_time, ny_date, session_on};
 use barbridge::journal::{day_path, FsyncPolicy, Journal};
 use barbridge::{Clock, Consumer, FeedOptions, FifoFeed, StatusReport, StatusWriter, SystemClock};
 use clap::{Parser, Subcommand, ValueEnum};
@@ -69,7 +73,8 @@ enum Command {
         #[arg(long, value_enum, default_value_t = Fsync::Interval)]
         fsync: Fsync,
     },
-    /// List, per symbol, the regular-session minutes without a bar in a journal.
+    /// List, per symbol, the regular-session minutes without a bar in a journal (times of day
+    /// in New York time).
     Gaps {
         #[arg(long, env = "BARBRIDGE_JOURNAL")]
         journal: PathBuf,
@@ -96,7 +101,11 @@ enum Command {
         #[arg(long)]
         journal: Option<PathBuf>,
     },
-    /// Show a running consumer's status.
+    /// Show a running consumer's status. Times of day are New York time.
+    ///
+    /// Exit code: 0 live; 1 stale or waiting for the first line; 2 not running (its process is
+    /// gone, or the file was not rewritten for 5 of its refresh periods) or the file is
+    /// unreadable.
     Status {
         #[arg(long, default_value_os_t = barbridge::default_status_path())]
         status_file: PathBuf,
@@ -116,11 +125,8 @@ fn main() -> ExitCode {
             if !(stale_after.is_finite() && stale_after > 0.0) {
                 return config_error(format!("--stale-after must be a positive number of seconds, got {stale_after}"));
             }
-            if capacity == 0 {
-                return config_error("--capacity must be at least 1".into());
-            }
-            if let Some(bad) = symbols.iter().find(|s| barbridge::wire::validate(s, &valid_bar()).is_err()) {
-                return config_error(format!("--symbols contains {bad:?}, which is not a valid symbol"));
+            if let Err(e) = check_symbols(&symbols) {
+                return e;
             }
             let journal = match journal.map(|dir| Journal::open(dir, fsync.policy())).transpose() {
                 Ok(j) => j,
@@ -131,33 +137,80 @@ fn main() -> ExitCode {
             let status_file = status_file.unwrap_or_else(|| fifo.with_file_name("status.json"));
             run(fifo, symbols, status_file, Duration::from_secs_f64(stale_after), outputs, capacity, once, journal)
         }
-        Command::Gaps { journal, date, symbols, json } => gaps(&journal, date.as_deref(), &symbols, json),
+        Command::Gaps { journal, date, symbols, json } => match check_symbols(&symbols) {
+            Ok(()) => gaps(&journal, date.as_deref(), &symbols, json),
+            Err(e) => e,
+        },
         Command::Replay { files, symbols, echo, journal } => {
+            if let Err(e) = check_symbols(&symbols) {
+                return e;
+            }
             let journal = match journal.map(|dir| Journal::open(dir, FsyncPolicy::default())).transpose() {
                 Ok(j) => j,
                 Err(e) => return config_error(e.to_string()),
             };
             replay(&files, symbols, echo, journal)
         }
-        Command::Status { status_file, json } => match StatusReport::read(&status_file) {
-            Ok(report) if json => {
-                println!("{}", serde_json::to_string_pretty(&report).expect("serialisable"));
-                ExitCode::SUCCESS
-            }
-            Ok(report) => {
-                print!("{}", report.render(SystemClock.now_ms()));
-                ExitCode::SUCCESS
-            }
-            Err(e) => {
-                eprintln!("barbridge: {e}");
-                ExitCode::from(1)
-            }
-        },
+        Command::Status { status_file, json } => status(&status_file, json),
     }
 }
 
-fn valid_bar() -> barbridge::Bar {
-    barbridge::Bar { timestamp_ms: 1, open: 1.0, high: 1.0, low: 1.0, close: 1.0, volume: 0.0, vwap: 0.0, trade_count: 0 }
+/// `--symbols` by the wire protocol's symbol rule; the error exit otherwise.
+fn check_symbols(symbols: &[String]) -> Result<(), ExitCode> {
+    match symbols.iter().find_map(|s| barbridge::wire::validate_symbol(s).err()) {
+        Some(e) => Err(config_error(format!("--symbols: {e}"))),
+        None => Ok(()),
+    }
+}
+
+/// Write `text` to stdout. A closed stdout (the reader of a pipe went away) is not an error:
+/// nobody is left to read, so the output just ends. Any other write error is reported.
+fn emit(text: &str) -> Result<(), ExitCode> {
+    let mut out = std::io::stdout().lock();
+    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        Err(e) => {
+            eprintln!("barbridge: cannot write to stdout: {e}");
+            Err(ExitCode::from(1))
+        }
+    }
+}
+
+/// `n word` or `n words`.
+fn plural(n: usize, word: &str) -> String {
+    if n == 1 {
+        format!("1 {word}")
+    } else {
+        format!("{n} {word}s")
+    }
+}
+
+fn status(path: &std::path::Path, json: bool) -> ExitCode {
+    let report = match StatusReport::read(path) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("barbridge: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let now = SystemClock.now_ms();
+    let liveness = report.liveness(now);
+    let text = if json {
+        match serde_json::to_string_pretty(&report) {
+            Ok(t) => t + "\n",
+            Err(e) => {
+                eprintln!("barbridge: cannot show status file {}: {e}", path.display());
+                return ExitCode::from(2);
+            }
+        }
+    } else {
+        report.render(now, liveness)
+    };
+    match emit(&text) {
+        Ok(()) => ExitCode::from(liveness.exit_code()),
+        Err(code) => code,
+    }
 }
 
 fn config_error(msg: String) -> ExitCode {
@@ -182,7 +235,10 @@ fn run(
     once: bool,
     journal: Option<Journal>,
 ) -> ExitCode {
-    let mut builder = Consumer::builder().symbols(symbols).stale_after(stale_after).capacity_per_symbol(capacity);
+    let mut builder = match Consumer::builder().symbols(symbols).stale_after(stale_after).capacity_per_symbol(capacity) {
+        Ok(b) => b,
+        Err(e) => return config_error(format!("--capacity: {e}")),
+    };
     if let Some(j) = journal {
         builder = builder.journal(j);
     }
@@ -215,15 +271,14 @@ fn run(
     }
     let c = consumer.health().counters.snapshot();
     log::info!(
-        "stopped: {} bars accepted, {} corrections, {} duplicates, {} rejected, {} seq gaps ({} lines lost), {} symbol{}",
+        "stopped: {} bars accepted, {} corrections, {} duplicates, {} rejected, {} seq gaps ({} lines lost), {}",
         c.bars_accepted,
         c.corrections,
         c.duplicates,
         c.rejects_total,
         c.seq_gaps,
         c.lines_lost,
-        consumer.store().symbols().len(),
-        if consumer.store().symbols().len() == 1 { "" } else { "s" }
+        plural(consumer.store().symbols().len(), "symbol")
     );
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -242,11 +297,14 @@ fn gaps(journal: &std::path::Path, date: Option<&str>, symbols: &[String], json:
         },
         None => ny_date(SystemClock.now_ms()),
     };
+    if let Some(notice) = barbridge::calendar::expiry_notice(ny_date(SystemClock.now_ms())) {
+        log::warn!("{notice}");
+    }
     let session = match session_on(date) {
         Ok(Some(s)) => s,
         Ok(None) => {
-            println!("{date} is not a NYSE trading day (weekend or holiday): no session, no gaps");
-            return ExitCode::SUCCESS;
+            let text = format!("{date} is not a NYSE trading day (weekend or holiday): no session, no gaps\n");
+            return emit(&text).map_or_else(|code| code, |()| ExitCode::SUCCESS);
         }
         Err(e) => return config_error(e),
     };
@@ -266,21 +324,38 @@ fn gaps(journal: &std::path::Path, date: Option<&str>, symbols: &[String], json:
         .into_iter()
         .map(|(sym, ts)| barbridge::gaps::session_gaps(&sym, &session, until, ts))
         .collect();
-    if json {
-        println!("{}", serde_json::json!({"date": date.to_string(), "open_ms": session.open_ms, "close_ms": session.close_ms, "symbols": report}));
-        return ExitCode::SUCCESS;
-    }
-    let fmt = barbridge::status::fmt_utc;
-    println!(
-        "session {date}: {} - {} UTC ({} minutes){}",
-        fmt(session.open_ms),
-        &fmt(session.close_ms)[11..],
+    let text = if json {
+        serde_json::json!({"date": date.to_string(), "open_ms": session.open_ms, "close_ms": session.close_ms, "symbols": report})
+            .to_string()
+            + "\n"
+    } else {
+        render_gaps(&session, until, &report, &path)
+    };
+    emit(&text).map_or_else(|code| code, |()| ExitCode::SUCCESS)
+}
+
+/// The `gaps` table for a person; times of day in New York time, with the zone.
+fn render_gaps(
+    session: &barbridge::calendar::Session,
+    until: i64,
+    report: &[barbridge::gaps::SymbolGaps],
+    path: &std::path::Path,
+) -> String {
+    use std::fmt::Write as _;
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "session {}: {} - {} ({} minutes){}",
+        session.date,
+        fmt_ny_time(session.open_ms),
+        fmt_ny_time(session.close_ms),
         session.minutes(),
         if until < session.close_ms { "  [in progress: counted up to now]" } else { "" }
     );
-    println!("{:<10} {:>6} {:>13} {:>12} {:>7} {:>12}", "SYMBOL", "BARS", "BEFORE FIRST", "AFTER LAST", "HOLES", "HOLE MINUTES");
-    for g in &report {
-        println!(
+    let _ = writeln!(out, "{:<10} {:>6} {:>13} {:>12} {:>7} {:>12}", "SYMBOL", "BARS", "BEFORE FIRST", "AFTER LAST", "HOLES", "HOLE MINUTES");
+    for g in report {
+        let _ = writeln!(
+            out,
             "{:<10} {:>6} {:>13} {:>12} {:>7} {:>12}",
             g.symbol,
             g.bars,
@@ -290,17 +365,20 @@ fn gaps(journal: &std::path::Path, date: Option<&str>, symbols: &[String], json:
             g.hole_minutes()
         );
         for h in &g.holes {
-            println!("    hole at {} UTC: {} minute(s)", &fmt(h.start_ms)[11..], h.minutes);
+            let _ = writeln!(out, "    hole at {}: {} minute(s)", fmt_ny_time(h.start_ms), h.minutes);
         }
     }
     if report.is_empty() {
-        println!("(no bars in {})", path.display());
+        let _ = writeln!(out, "(no bars in {})", path.display());
     }
-    ExitCode::SUCCESS
+    out
 }
 
 fn replay(files: &[PathBuf], symbols: Vec<String>, echo: bool, journal: Option<Journal>) -> ExitCode {
-    let mut builder = Consumer::builder().symbols(symbols).capacity_per_symbol(1 << 20);
+    let mut builder = match Consumer::builder().symbols(symbols).capacity_per_symbol(1 << 20) {
+        Ok(b) => b,
+        Err(e) => return config_error(e.to_string()),
+    };
     if let Some(j) = journal {
         builder = builder.journal(j);
     }
@@ -314,8 +392,13 @@ fn replay(files: &[PathBuf], symbols: Vec<String>, echo: bool, journal: Option<J
                 return ExitCode::from(1);
             }
         };
-        for line in text.split(|b| *b == b'\n') {
-            let _ = consumer.ingest_line(line);
+        // One line per `\n`; a last line without one counts too, the empty piece after a
+        // final `\n` does not.
+        let body = text.strip_suffix(b"\n").unwrap_or(&text);
+        if !body.is_empty() {
+            for line in body.split(|b| *b == b'\n') {
+                let _ = consumer.ingest_line(line);
+            }
         }
         consumer.flush();
     }
@@ -324,8 +407,13 @@ fn replay(files: &[PathBuf], symbols: Vec<String>, echo: bool, journal: Option<J
     }
     let c = consumer.health().counters.snapshot();
     log::info!(
-        "replayed {} lines: {} bars accepted, {} corrections, {} duplicates, {} rejected",
-        c.lines, c.bars_accepted, c.corrections, c.duplicates, c.rejects_total
+        "replayed {}: {} accepted, {} corrections, {} duplicates, {} rejected, {}",
+        plural(usize::try_from(c.lines).unwrap_or(usize::MAX), "line"),
+        plural(usize::try_from(c.bars_accepted).unwrap_or(usize::MAX), "bar"),
+        c.corrections,
+        c.duplicates,
+        c.rejects_total,
+        plural(consumer.store().symbols().len(), "symbol")
     );
     ExitCode::SUCCESS
 }

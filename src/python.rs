@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{Receiver, RecvTimeoutError, TryRecvError};
 use pyo3::exceptions::{PyImportError, PyOSError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
-use pyo3::types::{PyBool, PyByteArray, PyBytes, PyDict, PyList, PyString, PyTuple};
+use pyo3::types::{PyBool, PyByteArray, PyBytes, PyDict, PyFloat, PyInt, PyList, PyString, PyTuple};
 use pyo3::{intern, IntoPyObjectExt};
 
 use crate::bar::{Bar, BarKind, Source, Symbol};
@@ -29,6 +29,107 @@ use crate::wire;
 
 /// How long a blocking wait holds off before looking at signals (Ctrl-C) again.
 const WAIT_SLICE: Duration = Duration::from_millis(50);
+
+/// Longest duration any argument may give, in seconds (about 31 years; None waits forever where a
+/// wait is meant). Keeps every deadline computed from it far from overflowing.
+const MAX_SECONDS: f64 = 1e9;
+
+// --------------------------------------------------------------------------- numeric arguments
+//
+// Every numeric argument is taken as it comes from Python and checked here, so that a value out
+// of range raises ValueError naming the argument. pyo3's own conversions raise OverflowError, and
+// a value that converts but is absurd (a capacity of 10**12, a timeout of 1e300 s) must never
+// reach an allocation that aborts or a `Duration` constructor that panics.
+
+/// A Python int of any size (not a bool); `None` inside when it does not fit in 128 bits.
+#[derive(Clone, Copy, Debug)]
+struct Int(Option<i128>);
+
+impl Int {
+    const fn new(v: i128) -> Int {
+        Int(Some(v))
+    }
+
+    /// The value if it lies in `min..=max`, else ValueError naming `name`.
+    fn within(self, name: &str, min: i128, max: i128) -> PyResult<i128> {
+        match self.0 {
+            Some(v) if (min..=max).contains(&v) => Ok(v),
+            Some(v) => Err(PyValueError::new_err(format!("{name} must be an integer from {min} to {max}, got {v}"))),
+            None => Err(PyValueError::new_err(format!("{name} must be an integer from {min} to {max}, got a larger one"))),
+        }
+    }
+
+    fn usize(self, name: &str, min: usize, max: usize) -> PyResult<usize> {
+        let v = self.within(name, min as i128, max as i128)?;
+        usize::try_from(v).map_err(|_| PyValueError::new_err(format!("{name} is out of range: {v}")))
+    }
+
+    fn i64(self, name: &str) -> PyResult<i64> {
+        let v = self.within(name, i128::from(i64::MIN), i128::from(i64::MAX))?;
+        i64::try_from(v).map_err(|_| PyValueError::new_err(format!("{name} is out of range: {v}")))
+    }
+}
+
+impl<'py> FromPyObject<'py> for Int {
+    fn extract_bound(obj: &Bound<'py, PyAny>) -> PyResult<Int> {
+        if obj.is_instance_of::<PyBool>() || !obj.is_instance_of::<PyInt>() {
+            return Err(PyTypeError::new_err(format!("expected an int, got {}", type_name(obj))));
+        }
+        Ok(Int(obj.extract::<i128>().ok()))
+    }
+}
+
+/// A Python float or int as f64 (not a bool); an int too large for a float is +-infinity, so
+/// that the range check, not the conversion, words the error.
+#[derive(Clone, Copy, Debug)]
+struct Float(f64);
+
+impl<'py> FromPyObject<'py> for Float {
+    fn extract_bound(obj: &Bound<'py, PyAny>) -> PyResult<Float> {
+        if obj.is_instance_of::<PyBool>() || !(obj.is_instance_of::<PyFloat>() || obj.is_instance_of::<PyInt>()) {
+            return Err(PyTypeError::new_err(format!("expected a number, got {}", type_name(obj))));
+        }
+        match obj.extract::<f64>() {
+            Ok(v) => Ok(Float(v)),
+            Err(_) => Ok(Float(if obj.lt(0)? { f64::NEG_INFINITY } else { f64::INFINITY })),
+        }
+    }
+}
+
+impl Float {
+    /// A duration in seconds: finite, at most [`MAX_SECONDS`], `> 0` (or `>= 0` if `zero_ok`).
+    fn seconds(self, name: &str, zero_ok: bool) -> PyResult<Duration> {
+        let v = self.0;
+        let low_ok = if zero_ok { v >= 0.0 } else { v > 0.0 };
+        if low_ok && v <= MAX_SECONDS {
+            if let Ok(d) = Duration::try_from_secs_f64(v) {
+                return Ok(d);
+            }
+        }
+        let low = if zero_ok { ">= 0" } else { "> 0" };
+        Err(PyValueError::new_err(format!("{name} must be a number of seconds {low} and <= {MAX_SECONDS:e}, got {v}")))
+    }
+}
+
+/// An optional timeout: None waits forever.
+fn parse_timeout(timeout: Option<Float>) -> PyResult<Option<Duration>> {
+    timeout.map(|t| t.seconds("timeout", true)).transpose()
+}
+
+/// `sub` with the buffer a Python argument asks for: ValueError for 0 or beyond the library's
+/// bound (the buffer is allocated up front).
+fn subscription(sub: Subscription, name: &str, capacity: Int) -> PyResult<Subscription> {
+    let n = capacity.usize(name, 1, crate::capacity::MAX_SUBSCRIPTION_CAPACITY)?;
+    sub.capacity(n).map_err(|e| PyValueError::new_err(format!("{name}: {e}")))
+}
+
+/// Symbols given by the user, by the wire protocol's symbol rule.
+fn check_symbols(symbols: &[String]) -> PyResult<()> {
+    match symbols.iter().find_map(|s| wire::validate_symbol(s).err()) {
+        Some(e) => Err(PyValueError::new_err(format!("symbols: {e}"))),
+        None => Ok(()),
+    }
+}
 
 mod exc {
     pyo3::create_exception!(
@@ -74,7 +175,7 @@ fn outcome(i: Ingested) -> &'static str {
 ///
 /// Attributes carry the wire field names: ``symbol``, ``timestamp_ms`` (start of the minute, UTC
 /// epoch milliseconds), ``open``, ``high``, ``low``, ``close``, ``volume``, ``vwap``,
-/// ``trade_count``. Bars from a subscription also say whether they are a ``correction`` of a
+/// ``trade_count``; ``vwap`` and ``trade_count`` are None when the source did not give them. Bars from a subscription also say whether they are a ``correction`` of a
 /// minute delivered before and their ``source`` (``"stream"``, ``"backfill"``, ... or None);
 /// bars from queries have ``correction=False, source=None``.
 ///
@@ -107,21 +208,28 @@ impl PyBar {
 #[pymethods]
 impl PyBar {
     #[new]
-    #[pyo3(signature = (symbol, timestamp_ms, open, high, low, close, volume, vwap = 0.0, trade_count = 0))]
+    #[pyo3(signature = (symbol, timestamp_ms, open, high, low, close, volume, vwap = None, trade_count = None))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         py: Python<'_>,
         symbol: String,
-        timestamp_ms: i64,
-        open: f64,
-        high: f64,
-        low: f64,
-        close: f64,
-        volume: f64,
-        vwap: f64,
-        trade_count: u64,
+        timestamp_ms: Int,
+        open: Float,
+        high: Float,
+        low: Float,
+        close: Float,
+        volume: Float,
+        vwap: Option<Float>,
+        trade_count: Option<Int>,
     ) -> PyResult<PyBar> {
-        let bar = Bar { timestamp_ms, open, high, low, close, volume, vwap, trade_count };
+        let wrong = |detail: &str| wire_error(py, &wire::WireError::WrongType { detail: detail.to_owned() });
+        let timestamp_ms = timestamp_ms.i64("timestamp_ms").map_err(|_| wrong("`timestamp_ms` must fit in 64 bits"))?;
+        let trade_count = trade_count
+            .map(|n| n.within("trade_count", 0, i128::from(u64::MAX)).map(|v| v as u64))
+            .transpose()
+            .map_err(|_| wrong("`trade_count` must be a non-negative 64-bit integer"))?;
+        let (open, high, low, close, volume) = (open.0, high.0, low.0, close.0, volume.0);
+        let bar = Bar { timestamp_ms, open, high, low, close, volume, vwap: vwap.map(|v| v.0), trade_count };
         wire::validate(&symbol, &bar).map_err(|e| wire_error(py, &e))?;
         Ok(PyBar { symbol: Arc::from(symbol), bar, correction: false, source: None })
     }
@@ -154,12 +262,14 @@ impl PyBar {
     fn volume(&self) -> f64 {
         self.bar.volume
     }
+    /// None when the source gave no vwap.
     #[getter]
-    fn vwap(&self) -> f64 {
+    fn vwap(&self) -> Option<f64> {
         self.bar.vwap
     }
+    /// None when the source gave no trade count.
     #[getter]
-    fn trade_count(&self) -> u64 {
+    fn trade_count(&self) -> Option<u64> {
         self.bar.trade_count
     }
     /// True when this bar replaced a bar of the same minute delivered earlier.
@@ -173,7 +283,8 @@ impl PyBar {
         self.source.map(Source::as_str)
     }
 
-    /// The bar as a dict with the wire field names (the form :meth:`Consumer.push` accepts).
+    /// The bar as a dict with the wire field names (the form :meth:`Consumer.push` accepts);
+    /// ``vwap`` / ``trade_count`` are None when absent.
     fn to_dict<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
         let d = PyDict::new(py);
         let b = &self.bar;
@@ -204,8 +315,16 @@ impl PyBar {
             extra.push_str(&format!(", source='{}'", s.as_str()));
         }
         format!(
-            "Bar(symbol='{}', timestamp_ms={}, open={:?}, high={:?}, low={:?}, close={:?}, volume={:?}, vwap={:?}, trade_count={}{extra})",
-            self.symbol.escape_default(), b.timestamp_ms, b.open, b.high, b.low, b.close, b.volume, b.vwap, b.trade_count
+            "Bar(symbol='{}', timestamp_ms={}, open={:?}, high={:?}, low={:?}, close={:?}, volume={:?}, vwap={}, trade_count={}{extra})",
+            self.symbol.escape_default(),
+            b.timestamp_ms,
+            b.open,
+            b.high,
+            b.low,
+            b.close,
+            b.volume,
+            b.vwap.map_or_else(|| "None".to_owned(), |v| format!("{v:?}")),
+            b.trade_count.map_or_else(|| "None".to_owned(), |n| n.to_string()),
         )
     }
 
@@ -293,14 +412,14 @@ fn bar_from_dict(py: Python<'_>, d: &Bound<'_, PyDict>) -> Result<(String, Bar, 
     let close = dict_f64(d, intern!(py, "close"), "close")?;
     let volume = dict_f64(d, intern!(py, "volume"), "volume")?;
     let vwap = match dict_field(d, intern!(py, "vwap")) {
-        None => 0.0,
-        Some(_) => dict_f64(d, intern!(py, "vwap"), "vwap")?,
+        None => None,
+        Some(_) => Some(dict_f64(d, intern!(py, "vwap"), "vwap")?),
     };
     let trade_count = match dict_field(d, intern!(py, "trade_count")) {
-        None => 0,
-        Some(v) => v.extract::<u64>().map_err(|_| wire::WireError::WrongType {
+        None => None,
+        Some(v) => Some(v.extract::<u64>().map_err(|_| wire::WireError::WrongType {
             detail: format!("`trade_count` must be a non-negative integer, got {}", type_name(&v)),
-        })?,
+        })?),
     };
     let source = dict_field(d, intern!(py, "source"))
         .and_then(|s| s.downcast::<PyString>().ok().and_then(|s| s.to_cow().ok().and_then(|c| Source::parse(&c))));
@@ -470,8 +589,8 @@ pub struct PyConsumer {
 impl PyConsumer {
     #[allow(clippy::too_many_arguments)]
     fn build(
-        capacity_per_symbol: usize,
-        stale_after: f64,
+        capacity_per_symbol: Int,
+        stale_after: Float,
         symbols: Option<Vec<String>>,
         status_file: Option<PathBuf>,
         echo: bool,
@@ -479,17 +598,10 @@ impl PyConsumer {
         fsync: &str,
         fifo: Option<PathBuf>,
     ) -> PyResult<(PyConsumer, Arc<Consumer>)> {
-        if !(stale_after.is_finite() && stale_after > 0.0) {
-            return Err(PyValueError::new_err(format!("stale_after must be a positive number of seconds, got {stale_after}")));
-        }
-        if capacity_per_symbol == 0 {
-            return Err(PyValueError::new_err("capacity_per_symbol must be at least 1"));
-        }
+        let stale_after = stale_after.seconds("stale_after", false)?;
+        let capacity_per_symbol = capacity_per_symbol.usize("capacity_per_symbol", 0, usize::MAX)?;
         let symbols = symbols.unwrap_or_default();
-        let probe = Bar { timestamp_ms: 1, open: 1.0, high: 1.0, low: 1.0, close: 1.0, volume: 0.0, vwap: 0.0, trade_count: 0 };
-        if let Some(bad) = symbols.iter().find(|s| wire::validate(s, &probe).is_err()) {
-            return Err(PyValueError::new_err(format!("symbols contains {bad:?}, which is not a valid symbol")));
-        }
+        check_symbols(&symbols)?;
         let policy = match fsync {
             "always" => FsyncPolicy::Always,
             "interval" => FsyncPolicy::default(),
@@ -500,7 +612,8 @@ impl PyConsumer {
         };
         let mut builder = Consumer::builder()
             .capacity_per_symbol(capacity_per_symbol)
-            .stale_after(Duration::from_secs_f64(stale_after))
+            .map_err(|e| PyValueError::new_err(format!("capacity_per_symbol: {e}")))?
+            .stale_after(stale_after)
             .symbols(symbols);
         if let Some(dir) = journal {
             let j = Journal::open(dir, policy).map_err(|e| PyOSError::new_err(e.to_string()))?;
@@ -545,11 +658,11 @@ impl PyConsumer {
 #[pymethods]
 impl PyConsumer {
     #[new]
-    #[pyo3(signature = (capacity_per_symbol = 10_000, stale_after = 120.0, symbols = None, status_file = None, echo = false, journal = None, fsync = "interval"))]
+    #[pyo3(signature = (capacity_per_symbol = Int::new(10_000), stale_after = Float(120.0), symbols = None, status_file = None, echo = false, journal = None, fsync = "interval"))]
     #[allow(clippy::too_many_arguments)]
     fn new(
-        capacity_per_symbol: usize,
-        stale_after: f64,
+        capacity_per_symbol: Int,
+        stale_after: Float,
         symbols: Option<Vec<String>>,
         status_file: Option<PathBuf>,
         echo: bool,
@@ -623,7 +736,8 @@ impl PyConsumer {
             });
             return Ok(result);
         }
-        let mut items = Vec::with_capacity(bars.len().unwrap_or(0));
+        // A length hint is only a hint: an object may claim any __len__.
+        let mut items = Vec::with_capacity(bars.len().unwrap_or(0).min(1 << 16));
         for obj in bars.try_iter()? {
             // An item that is no bar at all (an int, an unserialisable dict) is one bad row too.
             items.push(item_from_py(py, &obj?).unwrap_or_else(|e| Item::Bad(wire::WireError::WrongType { detail: e.to_string() })));
@@ -644,15 +758,17 @@ impl PyConsumer {
     }
 
     /// The newest ``n`` bars of ``symbol``, oldest first.
-    fn last_n(&self, symbol: &str, n: usize) -> Vec<PyBar> {
+    fn last_n(&self, symbol: &str, n: Int) -> PyResult<Vec<PyBar>> {
+        let n = n.usize("n", 0, usize::MAX)?;
         let name: Symbol = Arc::from(symbol);
-        self.inner.store().last_n(symbol, n).into_iter().map(|b| PyBar::stored(&name, b)).collect()
+        Ok(self.inner.store().last_n(symbol, n).into_iter().map(|b| PyBar::stored(&name, b)).collect())
     }
 
     /// Bars of ``symbol`` with ``from_ms <= timestamp_ms < to_ms``, oldest first.
-    fn range(&self, symbol: &str, from_ms: i64, to_ms: i64) -> Vec<PyBar> {
+    fn range(&self, symbol: &str, from_ms: Int, to_ms: Int) -> PyResult<Vec<PyBar>> {
+        let (from_ms, to_ms) = (from_ms.i64("from_ms")?, to_ms.i64("to_ms")?);
         let name: Symbol = Arc::from(symbol);
-        self.inner.store().range(symbol, from_ms, to_ms).into_iter().map(|b| PyBar::stored(&name, b)).collect()
+        Ok(self.inner.store().range(symbol, from_ms, to_ms).into_iter().map(|b| PyBar::stored(&name, b)).collect())
     }
 
     /// Every symbol that has bars, sorted.
@@ -679,18 +795,23 @@ impl PyConsumer {
     ///
     /// Without arguments: every stored bar; ``from_ms``/``to_ms``: the range
     /// ``from_ms <= timestamp_ms < to_ms`` (either bound may be omitted); ``n``: only the newest
-    /// ``n`` of those. ``numpy=True`` returns numpy arrays (int64 / float64 / uint64) instead of
-    /// lists; numpy is imported only then (ImportError if it is not installed).
+    /// ``n`` of those. ``numpy=True`` returns numpy arrays instead of lists (``timestamp_ms``
+    /// int64, every other column float64); numpy is imported only then (ImportError if it is not
+    /// installed). An absent ``vwap`` or ``trade_count`` is None in a list and NaN in an array
+    /// (as pandas marks a missing value), never 0.
     #[pyo3(signature = (symbol, n = None, from_ms = None, to_ms = None, numpy = false))]
     fn columns<'py>(
         &self,
         py: Python<'py>,
         symbol: &str,
-        n: Option<usize>,
-        from_ms: Option<i64>,
-        to_ms: Option<i64>,
+        n: Option<Int>,
+        from_ms: Option<Int>,
+        to_ms: Option<Int>,
         numpy: bool,
     ) -> PyResult<Bound<'py, PyDict>> {
+        let n = n.map(|n| n.usize("n", 0, usize::MAX)).transpose()?;
+        let from_ms = from_ms.map(|t| t.i64("from_ms")).transpose()?;
+        let to_ms = to_ms.map(|t| t.i64("to_ms")).transpose()?;
         let np = if numpy {
             Some(py.import("numpy").map_err(|e| {
                 PyImportError::new_err(format!("columns(numpy=True) needs numpy, which is not importable ({e}); pip install numpy, or use numpy=False for lists"))
@@ -701,13 +822,12 @@ impl PyConsumer {
         let bars = self.bars(symbol, n, from_ms, to_ms);
         let d = PyDict::new(py);
         type Column = (&'static str, fn(&Bar) -> f64);
-        let f64_cols: [Column; 6] = [
+        let f64_cols: [Column; 5] = [
             ("open", |b| b.open),
             ("high", |b| b.high),
             ("low", |b| b.low),
             ("close", |b| b.close),
             ("volume", |b| b.volume),
-            ("vwap", |b| b.vwap),
         ];
         match np {
             None => {
@@ -715,6 +835,7 @@ impl PyConsumer {
                 for (name, get) in f64_cols {
                     d.set_item(name, PyList::new(py, bars.iter().map(get))?)?;
                 }
+                d.set_item("vwap", PyList::new(py, bars.iter().map(|b| b.vwap))?)?;
                 d.set_item("trade_count", PyList::new(py, bars.iter().map(|b| b.trade_count))?)?;
             }
             Some(np) => {
@@ -728,8 +849,11 @@ impl PyConsumer {
                     let col: Vec<u8> = bars.iter().flat_map(|b| get(b).to_ne_bytes()).collect();
                     d.set_item(name, array(col, "float64")?)?;
                 }
-                let tc: Vec<u8> = bars.iter().flat_map(|b| b.trade_count.to_ne_bytes()).collect();
-                d.set_item("trade_count", array(tc, "uint64")?)?;
+                let missing_nan = |v: Option<f64>| v.unwrap_or(f64::NAN).to_ne_bytes();
+                let vwap: Vec<u8> = bars.iter().flat_map(|b| missing_nan(b.vwap)).collect();
+                d.set_item("vwap", array(vwap, "float64")?)?;
+                let tc: Vec<u8> = bars.iter().flat_map(|b| missing_nan(b.trade_count.map(|n| n as f64))).collect();
+                d.set_item("trade_count", array(tc, "float64")?)?;
             }
         }
         Ok(d)
@@ -771,18 +895,20 @@ impl PyConsumer {
     ///
     /// Args:
     ///     symbols: only these symbols; None = all.
-    ///     capacity: bars buffered for a slow reader; when full the oldest is dropped (and
-    ///         counted in ``dropped`` and ``stats()['delivery_drops']``).
+    ///     capacity: bars buffered for a slow reader (1 to 4,194,304); when full the oldest is
+    ///         dropped (and counted in ``dropped`` and ``stats()['delivery_drops']``).
     ///     timeout: seconds ``next()`` waits for a bar before ending the iteration; None = forever.
-    #[pyo3(signature = (symbols = None, capacity = 65_536, timeout = None))]
-    fn subscribe(&self, py: Python<'_>, symbols: Option<Vec<String>>, capacity: usize, timeout: Option<f64>) -> PyResult<PySubscription> {
+    #[pyo3(signature = (symbols = None, capacity = Int::new(65_536), timeout = None))]
+    fn subscribe(&self, py: Python<'_>, symbols: Option<Vec<String>>, capacity: Int, timeout: Option<Float>) -> PyResult<PySubscription> {
         let timeout = parse_timeout(timeout)?;
         let sub = match symbols {
-            Some(s) => Subscription::symbols(s),
+            Some(s) => {
+                check_symbols(&s)?;
+                Subscription::symbols(s)
+            }
             None => Subscription::all(),
-        }
-        .capacity(capacity)
-        .name("python");
+        };
+        let sub = subscription(sub, "capacity", capacity)?.name("python");
         let consumer = self.inner.clone();
         let rx = py.allow_threads(|| consumer.subscribe(sub));
         Ok(PySubscription { rx: Mutex::new(Some(rx)), timeout, _consumer: self.inner.clone() })
@@ -808,9 +934,11 @@ impl PyConsumer {
     fn __repr__(&self) -> String {
         let store = self.inner.store();
         format!(
-            "<barbridge.Consumer: {} symbols, {} bars, state {:?}>",
+            "<barbridge.Consumer: {} symbol{}, {} bar{}, state {:?}>",
             store.symbols().len(),
+            if store.symbols().len() == 1 { "" } else { "s" },
             store.total_len(),
+            if store.total_len() == 1 { "" } else { "s" },
             self.inner.health().state()
         )
     }
@@ -824,14 +952,6 @@ impl Drop for PyConsumer {
         if let Some(echo) = lock(&self.echo).take() {
             echo.finish(Duration::from_secs(2));
         }
-    }
-}
-
-fn parse_timeout(timeout: Option<f64>) -> PyResult<Option<Duration>> {
-    match timeout {
-        None => Ok(None),
-        Some(t) if t.is_finite() && t >= 0.0 => Ok(Some(Duration::from_secs_f64(t))),
-        Some(t) => Err(PyValueError::new_err(format!("timeout must be a non-negative number of seconds or None, got {t}"))),
     }
 }
 
@@ -886,7 +1006,8 @@ fn wait_next(
         Err(TryRecvError::Disconnected) => return Ok(None),
         Err(TryRecvError::Empty) => {}
     }
-    let deadline = timeout.map(|t| Instant::now() + t);
+    // A deadline too far to represent is no deadline (timeouts are bounded well below that).
+    let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
     loop {
         py.check_signals()?;
         if finished() {
@@ -952,7 +1073,7 @@ impl PySubscription {
     /// Wait up to ``timeout`` seconds (None = the subscription's timeout; forever if that is
     /// None too) for the next bar; None if none came.
     #[pyo3(signature = (timeout = None))]
-    fn get(&self, py: Python<'_>, timeout: Option<f64>) -> PyResult<Option<PyBar>> {
+    fn get(&self, py: Python<'_>, timeout: Option<Float>) -> PyResult<Option<PyBar>> {
         let timeout = parse_timeout(timeout)?.or(self.timeout);
         self.next_event(py, timeout, &|| false)
     }
@@ -1006,7 +1127,8 @@ impl PySubscription {
 ///     consumer: an existing :class:`Consumer` to feed instead of a new one.
 ///     once: end the iteration when the first writer session ends (batch loads, tests).
 ///     timeout: seconds to wait for a bar before ending the iteration; None = forever.
-///     capacity: bars buffered for the iterator when it falls behind (oldest dropped first).
+///     capacity: bars buffered for the iterator when it falls behind (oldest dropped first;
+///         1 to 4,194,304).
 #[pyclass(name = "FifoReader", module = "barbridge", frozen)]
 pub struct PyFifoReader {
     consumer: Py<PyConsumer>,
@@ -1035,24 +1157,25 @@ impl PyFifoReader {
 #[pymethods]
 impl PyFifoReader {
     #[new]
-    #[pyo3(signature = (path, symbols = None, stale_after = 120.0, capacity_per_symbol = 10_000, status_file = None, echo = false, consumer = None, once = false, timeout = None, capacity = 65_536, journal = None, fsync = "interval"))]
+    #[pyo3(signature = (path, symbols = None, stale_after = Float(120.0), capacity_per_symbol = Int::new(10_000), status_file = None, echo = false, consumer = None, once = false, timeout = None, capacity = Int::new(65_536), journal = None, fsync = "interval"))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         py: Python<'_>,
         path: PathBuf,
         symbols: Option<Vec<String>>,
-        stale_after: f64,
-        capacity_per_symbol: usize,
+        stale_after: Float,
+        capacity_per_symbol: Int,
         status_file: Option<PathBuf>,
         echo: bool,
         consumer: Option<Py<PyConsumer>>,
         once: bool,
-        timeout: Option<f64>,
-        capacity: usize,
+        timeout: Option<Float>,
+        capacity: Int,
         journal: Option<PathBuf>,
         fsync: &str,
     ) -> PyResult<PyFifoReader> {
         let timeout = parse_timeout(timeout)?;
+        let sub = subscription(Subscription::all(), "capacity", capacity)?.name("FifoReader");
         let owns_consumer = consumer.is_none();
         let consumer = match consumer {
             Some(c) => c,
@@ -1072,7 +1195,7 @@ impl PyFifoReader {
         };
         let inner = consumer.get().inner.clone();
         // Subscribe before the reader starts: no bar can slip past the iterator.
-        let rx = py.allow_threads(|| inner.subscribe(Subscription::all().capacity(capacity).name("FifoReader")));
+        let rx = py.allow_threads(|| inner.subscribe(sub));
         let options = FeedOptions { stop_when_writers_gone: once, ..FeedOptions::default() };
         let feed = FifoFeed::start(inner.clone(), &path, options).map_err(|e| PyOSError::new_err(e.to_string()))?;
         Ok(PyFifoReader {
@@ -1117,7 +1240,7 @@ impl PyFifoReader {
     /// Wait up to ``timeout`` seconds (None = the reader's timeout) for the next bar; None if
     /// none came.
     #[pyo3(signature = (timeout = None))]
-    fn get(&self, py: Python<'_>, timeout: Option<f64>) -> PyResult<Option<PyBar>> {
+    fn get(&self, py: Python<'_>, timeout: Option<Float>) -> PyResult<Option<PyBar>> {
         let timeout = parse_timeout(timeout)?.or(self.sub.timeout);
         self.sub.next_event(py, timeout, &|| self.finished())
     }
@@ -1151,7 +1274,7 @@ impl PyFifoReader {
         self.consumer.get().latest(symbol)
     }
     /// ``consumer.last_n(symbol, n)``.
-    fn last_n(&self, symbol: &str, n: usize) -> Vec<PyBar> {
+    fn last_n(&self, symbol: &str, n: Int) -> PyResult<Vec<PyBar>> {
         self.consumer.get().last_n(symbol, n)
     }
     /// ``consumer.stats()``.
@@ -1251,30 +1374,25 @@ fn bar_kind_from_dict(py: Python<'_>, d: &Bound<'_, PyDict>) -> Result<BarKind, 
 #[pymethods]
 impl PyFifoWriter {
     #[new]
-    #[pyo3(signature = (path, *, writer, backlog = 100_000, heartbeat = 5.0, pipe_size = 1 << 20, unacked_bytes = 64 << 20, open_backoff_max = 1.0))]
+    #[pyo3(signature = (path, *, writer, backlog = Int::new(100_000), heartbeat = Float(5.0), pipe_size = Int::new(1 << 20), unacked_bytes = Int::new(64 << 20), open_backoff_max = Float(1.0)))]
     fn new(
         path: PathBuf,
         writer: String,
-        backlog: usize,
-        heartbeat: f64,
-        pipe_size: usize,
-        unacked_bytes: usize,
-        open_backoff_max: f64,
+        backlog: Int,
+        heartbeat: Float,
+        pipe_size: Int,
+        unacked_bytes: Int,
+        open_backoff_max: Float,
     ) -> PyResult<PyFifoWriter> {
-        let seconds = |v: f64, name: &str| {
-            if v.is_finite() && v >= 0.0 {
-                Ok(Duration::from_secs_f64(v))
-            } else {
-                Err(PyValueError::new_err(format!("{name} must be a number of seconds >= 0, got {v}")))
-            }
-        };
         let options = crate::writer::WriterOptions {
             writer,
-            backlog: backlog.max(1),
-            heartbeat: Some(seconds(heartbeat, "heartbeat")?).filter(|d| !d.is_zero()),
-            pipe_size,
-            unacked_bytes,
-            open_backoff_max: seconds(open_backoff_max, "open_backoff_max")?,
+            // The backlog grows with what waits, not with its bound; 0 would drop every line.
+            backlog: backlog.usize("backlog", 1, usize::MAX)?,
+            heartbeat: Some(heartbeat.seconds("heartbeat", true)?).filter(|d| !d.is_zero()),
+            // F_SETPIPE_SZ takes a C int; the kernel's own limit is below 2**31.
+            pipe_size: pipe_size.usize("pipe_size", 4096, 1 << 30)?,
+            unacked_bytes: unacked_bytes.usize("unacked_bytes", 0, usize::MAX)?,
+            open_backoff_max: open_backoff_max.seconds("open_backoff_max", true)?,
             ..crate::writer::WriterOptions::default()
         };
         let events = Arc::new(WriterEvents::default());
@@ -1343,8 +1461,8 @@ impl PyFifoWriter {
 
     /// The next message of the writer as ``(level, text)`` (level: "debug", "info", "warning",
     /// "error"), or None after ``timeout`` seconds without one.
-    fn next_event(&self, py: Python<'_>, timeout: f64) -> PyResult<Option<(&'static str, String)>> {
-        let timeout = parse_timeout(Some(timeout))?.unwrap_or_default();
+    fn next_event(&self, py: Python<'_>, timeout: Float) -> PyResult<Option<(&'static str, String)>> {
+        let timeout = timeout.seconds("timeout", true)?;
         let events = self.events.clone();
         Ok(py.allow_threads(move || events.next(timeout)).map(|(level, text)| (level_name(level), text)))
     }
@@ -1361,9 +1479,9 @@ impl PyFifoWriter {
     }
 
     /// Stop, first trying for ``flush_timeout`` seconds to deliver what is pending.
-    #[pyo3(signature = (flush_timeout = 2.0))]
-    fn close(&self, py: Python<'_>, flush_timeout: f64) -> PyResult<()> {
-        let timeout = parse_timeout(Some(flush_timeout))?.unwrap_or_default();
+    #[pyo3(signature = (flush_timeout = Float(2.0)))]
+    fn close(&self, py: Python<'_>, flush_timeout: Float) -> PyResult<()> {
+        let timeout = flush_timeout.seconds("flush_timeout", true)?;
         py.allow_threads(|| self.inner.close(timeout));
         let _queue = lock(&self.events.queue);
         self.events.closed.store(true, std::sync::atomic::Ordering::Relaxed);

@@ -47,6 +47,54 @@ pub struct StatusReport {
     /// Symbols left out of the per-symbol detail above (over [`DEFAULT_MAX_SYMBOLS`]).
     #[serde(default)]
     pub symbols_omitted: usize,
+    /// How often the writer rewrites this file (ms); `None` for a report not written by a
+    /// [`StatusWriter`]. A file older than [`NOT_RUNNING_AFTER_PERIODS`] of these is stale.
+    #[serde(default)]
+    pub refresh_ms: Option<u64>,
+}
+
+/// A status file not rewritten for this many of its refresh periods belongs to a consumer that
+/// is not running (or is hung): the margin covers a slow write on a loaded machine.
+pub const NOT_RUNNING_AFTER_PERIODS: u64 = 5;
+
+/// The refresh period assumed for a file that does not state one.
+const DEFAULT_REFRESH_MS: u64 = 1_000;
+
+/// What `barbridge status` concludes from a status file, and its exit code.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Liveness {
+    /// The consumer runs and bars are arriving: exit 0.
+    Live,
+    /// The consumer runs but has received nothing yet: exit 1.
+    Waiting,
+    /// The consumer runs but the feed is stale: exit 1.
+    Stale,
+    /// The consumer's process is gone: exit 2.
+    Exited,
+    /// The file was not rewritten for [`NOT_RUNNING_AFTER_PERIODS`] refresh periods (the
+    /// consumer died without a trace or is hung): exit 2.
+    NotUpdated,
+}
+
+impl Liveness {
+    /// The exit code of `barbridge status`: 0 live, 1 stale or waiting, 2 not running (an
+    /// unreadable file is 2 as well).
+    pub fn exit_code(self) -> u8 {
+        match self {
+            Liveness::Live => 0,
+            Liveness::Waiting | Liveness::Stale => 1,
+            Liveness::Exited | Liveness::NotUpdated => 2,
+        }
+    }
+}
+
+/// True when a process with this pid exists (of any user).
+fn pid_alive(pid: u32) -> bool {
+    let Ok(pid) = i32::try_from(pid) else { return false };
+    match nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None) {
+        Ok(()) => true,
+        Err(e) => e == nix::errno::Errno::EPERM,
+    }
 }
 
 impl StatusReport {
@@ -90,6 +138,24 @@ impl StatusReport {
             subscribers: consumer.subscriber_status(),
             journal,
             health,
+            refresh_ms: None,
+        }
+    }
+
+    /// Whether the consumer that wrote this report is running, and its feed's state, at `now_ms`.
+    pub fn liveness(&self, now_ms: i64) -> Liveness {
+        let refresh = self.refresh_ms.unwrap_or(DEFAULT_REFRESH_MS).max(1);
+        let limit = refresh.saturating_mul(NOT_RUNNING_AFTER_PERIODS);
+        if !pid_alive(self.pid) {
+            return Liveness::Exited;
+        }
+        if now_ms.saturating_sub(self.updated_ms) > i64::try_from(limit).unwrap_or(i64::MAX) {
+            return Liveness::NotUpdated;
+        }
+        match self.health.state {
+            FeedState::Live => Liveness::Live,
+            FeedState::Waiting => Liveness::Waiting,
+            FeedState::Stale => Liveness::Stale,
         }
     }
 
@@ -114,24 +180,35 @@ impl StatusReport {
         serde_json::from_str(&text).map_err(|e| format!("status file {} is not valid: {e}", path.display()))
     }
 
-    /// A person's view, ages measured against `now_ms`.
-    pub fn render(&self, now_ms: i64) -> String {
+    /// A person's view, ages measured against `now_ms`; `liveness` is [`StatusReport::liveness`].
+    /// Times of day are New York time, with the zone.
+    pub fn render(&self, now_ms: i64, liveness: Liveness) -> String {
         let h = &self.health;
         let c = &h.counters;
         let mut out = String::new();
         let age = |ms: i64| fmt_age(now_ms - ms);
-        let file_age = now_ms - self.updated_ms;
-        if file_age > 5_000 {
-            out.push_str(&format!(
-                "WARNING: status last written {} ago: the consumer (pid {}) is not running or is hung\n",
-                fmt_age(file_age),
-                self.pid
-            ));
-        }
-        let state = match h.state {
+        let file_age = fmt_age(now_ms - self.updated_ms);
+        let feed_state = match h.state {
             FeedState::Live => "LIVE",
             FeedState::Waiting => "WAITING (nothing received yet)",
             FeedState::Stale => "STALE",
+        };
+        let state = match liveness {
+            Liveness::Exited => {
+                out.push_str(&format!(
+                    "WARNING: the consumer (pid {}) is not running; this status is from {file_age} ago\n",
+                    self.pid
+                ));
+                format!("NOT RUNNING (last reported {feed_state})")
+            }
+            Liveness::NotUpdated => {
+                out.push_str(&format!(
+                    "WARNING: status last written {file_age} ago: the consumer (pid {}) is not running or is hung\n",
+                    self.pid
+                ));
+                format!("NOT RUNNING (last reported {feed_state})")
+            }
+            Liveness::Live | Liveness::Waiting | Liveness::Stale => feed_state.to_owned(),
         };
         out.push_str(&format!("barbridge consumer pid {}  state {state}", self.pid));
         if let Some(since) = h.stale_since_ms {
@@ -181,7 +258,7 @@ impl StatusReport {
         }
         out.push_str(&format!(
             "\n{:<10} {:>8} {:>8}  {:<20} {:>10} {:>6}\n",
-            "SYMBOL", "BARS", "STORED", "LAST BAR (UTC)", "RECEIVED", "HOLES"
+            "SYMBOL", "BARS", "STORED", "LAST BAR (NEW YORK)", "RECEIVED", "HOLES"
         ));
         for (symbol, s) in &h.symbols {
             out.push_str(&format!(
@@ -189,7 +266,7 @@ impl StatusReport {
                 symbol,
                 s.bars,
                 self.stored.get(symbol).copied().unwrap_or(0),
-                fmt_utc(s.last_bar_ts_ms),
+                crate::calendar::fmt_ny(s.last_bar_ts_ms),
                 format!("{} ago", age(s.last_received_ms)),
                 self.session_holes.get(symbol).map_or("-".to_owned(), |n| n.to_string())
             ));
@@ -221,29 +298,6 @@ fn fmt_age(ms: i64) -> String {
     }
 }
 
-/// `YYYY-MM-DD HH:MM` in UTC from epoch milliseconds (civil-from-days, no time-zone database).
-pub fn fmt_utc(ms: i64) -> String {
-    let secs = ms.div_euclid(1000);
-    let days = secs.div_euclid(86_400);
-    let rem = secs.rem_euclid(86_400);
-    let (y, m, d) = civil_from_days(days);
-    format!("{y:04}-{m:02}-{d:02} {:02}:{:02}", rem / 3600, (rem % 3600) / 60)
-}
-
-/// Howard Hinnant's days-to-civil algorithm.
-pub fn civil_from_days(z: i64) -> (i64, u32, u32) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let y = yoe + era * 400;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    (if m <= 2 { y + 1 } else { y }, m, d)
-}
-
 /// Rewrites the status file every `period` until stopped; writes once more on stop.
 #[derive(Debug)]
 pub struct StatusWriter {
@@ -267,7 +321,8 @@ impl StatusWriter {
                         // then includes everything ingested before it (the final report).
                         let stopping = stop.load(Ordering::Acquire);
                         consumer.health().tick();
-                        let report = StatusReport::collect(&consumer, fifo.as_deref());
+                        let mut report = StatusReport::collect(&consumer, fifo.as_deref());
+                        report.refresh_ms = Some(u64::try_from(period.as_millis()).unwrap_or(u64::MAX));
                         match report.write_atomic(&path) {
                             Ok(()) if failing => {
                                 log::info!("status file {} writable again", path.display());
@@ -308,13 +363,6 @@ mod tests {
     use super::*;
 
     #[test]
-    fn utc_formatting() {
-        assert_eq!(fmt_utc(0), "1970-01-01 00:00");
-        assert_eq!(fmt_utc(1_759_930_080_000), "2025-10-08 13:28");
-        assert_eq!(fmt_utc(951_782_400_000), "2000-02-29 00:00");
-    }
-
-    #[test]
     fn report_round_trips_and_renders() {
         let consumer = Consumer::builder().build();
         consumer
@@ -327,12 +375,40 @@ mod tests {
         report.write_atomic(&path).unwrap();
         let back = StatusReport::read(&path).unwrap();
         assert_eq!(back, report);
-        let text = back.render(back.updated_ms);
+        let now = back.updated_ms;
+        assert_eq!(back.liveness(now), Liveness::Live);
+        let text = back.render(now, back.liveness(now));
         assert!(text.contains("state LIVE"), "{text}");
         assert!(text.contains("malformed_json=1"), "{text}");
-        assert!(text.contains("SPY") && text.contains("2025-10-08 13:28"), "{text}");
-        let stale_text = back.render(back.updated_ms + 60_000);
+        assert!(text.contains("SPY") && text.contains("2025-10-08 09:28 EDT"), "{text}");
+        let later = now + 60_000;
+        assert_eq!(back.liveness(later), Liveness::NotUpdated);
+        let stale_text = back.render(later, back.liveness(later));
         assert!(stale_text.contains("not running"), "{stale_text}");
+        assert!(!stale_text.contains("state LIVE"), "{stale_text}");
+    }
+
+    #[test]
+    fn a_file_is_old_by_its_own_refresh_period_and_a_gone_pid_is_not_running() {
+        let consumer = Consumer::builder().build();
+        let mut report = StatusReport::collect(&consumer, None);
+        let now = report.updated_ms;
+        assert_eq!(report.liveness(now), Liveness::Waiting);
+        assert_eq!(report.liveness(now + 5_001), Liveness::NotUpdated, "default period: 1 s");
+        report.refresh_ms = Some(10_000);
+        assert_eq!(report.liveness(now + 49_000), Liveness::Waiting, "5 periods of 10 s");
+        assert_eq!(report.liveness(now + 50_001), Liveness::NotUpdated);
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        child.wait().unwrap();
+        report.pid = child.id();
+        assert_eq!(report.liveness(now), Liveness::Exited);
+        let text = report.render(now, Liveness::Exited);
+        assert!(text.contains("state NOT RUNNING (last reported WAITING"), "{text}");
+        let codes: Vec<u8> = [Liveness::Live, Liveness::Waiting, Liveness::Stale, Liveness::Exited, Liveness::NotUpdated]
+            .iter()
+            .map(|l| l.exit_code())
+            .collect();
+        assert_eq!(codes, [0, 1, 1, 2, 2]);
     }
 
     #[test]
@@ -353,7 +429,7 @@ mod tests {
         assert!(report.health.symbols.contains_key("S00000"), "the least recently updated symbol is shown");
         assert!(!report.health.symbols.contains_key(&format!("S{:05}", n - 1)), "the most recent is left out");
         assert_eq!(report.health.counters.bars_accepted, n as u64, "counters still cover every symbol");
-        let text = report.render(report.updated_ms);
+        let text = report.render(report.updated_ms, Liveness::Live);
         assert!(text.contains("500 more symbols not shown"), "{}", &text[text.len().saturating_sub(300)..]);
     }
 }

@@ -2,24 +2,32 @@
 //!
 //! ```
 //! use barbridge::{Bar, BarStore, InsertMode, Inserted};
-//! let store = BarStore::new(10_000);
+//! let store = BarStore::new(10_000).unwrap();
 //! let bar = Bar { timestamp_ms: 60_000, open: 1.0, high: 2.0, low: 0.5, close: 1.5,
-//!                 volume: 10.0, vwap: 1.2, trade_count: 3 };
+//!                 volume: 10.0, vwap: Some(1.2), trade_count: Some(3) };
 //! assert_eq!(store.insert("SPY", bar, InsertMode::FirstReport).1, Inserted::Appended);
 //! assert_eq!(store.insert("SPY", bar, InsertMode::FirstReport).1, Inserted::Duplicate);
 //! assert_eq!(store.latest("SPY"), Some(bar));
 //! ```
 
 use std::collections::VecDeque;
+use std::num::NonZeroUsize;
 use std::sync::{Arc, Mutex, RwLock};
 
 use rustc_hash::FxHashMap;
 
 use crate::bar::{Bar, Symbol};
+use crate::capacity::CapacityError;
 use crate::health::SymbolHealth;
 
 /// Default bound on stored bars per symbol.
 pub const DEFAULT_CAPACITY_PER_SYMBOL: usize = 10_000;
+
+/// The store's bound per symbol, checked: at least 1 (no upper bound: memory follows the bars
+/// held, not the bound).
+pub(crate) fn check_capacity_per_symbol(n: usize) -> Result<NonZeroUsize, CapacityError> {
+    crate::capacity::check("bars kept per symbol", n, usize::MAX)
+}
 
 /// How an incoming bar relates to a stored bar of the same minute.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -54,38 +62,57 @@ impl Inserted {
     }
 }
 
-/// A bar as the store keeps it: 60 bytes instead of [`Bar`]'s 64 (the trade count in 32 bits,
-/// and no padding), which is what a full-market store spends most of its memory on.
+/// A bar as the store keeps it: 60 bytes instead of [`Bar`]'s 80 (the trade count and the
+/// presence of the optional fields in 32 bits, and no padding), which is what a full-market store
+/// spends most of its memory on.
 #[derive(Clone, Copy, Debug)]
 #[repr(C, packed(4))]
 struct StoredBar {
     timestamp_ms: i64,
-    /// open, high, low, close, volume, vwap.
+    /// open, high, low, close, volume, vwap (0.0 when absent).
     values: [f64; 6],
-    /// `u32::MAX`: the count is in [`Series::large_trade_counts`].
-    trade_count: u32,
+    /// Bit 31: [`VWAP_ABSENT`]. Bits 0-30: the trade count, or [`COUNT_ABSENT`], or
+    /// [`COUNT_LARGE`] (the count is in [`Series::large_trade_counts`]).
+    count_and_flags: u32,
 }
 
-const LARGE_TRADE_COUNT: u32 = u32::MAX;
+/// `count_and_flags` bit: the bar carried no vwap.
+const VWAP_ABSENT: u32 = 1 << 31;
+/// Mask of the trade count in `count_and_flags`.
+const COUNT_MASK: u32 = VWAP_ABSENT - 1;
+/// Trade count value: the bar carried no trade count.
+const COUNT_ABSENT: u32 = COUNT_MASK;
+/// Trade count value: too large for 31 bits, kept in the series' side map.
+const COUNT_LARGE: u32 = COUNT_MASK - 1;
 
 /// Bytes of memory a stored bar takes in a full series (the store's own overhead is per symbol).
 pub const STORED_BAR_BYTES: usize = std::mem::size_of::<StoredBar>();
 
 impl StoredBar {
     fn new(bar: &Bar) -> StoredBar {
+        let count = match bar.trade_count {
+            None => COUNT_ABSENT,
+            Some(n) if n < u64::from(COUNT_LARGE) => n as u32,
+            Some(_) => COUNT_LARGE,
+        };
+        let vwap_flag = if bar.vwap.is_none() { VWAP_ABSENT } else { 0 };
         StoredBar {
             timestamp_ms: bar.timestamp_ms,
-            values: [bar.open, bar.high, bar.low, bar.close, bar.volume, bar.vwap],
-            trade_count: bar.trade_count.min(LARGE_TRADE_COUNT as u64) as u32,
+            values: [bar.open, bar.high, bar.low, bar.close, bar.volume, bar.vwap.unwrap_or(0.0)],
+            count_and_flags: count | vwap_flag,
         }
+    }
+
+    fn count(&self) -> u32 {
+        self.count_and_flags & COUNT_MASK
     }
 }
 
 #[derive(Debug)]
 struct Series {
     bars: VecDeque<StoredBar>,
-    /// Trade counts that do not fit in 32 bits, by bar timestamp (empty in any real feed: it would
-    /// take four billion trades in one bar). Keeps the compact bars lossless.
+    /// Trade counts that do not fit in 31 bits, by bar timestamp (empty in any real feed: it would
+    /// take two billion trades in one bar). Keeps the compact bars lossless.
     large_trade_counts: FxHashMap<i64, u64>,
     /// This symbol's liveness, kept with its bars so that a bar costs one lock.
     health: SymbolHealth,
@@ -101,8 +128,16 @@ pub struct BarStore {
 
 impl BarStore {
     /// A store holding at most `capacity_per_symbol` bars per symbol (oldest evicted first).
-    pub fn new(capacity_per_symbol: usize) -> BarStore {
-        BarStore { capacity: capacity_per_symbol.max(1), series: RwLock::new(FxHashMap::default()) }
+    ///
+    /// # Errors
+    /// [`CapacityError::Zero`] for a capacity of 0. Memory grows with the bars actually held,
+    /// never with the bound.
+    pub fn new(capacity_per_symbol: usize) -> Result<BarStore, CapacityError> {
+        Ok(BarStore::with_capacity(check_capacity_per_symbol(capacity_per_symbol)?))
+    }
+
+    pub(crate) fn with_capacity(capacity_per_symbol: NonZeroUsize) -> BarStore {
+        BarStore { capacity: capacity_per_symbol.get(), series: RwLock::new(FxHashMap::default()) }
     }
 
     pub fn capacity_per_symbol(&self) -> usize {
@@ -261,9 +296,11 @@ impl Series {
     #[inline]
     fn unpack(&self, b: &StoredBar) -> Bar {
         let [open, high, low, close, volume, vwap] = b.values;
-        let trade_count = match b.trade_count {
-            LARGE_TRADE_COUNT => self.large_trade_count(b.timestamp_ms),
-            n => n as u64,
+        let vwap = (b.count_and_flags & VWAP_ABSENT == 0).then_some(vwap);
+        let trade_count = match b.count() {
+            COUNT_ABSENT => None,
+            COUNT_LARGE => Some(self.large_trade_count(b.timestamp_ms)),
+            n => Some(u64::from(n)),
         };
         Bar { timestamp_ms: b.timestamp_ms, open, high, low, close, volume, vwap, trade_count }
     }
@@ -276,15 +313,15 @@ impl Series {
     /// Keep `bar` at a position of the series: its compact form, and its trade count aside if large.
     fn stored(&mut self, bar: &Bar) -> StoredBar {
         let stored = StoredBar::new(bar);
-        if stored.trade_count == LARGE_TRADE_COUNT {
-            self.large_trade_counts.insert(bar.timestamp_ms, bar.trade_count);
+        if let (COUNT_LARGE, Some(n)) = (stored.count(), bar.trade_count) {
+            self.large_trade_counts.insert(bar.timestamp_ms, n);
         }
         stored
     }
 
     /// A bar leaves the series (evicted or replaced).
     fn forget(&mut self, old: StoredBar) {
-        if old.trade_count == LARGE_TRADE_COUNT {
+        if old.count() == COUNT_LARGE {
             self.large_trade_counts.remove(&{ old.timestamp_ms });
         }
     }
@@ -364,12 +401,12 @@ mod tests {
     use super::*;
 
     fn bar(ts: i64, close: f64) -> Bar {
-        Bar { timestamp_ms: ts, open: close, high: close, low: close, close, volume: 1.0, vwap: close, trade_count: 1 }
+        Bar { timestamp_ms: ts, open: close, high: close, low: close, close, volume: 1.0, vwap: Some(close), trade_count: Some(1) }
     }
 
     #[test]
     fn out_of_order_bars_are_inserted_in_place() {
-        let store = BarStore::new(100);
+        let store = BarStore::new(100).unwrap();
         for ts in [3, 1, 5, 2, 4] {
             store.insert("SPY", bar(ts * 60_000, 1.0), InsertMode::FirstReport);
         }
@@ -379,7 +416,7 @@ mod tests {
 
     #[test]
     fn duplicates_conflicts_and_corrections() {
-        let store = BarStore::new(100);
+        let store = BarStore::new(100).unwrap();
         assert_eq!(store.insert("A", bar(60_000, 1.0), InsertMode::FirstReport).1, Inserted::Appended);
         assert_eq!(store.insert("A", bar(120_000, 1.0), InsertMode::FirstReport).1, Inserted::Appended);
         assert_eq!(store.insert("A", bar(60_000, 1.0), InsertMode::FirstReport).1, Inserted::Duplicate);
@@ -397,7 +434,7 @@ mod tests {
 
     #[test]
     fn bounded_per_symbol_evicts_oldest() {
-        let store = BarStore::new(3);
+        let store = BarStore::new(3).unwrap();
         for ts in 1..=5 {
             store.insert("A", bar(ts, 1.0), InsertMode::FirstReport);
         }
@@ -413,7 +450,7 @@ mod tests {
 
     #[test]
     fn a_full_series_uses_exactly_its_capacity() {
-        let store = BarStore::new(10_000);
+        let store = BarStore::new(10_000).unwrap();
         for ts in 0..20_000 {
             store.insert("A", bar(ts, 1.0), InsertMode::FirstReport);
         }
@@ -423,23 +460,23 @@ mod tests {
     }
 
     #[test]
-    fn trade_counts_beyond_32_bits_survive_storage_eviction_and_correction() {
-        let store = BarStore::new(3);
-        let big = |ts, n| Bar { trade_count: n, ..bar(ts, 1.0) };
+    fn trade_counts_beyond_31_bits_survive_storage_eviction_and_correction() {
+        let store = BarStore::new(3).unwrap();
+        let big = |ts, n| Bar { trade_count: Some(n), ..bar(ts, 1.0) };
         let huge = u64::MAX - 5;
-        store.insert("A", big(1, u32::MAX as u64), InsertMode::FirstReport);
+        store.insert("A", big(1, u64::from(COUNT_LARGE)), InsertMode::FirstReport);
         store.insert("A", big(2, huge), InsertMode::FirstReport);
         store.insert("A", big(3, 7), InsertMode::FirstReport);
-        let counts = |store: &BarStore| store.last_n("A", 10).iter().map(|b| b.trade_count).collect::<Vec<_>>();
-        assert_eq!(counts(&store), vec![u32::MAX as u64, huge, 7]);
+        let counts = |store: &BarStore| store.last_n("A", 10).iter().map(|b| b.trade_count.unwrap()).collect::<Vec<_>>();
+        assert_eq!(counts(&store), vec![u64::from(COUNT_LARGE), huge, 7]);
         assert_eq!(store.insert("A", big(2, huge), InsertMode::FirstReport).1, Inserted::Duplicate);
         assert_eq!(store.insert("A", big(2, huge - 1), InsertMode::FirstReport).1, Inserted::Conflict);
         assert_eq!(store.insert("A", big(2, 9), InsertMode::Correction).1, Inserted::Replaced);
         assert_eq!(store.insert("A", big(3, huge), InsertMode::Correction).1, Inserted::Replaced);
-        assert_eq!(counts(&store), vec![u32::MAX as u64, 9, huge]);
+        assert_eq!(counts(&store), vec![u64::from(COUNT_LARGE), 9, huge]);
         store.insert("A", big(4, 1), InsertMode::FirstReport); // evicts ts 1
         store.insert("A", big(5, 1), InsertMode::FirstReport); // evicts ts 2
-        assert_eq!(store.range("A", 0, 10).iter().map(|b| b.trade_count).collect::<Vec<_>>(), vec![huge, 1, 1]);
+        assert_eq!(store.range("A", 0, 10).iter().map(|b| b.trade_count.unwrap()).collect::<Vec<_>>(), vec![huge, 1, 1]);
         let (_, series) = store.series("A").unwrap();
         let kept: Vec<i64> = series.lock().unwrap().large_trade_counts.keys().copied().collect();
         assert_eq!(kept, vec![3], "evicted and replaced bars leave nothing behind");
@@ -447,7 +484,7 @@ mod tests {
 
     #[test]
     fn symbol_health_counts_what_changed_the_store() {
-        let store = BarStore::new(100);
+        let store = BarStore::new(100).unwrap();
         store.insert_received("A", bar(120_000, 1.0), InsertMode::FirstReport, Some(5));
         store.insert_received("A", bar(60_000, 1.0), InsertMode::FirstReport, Some(6)); // late, in place
         store.insert_received("A", bar(60_000, 1.0), InsertMode::FirstReport, Some(7)); // duplicate
@@ -460,8 +497,32 @@ mod tests {
     }
 
     #[test]
+    fn absent_vwap_and_trade_count_stay_absent_and_differ_from_zero() {
+        let store = BarStore::new(10).unwrap();
+        let bare = Bar { vwap: None, trade_count: None, ..bar(60_000, 1.0) };
+        let zeros = Bar { vwap: Some(0.0), trade_count: Some(0), ..bare };
+        let only_count = Bar { trade_count: Some(u64::from(COUNT_ABSENT)), ..bare };
+        store.insert("A", bare, InsertMode::FirstReport);
+        store.insert("A", only_count, InsertMode::FirstReport);
+        assert_eq!(store.insert("A", zeros, InsertMode::FirstReport).1, Inserted::Conflict);
+        assert_eq!(store.latest("A"), Some(bare));
+        let bars: Vec<Bar> = [120_000, 180_000].iter().map(|&ts| Bar { timestamp_ms: ts, ..only_count }).collect();
+        for b in &bars {
+            store.insert("B", *b, InsertMode::FirstReport);
+        }
+        assert_eq!(store.last_n("B", 5), bars, "a count equal to the absent marker is kept aside");
+        assert_eq!(STORED_BAR_BYTES, 60);
+    }
+
+    #[test]
+    fn a_capacity_of_zero_is_an_error() {
+        assert_eq!(BarStore::new(0).unwrap_err(), CapacityError::Zero { what: "bars kept per symbol" });
+        assert_eq!(BarStore::new(1).unwrap().capacity_per_symbol(), 1);
+    }
+
+    #[test]
     fn queries_on_unknown_symbols_are_empty() {
-        let store = BarStore::new(3);
+        let store = BarStore::new(3).unwrap();
         assert_eq!(store.latest("NOPE"), None);
         assert!(store.last_n("NOPE", 5).is_empty());
         assert!(store.range("NOPE", 0, i64::MAX).is_empty());

@@ -1,5 +1,5 @@
-//! Wire format (★ contract): one JSON object per `\n`-terminated line, at most
-//! [`MAX_LINE_BYTES`] bytes including the newline.
+//! Wire format: one JSON object per `\n`-terminated line, at most [`MAX_LINE_BYTES`] bytes
+//! including the newline. [`validate`] holds the rules a bar must meet (README, "Wire protocol").
 //!
 //! ```
 //! use barbridge::wire::{parse_line, Line};
@@ -23,8 +23,17 @@ pub const MAX_LINE_BYTES: usize = 4096;
 /// Longest accepted symbol.
 pub const MAX_SYMBOL_BYTES: usize = 32;
 
-/// Timestamps at or after year 3000 are rejected as garbage.
-const MAX_TIMESTAMP_MS: i64 = 32_503_680_000_000;
+/// Earliest accepted `timestamp_ms`: 1990-01-01T00:00:00Z. No minute bars of interest are
+/// older, and a time in seconds instead of milliseconds (`1759930080` is 1970-01-21 as
+/// milliseconds) falls far below it for any date up to the year 2100.
+pub const MIN_TIMESTAMP_MS: i64 = 631_152_000_000;
+
+/// First rejected `timestamp_ms`: 2100-01-01T00:00:00Z. A time in microseconds or nanoseconds
+/// lies far beyond it.
+pub const MAX_TIMESTAMP_MS: i64 = 4_102_444_800_000;
+
+/// Every bar is a minute bar: `timestamp_ms` is the start of its minute, a multiple of this.
+pub const MINUTE_MS: i64 = 60_000;
 
 /// A bar line, decoded and validated.
 #[derive(Clone, Debug, PartialEq)]
@@ -99,10 +108,11 @@ pub enum RejectReason {
     NegativeVolume,
     InvalidSymbol,
     InvalidTimestamp,
+    OffMinute,
 }
 
 impl RejectReason {
-    pub const ALL: [RejectReason; 12] = [
+    pub const ALL: [RejectReason; 13] = [
         RejectReason::InvalidUtf8,
         RejectReason::Oversize,
         RejectReason::MalformedJson,
@@ -115,6 +125,7 @@ impl RejectReason {
         RejectReason::NegativeVolume,
         RejectReason::InvalidSymbol,
         RejectReason::InvalidTimestamp,
+        RejectReason::OffMinute,
     ];
 
     pub fn code(self) -> &'static str {
@@ -131,6 +142,7 @@ impl RejectReason {
             RejectReason::NegativeVolume => "negative_volume",
             RejectReason::InvalidSymbol => "invalid_symbol",
             RejectReason::InvalidTimestamp => "invalid_timestamp",
+            RejectReason::OffMinute => "off_minute",
         }
     }
 
@@ -163,10 +175,16 @@ pub enum WireError {
     CloseOutsideRange { close: f64, low: f64, high: f64 },
     #[error("volume {volume} is negative")]
     NegativeVolume { volume: f64 },
-    #[error("symbol {symbol:?} is not 1-{MAX_SYMBOL_BYTES} printable ASCII characters without spaces")]
+    #[error(
+        "symbol {symbol:?} is not 1-{MAX_SYMBOL_BYTES} printable ASCII characters without spaces or lower-case letters"
+    )]
     InvalidSymbol { symbol: String },
-    #[error("timestamp_ms {timestamp_ms} is not a plausible epoch-milliseconds time")]
+    #[error(
+        "timestamp_ms {timestamp_ms} is not UTC epoch milliseconds between 1990-01-01 and 2100-01-01 (seconds or microseconds?)"
+    )]
     InvalidTimestamp { timestamp_ms: i64 },
+    #[error("timestamp_ms {timestamp_ms} is not the start of a minute (a multiple of 60000): bars are minute bars")]
+    OffMinute { timestamp_ms: i64 },
 }
 
 impl WireError {
@@ -184,6 +202,7 @@ impl WireError {
             WireError::NegativeVolume { .. } => RejectReason::NegativeVolume,
             WireError::InvalidSymbol { .. } => RejectReason::InvalidSymbol,
             WireError::InvalidTimestamp { .. } => RejectReason::InvalidTimestamp,
+            WireError::OffMinute { .. } => RejectReason::OffMinute,
         }
     }
 }
@@ -271,8 +290,8 @@ pub fn parse_line(bytes: &[u8]) -> Result<Line<'_>, WireError> {
         low: field(raw.low, "low")?,
         close: field(raw.close, "close")?,
         volume: field(raw.volume, "volume")?,
-        vwap: raw.vwap.unwrap_or(0.0),
-        trade_count: raw.trade_count.unwrap_or(0),
+        vwap: raw.vwap,
+        trade_count: raw.trade_count,
     };
     let source = raw.source.as_deref().and_then(Source::parse);
     let line = BarLine { symbol, bar, kind, seq: raw.seq, source, writer: raw.writer };
@@ -281,16 +300,21 @@ pub fn parse_line(bytes: &[u8]) -> Result<Line<'_>, WireError> {
 }
 
 /// The validation rules of the wire protocol, shared by every way a bar enters
-/// (FIFO, Python push, replay).
+/// (FIFO, Python push, replay), checked in this order:
+///
+/// 1. symbol: 1-[`MAX_SYMBOL_BYTES`] printable ASCII characters, no space, no lower-case letter
+///    ([`validate_symbol`]);
+/// 2. `timestamp_ms` in `[MIN_TIMESTAMP_MS, MAX_TIMESTAMP_MS)` (epoch milliseconds, 1990-2100),
+///    then a multiple of [`MINUTE_MS`];
+/// 3. every price, the volume and `vwap` (when present) finite;
+/// 4. `low <= high`, open and close within `[low, high]`, volume `>= 0`.
 pub fn validate(symbol: &str, bar: &Bar) -> Result<(), WireError> {
-    if symbol.is_empty()
-        || symbol.len() > MAX_SYMBOL_BYTES
-        || !symbol.bytes().all(|b| b.is_ascii_graphic())
-    {
-        return Err(WireError::InvalidSymbol { symbol: symbol.to_owned() });
-    }
-    if bar.timestamp_ms <= 0 || bar.timestamp_ms >= MAX_TIMESTAMP_MS {
+    validate_symbol(symbol)?;
+    if !(MIN_TIMESTAMP_MS..MAX_TIMESTAMP_MS).contains(&bar.timestamp_ms) {
         return Err(WireError::InvalidTimestamp { timestamp_ms: bar.timestamp_ms });
+    }
+    if bar.timestamp_ms % MINUTE_MS != 0 {
+        return Err(WireError::OffMinute { timestamp_ms: bar.timestamp_ms });
     }
     for (value, name) in [
         (bar.open, "open"),
@@ -298,7 +322,7 @@ pub fn validate(symbol: &str, bar: &Bar) -> Result<(), WireError> {
         (bar.low, "low"),
         (bar.close, "close"),
         (bar.volume, "volume"),
-        (bar.vwap, "vwap"),
+        (bar.vwap.unwrap_or(0.0), "vwap"),
     ] {
         if !value.is_finite() {
             return Err(WireError::NonFinite { field: name });
@@ -318,6 +342,22 @@ pub fn validate(symbol: &str, bar: &Bar) -> Result<(), WireError> {
         return Err(WireError::NegativeVolume { volume: bar.volume });
     }
     Ok(())
+}
+
+/// The symbol rule: 1-[`MAX_SYMBOL_BYTES`] printable ASCII characters without spaces and without
+/// lower-case letters. Symbols are written as the exchange lists them (`SPY`, `BRK.B`,
+/// `BTC/USD`); a lower-case one is a writer's mistake, rejected rather than silently merged with
+/// its upper-case twin, so that what is stored, echoed and journaled is what was sent.
+/// Symbol filters given by a user (`--symbols`, `symbols=`) are checked by the same rule.
+pub fn validate_symbol(symbol: &str) -> Result<(), WireError> {
+    let valid = !symbol.is_empty()
+        && symbol.len() <= MAX_SYMBOL_BYTES
+        && symbol.bytes().all(|b| b.is_ascii_graphic() && !b.is_ascii_lowercase());
+    if valid {
+        Ok(())
+    } else {
+        Err(WireError::InvalidSymbol { symbol: symbol.to_owned() })
+    }
 }
 
 /// Fast path for what every writer sends: a flat object of known fields holding printable-ASCII
@@ -657,8 +697,9 @@ fn field_at(text: &str, column: usize) -> Option<&str> {
     (!key.is_empty() && key.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')).then_some(key)
 }
 
-/// Encode a bar as one wire line (without the newline), in the seed's field order.
-/// Integral volumes are written as integers, as the seed sidecar does.
+/// Encode a bar as one wire line (without the newline), fields in the order of the README's
+/// example. Integral volumes are written as integers; an absent `vwap` or `trade_count` is left
+/// out.
 pub fn encode_bar(symbol: &str, bar: &Bar, kind: BarKind) -> String {
     let mut out = Vec::with_capacity(192);
     write_bar_line(&mut out, symbol, bar, kind, &Envelope::default());
@@ -666,8 +707,8 @@ pub fn encode_bar(symbol: &str, bar: &Bar, kind: BarKind) -> String {
     String::from_utf8(out).expect("the encoder writes ASCII")
 }
 
-/// What a writer adds to a bar line after the seed's fields: where the bar came from and the
-/// writer's sequence number and id (see the wire protocol in ARCHITECTURE.md).
+/// What a writer adds to a bar line after the bar's fields: where the bar came from and the
+/// writer's sequence number and id (README, "Wire protocol").
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Envelope<'a> {
     pub source: Option<Source>,
@@ -675,8 +716,9 @@ pub struct Envelope<'a> {
     pub writer: Option<&'a str>,
 }
 
-/// Append one bar as a wire line, newline included, to `out`: the seed's fields in the seed's
-/// order, then the envelope's. Numbers use the shortest text that reads back to the same value.
+/// Append one bar as a wire line, newline included, to `out`: the bar's fields in the order of
+/// the README's example (an absent `vwap` or `trade_count` left out), then the envelope's.
+/// Numbers use the shortest text that reads back to the same value.
 pub fn write_bar_line(out: &mut Vec<u8>, symbol: &str, bar: &Bar, kind: BarKind, envelope: &Envelope<'_>) {
     let mut ints = itoa::Buffer::new();
     let mut floats = zmij::Buffer::new();
@@ -699,10 +741,14 @@ pub fn write_bar_line(out: &mut Vec<u8>, symbol: &str, bar: &Bar, kind: BarKind,
     } else {
         out.extend_from_slice(floats.format_finite(bar.volume).as_bytes());
     }
-    out.extend_from_slice(b",\"vwap\":");
-    out.extend_from_slice(floats.format_finite(bar.vwap).as_bytes());
-    out.extend_from_slice(b",\"trade_count\":");
-    out.extend_from_slice(ints.format(bar.trade_count).as_bytes());
+    if let Some(vwap) = bar.vwap {
+        out.extend_from_slice(b",\"vwap\":");
+        out.extend_from_slice(floats.format_finite(vwap).as_bytes());
+    }
+    if let Some(trade_count) = bar.trade_count {
+        out.extend_from_slice(b",\"trade_count\":");
+        out.extend_from_slice(ints.format(trade_count).as_bytes());
+    }
     if let Some(source) = envelope.source {
         out.extend_from_slice(b",\"source\":\"");
         out.extend_from_slice(source.as_str().as_bytes());
@@ -743,10 +789,11 @@ mod tests {
             low: 671.1,
             close: 671.4,
             volume: 18234.0,
-            vwap: 671.33,
-            trade_count: 212,
+            vwap: Some(671.33),
+            trade_count: Some(212),
         };
-        for kind in [BarKind::Bar, BarKind::UpdatedBar] {
+        let bare = Bar { vwap: None, trade_count: None, ..bar };
+        for (bar, kind) in [(bar, BarKind::Bar), (bar, BarKind::UpdatedBar), (bare, BarKind::Bar)] {
             let line = encode_bar("SPY", &bar, kind);
             match parse_line(line.as_bytes()).unwrap() {
                 Line::Bar(b) => {
@@ -756,6 +803,8 @@ mod tests {
                 other => panic!("{other:?}"),
             }
         }
+        assert!(!encode_bar("SPY", &bare, BarKind::Bar).contains("vwap"));
+        assert!(!encode_bar("SPY", &bare, BarKind::Bar).contains("trade_count"));
         assert!(encode_bar("SPY", &bar, BarKind::Bar).contains("\"volume\":18234,"));
     }
 

@@ -28,7 +28,7 @@
 //! let writer = FifoWriter::new("/run/user/1000/barbridge/bars.fifo", WriterOptions::default());
 //! writer.start()?;
 //! let bar = Bar { timestamp_ms: 1_759_930_080_000, open: 1.0, high: 2.0, low: 0.5, close: 1.5,
-//!                 volume: 10.0, vwap: 1.2, trade_count: 3 };
+//!                 volume: 10.0, vwap: Some(1.2), trade_count: Some(3) };
 //! writer.submit_bar("SPY", bar, BarKind::Bar, None)?;
 //! writer.close(std::time::Duration::from_secs(2));
 //! # Ok::<(), Box<dyn std::error::Error>>(())

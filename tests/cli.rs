@@ -85,6 +85,12 @@ fn sigterm_with_no_writer_exits_zero() {
     assert_eq!(wait_exit(&mut r).code(), Some(0));
 }
 
+/// `barbridge status` on `file`: (exit code, stdout).
+fn status_of(file: &Path, args: &[&str]) -> (Option<i32>, String) {
+    let out = Command::new(BIN).arg("status").arg("--status-file").arg(file).args(args).output().unwrap();
+    (out.status.code(), String::from_utf8(out.stdout).unwrap())
+}
+
 #[test]
 fn status_shows_symbols_rejects_and_staleness() {
     let dir = tempfile::tempdir().unwrap();
@@ -95,30 +101,148 @@ fn status_shows_symbols_rejects_and_staleness() {
     write_line(&mut w, "garbage\n");
     write_line(&mut w, "{\"type\":\"status\",\"state\":\"reconnecting\",\"detail\":\"close code 1000\"}\n");
     drop(w);
-    let status = |args: &[&str]| {
-        let out = Command::new(BIN)
-            .arg("status")
-            .arg("--status-file")
-            .arg(dir.path().join("run/status.json"))
-            .args(args)
-            .output()
-            .unwrap();
-        // Before the first write of the status file this fails; the polls below retry.
-        if out.status.success() { String::from_utf8(out.stdout).unwrap() } else { String::new() }
-    };
-    assert!(wait_until(LONG, || status(&[]).contains("STALE")), "{}", status(&[]));
-    let text = status(&[]);
+    let file = dir.path().join("run/status.json");
+    // Stale: exit code 1 (before the first write of the status file it is 2; the poll retries).
+    assert!(wait_until(LONG, || status_of(&file, &[]).1.contains("STALE")), "{:?}", status_of(&file, &[]));
+    let (code, text) = status_of(&file, &[]);
+    assert_eq!(code, Some(1), "{text}");
     assert!(text.contains("SPXL"), "{text}");
+    assert!(text.contains("2025-10-08 09:29 EDT"), "last bar in New York time with the zone: {text}");
     assert!(text.contains("malformed_json=1"), "{text}");
     assert!(text.contains("1 reconnects"), "{text}");
     assert!(text.contains("sidecar   reconnecting: close code 1000"), "{text}");
-    let json: serde_json::Value = serde_json::from_str(&status(&["--json"])).unwrap();
+    let (code, json) = status_of(&file, &["--json"]);
+    assert_eq!(code, Some(1));
+    let json: serde_json::Value = serde_json::from_str(&json).unwrap();
     assert_eq!(json["health"]["counters"]["bars_accepted"], 1);
+    assert_eq!(json["refresh_ms"], 1000);
     kill(Pid::from_raw(r.child.id() as i32), Signal::SIGINT).unwrap();
     assert_eq!(wait_exit(&mut r).code(), Some(0));
     let mut stderr = String::new();
     std::io::Read::read_to_string(r.child.stderr.as_mut().unwrap(), &mut stderr).unwrap();
     assert_eq!(stderr.matches("feed stale").count(), 1, "stale logged once per episode: {stderr}");
+}
+
+/// Exit codes a monitor can use: 1 waiting, 0 live, 2 once the consumer is gone (and then the
+/// report never says `state LIVE`), 2 for a file that cannot be read.
+#[test]
+fn status_exit_codes_follow_the_consumer() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("run/status.json");
+    let mut r = spawn(dir.path(), &[]);
+    assert!(wait_until(LONG, || status_of(&file, &[]).0 == Some(1)), "waiting: {:?}", status_of(&file, &[]));
+    assert!(status_of(&file, &[]).1.contains("state WAITING"));
+    let mut w = open_writer(&dir.path().join("run/bars.fifo"));
+    write_line(&mut w, &seed_line("SPY", 1, 10.0));
+    assert!(wait_until(LONG, || status_of(&file, &[]).0 == Some(0)), "live: {:?}", status_of(&file, &[]));
+    assert!(status_of(&file, &[]).1.contains("state LIVE"));
+    assert_eq!(status_of(&file, &["--json"]).0, Some(0));
+    drop(w);
+    kill(Pid::from_raw(r.child.id() as i32), Signal::SIGINT).unwrap();
+    assert_eq!(wait_exit(&mut r).code(), Some(0));
+    let (code, text) = status_of(&file, &[]);
+    assert_eq!(code, Some(2), "{text}");
+    assert!(text.contains("NOT RUNNING (last reported LIVE)") && !text.contains("state LIVE"), "{text}");
+    assert!(text.starts_with("WARNING: the consumer (pid"), "{text}");
+    assert_eq!(status_of(&file, &["--json"]).0, Some(2));
+    let (code, _) = status_of(&dir.path().join("nope.json"), &[]);
+    assert_eq!(code, Some(2), "unreadable");
+    std::fs::write(&file, "{not json").unwrap();
+    assert_eq!(status_of(&file, &[]).0, Some(2), "invalid");
+}
+
+/// A stdout whose reader is already gone: every write fails with EPIPE.
+fn closed_stdout() -> Stdio {
+    let (read, write) = nix::unistd::pipe().unwrap();
+    drop(read);
+    Stdio::from(write)
+}
+
+/// `status | head`, `gaps | head`, `replay --echo | head`: the output ends quietly (no panic, no
+/// exit 101) and each command still exits with its own code and finishes its work.
+#[test]
+fn a_closed_stdout_ends_output_quietly() {
+    let dir = tempfile::tempdir().unwrap();
+    // A status file of a live consumer (this test's own pid, a refresh period of an hour).
+    let consumer = barbridge::Consumer::builder().build();
+    consumer.ingest_line(seed_line("SPY", 1, 10.0).trim_end().as_bytes()).unwrap();
+    let mut report = barbridge::StatusReport::collect(&consumer, None);
+    report.refresh_ms = Some(3_600_000);
+    let file = dir.path().join("status.json");
+    report.write_atomic(&file).unwrap();
+    let file_arg = file.to_str().unwrap();
+    // A journal day file for `gaps` and `replay`.
+    let journal = dir.path().join("journal");
+    std::fs::create_dir(&journal).unwrap();
+    let day_file = journal.join("bars-2025-10-08.jsonl");
+    let lines: String = (0..300).map(|i| seed_line(if i % 2 == 0 { "SPY" } else { "SH" }, i / 2, 10.0)).collect();
+    std::fs::write(&day_file, &lines).unwrap();
+    let replayed = dir.path().join("replayed");
+    let (journal_arg, replayed_arg, day_arg) =
+        (journal.to_str().unwrap(), replayed.to_str().unwrap(), day_file.to_str().unwrap());
+    for args in [
+        vec!["status", "--status-file", file_arg],
+        vec!["status", "--json", "--status-file", file_arg],
+        vec!["gaps", "--journal", journal_arg, "--date", "2025-10-08"],
+        vec!["gaps", "--json", "--journal", journal_arg, "--date", "2025-10-08"],
+        vec!["replay", "--echo", "--journal", replayed_arg, day_arg],
+    ] {
+        let out = Command::new(BIN).args(&args).stdout(closed_stdout()).output().unwrap();
+        let stderr = String::from_utf8(out.stderr).unwrap();
+        assert_eq!(out.status.code(), Some(0), "{args:?}: {stderr}");
+        assert!(!stderr.contains("panicked") && !stderr.contains("Broken pipe"), "{args:?}: {stderr}");
+    }
+    let journaled = std::fs::read_to_string(replayed.join("bars-2025-10-08.jsonl")).unwrap();
+    assert_eq!(journaled.lines().count(), 300, "replay journals everything even when nobody reads its echo");
+}
+
+#[test]
+fn replay_counts_lines_and_symbols_as_they_are() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("one.jsonl");
+    std::fs::write(&file, seed_line("SPY", 1, 10.0)).unwrap();
+    let out = Command::new(BIN).arg("replay").arg(&file).output().unwrap();
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(stderr.contains("replayed 1 line: 1 bar accepted,") && stderr.contains(", 1 symbol\n"), "{stderr}");
+}
+
+/// `gaps` says which zone its times are in: New York, like the session and the bars.
+#[test]
+fn gaps_shows_new_york_times_with_the_zone() {
+    let dir = tempfile::tempdir().unwrap();
+    // 2025-10-08: the session opens 09:30 EDT = 13:30 UTC, minute 2 of seed_line is 13:30 UTC.
+    let lines: String = [2, 3, 6].iter().map(|m| seed_line("SPY", *m, 10.0)).collect();
+    std::fs::write(dir.path().join("bars-2025-10-08.jsonl"), lines).unwrap();
+    let out = Command::new(BIN).args(["gaps", "--date", "2025-10-08", "--journal"]).arg(dir.path()).output().unwrap();
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    assert_eq!(out.status.code(), Some(0), "{stdout}");
+    assert!(stdout.contains("session 2025-10-08: 09:30 EDT - 16:00 EDT (390 minutes)"), "{stdout}");
+    assert!(stdout.contains("hole at 09:32 EDT: 2 minute(s)"), "{stdout}");
+    assert!(!stdout.contains("UTC"), "{stdout}");
+}
+
+/// The README's hand-typed example: its three lines are three minutes, three bars (the loop is
+/// run into a file and replayed, so no timing is involved).
+#[test]
+fn readme_example_stores_three_bars_for_three_minutes() {
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    let start = readme.find("Try it by hand:").expect("the README's 'Try it by hand'");
+    let block = &readme[start..];
+    let loop_start = block.find("for minute").expect("the example's loop");
+    let loop_end = loop_start + block[loop_start..].find("\ndone\n").expect("the loop's end") + 6;
+    let script = block[loop_start..loop_end].replace(r#"> "$dir/run/bars.fifo""#, r#">> "$dir/lines.jsonl""#);
+    assert!(script.contains("lines.jsonl"), "{script}");
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new("bash").args(["-euo", "pipefail", "-c", &script]).env("dir", dir.path()).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = Command::new(BIN).arg("replay").arg("--echo").arg(dir.path().join("lines.jsonl")).output().unwrap();
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    let minutes: std::collections::BTreeSet<i64> = stdout
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["timestamp_ms"].as_i64().unwrap())
+        .collect();
+    assert_eq!(minutes.len(), 3, "{stdout}{}", String::from_utf8_lossy(&out.stderr));
 }
 
 #[test]
@@ -138,8 +262,20 @@ fn bad_paths_exit_2_with_one_sentence() {
     let out = Command::new(BIN).args(["run", "--stale-after", "-1"]).output().unwrap();
     assert_eq!(out.status.code(), Some(2));
     let out = Command::new(BIN).args(["status", "--status-file"]).arg(dir.path().join("nope.json")).output().unwrap();
-    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8(out.stderr).unwrap().contains("cannot read status file"));
+    let fifo = dir.path().join("run/f.fifo");
+    let fifo = fifo.to_str().unwrap();
+    for (args, expect) in [
+        (&["run", "--fifo", fifo, "--capacity", "0"][..], "--capacity: bars kept per symbol must be at least 1, got 0"),
+        (&["run", "--fifo", fifo, "--symbols", "SPY,spy"][..], "--symbols: symbol \"spy\" is not"),
+        (&["replay", "--symbols", "spy", "x.jsonl"][..], "--symbols: symbol \"spy\" is not"),
+    ] {
+        let out = Command::new(BIN).args(args).output().unwrap();
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        let stderr = String::from_utf8(out.stderr).unwrap();
+        assert!(stderr.contains(expect), "{args:?}: {stderr}");
+    }
 }
 
 #[test]

@@ -30,8 +30,8 @@ fn bar(minute: i64, i: usize) -> Bar {
         low: close - 0.5,
         close,
         volume: 1_000.0 + minute as f64,
-        vwap: close,
-        trade_count: 42,
+        vwap: Some(close),
+        trade_count: Some(42),
     }
 }
 

@@ -244,8 +244,8 @@ fn refuses_regular_files_symlinks_foreign_fifos_and_open_directories() {
 #[test]
 fn a_channel_subscriber_gets_every_bar_in_order_while_the_pipe_never_runs_dry() {
     let dir = tempfile::tempdir().unwrap();
-    let consumer = Consumer::builder().capacity_per_symbol(100_000).build();
-    let rx = consumer.subscribe(barbridge::Subscription::symbols(["SPY"]).capacity(1 << 17));
+    let consumer = Consumer::builder().capacity_per_symbol(100_000).unwrap().build();
+    let rx = consumer.subscribe(barbridge::Subscription::symbols(["SPY"]).capacity(1 << 17).unwrap());
     let path = fifo_in(&dir);
     let feed = FifoFeed::start(consumer.clone(), &path, FeedOptions::default()).unwrap();
     let n = 50_000;

@@ -18,8 +18,8 @@ fn bar(minute: i64, close: f64) -> Bar {
         low: close - 0.5,
         close,
         volume: 100.0 + minute as f64,
-        vwap: close,
-        trade_count: 7,
+        vwap: Some(close),
+        trade_count: Some(7),
     }
 }
 
@@ -72,7 +72,7 @@ fn two_writers_share_one_fifo_without_tearing_a_line() {
     let dir = tempfile::tempdir().unwrap();
     let path = fifo_in(&dir);
     let (consumer, feed) = consumer_on(&path);
-    let writers: Vec<_> = ["a", "b"]
+    let writers: Vec<_> = ["A", "B"]
         .into_iter()
         .map(|id| {
             let path = path.clone();

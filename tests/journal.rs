@@ -130,7 +130,7 @@ fn gaps_and_replay_read_the_journal() {
     assert_eq!((sh["before_first"].as_i64(), sh["after_last"].as_i64()), (Some(100), Some(289)));
     let human = Command::new(BIN).args(["gaps", "--date", "2025-10-08", "--journal"]).arg(&journal).output().unwrap();
     let human = String::from_utf8(human.stdout).unwrap();
-    assert!(human.contains("hole at 13:33 UTC: 2 minute(s)"), "{human}");
+    assert!(human.contains("hole at 09:33 EDT: 2 minute(s)"), "{human}");
     let weekend = Command::new(BIN).args(["gaps", "--date", "2025-10-11", "--journal"]).arg(&journal).output().unwrap();
     assert!(String::from_utf8(weekend.stdout).unwrap().contains("not a NYSE trading day"));
 

@@ -9,7 +9,7 @@ import logging
 import threading
 import time
 from pathlib import Path
-from typing import Iterator, Optional
+from typing import Any, Callable, Iterator, Optional
 
 from .. import protocol
 
@@ -32,6 +32,11 @@ def _pick(row: dict, field: str):
         if k in row and row[k] not in (None, ""):
             return row[k]
     return None
+
+
+def _optional(v: Optional[str], convert: Callable[[str], Any]) -> Any:
+    """An optional column (vwap, trade_count): an empty or missing cell stays None, never 0."""
+    return None if v is None else convert(v)
 
 
 def _ts(v) -> int:
@@ -69,7 +74,8 @@ def read_bars(path: Path, default_symbol: Optional[str] = None) -> Iterator[dict
                 raise ValueError("no symbol column and no --symbols default")
             bar = {"symbol": str(sym).strip().upper(), "timestamp_ms": _ts(_pick(row, "timestamp_ms")),
                    **{f: float(_pick(row, f)) for f in ("open", "high", "low", "close", "volume")},
-                   "vwap": float(_pick(row, "vwap") or 0.0), "trade_count": int(float(_pick(row, "trade_count") or 0)),
+                   "vwap": _optional(_pick(row, "vwap"), float),
+                   "trade_count": _optional(_pick(row, "trade_count"), lambda v: int(float(v))),
                    "kind": "bar", "source": "replay"}
             protocol.validate_bar_values(bar["symbol"], bar)
         except (TypeError, ValueError, protocol.WireError) as e:

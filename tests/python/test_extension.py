@@ -228,10 +228,15 @@ def test_columns_numpy():
     c.push_batch([bar(minute=i, close=100 + i) for i in range(10)])
     cols = c.columns("SPY", n=4, numpy=True)
     assert isinstance(cols["close"], np.ndarray) and cols["close"].dtype == np.float64
-    assert cols["timestamp_ms"].dtype == np.int64 and cols["trade_count"].dtype == np.uint64
-    assert cols["close"].tolist() == [106.0, 107.0, 108.0, 109.0]
+    assert cols["timestamp_ms"].dtype == np.int64 and cols["trade_count"].dtype == np.float64
+    assert cols["close"].tolist() == [106.0, 107.0, 108.0, 109.0] and cols["trade_count"].tolist() == [5.0] * 4
     cols["close"][0] = 0.0  # a private, writable copy
     assert c.latest("SPY").close == 109.0
+    # An absent vwap / trade_count is NaN in an array (None in a list), never 0.
+    c.push(bar(minute=10, vwap=None, trade_count=None))
+    cols = c.columns("SPY", n=2, numpy=True)
+    assert np.isnan(cols["vwap"][-1]) and np.isnan(cols["trade_count"][-1]) and cols["vwap"][0] == 109.0
+    assert c.columns("SPY", n=1)["vwap"] == [None] and c.columns("SPY", n=1)["trade_count"] == [None]
 
 
 def test_numpy_is_not_a_hard_dependency():
@@ -307,6 +312,118 @@ def test_journal_written_and_restored(tmp_path):
     assert c2.count("SPY") == 5 and c2.last_n("SPY", 5)[0].close == 100.25, "restored warm, correction applied"
     with pytest.raises(ValueError):
         barbridge.Consumer(journal=journal, fsync="sometimes")
+
+
+def test_absent_vwap_and_trade_count_stay_absent_through_store_echo_and_journal(tmp_path):
+    """A bar without the optional fields is never turned into one with zeros: not in the store,
+    the echo, the journal, a restart from the journal, or the Python Bar."""
+    from datetime import datetime
+    from zoneinfo import ZoneInfo
+    noon = datetime.now(ZoneInfo("America/New_York")).replace(hour=12, minute=0, second=0, microsecond=0)
+    t = int(noon.timestamp()) * 1000
+    code = textwrap.dedent(f"""
+        import barbridge, json
+        c = barbridge.Consumer(echo=True, journal={str(tmp_path / "j")!r}, fsync="always")
+        bare = {{"symbol": "SH", "timestamp_ms": {t}, "open": 10.0, "high": 10.0, "low": 10.0, "close": 10.0,
+                 "volume": 0}}
+        assert c.push(bare) == "appended"
+        assert c.push({{**bare, "vwap": 0.0, "trade_count": 0}}) == "conflict", "0 is not the same as absent"
+        b = c.latest("SH")
+        assert (b.vwap, b.trade_count) == (None, None), b
+        assert b.to_dict()["vwap"] is None and b.to_dict()["trade_count"] is None
+        assert "vwap=None, trade_count=None" in repr(b)
+        assert barbridge.Bar("SH", {t}, 1, 1, 1, 1, 0).vwap is None
+        c.close()
+    """)
+    r = subprocess.run([PY, "-c", code], capture_output=True, text=True, timeout=60, env=child_env())
+    assert r.returncode == 0, r.stderr
+    echoed = r.stdout.splitlines()
+    assert len(echoed) == 1 and "vwap" not in echoed[0] and "trade_count" not in echoed[0], echoed
+    journaled = (tmp_path / "j" / f"bars-{noon.date()}.jsonl").read_text().splitlines()
+    assert journaled == echoed
+    again = barbridge.Consumer(journal=tmp_path / "j").latest("SH")
+    assert (again.vwap, again.trade_count) == (None, None), "restored from the journal still absent"
+
+
+# ------------------------------------------------------------------ numeric arguments
+
+HUGE_ARGUMENTS = [
+    "barbridge.Consumer().subscribe(capacity=10**12)",
+    "barbridge.Consumer().subscribe(capacity=2**63)",
+    "barbridge.Consumer().subscribe(capacity=2**64)",
+    "barbridge.Consumer().subscribe(capacity=0)",
+    "barbridge.Consumer().subscribe(capacity=-1)",
+    "barbridge.Consumer().subscribe(timeout=1e300)",
+    "barbridge.Consumer().subscribe(timeout=10**400)",
+    "barbridge.Consumer().subscribe(timeout=float('nan'))",
+    "barbridge.FifoReader(PATH, capacity=10**12)",
+    "barbridge.FifoReader(PATH, capacity=2**63)",
+    "barbridge.FifoReader(PATH, capacity=0)",
+    "barbridge.FifoReader(PATH, timeout=1e300)",
+    "barbridge.FifoReader(PATH, capacity_per_symbol=0)",
+    "barbridge.FifoReader(PATH, stale_after=1e300)",
+    "barbridge.Consumer(capacity_per_symbol=0)",
+    "barbridge.Consumer(capacity_per_symbol=-5)",
+    "barbridge.Consumer(capacity_per_symbol=2**64)",
+    "barbridge.Consumer(stale_after=1e300)",
+    "barbridge.Consumer(stale_after=0)",
+    "barbridge.Consumer(symbols=['spy'])",
+    "barbridge.Consumer().subscribe(symbols=['spy'])",
+    "barbridge.Consumer().last_n('SPY', -1)",
+    "barbridge.Consumer().last_n('SPY', 2**64)",
+    "barbridge.Consumer().range('SPY', 0, 2**63)",
+    "barbridge.Consumer().columns('SPY', n=-1)",
+    "barbridge.Consumer().columns('SPY', from_ms=-2**70)",
+    "barbridge.Consumer().subscribe().get(timeout=1e300)",
+    "barbridge.FifoWriter(PATH, writer='w', backlog=0)",
+    "barbridge.FifoWriter(PATH, writer='w', backlog=2**64)",
+    "barbridge.FifoWriter(PATH, writer='w', heartbeat=1e300)",
+    "barbridge.FifoWriter(PATH, writer='w', pipe_size=2**40)",
+    "barbridge.FifoWriter(PATH, writer='w', replay=10**12)",
+    "barbridge.FifoWriter(PATH, writer='w', open_backoff_max=-1)",
+    "barbridge.FifoWriter(PATH, writer='w').next_event(1e300)",
+    "barbridge.FifoWriter(PATH, writer='w').close(flush_timeout=float('inf'))",
+    "barbridge.Bar('SPY', 2**64, 1, 1, 1, 1, 1)",
+    "barbridge.Bar('SPY', 1759930080000, 1, 1, 1, 1, 1, trade_count=-1)",
+    "barbridge.Bar('SPY', 1759930080000, 1, 1, 1, 1, 10**400)",
+]
+
+
+@pytest.mark.parametrize("call", HUGE_ARGUMENTS)
+def test_numeric_arguments_out_of_range_raise_value_error(call, tmp_path):
+    """Each call runs in its own interpreter: before the checks some of them aborted it (SIGABRT)
+    or raised a PanicException that `except Exception` does not catch."""
+    code = textwrap.dedent(f"""
+        import barbridge, sys
+        PATH = {str(tmp_path / "run" / "bars.fifo")!r}
+        try:
+            {call}
+        except ValueError as e:
+            print("ValueError:", e)
+            sys.exit(0)
+        except BaseException as e:
+            print("not a ValueError:", type(e).__name__, e)
+            sys.exit(3)
+        print("no error")
+        sys.exit(4)
+    """)
+    r = subprocess.run([PY, "-c", code], capture_output=True, text=True, timeout=60, env=child_env())
+    assert r.returncode == 0, f"{call}: exit {r.returncode}: {r.stdout}{r.stderr[-500:]}"
+    message = r.stdout.split("ValueError:", 1)[1].strip()
+    assert message and "panicked" not in r.stderr, f"{call}: {message} {r.stderr[-300:]}"
+
+
+def test_numeric_arguments_in_range_still_work(tmp_path):
+    c = barbridge.Consumer(capacity_per_symbol=1, stale_after=1e9)
+    sub = c.subscribe(capacity=4_194_304, timeout=0)
+    c.push(bar(minute=0))
+    c.push(bar(minute=1))
+    assert c.count("SPY") == 1 and len(sub.drain()) == 2 and sub.get(timeout=0) is None
+    assert c.last_n("SPY", 2**63) == c.last_n("SPY", 1) and c.range("SPY", -2**63, 2**63 - 1)
+    with pytest.raises(TypeError):
+        c.subscribe(capacity="10")
+    with pytest.raises(TypeError):
+        c.last_n("SPY", True)
 
 
 # ---------------------------------------------------------------------------- subscribe

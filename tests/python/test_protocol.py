@@ -32,8 +32,8 @@ def test_python_encoder_matches_vector(vec):
     assert line.endswith(b"\n") and line.count(b"\n") == 1 and len(line) <= VECTORS["max_line_bytes"]
     got = json.loads(line)
     for f in BAR_FIELDS:
-        assert got.get(f, 0) == want[f], f
-        assert type(got.get(f, 0)) in (int, float)  or f == "symbol"
+        assert got.get(f) == want[f], f  # an absent vwap / trade_count stays absent (None), never 0
+        assert type(got.get(f)) in (int, float) or f == "symbol" or want[f] is None
     assert got.get("type", "bar") == want["kind"]
     assert got.get("seq") == want["seq"]
     assert got.get("source") == want["source"]
@@ -69,6 +69,11 @@ def test_stream_and_rest_timestamps_agree():
     assert protocol.bar_values(a) == protocol.bar_values(b)
     assert protocol.normalise_alpaca_bar({**stream, "T": "u"}, source="stream")["kind"] == "updated_bar"
     assert protocol._ts_to_ms("2025-10-08T13:28:00.123456789Z") == ts + 123
+    # A bar without vw / n keeps them absent, never 0.
+    bare = protocol.normalise_alpaca_bar({k: v for k, v in rest.items() if k not in ("vw", "n")}, source="backfill",
+                                         symbol="SPY")
+    assert (bare["vwap"], bare["trade_count"]) == (None, None)
+    assert b'"vwap"' not in protocol.encode_bar(bare) and b'"trade_count"' not in protocol.encode_bar(bare)
 
 
 def test_encoder_refuses_bad_bars_and_oversize():
@@ -160,7 +165,7 @@ def test_direct_bar_formatting_equals_json_dumps():
     for i in range(2000):
         low = rng.choice([0.0, 1e-7, 0.01, 1.0, 671.1, 123456.789, 1e15, 3.0e16, rng.random() * 1000])
         high = low + rng.choice([0.0, 0.5, 1e-9, rng.random()])
-        bar = {"symbol": rng.choice(["SPY", "BTC/USD", 'A"B', "X\\Y"]), "timestamp_ms": 1759930080000 + i,
+        bar = {"symbol": rng.choice(["SPY", "BTC/USD", 'A"B', "X\\Y"]), "timestamp_ms": 1759930080000 + i * 60_000,
                "open": low, "high": high, "low": low, "close": high,
                "volume": rng.choice([0, 5, 18234.0, 0.25, 2**53 + 2.0]), "vwap": rng.choice([None, 0, low]),
                "trade_count": rng.choice([None, 0, 212]), "kind": rng.choice(["bar", "updated_bar"]),
@@ -170,9 +175,12 @@ def test_direct_bar_formatting_equals_json_dumps():
             expected["type"] = bar["kind"]
         expected["symbol"] = bar["symbol"]
         expected["timestamp_ms"] = bar["timestamp_ms"]
-        for f in ("open", "high", "low", "close", "volume", "vwap"):
-            expected[f] = protocol._num(bar.get(f) or 0)
-        expected["trade_count"] = int(bar["trade_count"] or 0)
+        for f in ("open", "high", "low", "close", "volume"):
+            expected[f] = protocol._num(bar[f])
+        if bar["vwap"] is not None:
+            expected["vwap"] = protocol._num(bar["vwap"])
+        if bar["trade_count"] is not None:
+            expected["trade_count"] = bar["trade_count"]
         if bar["source"]:
             expected["source"] = bar["source"]
         expected["seq"] = i
