@@ -67,7 +67,7 @@ const WRITE_BATCH: usize = 64;
 const MAX_DETAIL_CHARS: usize = 1000;
 /// ... and in bytes, so that a status line always fits one atomic write of `PIPE_BUF`.
 const MAX_DETAIL_BYTES: usize = 3000;
-/// Status states the consumer knows (ARCHITECTURE.md).
+/// Status states the consumer knows (the wire contract, docs/ARCHITECTURE.md).
 pub const STATES: [&str; 6] = ["connected", "subscribed", "disconnected", "reconnecting", "auth_failed", "stale"];
 
 /// How a [`FifoWriter`] behaves.

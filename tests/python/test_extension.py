@@ -379,7 +379,7 @@ HUGE_ARGUMENTS = [
     "barbridge.FifoWriter(PATH, writer='w', backlog=2**64)",
     "barbridge.FifoWriter(PATH, writer='w', heartbeat=1e300)",
     "barbridge.FifoWriter(PATH, writer='w', pipe_size=2**40)",
-    "barbridge.FifoWriter(PATH, writer='w', replay=10**12)",
+    "barbridge.FifoWriter(PATH, writer='w', unacked_bytes=-1)",
     "barbridge.FifoWriter(PATH, writer='w', open_backoff_max=-1)",
     "barbridge.FifoWriter(PATH, writer='w').next_event(1e300)",
     "barbridge.FifoWriter(PATH, writer='w').close(flush_timeout=float('inf'))",
