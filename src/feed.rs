@@ -138,12 +138,6 @@ impl Subscriber {
     }
 }
 
-thread_local! {
-    /// The consumer (by address) whose channel deliveries this thread is holding, or 0.
-    static HOLDING: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
-    static HELD: std::cell::RefCell<Vec<BarEvent>> = const { std::cell::RefCell::new(Vec::new()) };
-}
-
 /// Subscriber report for the status file.
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct SubscriberStatus {
@@ -432,13 +426,14 @@ impl Consumer {
     /// before the error is returned, so a caller may ignore it.
     pub fn ingest_line(&self, bytes: &[u8]) -> Result<Ingested, WireError> {
         self.health.on_message();
-        self.ingest_received_line(bytes)
+        self.ingest_received_line(bytes, None)
     }
 
     /// [`Consumer::ingest_line`] for a line whose arrival was already stamped with
     /// `health.on_message()` (the FIFO reader stamps once per read batch: its lines arrived
-    /// together).
-    fn ingest_received_line(&self, bytes: &[u8]) -> Result<Ingested, WireError> {
+    /// together). With `held`, channel deliveries are collected there for the caller to send at
+    /// the end of its batch (one wake-up per batch); callbacks still run at once.
+    fn ingest_received_line(&self, bytes: &[u8], held: Option<&mut Vec<BarEvent>>) -> Result<Ingested, WireError> {
         let c = &self.health.counters;
         c.lines.fetch_add(1, Ordering::Relaxed);
         let line = match parse_line(bytes) {
@@ -454,7 +449,7 @@ impl Consumer {
             }
         }
         Ok(match line {
-            Line::Bar(b) => self.accept(&b.symbol, b.bar, b.kind, b.source),
+            Line::Bar(b) => self.accept(&b.symbol, b.bar, b.kind, b.source, held),
             Line::Heartbeat(h) => {
                 c.heartbeats.fetch_add(1, Ordering::Relaxed);
                 if let (Some(from), Some(writer)) = (h.retained_from, h.writer.as_deref()) {
@@ -486,7 +481,7 @@ impl Consumer {
             self.reject(&e, symbol.as_bytes());
             return Err(e);
         }
-        Ok(self.accept(symbol, bar, kind, source))
+        Ok(self.accept(symbol, bar, kind, source, None))
     }
 
     /// An input rejected before it could be decoded (an oversize line, a Python object that is
@@ -508,7 +503,7 @@ impl Consumer {
         }
     }
 
-    fn accept(&self, symbol: &str, bar: Bar, kind: BarKind, source: Option<Source>) -> Ingested {
+    fn accept(&self, symbol: &str, bar: Bar, kind: BarKind, source: Option<Source>, held: Option<&mut Vec<BarEvent>>) -> Ingested {
         let c = &self.health.counters;
         if let Some(filter) = &self.symbols {
             if !filter.contains(symbol) {
@@ -546,12 +541,12 @@ impl Consumer {
                 let kind = if outcome == Inserted::Replaced { BarKind::UpdatedBar } else { BarKind::Bar };
                 j.record(&name, &bar, kind);
             }
-            self.deliver(BarEvent { symbol: name, bar, correction: outcome == Inserted::Replaced, source });
+            self.deliver(BarEvent { symbol: name, bar, correction: outcome == Inserted::Replaced, source }, held);
         }
         Ingested::Bar(outcome)
     }
 
-    fn deliver(&self, event: BarEvent) {
+    fn deliver(&self, event: BarEvent, held: Option<&mut Vec<BarEvent>>) {
         if self.callbacks.load(Ordering::Acquire) > 0 {
             let subs = self.subscribers.read().unwrap_or_else(|e| e.into_inner());
             for sub in subs.iter() {
@@ -562,28 +557,9 @@ impl Consumer {
                 }
             }
         }
-        if HOLDING.with(|h| h.get()) == self.id() {
-            HELD.with(|held| held.borrow_mut().push(event));
-        } else {
-            self.send_to_channels(std::slice::from_ref(&event));
-        }
-    }
-
-    fn id(&self) -> usize {
-        self as *const Consumer as usize
-    }
-
-    /// While on, channel deliveries made by this thread wait for [`Consumer::release_held`]:
-    /// a subscriber is woken once per read batch instead of once per bar (callbacks still run
-    /// at once). The FIFO reader thread uses it; the batch ends before the reader waits again.
-    fn hold_deliveries_on_this_thread(&self, on: bool) {
-        HOLDING.with(|h| h.set(if on { self.id() } else { 0 }));
-    }
-
-    fn release_held(&self) {
-        let events = HELD.with(|held| std::mem::take(&mut *held.borrow_mut()));
-        if !events.is_empty() {
-            self.send_to_channels(&events);
+        match held {
+            Some(held) => held.push(event),
+            None => self.send_to_channels(std::slice::from_ref(&event)),
         }
     }
 
@@ -657,9 +633,18 @@ struct FifoSinkAdapter<'a> {
     /// The current read batch's arrival is stamped (once per batch, not per line).
     stamped: bool,
     acks: AckPublisher,
+    /// Channel deliveries of the current read batch, sent at its end (one wake-up per batch).
+    held: Vec<BarEvent>,
 }
 
 impl FifoSinkAdapter<'_> {
+    fn release_held(&mut self) {
+        if !self.held.is_empty() {
+            self.consumer.send_to_channels(&self.held);
+            self.held.clear();
+        }
+    }
+
     /// Publish the writers' positions if every line processed so far is durable.
     fn acknowledge(&mut self, force: bool) {
         if (force || self.acks.due()) && self.consumer.durable() {
@@ -674,7 +659,7 @@ impl FrameSink for FifoSinkAdapter<'_> {
             self.consumer.health.on_message();
             self.stamped = true;
         }
-        let _ = self.consumer.ingest_received_line(line);
+        let _ = self.consumer.ingest_received_line(line, Some(&mut self.held));
     }
     fn oversize(&mut self, len: usize) {
         self.consumer.ingest_rejected(&WireError::Oversize { len }, b"");
@@ -689,7 +674,7 @@ impl FrameSink for FifoSinkAdapter<'_> {
     fn batch_end(&mut self) {
         self.stamped = false;
         self.consumer.flush();
-        self.consumer.release_held();
+        self.release_held();
         self.acknowledge(false);
     }
     fn idle(&mut self) {
@@ -762,12 +747,11 @@ impl FifoFeed {
                         stop_when_writers_gone: options.stop_when_writers_gone,
                         stamped: false,
                         acks,
+                        held: Vec::new(),
                     };
-                    consumer.hold_deliveries_on_this_thread(true);
                     let result = read_fifo(&reader_path, &options.reader, &stop, &mut sink);
-                    consumer.release_held();
-                    consumer.hold_deliveries_on_this_thread(false);
                     consumer.flush();
+                    sink.release_held();
                     sink.acknowledge(true);
                     // The durable cursor stays in the journal; the next consumer publishes anew.
                     let _ = std::fs::remove_file(crate::cursor::ack_path(&reader_path));

@@ -295,3 +295,32 @@ fn a_line_destroyed_by_a_stray_writer_is_counted() {
     drop((stray, w));
     stop_and_join(feed);
 }
+
+/// A callback that ingests a bar of its own on the reader thread (a derived series, say) has it
+/// delivered at once, not held until the reader's batch ends.
+#[test]
+fn a_callback_ingesting_on_the_reader_thread_is_delivered_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let (consumer, feed, path) = start(&dir);
+    let derived = Arc::new(consumer.subscribe(barbridge::Subscription::symbols(["DRV"])));
+    let seen_at_once = Arc::new(AtomicUsize::new(0));
+    {
+        let (consumer, derived, seen) = (Arc::downgrade(&consumer), derived.clone(), seen_at_once.clone());
+        consumer.upgrade().unwrap().on_bar(&["SPY"], move |event| {
+            let Some(consumer) = consumer.upgrade() else { return };
+            let line = seed_line("DRV", (event.bar.timestamp_ms - 1_759_930_080_000) / 60_000, 10.0);
+            consumer.ingest_line(line.trim_end().as_bytes()).unwrap();
+            if derived.try_recv().is_ok() {
+                seen.fetch_add(1, Ordering::Relaxed);
+            }
+        });
+    }
+    let mut w = open_writer(&path);
+    for i in 0..3 {
+        write_line(&mut w, &seed_line("SPY", i, 10.0));
+    }
+    assert!(wait_until(LONG, || consumer.store().len("DRV") == 3));
+    assert_eq!(seen_at_once.load(Ordering::Relaxed), 3, "each derived bar reached its subscriber inside the callback");
+    drop(w);
+    stop_and_join(feed);
+}
