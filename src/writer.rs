@@ -105,6 +105,27 @@ impl Default for WriterOptions {
     }
 }
 
+impl WriterOptions {
+    /// Check every option: a backlog of 0 would drop every line, a pipe below one page cannot be
+    /// asked for, a zero ack poll would spin.
+    ///
+    /// # Errors
+    /// [`WriterError::InvalidOption`] naming the first option out of range.
+    pub fn validate(&self) -> Result<(), WriterError> {
+        let bad = |name, value: String, rule| Err(WriterError::InvalidOption { name, value, rule });
+        if self.backlog == 0 {
+            return bad("backlog", "0".into(), "at least 1 line");
+        }
+        if !(4096..=1 << 30).contains(&self.pipe_size) {
+            return bad("pipe_size", self.pipe_size.to_string(), "between 4096 and 2^30 bytes");
+        }
+        if self.ack_poll.is_zero() {
+            return bad("ack_poll", format!("{:?}", self.ack_poll), "longer than zero");
+        }
+        Ok(())
+    }
+}
+
 /// A writer id unique to this process: the pid and the start time (base 36 milliseconds), so
 /// that a restarted writer never continues an earlier one's sequence.
 pub fn default_writer_id() -> String {
@@ -152,6 +173,8 @@ pub enum WriterError {
     Write { path: PathBuf, source: io::Error },
     #[error("writer id {writer:?} is not 1-64 printable ASCII characters")]
     InvalidWriterId { writer: String },
+    #[error("writer option {name} is {value}; it must be {rule}")]
+    InvalidOption { name: &'static str, value: String, rule: &'static str },
 }
 
 /// Receives what the writer has to say (connections, losses, drops), with a level. The default
@@ -214,7 +237,7 @@ struct Shared {
 
 impl Shared {
     fn enqueue(&self, item: Item) {
-        if self.queued.fetch_add(1, Ordering::Relaxed) >= self.options.backlog.max(1) {
+        if self.queued.fetch_add(1, Ordering::Relaxed) >= self.options.backlog {
             // Keep the newest data: the oldest minutes can be backfilled over REST later.
             if self.lines.1.try_recv().is_ok() {
                 self.queued.fetch_sub(1, Ordering::Relaxed);
@@ -297,6 +320,7 @@ impl FifoWriter {
         if writer.is_empty() || writer.len() > 64 || !writer.bytes().all(|b| b.is_ascii_graphic()) {
             return Err(WriterError::InvalidWriterId { writer: writer.clone() });
         }
+        self.shared.options.validate()?;
         Ok(fifo::prepare_fifo(&self.shared.path)?)
     }
 

@@ -146,3 +146,18 @@ fn invalid_bars_and_unusable_fifos_are_refused() {
     let err = FifoWriter::new(&path, options("has space")).start().unwrap_err();
     assert!(matches!(err, WriterError::InvalidWriterId { .. }), "{err}");
 }
+
+#[test]
+fn options_out_of_range_are_refused_before_anything_starts() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = fifo_in(&dir);
+    for options in [
+        WriterOptions { backlog: 0, ..options("w1") },
+        WriterOptions { pipe_size: 100, ..options("w1") },
+        WriterOptions { ack_poll: Duration::ZERO, ..options("w1") },
+    ] {
+        let err = FifoWriter::new(&path, options).start().unwrap_err();
+        assert!(matches!(err, WriterError::InvalidOption { .. }), "{err}");
+        assert!(err.to_string().starts_with("writer option "), "{err}");
+    }
+}
