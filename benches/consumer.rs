@@ -6,6 +6,21 @@ use std::hint::black_box;
 
 use barbridge::wire::parse_line;
 use barbridge::{Bar, BarStore, Consumer, InsertMode};
+/// The fair baseline for the parser: serde into the same fields, typed, borrowing the symbol.
+#[derive(serde::Deserialize)]
+#[allow(dead_code)]
+struct TypedBar<'a> {
+    symbol: &'a str,
+    timestamp_ms: i64,
+    open: f64,
+    high: f64,
+    low: f64,
+    close: f64,
+    volume: f64,
+    vwap: Option<f64>,
+    trade_count: Option<u64>,
+}
+
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 
 const SEED_LINE: &[u8] = br#"{"symbol": "SPY", "timestamp_ms": 1759930080000, "open": 671.2, "high": 671.5, "low": 671.1, "close": 671.4, "volume": 18234, "vwap": 671.33, "trade_count": 212}"#;
@@ -28,6 +43,9 @@ fn wire(c: &mut Criterion) {
     let mut g = c.benchmark_group("wire");
     g.throughput(Throughput::Elements(1));
     g.bench_function("parse_line+validate (seed line)", |b| b.iter(|| parse_line(black_box(SEED_LINE)).unwrap()));
+    g.bench_function("baseline: serde_json into a typed struct (no validation)", |b| {
+        b.iter(|| serde_json::from_slice::<TypedBar>(black_box(SEED_LINE)).unwrap())
+    });
     g.bench_function("baseline: serde_json::Value parse", |b| {
         b.iter(|| serde_json::from_slice::<serde_json::Value>(black_box(SEED_LINE)).unwrap())
     });
