@@ -28,6 +28,8 @@
 //! ```
 //! See `examples/engine.rs` for a complete program.
 
+#![deny(unsafe_code)] // one exception: wire::ascii_str, documented and tested there
+
 pub mod bar;
 pub mod calendar;
 pub mod capacity;

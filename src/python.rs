@@ -1140,7 +1140,7 @@ pub struct PyFifoReader {
 
 impl PyFifoReader {
     fn finished(&self) -> bool {
-        lock(&self.feed).as_ref().map_or(true, |f| f.is_finished())
+        lock(&self.feed).as_ref().is_none_or(|f| f.is_finished())
     }
 
     /// Stop and join the reader thread; its error, if it ended with one.
