@@ -43,7 +43,7 @@ class LineTooLong(ValueError):
 
 
 def _num(v: float) -> Any:
-    """Integral floats are written as integers (like the seed and the Rust encoder)."""
+    """Integral floats are written as integers (like the Rust encoder)."""
     if isinstance(v, bool):
         raise TypeError("bool is not a number")
     if isinstance(v, int):

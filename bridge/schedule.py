@@ -4,7 +4,7 @@
 
 prints shell assignments (``KEY=value``, one a line) that ``scripts/launch_live_trading.sh`` evals:
 
-    SESSION_DATE    the New York calendar date of "now" (never a remembered date: incident 004)
+    SESSION_DATE    the New York calendar date of "now" (never a remembered date: a restart must not trade on yesterday's)
     TRADING_DAY     1 if NYSE has a regular session that day (exchange_calendars XNYS), else 0
     EARLY_CLOSE     1 on early-close days (e.g. 13:00 the day after Thanksgiving)
     OPEN_EPOCH      start instant (epoch seconds): the configured open time, New York, that day

@@ -3,7 +3,7 @@
 # with the baselines measured in the same run (about 10 minutes on a 2-core machine):
 #   cargo bench --bench pipeline   latency (and its bare-pipe floor), burst, memory, idle CPU
 #   scripts/bench_fifo.sh          FIFO throughput vs wc -l and a plain Python consumer
-#   scripts/bench_sidecar.py       the sidecar's FifoSink vs the seed's open-per-bar writer
+#   scripts/bench_sidecar.py       the sidecar's FifoSink vs a naive open-per-bar writer
 #   scripts/bench_python_push.py   the extension's push paths vs pure Python
 #   cargo bench --bench consumer   criterion: parse, store insert, ingest, queries (--criterion)
 # Needs .venv/ (scripts/test_all.sh creates it); builds the extension when missing.

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Sidecar write path: bars/s of the sidecar's FifoSink (submit_bar validates and queues in Rust;
 the extension's writer thread encodes and writes whole lines, up to 4096 bytes per write) against
-the seed sidecar's approach (open the FIFO, json.dump one bar, close, for every bar), into the
+a naive sidecar's approach (open the FIFO, json.dump one bar, close, for every bar), into the
 same reader, in one run. Timed from the first submit until every line is written.
 
     .venv/bin/python scripts/bench_sidecar.py [--bars 100000]
@@ -54,7 +54,7 @@ class Reader:
 def seed_writer(fifo: Path, data: list[dict]) -> float:
     t0 = time.perf_counter()
     for bar in data:
-        with open(fifo, "w") as f:  # exactly the seed sidecar's handler body
+        with open(fifo, "w") as f:  # a naive sidecar's handler body
             json.dump(bar, f)
             f.write("\n")
     return time.perf_counter() - t0
@@ -92,7 +92,7 @@ def main() -> int:
     print(f"{'writer':<32} {'lines read':>10} {'bars/s':>10}")
     for name, lines, rate in rows:
         print(f"{name:<32} {lines:>10,} {rate:>10,.0f}")
-    print(f"FifoSink = {rows[1][2] / rows[0][2]:.1f}x the seed's open-per-bar writer (target >= 20x)")
+    print(f"FifoSink = {rows[1][2] / rows[0][2]:.1f}x a naive open-per-bar writer (target >= 20x)")
     return 0
 
 

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Standalone end-to-end check of the whole pipe, offline (the seed's "test complete integration"):
+# Standalone end-to-end check of the whole pipe, offline (a one-screen verdict):
 #   fake Alpaca server (python -m bridge.fake_alpaca_server) → sidecar (alpaca-py, --source alpaca)
 #   → private FIFO → Rust consumer (barbridge run --echo)
 # It streams a deterministic set of bars for 4 symbols, injects disconnects (a TCP drop and a

@@ -174,7 +174,7 @@ mod tests {
 
     #[test]
     fn new_york_dates_are_not_utc_dates() {
-        // 2025-10-22 02:52 UTC is still 2025-10-21 in New York (the seed's "wrong date" trap
+        // 2025-10-22 02:52 UTC is still 2025-10-21 in New York (the "wrong date after a restart" trap
         // is the opposite mistake: using a stale date instead of computing it).
         assert_eq!(ny_date(1_761_101_520_000), d("2025-10-21"));
         let (start, end) = ny_day_bounds(1_761_101_520_000);

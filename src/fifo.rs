@@ -1,7 +1,7 @@
 //! FIFO reader: creates and checks the named pipe, frames `\n`-terminated lines, survives writers
 //! coming and going, and never blocks shutdown.
 //!
-//! How it avoids the seed reader's defects:
+//! How it avoids the defects of a naive FIFO reader:
 //! - `open()` is non-blocking (`O_NONBLOCK`), and waiting is `poll()` with a timeout, so a stop
 //!   request is seen within one poll interval even when no writer ever came.
 //! - When every writer has closed (EOF), the reader opens a *new* read descriptor before closing

@@ -1,4 +1,4 @@
-//! The FIFO reader on real FIFOs with real writer threads: the seed's open-write-close writer,
+//! The FIFO reader on real FIFOs with real writer threads: an open-write-close-per-bar writer,
 //! concurrent writers, bad lines among good ones, shutdown in every state.
 
 mod common;

@@ -6,7 +6,7 @@ use barbridge::wire::{encode_bar, parse_line, validate, Line, MAX_LINE_BYTES, MI
 use proptest::prelude::*;
 use serde_json::Value;
 
-/// The lines of `tests/wire_vectors.json`: the seeds that mutations start from (read once).
+/// The lines of `tests/wire_vectors.json`: the lines that mutations start from (read once).
 fn vector_lines() -> &'static [Vec<u8>] {
     static LINES: std::sync::OnceLock<Vec<Vec<u8>>> = std::sync::OnceLock::new();
     LINES.get_or_init(read_vector_lines)

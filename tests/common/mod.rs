@@ -21,7 +21,7 @@ pub fn wait_until(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
 
 pub const LONG: Duration = Duration::from_secs(30);
 
-/// A seed-format bar line (exactly as the seed sidecar's json.dump wrote it).
+/// A bar line in the original format (exactly as Python's json.dump writes it, with spaces).
 pub fn seed_line(symbol: &str, minute: i64, close: f64) -> String {
     format!(
         "{{\"symbol\": \"{symbol}\", \"timestamp_ms\": {}, \"open\": {close}, \"high\": {}, \"low\": {}, \"close\": {close}, \"volume\": 100, \"vwap\": {close}, \"trade_count\": 5}}\n",

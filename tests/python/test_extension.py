@@ -67,7 +67,7 @@ def test_readme_one_liner():
     assert repr(b) == ("Bar(symbol='SPY', timestamp_ms=1759930080000, open=671.2, high=671.5, low=671.1, "
                        "close=671.4, volume=18234.0, vwap=671.33, trade_count=212)")
     assert b.to_dict() == {**seed, "volume": 18234.0}
-    assert b.to_line() == VECTORS[1]["line"]  # the seed's compact format
+    assert b.to_line() == VECTORS[1]["line"]  # the original compact bar format
 
 
 # ------------------------------------------------------------------------ wire vectors
@@ -290,7 +290,7 @@ def test_echo_prints_wire_lines():
     r = subprocess.run([PY, "-c", code], capture_output=True, text=True, timeout=60, env=child_env())
     assert r.returncode == 0, r.stderr
     lines = r.stdout.splitlines()
-    assert lines[0] == VECTORS[1]["line"], "duplicates are not echoed; the line is the seed's format"
+    assert lines[0] == VECTORS[1]["line"], "duplicates are not echoed; the line is the original compact format"
     assert len(lines) == 2 and lines[1].startswith('{"type":"updated_bar"') and '"close":671.5' in lines[1]
 
 
@@ -532,7 +532,7 @@ def test_push_batch_releases_the_gil():
 # -------------------------------------------------------------------------- FifoReader
 
 WRITER = textwrap.dedent("""
-    # Writes each line of stdin to the FIFO with its own open/write/close, like the seed sidecar.
+    # Writes each line of stdin to the FIFO with its own open/write/close, like a naive sidecar.
     import errno, os, sys, time
     path = sys.argv[1]
     for line in sys.stdin.buffer:

@@ -345,7 +345,7 @@ def test_check_offline_demo_passes_and_live_failure_masks_the_key(tmp_path, cons
     assert code == 2, out
     assert "FAIL  cannot reach http://127.0.0.1:9" in out and "Fix:" in out, out
     assert "****WXYZ" in out and KEY not in out and SECRET not in out
-    # a broken CA bundle is named as such (incident 000)
+    # a broken CA bundle is named as such (a TLS failure must say why)
     code, out = run_launcher(tmp_path, consumer_bin, ["--check"], env={"SSL_CERT_FILE": str(tmp_path / "nope.pem")},
                              config=config)
     assert code == 2 and "SSL_CERT_FILE" in out and "does not exist" in out, out
