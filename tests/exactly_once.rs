@@ -209,14 +209,18 @@ fn twenty_kills_during_a_flood_lose_and_double_nothing() {
             }
         })
     };
-    let mut rng = 0x2545_f491_4f6c_dd1du64;
+    // A different kill pattern each run (printed, to replay a failure with BARBRIDGE_KILL_SEED).
+    let mut rng = std::env::var("BARBRIDGE_KILL_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or_else(|| {
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64 | 1
+    });
+    eprintln!("kill pattern: BARBRIDGE_KILL_SEED={rng}");
     for _ in 0..20 {
         rng ^= rng << 13;
         rng ^= rng >> 7;
         rng ^= rng << 17;
         let started = Instant::now();
         // Let the restarted consumer get going (or the flood end), then kill it mid-stream.
-        wait_until(Duration::from_millis(50 + rng % 250), || false);
+        wait_until(Duration::from_millis(rng % 300), || false);
         sigkill(consumer);
         consumer = setup.consumer();
         assert!(started.elapsed() < Duration::from_secs(30));
