@@ -214,6 +214,7 @@ impl ConsumerBuilder {
             subscribers: RwLock::new(Vec::new()),
             callbacks: AtomicUsize::new(0),
             log_limiter: RateLimitedLog::new(Duration::from_secs(10), 5),
+            status_sections: RwLock::new(Vec::new()),
         })
     }
 }
@@ -238,7 +239,11 @@ pub struct Consumer {
     /// How many subscribers are callbacks: without any, a bar takes no subscriber lock.
     callbacks: AtomicUsize,
     log_limiter: RateLimitedLog,
+    /// Sections other parts add to the status file (e.g. `publish`), by name.
+    status_sections: RwLock<Vec<(String, StatusSection)>>,
 }
+
+type StatusSection = Box<dyn Fn() -> serde_json::Value + Send + Sync>;
 
 impl std::fmt::Debug for Consumer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -290,7 +295,7 @@ impl Consumer {
     }
 
     /// Nothing recorded is still waiting for the journal (always true without one).
-    fn durable(&self) -> bool {
+    pub(crate) fn durable(&self) -> bool {
         self.journal.as_ref().is_none_or(|j| j.is_clean())
     }
 
@@ -335,6 +340,18 @@ impl Consumer {
     /// The health, with each symbol's liveness from the store.
     pub fn health_snapshot(&self) -> HealthSnapshot {
         self.health.snapshot(self.store.symbol_health())
+    }
+
+    /// Add a section to the status file: `f` is called at every rewrite and its value written
+    /// under `name` in `sections`.
+    pub fn add_status_section(&self, name: impl Into<String>, f: impl Fn() -> serde_json::Value + Send + Sync + 'static) {
+        self.status_sections.write().unwrap_or_else(|e| e.into_inner()).push((name.into(), Box::new(f)));
+    }
+
+    /// The current value of every added status section.
+    pub fn status_sections(&self) -> std::collections::BTreeMap<String, serde_json::Value> {
+        let sections = self.status_sections.read().unwrap_or_else(|e| e.into_inner());
+        sections.iter().map(|(name, f)| (name.clone(), f())).collect()
     }
 
     /// Subscribe over a bounded channel.
@@ -576,11 +593,11 @@ impl Consumer {
     /// While on, channel deliveries made by this thread wait for [`Consumer::release_held`]:
     /// a subscriber is woken once per read batch instead of once per bar (callbacks still run
     /// at once). The FIFO reader thread uses it; the batch ends before the reader waits again.
-    fn hold_deliveries_on_this_thread(&self, on: bool) {
+    pub(crate) fn hold_deliveries_on_this_thread(&self, on: bool) {
         HOLDING.with(|h| h.set(if on { self.id() } else { 0 }));
     }
 
-    fn release_held(&self) {
+    pub(crate) fn release_held(&self) {
         let events = HELD.with(|held| std::mem::take(&mut *held.borrow_mut()));
         if !events.is_empty() {
             self.send_to_channels(&events);
