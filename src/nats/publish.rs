@@ -97,11 +97,17 @@ impl Publisher {
             stream,
             stop: stop.clone(),
             status: status.clone(),
-            cursor: load_cursor(journal_dir),
+            cursor: Cursor::default(),
             saved_at: Instant::now(),
             dirty: false,
             last_outage_log: None,
         };
+        // A first start's decision (what history is not published) is saved before anything
+        // else, so a restart keeps it.
+        let (cursor, fresh) = load_cursor(journal_dir);
+        task.cursor = cursor;
+        task.dirty = fresh;
+        task.save_cursor();
         let thread = std::thread::Builder::new()
             .name("barbridge-publish".into())
             .spawn(move || {
@@ -134,11 +140,12 @@ impl Publisher {
     }
 }
 
-fn load_cursor(dir: &Path) -> Cursor {
+/// The saved cursor, or a first start's (and `true`).
+fn load_cursor(dir: &Path) -> (Cursor, bool) {
     let path = dir.join(PUBLISH_CURSOR_FILE);
     match std::fs::read(&path) {
         Ok(bytes) => match serde_json::from_slice::<Cursor>(&bytes) {
-            Ok(c) => return c,
+            Ok(c) => return (c, false),
             Err(e) => log::error!("{} is unreadable ({e}): publishing today's journal from its start (the server drops what it has)", path.display()),
         },
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
@@ -161,7 +168,7 @@ fn load_cursor(dir: &Path) -> Cursor {
     if !files.is_empty() {
         log::info!("publishing starts with today's journal; {} earlier day file(s) are not published", files.len());
     }
-    Cursor { from: String::new(), files }
+    (Cursor { from: String::new(), files }, true)
 }
 
 /// `bars-YYYY-MM-DD.jsonl` → the date part.
