@@ -70,7 +70,15 @@ impl Publishing {
         #[cfg(feature = "nats")]
         if let Some(p) = self.publisher {
             p.stop();
-            if let Err(e) = p.join() {
+            // An acknowledgement in flight waits at most a few seconds; what is not acknowledged
+            // is published again by the next start (and dropped by the server if it had it).
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+            while !p.is_finished() && std::time::Instant::now() < deadline {
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+            if !p.is_finished() {
+                log::warn!("the publisher did not stop within 5 s; its position is saved up to the last acknowledged record");
+            } else if let Err(e) = p.join() {
                 log::error!("{e}");
             }
         }

@@ -134,6 +134,11 @@ impl Publisher {
         self.stop.store(true, Ordering::Relaxed);
     }
 
+    /// True once the thread has ended.
+    pub fn is_finished(&self) -> bool {
+        self.thread.is_finished()
+    }
+
     /// Wait for the thread.
     pub fn join(self) -> Result<(), NatsError> {
         self.thread.join().unwrap_or(Err(NatsError::Panicked))
@@ -284,6 +289,11 @@ impl Task {
 
     /// One pass over the day files: publish what is new. `Ok(true)` when something was.
     async fn pass(&mut self, js: &async_nats::jetstream::Context) -> Result<bool, String> {
+        // Sending while disconnected would only fill the client's buffer (and could wait there
+        // past a stop request): the backlog waits in the journal instead.
+        if js.client().connection_state() != async_nats::connection::State::Connected {
+            return Err("not connected".into());
+        }
         let files = self.day_files().map_err(|e| e.to_string())?;
         let mut progressed = false;
         for (name, meta) in files {
