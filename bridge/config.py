@@ -88,6 +88,8 @@ KNOWN_KEYS: dict[str, str] = {
     "BARBRIDGE_RUNTIME_DIR": "private directory for the FIFO, status, pid and lock files",
     "BARBRIDGE_BIN": "the consumer binary (default: target/release/barbridge, built when out of date)",
     "RUST_LOG": "consumer log level",
+    # fan-out over NATS JetStream
+    "NATS_URL": "nats://HOST:PORT: the consumer publishes every journaled bar to JetStream there",
 }
 
 _LINE = re.compile(r"^\s*(?:export\s+)?([A-Za-z_][A-Za-z0-9_]*)\s*=(.*)$")

@@ -54,7 +54,7 @@ ensure_consumer() { # cargo decides whether anything changed (a no-op when fresh
         return 0
     fi
     [[ -x $bin ]] || log "building the Rust consumer (cargo build --release --bin barbridge; takes a few minutes)"
-    cargo build --quiet --release --locked --bin barbridge --manifest-path "$REPO/Cargo.toml" ||
+    cargo build --quiet --release --locked --features nats --bin barbridge --manifest-path "$REPO/Cargo.toml" ||
         die "cargo build failed (see above)." "fix the build error, then rerun."
 }
 

@@ -25,8 +25,18 @@ if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
     echo "$want" > "$stamp"
 fi
 
+log "nats-server (the NATS tests run a real one)"
+if ! command -v nats-server >/dev/null; then
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null \
+        && apt-get update -qq >/dev/null && apt-get install -y -qq nats-server >/dev/null; then
+        echo "installed nats-server $(nats-server --version)"
+    else
+        echo "test_all: nats-server is missing and could not be installed (as root: apt-get install nats-server); the NATS tests will fail" >&2
+    fi
+fi
+
 log "Rust build (release binary for the end-to-end tests)"
-cargo build --release --locked --bins --examples
+cargo build --release --locked --features nats --bins --examples
 
 log "Python extension barbridge (pyo3, built by maturin into .venv)"
 # maturin develop when src/, Cargo.* or pyproject.toml changed since the last build (the stamp the
@@ -34,8 +44,8 @@ log "Python extension barbridge (pyo3, built by maturin into .venv)"
 scripts/ensure_extension.sh
 .venv/bin/python -c "import barbridge" || { echo "test_all: the barbridge extension does not import" >&2; exit 1; }
 
-log "Rust tests"
-cargo test --locked
+log "Rust tests (with the NATS feature)"
+cargo test --locked --features nats
 
 log "Python and end-to-end tests"
 export BARBRIDGE_BIN="$repo/target/release/barbridge"

@@ -208,6 +208,7 @@ impl ConsumerBuilder {
             subscribers: RwLock::new(Vec::new()),
             callbacks: AtomicUsize::new(0),
             log_limiter: RateLimitedLog::new(Duration::from_secs(10), 5),
+            status_sections: RwLock::new(Vec::new()),
         })
     }
 }
@@ -232,7 +233,11 @@ pub struct Consumer {
     /// How many subscribers are callbacks: without any, a bar takes no subscriber lock.
     callbacks: AtomicUsize,
     log_limiter: RateLimitedLog,
+    /// Sections other parts add to the status file (e.g. `publish`), by name.
+    status_sections: RwLock<Vec<(String, StatusSection)>>,
 }
+
+type StatusSection = Box<dyn Fn() -> serde_json::Value + Send + Sync>;
 
 impl std::fmt::Debug for Consumer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -284,7 +289,7 @@ impl Consumer {
     }
 
     /// Nothing recorded is still waiting for the journal (always true without one).
-    fn durable(&self) -> bool {
+    pub(crate) fn durable(&self) -> bool {
         self.journal.as_ref().is_none_or(|j| j.is_clean())
     }
 
@@ -329,6 +334,18 @@ impl Consumer {
     /// The health, with each symbol's liveness from the store.
     pub fn health_snapshot(&self) -> HealthSnapshot {
         self.health.snapshot(self.store.symbol_health())
+    }
+
+    /// Add a section to the status file: `f` is called at every rewrite and its value written
+    /// under `name` in `sections`.
+    pub fn add_status_section(&self, name: impl Into<String>, f: impl Fn() -> serde_json::Value + Send + Sync + 'static) {
+        self.status_sections.write().unwrap_or_else(|e| e.into_inner()).push((name.into(), Box::new(f)));
+    }
+
+    /// The current value of every added status section.
+    pub fn status_sections(&self) -> std::collections::BTreeMap<String, serde_json::Value> {
+        let sections = self.status_sections.read().unwrap_or_else(|e| e.into_inner());
+        sections.iter().map(|(name, f)| (name.clone(), f())).collect()
     }
 
     /// Subscribe over a bounded channel.

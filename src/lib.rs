@@ -45,6 +45,10 @@ pub mod store;
 pub mod wire;
 pub mod writer;
 
+/// NATS JetStream fan-out (cargo feature `nats`).
+#[cfg(feature = "nats")]
+pub mod nats;
+
 #[cfg(feature = "python")]
 mod python;
 

@@ -11,8 +11,11 @@ use std::time::Duration;
 
 use barbridge::calendar::{fmt_ny_time, ny_date, session_on};
 use barbridge::journal::{day_path, FsyncPolicy, Journal};
-use barbridge::{Clock, Consumer, FeedOptions, FifoFeed, StatusReport, StatusWriter, SystemClock};
+use barbridge::{Clock, Consumer, FeedOptions, StatusReport, StatusWriter, SystemClock};
 use clap::{Parser, Subcommand, ValueEnum};
+
+mod nats_cli;
+use nats_cli::NatsArgs;
 
 #[derive(Clone, Copy, ValueEnum)]
 enum Fsync {
@@ -72,6 +75,8 @@ enum Command {
         /// When to fsync the journal: always (every read batch), interval (once a second), never.
         #[arg(long, value_enum, default_value_t = Fsync::Interval)]
         fsync: Fsync,
+        #[command(flatten)]
+        nats: NatsArgs,
     },
     /// List, per symbol, the regular-session minutes without a bar in a journal (times of day
     /// in New York time).
@@ -121,12 +126,15 @@ fn main() -> ExitCode {
         .init();
     let cli = Cli::parse();
     match cli.command {
-        Command::Run { fifo, symbols, status_file, stale_after, echo, capacity, once, drain_subscriber, journal, fsync } => {
+        Command::Run { fifo, symbols, status_file, stale_after, echo, capacity, once, drain_subscriber, journal, fsync, nats } => {
             if !(stale_after.is_finite() && stale_after > 0.0) {
                 return config_error(format!("--stale-after must be a positive number of seconds, got {stale_after}"));
             }
             if let Err(e) = check_symbols(&symbols) {
                 return e;
+            }
+            if let Err(e) = nats.check(journal.is_some()) {
+                return config_error(e);
             }
             let journal = match journal.map(|dir| Journal::open(dir, fsync.policy())).transpose() {
                 Ok(j) => j,
@@ -135,7 +143,7 @@ fn main() -> ExitCode {
             let outputs = Outputs { echo, drain_subscriber };
             // Each FIFO's consumer has its own status file: two instances never share one.
             let status_file = status_file.unwrap_or_else(|| fifo.with_file_name("status.json"));
-            run(fifo, symbols, status_file, Duration::from_secs_f64(stale_after), outputs, capacity, once, journal)
+            run(fifo, symbols, status_file, Duration::from_secs_f64(stale_after), outputs, capacity, once, journal, &nats)
         }
         Command::Gaps { journal, date, symbols, json } => match check_symbols(&symbols) {
             Ok(()) => gaps(&journal, date.as_deref(), &symbols, json),
@@ -234,6 +242,7 @@ fn run(
     capacity: usize,
     once: bool,
     journal: Option<Journal>,
+    nats: &NatsArgs,
 ) -> ExitCode {
     let mut builder = match Consumer::builder().symbols(symbols).stale_after(stale_after).capacity_per_symbol(capacity) {
         Ok(b) => b,
@@ -258,13 +267,19 @@ fn run(
         return ExitCode::from(1);
     }
     let options = FeedOptions { stop_when_writers_gone: once, stop_flag: Some(stop), ..FeedOptions::default() };
-    let feed = match FifoFeed::start(consumer.clone(), &fifo, options) {
-        Ok(feed) => feed,
-        Err(e) => return config_error(e.to_string()),
+    let (feed, read_fifo) = match nats.start_feed(&consumer, &fifo, &status_file, options) {
+        Ok(started) => started,
+        Err(e) => return config_error(e),
     };
-    let status = StatusWriter::start(consumer.clone(), status_file, Some(fifo.clone()), Duration::from_secs(1));
-    log::info!("barbridge consumer running on {} (Ctrl-C to stop)", fifo.display());
+    let journal_dir = consumer.journal().map(|j| j.dir().to_path_buf());
+    let publishing = match nats.start_publishing(&consumer, journal_dir.as_deref()) {
+        Ok(p) => p,
+        Err(e) => return config_error(e),
+    };
+    let status = StatusWriter::start(consumer.clone(), status_file, read_fifo, Duration::from_secs(1));
+    log::info!("barbridge consumer running on {} (Ctrl-C to stop)", nats.source.as_deref().map_or_else(|| fifo.display().to_string(), str::to_owned));
     let result = feed.join();
+    publishing.stop();
     status.stop();
     if let Some(echo) = echo {
         echo.finish(Duration::from_secs(2));

@@ -51,6 +51,10 @@ pub struct StatusReport {
     /// [`StatusWriter`]. A file older than [`NOT_RUNNING_AFTER_PERIODS`] of these is stale.
     #[serde(default)]
     pub refresh_ms: Option<u64>,
+    /// Sections added by other parts of the process ([`Consumer::add_status_section`]), e.g.
+    /// `publish`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub sections: BTreeMap<String, serde_json::Value>,
 }
 
 /// A status file not rewritten for this many of its refresh periods belongs to a consumer that
@@ -139,6 +143,7 @@ impl StatusReport {
             journal,
             health,
             refresh_ms: None,
+            sections: consumer.status_sections(),
         }
     }
 

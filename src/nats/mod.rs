@@ -1,0 +1,238 @@
+//! Fan-out over NATS JetStream (cargo feature `nats`): one sidecar, any number of engines on
+//! any number of hosts.
+//!
+//! ```text
+//! FIFO ─▶ barbridge run --journal J --publish nats://…   (Publisher: journal day files, in order,
+//!                                                          from J/publish-cursor.json)
+//!                 ▼
+//!         JetStream stream BARS, subjects bars.<feed>.<SYMBOL>, payload = the journal's wire line
+//!                 ▼
+//! barbridge run --source nats://… --durable NAME   (NatsFeed: a durable pull consumer; a message
+//!                                                   is acknowledged once its bar is journaled)
+//! ```
+//!
+//! * [`Publisher`] never sits in the ingest path: it reads what the journal already wrote, so a
+//!   NATS outage only grows a backlog on disk (shown in the status and the logs) that drains
+//!   when NATS returns. Every message carries `Nats-Msg-Id` [`msg_id`]: the server drops what a
+//!   restarted publisher sends again within the stream's duplicate window.
+//! * [`NatsFeed`] has the shape of [`crate::FifoFeed`]: it feeds the same [`crate::Consumer`]
+//!   (store, journal, status, subscribers, echo).
+//!
+//! Each runs one small current-thread tokio runtime on a thread of its own; the rest of the
+//! crate stays thread-based.
+
+mod publish;
+mod subscribe;
+
+pub use publish::{PublishStatus, Publisher, PUBLISH_CURSOR_FILE};
+pub use subscribe::{NatsFeed, SubscribeOptions};
+
+use std::time::Duration;
+
+/// Errors of the NATS fan-out that end a [`Publisher`] or [`NatsFeed`] (or stop them starting).
+/// Unreachable servers are not errors: both wait and retry, logging the outage.
+#[derive(Debug, thiserror::Error)]
+pub enum NatsError {
+    #[error("{url:?} is not a NATS URL (expected nats://HOST:PORT)")]
+    BadUrl { url: String },
+    #[error("cannot start the NATS thread: {0}")]
+    Thread(std::io::Error),
+    #[error("publishing needs a journal (--journal DIR): the journal is the publisher's durable backlog")]
+    NoJournal,
+    #[error("cannot read the journal for publishing: {0}")]
+    Journal(std::io::Error),
+    #[error("JetStream refused {what}: {detail}")]
+    JetStream { what: String, detail: String },
+    #[error("--since {0:?} is not a time (expected RFC 3339, e.g. 2026-12-02T14:30:00Z, or a date YYYY-MM-DD)")]
+    BadSince(String),
+    #[error("the NATS thread panicked")]
+    Panicked,
+}
+
+/// The JetStream stream the bars go to, and how it is created when absent.
+#[derive(Clone, Debug)]
+pub struct StreamOptions {
+    /// Stream name (default `BARS`).
+    pub name: String,
+    /// The `<feed>` token of the subjects `bars.<feed>.<SYMBOL>` (default `iex`).
+    pub feed: String,
+    /// Replicas in a cluster (default 1).
+    pub replicas: usize,
+    /// File storage (default) or memory.
+    pub memory: bool,
+    /// How long a message is kept (default 7 days).
+    pub max_age: Duration,
+    /// Window in which the server drops a message whose `Nats-Msg-Id` it has seen (default 2 h:
+    /// a publisher restart plus the sidecar's backfill look-back).
+    pub duplicate_window: Duration,
+}
+
+impl Default for StreamOptions {
+    fn default() -> Self {
+        StreamOptions {
+            name: "BARS".into(),
+            feed: "iex".into(),
+            replicas: 1,
+            memory: false,
+            max_age: Duration::from_secs(7 * 86_400),
+            duplicate_window: Duration::from_secs(2 * 3_600),
+        }
+    }
+}
+
+impl StreamOptions {
+    /// `bars.<feed>.<SYMBOL>`.
+    pub fn subject(&self, symbol: &str) -> String {
+        format!("bars.{}.{}", self.feed, subject_token(symbol))
+    }
+
+    fn config(&self) -> async_nats::jetstream::stream::Config {
+        use async_nats::jetstream::stream::{Config, RetentionPolicy, StorageType};
+        Config {
+            name: self.name.clone(),
+            subjects: vec![format!("bars.{}.>", self.feed)],
+            storage: if self.memory { StorageType::Memory } else { StorageType::File },
+            num_replicas: self.replicas,
+            retention: RetentionPolicy::Limits,
+            max_age: self.max_age,
+            duplicate_window: self.duplicate_window,
+            ..Default::default()
+        }
+    }
+}
+
+/// A symbol as one subject token: `.`, `*`, `>`, `%` and control or space characters (never in
+/// a valid symbol, but a token must not contain them) are written `%XX`, so `BRK.B` is
+/// `BRK%2EB`.
+pub fn subject_token(symbol: &str) -> String {
+    let mut out = String::with_capacity(symbol.len());
+    for c in symbol.chars() {
+        if matches!(c, '.' | '*' | '>' | '%') || c.is_whitespace() || c.is_control() {
+            for b in c.to_string().bytes() {
+                out.push_str(&format!("%{b:02X}"));
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// `Nats-Msg-Id` of a journal record: `SYMBOL:timestamp_ms:revision`. The first report of a
+/// minute has revision 0; a correction's revision is its byte offset in the day file, so every
+/// correction is a message of its own while a record published again keeps its id.
+pub fn msg_id(symbol: &str, timestamp_ms: i64, revision: u64) -> String {
+    format!("{symbol}:{timestamp_ms}:{revision}")
+}
+
+/// Check a `nats://HOST:PORT` URL (several, comma-separated, for a cluster).
+pub fn check_url(url: &str) -> Result<(), NatsError> {
+    let ok = url
+        .split(',')
+        .all(|u| u.strip_prefix("nats://").is_some_and(|rest| !rest.is_empty() && !rest.contains('/')));
+    if ok {
+        Ok(())
+    } else {
+        Err(NatsError::BadUrl { url: url.into() })
+    }
+}
+
+/// Connect, retrying without end (an outage is waited out and logged, never fatal).
+async fn connect(url: &str, role: &'static str) -> async_nats::Client {
+    let servers: Vec<String> = url.split(',').map(str::to_owned).collect();
+    let shown = url.to_owned();
+    loop {
+        let shown = shown.clone();
+        let options = async_nats::ConnectOptions::new()
+            .name(format!("barbridge-{role}"))
+            .retry_on_initial_connect()
+            .max_reconnects(None)
+            .connection_timeout(Duration::from_secs(2))
+            .event_callback(move |event| {
+                let shown = shown.clone();
+                async move {
+                    match event {
+                        async_nats::Event::Connected => log::info!("{role}: connected to NATS {shown}"),
+                        async_nats::Event::Disconnected => {
+                            log::warn!("{role}: disconnected from NATS {shown}; reconnecting (nothing is lost meanwhile)")
+                        }
+                        other => log::debug!("{role}: NATS event {other}"),
+                    }
+                }
+            });
+        match options.connect(servers.as_slice()).await {
+            Ok(client) => return client,
+            Err(e) => {
+                log::warn!("{role}: cannot connect to NATS {url}: {e}; retrying");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        }
+    }
+}
+
+/// Create the stream if absent (or find it), retrying while JetStream is unavailable.
+async fn ensure_stream(
+    js: &async_nats::jetstream::Context,
+    options: &StreamOptions,
+    stop: &std::sync::atomic::AtomicBool,
+) -> Option<async_nats::jetstream::stream::Stream> {
+    let mut logged = false;
+    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+        match js.get_or_create_stream(options.config()).await {
+            Ok(stream) => {
+                if logged {
+                    log::info!("JetStream stream {} is usable again", options.name);
+                }
+                return Some(stream);
+            }
+            Err(e) => {
+                if !logged {
+                    log::warn!("JetStream stream {} is not usable yet ({e}); retrying every second", options.name);
+                    logged = true;
+                }
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        }
+    }
+    None
+}
+
+/// A current-thread runtime for one NATS thread.
+fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_current_thread().enable_all().build()
+}
+
+/// Parse `--since`: RFC 3339, or a date (its midnight UTC).
+pub fn parse_since(text: &str) -> Result<i64, NatsError> {
+    if let Ok(t) = chrono::DateTime::parse_from_rfc3339(text) {
+        return Ok(t.timestamp_millis());
+    }
+    chrono::NaiveDate::parse_from_str(text, "%Y-%m-%d")
+        .ok()
+        .and_then(|d| d.and_hms_opt(0, 0, 0))
+        .map(|t| t.and_utc().timestamp_millis())
+        .ok_or_else(|| NatsError::BadSince(text.into()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn symbols_become_single_subject_tokens() {
+        assert_eq!(subject_token("SPY"), "SPY");
+        assert_eq!(subject_token("BRK.B"), "BRK%2EB");
+        assert_eq!(subject_token("BTC/USD"), "BTC/USD");
+        assert_eq!(StreamOptions::default().subject("A*>"), "bars.iex.A%2A%3E");
+    }
+
+    #[test]
+    fn urls_and_since() {
+        assert!(check_url("nats://127.0.0.1:4222").is_ok());
+        assert!(check_url("nats://a:1,nats://b:2").is_ok());
+        assert!(check_url("http://x").is_err());
+        assert_eq!(parse_since("2025-10-08T13:28:00Z").unwrap(), 1_759_930_080_000);
+        assert_eq!(parse_since("2025-10-08").unwrap(), 1_759_881_600_000);
+        assert!(parse_since("yesterday").is_err());
+    }
+}

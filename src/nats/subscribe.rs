@@ -1,0 +1,218 @@
+//! [`NatsFeed`]: a JetStream durable consumer feeding a [`Consumer`], like [`crate::FifoFeed`].
+//!
+//! Messages are fetched in batches of up to 1,000. Each payload must be one bar or
+//! `updated_bar` wire line whose symbol matches its subject; anything else is rejected and
+//! counted like a bad FIFO line, and acknowledged (it would never get better). After a batch
+//! the journal is flushed, and the batch is acknowledged only once everything is on disk (or at
+//! once without a journal): a subscriber killed at any point resumes at the first message it
+//! had not journaled, and what it gets again is recognised as a duplicate by the store.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use async_nats::jetstream::consumer::{pull, AckPolicy, DeliverPolicy};
+use futures_util::StreamExt;
+
+use super::{connect, ensure_stream, runtime, subject_token, NatsError, StreamOptions};
+use crate::feed::Consumer;
+use crate::wire::{parse_line, Line, WireError};
+
+/// Options of a [`NatsFeed`].
+#[derive(Clone, Debug)]
+pub struct SubscribeOptions {
+    pub stream: StreamOptions,
+    /// The durable consumer's name: the server remembers its position across restarts. Two
+    /// programs must not share one (they would split the bars between them).
+    pub durable: String,
+    /// For a durable created now: start at messages stored from this time (UTC epoch ms);
+    /// default: everything the stream holds. An existing durable resumes where it stopped.
+    pub since_ms: Option<i64>,
+    /// Use this stop flag (e.g. one a signal handler sets) instead of a fresh one.
+    pub stop_flag: Option<Arc<AtomicBool>>,
+}
+
+impl SubscribeOptions {
+    pub fn new(durable: impl Into<String>) -> SubscribeOptions {
+        SubscribeOptions { stream: StreamOptions::default(), durable: durable.into(), since_ms: None, stop_flag: None }
+    }
+}
+
+/// A thread feeding a JetStream stream into a [`Consumer`].
+///
+/// ```no_run
+/// use barbridge::{Consumer, Subscription};
+/// use barbridge::nats::{NatsFeed, SubscribeOptions};
+/// let consumer = Consumer::builder().build();
+/// let bars = consumer.subscribe(Subscription::symbols(["SPY"]));
+/// let feed = NatsFeed::start(consumer.clone(), "nats://127.0.0.1:4222", SubscribeOptions::new("my-engine"))?;
+/// for event in bars.iter().take(10) {
+///     println!("{} {:?}", event.symbol, event.bar);
+/// }
+/// feed.stop();
+/// feed.join()?;
+/// # Ok::<(), barbridge::nats::NatsError>(())
+/// ```
+#[derive(Debug)]
+pub struct NatsFeed {
+    stop: Arc<AtomicBool>,
+    thread: JoinHandle<Result<(), NatsError>>,
+}
+
+impl NatsFeed {
+    /// Start the subscriber thread. Call [`Consumer::resume_from_journal`] first. An
+    /// unreachable server is waited for (and logged), never an error.
+    ///
+    /// # Errors
+    /// A bad URL, or the thread cannot start.
+    pub fn start(consumer: Arc<Consumer>, url: &str, options: SubscribeOptions) -> Result<NatsFeed, NatsError> {
+        super::check_url(url)?;
+        let stop = options.stop_flag.clone().unwrap_or_default();
+        let url = url.to_owned();
+        let thread = {
+            let stop = stop.clone();
+            std::thread::Builder::new()
+                .name("barbridge-nats".into())
+                .spawn(move || {
+                    let rt = runtime().map_err(NatsError::Thread)?;
+                    let result = rt.block_on(subscribe(&consumer, &url, &options, &stop));
+                    consumer.flush();
+                    stop.store(true, Ordering::Relaxed);
+                    if let Err(e) = &result {
+                        log::error!("NATS subscriber stopped: {e}");
+                    }
+                    result
+                })
+                .map_err(NatsError::Thread)?
+        };
+        Ok(NatsFeed { stop, thread })
+    }
+
+    /// Ask the subscriber to stop; it notices within half a second.
+    pub fn stop(&self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+
+    pub fn stop_flag(&self) -> Arc<AtomicBool> {
+        self.stop.clone()
+    }
+
+    pub fn is_finished(&self) -> bool {
+        self.thread.is_finished()
+    }
+
+    /// Wait for the subscriber thread.
+    pub fn join(self) -> Result<(), NatsError> {
+        self.thread.join().unwrap_or(Err(NatsError::Panicked))
+    }
+}
+
+fn pull_config(options: &SubscribeOptions) -> Result<pull::Config, NatsError> {
+    let deliver_policy = match options.since_ms {
+        None => DeliverPolicy::All,
+        Some(ms) => {
+            let start_time = time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
+                .map_err(|_| NatsError::BadSince(ms.to_string()))?;
+            DeliverPolicy::ByStartTime { start_time }
+        }
+    };
+    Ok(pull::Config {
+        durable_name: Some(options.durable.clone()),
+        deliver_policy,
+        ack_policy: AckPolicy::Explicit,
+        ack_wait: Duration::from_secs(30),
+        max_ack_pending: 20_000,
+        filter_subject: format!("bars.{}.>", options.stream.feed),
+        ..Default::default()
+    })
+}
+
+async fn subscribe(consumer: &Consumer, url: &str, options: &SubscribeOptions, stop: &AtomicBool) -> Result<(), NatsError> {
+    let config = pull_config(options)?;
+    let client = connect(url, "subscriber").await;
+    let js = async_nats::jetstream::new(client);
+    let mut unacked: Vec<async_nats::jetstream::Message> = Vec::new();
+    let mut failing = false;
+    'attach: while !stop.load(Ordering::Relaxed) {
+        let Some(stream) = ensure_stream(&js, &options.stream, stop).await else { break };
+        let pull = match stream.get_or_create_consumer(&options.durable, config.clone()).await {
+            Ok(c) => c,
+            Err(e) => {
+                log::warn!("cannot attach durable consumer {:?} on stream {}: {e}; retrying", options.durable, options.stream.name);
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                continue;
+            }
+        };
+        log::info!("subscribed to stream {} on {url} as durable {:?}", options.stream.name, options.durable);
+        while !stop.load(Ordering::Relaxed) {
+            let batch = pull.fetch().max_messages(1_000).expires(Duration::from_millis(500)).messages().await;
+            let mut batch = match batch {
+                Ok(b) => b,
+                Err(e) => {
+                    log::warn!("fetching from stream {} failed: {e}; retrying", options.stream.name);
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                    continue 'attach;
+                }
+            };
+            let mut stamped = false;
+            while let Some(message) = batch.next().await {
+                let message = match message {
+                    Ok(m) => m,
+                    Err(e) => {
+                        if !failing {
+                            log::warn!("receiving from stream {} failed: {e}; retrying", options.stream.name);
+                            failing = true;
+                        }
+                        break;
+                    }
+                };
+                failing = false;
+                if !stamped {
+                    consumer.health().on_message();
+                    stamped = true;
+                }
+                ingest_message(consumer, &message.subject, &message.payload);
+                unacked.push(message);
+            }
+            consumer.flush();
+            if !stamped {
+                consumer.health().tick();
+            }
+            if consumer.durable() {
+                for message in unacked.drain(..) {
+                    if let Err(e) = message.ack().await {
+                        log::debug!("ack failed ({e}): the message comes again and is recognised as a duplicate");
+                    }
+                }
+            }
+        }
+    }
+    consumer.flush();
+    if consumer.durable() {
+        for message in unacked.drain(..) {
+            let _ = message.ack().await;
+        }
+    }
+    Ok(())
+}
+
+/// Ingest one message: a bar line whose symbol matches its subject, else a counted reject.
+fn ingest_message(consumer: &Consumer, subject: &str, payload: &[u8]) {
+    match parse_line(payload) {
+        Ok(Line::Bar(b)) => {
+            let token = subject.rsplit('.').next().unwrap_or("");
+            if token != subject_token(&b.symbol) {
+                let detail = format!("a message on {subject} carries a bar of {}", b.symbol);
+                consumer.ingest_rejected(&WireError::WrongType { detail }, payload);
+                return;
+            }
+            let _ = consumer.ingest_bar(&b.symbol, b.bar, b.kind, b.source);
+        }
+        Ok(_) => {
+            let detail = format!("a message on {subject} is not a bar line");
+            consumer.ingest_rejected(&WireError::WrongType { detail }, payload);
+        }
+        Err(e) => consumer.ingest_rejected(&e, payload),
+    }
+}

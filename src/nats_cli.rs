@@ -1,0 +1,205 @@
+//! `run`'s NATS flags: `--publish nats://…` and `--source nats://…` (cargo feature `nats`).
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+/// NATS JetStream fan-out (needs a build with `--features nats`).
+#[derive(clap::Args, Clone, Debug, Default)]
+pub struct NatsArgs {
+    /// Publish every journaled bar and correction to this NATS server's JetStream
+    /// (nats://HOST:PORT; several comma-separated for a cluster). Needs --journal.
+    #[arg(long, env = "BARBRIDGE_PUBLISH", value_name = "URL")]
+    pub publish: Option<String>,
+    /// Read bars from this NATS server's JetStream stream instead of the FIFO.
+    #[arg(long, value_name = "URL")]
+    pub source: Option<String>,
+    /// With --source: the durable consumer's name (the server remembers its position); default:
+    /// barbridge-<host>-<hash of the status file path>.
+    #[arg(long)]
+    pub durable: Option<String>,
+    /// With --source, for a new durable: replay the stream from this time (RFC 3339 or
+    /// YYYY-MM-DD); default: everything the stream holds.
+    #[arg(long)]
+    pub since: Option<String>,
+    /// JetStream stream name.
+    #[arg(long, default_value = "BARS")]
+    pub stream: String,
+    /// The <feed> token of the subjects bars.<feed>.<SYMBOL>.
+    #[arg(long, default_value = "iex")]
+    pub feed: String,
+    /// Replicas of the stream when it is created (a cluster).
+    #[arg(long, default_value_t = 1)]
+    pub stream_replicas: usize,
+    /// Keep the stream in memory instead of files when it is created.
+    #[arg(long)]
+    pub stream_memory: bool,
+    /// Hours a message is kept, when the stream is created.
+    #[arg(long, default_value_t = 168.0)]
+    pub stream_max_age_hours: f64,
+    /// Minutes in which the server drops a message id it has seen, when the stream is created
+    /// (covers a publisher restart and the sidecar's backfill look-back).
+    #[arg(long, default_value_t = 120.0)]
+    pub stream_duplicate_window_minutes: f64,
+}
+
+/// What `run` reads from.
+pub enum Feed {
+    Fifo(barbridge::FifoFeed),
+    #[cfg(feature = "nats")]
+    Nats(barbridge::nats::NatsFeed),
+}
+
+impl Feed {
+    pub fn join(self) -> Result<(), String> {
+        match self {
+            Feed::Fifo(f) => f.join().map_err(|e| e.to_string()),
+            #[cfg(feature = "nats")]
+            Feed::Nats(f) => f.join().map_err(|e| e.to_string()),
+        }
+    }
+}
+
+/// A running publisher (or nothing).
+pub struct Publishing {
+    #[cfg(feature = "nats")]
+    publisher: Option<barbridge::nats::Publisher>,
+}
+
+impl Publishing {
+    pub fn stop(self) {
+        #[cfg(feature = "nats")]
+        if let Some(p) = self.publisher {
+            p.stop();
+            // An acknowledgement in flight waits at most a few seconds; what is not acknowledged
+            // is published again by the next start (and dropped by the server if it had it).
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+            while !p.is_finished() && std::time::Instant::now() < deadline {
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+            if !p.is_finished() {
+                log::warn!("the publisher did not stop within 5 s; its position is saved up to the last acknowledged record");
+            } else if let Err(e) = p.join() {
+                log::error!("{e}");
+            }
+        }
+    }
+}
+
+#[cfg(feature = "nats")]
+/// The default durable name: stable for one status file on one host.
+fn default_durable(status_file: &Path) -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+    let host: String = host.trim().chars().filter(|c| c.is_ascii_alphanumeric() || *c == '-').collect();
+    let path = std::path::absolute(status_file).unwrap_or_else(|_| status_file.to_path_buf());
+    // FNV-1a: stable across builds and runs.
+    let hash = path.as_os_str().as_encoded_bytes().iter().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+        (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3)
+    });
+    format!("barbridge-{host}-{:08x}", hash as u32)
+}
+
+impl NatsArgs {
+    /// Check the flags before anything starts: one sentence on error.
+    pub fn check(&self, journal: bool) -> Result<(), String> {
+        if self.publish.is_none() && self.source.is_none() {
+            if self.durable.is_some() || self.since.is_some() {
+                return Err("--durable and --since go with --source nats://HOST:PORT".into());
+            }
+            return Ok(());
+        }
+        if !cfg!(feature = "nats") {
+            return Err("this barbridge was built without NATS support; rebuild it with `cargo build --release --features nats`".into());
+        }
+        if self.publish.is_some() && !journal {
+            return Err("--publish needs --journal DIR: the journal is the publisher's durable backlog".into());
+        }
+        if self.stream_replicas == 0 || !(self.stream_max_age_hours > 0.0) || !(self.stream_duplicate_window_minutes > 0.0) {
+            return Err("--stream-replicas, --stream-max-age-hours and --stream-duplicate-window-minutes must be positive".into());
+        }
+        if self.stream_duplicate_window_minutes > self.stream_max_age_hours * 60.0 {
+            return Err("--stream-duplicate-window-minutes cannot be longer than --stream-max-age-hours".into());
+        }
+        #[cfg(feature = "nats")]
+        {
+            for url in self.publish.iter().chain(&self.source) {
+                barbridge::nats::check_url(url).map_err(|e| e.to_string())?;
+            }
+            if let Some(since) = &self.since {
+                barbridge::nats::parse_since(since).map_err(|e| e.to_string())?;
+            }
+            if self.feed.is_empty() || self.feed.contains(['.', '*', '>', ' ']) {
+                return Err(format!("--feed {:?} must be one subject token (no '.', '*', '>' or space)", self.feed));
+            }
+        }
+        Ok(())
+    }
+
+    #[cfg(feature = "nats")]
+    fn stream_options(&self) -> barbridge::nats::StreamOptions {
+        barbridge::nats::StreamOptions {
+            name: self.stream.clone(),
+            feed: self.feed.clone(),
+            replicas: self.stream_replicas,
+            memory: self.stream_memory,
+            max_age: std::time::Duration::from_secs_f64(self.stream_max_age_hours * 3600.0),
+            duplicate_window: std::time::Duration::from_secs_f64(self.stream_duplicate_window_minutes * 60.0),
+        }
+    }
+
+    /// Start the feed: the FIFO, or with --source the stream. With --source the status file's
+    /// lock (`<status>.lock`) is held instead of the FIFO's, so two subscribers never share a
+    /// status file.
+    pub fn start_feed(
+        &self,
+        consumer: &Arc<barbridge::Consumer>,
+        fifo: &Path,
+        status_file: &Path,
+        options: barbridge::FeedOptions,
+    ) -> Result<(Feed, Option<PathBuf>), String> {
+        #[cfg(feature = "nats")]
+        if let Some(url) = &self.source {
+            let dir = status_file.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+            barbridge::private::ensure_private_dir(dir).map_err(|e| e.to_string())?;
+            let lock = barbridge::fifo::lock_reader(status_file).map_err(|e| match e {
+                barbridge::FifoError::Busy { holder, .. } => format!(
+                    "{} is in use by another consumer{holder}; give this subscriber its own --status-file (and --journal)",
+                    status_file.display()
+                ),
+                other => other.to_string(),
+            })?;
+            let subscribe = barbridge::nats::SubscribeOptions {
+                stream: self.stream_options(),
+                durable: self.durable.clone().unwrap_or_else(|| default_durable(status_file)),
+                since_ms: self.since.as_deref().map(barbridge::nats::parse_since).transpose().map_err(|e| e.to_string())?,
+                stop_flag: options.stop_flag.clone(),
+            };
+            log::info!("reading stream {} from {url} as durable {:?}", subscribe.stream.name, subscribe.durable);
+            let feed = barbridge::nats::NatsFeed::start(consumer.clone(), url, subscribe).map_err(|e| e.to_string())?;
+            // The lock lives as long as the process.
+            std::mem::forget(lock);
+            return Ok((Feed::Nats(feed), None));
+        }
+        let _ = status_file;
+        let feed = barbridge::FifoFeed::start(consumer.clone(), fifo, options).map_err(|e| e.to_string())?;
+        Ok((Feed::Fifo(feed), Some(fifo.to_path_buf())))
+    }
+
+    /// Start publishing the journal when --publish is given; its state goes into the status
+    /// file's `sections.publish`.
+    pub fn start_publishing(&self, consumer: &Arc<barbridge::Consumer>, journal_dir: Option<&Path>) -> Result<Publishing, String> {
+        #[cfg(feature = "nats")]
+        if let (Some(url), Some(dir)) = (&self.publish, journal_dir) {
+            let publisher = barbridge::nats::Publisher::start(url, dir, self.stream_options()).map_err(|e| e.to_string())?;
+            let status = publisher.status_handle();
+            consumer.add_status_section("publish", move || {
+                serde_json::to_value(&*status.lock().unwrap_or_else(|e| e.into_inner())).unwrap_or_default()
+            });
+            return Ok(Publishing { publisher: Some(publisher) });
+        }
+        let _ = (consumer, journal_dir);
+        Ok(Publishing {
+            #[cfg(feature = "nats")]
+            publisher: None,
+        })
+    }
+}
