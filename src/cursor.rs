@@ -72,8 +72,8 @@ pub struct AckFile {
 pub enum SeqVerdict {
     /// The next line in order.
     InOrder,
-    /// The first line of a writer this consumer does not know; `missing` lines before it
-    /// (seq 1 up to it) never reached this consumer.
+    /// The first line of a writer this consumer does not know; the `missing` lines before it
+    /// (seq 1 up to it) are an open hole: counted lost until a re-send fills them.
     FirstSeen { missing: u64 },
     /// A new line after a gap `from..=to` (now an open hole, counted lost).
     AfterGap { from: u64, to: u64 },
@@ -122,7 +122,11 @@ impl SeqBook {
         let touched = self.clock;
         let Some(t) = self.writers.get_mut(writer) else {
             self.make_room();
-            self.writers.insert(writer.into(), Track { prefix: seq, high: seq, holes: VecDeque::new(), touched });
+            // Lines 1..seq-1 are a hole: a writer that has them still (it wrote them before it
+            // noticed this consumer's restart) re-sends them; its heartbeat closes the rest.
+            let holes = if seq > 1 { VecDeque::from([(1, seq - 1)]) } else { VecDeque::new() };
+            let prefix = if seq > 1 { 0 } else { seq };
+            self.writers.insert(writer.into(), Track { prefix, high: seq, holes, touched });
             return SeqVerdict::FirstSeen { missing: seq.saturating_sub(1) };
         };
         t.touched = touched;
@@ -363,15 +367,23 @@ mod tests {
         assert_eq!(b.observe("w", 7), SeqVerdict::InOrder);
         assert_eq!(b.observe("w", 1), SeqVerdict::Restarted { after: 7 });
         assert_eq!(b.observe("v", 10), SeqVerdict::FirstSeen { missing: 9 });
+        // A writer that wrote on before noticing this consumer's restart re-sends from seq 1.
+        assert_eq!(b.observe("v", 1), SeqVerdict::FillsGap { closed: None });
+        assert_eq!(b.observe("v", 11), SeqVerdict::InOrder);
+        assert_eq!(b.cursors()["v"], WriterCursor { prefix: 1, high: 11, holes: vec![(2, 9)] });
+        assert_eq!(b.retained_from("v", 5), 3);
+        assert_eq!(b.cursors()["v"], WriterCursor { prefix: 4, high: 11, holes: vec![(5, 9)] });
     }
 
     #[test]
     fn the_largest_seq_never_overflows() {
         let mut b = SeqBook::default();
-        b.observe("w", u64::MAX);
-        assert_eq!(b.observe("w", u64::MAX), SeqVerdict::AlreadySeen);
-        assert_eq!(b.observe("w", u64::MAX - 1), SeqVerdict::AlreadySeen);
-        assert_eq!(b.observe("w", 2), SeqVerdict::AlreadySeen);
+        b.observe("w", 1);
+        assert_eq!(b.observe("w", u64::MAX), SeqVerdict::AfterGap { from: 2, to: u64::MAX - 1 });
+        assert_eq!(b.observe("w", u64::MAX), SeqVerdict::AlreadySeen, "a repeated u64::MAX is a re-send");
+        assert_eq!(b.observe("w", u64::MAX - 1), SeqVerdict::FillsGap { closed: None });
+        assert_eq!(b.retained_from("w", u64::MAX), u64::MAX - 3);
+        assert_eq!(b.cursors()["w"], WriterCursor { prefix: u64::MAX, high: u64::MAX, holes: vec![] });
     }
 
     #[test]

@@ -306,8 +306,8 @@ impl Health {
                 } else {
                     c.seq_gaps.fetch_add(1, Ordering::Relaxed);
                     c.lines_lost.fetch_add(missing, Ordering::Relaxed);
-                    log::error!(
-                        "{who} connected at seq {seq}: its {missing} earlier line(s) never reached this consumer (none of its lines is in this consumer's cursor)"
+                    log::warn!(
+                        "{who} connected at seq {seq}: its {missing} earlier line(s) are not in this consumer's cursor (missing until the writer re-sends them)"
                     );
                 }
             }

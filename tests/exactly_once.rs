@@ -234,3 +234,39 @@ fn twenty_kills_during_a_flood_lose_and_double_nothing() {
     assert_eq!((w.dropped_overflow, w.unacked_evicted), (0, 0), "{w:?}");
     assert!(w.replayed > 0, "kills mid-stream made the writer re-send: {w:?}");
 }
+
+/// A consumer killed before it ever published its cursor: the restarted one does not know the
+/// writer, and the writer, not yet aware of the restart, sends new lines first. The re-send that
+/// follows fills the gap: nothing lost, nothing doubled, and `lines_lost` back to 0.
+#[test]
+fn a_consumer_killed_before_its_first_cursor_loses_nothing_and_reports_no_loss() {
+    const SYMBOLS: usize = 1_000;
+    let setup = Setup::new();
+    let consumer = setup.consumer();
+    let writer = setup.writer();
+    send_minute(&writer, 0, SYMBOLS);
+    assert!(wait_until(LONG, || setup.journaled().len() == SYMBOLS));
+    let ack = barbridge::cursor::ack_path(&setup.fifo);
+    let instance = || barbridge::cursor::read_ack_file(&ack).ok().flatten().map(|a| a.consumer);
+    let first = instance().expect("the first consumer published its ack file");
+    sigkill(consumer);
+    // As if the kill came before the first cursor was written.
+    std::fs::remove_file(setup.journal.join(barbridge::cursor::DURABLE_FILE)).unwrap();
+    let consumer = setup.consumer();
+    // The new consumer has the FIFO open (its ack file is written just before): the writer's
+    // next lines go to it without an EPIPE, before the writer's next look at the ack file.
+    assert!(wait_until(LONG, || instance().is_some_and(|i| i != first)));
+    send_minute(&writer, 1, SYMBOLS);
+    assert_journal_exact(&setup, 0..2, SYMBOLS);
+    // A status file written after everything was journaled says nothing is lost.
+    let journaled_ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64;
+    let lost = || {
+        let text = std::fs::read_to_string(&setup.status).ok()?;
+        let v = serde_json::from_str::<serde_json::Value>(&text).ok()?;
+        (v["updated_ms"].as_i64()? > journaled_ms + 1_000).then(|| v["health"]["counters"]["lines_lost"].as_u64())?
+    };
+    assert!(wait_until(LONG, || lost() == Some(0)), "lines_lost settles at 0: {:?}", lost());
+    terminate(consumer);
+    assert_eq!(setup.counters()["lines_lost"].as_u64(), Some(0));
+    writer.close(Duration::from_secs(2));
+}

@@ -119,7 +119,6 @@ fn a_consumer_restart_loses_no_bar() {
     assert!(wait_until(LONG, || second.store().len("SPY") >= 50));
     let got: Vec<i64> = second.store().last_n("SPY", 1_000).iter().map(|b| b.timestamp_ms).collect();
     assert!(got.ends_with(&(100..150).map(|m| bar(m, 0.0).timestamp_ms).collect::<Vec<_>>()), "{got:?}");
-    assert!(writer.stats().replayed > 0, "the last bars before the loss are re-sent");
     writer.close(Duration::from_secs(2));
     feed.stop();
     feed.join().unwrap();
