@@ -34,8 +34,18 @@ impl Fsync {
 #[derive(Parser)]
 #[command(name = "barbridge", version, about = "Market-data bridge consumer: Alpaca bars from the sidecar's FIFO into a per-symbol store")]
 struct Cli {
+    /// Log lines on stderr: text for a person, json (one object a line: ts, level, target,
+    /// message, pid) for log shippers.
+    #[arg(long, value_enum, global = true, default_value_t = LogFormat::Text, env = "BARBRIDGE_LOG_FORMAT")]
+    log_format: LogFormat,
     #[command(subcommand)]
     command: Command,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
 }
 
 #[derive(Subcommand)]
@@ -72,6 +82,13 @@ enum Command {
         /// When to fsync the journal: always (every read batch), interval (once a second), never.
         #[arg(long, value_enum, default_value_t = Fsync::Interval)]
         fsync: Fsync,
+        /// Serve /metrics (Prometheus), /status.json and a live page (/) on HOST:PORT, e.g.
+        /// 127.0.0.1:9464 (port 0 picks a free port; the address is logged). Off by default.
+        #[arg(long, env = "BARBRIDGE_METRICS_ADDR")]
+        metrics_addr: Option<String>,
+        /// Symbols given their own `symbol` label in /metrics (the least recently updated).
+        #[arg(long, default_value_t = barbridge::metrics::DEFAULT_MAX_SYMBOL_LABELS)]
+        metrics_max_symbols: usize,
     },
     /// List, per symbol, the regular-session minutes without a bar in a journal (times of day
     /// in New York time).
@@ -110,18 +127,33 @@ enum Command {
         #[arg(long, default_value_os_t = barbridge::default_status_path())]
         status_file: PathBuf,
         /// Print the raw JSON instead.
-        #[arg(long)]
+        #[arg(long, conflicts_with = "check")]
         json: bool,
+        /// For health checks (systemd, docker, monitors): print one line (LIVE, WAITING, STALE
+        /// or NOT RUNNING) and exit with the code above.
+        #[arg(long)]
+        check: bool,
     },
 }
 
 fn main() -> ExitCode {
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info"))
-        .format_timestamp_millis()
-        .init();
     let cli = Cli::parse();
+    init_logging(cli.log_format);
     match cli.command {
-        Command::Run { fifo, symbols, status_file, stale_after, echo, capacity, once, drain_subscriber, journal, fsync } => {
+        Command::Run {
+            fifo,
+            symbols,
+            status_file,
+            stale_after,
+            echo,
+            capacity,
+            once,
+            drain_subscriber,
+            journal,
+            fsync,
+            metrics_addr,
+            metrics_max_symbols,
+        } => {
             if !(stale_after.is_finite() && stale_after > 0.0) {
                 return config_error(format!("--stale-after must be a positive number of seconds, got {stale_after}"));
             }
@@ -132,7 +164,8 @@ fn main() -> ExitCode {
                 Ok(j) => j,
                 Err(e) => return config_error(e.to_string()),
             };
-            let outputs = Outputs { echo, drain_subscriber };
+            let metrics = barbridge::metrics::MetricsOptions { max_symbol_labels: metrics_max_symbols };
+            let outputs = Outputs { echo, drain_subscriber, metrics_addr, metrics };
             // Each FIFO's consumer has its own status file: two instances never share one.
             let status_file = status_file.unwrap_or_else(|| fifo.with_file_name("status.json"));
             run(fifo, symbols, status_file, Duration::from_secs_f64(stale_after), outputs, capacity, once, journal)
@@ -151,7 +184,7 @@ fn main() -> ExitCode {
             };
             replay(&files, symbols, echo, journal)
         }
-        Command::Status { status_file, json } => status(&status_file, json),
+        Command::Status { status_file, json, check } => status(&status_file, json, check),
     }
 }
 
@@ -186,7 +219,26 @@ fn plural(n: usize, word: &str) -> String {
     }
 }
 
-fn status(path: &std::path::Path, json: bool) -> ExitCode {
+/// env_logger on stderr, as text or one JSON object a line.
+fn init_logging(format: LogFormat) {
+    let mut builder = env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info"));
+    builder.format_timestamp_millis();
+    if format == LogFormat::Json {
+        builder.format(|buf, record| {
+            let line = serde_json::json!({
+                "ts": chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+                "level": record.level().as_str(),
+                "target": record.target(),
+                "message": record.args().to_string(),
+                "pid": std::process::id(),
+            });
+            writeln!(buf, "{line}")
+        });
+    }
+    builder.init();
+}
+
+fn status(path: &std::path::Path, json: bool, check: bool) -> ExitCode {
     let report = match StatusReport::read(path) {
         Ok(r) => r,
         Err(e) => {
@@ -196,7 +248,9 @@ fn status(path: &std::path::Path, json: bool) -> ExitCode {
     };
     let now = SystemClock.now_ms();
     let liveness = report.liveness(now);
-    let text = if json {
+    let text = if check {
+        format!("{}\n", liveness.label())
+    } else if json {
         match serde_json::to_string_pretty(&report) {
             Ok(t) => t + "\n",
             Err(e) => {
@@ -222,6 +276,9 @@ fn config_error(msg: String) -> ExitCode {
 struct Outputs {
     echo: bool,
     drain_subscriber: bool,
+    /// Where to serve /metrics, /status.json and the page.
+    metrics_addr: Option<String>,
+    metrics: barbridge::metrics::MetricsOptions,
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -263,8 +320,29 @@ fn run(
         Err(e) => return config_error(e.to_string()),
     };
     let status = StatusWriter::start(consumer.clone(), status_file, Some(fifo.clone()), Duration::from_secs(1));
+    let http = match outputs.metrics_addr.as_deref() {
+        Some(addr) => {
+            let options = barbridge::http::HttpOptions { metrics: outputs.metrics, fifo: Some(fifo.clone()) };
+            match barbridge::http::HttpServer::start(consumer.clone(), addr, options) {
+                Ok(server) => {
+                    log::info!("metrics on http://{}/metrics, live page on http://{}/", server.local_addr(), server.local_addr());
+                    Some(server)
+                }
+                Err(e) => {
+                    feed.stop();
+                    let _ = feed.join();
+                    status.stop();
+                    return config_error(e.to_string());
+                }
+            }
+        }
+        None => None,
+    };
     log::info!("barbridge consumer running on {} (Ctrl-C to stop)", fifo.display());
     let result = feed.join();
+    if let Some(http) = http {
+        http.stop();
+    }
     status.stop();
     if let Some(echo) = echo {
         echo.finish(Duration::from_secs(2));
