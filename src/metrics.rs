@@ -235,11 +235,11 @@ impl Collector for ReportCollector {
         )?;
         family(
             e,
-            "symbol_session_hole_minutes",
-            "Minutes without a bar between this symbol's first and last bar in today's session.",
+            "symbol_session_holes_seconds",
+            "Time without a bar between this symbol's first and last bar in today's session.",
             MetricType::Gauge,
             "symbol",
-            r.session_holes.iter().map(|(s, m)| (s.as_str(), *m as f64)),
+            r.session_holes.iter().map(|(s, m)| (s.as_str(), (*m * 60) as f64)),
         )?;
         Ok(())
     }
