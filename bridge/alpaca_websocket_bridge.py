@@ -117,6 +117,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--metrics-addr", default=env("SIDECAR_METRICS_ADDR") or None, metavar="HOST:PORT",
                    help="serve the sidecar's Prometheus metrics on http://HOST:PORT/metrics "
                         "(port 0: any free port, logged; env SIDECAR_METRICS_ADDR)")
+    p.add_argument("--consumer-metrics-addr", default=env("METRICS_ADDR") or None, metavar="HOST:PORT",
+                   help="--sink inprocess: the in-process consumer serves /metrics, /status.json and the live page "
+                        "here, like `barbridge run --metrics-addr` (env METRICS_ADDR)")
     return p
 
 
@@ -247,6 +250,13 @@ def main(argv: Optional[list[str]] = None) -> int:
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
 
+    if args.consumer_metrics_addr and isinstance(sink, InProcessSink):
+        try:
+            port = sink.consumer.serve_metrics(args.consumer_metrics_addr)
+        except (ValueError, OSError) as e:
+            return _fail(2, str(e))
+        log.info("consumer metrics on http://%s:%d/metrics, live page on http://%s:%d/",
+                 *(2 * (args.consumer_metrics_addr.rpartition(":")[0] or "127.0.0.1", port)))
     metrics_server = None
     if args.metrics_addr:
         from bridge import metrics

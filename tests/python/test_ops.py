@@ -304,3 +304,21 @@ def test_wheel_in_a_fresh_venv_feeds_a_consumer(procs, tmp_path, consumer_bin):
     wait_for(lambda: consumer.stdout().count("\n") >= 5 * 4, what="20 bars echoed by the consumer")
     assert str(venv) in subprocess.run([str(venv / "bin" / "python"), "-c", "import bridge; print(bridge.__file__)"],
                                        capture_output=True, text=True, cwd=outside, env=env, timeout=60).stdout
+
+
+def test_one_process_mode_serves_the_consumer_metrics(procs, tmp_path):
+    side = Proc([PY, "-m", "bridge", "--source", "synthetic", "--sink", "inprocess", "--interval", "0.05",
+                 "--heartbeat", "0.5", "--consumer-metrics-addr", "127.0.0.1:0",
+                 "--status-file", str(tmp_path / "run" / "status.json")],
+                tmp_path, "sidecar", env={**os.environ, "PYTHONPATH": str(REPO), "PYTHONUNBUFFERED": "1"})
+    procs.append(side)
+    addr = bound_addr(side, r"consumer metrics on http://(127\.0\.0\.1:\d+)/metrics")
+    text = wait_for(lambda: (t := get(f"http://{addr}/metrics")) and (metric(t, "barbridge_bars_accepted_total") or 0) >= 8
+                    and t, what="bars counted by the in-process consumer")
+    assert metric(text, 'barbridge_feed_state{state="live"}') == 1.0
+    assert 'data-state' in get(f"http://{addr}/")
+    if shutil.which("promtool"):
+        r = subprocess.run(["promtool", "check", "metrics"], input=text, capture_output=True, text=True, timeout=60)
+        assert r.returncode == 0, r.stdout + r.stderr
+    side.signal(2)
+    assert side.wait(30) == 0, side.stderr()
