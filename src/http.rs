@@ -65,9 +65,16 @@ pub struct HttpServer {
 }
 
 impl HttpServer {
-    /// Listen on `addr` (`HOST:PORT`; port 0 picks a free one, see [`HttpServer::local_addr`])
-    /// and serve `consumer` from a new thread.
+    /// Listen on `addr` (`HOST:PORT`, or a bare `PORT` on 127.0.0.1; port 0 picks a free one,
+    /// see [`HttpServer::local_addr`]) and serve `consumer` from a new thread.
     pub fn start(consumer: Arc<Consumer>, addr: &str, options: HttpOptions) -> Result<HttpServer, HttpError> {
+        let with_host;
+        let addr = if addr.parse::<u16>().is_ok() {
+            with_host = format!("127.0.0.1:{addr}");
+            with_host.as_str()
+        } else {
+            addr
+        };
         let resolved: Vec<SocketAddr> = addr
             .to_socket_addrs()
             .map_err(|_| HttpError::BadAddress { addr: addr.to_owned() })?
@@ -305,5 +312,38 @@ fn session_view(consumer: &Consumer, timeline: &Timeline) -> SessionView {
         symbols_total: symbols.len() + omitted,
         symbols,
         events: timeline.events.iter().cloned().collect(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::{Read, Write};
+
+    fn fetch(addr: SocketAddr, request: &str) -> String {
+        let mut stream = std::net::TcpStream::connect(addr).unwrap();
+        stream.write_all(request.as_bytes()).unwrap();
+        let mut out = String::new();
+        stream.read_to_string(&mut out).unwrap();
+        out
+    }
+
+    #[test]
+    fn a_bare_port_binds_loopback_and_only_known_paths_answer() {
+        let consumer = Consumer::builder().build();
+        let server = HttpServer::start(consumer, "0", HttpOptions::default()).unwrap();
+        let addr = server.local_addr();
+        assert!(addr.ip().is_loopback(), "{addr}");
+        let metrics = fetch(addr, "GET /metrics HTTP/1.0\r\n\r\n");
+        assert!(metrics.starts_with("HTTP/1.0 200") && metrics.contains("barbridge_lines_total 0"), "{metrics}");
+        assert!(fetch(addr, "GET /etc/passwd HTTP/1.0\r\n\r\n").starts_with("HTTP/1.0 404"));
+        assert!(fetch(addr, "POST /metrics HTTP/1.0\r\n\r\n").starts_with("HTTP/1.0 405"));
+        server.stop();
+    }
+
+    #[test]
+    fn a_bad_address_is_one_sentence() {
+        let err = HttpServer::start(Consumer::builder().build(), "localhost:x", HttpOptions::default()).unwrap_err();
+        assert_eq!(err.to_string(), "--metrics-addr \"localhost:x\" is not an address (use HOST:PORT, e.g. 127.0.0.1:9464)");
     }
 }

@@ -83,7 +83,8 @@ enum Command {
         #[arg(long, value_enum, default_value_t = Fsync::Interval)]
         fsync: Fsync,
         /// Serve /metrics (Prometheus), /status.json and a live page (/) on HOST:PORT, e.g.
-        /// 127.0.0.1:9464 (port 0 picks a free port; the address is logged). Off by default.
+        /// 127.0.0.1:9464, or PORT on 127.0.0.1 (0 picks a free port; the address is logged).
+        /// Off by default.
         #[arg(long, env = "BARBRIDGE_METRICS_ADDR")]
         metrics_addr: Option<String>,
         /// Symbols given their own `symbol` label in /metrics (the least recently updated).
