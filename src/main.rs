@@ -244,6 +244,9 @@ fn status(path: &std::path::Path, json: bool, check: bool) -> ExitCode {
         Ok(r) => r,
         Err(e) => {
             eprintln!("barbridge: {e}");
+            if check {
+                let _ = emit("NOT RUNNING\n");
+            }
             return ExitCode::from(2);
         }
     };

@@ -242,7 +242,7 @@ def test_status_check_prints_one_word_and_exits_with_the_state(procs, tmp_path, 
                            capture_output=True, text=True, timeout=30)
         return r.returncode, r.stdout
 
-    assert check()[0] == 2  # no consumer, no file
+    assert check() == (2, "NOT RUNNING\n")  # no consumer, no file
     consumer, side, _, _ = start_pair(procs, tmp_path, consumer_bin, stale_after="2")
     assert wait_for(lambda: check() == (0, "LIVE\n"), timeout=30, what="status --check to say LIVE")  # file: every 1 s
     side.kill()
