@@ -322,3 +322,20 @@ def test_one_process_mode_serves_the_consumer_metrics(procs, tmp_path):
         assert r.returncode == 0, r.stdout + r.stderr
     side.signal(2)
     assert side.wait(30) == 0, side.stderr()
+
+
+def test_sidecar_metrics_count_a_close_code_a_reconnect_and_the_backfill(fake_server, start_sidecar,
+                                                                          start_consumer, fifo_path):
+    start_consumer(fifo_path)
+    side = start_sidecar(fifo_path, "--symbols", "SPY,SH", "--metrics-addr", "127.0.0.1:0", server=fake_server)
+    addr = bound_addr(side, r"sidecar metrics on http://(127\.0\.0\.1:\d+)/metrics")
+    scrape = lambda: get(f"http://{addr}/metrics")  # noqa: E731
+    wait_for(lambda: (metric(scrape(), 'barbridge_sidecar_bars_received_total{source="stream"}') or 0) >= 4,
+             what="stream bars counted")
+    fake_server.inject("close1011")
+    text = wait_for(lambda: (t := scrape()) and (metric(t, "barbridge_sidecar_reconnects_total") or 0) >= 1 and t,
+                    timeout=30, what="the reconnect counted")
+    assert metric(text, 'barbridge_sidecar_disconnects_total{code="1011"}') == 1
+    assert metric(text, "barbridge_sidecar_connects_total") == 2
+    wait_for(lambda: (metric(scrape(), 'barbridge_sidecar_bars_received_total{source="backfill"}') or 0) >= 1,
+             timeout=30, what="backfilled bars counted")
