@@ -339,3 +339,42 @@ def test_sidecar_metrics_count_a_close_code_a_reconnect_and_the_backfill(fake_se
     assert metric(text, "barbridge_sidecar_connects_total") == 2
     wait_for(lambda: (metric(scrape(), 'barbridge_sidecar_bars_received_total{source="backfill"}') or 0) >= 1,
              timeout=30, what="backfilled bars counted")
+
+
+# ---------------------------------------------------------------- the launcher
+def test_launcher_with_metrics_addr_serves_the_session_and_a_killed_sidecar_turns_it_stale(procs, tmp_path,
+                                                                                           consumer_bin):
+    port = free_port()
+    cfg = tmp_path / "config.env"
+    cfg.write_text(f"METRICS_ADDR=127.0.0.1:{port}\nLOG_FORMAT=json\n")
+    cfg.chmod(0o600)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("ALPACA_", "APCA_", "BARBRIDGE_"))}
+    # STALE_AFTER 2 s; the killed sidecar is restarted only after BACKOFF_MIN, long after that.
+    env.update({"BARBRIDGE_RUNTIME_DIR": str(tmp_path / "rt"), "BARBRIDGE_BIN": str(consumer_bin),
+                "STALE_AFTER": "2", "STALE_GRACE": "60", "BACKOFF_MIN": "60", "BACKOFF_MAX": "60",
+                "DEMO_INTERVAL": "0.1", "HEARTBEAT": "0.3", "TICK": "0.2", "STATUS_EVERY": "0"})
+    launcher = Proc(["bash", str(REPO / "scripts" / "launch_live_trading.sh"), "--demo", "--config", str(cfg),
+                     "--run-dir", str(tmp_path / "runs")], tmp_path, "launcher", env=env)
+    procs.append(launcher)
+    base = f"http://127.0.0.1:{port}"
+
+    def scrape() -> str:
+        try:
+            return get(f"{base}/metrics")
+        except OSError:
+            return ""
+
+    wait_for(lambda: (metric(scrape(), "barbridge_bars_accepted_total") or 0) >= 8, timeout=300,
+             what="the launcher's consumer to serve a bar count")
+    assert metric(scrape(), 'barbridge_feed_state{state="live"}') == 1.0
+    sidecar_pid = int((tmp_path / "rt" / "sidecar.pid").read_text().split()[0])
+    os.kill(sidecar_pid, 9)
+    wait_for(lambda: metric(scrape(), 'barbridge_feed_state{state="stale"}') == 1.0, timeout=30,
+             what="the metrics to say stale")
+    assert json.loads(get(f"{base}/session.json"))["state"] == "stale"
+    # The launcher keeps each process's log apart, and the consumer's and sidecar's are JSON.
+    logs = next((tmp_path / "runs").glob("*/consumer.log")).parent
+    for name in ("consumer.log", "sidecar.log"):
+        assert json_log_lines((logs / name).read_text()), name
+    launcher.signal(15)
+    assert launcher.wait(60) == 0, launcher.stdout()[-3000:]
