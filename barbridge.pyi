@@ -171,8 +171,12 @@ class Consumer:
         capacity: int = 65536,
         timeout: Optional[float] = None,
     ) -> Subscription: ...
+    def serve_metrics(self, addr: str, max_symbol_labels: int = 100) -> int:
+        """Serve /metrics, /status.json and the live page on ``addr`` (HOST:PORT; port 0: any
+        free port) until :meth:`close`; returns the port."""
     def close(self) -> None:
-        """Stop the status file writer (one final write) and flush the journal."""
+        """Stop the status file writer (one final write) and the metrics server, and flush the
+        journal."""
     def __enter__(self) -> Consumer: ...
     def __exit__(self, *args: object) -> bool: ...
 

@@ -25,6 +25,7 @@ if __package__ in (None, ""):  # run as a script: make `import bridge` work
 
 from bridge import config  # noqa: E402
 from bridge.config import ConfigError  # noqa: E402
+from bridge import jsonlog  # noqa: E402
 from bridge.health import MarketClock  # noqa: E402
 from bridge.publisher import Publisher  # noqa: E402
 from bridge.sinks import FifoSink, InProcessSink, SinkError  # noqa: E402
@@ -111,6 +112,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--stats-interval", type=float, default=60.0, help="seconds between stats lines on stderr (0 = off)")
     p.add_argument("--log-level", default=env("BARBRIDGE_LOG") or "INFO")
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging with SDK tracebacks")
+    p.add_argument("--log-format", choices=("text", "json"), default=env("LOG_FORMAT") or "text",
+                   help="stderr log lines: text, or json (one object a line) for log shippers (env LOG_FORMAT)")
+    p.add_argument("--metrics-addr", default=env("SIDECAR_METRICS_ADDR") or None, metavar="HOST:PORT",
+                   help="serve the sidecar's Prometheus metrics on http://HOST:PORT/metrics "
+                        "(port 0: any free port, logged; env SIDECAR_METRICS_ADDR)")
+    p.add_argument("--consumer-metrics-addr", default=env("METRICS_ADDR") or None, metavar="HOST:PORT",
+                   help="--sink inprocess: the in-process consumer serves /metrics, /status.json and the live page "
+                        "here, like `barbridge run --metrics-addr` (env METRICS_ADDR)")
     return p
 
 
@@ -164,7 +173,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     secrets = [creds.api_key, creds.secret_key] if creds else []
     level = logging.DEBUG if args.verbose else getattr(logging, str(args.log_level).upper(), logging.INFO)
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(levelname)s %(message)s"))
+    handler.setFormatter(jsonlog.formatter(args.log_format))
     handler.addFilter(_ScrubFilter(secrets, args.verbose))
     logging.basicConfig(level=level, handlers=[handler], force=True)
     # websockets logs raw frames (the auth frame carries the secret, hex-encoded) at DEBUG: never
@@ -241,6 +250,22 @@ def main(argv: Optional[list[str]] = None) -> int:
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
 
+    if args.consumer_metrics_addr and isinstance(sink, InProcessSink):
+        try:
+            port = sink.consumer.serve_metrics(args.consumer_metrics_addr)
+        except (ValueError, OSError) as e:
+            return _fail(2, str(e))
+        log.info("consumer metrics on http://%s:%d/metrics, live page on http://%s:%d/",
+                 *(2 * (args.consumer_metrics_addr.rpartition(":")[0] or "127.0.0.1", port)))
+    metrics_server = None
+    if args.metrics_addr:
+        from bridge import metrics
+        try:
+            metrics_server, port = metrics.serve(args.metrics_addr, pub, sink, source)
+        except (ValueError, OSError) as e:
+            return _fail(2, f"cannot serve metrics on {args.metrics_addr}: {e}")
+        log.info("sidecar metrics on http://%s:%d/metrics", metrics.parse_addr(args.metrics_addr)[0], port)
+
     log.info("sidecar %s: source=%s sink=%s symbols=%s writer=%s%s", PROG, args.source, args.sink, ",".join(symbols),
              sink.writer, f" key={config.mask(creds.api_key)}" if creds and args.source == "alpaca" else "")
     sink.start()
@@ -274,6 +299,8 @@ def main(argv: Optional[list[str]] = None) -> int:
     if sink.backlog():
         log.warning("%d line(s) not delivered at exit (no consumer reading)", sink.backlog())
     _log_stats(pub, sink, source)
+    if metrics_server is not None:
+        metrics_server.shutdown()
     if exit_code["why"]:
         return _fail(exit_code["code"], exit_code["why"])
     return 0

@@ -52,6 +52,10 @@ KNOWN_KEYS: dict[str, str] = {
     "WS_PING_TIMEOUT": "seconds a keepalive ping may wait for its pong before the socket is closed",
     "BARBRIDGE_FIFO": "FIFO path of a sidecar started by hand",
     "BARBRIDGE_LOG": "sidecar log level",
+    # monitoring
+    "METRICS_ADDR": "HOST:PORT where the consumer serves /metrics, /status.json and the live page (off if empty)",
+    "SIDECAR_METRICS_ADDR": "HOST:PORT where the sidecar serves its own /metrics (off if empty)",
+    "LOG_FORMAT": "text or json (one JSON object a line) for the consumer's and the sidecar's logs",
     # what to stream
     "SYMBOLS": "symbols, separated by commas and/or spaces",
     # schedule

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Build the pyo3 extension `barbridge` into .venv/ when it is missing or older than its sources.
 # The sidecar writes the FIFO through it (barbridge.FifoWriter), so every script that starts the
-# sidecar runs this. "Older" is decided by a stamp: a hash of src/, Cargo.toml, Cargo.lock and
+# sidecar runs this. "Older" is decided by a stamp: a hash of src/, assets/, Cargo.toml, Cargo.lock and
 # pyproject.toml, kept in .venv/.barbridge-extension.sha256 after each build.
 #
 #   scripts/ensure_extension.sh           (needs .venv/ with maturin: pip install -r requirements.txt)
@@ -12,7 +12,7 @@ py="$repo/.venv/bin/python"
 stamp_file="$repo/.venv/.barbridge-extension.sha256"
 
 sources_stamp() {
-    (cd "$repo" && find src -type f -print0 | sort -z | xargs -0 sha256sum &&
+    (cd "$repo" && find src assets -type f -print0 | sort -z | xargs -0 sha256sum &&
         sha256sum Cargo.toml Cargo.lock pyproject.toml) | sha256sum | cut -d' ' -f1
 }
 want=$(sources_stamp)

@@ -17,12 +17,33 @@ log "Python environment (.venv)"
 if [ ! -x .venv/bin/python ]; then
     "$python" -m venv .venv
 fi
+# requirements.txt's stamp is the launcher's too; the development tools have their own.
 stamp=.venv/.requirements.sha256
 want="$(sha256sum requirements.txt | cut -d' ' -f1)"
-if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
+dev_stamp=.venv/.requirements-dev.sha256
+dev_want="$(sha256sum requirements-dev.txt | cut -d' ' -f1)"
+if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ] || [ ! -f "$dev_stamp" ] || [ "$(cat "$dev_stamp")" != "$dev_want" ]; then
     .venv/bin/python -m pip install --quiet --upgrade pip
-    .venv/bin/python -m pip install --quiet -r requirements.txt
+    .venv/bin/python -m pip install --quiet -r requirements-dev.txt
     echo "$want" > "$stamp"
+    echo "$dev_want" > "$dev_stamp"
+fi
+
+log "System tools for the monitoring tests (promtool, prometheus, chromium, systemd-analyze)"
+# Debian packages; installed when missing and we are root, else the tests that need them skip
+# with the reason.
+missing=()
+command -v promtool >/dev/null || missing+=(prometheus)
+command -v chromium >/dev/null || missing+=(chromium)
+command -v systemd-analyze >/dev/null || missing+=(systemd)
+if [ ${#missing[@]} -gt 0 ]; then
+    if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null &&
+        apt-get update -qq >/dev/null 2>&1 &&
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null 2>&1; then
+        echo "installed ${missing[*]}"
+    else
+        echo "test_all: cannot install ${missing[*]} (needs root and apt-get); the tests that use them are skipped" >&2
+    fi
 fi
 
 log "nats-server (the NATS tests run a real one)"

@@ -554,6 +554,10 @@ impl Consumer {
             }
         };
         if outcome.is_delivered() {
+            c.last_bar_received_ms.store(u64::try_from(received_ms).unwrap_or(0), Ordering::Relaxed);
+            if source == Some(Source::Backfill) {
+                c.backfilled.fetch_add(1, Ordering::Relaxed);
+            }
             if let Some(j) = &self.journal {
                 let kind = if outcome == Inserted::Replaced { BarKind::UpdatedBar } else { BarKind::Bar };
                 j.record(&name, &bar, kind);

@@ -87,6 +87,10 @@ pub struct Counters {
     pub disconnects: AtomicU64,
     pub stale_episodes: AtomicU64,
     pub delivery_drops: AtomicU64,
+    /// Bars from the sidecar's REST backfill that were stored (new minutes or corrections).
+    pub backfilled: AtomicU64,
+    /// When the newest stored bar arrived (consumer clock, UTC epoch ms; 0 before the first).
+    pub last_bar_received_ms: AtomicU64,
 }
 
 /// A copy of the counters for reports.
@@ -115,6 +119,11 @@ pub struct CounterSnapshot {
     pub disconnects: u64,
     pub stale_episodes: u64,
     pub delivery_drops: u64,
+    #[serde(default)]
+    pub backfilled: u64,
+    /// When the newest stored bar arrived (UTC epoch ms; 0 before the first).
+    #[serde(default)]
+    pub last_bar_received_ms: u64,
 }
 
 impl Counters {
@@ -155,6 +164,8 @@ impl Counters {
             disconnects: get(&self.disconnects),
             stale_episodes: get(&self.stale_episodes),
             delivery_drops: get(&self.delivery_drops),
+            backfilled: get(&self.backfilled),
+            last_bar_received_ms: get(&self.last_bar_received_ms),
         }
     }
 }

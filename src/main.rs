@@ -37,8 +37,18 @@ impl Fsync {
 #[derive(Parser)]
 #[command(name = "barbridge", version, about = "Market-data bridge consumer: Alpaca bars from the sidecar's FIFO into a per-symbol store")]
 struct Cli {
+    /// Log lines on stderr: text for a person, json (one object a line: ts, level, target,
+    /// message, pid) for log shippers.
+    #[arg(long, value_enum, global = true, default_value_t = LogFormat::Text, env = "BARBRIDGE_LOG_FORMAT")]
+    log_format: LogFormat,
     #[command(subcommand)]
     command: Command,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
 }
 
 #[derive(Subcommand)]
@@ -77,6 +87,14 @@ enum Command {
         fsync: Fsync,
         #[command(flatten)]
         nats: NatsArgs,
+        /// Serve /metrics (Prometheus), /status.json and a live page (/) on HOST:PORT, e.g.
+        /// 127.0.0.1:9464, or PORT on 127.0.0.1 (0 picks a free port; the address is logged).
+        /// Off by default.
+        #[arg(long, env = "BARBRIDGE_METRICS_ADDR")]
+        metrics_addr: Option<String>,
+        /// Symbols given their own `symbol` label in /metrics (the least recently updated).
+        #[arg(long, default_value_t = barbridge::metrics::DEFAULT_MAX_SYMBOL_LABELS)]
+        metrics_max_symbols: usize,
     },
     /// List, per symbol, the regular-session minutes without a bar in a journal (times of day
     /// in New York time).
@@ -115,18 +133,34 @@ enum Command {
         #[arg(long, default_value_os_t = barbridge::default_status_path())]
         status_file: PathBuf,
         /// Print the raw JSON instead.
-        #[arg(long)]
+        #[arg(long, conflicts_with = "check")]
         json: bool,
+        /// For health checks (systemd, docker, monitors): print one line (LIVE, WAITING, STALE
+        /// or NOT RUNNING) and exit with the code above.
+        #[arg(long)]
+        check: bool,
     },
 }
 
 fn main() -> ExitCode {
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info"))
-        .format_timestamp_millis()
-        .init();
     let cli = Cli::parse();
+    init_logging(cli.log_format);
     match cli.command {
-        Command::Run { fifo, symbols, status_file, stale_after, echo, capacity, once, drain_subscriber, journal, fsync, nats } => {
+        Command::Run {
+            fifo,
+            symbols,
+            status_file,
+            stale_after,
+            echo,
+            capacity,
+            once,
+            drain_subscriber,
+            journal,
+            fsync,
+            nats,
+            metrics_addr,
+            metrics_max_symbols,
+        } => {
             if !(stale_after.is_finite() && stale_after > 0.0) {
                 return config_error(format!("--stale-after must be a positive number of seconds, got {stale_after}"));
             }
@@ -140,7 +174,8 @@ fn main() -> ExitCode {
                 Ok(j) => j,
                 Err(e) => return config_error(e.to_string()),
             };
-            let outputs = Outputs { echo, drain_subscriber };
+            let metrics = barbridge::metrics::MetricsOptions { max_symbol_labels: metrics_max_symbols };
+            let outputs = Outputs { echo, drain_subscriber, metrics_addr, metrics };
             // Each FIFO's consumer has its own status file: two instances never share one.
             let status_file = status_file.unwrap_or_else(|| fifo.with_file_name("status.json"));
             run(fifo, symbols, status_file, Duration::from_secs_f64(stale_after), outputs, capacity, once, journal, &nats)
@@ -159,7 +194,7 @@ fn main() -> ExitCode {
             };
             replay(&files, symbols, echo, journal)
         }
-        Command::Status { status_file, json } => status(&status_file, json),
+        Command::Status { status_file, json, check } => status(&status_file, json, check),
     }
 }
 
@@ -194,17 +229,41 @@ fn plural(n: usize, word: &str) -> String {
     }
 }
 
-fn status(path: &std::path::Path, json: bool) -> ExitCode {
+/// env_logger on stderr, as text or one JSON object a line.
+fn init_logging(format: LogFormat) {
+    let mut builder = env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info"));
+    builder.format_timestamp_millis();
+    if format == LogFormat::Json {
+        builder.format(|buf, record| {
+            let line = serde_json::json!({
+                "ts": chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+                "level": record.level().as_str(),
+                "target": record.target(),
+                "message": record.args().to_string(),
+                "pid": std::process::id(),
+            });
+            writeln!(buf, "{line}")
+        });
+    }
+    builder.init();
+}
+
+fn status(path: &std::path::Path, json: bool, check: bool) -> ExitCode {
     let report = match StatusReport::read(path) {
         Ok(r) => r,
         Err(e) => {
             eprintln!("barbridge: {e}");
+            if check {
+                let _ = emit("NOT RUNNING\n");
+            }
             return ExitCode::from(2);
         }
     };
     let now = SystemClock.now_ms();
     let liveness = report.liveness(now);
-    let text = if json {
+    let text = if check {
+        format!("{}\n", liveness.label())
+    } else if json {
         match serde_json::to_string_pretty(&report) {
             Ok(t) => t + "\n",
             Err(e) => {
@@ -230,6 +289,9 @@ fn config_error(msg: String) -> ExitCode {
 struct Outputs {
     echo: bool,
     drain_subscriber: bool,
+    /// Where to serve /metrics, /status.json and the page.
+    metrics_addr: Option<String>,
+    metrics: barbridge::metrics::MetricsOptions,
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -276,10 +338,32 @@ fn run(
         Ok(p) => p,
         Err(e) => return config_error(e),
     };
-    let status = StatusWriter::start(consumer.clone(), status_file, read_fifo, Duration::from_secs(1));
+    let status = StatusWriter::start(consumer.clone(), status_file, read_fifo.clone(), Duration::from_secs(1));
+    let http = match outputs.metrics_addr.as_deref() {
+        Some(addr) => {
+            let options = barbridge::http::HttpOptions { metrics: outputs.metrics, fifo: read_fifo };
+            match barbridge::http::HttpServer::start(consumer.clone(), addr, options) {
+                Ok(server) => {
+                    log::info!("metrics on http://{}/metrics, live page on http://{}/", server.local_addr(), server.local_addr());
+                    Some(server)
+                }
+                Err(e) => {
+                    feed.stop();
+                    let _ = feed.join();
+                    publishing.stop();
+                    status.stop();
+                    return config_error(e.to_string());
+                }
+            }
+        }
+        None => None,
+    };
     log::info!("barbridge consumer running on {} (Ctrl-C to stop)", nats.source.as_deref().map_or_else(|| fifo.display().to_string(), str::to_owned));
     let result = feed.join();
     publishing.stop();
+    if let Some(http) = http {
+        http.stop();
+    }
     status.stop();
     if let Some(echo) = echo {
         echo.finish(Duration::from_secs(2));

@@ -50,6 +50,15 @@ pub enum Feed {
 }
 
 impl Feed {
+    /// Ask the feed to stop.
+    pub fn stop(&self) {
+        match self {
+            Feed::Fifo(f) => f.stop(),
+            #[cfg(feature = "nats")]
+            Feed::Nats(f) => f.stop(),
+        }
+    }
+
     pub fn join(self) -> Result<(), String> {
         match self {
             Feed::Fifo(f) => f.join().map_err(|e| e.to_string()),

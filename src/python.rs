@@ -14,7 +14,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, RecvTimeoutError, TryRecvError};
-use pyo3::exceptions::{PyImportError, PyOSError, PyTypeError, PyValueError};
+use pyo3::exceptions::{PyImportError, PyOSError, PyRuntimeError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyBool, PyByteArray, PyBytes, PyDict, PyFloat, PyInt, PyList, PyString, PyTuple};
 use pyo3::{intern, IntoPyObjectExt};
@@ -584,6 +584,8 @@ pub struct PyConsumer {
     status: Mutex<Option<StatusWriter>>,
     echo: Mutex<Option<crate::feed::Echo>>,
     status_file: Option<PathBuf>,
+    /// The metrics/page server started by `serve_metrics`.
+    http: Mutex<Option<crate::http::HttpServer>>,
 }
 
 impl PyConsumer {
@@ -627,7 +629,7 @@ impl PyConsumer {
             StatusWriter::start(consumer.clone(), path.clone(), fifo, Duration::from_secs(1))
         });
         let py_consumer =
-            PyConsumer { inner: consumer.clone(), status: Mutex::new(status), echo: Mutex::new(echo), status_file };
+            PyConsumer { inner: consumer.clone(), status: Mutex::new(status), echo: Mutex::new(echo), status_file, http: Mutex::new(None) };
         Ok((py_consumer, consumer))
     }
 
@@ -637,6 +639,9 @@ impl PyConsumer {
         }
         if let Some(echo) = lock(&self.echo).take() {
             py.allow_threads(|| echo.finish(Duration::from_secs(2)));
+        }
+        if let Some(http) = lock(&self.http).take() {
+            py.allow_threads(|| http.stop());
         }
     }
 
@@ -914,8 +919,30 @@ impl PyConsumer {
         Ok(PySubscription { rx: Mutex::new(Some(rx)), timeout, _consumer: self.inner.clone() })
     }
 
-    /// Stop the status file writer (after one final write) and flush the journal. Queries keep
-    /// working.
+    /// Serve ``/metrics`` (Prometheus), ``/status.json`` and the live page on ``addr``
+    /// (``HOST:PORT``; port 0 picks a free one), like ``barbridge run --metrics-addr``, until
+    /// :meth:`close`. Returns the port. ``max_symbol_labels``: symbols given a ``symbol`` label.
+    /// Raises OSError when the address cannot be used, RuntimeError when already serving.
+    #[pyo3(signature = (addr, max_symbol_labels = Int::new(crate::metrics::DEFAULT_MAX_SYMBOL_LABELS as i128)))]
+    fn serve_metrics(&self, addr: &str, max_symbol_labels: Int) -> PyResult<u16> {
+        let max_symbol_labels = max_symbol_labels.usize("max_symbol_labels", 0, usize::MAX)?;
+        let mut slot = lock(&self.http);
+        if slot.is_some() {
+            return Err(PyRuntimeError::new_err("this Consumer serves metrics already"));
+        }
+        let options = crate::http::HttpOptions {
+            metrics: crate::metrics::MetricsOptions { max_symbol_labels },
+            fifo: None,
+        };
+        let server = crate::http::HttpServer::start(self.inner.clone(), addr, options)
+            .map_err(|e| PyOSError::new_err(e.to_string()))?;
+        let port = server.local_addr().port();
+        *slot = Some(server);
+        Ok(port)
+    }
+
+    /// Stop the status file writer (after one final write), the metrics server, and flush the
+    /// journal. Queries keep working.
     fn close(&self, py: Python<'_>) {
         self.inner.flush();
         self.stop_status(py);

@@ -81,6 +81,16 @@ pub enum Liveness {
 }
 
 impl Liveness {
+    /// The words `barbridge status --check` prints.
+    pub fn label(self) -> &'static str {
+        match self {
+            Liveness::Live => "LIVE",
+            Liveness::Waiting => "WAITING",
+            Liveness::Stale => "STALE",
+            Liveness::Exited | Liveness::NotUpdated => "NOT RUNNING",
+        }
+    }
+
     /// The exit code of `barbridge status`: 0 live, 1 stale or waiting, 2 not running (an
     /// unreadable file is 2 as well).
     pub fn exit_code(self) -> u8 {

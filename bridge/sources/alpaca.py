@@ -106,6 +106,8 @@ class AlpacaSource:
         self.market = market or MarketClock("regular")
         self.stale = Staleness(stale_after, self.market)
         self.tracker = ReconnectTracker()
+        #: Disconnects by websocket close code ("none": the connection was lost without one).
+        self.close_codes: dict[str, int] = {}
         self.auth_retries = auth_retries
         self.conn_limit_timeout = conn_limit_timeout
         self.backfill_enabled = backfill
@@ -180,6 +182,8 @@ class AlpacaSource:
         was = self.subscribed
         self.subscribed = False
         self.tracker.on_disconnected()
+        key = str(code) if code else "none"
+        self.close_codes[key] = self.close_codes.get(key, 0) + 1
         if self.stopping.is_set():
             return
         detail = (f"Alpaca closed the stream (close code {code}" + (f": {reason})" if reason else ")")

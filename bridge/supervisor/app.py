@@ -252,6 +252,10 @@ class Supervisor:
                 "--symbols", ",".join(s.symbols)]
         if self.env.get("NATS_URL"):
             argv += ["--publish", self.env["NATS_URL"]]
+        if self.env.get("METRICS_ADDR", "").strip():  # /metrics, /status.json and the live page
+            argv += ["--metrics-addr", self.env["METRICS_ADDR"].strip()]
+        if self.env.get("LOG_FORMAT", "").strip():
+            argv = argv[:1] + ["--log-format", self.env["LOG_FORMAT"].strip()] + argv[1:]
         env = {**self.env, "RUST_LOG": self.env.get("RUST_LOG") or "info"}
         pid = await self.consumer.start(argv, env=env, cwd=s.repo, stdout=self.path("bars.jsonl"))
         self.log(f"consumer started (pid {pid}; log {self.consumer.log_file})")

@@ -560,7 +560,7 @@ def test_launcher_builds_the_consumer_even_when_a_binary_exists(tmp_path, consum
 
 
 def test_extension_stamp_follows_its_sources(tmp_path):
-    for name in ("src", "scripts"):
+    for name in ("src", "assets", "scripts"):
         shutil.copytree(REPO / name, tmp_path / name)
     for name in ("Cargo.toml", "Cargo.lock", "pyproject.toml"):
         shutil.copy(REPO / name, tmp_path / name)
@@ -574,4 +574,8 @@ def test_extension_stamp_follows_its_sources(tmp_path):
     assert stamp() == first
     lib = tmp_path / "src" / "lib.rs"
     lib.write_text(lib.read_text() + "\n// changed\n")
-    assert stamp() != first
+    second = stamp()
+    assert second != first
+    page = tmp_path / "assets" / "index.html"  # embedded in the extension too
+    page.write_text(page.read_text() + "\n")
+    assert stamp() != second

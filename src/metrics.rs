@@ -1,0 +1,311 @@
+//! Prometheus metrics of a running consumer, in the text exposition format (version 0.0.4).
+//!
+//! Rendered from a [`StatusReport`] at every scrape, so the metrics and the status file never
+//! disagree. Names follow Prometheus conventions: prefix `barbridge_`, units in the name
+//! (`_seconds`), `_total` on counters. Label sets are bounded: `reason` (the reject codes),
+//! `state` (the feed's and the sidecar's states), `subscriber` (the program's subscribers) and
+//! `symbol`, which is only given to the [`MetricsOptions::max_symbol_labels`] symbols updated
+//! least recently (the first to look at when something is stale); the rest are counted in
+//! `barbridge_symbols_unlabeled`.
+
+use std::fmt;
+
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
+use prometheus_client::metrics::counter::ConstCounter;
+use prometheus_client::metrics::gauge::ConstGauge;
+use prometheus_client::metrics::info::Info;
+use prometheus_client::metrics::MetricType;
+use prometheus_client::registry::Registry;
+
+use crate::health::FeedState;
+use crate::status::StatusReport;
+use crate::wire::RejectReason;
+
+/// The `Content-Type` of what [`render`] returns.
+pub const CONTENT_TYPE: &str = prometheus_client::encoding::prometheus_text::CONTENT_TYPE;
+
+/// Symbols given their own `symbol` label by default.
+pub const DEFAULT_MAX_SYMBOL_LABELS: usize = 100;
+
+/// The sidecar states the sidecar sends in its status lines (`barbridge_sidecar_state`);
+/// anything else is shown as `other`.
+const SIDECAR_STATES: [&str; 7] = ["connected", "subscribed", "disconnected", "reconnecting", "auth_failed", "stale", "error"];
+
+/// What [`render`] exposes.
+#[derive(Clone, Copy, Debug)]
+pub struct MetricsOptions {
+    /// At most this many symbols get a `symbol` label (per-symbol series).
+    pub max_symbol_labels: usize,
+}
+
+impl Default for MetricsOptions {
+    fn default() -> Self {
+        MetricsOptions { max_symbol_labels: DEFAULT_MAX_SYMBOL_LABELS }
+    }
+}
+
+/// The metrics of `report` in the Prometheus text format. `report` should be collected with
+/// [`StatusReport::collect_capped`] at [`MetricsOptions::max_symbol_labels`] symbols.
+pub fn render(report: StatusReport) -> String {
+    let mut registry = Registry::with_prefix("barbridge");
+    registry.register_collector(Box::new(ReportCollector(report)));
+    let mut out = String::new();
+    // Writing into a String cannot fail; an error here would be a bug in an encoder.
+    if prometheus_client::encoding::prometheus_text::encode(&mut out, &registry).is_err() {
+        log::error!("metrics: the exposition encoder failed");
+    }
+    out
+}
+
+#[derive(Debug)]
+struct ReportCollector(StatusReport);
+
+fn ms_to_s(ms: i64) -> f64 {
+    ms as f64 / 1000.0
+}
+
+fn counter(enc: &mut DescriptorEncoder, name: &str, help: &str, value: u64) -> fmt::Result {
+    let m = ConstCounter::new(value);
+    m.encode(enc.encode_descriptor(name, help, None, m.metric_type())?)
+}
+
+fn gauge(enc: &mut DescriptorEncoder, name: &str, help: &str, value: f64) -> fmt::Result {
+    let m = ConstGauge::new(value);
+    m.encode(enc.encode_descriptor(name, help, None, m.metric_type())?)
+}
+
+/// One family with one label: a counter or a gauge per `(label value, value)`.
+fn family<'a>(
+    enc: &mut DescriptorEncoder,
+    name: &str,
+    help: &str,
+    metric_type: MetricType,
+    label: &str,
+    items: impl IntoIterator<Item = (&'a str, f64)>,
+) -> fmt::Result {
+    let mut me = enc.encode_descriptor(name, help, None, metric_type)?;
+    for (value_label, value) in items {
+        let labels = [(label, value_label)];
+        let series = me.encode_family(&labels)?;
+        if metric_type == MetricType::Counter {
+            ConstCounter::new(value).encode(series)?;
+        } else {
+            ConstGauge::new(value).encode(series)?;
+        }
+    }
+    Ok(())
+}
+
+impl Collector for ReportCollector {
+    fn encode(&self, mut enc: DescriptorEncoder) -> fmt::Result {
+        let r = &self.0;
+        let h = &r.health;
+        let c = &h.counters;
+        let now = h.now_ms;
+        let e = &mut enc;
+
+        let info = Info::new(vec![("version", env!("CARGO_PKG_VERSION"))]);
+        info.encode(e.encode_descriptor("build", "The consumer's version.", None, info.metric_type())?)?;
+        gauge(e, "start_time_seconds", "When the consumer started (UTC epoch seconds).", ms_to_s(h.started_ms))?;
+
+        // The feed.
+        let state = h.state;
+        family(
+            e,
+            "feed_state",
+            "The feed's state: 1 for the current one of waiting (nothing yet), live, stale.",
+            MetricType::Gauge,
+            "state",
+            [("waiting", FeedState::Waiting), ("live", FeedState::Live), ("stale", FeedState::Stale)]
+                .map(|(name, s)| (name, f64::from(u8::from(s == state)))),
+        )?;
+        let in_session = crate::calendar::session_on(crate::calendar::ny_date(now))
+            .ok()
+            .flatten()
+            .is_some_and(|s| s.open_ms <= now && now < s.close_ms);
+        gauge(e, "session_open", "1 during today's regular NYSE session (New York calendar), else 0.", f64::from(u8::from(in_session)))?;
+        gauge(e, "stale_after_seconds", "Seconds without any line before the feed is declared stale.", ms_to_s(h.stale_after_ms))?;
+        gauge(
+            e,
+            "last_message_age_seconds",
+            "Seconds since the last line of any kind (bar, heartbeat, status); since the start before the first.",
+            ms_to_s(now - h.last_message_ms.unwrap_or(h.started_ms)),
+        )?;
+        let last_bar = i64::try_from(c.last_bar_received_ms).ok().filter(|t| *t > 0);
+        gauge(
+            e,
+            "last_bar_age_seconds",
+            "Seconds since the last stored bar arrived; since the start before the first.",
+            ms_to_s(now - last_bar.unwrap_or(h.started_ms)),
+        )?;
+        counter(e, "stale_episodes", "Times the feed went stale.", c.stale_episodes)?;
+
+        // Lines and bars.
+        counter(e, "lines", "Lines received (bars, heartbeats, status lines, rejects).", c.lines)?;
+        counter(e, "bars_accepted", "Bars stored for a new minute.", c.bars_accepted)?;
+        counter(e, "corrections", "Bars that replaced a stored minute (updated_bar or backfill).", c.corrections)?;
+        counter(e, "duplicates", "Bars identical to a stored minute (ignored).", c.duplicates)?;
+        counter(e, "conflicts", "Bars differing from a stored minute without being a correction (first kept).", c.conflicts)?;
+        counter(e, "too_old", "Bars older than everything a full symbol store keeps.", c.too_old)?;
+        counter(e, "filtered", "Bars of symbols outside the --symbols filter.", c.filtered)?;
+        counter(e, "heartbeats", "Heartbeat lines from writers.", c.heartbeats)?;
+        counter(e, "backfilled_bars", "Bars from the sidecar's REST backfill that were stored.", c.backfilled)?;
+        family(
+            e,
+            "rejects",
+            "Lines rejected, by reason.",
+            MetricType::Counter,
+            "reason",
+            RejectReason::ALL.iter().map(|r| (r.code(), c.rejects.get(r.code()).copied().unwrap_or(0) as f64)),
+        )?;
+
+        // Delivery between writer and consumer.
+        counter(e, "seq_gaps", "Holes in a writer's sequence numbers.", c.seq_gaps)?;
+        gauge(e, "lines_lost", "Lines missing between writer and consumer (goes down when a re-send fills a hole).", c.lines_lost as f64)?;
+        counter(e, "lines_recovered", "Missing lines a writer's re-send filled.", c.lines_recovered)?;
+        counter(e, "resent_skipped", "Re-sent lines this consumer had processed already.", c.resent_skipped)?;
+        counter(e, "writer_sessions", "Writer sessions seen (a sidecar start or restart).", c.writer_sessions)?;
+
+        // The sidecar, from its status lines.
+        counter(e, "sidecar_reconnects", "Reconnects the sidecar reported.", c.reconnects)?;
+        counter(e, "sidecar_disconnects", "Disconnects the sidecar reported.", c.disconnects)?;
+        let sidecar = h.sidecar.as_ref().map(|s| s.state.as_str());
+        let known = sidecar.is_none_or(|s| SIDECAR_STATES.contains(&s));
+        family(
+            e,
+            "sidecar_state",
+            "The sidecar's last reported state: 1 for the current one (none before its first status line).",
+            MetricType::Gauge,
+            "state",
+            SIDECAR_STATES
+                .iter()
+                .map(|s| (*s, f64::from(u8::from(sidecar == Some(*s)))))
+                .chain(std::iter::once(("other", f64::from(u8::from(!known))))),
+        )?;
+
+        // Subscribers.
+        counter(e, "delivery_drops", "Bars dropped because a subscriber's channel was full (all subscribers).", c.delivery_drops)?;
+        family(
+            e,
+            "subscriber_dropped",
+            "Bars dropped because this subscriber's channel was full.",
+            MetricType::Counter,
+            "subscriber",
+            r.subscribers.iter().map(|s| (s.name.as_str(), s.dropped as f64)),
+        )?;
+        family(
+            e,
+            "subscriber_queued_bars",
+            "Bars waiting in this subscriber's channel.",
+            MetricType::Gauge,
+            "subscriber",
+            r.subscribers.iter().map(|s| (s.name.as_str(), s.queued as f64)),
+        )?;
+
+        // Journal.
+        if let Some(j) = &r.journal {
+            counter(e, "journal_records_written", "Journal records written to disk.", j.records_written)?;
+            gauge(e, "journal_pending_records", "Journal records waiting in memory for the disk.", j.pending_records as f64)?;
+            counter(e, "journal_dropped_records", "Journal records dropped past the memory bound.", j.dropped_records)?;
+            gauge(e, "journal_error", "1 while writing the journal fails.", f64::from(u8::from(j.error.is_some())))?;
+        }
+
+        // Per symbol (bounded).
+        gauge(e, "symbols", "Symbols with at least one stored bar.", (h.symbols.len() + r.symbols_omitted) as f64)?;
+        gauge(e, "symbols_unlabeled", "Symbols left out of the per-symbol series (over the label limit).", r.symbols_omitted as f64)?;
+        family(
+            e,
+            "symbol_bars",
+            "Bars stored for this symbol (new minutes and corrections).",
+            MetricType::Counter,
+            "symbol",
+            h.symbols.iter().map(|(s, sh)| (s.as_str(), sh.bars as f64)),
+        )?;
+        family(
+            e,
+            "symbol_last_bar_age_seconds",
+            "Seconds since this symbol's newest bar arrived.",
+            MetricType::Gauge,
+            "symbol",
+            h.symbols.iter().map(|(s, sh)| (s.as_str(), ms_to_s(now - sh.last_received_ms))),
+        )?;
+        family(
+            e,
+            "symbol_last_bar_timestamp_seconds",
+            "Start of this symbol's newest bar's minute (UTC epoch seconds, from the data).",
+            MetricType::Gauge,
+            "symbol",
+            h.symbols.iter().map(|(s, sh)| (s.as_str(), ms_to_s(sh.last_bar_ts_ms))),
+        )?;
+        family(
+            e,
+            "symbol_session_holes_seconds",
+            "Time without a bar between this symbol's first and last bar in today's session.",
+            MetricType::Gauge,
+            "symbol",
+            r.session_holes.iter().map(|(s, m)| (s.as_str(), (*m * 60) as f64)),
+        )?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::feed::Consumer;
+    use crate::health::ManualClock;
+    use std::time::Duration;
+
+    fn line(symbol: &str, minute: i64) -> String {
+        let ts = 1_759_930_080_000 + minute * 60_000;
+        format!(r#"{{"symbol":"{symbol}","timestamp_ms":{ts},"open":1,"high":2,"low":1,"close":1.5,"volume":10}}"#)
+    }
+
+    fn value(text: &str, series: &str) -> Option<f64> {
+        text.lines().find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+    }
+
+    #[test]
+    fn counters_states_and_ages_are_exposed() {
+        let clock = ManualClock::new(1_000_000);
+        let consumer = Consumer::builder().clock(clock.clone()).stale_after(Duration::from_secs(60)).build();
+        for m in 0..3 {
+            consumer.ingest_line(line("SPY", m).as_bytes()).unwrap();
+        }
+        consumer.ingest_line(line("SPY", 0).as_bytes()).unwrap();
+        let _ = consumer.ingest_line(b"{\"symbol\":\"SPY\"}");
+        clock.advance(Duration::from_secs(5));
+        let text = render(StatusReport::collect_capped(&consumer, None, 10));
+        assert_eq!(value(&text, "barbridge_bars_accepted_total"), Some(3.0));
+        assert_eq!(value(&text, "barbridge_duplicates_total"), Some(1.0));
+        assert_eq!(value(&text, "barbridge_rejects_total{reason=\"missing_field\"}"), Some(1.0));
+        assert_eq!(value(&text, "barbridge_rejects_total{reason=\"non_finite\"}"), Some(0.0));
+        assert_eq!(value(&text, "barbridge_feed_state{state=\"live\"}"), Some(1.0));
+        assert_eq!(value(&text, "barbridge_feed_state{state=\"stale\"}"), Some(0.0));
+        assert_eq!(value(&text, "barbridge_last_bar_age_seconds"), Some(5.0));
+        assert_eq!(value(&text, "barbridge_symbol_last_bar_age_seconds{symbol=\"SPY\"}"), Some(5.0));
+        assert_eq!(value(&text, "barbridge_symbol_bars_total{symbol=\"SPY\"}"), Some(3.0));
+        assert!(text.contains("# TYPE barbridge_bars_accepted_total counter"), "{text}");
+        assert!(text.contains("barbridge_build_info{version=\""), "{text}");
+
+        clock.advance(Duration::from_secs(60));
+        consumer.health().tick();
+        let text = render(StatusReport::collect_capped(&consumer, None, 10));
+        assert_eq!(value(&text, "barbridge_feed_state{state=\"stale\"}"), Some(1.0));
+        assert_eq!(value(&text, "barbridge_stale_episodes_total"), Some(1.0));
+    }
+
+    #[test]
+    fn symbol_labels_stop_at_the_limit() {
+        let consumer = Consumer::builder().build();
+        for s in ["AAA", "BBB", "CCC", "DDD"] {
+            consumer.ingest_line(line(s, 0).as_bytes()).unwrap();
+        }
+        let text = render(StatusReport::collect_capped(&consumer, None, 2));
+        let labeled = text.lines().filter(|l| l.starts_with("barbridge_symbol_bars_total{")).count();
+        assert_eq!(labeled, 2, "{text}");
+        assert_eq!(value(&text, "barbridge_symbols"), Some(4.0));
+        assert_eq!(value(&text, "barbridge_symbols_unlabeled"), Some(2.0));
+    }
+}
