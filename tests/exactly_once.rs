@@ -7,7 +7,7 @@ mod common;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use barbridge::calendar::ny_date;
@@ -98,17 +98,6 @@ impl Setup {
     }
 }
 
-/// A consumer process, killed when dropped (a failing test leaves none behind).
-struct Proc(Option<Child>);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        if let Some(mut child) = self.0.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
 
 fn signal(proc: &Proc, sig: Signal) {
     let child = proc.0.as_ref().expect("running");

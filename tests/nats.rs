@@ -89,17 +89,6 @@ impl Drop for NatsServer {
     }
 }
 
-/// A `barbridge run` process, killed when dropped.
-struct Proc(Option<Child>);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        if let Some(mut child) = self.0.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
 
 /// One consumer's files: journal and status under its own directory.
 struct Node {

@@ -59,3 +59,15 @@ pub fn write_line(file: &mut std::fs::File, line: &str) {
 pub fn fifo_in(dir: &tempfile::TempDir) -> PathBuf {
     dir.path().join("run").join("bars.fifo")
 }
+
+/// A child process (a `barbridge run`), killed when dropped: a failing test leaves none behind.
+pub struct Proc(pub Option<std::process::Child>);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.0.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
