@@ -38,6 +38,7 @@ pub mod fifo;
 pub mod health;
 pub mod journal;
 pub mod private;
+pub mod publish;
 pub mod status;
 pub mod store;
 pub mod wire;
@@ -45,6 +46,8 @@ pub mod writer;
 
 #[cfg(feature = "python")]
 mod python;
+#[cfg(feature = "python")]
+mod python_alpaca;
 
 pub use bar::{Bar, BarKind, Source, Symbol};
 pub use capacity::CapacityError;
