@@ -25,7 +25,6 @@ if __package__ in (None, ""):  # run as a script: make `import bridge` work
 
 from bridge import config  # noqa: E402
 from bridge.config import ConfigError  # noqa: E402
-from bridge.health import MarketClock  # noqa: E402
 from bridge.publisher import Publisher  # noqa: E402
 from bridge.sinks import FifoSink, InProcessSink, SinkError  # noqa: E402
 
@@ -130,6 +129,16 @@ def derive_data_url(stream_url: str) -> Optional[str]:
     return f"{'https' if u.scheme == 'wss' else 'http'}://{u.netloc}"
 
 
+def _iso_ms(text: str) -> int:
+    """An ISO 8601 time (``Z`` or an offset; none: UTC) → epoch milliseconds."""
+    import datetime as dt
+    try:
+        d = dt.datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
+    except ValueError:
+        raise ConfigError(f"--backfill-from {text!r} is not an ISO time such as 2025-10-08T13:30:00Z.") from None
+    return int((d if d.tzinfo else d.replace(tzinfo=dt.timezone.utc)).timestamp() * 1000)
+
+
 def _fail(code: int, sentence: str) -> int:
     print(f"{PROG}: error: {sentence}", file=sys.stderr, flush=True)
     return code
@@ -180,7 +189,7 @@ def main(argv: Optional[list[str]] = None) -> int:
             sink = FifoSink(args.fifo, backlog=args.backlog, heartbeat=args.heartbeat, pipe_size=args.pipe_size,
                             unacked_bytes=args.unacked_mib << 20)
         else:
-            sink = InProcessSink(backlog=args.backlog, heartbeat=args.heartbeat, status_file=args.status_file,
+            sink = InProcessSink(heartbeat=args.heartbeat, status_file=args.status_file,
                                  echo=args.echo, journal=args.journal)
         sink.prepare()
     except SinkError as e:
@@ -206,15 +215,14 @@ def main(argv: Optional[list[str]] = None) -> int:
             from bridge.sources import alpaca as alpaca_src
             backfill_from = None
             if args.backfill_from:
-                from bridge.protocol import _ts_to_ms
-                backfill_from = _ts_to_ms(args.backfill_from)
+                backfill_from = _iso_ms(args.backfill_from)
             if not args.no_preflight:
                 problem = alpaca_src.preflight(creds, symbols, args.feed, args.data_url)
                 if problem:
                     return _fail(*problem)
             source = alpaca_src.AlpacaSource(
                 pub, symbols, creds, feed=args.feed, stream_url=args.stream_url, data_url=args.data_url,
-                stale_after=args.stale_after, market=MarketClock(args.market_hours),
+                stale_after=args.stale_after, market_hours=args.market_hours,
                 ping_interval=args.ping_interval, ping_timeout=args.ping_timeout,
                 reconnect_min=args.reconnect_min, reconnect_max=args.reconnect_max,
                 auth_retries=args.auth_retries, conn_limit_timeout=args.conn_limit_timeout,
@@ -304,8 +312,10 @@ class _ReaderNotice:
 
 
 def _log_stats(pub: Publisher, sink, source) -> None:
-    st = {"state": pub.state, "published": pub.counts["published"], "duplicates": pub.counts["duplicates_suppressed"],
-          "received_stream": pub.counts["received_stream"], "received_backfill": pub.counts["received_backfill"], "backfill_superseded": pub.counts["backfill_superseded"],
+    c = pub.counts
+    st = {"state": pub.state, "published": c["published"], "duplicates": c["duplicates_suppressed"],
+          "received_stream": c["received_stream"], "received_backfill": c["received_backfill"],
+          "backfill_superseded": c["backfill_superseded"], "invalid": c["invalid"],
           "backlog": sink.backlog(), **{k: v for k, v in vars(sink.stats).items()}}
     if hasattr(source, "counts"):
         st.update(source.counts)

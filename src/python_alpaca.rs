@@ -294,6 +294,10 @@ fn normalise_alpaca<'py>(py: Python<'py>, msg: &Bound<'py, PyDict>, source: &str
     let source = Source::parse(source).ok_or_else(|| PyValueError::new_err(format!("unknown source {source:?}")))?;
     let (symbol, bar, kind) = alpaca_bar(py, msg, symbol).map_err(|e| crate::python::wire_error(py, &e))?;
     crate::wire::validate(&symbol, &bar).map_err(|e| crate::python::wire_error(py, &e))?;
+    bar_dict(py, &symbol, &bar, kind, Some(source))
+}
+
+fn bar_dict<'py>(py: Python<'py>, symbol: &str, bar: &Bar, kind: BarKind, source: Option<Source>) -> PyResult<Bound<'py, PyDict>> {
     let d = PyDict::new(py);
     d.set_item("symbol", symbol)?;
     d.set_item("timestamp_ms", bar.timestamp_ms)?;
@@ -305,8 +309,41 @@ fn normalise_alpaca<'py>(py: Python<'py>, msg: &Bound<'py, PyDict>, source: &str
     d.set_item("vwap", bar.vwap)?;
     d.set_item("trade_count", bar.trade_count)?;
     d.set_item("kind", kind.as_str())?;
-    d.set_item("source", source.as_str())?;
+    d.set_item("source", source.map(Source::as_str))?;
     Ok(d)
+}
+
+/// A bar dict with the wire field names (``kind``/``type``, optional ``source``) → one wire line
+/// (bytes, with its newline). :class:`WireError` for a bar breaking the protocol's rules.
+#[pyfunction]
+fn encode_bar<'py>(py: Python<'py>, bar: &Bound<'py, PyDict>) -> PyResult<Bound<'py, pyo3::types::PyBytes>> {
+    let (kind, (symbol, b, source)) = bar_kind_from_dict(py, bar)
+        .and_then(|k| bar_from_dict(py, bar).map(|b| (k, b)))
+        .and_then(|x| crate::wire::validate(&x.1 .0, &x.1 .1).map(|_| x))
+        .map_err(|e| crate::python::wire_error(py, &e))?;
+    let mut out = Vec::with_capacity(192);
+    crate::wire::write_bar_line(&mut out, &symbol, &b, kind, &crate::wire::Envelope { source, ..Default::default() });
+    Ok(pyo3::types::PyBytes::new(py, &out))
+}
+
+/// One wire line (without its newline) → a bar dict (wire field names, ``kind``, ``source``), or
+/// None for a heartbeat, status, blank or unknown-type line. :class:`WireError` for a line the
+/// consumer would reject (``err.reason`` its reject code).
+#[pyfunction]
+fn decode_line<'py>(py: Python<'py>, line: &[u8]) -> PyResult<Option<Bound<'py, PyDict>>> {
+    match crate::wire::parse_line(line) {
+        Ok(crate::wire::Line::Bar(b)) => Ok(Some(bar_dict(py, &b.symbol, &b.bar, b.kind, b.source)?)),
+        Ok(_) => Ok(None),
+        Err(e) => Err(crate::python::wire_error(py, &e)),
+    }
+}
+
+/// An Alpaca timestamp (``msgpack.Timestamp``, RFC 3339 text, aware ``datetime``, int ms) → UTC
+/// epoch milliseconds. ValueError for anything else.
+#[pyfunction]
+#[pyo3(name = "timestamp_ms")]
+fn py_timestamp_ms(py: Python<'_>, t: &Bound<'_, PyAny>) -> PyResult<i64> {
+    timestamp_ms(py, t).map_err(|e| PyValueError::new_err(e.to_string()))
 }
 
 fn now_or(now_ms: Option<i64>) -> i64 {
@@ -346,6 +383,9 @@ fn calendar_coverage() -> (String, String) {
 pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<PyPublisher>()?;
     m.add_function(wrap_pyfunction!(normalise_alpaca, m)?)?;
+    m.add_function(wrap_pyfunction!(encode_bar, m)?)?;
+    m.add_function(wrap_pyfunction!(decode_line, m)?)?;
+    m.add_function(wrap_pyfunction!(py_timestamp_ms, m)?)?;
     m.add_function(wrap_pyfunction!(in_session, m)?)?;
     m.add_function(wrap_pyfunction!(last_session_open, m)?)?;
     m.add_function(wrap_pyfunction!(session, m)?)?;
