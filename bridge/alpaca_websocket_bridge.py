@@ -103,6 +103,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--auth-retries", type=int, default=2, help="consecutive 402s before giving up (exit 3)")
     p.add_argument("--conn-limit-timeout", type=float, default=300.0, help="seconds of 406 before giving up (exit 5)")
     p.add_argument("--no-backfill", action="store_true")
+    p.add_argument("--per-message", action="store_true",
+                   help="hand bars to Rust one message at a time after the SDK's dispatch, instead of whole "
+                        "bar frames before it (for comparison; see the README's performance section)")
     p.add_argument("--backfill-from", default=None, help="ISO time for the start-up backfill (default: session open)")
     p.add_argument("--no-preflight", action="store_true")
     p.add_argument("--flush-timeout", type=float, default=2.0, help="seconds to deliver pending lines on SIGINT/SIGTERM")
@@ -226,7 +229,8 @@ def main(argv: Optional[list[str]] = None) -> int:
                 ping_interval=args.ping_interval, ping_timeout=args.ping_timeout,
                 reconnect_min=args.reconnect_min, reconnect_max=args.reconnect_max,
                 auth_retries=args.auth_retries, conn_limit_timeout=args.conn_limit_timeout,
-                backfill=not args.no_backfill, backfill_from=backfill_from, on_fatal=fatal)
+                backfill=not args.no_backfill, backfill_from=backfill_from, frames=not args.per_message,
+                on_fatal=fatal)
         elif args.source == "replay":
             from bridge.sources.replay import ReplayError, ReplaySource
             source = ReplaySource(pub, args.replay_file, speed=args.speed,

@@ -115,7 +115,7 @@ def run_sdk_alone(n: int, minutes: int, interval: float) -> dict:
 
 
 # ---------------------------------------------------------------- barbridge: sidecar → FIFO → consumer
-def run_barbridge(n: int, minutes: int, interval: float) -> dict:
+def run_barbridge(n: int, minutes: int, interval: float, per_message: bool = False) -> dict:
     os.environ.setdefault("RUST_LOG", "error")  # the idle iterator's drop notices are not news here
     import barbridge
 
@@ -133,7 +133,8 @@ def run_barbridge(n: int, minutes: int, interval: float) -> dict:
     env.pop("BARBRIDGE_CONFIG", None)
     side = subprocess.Popen([PY, "-m", "bridge", "--stream-url", server.ws_url, "--fifo", str(fifo),
                              "--symbols", ",".join(symbols), "--no-backfill", "--no-preflight",
-                             "--market-hours", "always", "--stale-after", "0", "--stats-interval", "0"],
+                             "--market-hours", "always", "--stale-after", "0", "--stats-interval", "0"]
+                            + (["--per-message"] if per_message else []),
                             cwd=tmp, env=env, stdout=subprocess.DEVNULL, stderr=open(tmp / "sidecar.log", "w"))
     done: dict[int, float] = {}
     cpu0 = cpu1 = 0.0
@@ -177,6 +178,8 @@ def main(argv: Optional[list[str]] = None) -> int:
     ap.add_argument("--sizes", default="3000,10000", help="comma-separated symbol counts")
     ap.add_argument("--minutes", type=int, default=8, help="measured minutes per run (after 2 warm-up minutes)")
     ap.add_argument("--interval", type=float, default=1.5, help="wall seconds per data minute")
+    ap.add_argument("--per-message", action="store_true",
+                    help="also run the sidecar with --per-message (bars handed over after the SDK's dispatch)")
     ap.add_argument("--sdk-child", nargs=3, metavar=("URL", "N", "MINUTES"), help=argparse.SUPPRESS)
     a = ap.parse_args(argv)
     if a.sdk_child:
@@ -186,6 +189,8 @@ def main(argv: Optional[list[str]] = None) -> int:
         print(f"N = {n:,} symbols, one frame per minute, {a.minutes} minutes of {a.interval:g} s:", flush=True)
         sdk = run_sdk_alone(n, a.minutes, a.interval)
         print(summary("alpaca-py alone", sdk), flush=True)
+        if a.per_message:
+            print(summary("barbridge per message", run_barbridge(n, a.minutes, a.interval, per_message=True)), flush=True)
         ours = run_barbridge(n, a.minutes, a.interval)
         print(summary("barbridge (to store)", ours), flush=True)
         ratio = statistics.median(ours["latency_ms"]) / statistics.median(sdk["latency_ms"])

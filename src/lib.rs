@@ -28,6 +28,7 @@
 //! ```
 //! See `examples/engine.rs` for a complete program.
 
+pub mod alpaca_frame;
 pub mod bar;
 pub mod calendar;
 pub mod capacity;

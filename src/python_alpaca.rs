@@ -207,6 +207,34 @@ impl PyPublisher {
         }
     }
 
+    /// A whole websocket frame from Alpaca's stream (msgpack bytes). When it holds only bar
+    /// messages (a minute's burst), every bar but the last is published here, without a Python
+    /// object per message, and the frame with just the last bar is returned for the SDK to
+    /// dispatch as usual (its data clock sees data; the bar reaches :meth:`submit_alpaca`).
+    /// None when the frame is anything else: the SDK handles it unchanged.
+    fn submit_frame<'py>(&self, py: Python<'py>, frame: &[u8]) -> Option<Bound<'py, pyo3::types::PyBytes>> {
+        let last = py.allow_threads(|| {
+            let bars = crate::alpaca_frame::read_bar_frame(frame)?;
+            let (last, rest) = bars.split_last()?;
+            if rest.is_empty() {
+                return None;
+            }
+            for b in rest {
+                match &b.bar {
+                    Ok((symbol, bar, kind)) => {
+                        self.publish(symbol, *bar, *kind, Source::Stream, None);
+                    }
+                    Err(why) => self.sink.reject("?", &WireError::WrongType { detail: format!("bar message: {why}") }),
+                }
+            }
+            Some(last.raw)
+        })?;
+        let mut out = Vec::with_capacity(last.len() + 1);
+        out.push(0x91); // a one-element msgpack array
+        out.extend_from_slice(last);
+        Some(pyo3::types::PyBytes::new(py, &out))
+    }
+
     /// One bar of a REST answer (raw dict: ``t`` RFC 3339, ``o h l c v``, optional ``n vw``) for
     /// ``symbol``; ``since`` is the :meth:`mark` taken before the request. True when sent.
     fn submit_backfill(&self, py: Python<'_>, symbol: &str, msg: &Bound<'_, PyAny>, since: u64) -> bool {

@@ -64,6 +64,7 @@ class _ObservedStream(StockDataStream):
 
     observer: "AlpacaSource"
     submit: Callable[[Any], bool]  # barbridge.Publisher.submit_alpaca
+    submit_frame: Optional[Callable[[bytes], Optional[bytes]]] = None  # barbridge.Publisher.submit_frame
 
     async def _start_ws(self) -> None:
         self.observer._on_connecting()
@@ -72,7 +73,28 @@ class _ObservedStream(StockDataStream):
         except BaseException as e:
             self.observer._on_connect_failed(e)
             raise
+        if self.submit_frame is not None:
+            self._route_frames()
         self.observer._on_connected()
+
+    def _route_frames(self) -> None:
+        """Hand each received frame to Rust first (``Publisher.submit_frame``): a frame of bars
+        only (a minute's burst) is published there whole, and the SDK gets the frame with its last
+        bar alone, which it dispatches as usual; any other frame reaches the SDK unchanged. Wraps
+        ``recv`` of this connection's socket only (a reconnect makes a new socket, wrapped again
+        here); if a future SDK stopped calling ``recv``, bars would still arrive, message by message."""
+        ws = self._ws
+        recv, submit = ws.recv, self.submit_frame
+
+        async def recv_frames(*args: Any, **kwargs: Any) -> Any:
+            frame = await recv(*args, **kwargs)
+            if type(frame) is bytes:
+                rest = submit(frame)
+                if rest is not None:
+                    return rest
+            return frame
+
+        ws.recv = recv_frames
 
     async def _dispatch(self, msg) -> None:
         t = msg.get("T")
@@ -102,7 +124,7 @@ class AlpacaSource:
                  ping_interval: float = 10.0, ping_timeout: float = 180.0,
                  reconnect_min: float = 1.0, reconnect_max: float = 30.0,
                  auth_retries: int = 2, conn_limit_timeout: float = 300.0,
-                 backfill: bool = True, backfill_from: Optional[int] = None,
+                 backfill: bool = True, backfill_from: Optional[int] = None, frames: bool = True,
                  on_fatal: Optional[Callable[[int, str], None]] = None) -> None:
         self.pub = publisher
         self.symbols = symbols
@@ -141,6 +163,8 @@ class AlpacaSource:
                                       websocket_params=params, url_override=stream_url)
         self.stream.observer = self
         self.stream.submit = publisher.submit_alpaca
+        if frames:
+            self.stream.submit_frame = publisher.native.submit_frame
         self.stream._reconnect_min_backoff = reconnect_min
         self.stream._reconnect_max_backoff = reconnect_max
         # Subscribe BEFORE run(): subscribing from a handler deadlocks, and run() with
