@@ -8,11 +8,12 @@
 //! delivered a bar (the staleness clock). Everything happens under one short lock, and the bar is
 //! handed to the sink inside it, so the sink sees bars in the order they were decided on.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
+use rustc_hash::FxHashMap as HashMap;
 use serde::Serialize;
 
 use crate::bar::{Bar, BarKind, Source, Symbol};
@@ -107,6 +108,29 @@ impl Publisher {
         F: FnOnce(&str, Bar, BarKind, Option<Source>) -> Result<(), WireError>,
     {
         let mut st = self.lock();
+        self.decide(&mut st, symbol, bar, kind, source, stream_since, send)
+    }
+
+    /// [`Publisher::publish`] for many stream bars under one lock (a minute's burst); `on_outcome`
+    /// hears about each.
+    pub fn publish_stream_batch<'a, I, F, O>(&self, bars: I, mut send: F, mut on_outcome: O)
+    where
+        I: IntoIterator<Item = (&'a str, Bar, BarKind)>,
+        F: FnMut(&str, Bar, BarKind, Option<Source>) -> Result<(), WireError>,
+        O: FnMut(&str, &Outcome),
+    {
+        let mut st = self.lock();
+        for (symbol, bar, kind) in bars {
+            let out = self.decide(&mut st, symbol, bar, kind, Some(Source::Stream), None, &mut send);
+            on_outcome(symbol, &out);
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn decide<F>(&self, st: &mut State, symbol: &str, bar: Bar, kind: BarKind, source: Option<Source>, stream_since: Option<u64>, send: F) -> Outcome
+    where
+        F: FnOnce(&str, Bar, BarKind, Option<Source>) -> Result<(), WireError>,
+    {
         let counts = &mut st.counts;
         match source {
             Some(Source::Stream) => counts.received_stream += 1,
@@ -122,7 +146,6 @@ impl Publisher {
         if source == Some(Source::Stream) {
             self.touch();
         }
-        let st = &mut *st;
         let prev = st.minutes.get(&bar.timestamp_ms).and_then(|m| m.get(symbol)).copied();
         let mut stream_gen = prev.map_or(0, |p| p.stream_gen);
         if source == Some(Source::Stream) {
@@ -158,7 +181,10 @@ impl Publisher {
                 name
             }
         };
-        if st.minutes.entry(bar.timestamp_ms).or_default().insert(name, Sent { bar, stream_gen }).is_none() {
+        // A new minute's map starts as large as the newest one (a burst fills it at once).
+        let hint = st.minutes.last_key_value().map_or(0, |(_, m)| m.len());
+        let minute = st.minutes.entry(bar.timestamp_ms).or_insert_with(|| HashMap::with_capacity_and_hasher(hint, Default::default()));
+        if minute.insert(name, Sent { bar, stream_gen }).is_none() {
             st.remembered += 1;
         }
         while st.remembered > self.remember && st.minutes.len() > 1 {

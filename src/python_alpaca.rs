@@ -220,13 +220,24 @@ impl PyPublisher {
                 return None;
             }
             for b in rest {
-                match &b.bar {
-                    Ok((symbol, bar, kind)) => {
-                        self.publish(symbol, *bar, *kind, Source::Stream, None);
-                    }
-                    Err(why) => self.sink.reject("?", &WireError::WrongType { detail: format!("bar message: {why}") }),
+                if let Err(why) = &b.bar {
+                    self.sink.reject("?", &WireError::WrongType { detail: format!("bar message: {why}") });
                 }
             }
+            let bars = rest.iter().filter_map(|b| b.bar.as_ref().ok().map(|(s, bar, k)| (*s, *bar, *k)));
+            self.core.publish_stream_batch(
+                bars,
+                |s, b, k, src| self.sink.send(s, b, k, src),
+                |symbol, out| {
+                    // Refused by the rules here (the sink counts what it refuses itself).
+                    if let Outcome::Invalid(e) = out {
+                        if !matches!(e, WireError::MissingField { .. } | WireError::WrongType { .. }) {
+                            self.sink.reject(symbol, e);
+                        }
+                    }
+                },
+            );
+            self.sink.settle();
             Some(last.raw)
         })?;
         let mut out = Vec::with_capacity(last.len() + 1);
