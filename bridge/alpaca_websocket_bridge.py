@@ -319,7 +319,7 @@ def _log_stats(pub: Publisher, sink, source) -> None:
     c = pub.counts
     st = {"state": pub.state, "published": c["published"], "duplicates": c["duplicates_suppressed"],
           "received_stream": c["received_stream"], "received_backfill": c["received_backfill"],
-          "backfill_superseded": c["backfill_superseded"], "invalid": c["invalid"],
+          "backfill_superseded": c["backfill_superseded"], "invalid": c["invalid"], "frames": c["frames"],
           "backlog": sink.backlog(), **{k: v for k, v in vars(sink.stats).items()}}
     if hasattr(source, "counts"):
         st.update(source.counts)

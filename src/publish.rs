@@ -39,6 +39,8 @@ pub enum Outcome {
 #[derive(Clone, Debug, Default, Serialize)]
 pub struct PublishCounts {
     pub published: u64,
+    /// Whole frames of stream bars decided in one go ([`Publisher::publish_stream_batch`]).
+    pub frames: u64,
     pub duplicates_suppressed: u64,
     pub backfill_superseded: u64,
     pub invalid: u64,
@@ -120,6 +122,7 @@ impl Publisher {
         O: FnMut(&str, &Outcome),
     {
         let mut st = self.lock();
+        st.counts.frames += 1;
         for (symbol, bar, kind) in bars {
             let out = self.decide(&mut st, symbol, bar, kind, Some(Source::Stream), None, &mut send);
             on_outcome(symbol, &out);

@@ -57,6 +57,9 @@ EXIT_TLS = 2
 # minute before it may have been published while the stream was down, and REST serves the
 # corrected version. Re-fetched unchanged minutes are suppressed by the Publisher.
 BACKFILL_LOOKBACK_MS = 5 * 60_000
+# Symbols per REST request: the symbols go into the URL, and servers refuse request lines much
+# beyond 8 KiB (a full-market list is 60 KiB and more).
+BACKFILL_SYMBOLS_PER_REQUEST = 500
 
 
 class _ObservedStream(StockDataStream):
@@ -357,12 +360,14 @@ class AlpacaSource:
         n = 0
         try:
             for start_ms, syms in sorted(groups.items()):
-                req = StockBarsRequest(symbol_or_symbols=syms, timeframe=TimeFrame.Minute, feed=self.feed,
-                                       start=dt.datetime.fromtimestamp(start_ms / 1000, UTC))
-                mark = self.pub.mark()  # stream bars after this are newer than the REST answer
-                raw = self.rest.get_stock_bars(req)
-                for sym, bars in (raw or {}).items():
-                    n += sum(self.pub.submit_backfill(sym, b, mark) for b in bars)
+                start = dt.datetime.fromtimestamp(start_ms / 1000, UTC)
+                for i in range(0, len(syms), BACKFILL_SYMBOLS_PER_REQUEST):
+                    req = StockBarsRequest(symbol_or_symbols=syms[i:i + BACKFILL_SYMBOLS_PER_REQUEST],
+                                           timeframe=TimeFrame.Minute, feed=self.feed, start=start)
+                    mark = self.pub.mark()  # stream bars after this are newer than the REST answer
+                    raw = self.rest.get_stock_bars(req)
+                    for sym, bars in (raw or {}).items():
+                        n += sum(self.pub.submit_backfill(sym, b, mark) for b in bars)
         except Exception:
             with self._starts_lock:  # keep the gap for the next attempt
                 for s, v in starts.items():
@@ -371,7 +376,8 @@ class AlpacaSource:
             raise
         self.counts["backfills"] += 1
         self.counts["backfilled_bars"] += n
-        log.info("backfill: %d new bar(s) for %s", n, ",".join(self.symbols))
+        log.info("backfill: %d new bar(s) for %s", n, _names(self.symbols[:10]) + (
+            f" and {len(self.symbols) - 10} more symbols" if len(self.symbols) > 10 else ""))
         return n
 
     def stop(self) -> None:

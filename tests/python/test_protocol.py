@@ -231,3 +231,43 @@ def test_config_env_file_symbols_and_masking(tmp_path):
             config.parse_symbols(empty)
     with pytest.raises(config.ConfigError):
         config.load_config_env(str(tmp_path / "nope.env"), {}, required=True)
+
+
+def _store(c) -> dict:
+    return {(s, b.timestamp_ms): (b.open, b.high, b.low, b.close, b.volume, b.vwap, b.trade_count)
+            for s in c.symbols() for b in c.last_n(s, 100)}
+
+
+def test_whole_frames_give_the_same_bars_as_message_by_message():
+    """A bar-only frame read in Rust (every message shape the SDK can hand over, a bad one among
+    them) ends in the same store as the SDK's unpacking message by message."""
+    msgs = [{**shape, "S": f"S{i}", "t": msgpack.Timestamp.from_unix_nano((T0 + 60_000 * i) * 1_000_000)}
+            for i, shape in enumerate(SHAPES.values())]
+    msgs.append({**FULL, "S": "BAD", "h": 1.0, "t": msgpack.Timestamp.from_unix_nano(T0 * 1_000_000)})
+    msgs.append({**FULL, "S": "ZLAST", "t": msgpack.Timestamp.from_unix_nano(T0 * 1_000_000)})
+    frame = msgpack.packb(msgs)
+    by_frame, by_message = barbridge.Consumer(), barbridge.Consumer()
+    fast, slow = barbridge.Publisher(by_frame), barbridge.Publisher(by_message)
+    rest = fast.submit_frame(frame)
+    assert msgpack.unpackb(rest) == [msgpack.unpackb(frame)[-1]]  # the SDK dispatches the last bar itself
+    for m in msgpack.unpackb(rest):
+        fast.submit_alpaca(m)
+    for m in msgpack.unpackb(frame):
+        slow.submit_alpaca(m)
+    assert _store(by_frame) == _store(by_message) and len(_store(by_frame)) == len(SHAPES) + 1
+    assert by_frame.stats()["rejects_total"] == by_message.stats()["rejects_total"] == 1
+    assert fast.counts()["published"] == slow.counts()["published"]
+
+
+@pytest.mark.parametrize("frame", [
+    [{"T": "subscription", "bars": ["SPY"]}, FULL],  # a control message among bars: the SDK's
+    [FULL, {"T": "q", "S": "SPY", "bp": 1.0}],  # a quote
+    [FULL],  # one bar: nothing to gain
+    [],
+])
+def test_other_frames_are_left_to_the_sdk(frame):
+    frame = [{**m, "t": msgpack.Timestamp.from_unix_nano(T0 * 1_000_000)} if m.get("T") == "b" else m for m in frame]
+    c = barbridge.Consumer()
+    assert barbridge.Publisher(c).submit_frame(msgpack.packb(frame)) is None
+    assert barbridge.Publisher(c).submit_frame(b"\x92\xc1") is None  # not msgpack
+    assert c.stats()["lines"] == 0
