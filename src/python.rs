@@ -1508,6 +1508,9 @@ impl PyFifoWriter {
 ///   Rust; a Rust thread writes (what ``bridge.sinks.FifoSink`` runs on).
 /// * ``python -m bridge --sink inprocess`` - the sidecar pushing into a Consumer in the same
 ///   process (one-process mode).
+/// * :class:`Publisher` - the sidecar's hot path: Alpaca's raw messages or whole websocket frames
+///   → normalise, validate, dedupe → a FifoWriter or a Consumer, one call per bar or per frame;
+///   ``in_session``, ``last_session_open``, ``session``: the NYSE session table.
 ///
 /// Example::
 ///
