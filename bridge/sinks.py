@@ -171,7 +171,7 @@ class InProcessSink:
 
     def __init__(self, *, heartbeat: float = 5.0, consumer: Any = None, writer: Optional[str] = None,
                  status_file: Optional[str] = None, echo: bool = False, symbols: Optional[list] = None,
-                 stale_after: float = 120.0, journal: Optional[str] = None, **_unused: Any) -> None:
+                 stale_after: float = 120.0, journal: Optional[str] = None) -> None:
         self.writer = writer or make_writer_id()
         self.heartbeat_interval = heartbeat
         self._owns_consumer = consumer is None

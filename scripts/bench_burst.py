@@ -20,7 +20,6 @@ process spent per bar over the measured minutes. Exit 1 when a bar is missing.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import os
 import shutil
