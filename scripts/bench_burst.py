@@ -4,7 +4,7 @@
     .venv/bin/python scripts/bench_burst.py [--sizes 3000,10000] [--minutes 8] [--interval 1.5]
 
 For each N, the fake Alpaca server (burst mode: every minute's N bars in one websocket frame)
-is run twice, one after the other:
+serves each client in turn (``--rounds`` times, interleaved):
 
 * **SDK alone**: a ``StockDataStream`` (raw_data) whose bar handler only counts; a minute is done
   when its N-th bar was handled.
@@ -12,8 +12,8 @@ is run twice, one after the other:
   consumer in this process; a minute is done when its last bar is in the consumer's store.
 
 Latency = done time - the server's send time of the minute's frame (one machine, one clock).
-Reported: median and max over ``--minutes`` minutes (after 2 warm-up minutes), the ratio of the
-medians (barbridge / SDK alone), every bar delivered, and the CPU (user+system) each client
+Reported: median and max over the rounds' ``--minutes`` minutes each (after 2 warm-up minutes per
+run), the ratio of the medians (barbridge / SDK alone), every bar delivered, and the CPU (user+system) each client
 process spent per bar over the measured minutes. Exit 1 when a bar is missing.
 """
 
@@ -166,6 +166,14 @@ def run_barbridge(n: int, minutes: int, interval: float, per_message: bool = Fal
             "complete": len(measured) == minutes and missing == 0}
 
 
+def pool(runs: list[dict]) -> dict:
+    """The rounds of one client as one result: all their minutes, mean CPU per bar."""
+    return {"latency_ms": [x for r in runs for x in r["latency_ms"]],
+            "cpu_us_per_bar": statistics.mean(r["cpu_us_per_bar"] for r in runs),
+            "complete": all(r["complete"] for r in runs), "missing": sum(r.get("missing", 0) for r in runs),
+            "duplicates": sum(r.get("duplicates", 0) for r in runs)}
+
+
 def summary(name: str, r: dict) -> str:
     lat = r["latency_ms"]
     return (f"  {name:<22} median {statistics.median(lat):7.1f} ms   max {max(lat):7.1f} ms   "
@@ -176,6 +184,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--sizes", default="3000,10000", help="comma-separated symbol counts")
     ap.add_argument("--minutes", type=int, default=8, help="measured minutes per run (after 2 warm-up minutes)")
+    ap.add_argument("--rounds", type=int, default=2, help="runs per client, taking turns; their minutes are pooled")
     ap.add_argument("--interval", type=float, default=1.5, help="wall seconds per data minute")
     ap.add_argument("--per-message", action="store_true",
                     help="also run the sidecar with --per-message (bars handed over after the SDK's dispatch)")
@@ -185,13 +194,18 @@ def main(argv: Optional[list[str]] = None) -> int:
         return sdk_child(a.sdk_child[0], int(a.sdk_child[1]), int(a.sdk_child[2]))
     ok = True
     for n in (int(x) for x in a.sizes.split(",")):
-        print(f"N = {n:,} symbols, one frame per minute, {a.minutes} minutes of {a.interval:g} s:", flush=True)
-        sdk = run_sdk_alone(n, a.minutes, a.interval)
-        print(summary("alpaca-py alone", sdk), flush=True)
-        if a.per_message:
-            print(summary("barbridge per message", run_barbridge(n, a.minutes, a.interval, per_message=True)), flush=True)
-        ours = run_barbridge(n, a.minutes, a.interval)
-        print(summary("barbridge (to store)", ours), flush=True)
+        print(f"N = {n:,} symbols, one frame per minute, {a.rounds} x {a.minutes} minutes of {a.interval:g} s "
+              "(the clients take turns):", flush=True)
+        runs: dict[str, list[dict]] = {"alpaca-py alone": [], "barbridge per message": [], "barbridge (to store)": []}
+        for _ in range(a.rounds):  # interleaved, so that a busy spell of the machine hits both
+            runs["alpaca-py alone"].append(run_sdk_alone(n, a.minutes, a.interval))
+            if a.per_message:
+                runs["barbridge per message"].append(run_barbridge(n, a.minutes, a.interval, per_message=True))
+            runs["barbridge (to store)"].append(run_barbridge(n, a.minutes, a.interval))
+        pooled = {name: pool(rs) for name, rs in runs.items() if rs}
+        for name, r in pooled.items():
+            print(summary(name, r), flush=True)
+        sdk, ours = pooled["alpaca-py alone"], pooled["barbridge (to store)"]
         ratio = statistics.median(ours["latency_ms"]) / statistics.median(sdk["latency_ms"])
         delivered = "every bar delivered" if ours["complete"] else f"{ours['missing']} bar(s) MISSING"
         print(f"  ratio {ratio:.2f} (goal <= 1.10); {delivered}; duplicates {ours['duplicates']}", flush=True)
