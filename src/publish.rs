@@ -233,6 +233,26 @@ impl Publisher {
         let since = Duration::from_nanos(self.last_stream_ns.load(Ordering::Relaxed));
         self.epoch.elapsed().saturating_sub(since)
     }
+
+    /// The staleness verdict, asked periodically by the sidecar's watchdog: true exactly when the
+    /// stream turns stale - no stream bar for `stale_after` while `active` (subscribed) and
+    /// `in_session`. Time inactive or out of session never counts (the clock restarts), and after
+    /// a verdict the next one needs another full period. `stale_after` zero: never stale.
+    pub fn check_stale(&self, active: bool, stale_after: Duration, in_session: bool) -> bool {
+        self.stale_verdict(active, stale_after, in_session, self.silent_for())
+    }
+
+    fn stale_verdict(&self, active: bool, stale_after: Duration, in_session: bool, silent: Duration) -> bool {
+        if !active || stale_after.is_zero() || !in_session {
+            self.reset_clock();
+            return false;
+        }
+        if silent >= stale_after {
+            self.reset_clock();
+            return true;
+        }
+        false
+    }
 }
 
 #[cfg(test)]
@@ -284,6 +304,18 @@ mod tests {
         assert!(matches!(out, Outcome::Invalid(WireError::OffMinute { .. })), "{out:?}");
         assert!(sent.is_empty());
         assert_eq!(p.last_seen("SPY"), None);
+    }
+
+    #[test]
+    fn stale_only_when_active_in_session_for_a_full_period() {
+        let p = Publisher::default();
+        let secs = Duration::from_secs;
+        assert!(!p.stale_verdict(true, secs(5), true, secs(4)));
+        assert!(p.stale_verdict(true, secs(5), true, secs(6)));
+        assert!(p.silent_for() < secs(5), "a verdict restarts the clock");
+        assert!(!p.stale_verdict(false, secs(5), true, secs(100)), "not subscribed");
+        assert!(!p.stale_verdict(true, secs(5), false, secs(100)), "out of session");
+        assert!(!p.stale_verdict(true, Duration::ZERO, true, secs(100)), "switched off");
     }
 
     #[test]

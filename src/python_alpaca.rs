@@ -300,6 +300,17 @@ impl PyPublisher {
         self.core.silent_for().as_secs_f64()
     }
 
+    /// The watchdog's question, asked every fraction of a second: True exactly when the stream
+    /// turns stale - no stream bar for ``stale_after`` seconds while ``active`` (subscribed) and
+    /// the NYSE regular session is open (``always``: every instant counts). Quiet time inactive or
+    /// out of session never counts; after a True the next needs another full period; 0 = off.
+    #[pyo3(signature = (active, stale_after, *, always = false))]
+    fn check_stale(&self, active: bool, stale_after: crate::python::Float, always: bool) -> PyResult<bool> {
+        let stale_after = stale_after.seconds("stale_after", true)?;
+        let in_session = always || calendar::in_session(SystemClock.now_ms());
+        Ok(self.core.check_stale(active, stale_after, in_session))
+    }
+
     /// Restart the staleness clock (a new subscription; quiet time that must not count).
     fn reset_clock(&self) {
         self.core.reset_clock();

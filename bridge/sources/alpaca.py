@@ -299,17 +299,8 @@ class AlpacaSource:
                                 level=logging.ERROR)
 
     def stale_now(self) -> bool:
-        """True exactly when the stream turns stale: no bar for ``stale_after`` s while subscribed
-        in the session (the clock is the publisher's; quiet time outside the session never counts)."""
-        clock = self.pub.native
-        if (not self.subscribed or self.stale_after <= 0
-                or not (self.market_hours == "always" or barbridge.in_session())):
-            clock.reset_clock()
-            return False
-        if clock.silent_for() >= self.stale_after:
-            clock.reset_clock()  # next verdict only after another full period
-            return True
-        return False
+        """True exactly when the stream turns stale (the publisher's clock and the session table)."""
+        return self.pub.native.check_stale(self.subscribed, self.stale_after, always=self.market_hours == "always")
 
     def force_reconnect(self, reason: str = "stale") -> None:
         """Close the current socket from outside; the SDK sees the closure and reconnects."""
