@@ -26,7 +26,6 @@ if __package__ in (None, ""):  # run as a script: make `import bridge` work
 from bridge import config  # noqa: E402
 from bridge.config import ConfigError  # noqa: E402
 from bridge import jsonlog  # noqa: E402
-from bridge.health import MarketClock  # noqa: E402
 from bridge.publisher import Publisher  # noqa: E402
 from bridge.sinks import FifoSink, InProcessSink, SinkError  # noqa: E402
 
@@ -105,6 +104,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--auth-retries", type=int, default=2, help="consecutive 402s before giving up (exit 3)")
     p.add_argument("--conn-limit-timeout", type=float, default=300.0, help="seconds of 406 before giving up (exit 5)")
     p.add_argument("--no-backfill", action="store_true")
+    p.add_argument("--per-message", action="store_true",
+                   help="hand bars to Rust one message at a time after the SDK's dispatch, instead of whole "
+                        "bar frames before it (for comparison; see the README's performance section)")
     p.add_argument("--backfill-from", default=None, help="ISO time for the start-up backfill (default: session open)")
     p.add_argument("--no-preflight", action="store_true")
     p.add_argument("--flush-timeout", type=float, default=2.0, help="seconds to deliver pending lines on SIGINT/SIGTERM")
@@ -137,6 +139,16 @@ def derive_data_url(stream_url: str) -> Optional[str]:
     if not u.hostname or u.hostname.endswith("alpaca.markets"):
         return None
     return f"{'https' if u.scheme == 'wss' else 'http'}://{u.netloc}"
+
+
+def _iso_ms(text: str) -> int:
+    """An ISO 8601 time (``Z`` or an offset; none: UTC) → epoch milliseconds."""
+    import datetime as dt
+    try:
+        d = dt.datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
+    except ValueError:
+        raise ConfigError(f"--backfill-from {text!r} is not an ISO time such as 2025-10-08T13:30:00Z.") from None
+    return int((d if d.tzinfo else d.replace(tzinfo=dt.timezone.utc)).timestamp() * 1000)
 
 
 def _fail(code: int, sentence: str) -> int:
@@ -189,7 +201,7 @@ def main(argv: Optional[list[str]] = None) -> int:
             sink = FifoSink(args.fifo, backlog=args.backlog, heartbeat=args.heartbeat, pipe_size=args.pipe_size,
                             unacked_bytes=args.unacked_mib << 20)
         else:
-            sink = InProcessSink(backlog=args.backlog, heartbeat=args.heartbeat, status_file=args.status_file,
+            sink = InProcessSink(heartbeat=args.heartbeat, status_file=args.status_file,
                                  echo=args.echo, journal=args.journal)
         sink.prepare()
     except SinkError as e:
@@ -215,19 +227,19 @@ def main(argv: Optional[list[str]] = None) -> int:
             from bridge.sources import alpaca as alpaca_src
             backfill_from = None
             if args.backfill_from:
-                from bridge.protocol import _ts_to_ms
-                backfill_from = _ts_to_ms(args.backfill_from)
+                backfill_from = _iso_ms(args.backfill_from)
             if not args.no_preflight:
                 problem = alpaca_src.preflight(creds, symbols, args.feed, args.data_url)
                 if problem:
                     return _fail(*problem)
             source = alpaca_src.AlpacaSource(
                 pub, symbols, creds, feed=args.feed, stream_url=args.stream_url, data_url=args.data_url,
-                stale_after=args.stale_after, market=MarketClock(args.market_hours),
+                stale_after=args.stale_after, market_hours=args.market_hours,
                 ping_interval=args.ping_interval, ping_timeout=args.ping_timeout,
                 reconnect_min=args.reconnect_min, reconnect_max=args.reconnect_max,
                 auth_retries=args.auth_retries, conn_limit_timeout=args.conn_limit_timeout,
-                backfill=not args.no_backfill, backfill_from=backfill_from, on_fatal=fatal)
+                backfill=not args.no_backfill, backfill_from=backfill_from, frames=not args.per_message,
+                on_fatal=fatal)
         elif args.source == "replay":
             from bridge.sources.replay import ReplayError, ReplaySource
             source = ReplaySource(pub, args.replay_file, speed=args.speed,
@@ -331,8 +343,10 @@ class _ReaderNotice:
 
 
 def _log_stats(pub: Publisher, sink, source) -> None:
-    st = {"state": pub.state, "published": pub.counts["published"], "duplicates": pub.counts["duplicates_suppressed"],
-          "received_stream": pub.counts["received_stream"], "received_backfill": pub.counts["received_backfill"], "backfill_superseded": pub.counts["backfill_superseded"],
+    c = pub.counts
+    st = {"state": pub.state, "published": c["published"], "duplicates": c["duplicates_suppressed"],
+          "received_stream": c["received_stream"], "received_backfill": c["received_backfill"],
+          "backfill_superseded": c["backfill_superseded"], "invalid": c["invalid"], "frames": c["frames"],
           "backlog": sink.backlog(), **{k: v for k, v in vars(sink.stats).items()}}
     if hasattr(source, "counts"):
         st.update(source.counts)

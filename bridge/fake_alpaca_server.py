@@ -25,6 +25,11 @@ fail), ``limit406:SECS`` (auths answered 406 for that long), ``sub409`` (insuffi
 subscription on every auth until cleared with ``sub409:0``), ``http429:N`` (next N websocket
 handshakes get HTTP 429).
 
+Burst mode (``burst=True``, ``--burst N``: N symbols ``B00000``, ``B00001``, ...): every minute's
+bars for all subscribed symbols go to each client in ONE websocket frame, as Alpaca's SIP feed
+delivers the top of the minute; the wall time of each frame's send is kept per minute
+(``burst_sent``, also in ``/_fake/stats``) for ``scripts/bench_burst.py``.
+
 User tool::
 
     python -m bridge.fake_alpaca_server --port 0 --interval 1 --key K --secret S
@@ -134,8 +139,11 @@ class FakeAlpacaServer:
                  port: int = 0, seed: int = 1, epoch_ms: Optional[int] = None,
                  epoch_wall: Optional[float] = None, prefill: int = 30,
                  updated_every: int = 0, no_trade_prob: float = 0.0, page_size: int = 10_000,
-                 single_connection: bool = True, faults: Optional[list[tuple[int, str]]] = None) -> None:
+                 single_connection: bool = True, faults: Optional[list[tuple[int, str]]] = None,
+                 burst: bool = False) -> None:
         self.symbols = list(symbols)
+        self.burst = burst
+        self.burst_sent: dict[int, float] = {}  # minute → wall time its frame was sent (last client)
         self.interval = interval
         self.key, self.secret = key, secret
         self.host, self.port = host, port
@@ -237,13 +245,14 @@ class FakeAlpacaServer:
 
     # ------------------------------------------------------------------ production
     def _produce_minute(self, ts: int, send: bool = True) -> None:
+        frames: dict[int, list] = {}  # burst mode: client index → this minute's messages
         for sym in self.symbols:
             b = make_bar(self.seed, sym, ts, no_trade_prob=self.no_trade_prob)
             if b is None:
                 continue
             self.history[sym][ts] = b
             if send:
-                self._broadcast("bars", "b", sym, b)
+                self._broadcast("bars", "b", sym, b, frames if self.burst else None)
             if self.updated_every and (ts // MINUTE_MS) % self.updated_every == 0:
                 pass  # the correction of this minute is published two minutes later (below)
         if self.updated_every:
@@ -256,16 +265,22 @@ class FakeAlpacaServer:
                     u = updated_version(old, self.seed, sym)
                     self.history[sym][uts] = u
                     if send:
-                        self._broadcast("updatedBars", "u", sym, u)
+                        self._broadcast("updatedBars", "u", sym, u, frames if self.burst else None)
+        for i, msgs in frames.items():
+            self.clients[i].queue.put_nowait(("frame", ts, msgs))
 
-    def _broadcast(self, channel: str, T: str, sym: str, b: dict) -> None:
+    def _broadcast(self, channel: str, T: str, sym: str, b: dict, frames: Optional[dict] = None) -> None:
+        """Queue ``b`` for every client subscribed to it (into ``frames`` in burst mode)."""
         if time.monotonic() < self.muted_until:
             return
         msg = {"T": T, "S": sym, "o": b["o"], "h": b["h"], "l": b["l"], "c": b["c"], "v": b["v"],
                "t": msgpack.Timestamp.from_unix_nano(b["t"] * 1_000_000), "n": b["n"], "vw": b["vw"]}
-        for c in self.clients:
+        for i, c in enumerate(self.clients):
             if c.key is not None and c.wants(channel, sym):
-                c.queue.put_nowait(msg)
+                if frames is None:
+                    c.queue.put_nowait(msg)
+                else:
+                    frames.setdefault(i, []).append(msg)
                 self.stats["bars_sent" if T == "b" else "updated_sent"] += 1
 
     async def _tick_loop(self) -> None:
@@ -399,8 +414,15 @@ class FakeAlpacaServer:
     async def _sender(self, client: _Client) -> None:
         try:
             while True:
-                batch = [await client.queue.get()]
-                while not client.queue.empty() and len(batch) < 100:
+                first = await client.queue.get()
+                if isinstance(first, tuple):  # burst mode: one minute, one frame
+                    _, ts, msgs = first
+                    data = msgpack.packb(msgs)
+                    self.burst_sent[ts] = time.time()
+                    await client.ws.send(data)
+                    continue
+                batch = [first]
+                while not client.queue.empty() and len(batch) < 100 and not isinstance(client.queue._queue[0], tuple):
                     batch.append(client.queue.get_nowait())
                 await client.ws.send(msgpack.packb(batch))
         except (ConnectionClosed, ConnectionError):
@@ -433,7 +455,8 @@ class FakeAlpacaServer:
         if url.path == "/_fake/stats":
             return self._json(200, {"stats": self.stats, "clients": sum(1 for c in self.clients if c.key),
                                     "epoch_ms": self.epoch_ms, "produced_until": self.produced_until,
-                                    "subscribes": self.subscribe_log[-20:]})
+                                    "subscribes": self.subscribe_log[-20:],
+                                    "burst_sent": {str(k): v for k, v in sorted(self.burst_sent.items())[-200:]}})
         if url.path.startswith("/v2/") and req.headers.get("Upgrade", "").lower() == "websocket":
             if self.http429 > 0:
                 self.http429 -= 1
@@ -477,6 +500,11 @@ class FakeAlpacaServer:
         return self._json(200, {"bars": out, "next_page_token": nxt})
 
 
+def burst_symbols(n: int) -> list[str]:
+    """The burst mode's symbols: ``B00000`` ... (valid exchange-style names, sorted)."""
+    return [f"B{i:05d}" for i in range(n)]
+
+
 def _parse_fault(s: str) -> tuple[int, str]:
     tick, _, action = s.partition(":")
     return int(tick), action
@@ -487,6 +515,8 @@ def main(argv: Optional[list[str]] = None) -> int:
     ap.add_argument("--host", default="127.0.0.1")
     ap.add_argument("--port", type=int, default=0, help="0 = pick a free port (printed)")
     ap.add_argument("--symbols", default="SPY,SPXL,SH,SDS")
+    ap.add_argument("--burst", type=int, default=0, metavar="N",
+                    help="burst mode: N symbols (B00000, B00001, ...), each minute's bars in one frame")
     ap.add_argument("--interval", type=float, default=60.0, help="wall seconds per data minute (60 = real time)")
     ap.add_argument("--key", default="FAKEKEY0000")
     ap.add_argument("--secret", default="FAKESECRET0000")
@@ -503,7 +533,8 @@ def main(argv: Optional[list[str]] = None) -> int:
     a = ap.parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if a.verbose else logging.INFO, stream=sys.stderr,
                         format="%(asctime)s fake-alpaca %(levelname)s %(message)s")
-    srv = FakeAlpacaServer(symbols=[s.strip().upper() for s in a.symbols.split(",") if s.strip()],
+    symbols = burst_symbols(a.burst) if a.burst else [s.strip().upper() for s in a.symbols.split(",") if s.strip()]
+    srv = FakeAlpacaServer(symbols=symbols, burst=a.burst > 0,
                            interval=a.interval, key=a.key, secret=a.secret, host=a.host, port=a.port,
                            seed=a.seed, epoch_ms=a.epoch_ms, epoch_wall=a.epoch_wall, prefill=a.prefill, updated_every=a.updated_every,
                            no_trade_prob=a.no_trade_prob, page_size=a.page_size,

@@ -5,7 +5,7 @@
 prints shell assignments (``KEY=value``, one a line) that ``scripts/launch_live_trading.sh`` evals:
 
     SESSION_DATE    the New York calendar date of "now" (never a remembered date: a restart must not trade on yesterday's)
-    TRADING_DAY     1 if NYSE has a regular session that day (exchange_calendars XNYS), else 0
+    TRADING_DAY     1 if NYSE has a regular session that day (the extension's session table), else 0
     EARLY_CLOSE     1 on early-close days (e.g. 13:00 the day after Thanksgiving)
     OPEN_EPOCH      start instant (epoch seconds): the configured open time, New York, that day
     EOD_EPOCH       end-of-day hook instant; moved before an early close, keeping its distance
@@ -41,35 +41,18 @@ def parse_hhmm(name: str, text: str) -> dt.time:
     return dt.time(int(m.group(1)), int(m.group(2)))
 
 
-_CAL = None
-
-
-def _calendar():
-    global _CAL
-    if _CAL is None:
-        import warnings
-        import exchange_calendars as xc
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            _CAL = xc.get_calendar("XNYS")
-    return _CAL
-
-
 def session(day: dt.date) -> Optional[tuple[dt.datetime, dt.datetime]]:
-    """The NYSE regular session (open, close) of a New York date, as aware datetimes, or None."""
-    import pandas as pd
-    cal = _calendar()
-    ts = pd.Timestamp(day)
-    if not (cal.first_session <= ts <= cal.last_session):
-        # Outside the library's calendar range: Mon-Fri 09:30-16:00 (said on stderr).
+    """The NYSE regular session (open, close) of a New York date, as aware datetimes, or None.
+    The calendar is the extension's (``src/calendar.rs``, the consumer's own session table)."""
+    import barbridge  # type: ignore[import-not-found]
+    first, last = barbridge.calendar_coverage()
+    if not first <= day.isoformat() <= last:
         print(f"schedule: warning: {day} is outside the exchange calendar; assuming Mon-Fri 09:30-16:00",
               file=sys.stderr)
-        if day.weekday() >= 5:
-            return None
-        return (dt.datetime.combine(day, dt.time(9, 30), NY), dt.datetime.combine(day, dt.time(16, 0), NY))
-    if not cal.is_session(ts):
+    s = barbridge.session(day.isoformat())
+    if s is None:
         return None
-    return (cal.session_open(ts).to_pydatetime().astimezone(NY), cal.session_close(ts).to_pydatetime().astimezone(NY))
+    return (dt.datetime.fromtimestamp(s[0] / 1000, NY), dt.datetime.fromtimestamp(s[1] / 1000, NY))
 
 
 def compute(now: dt.datetime, open_t: dt.time, eod_t: dt.time, close_t: dt.time) -> dict:

@@ -1,29 +1,24 @@
-"""Sinks: where the sidecar's wire lines go.
+"""Sinks: where the sidecar's bars go, both in the extension (no Python per bar).
 
 * :class:`FifoSink` - a named pipe read by the Rust consumer (``barbridge run --fifo``), written
   by the extension's native ``barbridge.FifoWriter``.
-* :class:`InProcessSink` - the pyo3 module ``barbridge`` in this process.
+* :class:`InProcessSink` - a ``barbridge.Consumer`` in this process (one-process mode).
 
-Both write on their own thread. Producers (stream handlers on the SDK's event loop, the
-backfill thread, ...) only call ``submit_bar`` / ``submit_status``, which append to an
-in-memory backlog under a short lock and return immediately: nothing a producer calls can
-block on the consumer.
+Either one's ``native`` object is what the extension's ``barbridge.Publisher`` sends bars into
+(``bridge.publisher``): nothing a producer calls waits for the consumer.
 """
 
 from __future__ import annotations
 
-import collections
 import logging
 import os
 import threading
 import time
-from dataclasses import dataclass, field
-from typing import Any, Callable, Deque, Optional
+from dataclasses import dataclass
+from typing import Any, Callable, Optional
 
-from . import protocol
 
 log = logging.getLogger("bridge.sink")
-
 
 
 class SinkError(Exception):
@@ -45,23 +40,6 @@ def make_writer_id() -> str:
     return f"{os.getpid()}-{s}"
 
 
-# --------------------------------------------------------------------------- items
-
-@dataclass
-class _Item:
-    kind: str  # bar | status | heartbeat
-    payload: Any = None
-    ts_ms: int = field(default_factory=now_ms)
-
-    def encode(self, seq: int, writer: str, extra: Callable[[], dict]) -> bytes:
-        if self.kind == "bar":
-            return protocol.encode_bar(self.payload, seq=seq, writer=writer, validated=True)  # by submit_bar
-        if self.kind == "status":
-            state, detail = self.payload
-            return protocol.encode_status(self.ts_ms, state, detail, seq=seq, writer=writer)
-        return protocol.encode_heartbeat(now_ms(), seq=seq, writer=writer, **extra())
-
-
 @dataclass
 class SinkStats:
     lines_written: int = 0
@@ -75,92 +53,6 @@ class SinkStats:
     acked: int = 0
     unacked: int = 0
     unacked_evicted: int = 0
-
-
-class Sink:
-    """Common part: a bounded, ordered backlog drained by the sink's own thread."""
-
-    name = "sink"
-
-    def __init__(self, *, backlog: int = 100_000, heartbeat: float = 5.0, writer: Optional[str] = None) -> None:
-        self.writer = writer or make_writer_id()
-        self.backlog_max = max(1, backlog)
-        self.heartbeat_interval = heartbeat
-        self.stats = SinkStats()
-        self._pending: Deque[_Item] = collections.deque()
-        self._cond = threading.Condition()
-        self._stop = threading.Event()
-        self._flush_deadline = 0.0
-        self._seq = 0
-        self._thread: Optional[threading.Thread] = None
-        self._overflow_reported = 0
-        self.fatal: Optional[BaseException] = None
-        self.on_fatal: Optional[Callable[[BaseException], None]] = None
-
-    # ---- producer side (any thread; never blocks on the consumer)
-    def submit_bar(self, bar: dict) -> None:
-        try:
-            protocol.validate_bar_values(bar["symbol"], bar)
-        except (protocol.WireError, KeyError, TypeError, ValueError) as e:
-            self.stats.dropped_invalid += 1
-            log.warning("dropping invalid bar %s: %s", bar.get("symbol"), e)
-            return
-        self._enqueue(_Item("bar", dict(bar)))
-
-    def submit_status(self, state: str, detail: str = "") -> None:
-        self._enqueue(_Item("status", (state, detail)))
-
-    def _enqueue(self, item: _Item) -> None:
-        with self._cond:
-            if len(self._pending) >= self.backlog_max:
-                # Keep the newest data: the oldest minutes can be backfilled over REST later.
-                self._pending.popleft()
-                self.stats.dropped_overflow += 1
-            self._pending.append(item)
-            self._cond.notify()
-
-    def backlog(self) -> int:
-        return len(self._pending)
-
-    def heartbeat_extra(self) -> dict:
-        return {"backlog": len(self._pending), "dropped": self.stats.dropped_overflow}
-
-    # ---- lifecycle
-    def start(self) -> None:
-        self._thread = threading.Thread(target=self._run_guarded, name=f"{self.name}-sink", daemon=True)
-        self._thread.start()
-
-    def close(self, flush_timeout: float = 2.0) -> None:
-        """Stop the thread, first trying for ``flush_timeout`` s to deliver what is pending."""
-        self._flush_deadline = time.monotonic() + flush_timeout
-        self._stop.set()
-        with self._cond:
-            self._cond.notify_all()
-        if self._thread:
-            self._thread.join(flush_timeout + 1.0)
-
-    def _run_guarded(self) -> None:
-        try:
-            self._run()
-        except BaseException as e:  # noqa: BLE001 - reported to the main thread
-            self.fatal = e
-            log.error("%s sink stopped: %s", self.name, e)
-            if self.on_fatal:
-                self.on_fatal(e)
-
-    def _stopping_and_done(self) -> bool:
-        return self._stop.is_set() and (not self._pending or time.monotonic() >= self._flush_deadline)
-
-    def _report_overflow(self) -> None:
-        n = self.stats.dropped_overflow
-        if n > self._overflow_reported:
-            log.error("backlog overflow: %d line(s) dropped in total (backlog limit %d)", n, self.backlog_max)
-            self._overflow_reported = n
-            with self._cond:
-                self._pending.appendleft(_Item("status", ("disconnected", f"sidecar backlog overflow: {n} line(s) dropped while the consumer was away or slow; they will be backfilled")))
-
-    def _run(self) -> None:  # pragma: no cover - abstract
-        raise NotImplementedError
 
 
 BUILD_HINT = "`VIRTUAL_ENV=.venv .venv/bin/maturin develop --release` (scripts/launch_live_trading.sh does it)"
@@ -202,6 +94,7 @@ class FifoSink:
         self._native = native(path, writer=self.writer, backlog=backlog, heartbeat=heartbeat,
                               pipe_size=pipe_size, unacked_bytes=unacked_bytes,
                               open_backoff_max=open_backoff_max)
+        self.native = self._native  # what barbridge.Publisher sends into
         # The producer side is the native writer's own: no Python frame per bar.
         self.submit_bar: Callable[[dict], bool] = self._native.submit_bar
         self.submit_status: Callable[..., None] = self._native.submit_status
@@ -263,24 +156,24 @@ class FifoSink:
 _LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING, "error": logging.ERROR}
 
 
-class InProcessSink(Sink):
-    """Feeds lines to the pyo3 extension ``barbridge`` in the same process (one-process mode).
+class InProcessSink:
+    """Feeds a ``barbridge.Consumer`` in the same process (one-process mode).
 
     The Rust side does everything ``barbridge run`` does for the FIFO path - validation,
     dedupe, corrections, health and counters - and, when asked, journals accepted bars
-    (``journal`` directory), writes the status file (``status_file``) and prints every accepted bar as a wire line to stdout (``echo``, like
-    ``barbridge run --echo``). Pending lines are pushed in batches (``push_batch``, GIL
-    released while Rust ingests them). The ``barbridge.Consumer`` is :attr:`consumer`: a
-    strategy in the same process queries it (``latest``, ``last_n``, ``columns``, ``subscribe``)."""
+    (``journal`` directory), writes the status file (``status_file``) and prints every accepted
+    bar as a wire line to stdout (``echo``, like ``barbridge run --echo``). Bars go from the
+    publisher straight into the consumer's store (no JSON in between); a thread adds a heartbeat
+    every ``heartbeat`` seconds. The ``barbridge.Consumer`` is :attr:`consumer`: a strategy in the
+    same process queries it (``latest``, ``last_n``, ``columns``, ``subscribe``)."""
 
     name = "inprocess"
-    batch_max = 4096
 
-    def __init__(self, *, backlog: int = 100_000, heartbeat: float = 5.0, consumer: Any = None,
-                 writer: Optional[str] = None, status_file: Optional[str] = None, echo: bool = False,
-                 symbols: Optional[list] = None, stale_after: float = 120.0,
-                 journal: Optional[str] = None) -> None:
-        super().__init__(backlog=backlog, heartbeat=heartbeat, writer=writer)
+    def __init__(self, *, heartbeat: float = 5.0, consumer: Any = None, writer: Optional[str] = None,
+                 status_file: Optional[str] = None, echo: bool = False, symbols: Optional[list] = None,
+                 stale_after: float = 120.0, journal: Optional[str] = None) -> None:
+        self.writer = writer or make_writer_id()
+        self.heartbeat_interval = heartbeat
         self._owns_consumer = consumer is None
         if consumer is None:
             barbridge = _extension()
@@ -291,39 +184,35 @@ class InProcessSink(Sink):
                                               stale_after=stale_after, journal=journal)
             except (ValueError, OSError) as e:
                 raise SinkError(f"cannot start the in-process consumer: {e}.") from None
-        self.consumer = consumer
-        self.rejected = 0
+        self.consumer = self.native = consumer
+        self._stop = threading.Event()
+        self._thread: Optional[threading.Thread] = None
+        self.fatal: Optional[BaseException] = None
+        self.on_fatal: Optional[Callable[[BaseException], None]] = None
+
+    @property
+    def stats(self) -> SinkStats:
+        c = self.consumer.stats()
+        return SinkStats(lines_written=c.get("lines", 0), bars_written=c.get("bars_accepted", 0))
+
+    def backlog(self) -> int:
+        return 0  # a push is stored before it returns
 
     def prepare(self) -> None:
         pass
 
+    def start(self) -> None:
+        if self.heartbeat_interval > 0:
+            self._thread = threading.Thread(target=self._heartbeats, name="inprocess-heartbeat", daemon=True)
+            self._thread.start()
+
+    def _heartbeats(self) -> None:
+        while not self._stop.wait(self.heartbeat_interval):
+            self.consumer.push({"type": "heartbeat", "ts_ms": now_ms(), "writer": self.writer})
+
     def close(self, flush_timeout: float = 2.0) -> None:
-        super().close(flush_timeout)
+        self._stop.set()
+        if self._thread:
+            self._thread.join(flush_timeout + 1.0)
         if self._owns_consumer:
             self.consumer.close()  # final status file write
-
-    def _run(self) -> None:
-        next_hb = time.monotonic() + self.heartbeat_interval
-        while not self._stopping_and_done():
-            self._report_overflow()
-            if self.heartbeat_interval > 0 and time.monotonic() >= next_hb:
-                next_hb = time.monotonic() + self.heartbeat_interval
-                self._enqueue(_Item("heartbeat"))
-            with self._cond:
-                if not self._pending:
-                    if self._stop.is_set():
-                        return
-                    self._cond.wait(0.5)
-                    continue
-                items = [self._pending.popleft() for _ in range(min(len(self._pending), self.batch_max))]
-            lines = []
-            for item in items:
-                self._seq += 1
-                lines.append(item.encode(self._seq, self.writer, self.heartbeat_extra))
-            result = self.consumer.push_batch(b"".join(lines))
-            # Rejects are counted and logged (rate-limited) by the Rust consumer; never fatal here.
-            if result.rejected:
-                self.rejected += result.rejected
-                log.warning("in-process consumer rejected %d line(s), e.g. %s", result.rejected, result.errors[0][2])
-            self.stats.lines_written += len(items)
-            self.stats.bars_written += sum(1 for item in items if item.kind == "bar")

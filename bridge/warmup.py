@@ -21,7 +21,9 @@ from typing import Optional
 if __package__ in (None, ""):
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from bridge import config, protocol  # noqa: E402
+import barbridge  # type: ignore[import-not-found]  # noqa: E402
+
+from bridge import config  # noqa: E402
 from bridge.schedule import NY, UTC, session  # noqa: E402
 
 
@@ -67,17 +69,17 @@ def fetch(symbols: list[str], days: int, out: Path, now: Optional[dt.datetime] =
         rows = []
         for sym, bars in raw.items():
             for b in bars:
-                bar = protocol.normalise_alpaca_bar(b, source="backfill", symbol=sym, kind="bar")
+                try:
+                    bar = barbridge.normalise_alpaca(b, source="backfill", symbol=sym)
+                except barbridge.WireError:
+                    continue
                 ts = bar["timestamp_ms"]
                 if all_hours or any(o <= ts < c for o, c in windows):
                     rows.append(bar)
         rows.sort(key=lambda b: (b["timestamp_ms"], b["symbol"]))
         for bar in rows:
-            try:
-                f.write(protocol.encode_bar(bar))
-                n += 1
-            except (protocol.WireError, ValueError):
-                continue
+            f.write(barbridge.encode_bar(bar))
+            n += 1
     tmp.replace(out)
     return n
 

@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # Every benchmark of the README's performance section, in order, each printing its own table
-# with the baselines measured in the same run (about 10 minutes on a 2-core machine):
+# with the baselines measured in the same run (about 14 minutes on a 2-core machine):
 #   cargo bench --bench pipeline   latency (and its bare-pipe floor), burst, memory, idle CPU
 #   scripts/bench_fifo.sh          FIFO throughput vs wc -l and a plain Python consumer
 #   scripts/bench_sidecar.py       the sidecar's FifoSink vs a naive open-per-bar writer
 #   scripts/bench_python_push.py   the extension's push paths vs pure Python
+#   scripts/bench_burst.py         full-market bursts: the sidecar vs alpaca-py alone (~4 minutes)
 #   cargo bench --bench consumer   criterion: parse, store insert, ingest, queries (--criterion)
 # Needs .venv/ (scripts/test_all.sh creates it); builds the extension when missing.
 set -euo pipefail
@@ -26,6 +27,8 @@ section "sidecar write path (scripts/bench_sidecar.py)"
 .venv/bin/python scripts/bench_sidecar.py
 section "Python extension push paths (scripts/bench_python_push.py)"
 .venv/bin/python scripts/bench_python_push.py
+section "full-market burst (scripts/bench_burst.py --per-message)"
+.venv/bin/python scripts/bench_burst.py --per-message
 if ((with_criterion)); then
     section "criterion micro-benchmarks (cargo bench --bench consumer)"
     cargo bench --bench consumer

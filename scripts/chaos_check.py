@@ -29,7 +29,14 @@ from zoneinfo import ZoneInfo
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from bridge.protocol import bar_values  # noqa: E402
+
+def bar_values(bar: dict) -> tuple:
+    """The values the consumer compares for dedupe/corrections (None: an absent optional field)."""
+    vwap, count = bar.get("vwap"), bar.get("trade_count")
+    return tuple(float(bar[f]) for f in ("open", "high", "low", "close", "volume")) + (
+        None if vwap is None else float(vwap), None if count is None else int(count))
+
+
 MINUTE = 60_000
 
 

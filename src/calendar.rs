@@ -77,6 +77,39 @@ pub fn session_on(date: NaiveDate) -> Result<Option<Session>, String> {
     Ok(s.binary_search_by_key(&date, |x| x.date).ok().map(|i| s[i]))
 }
 
+/// True when `now_ms` is inside a regular session. Outside the table's range: Mon-Fri
+/// 09:30-16:00 New York (the staleness clock must keep working on an old table).
+pub fn in_session(now_ms: i64) -> bool {
+    session_or_weekday(ny_date(now_ms)).is_some_and(|s| s.open_ms <= now_ms && now_ms < s.close_ms)
+}
+
+/// The open of the session in progress at `now_ms`, or of the most recent one before it.
+pub fn last_session_open(now_ms: i64) -> i64 {
+    let mut date = ny_date(now_ms);
+    for _ in 0..15 {
+        if let Some(s) = session_or_weekday(date).filter(|s| s.open_ms <= now_ms) {
+            return s.open_ms;
+        }
+        date = date.pred_opt().unwrap_or(date);
+    }
+    now_ms - 86_400_000
+}
+
+/// [`session_on`], or Mon-Fri 09:30-16:00 New York for a date outside the table.
+pub fn session_or_weekday(date: NaiveDate) -> Option<Session> {
+    use chrono::Datelike;
+    match session_on(date) {
+        Ok(s) => s,
+        Err(_) if date.weekday().number_from_monday() <= 5 => {
+            let at = |h, m| {
+                New_York.from_local_datetime(&date.and_hms_opt(h, m, 0)?).earliest().map(|t| t.timestamp_millis())
+            };
+            Some(Session { date, open_ms: at(9, 30)?, close_ms: at(16, 0)? })
+        }
+        Err(_) => None,
+    }
+}
+
 /// The New York calendar date of an instant.
 pub fn ny_date(ts_ms: i64) -> NaiveDate {
     New_York.timestamp_millis_opt(ts_ms).single().map_or_else(

@@ -30,6 +30,7 @@
 
 #![deny(unsafe_code)] // one exception: wire::ascii_str, documented and tested there
 
+pub mod alpaca_frame;
 pub mod bar;
 pub mod calendar;
 pub mod capacity;
@@ -42,6 +43,7 @@ pub mod http;
 pub mod journal;
 pub mod metrics;
 pub mod private;
+pub mod publish;
 pub mod status;
 pub mod store;
 pub mod wire;
@@ -53,6 +55,8 @@ pub mod nats;
 
 #[cfg(feature = "python")]
 mod python;
+#[cfg(feature = "python")]
+mod python_alpaca;
 
 pub use bar::{Bar, BarKind, Source, Symbol};
 pub use capacity::CapacityError;

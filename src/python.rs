@@ -43,7 +43,7 @@ const MAX_SECONDS: f64 = 1e9;
 
 /// A Python int of any size (not a bool); `None` inside when it does not fit in 128 bits.
 #[derive(Clone, Copy, Debug)]
-struct Int(Option<i128>);
+pub(crate) struct Int(Option<i128>);
 
 impl Int {
     const fn new(v: i128) -> Int {
@@ -59,7 +59,7 @@ impl Int {
         }
     }
 
-    fn usize(self, name: &str, min: usize, max: usize) -> PyResult<usize> {
+    pub(crate) fn usize(self, name: &str, min: usize, max: usize) -> PyResult<usize> {
         let v = self.within(name, min as i128, max as i128)?;
         usize::try_from(v).map_err(|_| PyValueError::new_err(format!("{name} is out of range: {v}")))
     }
@@ -82,7 +82,7 @@ impl<'py> FromPyObject<'py> for Int {
 /// A Python float or int as f64 (not a bool); an int too large for a float is +-infinity, so
 /// that the range check, not the conversion, words the error.
 #[derive(Clone, Copy, Debug)]
-struct Float(f64);
+pub(crate) struct Float(f64);
 
 impl<'py> FromPyObject<'py> for Float {
     fn extract_bound(obj: &Bound<'py, PyAny>) -> PyResult<Float> {
@@ -98,7 +98,7 @@ impl<'py> FromPyObject<'py> for Float {
 
 impl Float {
     /// A duration in seconds: finite, at most [`MAX_SECONDS`], `> 0` (or `>= 0` if `zero_ok`).
-    fn seconds(self, name: &str, zero_ok: bool) -> PyResult<Duration> {
+    pub(crate) fn seconds(self, name: &str, zero_ok: bool) -> PyResult<Duration> {
         let v = self.0;
         let low_ok = if zero_ok { v >= 0.0 } else { v > 0.0 };
         if low_ok && v <= MAX_SECONDS {
@@ -147,7 +147,7 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-fn wire_error(py: Python<'_>, e: &wire::WireError) -> PyErr {
+pub(crate) fn wire_error(py: Python<'_>, e: &wire::WireError) -> PyErr {
     let err = exc::WireError::new_err(e.to_string());
     let _ = err.value(py).setattr(intern!(py, "reason"), e.reason().code());
     err
@@ -359,11 +359,11 @@ enum Item {
     Bad(wire::WireError),
 }
 
-fn type_name(v: &Bound<'_, PyAny>) -> String {
+pub(crate) fn type_name(v: &Bound<'_, PyAny>) -> String {
     v.get_type().name().map(|n| n.to_string()).unwrap_or_else(|_| "?".into())
 }
 
-fn dict_field<'py>(d: &Bound<'py, PyDict>, key: &Bound<'py, PyString>) -> Option<Bound<'py, PyAny>> {
+pub(crate) fn dict_field<'py>(d: &Bound<'py, PyDict>, key: &Bound<'py, PyString>) -> Option<Bound<'py, PyAny>> {
     d.get_item(key).ok().flatten().filter(|v| !v.is_none())
 }
 
@@ -395,7 +395,7 @@ fn item_from_dict(py: Python<'_>, d: &Bound<'_, PyDict>) -> PyResult<Item> {
     })
 }
 
-fn bar_from_dict(py: Python<'_>, d: &Bound<'_, PyDict>) -> Result<(String, Bar, Option<Source>), wire::WireError> {
+pub(crate) fn bar_from_dict(py: Python<'_>, d: &Bound<'_, PyDict>) -> Result<(String, Bar, Option<Source>), wire::WireError> {
     let sym = dict_field(d, intern!(py, "symbol")).ok_or(wire::WireError::MissingField { field: "symbol" })?;
     let symbol = sym
         .downcast::<PyString>()
@@ -580,7 +580,7 @@ fn ingest_lines(consumer: &Consumer, data: &[u8], result: &mut BatchResult) {
 /// Thread-safe: any number of Python threads may push and query concurrently.
 #[pyclass(name = "Consumer", module = "barbridge", frozen)]
 pub struct PyConsumer {
-    inner: Arc<Consumer>,
+    pub(crate) inner: Arc<Consumer>,
     status: Mutex<Option<StatusWriter>>,
     echo: Mutex<Option<crate::feed::Echo>>,
     status_file: Option<PathBuf>,
@@ -983,7 +983,7 @@ impl Drop for PyConsumer {
 }
 
 /// Any serde value → Python objects (dicts, lists, ints, floats, str, None).
-fn to_py<'py, T: serde::Serialize>(py: Python<'py>, value: &T) -> PyResult<Bound<'py, PyAny>> {
+pub(crate) fn to_py<'py, T: serde::Serialize>(py: Python<'py>, value: &T) -> PyResult<Bound<'py, PyAny>> {
     let v = serde_json::to_value(value).map_err(|e| PyValueError::new_err(e.to_string()))?;
     json_to_py(py, &v)
 }
@@ -1374,8 +1374,8 @@ impl WriterEvents {
 /// line kept until the consumer acknowledges it (up to ``unacked_bytes``): when a new consumer
 /// starts, or a reader returns after EPIPE, what it has not acknowledged is re-sent.
 #[pyclass(name = "FifoWriter", module = "barbridge", frozen)]
-struct PyFifoWriter {
-    inner: crate::writer::FifoWriter,
+pub(crate) struct PyFifoWriter {
+    pub(crate) inner: crate::writer::FifoWriter,
     events: Arc<WriterEvents>,
 }
 
@@ -1388,7 +1388,7 @@ fn level_name(level: log::Level) -> &'static str {
     }
 }
 
-fn bar_kind_from_dict(py: Python<'_>, d: &Bound<'_, PyDict>) -> Result<BarKind, wire::WireError> {
+pub(crate) fn bar_kind_from_dict(py: Python<'_>, d: &Bound<'_, PyDict>) -> Result<BarKind, wire::WireError> {
     let kind = dict_field(d, intern!(py, "kind")).or_else(|| dict_field(d, intern!(py, "type")));
     let Some(kind) = kind else { return Ok(BarKind::Bar) };
     match kind.downcast::<PyString>().ok().and_then(|s| s.to_cow().ok()).as_deref() {
@@ -1535,6 +1535,9 @@ impl PyFifoWriter {
 ///   Rust; a Rust thread writes (what ``bridge.sinks.FifoSink`` runs on).
 /// * ``python -m bridge --sink inprocess`` - the sidecar pushing into a Consumer in the same
 ///   process (one-process mode).
+/// * :class:`Publisher` - the sidecar's hot path: Alpaca's raw messages or whole websocket frames
+///   → normalise, validate, dedupe → a FifoWriter or a Consumer, one call per bar or per frame;
+///   ``in_session``, ``last_session_open``, ``session``: the NYSE session table.
 ///
 /// Example::
 ///
@@ -1561,6 +1564,7 @@ fn barbridge(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<PySubscription>()?;
     m.add_class::<PyFifoReader>()?;
     m.add_class::<PyFifoWriter>()?;
+    crate::python_alpaca::register(m)?;
     m.add("WireError", py.get_type::<exc::WireError>())?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     m.add("MAX_LINE_BYTES", wire::MAX_LINE_BYTES)?;

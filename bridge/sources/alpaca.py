@@ -2,8 +2,9 @@
 
 Threads (none of them ever blocks the SDK's event loop):
 
-* ``alpaca-stream``: ``StockDataStream.run()`` (it owns an ``asyncio.run`` loop). Bar handlers
-  only normalise the dict and append to the sink's deque.
+* ``alpaca-stream``: ``StockDataStream.run()`` (it owns an ``asyncio.run`` loop). Each bar
+  message is one call into the extension (``barbridge.Publisher.submit_alpaca``: normalise,
+  validate, dedupe, queue for the sink), made straight from ``_dispatch``.
 * ``alpaca-watchdog``: market-hours-aware staleness (forces a reconnect), flap detection,
   give-up rules for 402/406.
 * ``alpaca-backfill``: REST backfill (blocking ``requests``) after every (re)subscription.
@@ -14,7 +15,8 @@ The SDK exposes no callbacks for connect/disconnect. We subclass ``StockDataStre
 four of its methods, each calling ``super()`` unchanged and only *recording* what happened:
 ``_start_ws`` (connect+auth; its exception tells why a connect failed: 402/406/409 arrive as
 ``ValueError(msg)`` from ``_auth``, HTTP 429 as ``InvalidStatusCode``, TLS as ``SSLError``),
-``_dispatch`` (subscription acks and in-stream errors), and ``close`` (every disconnect goes
+``_dispatch`` (subscription acks and in-stream errors; bar messages go to Rust from here, without
+the SDK's per-symbol handler lookup and coroutine), and ``close`` (every disconnect goes
 through it; ``_ws.close_code`` is read before the socket is dropped). Wrapping keeps the SDK's
 own reconnect/backoff/resubscribe logic intact, and unlike watching its log messages it does
 not depend on wording. These are private methods: the version is pinned (requirements.txt)
@@ -24,13 +26,14 @@ and ``tests/python`` exercises every hook against the real SDK.
 from __future__ import annotations
 
 import asyncio
+import collections
 import datetime as dt
 import logging
 import os
 import ssl
 import threading
 import time
-from typing import Callable, Optional
+from typing import Any, Callable, Deque, Optional
 
 from alpaca.data.enums import DataFeed
 from alpaca.data.historical import StockHistoricalDataClient
@@ -38,9 +41,9 @@ from alpaca.data.live import StockDataStream
 from alpaca.data.requests import StockBarsRequest
 from alpaca.data.timeframe import TimeFrame
 
-from .. import protocol
+import barbridge  # type: ignore[import-not-found]
+
 from ..config import Credentials, ca_bundle, mask
-from ..health import MarketClock, ReconnectTracker, Staleness
 from ..publisher import Publisher
 
 log = logging.getLogger("bridge.alpaca")
@@ -54,12 +57,17 @@ EXIT_TLS = 2
 # minute before it may have been published while the stream was down, and REST serves the
 # corrected version. Re-fetched unchanged minutes are suppressed by the Publisher.
 BACKFILL_LOOKBACK_MS = 5 * 60_000
+# Symbols per REST request: the symbols go into the URL, and servers refuse request lines much
+# beyond 8 KiB (a full-market list is 60 KiB and more).
+BACKFILL_SYMBOLS_PER_REQUEST = 500
 
 
 class _ObservedStream(StockDataStream):
     """StockDataStream that reports connection events to ``observer`` (see module doc)."""
 
     observer: "AlpacaSource"
+    submit: Callable[[Any], bool]  # barbridge.Publisher.submit_alpaca
+    submit_frame: Optional[Callable[[bytes], Optional[bytes]]] = None  # barbridge.Publisher.submit_frame
 
     async def _start_ws(self) -> None:
         self.observer._on_connecting()
@@ -68,10 +76,34 @@ class _ObservedStream(StockDataStream):
         except BaseException as e:
             self.observer._on_connect_failed(e)
             raise
+        if self.submit_frame is not None:
+            self._route_frames()
         self.observer._on_connected()
+
+    def _route_frames(self) -> None:
+        """Hand each received frame to Rust first (``Publisher.submit_frame``): a frame of bars
+        only (a minute's burst) is published there whole, and the SDK gets the frame with its last
+        bar alone, which it dispatches as usual; any other frame reaches the SDK unchanged. Wraps
+        ``recv`` of this connection's socket only (a reconnect makes a new socket, wrapped again
+        here); if a future SDK stopped calling ``recv``, bars would still arrive, message by message."""
+        ws = self._ws
+        recv, submit = ws.recv, self.submit_frame
+
+        async def recv_frames(*args: Any, **kwargs: Any) -> Any:
+            frame = await recv(*args, **kwargs)
+            if type(frame) is bytes:
+                rest = submit(frame)
+                if rest is not None:
+                    return rest
+            return frame
+
+        ws.recv = recv_frames
 
     async def _dispatch(self, msg) -> None:
         t = msg.get("T")
+        if t == "b" or t == "u":  # a bar or an updated bar: one call into Rust, nothing else
+            self.submit(msg)
+            return
         if t == "subscription":
             self.observer._on_subscribed(msg)
         elif t == "error":
@@ -91,11 +123,11 @@ class _ObservedStream(StockDataStream):
 class AlpacaSource:
     def __init__(self, publisher: Publisher, symbols: list[str], creds: Credentials, *,
                  feed: str = "iex", stream_url: Optional[str] = None, data_url: Optional[str] = None,
-                 stale_after: float = 90.0, market: Optional[MarketClock] = None,
+                 stale_after: float = 90.0, market_hours: str = "regular",
                  ping_interval: float = 10.0, ping_timeout: float = 180.0,
                  reconnect_min: float = 1.0, reconnect_max: float = 30.0,
                  auth_retries: int = 2, conn_limit_timeout: float = 300.0,
-                 backfill: bool = True, backfill_from: Optional[int] = None,
+                 backfill: bool = True, backfill_from: Optional[int] = None, frames: bool = True,
                  on_fatal: Optional[Callable[[int, str], None]] = None) -> None:
         self.pub = publisher
         self.symbols = symbols
@@ -103,8 +135,10 @@ class AlpacaSource:
         self.feed = DataFeed(feed)
         self.stream_url = stream_url
         self.data_url = data_url
-        self.market = market or MarketClock("regular")
-        self.stale = Staleness(stale_after, self.market)
+        if market_hours not in ("regular", "always"):
+            raise ValueError(f"market-hours mode must be regular or always, not {market_hours!r}")
+        self.market_hours = market_hours
+        self.stale_after = stale_after
         self.tracker = ReconnectTracker()
         #: Disconnects by websocket close code ("none": the connection was lost without one).
         self.close_codes: dict[str, int] = {}
@@ -133,6 +167,9 @@ class AlpacaSource:
         self.stream = _ObservedStream(creds.api_key, creds.secret_key, raw_data=True, feed=self.feed,
                                       websocket_params=params, url_override=stream_url)
         self.stream.observer = self
+        self.stream.submit = publisher.submit_alpaca
+        if frames:
+            self.stream.submit_frame = publisher.native.submit_frame
         self.stream._reconnect_min_backoff = reconnect_min
         self.stream._reconnect_max_backoff = reconnect_max
         # Subscribe BEFORE run(): subscribing from a handler deadlocks, and run() with
@@ -144,13 +181,8 @@ class AlpacaSource:
 
     # ------------------------------------------------------------------ SDK event loop side (only record/enqueue)
     async def _on_bar(self, msg: dict) -> None:
-        try:
-            bar = protocol.normalise_alpaca_bar(msg, source="stream")
-        except Exception as e:  # a malformed message must not kill the handler
-            log.warning("ignoring malformed bar message (%s): %r", e, {k: msg.get(k) for k in ("T", "S", "t")})
-            return
-        self.stale.on_bar()
-        self.pub.publish(bar)
+        """The SDK's handler (bars reach it only if ``_dispatch`` is bypassed)."""
+        self.pub.submit_alpaca(msg)  # a malformed message is counted and reported, never raised
 
     def _on_connecting(self) -> None:
         self.counts["connect_attempts"] += 1
@@ -164,12 +196,12 @@ class AlpacaSource:
 
     def _on_subscribed(self, msg: dict) -> None:
         self.subscribed = True
-        self.stale.reset()
+        self.pub.native.reset_clock()
         # Where the gap starts, per symbol: the last bar seen BEFORE this session's first bar
         # (the ack precedes the session's bars). None = fresh start (session open).
         with self._starts_lock:
             for s in self.symbols:
-                seen = self.pub.last_seen.get(s)
+                seen = self.pub.last_seen(s)
                 prev = self._pending_starts.get(s, seen) if s in self._pending_starts else seen
                 self._pending_starts[s] = None if (prev is None or seen is None) else min(prev, seen)
         self.pub.status("subscribed", f"bars {_names(msg.get('bars'))}; updated bars {_names(msg.get('updatedBars'))}")
@@ -259,9 +291,9 @@ class AlpacaSource:
 
     def _watchdog(self) -> None:
         while not self.stopping.wait(0.25):
-            if self.stale.check(self.subscribed):
+            if self.stale_now():
                 self.counts["stale_reconnects"] += 1
-                self.pub.status("stale", f"no bar for {self.stale.stale_after:g} s during market hours; forcing a reconnect",
+                self.pub.status("stale", f"no bar for {self.stale_after:g} s during market hours; forcing a reconnect",
                                 level=logging.WARNING)
                 self.force_reconnect()
             n = self.tracker.check_flap()
@@ -269,6 +301,10 @@ class AlpacaSource:
                 log.error("stream is flapping: %d reconnects within %.0f s", n, self.tracker.flap_window)
                 self.pub.status("reconnecting", f"flapping: {n} reconnects within {self.tracker.flap_window:.0f} s",
                                 level=logging.ERROR)
+
+    def stale_now(self) -> bool:
+        """True exactly when the stream turns stale (the publisher's clock and the session table)."""
+        return self.pub.native.check_stale(self.subscribed, self.stale_after, always=self.market_hours == "always")
 
     def force_reconnect(self, reason: str = "stale") -> None:
         """Close the current socket from outside; the SDK sees the closure and reconnects."""
@@ -309,26 +345,24 @@ class AlpacaSource:
                     self.stopping.wait(2 * (attempt + 1))
 
     def backfill_once(self) -> int:
-        now = dt.datetime.now(UTC)
-        fresh_start = self.backfill_from or int(self.market.last_session_open(now).timestamp() * 1000)
+        fresh_start = self.backfill_from or barbridge.last_session_open()
         with self._starts_lock:
             starts, self._pending_starts = self._pending_starts, {}
         groups: dict[int, list[str]] = {}
         for s in self.symbols:
-            start = starts.get(s) if s in starts else self.pub.last_seen.get(s)
+            start = starts.get(s) if s in starts else self.pub.last_seen(s)
             groups.setdefault(start - BACKFILL_LOOKBACK_MS if start else fresh_start, []).append(s)
         n = 0
         try:
             for start_ms, syms in sorted(groups.items()):
-                req = StockBarsRequest(symbol_or_symbols=syms, timeframe=TimeFrame.Minute, feed=self.feed,
-                                       start=dt.datetime.fromtimestamp(start_ms / 1000, UTC))
-                mark = self.pub.mark()  # stream bars after this are newer than the REST answer
-                raw = self.rest.get_stock_bars(req)
-                for sym, bars in (raw or {}).items():
-                    for b in bars:
-                        bar = protocol.normalise_alpaca_bar(b, source="backfill", symbol=sym, kind="bar")
-                        if self.pub.publish(bar, stream_since=mark):
-                            n += 1
+                start = dt.datetime.fromtimestamp(start_ms / 1000, UTC)
+                for i in range(0, len(syms), BACKFILL_SYMBOLS_PER_REQUEST):
+                    req = StockBarsRequest(symbol_or_symbols=syms[i:i + BACKFILL_SYMBOLS_PER_REQUEST],
+                                           timeframe=TimeFrame.Minute, feed=self.feed, start=start)
+                    mark = self.pub.mark()  # stream bars after this are newer than the REST answer
+                    raw = self.rest.get_stock_bars(req)
+                    for sym, bars in (raw or {}).items():
+                        n += sum(self.pub.submit_backfill(sym, b, mark) for b in bars)
         except Exception:
             with self._starts_lock:  # keep the gap for the next attempt
                 for s, v in starts.items():
@@ -337,7 +371,8 @@ class AlpacaSource:
             raise
         self.counts["backfills"] += 1
         self.counts["backfilled_bars"] += n
-        log.info("backfill: %d new bar(s) for %s", n, ",".join(self.symbols))
+        log.info("backfill: %d new bar(s) for %s", n, _names(self.symbols[:10]) + (
+            f" and {len(self.symbols) - 10} more symbols" if len(self.symbols) > 10 else ""))
         return n
 
     def stop(self) -> None:
@@ -351,6 +386,44 @@ class AlpacaSource:
             self.force_reconnect("sidecar stopping")  # wakes the consume loop (its recv waits up to 5 s)
         for t in self._threads:
             t.join(3 if t.name == "alpaca-stream" else 0.5)
+
+
+class ReconnectTracker:
+    """Counts (re)connects and detects flapping: more than ``flap_threshold`` reconnects
+    within ``flap_window`` seconds."""
+
+    def __init__(self, flap_threshold: int = 3, flap_window: float = 600.0,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.flap_threshold = flap_threshold
+        self.flap_window = flap_window
+        self._clock = clock
+        self._events: Deque[float] = collections.deque()
+        self.connects = 0
+        self.reconnects = 0
+        self.disconnects = 0
+        self.flapping = False
+
+    def on_connected(self) -> None:
+        self.connects += 1
+        if self.connects > 1:
+            self.reconnects += 1
+            self._events.append(self._clock())
+
+    def on_disconnected(self) -> None:
+        self.disconnects += 1
+
+    def check_flap(self) -> Optional[int]:
+        """Number of reconnects in the window when flapping starts (once per episode), else None."""
+        now = self._clock()
+        while self._events and now - self._events[0] > self.flap_window:
+            self._events.popleft()
+        n = len(self._events)
+        if n > self.flap_threshold and not self.flapping:
+            self.flapping = True
+            return n
+        if n <= self.flap_threshold:
+            self.flapping = False
+        return None
 
 
 def _names(symbols: object) -> str:

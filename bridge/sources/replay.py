@@ -56,15 +56,13 @@ def read_bars(path: Path, default_symbol: Optional[str] = None) -> Iterator[dict
     if jsonl:
         for n, line in enumerate(text.splitlines(), 1):
             try:
-                d = protocol.decode_line(line.encode())
+                bar = protocol.decode_line(line.encode())
             except protocol.WireError as e:
-                log.warning("%s:%d rejected (%s): %s", path, n, e.reason, e.detail)
+                log.warning("%s:%d rejected (%s): %s", path, n, e.reason, e)
                 continue
-            if d.expect != "bar":
+            if bar is None:
                 continue
-            bar = dict(d.bar)
             bar["source"] = "replay"
-            bar.pop("seq", None)
             yield bar
         return
     for n, row in enumerate(csv.DictReader(io.StringIO(text)), 2):
@@ -77,7 +75,7 @@ def read_bars(path: Path, default_symbol: Optional[str] = None) -> Iterator[dict
                    "vwap": _optional(_pick(row, "vwap"), float),
                    "trade_count": _optional(_pick(row, "trade_count"), lambda v: int(float(v))),
                    "kind": "bar", "source": "replay"}
-            protocol.validate_bar_values(bar["symbol"], bar)
+            protocol.encode_bar(bar)  # the protocol's rules (WireError)
         except (TypeError, ValueError, protocol.WireError) as e:
             log.warning("%s:%d rejected: %s", path, n, e)
             continue

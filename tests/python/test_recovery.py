@@ -295,22 +295,16 @@ def test_backfill_answer_older_than_a_stream_correction_is_not_sent():
     """Sequence seen in test_e2e (paginated start-up backfill): REST page fetched with minute m
     original → stream delivers updatedBar m → backfill publishes its stale m, which the
     consumer applies as a correction: the final value went back to the uncorrected bar."""
-    from bridge.publisher import Publisher
+    import barbridge
 
-    class Sink:
-        def __init__(self):
-            self.out = []
-
-        def submit_bar(self, bar):
-            self.out.append(bar)
-
-    sink = Sink()
-    pub = Publisher(sink, ["SPY"])
-    bar = lambda close, source: {"symbol": "SPY", "timestamp_ms": 60_000, "open": 1.0, "high": 2.0, "low": 0.5,
-                                 "close": close, "volume": 10, "vwap": 1.0, "trade_count": 1, "source": source}
+    consumer = barbridge.Consumer()
+    pub = barbridge.Publisher(consumer)
+    rest = lambda close: {"t": "2025-10-08T13:28:00Z", "o": 1.0, "h": 2.0, "l": 0.5, "c": close, "v": 10, "vw": 1.0,
+                          "n": 1}
+    stream = lambda close: {"T": "b", "S": "SPY", **rest(close)}
     mark = pub.mark()  # REST request starts
-    assert pub.publish(bar(1.0, "stream"))
-    assert pub.publish(bar(1.5, "stream"))  # the stream's correction
-    assert not pub.publish(bar(1.0, "backfill"), stream_since=mark)  # the REST answer predates it
-    assert [b["close"] for b in sink.out] == [1.0, 1.5]
-    assert pub.publish(bar(1.7, "backfill"), stream_since=pub.mark())  # a REST answer after the stream's bar
+    assert pub.submit_alpaca(stream(1.0))
+    assert pub.submit_alpaca({**stream(1.5), "T": "u"})  # the stream's correction
+    assert not pub.submit_backfill("SPY", rest(1.0), mark)  # the REST answer predates it
+    assert consumer.latest("SPY").close == 1.5
+    assert pub.submit_backfill("SPY", rest(1.7), pub.mark())  # a REST answer after the stream's bar

@@ -101,6 +101,10 @@ def test_keepalive_does_not_cut_a_busy_connection(tmp_path):
 
 
 class _NullSink:
+    def __init__(self) -> None:
+        import barbridge
+        self.native = barbridge.Consumer()  # what the publisher sends into
+
     def submit_bar(self, bar: dict) -> bool:
         return True
 

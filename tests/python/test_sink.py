@@ -205,35 +205,23 @@ def test_fifo_safety(tmp_path):
     assert stat.S_IMODE(os.stat(fresh.parent).st_mode) == 0o700
 
 
-def test_inprocess_sink_with_a_stub_consumer():
-    """The in-process path with a stand-in object (the pyo3 module is tested by its own suite)."""
+def test_inprocess_sink_sends_heartbeats_and_bars_through_the_publisher():
+    """One-process mode: the publisher ingests straight into the consumer; a thread adds heartbeats."""
+    import barbridge
+    from bridge.publisher import Publisher
     from bridge.sinks import InProcessSink
 
-    class Result:
-        rejected = 0
-        errors: list = []
-
-    class Stub:  # the barbridge.Consumer surface InProcessSink uses
-        def __init__(self):
-            self.lines = []
-
-        def push_batch(self, data: bytes):
-            self.lines += [json.loads(l) for l in data.decode().splitlines()]
-            return Result()
-
-        def close(self):
-            pass
-
-    stub = Stub()
-    sink = InProcessSink(consumer=stub, heartbeat=0.1)
+    consumer = barbridge.Consumer()
+    sink = InProcessSink(consumer=consumer, heartbeat=0.1)
+    pub = Publisher(sink, ["SPY"])
     sink.start()
     try:
         for i in range(1, 6):
-            sink.submit_bar(bar(i))
-        sink.submit_status("connected", "x")
-        wait_for(lambda: len([l for l in stub.lines if "symbol" in l]) == 5, what="5 bars pushed")
-        wait_for(lambda: any(l.get("type") == "heartbeat" for l in stub.lines), what="heartbeat")
-        assert [l["seq"] for l in stub.lines] == list(range(1, len(stub.lines) + 1))
+            assert pub.publish(bar(i))
+        pub.status("connected", "x")
+        wait_for(lambda: consumer.stats()["heartbeats"] >= 1, what="heartbeat")
+        assert consumer.stats()["bars_accepted"] == 5 and sink.stats.bars_written == 5
+        assert consumer.health()["sidecar"]["state"] == "connected"
     finally:
         sink.close(0.5)
 

@@ -1,0 +1,444 @@
+//! The sidecar's hot path in the extension: Alpaca's raw bar messages → bars, the publisher's
+//! bookkeeping ([`crate::publish`]) and the sink, in one call per bar; and the NYSE session
+//! clock ([`crate::calendar`]) for the sidecar's staleness watchdog.
+//!
+//! Registered from `python.rs` (`register`); kept apart from it so that the bindings of the
+//! consumer and the writer stay as they are.
+
+use std::sync::Arc;
+
+use chrono::{DateTime, NaiveDate};
+use pyo3::exceptions::{PyTypeError, PyValueError};
+use pyo3::prelude::*;
+use pyo3::types::{PyDict, PyInt, PyString};
+use pyo3::intern;
+
+use crate::bar::{Bar, BarKind, Source};
+use crate::calendar;
+use crate::health::{Clock as _, SystemClock};
+use crate::publish::{Outcome, Publisher, DEFAULT_REMEMBER};
+use crate::python::{bar_from_dict, bar_kind_from_dict, dict_field, to_py, type_name, Int, PyConsumer, PyFifoWriter};
+use crate::wire::WireError;
+
+/// Where published bars go.
+enum Sink {
+    Writer(Py<PyFifoWriter>),
+    Consumer(Py<PyConsumer>),
+}
+
+impl Sink {
+    fn send(&self, symbol: &str, bar: Bar, kind: BarKind, source: Option<Source>) -> Result<(), WireError> {
+        match self {
+            Sink::Writer(w) => w.get().inner.submit_bar(symbol, bar, kind, source),
+            Sink::Consumer(c) => c.get().inner.ingest_bar(symbol, bar, kind, source).map(|_| ()),
+        }
+    }
+
+    /// Count and report a bar refused before or by the sink.
+    fn reject(&self, symbol: &str, e: &WireError) {
+        match self {
+            Sink::Writer(w) => w.get().inner.reject(symbol, e),
+            Sink::Consumer(c) => c.get().inner.ingest_rejected(e, symbol.as_bytes()),
+        }
+    }
+
+    /// After a publish: an in-process consumer journals before the call returns.
+    fn settle(&self) {
+        if let Sink::Consumer(c) = self {
+            c.get().inner.flush();
+        }
+    }
+}
+
+/// The sidecar's publisher: every bar from every source goes through it, once, into the sink
+/// (a :class:`FifoWriter`, or a :class:`Consumer` in the same process).
+///
+/// Per (symbol, minute) it remembers the values last sent (``remember`` entries, oldest minutes
+/// forgotten first): the very same values again are a suppressed duplicate; a backfill bar for a
+/// minute the stream delivered after :meth:`mark` is not sent (the stream's version is newer).
+/// It keeps the last minute sent per symbol (:meth:`last_seen`) and when the stream last
+/// delivered a bar (:meth:`silent_for`). Bars breaking the protocol's rules are counted by the
+/// sink and reported, never raised: a handler on the SDK's event loop must not fail.
+#[pyclass(name = "Publisher", module = "barbridge", frozen)]
+pub(crate) struct PyPublisher {
+    core: Arc<Publisher>,
+    sink: Sink,
+}
+
+fn str_field(d: &Bound<'_, PyDict>, key: &Bound<'_, PyString>, name: &'static str) -> Result<String, WireError> {
+    let v = dict_field(d, key).ok_or(WireError::MissingField { field: name })?;
+    let s = v
+        .downcast::<PyString>()
+        .map_err(|_| WireError::WrongType { detail: format!("`{name}` must be a str, got {}", type_name(&v)) })?;
+    s.to_cow().map(|c| c.into_owned()).map_err(|_| WireError::WrongType { detail: format!("`{name}` is not valid text") })
+}
+
+fn num_field(d: &Bound<'_, PyDict>, key: &Bound<'_, PyString>, name: &'static str) -> Result<f64, WireError> {
+    let v = dict_field(d, key).ok_or(WireError::MissingField { field: name })?;
+    v.extract::<f64>()
+        .map_err(|_| WireError::WrongType { detail: format!("`{name}` must be a number, got {}", type_name(&v)) })
+}
+
+/// An Alpaca timestamp → UTC epoch milliseconds: ``msgpack.Timestamp`` (the stream), an RFC 3339
+/// string (REST), an aware ``datetime``, or an int of milliseconds.
+fn timestamp_ms(py: Python<'_>, t: &Bound<'_, PyAny>) -> Result<i64, WireError> {
+    let wrong = || WireError::WrongType { detail: format!("`t` is not a timestamp: {}", type_name(t)) };
+    if let Ok(s) = t.downcast::<PyString>() {
+        let text = s.to_cow().map_err(|_| wrong())?;
+        let parsed = DateTime::parse_from_rfc3339(text.trim()).map_err(|e| WireError::WrongType {
+            detail: format!("`t` {text:?} is not an RFC 3339 time: {e}"),
+        })?;
+        return Ok(parsed.timestamp_millis());
+    }
+    if t.is_instance_of::<PyInt>() {
+        return t.extract::<i64>().map_err(|_| wrong());
+    }
+    if let (Ok(secs), Ok(nanos)) = (t.getattr(intern!(py, "seconds")), t.getattr(intern!(py, "nanoseconds"))) {
+        let secs: i64 = secs.extract().map_err(|_| wrong())?;
+        let nanos: i64 = nanos.extract().map_err(|_| wrong())?;
+        return secs.checked_mul(1000).and_then(|ms| ms.checked_add(nanos.div_euclid(1_000_000))).ok_or_else(wrong);
+    }
+    if t.hasattr(intern!(py, "tzinfo")).unwrap_or(false) {
+        if t.getattr(intern!(py, "tzinfo")).map_or(true, |z| z.is_none()) {
+            return Err(WireError::WrongType { detail: "`t` is a naive datetime: refusing to guess its time zone".into() });
+        }
+        let secs: f64 = t.call_method0(intern!(py, "timestamp")).and_then(|v| v.extract()).map_err(|_| wrong())?;
+        return Ok((secs * 1000.0).round() as i64);
+    }
+    Err(wrong())
+}
+
+/// Alpaca's short-key bar (``S t o h l c v`` and optional ``n vw``; ``T`` "u" for an updated bar)
+/// → symbol, bar, kind. `symbol` replaces ``S`` (REST answers are grouped by symbol).
+fn alpaca_bar(py: Python<'_>, d: &Bound<'_, PyDict>, symbol: Option<&str>) -> Result<(String, Bar, BarKind), WireError> {
+    let symbol = match symbol {
+        Some(s) => s.to_owned(),
+        None => str_field(d, intern!(py, "S"), "S")?,
+    };
+    let t = dict_field(d, intern!(py, "t")).ok_or(WireError::MissingField { field: "t" })?;
+    let bar = Bar {
+        timestamp_ms: timestamp_ms(py, &t)?,
+        open: num_field(d, intern!(py, "o"), "o")?,
+        high: num_field(d, intern!(py, "h"), "h")?,
+        low: num_field(d, intern!(py, "l"), "l")?,
+        close: num_field(d, intern!(py, "c"), "c")?,
+        volume: num_field(d, intern!(py, "v"), "v")?,
+        vwap: match dict_field(d, intern!(py, "vw")) {
+            None => None,
+            Some(_) => Some(num_field(d, intern!(py, "vw"), "vw")?),
+        },
+        trade_count: match dict_field(d, intern!(py, "n")) {
+            None => None,
+            // REST sends JSON numbers; a float count that is whole is still a count.
+            Some(v) => Some(match v.extract::<u64>() {
+                Ok(n) => n,
+                Err(_) => match v.extract::<f64>() {
+                    Ok(f) if f >= 0.0 && f.fract() == 0.0 && f < 1.8e19 => f as u64,
+                    _ => {
+                        return Err(WireError::WrongType {
+                            detail: format!("`n` must be a non-negative integer, got {}", type_name(&v)),
+                        })
+                    }
+                },
+            }),
+        },
+    };
+    let updated = dict_field(d, intern!(py, "T"))
+        .and_then(|t| t.downcast::<PyString>().ok().map(|s| s.to_cow().is_ok_and(|s| s == "u")))
+        .unwrap_or(false);
+    Ok((symbol, bar, if updated { BarKind::UpdatedBar } else { BarKind::Bar }))
+}
+
+fn symbol_of(py: Python<'_>, d: &Bound<'_, PyDict>, key: &str) -> String {
+    dict_field(d, &PyString::new(py, key)).map_or_else(|| "?".to_owned(), |s| s.to_string())
+}
+
+impl PyPublisher {
+    fn publish(&self, symbol: &str, bar: Bar, kind: BarKind, source: Source, since: Option<u64>) -> bool {
+        let out = self.core.publish(symbol, bar, kind, Some(source), since, |s, b, k, src| self.sink.send(s, b, k, src));
+        if let Outcome::Invalid(e) = &out {
+            // A bar the sink refused was counted there; one refused here is counted now.
+            if crate::wire::validate(symbol, &bar).is_err() {
+                self.sink.reject(symbol, e);
+            }
+        }
+        self.sink.settle();
+        out == Outcome::Sent
+    }
+}
+
+#[pymethods]
+impl PyPublisher {
+    #[new]
+    #[pyo3(signature = (sink, *, remember = None))]
+    fn new(sink: &Bound<'_, PyAny>, remember: Option<Int>) -> PyResult<PyPublisher> {
+        let remember = match remember {
+            Some(n) => n.usize("remember", 1, usize::MAX)?,
+            None => DEFAULT_REMEMBER,
+        };
+        let sink = if let Ok(w) = sink.downcast::<PyFifoWriter>() {
+            Sink::Writer(w.clone().unbind())
+        } else if let Ok(c) = sink.downcast::<PyConsumer>() {
+            Sink::Consumer(c.clone().unbind())
+        } else {
+            return Err(PyTypeError::new_err(format!(
+                "a Publisher's sink is a barbridge.FifoWriter or a barbridge.Consumer, not {}",
+                type_name(sink)
+            )));
+        };
+        Ok(PyPublisher { core: Arc::new(Publisher::new(remember)), sink })
+    }
+
+    /// One bar message from Alpaca's stream, as the SDK hands it over with ``raw_data=True``
+    /// (``T`` "b" or "u", ``S``, ``t`` a ``msgpack.Timestamp``, ``o h l c v``, optional ``n vw``).
+    /// True when it was sent; False for a duplicate or a malformed bar (counted, reported).
+    /// Restarts the staleness clock. Never raises for a bad message.
+    fn submit_alpaca(&self, py: Python<'_>, msg: &Bound<'_, PyAny>) -> bool {
+        let Ok(d) = msg.downcast::<PyDict>() else {
+            self.sink.reject("?", &WireError::WrongType { detail: format!("a bar message is a dict, not {}", type_name(msg)) });
+            return false;
+        };
+        match alpaca_bar(py, d, None) {
+            Ok((symbol, bar, kind)) => self.publish(&symbol, bar, kind, Source::Stream, None),
+            Err(e) => {
+                self.sink.reject(&symbol_of(py, d, "S"), &e);
+                false
+            }
+        }
+    }
+
+    /// A whole websocket frame from Alpaca's stream (msgpack bytes). When it holds only bar
+    /// messages (a minute's burst), every bar but the last is published here, without a Python
+    /// object per message, and the frame with just the last bar is returned for the SDK to
+    /// dispatch as usual (its data clock sees data; the bar reaches :meth:`submit_alpaca`).
+    /// None when the frame is anything else: the SDK handles it unchanged.
+    fn submit_frame<'py>(&self, py: Python<'py>, frame: &[u8]) -> Option<Bound<'py, pyo3::types::PyBytes>> {
+        let last = py.allow_threads(|| {
+            let bars = crate::alpaca_frame::read_bar_frame(frame)?;
+            let (last, rest) = bars.split_last()?;
+            if rest.is_empty() {
+                return None;
+            }
+            for b in rest {
+                if let Err(why) = &b.bar {
+                    self.sink.reject("?", &WireError::WrongType { detail: format!("bar message: {why}") });
+                }
+            }
+            let bars = rest.iter().filter_map(|b| b.bar.as_ref().ok().map(|(s, bar, k)| (*s, *bar, *k)));
+            self.core.publish_stream_batch(
+                bars,
+                |s, b, k, src| self.sink.send(s, b, k, src),
+                |symbol, out| {
+                    // Refused by the rules here (the sink counts what it refuses itself).
+                    if let Outcome::Invalid(e) = out {
+                        if !matches!(e, WireError::MissingField { .. } | WireError::WrongType { .. }) {
+                            self.sink.reject(symbol, e);
+                        }
+                    }
+                },
+            );
+            self.sink.settle();
+            Some(last.raw)
+        })?;
+        let mut out = Vec::with_capacity(last.len() + 1);
+        out.push(0x91); // a one-element msgpack array
+        out.extend_from_slice(last);
+        Some(pyo3::types::PyBytes::new(py, &out))
+    }
+
+    /// One bar of a REST answer (raw dict: ``t`` RFC 3339, ``o h l c v``, optional ``n vw``) for
+    /// ``symbol``; ``since`` is the :meth:`mark` taken before the request. True when sent.
+    fn submit_backfill(&self, py: Python<'_>, symbol: &str, msg: &Bound<'_, PyAny>, since: u64) -> bool {
+        let Ok(d) = msg.downcast::<PyDict>() else {
+            self.sink.reject(symbol, &WireError::WrongType { detail: format!("a REST bar is a dict, not {}", type_name(msg)) });
+            return false;
+        };
+        match alpaca_bar(py, d, Some(symbol)) {
+            Ok((symbol, bar, _)) => self.publish(&symbol, bar, BarKind::Bar, Source::Backfill, Some(since)),
+            Err(e) => {
+                self.sink.reject(symbol, &e);
+                false
+            }
+        }
+    }
+
+    /// A bar dict with the wire field names (``kind``/``type``, ``source``: replay, synthetic),
+    /// as :meth:`FifoWriter.submit_bar` takes it. True when sent.
+    fn submit_bar(&self, py: Python<'_>, bar: &Bound<'_, PyAny>) -> PyResult<bool> {
+        let d = bar.downcast::<PyDict>().map_err(|_| PyTypeError::new_err(format!("a bar must be a dict, not {}", type_name(bar))))?;
+        match bar_kind_from_dict(py, d).and_then(|k| bar_from_dict(py, d).map(|b| (k, b))) {
+            Ok((kind, (symbol, bar, source))) => Ok(self.publish(&symbol, bar, kind, source.unwrap_or(Source::Replay), None)),
+            Err(e) => {
+                self.sink.reject(&symbol_of(py, d, "symbol"), &e);
+                Ok(false)
+            }
+        }
+    }
+
+    /// A point in the stream's history, for :meth:`submit_backfill`.
+    fn mark(&self) -> u64 {
+        self.core.mark()
+    }
+
+    /// The latest minute (epoch ms) sent for ``symbol``, or None.
+    fn last_seen(&self, symbol: &str) -> Option<i64> {
+        self.core.last_seen(symbol)
+    }
+
+    /// ``{symbol: latest minute sent}`` for every symbol sent so far.
+    fn last_seen_all(&self) -> std::collections::HashMap<String, i64> {
+        self.core.last_seen_all().into_iter().map(|(s, t)| (s.to_string(), t)).collect()
+    }
+
+    /// Counters: published, duplicates_suppressed, backfill_superseded, invalid, received_<source>.
+    fn counts<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        to_py(py, &self.core.counts())
+    }
+
+    /// Seconds since the stream's last bar (or the last :meth:`reset_clock`).
+    fn silent_for(&self) -> f64 {
+        self.core.silent_for().as_secs_f64()
+    }
+
+    /// The watchdog's question, asked every fraction of a second: True exactly when the stream
+    /// turns stale - no stream bar for ``stale_after`` seconds while ``active`` (subscribed) and
+    /// the NYSE regular session is open (``always``: every instant counts). Quiet time inactive or
+    /// out of session never counts; after a True the next needs another full period; 0 = off.
+    #[pyo3(signature = (active, stale_after, *, always = false))]
+    fn check_stale(&self, active: bool, stale_after: crate::python::Float, always: bool) -> PyResult<bool> {
+        let stale_after = stale_after.seconds("stale_after", true)?;
+        let in_session = always || calendar::in_session(SystemClock.now_ms());
+        Ok(self.core.check_stale(active, stale_after, in_session))
+    }
+
+    /// Restart the staleness clock (a new subscription; quiet time that must not count).
+    fn reset_clock(&self) {
+        self.core.reset_clock();
+    }
+
+    /// Send a status line (``connected``, ``subscribed``, ``disconnected``, ``reconnecting``,
+    /// ``auth_failed``, ``stale``). ValueError for another state.
+    #[pyo3(signature = (state, detail = ""))]
+    fn status(&self, state: &str, detail: &str) -> PyResult<()> {
+        match &self.sink {
+            Sink::Writer(w) => w.get().inner.submit_status(state, detail).map_err(|e| PyValueError::new_err(e.to_string())),
+            Sink::Consumer(c) => {
+                if !crate::writer::STATES.contains(&state) {
+                    return Err(PyValueError::new_err(format!("unknown status state {state:?}")));
+                }
+                let c = &c.get().inner;
+                c.health().on_message();
+                c.health().on_sidecar_status(state, Some(detail).filter(|d| !d.is_empty()));
+                Ok(())
+            }
+        }
+    }
+}
+
+/// An Alpaca bar message (stream or REST raw dict) as a bar dict with the wire field names,
+/// ``kind`` and ``source``: what :meth:`Publisher.submit_alpaca` sends. ``symbol`` replaces ``S``.
+/// :class:`WireError` for a message that is no valid bar.
+#[pyfunction]
+#[pyo3(signature = (msg, *, source = "stream", symbol = None))]
+fn normalise_alpaca<'py>(py: Python<'py>, msg: &Bound<'py, PyDict>, source: &str, symbol: Option<&str>) -> PyResult<Bound<'py, PyDict>> {
+    let source = Source::parse(source).ok_or_else(|| PyValueError::new_err(format!("unknown source {source:?}")))?;
+    let (symbol, bar, kind) = alpaca_bar(py, msg, symbol).map_err(|e| crate::python::wire_error(py, &e))?;
+    crate::wire::validate(&symbol, &bar).map_err(|e| crate::python::wire_error(py, &e))?;
+    bar_dict(py, &symbol, &bar, kind, Some(source))
+}
+
+fn bar_dict<'py>(py: Python<'py>, symbol: &str, bar: &Bar, kind: BarKind, source: Option<Source>) -> PyResult<Bound<'py, PyDict>> {
+    let d = PyDict::new(py);
+    d.set_item("symbol", symbol)?;
+    d.set_item("timestamp_ms", bar.timestamp_ms)?;
+    d.set_item("open", bar.open)?;
+    d.set_item("high", bar.high)?;
+    d.set_item("low", bar.low)?;
+    d.set_item("close", bar.close)?;
+    d.set_item("volume", bar.volume)?;
+    d.set_item("vwap", bar.vwap)?;
+    d.set_item("trade_count", bar.trade_count)?;
+    d.set_item("kind", kind.as_str())?;
+    d.set_item("source", source.map(Source::as_str))?;
+    Ok(d)
+}
+
+/// A bar dict with the wire field names (``kind``/``type``, optional ``source``) → one wire line
+/// (bytes, with its newline). :class:`WireError` for a bar breaking the protocol's rules.
+#[pyfunction]
+fn encode_bar<'py>(py: Python<'py>, bar: &Bound<'py, PyDict>) -> PyResult<Bound<'py, pyo3::types::PyBytes>> {
+    let (kind, (symbol, b, source)) = bar_kind_from_dict(py, bar)
+        .and_then(|k| bar_from_dict(py, bar).map(|b| (k, b)))
+        .and_then(|x| crate::wire::validate(&x.1 .0, &x.1 .1).map(|_| x))
+        .map_err(|e| crate::python::wire_error(py, &e))?;
+    let mut out = Vec::with_capacity(192);
+    crate::wire::write_bar_line(&mut out, &symbol, &b, kind, &crate::wire::Envelope { source, ..Default::default() });
+    Ok(pyo3::types::PyBytes::new(py, &out))
+}
+
+/// One wire line (without its newline) → a bar dict (wire field names, ``kind``, ``source``), or
+/// None for a heartbeat, status, blank or unknown-type line. :class:`WireError` for a line the
+/// consumer would reject (``err.reason`` its reject code).
+#[pyfunction]
+fn decode_line<'py>(py: Python<'py>, line: &[u8]) -> PyResult<Option<Bound<'py, PyDict>>> {
+    match crate::wire::parse_line(line) {
+        Ok(crate::wire::Line::Bar(b)) => Ok(Some(bar_dict(py, &b.symbol, &b.bar, b.kind, b.source)?)),
+        Ok(_) => Ok(None),
+        Err(e) => Err(crate::python::wire_error(py, &e)),
+    }
+}
+
+/// An Alpaca timestamp (``msgpack.Timestamp``, RFC 3339 text, aware ``datetime``, int ms) → UTC
+/// epoch milliseconds. ValueError for anything else.
+#[pyfunction]
+#[pyo3(name = "timestamp_ms")]
+fn py_timestamp_ms(py: Python<'_>, t: &Bound<'_, PyAny>) -> PyResult<i64> {
+    timestamp_ms(py, t).map_err(|e| PyValueError::new_err(e.to_string()))
+}
+
+fn now_or(now_ms: Option<i64>) -> i64 {
+    now_ms.unwrap_or_else(|| SystemClock.now_ms())
+}
+
+/// True when the NYSE regular session is open at ``now_ms`` (UTC epoch ms; default: now).
+#[pyfunction]
+#[pyo3(signature = (now_ms = None))]
+fn in_session(now_ms: Option<i64>) -> bool {
+    calendar::in_session(now_or(now_ms))
+}
+
+/// The open (epoch ms) of the session in progress at ``now_ms``, or of the most recent one.
+#[pyfunction]
+#[pyo3(signature = (now_ms = None))]
+fn last_session_open(now_ms: Option<i64>) -> i64 {
+    calendar::last_session_open(now_or(now_ms))
+}
+
+/// The NYSE regular session of a New York date (``"YYYY-MM-DD"``) as ``(open_ms, close_ms)``,
+/// or None on weekends and holidays. Outside the embedded table: Mon-Fri 09:30-16:00.
+#[pyfunction]
+fn session(date: &str) -> PyResult<Option<(i64, i64)>> {
+    let d = NaiveDate::parse_from_str(date, "%Y-%m-%d")
+        .map_err(|_| PyValueError::new_err(format!("date must be YYYY-MM-DD, got {date:?}")))?;
+    Ok(calendar::session_or_weekday(d).map(|s| (s.open_ms, s.close_ms)))
+}
+
+/// ``(first, last)`` dates (``YYYY-MM-DD``) of the embedded NYSE session table.
+#[pyfunction]
+fn calendar_coverage() -> (String, String) {
+    let (a, b) = calendar::coverage();
+    (a.to_string(), b.to_string())
+}
+
+pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_class::<PyPublisher>()?;
+    m.add_function(wrap_pyfunction!(normalise_alpaca, m)?)?;
+    m.add_function(wrap_pyfunction!(encode_bar, m)?)?;
+    m.add_function(wrap_pyfunction!(decode_line, m)?)?;
+    m.add_function(wrap_pyfunction!(py_timestamp_ms, m)?)?;
+    m.add_function(wrap_pyfunction!(in_session, m)?)?;
+    m.add_function(wrap_pyfunction!(last_session_open, m)?)?;
+    m.add_function(wrap_pyfunction!(session, m)?)?;
+    m.add_function(wrap_pyfunction!(calendar_coverage, m)?)?;
+    Ok(())
+}
