@@ -46,9 +46,7 @@ fn wire(c: &mut Criterion) {
     g.bench_function("baseline: serde_json into a typed struct (no validation)", |b| {
         b.iter(|| serde_json::from_slice::<TypedBar>(black_box(SEED_LINE)).unwrap())
     });
-    g.bench_function("baseline: serde_json::Value parse", |b| {
-        b.iter(|| serde_json::from_slice::<serde_json::Value>(black_box(SEED_LINE)).unwrap())
-    });
+    g.bench_function("baseline: serde_json::Value parse", |b| b.iter(|| serde_json::from_slice::<serde_json::Value>(black_box(SEED_LINE)).unwrap()));
     g.finish();
 }
 

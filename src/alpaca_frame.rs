@@ -288,7 +288,10 @@ mod tests {
         assert_eq!(bars.len(), 1);
         let (symbol, bar, kind) = bars[0].bar.clone().expect("a valid bar");
         assert_eq!((symbol, kind), ("SPY", BarKind::Bar));
-        assert_eq!(bar, Bar { timestamp_ms: 1_759_930_080_000, open: 1.5, high: 2.0, low: 1.0, close: 1.5, volume: 100.0, vwap: None, trade_count: Some(3) });
+        assert_eq!(
+            bar,
+            Bar { timestamp_ms: 1_759_930_080_000, open: 1.5, high: 2.0, low: 1.0, close: 1.5, volume: 100.0, vwap: None, trade_count: Some(3) }
+        );
         assert_eq!(bars[0].raw, &f[1..]);
         assert_eq!(read_bar_frame(&frame("u", false)).unwrap()[0].bar.as_ref().unwrap().2, BarKind::UpdatedBar);
     }

@@ -58,9 +58,7 @@ pub fn expiry_notice(today: NaiveDate) -> Option<String> {
     let last = coverage().1;
     let left = (last - today).num_days();
     (left < EXPIRY_NOTICE_DAYS).then(|| {
-        format!(
-            "the NYSE session table ends on {last} ({left} days from {today}); regenerate data/xnys_sessions.csv with scripts/gen_calendar.py"
-        )
+        format!("the NYSE session table ends on {last} ({left} days from {today}); regenerate data/xnys_sessions.csv with scripts/gen_calendar.py")
     })
 }
 
@@ -69,9 +67,7 @@ pub fn expiry_notice(today: NaiveDate) -> Option<String> {
 pub fn session_on(date: NaiveDate) -> Result<Option<Session>, String> {
     let (first, last) = coverage();
     if date < first || date > last {
-        return Err(format!(
-            "the NYSE calendar table covers {first}..{last}, not {date}; regenerate it with scripts/gen_calendar.py"
-        ));
+        return Err(format!("the NYSE calendar table covers {first}..{last}, not {date}; regenerate it with scripts/gen_calendar.py"));
     }
     let s = sessions();
     Ok(s.binary_search_by_key(&date, |x| x.date).ok().map(|i| s[i]))
@@ -101,9 +97,7 @@ pub fn session_or_weekday(date: NaiveDate) -> Option<Session> {
     match session_on(date) {
         Ok(s) => s,
         Err(_) if date.weekday().number_from_monday() <= 5 => {
-            let at = |h, m| {
-                New_York.from_local_datetime(&date.and_hms_opt(h, m, 0)?).earliest().map(|t| t.timestamp_millis())
-            };
+            let at = |h, m| New_York.from_local_datetime(&date.and_hms_opt(h, m, 0)?).earliest().map(|t| t.timestamp_millis());
             Some(Session { date, open_ms: at(9, 30)?, close_ms: at(16, 0)? })
         }
         Err(_) => None,
@@ -112,10 +106,10 @@ pub fn session_or_weekday(date: NaiveDate) -> Option<Session> {
 
 /// The New York calendar date of an instant.
 pub fn ny_date(ts_ms: i64) -> NaiveDate {
-    New_York.timestamp_millis_opt(ts_ms).single().map_or_else(
-        || chrono::DateTime::from_timestamp_millis(ts_ms).unwrap_or_default().date_naive(),
-        |t| t.date_naive(),
-    )
+    New_York
+        .timestamp_millis_opt(ts_ms)
+        .single()
+        .map_or_else(|| chrono::DateTime::from_timestamp_millis(ts_ms).unwrap_or_default().date_naive(), |t| t.date_naive())
 }
 
 /// `YYYY-MM-DD HH:MM EDT` (or `EST`): an instant as New York wall-clock time with its zone,
@@ -138,12 +132,8 @@ pub fn fmt_ny_time(ts_ms: i64) -> String {
 /// `[start, end)` of the New York calendar day containing `ts_ms`, in UTC epoch ms.
 pub fn ny_day_bounds(ts_ms: i64) -> (i64, i64) {
     let date = ny_date(ts_ms);
-    let start = |d: NaiveDate| {
-        New_York
-            .from_local_datetime(&d.and_hms_opt(0, 0, 0).expect("midnight exists"))
-            .earliest()
-            .map_or(0, |t| t.timestamp_millis())
-    };
+    let start =
+        |d: NaiveDate| New_York.from_local_datetime(&d.and_hms_opt(0, 0, 0).expect("midnight exists")).earliest().map_or(0, |t| t.timestamp_millis());
     (start(date), start(date.succ_opt().unwrap_or(date)))
 }
 

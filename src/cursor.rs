@@ -221,17 +221,14 @@ impl SeqBook {
     pub fn cursors(&self) -> BTreeMap<String, WriterCursor> {
         self.writers
             .iter()
-            .map(|(w, t)| {
-                (w.to_string(), WriterCursor { prefix: t.prefix, high: t.high, holes: t.holes.iter().copied().collect() })
-            })
+            .map(|(w, t)| (w.to_string(), WriterCursor { prefix: t.prefix, high: t.high, holes: t.holes.iter().copied().collect() }))
             .collect()
     }
 
     /// Take up positions saved by an earlier consumer (its durable cursor).
     pub fn restore(&mut self, cursors: &BTreeMap<String, WriterCursor>) {
         for (writer, c) in cursors.iter().take(MAX_WRITERS) {
-            let mut holes: VecDeque<(u64, u64)> =
-                c.holes.iter().copied().filter(|&(a, b)| a <= b && a > 0 && b <= c.high).take(MAX_HOLES).collect();
+            let mut holes: VecDeque<(u64, u64)> = c.holes.iter().copied().filter(|&(a, b)| a <= b && a > 0 && b <= c.high).take(MAX_HOLES).collect();
             holes.make_contiguous().sort_unstable();
             self.clock += 1;
             let mut t = Track { prefix: c.prefix.min(c.high), high: c.high, holes, touched: self.clock };
@@ -331,10 +328,7 @@ impl AckPublisher {
             }
             Err((path, e)) => {
                 if !self.failing {
-                    log::error!(
-                        "cannot write the delivery cursor {}: {e}; writers keep their lines until it can be written",
-                        path.display()
-                    );
+                    log::error!("cannot write the delivery cursor {}: {e}; writers keep their lines until it can be written", path.display());
                 }
                 self.failing = true;
             }

@@ -364,12 +364,7 @@ impl Consumer {
         F: Fn(&BarEvent) + Send + Sync + 'static,
     {
         let symbols = (!symbols.is_empty()).then(|| symbols.iter().map(|s| s.to_string()).collect());
-        self.add(Subscriber {
-            name: "callback".into(),
-            symbols,
-            target: Target::Callback(Box::new(f)),
-            dropped: Arc::new(AtomicU64::new(0)),
-        });
+        self.add(Subscriber { name: "callback".into(), symbols, target: Target::Callback(Box::new(f)), dropped: Arc::new(AtomicU64::new(0)) });
         self.callbacks.fetch_add(1, Ordering::Release);
     }
 
@@ -530,11 +525,7 @@ impl Consumer {
         }
         self.load_journal_day_of(bar.timestamp_ms);
         // REST backfill is authoritative history: it corrects a stream bar that differs.
-        let mode = if kind == BarKind::UpdatedBar || source == Some(Source::Backfill) {
-            InsertMode::Correction
-        } else {
-            InsertMode::FirstReport
-        };
+        let mode = if kind == BarKind::UpdatedBar || source == Some(Source::Backfill) { InsertMode::Correction } else { InsertMode::FirstReport };
         let received_ms = self.health.last_message().unwrap_or_else(|| self.health.now_ms());
         let (name, outcome) = self.store.insert_received(symbol, bar, mode, Some(received_ms));
         match outcome {
@@ -808,9 +799,9 @@ impl FifoFeed {
 
     /// Wait for the reader thread.
     pub fn join(self) -> Result<(), FifoError> {
-        self.thread.join().unwrap_or_else(|_| {
-            Err(FifoError::Read { path: self.path.clone(), source: std::io::Error::other("reader thread panicked") })
-        })
+        self.thread
+            .join()
+            .unwrap_or_else(|_| Err(FifoError::Read { path: self.path.clone(), source: std::io::Error::other("reader thread panicked") }))
     }
 }
 

@@ -174,11 +174,8 @@ fn check_fifo(path: &Path, meta: &std::fs::Metadata, me: u32) -> Result<(), Fifo
 /// Open the FIFO for reading without blocking and without following symlinks, then check what
 /// was actually opened (no window between check and open).
 fn open_read(path: &Path) -> Result<File, FifoError> {
-    let file = OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NONBLOCK | libc::O_NOFOLLOW)
-        .open(path)
-        .map_err(|source| match source.raw_os_error() {
+    let file =
+        OpenOptions::new().read(true).custom_flags(libc::O_NONBLOCK | libc::O_NOFOLLOW).open(path).map_err(|source| match source.raw_os_error() {
             Some(libc::ELOOP) => FifoError::Symlink { path: path.to_path_buf() },
             _ => FifoError::Open { path: path.to_path_buf(), source },
         })?;

@@ -41,22 +41,15 @@ impl SymbolGaps {
 /// close for a finished session, or "now" for the running one.
 pub fn session_gaps(symbol: &str, session: &Session, until_ms: i64, bar_minutes: impl IntoIterator<Item = i64>) -> SymbolGaps {
     let end = until_ms.min(session.close_ms);
-    let mut minutes: Vec<i64> = bar_minutes
-        .into_iter()
-        .filter(|t| *t >= session.open_ms && *t < end)
-        .map(|t| t - t.rem_euclid(60_000))
-        .collect();
+    let mut minutes: Vec<i64> = bar_minutes.into_iter().filter(|t| *t >= session.open_ms && *t < end).map(|t| t - t.rem_euclid(60_000)).collect();
     minutes.sort_unstable();
     minutes.dedup();
     let total = ((end - session.open_ms).max(0) + 59_999) / 60_000;
     let Some((&first, &last)) = minutes.first().zip(minutes.last()) else {
         return SymbolGaps { symbol: symbol.to_owned(), bars: 0, before_first: total, after_last: 0, holes: Vec::new() };
     };
-    let holes = minutes
-        .windows(2)
-        .filter(|w| w[1] - w[0] > 60_000)
-        .map(|w| Hole { start_ms: w[0] + 60_000, minutes: (w[1] - w[0]) / 60_000 - 1 })
-        .collect();
+    let holes =
+        minutes.windows(2).filter(|w| w[1] - w[0] > 60_000).map(|w| Hole { start_ms: w[0] + 60_000, minutes: (w[1] - w[0]) / 60_000 - 1 }).collect();
     SymbolGaps {
         symbol: symbol.to_owned(),
         bars: minutes.len() as i64,

@@ -137,11 +137,8 @@ impl Counters {
 
     pub fn snapshot(&self) -> CounterSnapshot {
         let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
-        let rejects: BTreeMap<String, u64> = RejectReason::ALL
-            .iter()
-            .map(|r| (r.code().to_owned(), self.rejected(*r)))
-            .filter(|(_, n)| *n > 0)
-            .collect();
+        let rejects: BTreeMap<String, u64> =
+            RejectReason::ALL.iter().map(|r| (r.code().to_owned(), self.rejected(*r))).filter(|(_, n)| *n > 0).collect();
         CounterSnapshot {
             lines: get(&self.lines),
             bars_accepted: get(&self.bars_accepted),
@@ -258,12 +255,7 @@ impl Health {
             counters: Counters::default(),
             last_message_ms: AtomicI64::new(NEVER),
             state: AtomicU8::new(FeedState::Waiting as u8),
-            inner: Mutex::new(Inner {
-                started_ms: now,
-                stale_since_ms: None,
-                sidecar: None,
-                seqs: SeqBook::default(),
-            }),
+            inner: Mutex::new(Inner { started_ms: now, stale_since_ms: None, sidecar: None, seqs: SeqBook::default() }),
         }
     }
 
@@ -378,8 +370,7 @@ impl Health {
             "auth_failed" | "stale" | "error" => log::error!("sidecar reports {state}{detail_text}"),
             _ => log::info!("sidecar {state}{detail_text}"),
         }
-        self.lock().sidecar =
-            Some(SidecarStatus { state: state.to_owned(), detail: detail.map(str::to_owned), received_ms: now });
+        self.lock().sidecar = Some(SidecarStatus { state: state.to_owned(), detail: detail.map(str::to_owned), received_ms: now });
     }
 
     /// Re-evaluate staleness; call periodically. Logs once when a stale episode starts.

@@ -75,18 +75,13 @@ impl HttpServer {
         } else {
             addr
         };
-        let resolved: Vec<SocketAddr> = addr
-            .to_socket_addrs()
-            .map_err(|_| HttpError::BadAddress { addr: addr.to_owned() })?
-            .collect();
+        let resolved: Vec<SocketAddr> = addr.to_socket_addrs().map_err(|_| HttpError::BadAddress { addr: addr.to_owned() })?.collect();
         if resolved.is_empty() {
             return Err(HttpError::BadAddress { addr: addr.to_owned() });
         }
-        let listener =
-            TcpListener::bind(&resolved[..]).map_err(|source| HttpError::Bind { addr: addr.to_owned(), source })?;
+        let listener = TcpListener::bind(&resolved[..]).map_err(|source| HttpError::Bind { addr: addr.to_owned(), source })?;
         let local = listener.local_addr().map_err(|source| HttpError::Bind { addr: addr.to_owned(), source })?;
-        let server = Server::from_listener(listener, None)
-            .map_err(|e| HttpError::Start { addr: addr.to_owned(), detail: e.to_string() })?;
+        let server = Server::from_listener(listener, None).map_err(|e| HttpError::Start { addr: addr.to_owned(), detail: e.to_string() })?;
         let stop = Arc::new(AtomicBool::new(false));
         let flag = stop.clone();
         let thread = std::thread::Builder::new()
@@ -159,9 +154,7 @@ fn respond(request: Request, consumer: &Consumer, options: &HttpOptions, timelin
         "/" | "/index.html" => (INDEX_HTML.to_owned(), "text/html; charset=utf-8"),
         _ => return request.respond(Response::from_string("not found\n").with_status_code(404)),
     };
-    let response = Response::from_string(body)
-        .with_header(header("Content-Type", content_type))
-        .with_header(header("Cache-Control", "no-store"));
+    let response = Response::from_string(body).with_header(header("Content-Type", content_type)).with_header(header("Cache-Control", "no-store"));
     request.respond(response)
 }
 

@@ -506,8 +506,7 @@ mod tests {
         j.flush();
         assert_eq!(j.status().records_written, 4);
         let mut seen = Vec::new();
-        let r = read_records(&day_path(dir.path(), ny_date(1_759_930_080_000)), |s, b, k| seen.push((s.to_owned(), b.timestamp_ms, k)))
-            .unwrap();
+        let r = read_records(&day_path(dir.path(), ny_date(1_759_930_080_000)), |s, b, k| seen.push((s.to_owned(), b.timestamp_ms, k))).unwrap();
         assert_eq!(r, LoadReport { records: 3, corrupt: 0, torn_tail: false });
         assert_eq!(seen[2], ("SPY".to_owned(), 1_759_930_080_000, BarKind::UpdatedBar), "the correction is in its bar's day");
         let day2 = day_path(dir.path(), NaiveDate::from_ymd_opt(2025, 10, 9).unwrap());
@@ -565,7 +564,12 @@ mod tests {
         assert!(s.dropped_records > 0, "nothing dropped: {s:?}");
         assert_eq!(s.pending_records + s.dropped_records, n as u64, "{s:?}");
         let line = encode_bar("SPY", &bar(1_759_930_080_000), BarKind::Bar).len() as u64 + 1;
-        assert!(s.pending_records * line <= 16 << 10, "{} records ({} bytes) pending over a 16 KiB bound", s.pending_records, s.pending_records * line);
+        assert!(
+            s.pending_records * line <= 16 << 10,
+            "{} records ({} bytes) pending over a 16 KiB bound",
+            s.pending_records,
+            s.pending_records * line
+        );
         assert!(!j.is_clean());
         std::fs::remove_dir(day_path(&jdir, date)).unwrap();
         j.flush();

@@ -408,8 +408,7 @@ fn gaps(journal: &std::path::Path, date: Option<&str>, symbols: &[String], json:
         Err(e) => return config_error(e),
     };
     let path = day_path(journal, date);
-    let mut minutes: std::collections::BTreeMap<String, Vec<i64>> =
-        symbols.iter().map(|s| (s.clone(), Vec::new())).collect();
+    let mut minutes: std::collections::BTreeMap<String, Vec<i64>> = symbols.iter().map(|s| (s.clone(), Vec::new())).collect();
     if let Err(e) = barbridge::journal::read_records(&path, |symbol, bar, _| {
         if symbols.is_empty() || symbols.iter().any(|s| s == symbol) {
             minutes.entry(symbol.to_owned()).or_default().push(bar.timestamp_ms);
@@ -419,14 +418,9 @@ fn gaps(journal: &std::path::Path, date: Option<&str>, symbols: &[String], json:
         return ExitCode::from(1);
     }
     let until = SystemClock.now_ms();
-    let report: Vec<_> = minutes
-        .into_iter()
-        .map(|(sym, ts)| barbridge::gaps::session_gaps(&sym, &session, until, ts))
-        .collect();
+    let report: Vec<_> = minutes.into_iter().map(|(sym, ts)| barbridge::gaps::session_gaps(&sym, &session, until, ts)).collect();
     let text = if json {
-        serde_json::json!({"date": date.to_string(), "open_ms": session.open_ms, "close_ms": session.close_ms, "symbols": report})
-            .to_string()
-            + "\n"
+        serde_json::json!({"date": date.to_string(), "open_ms": session.open_ms, "close_ms": session.close_ms, "symbols": report}).to_string() + "\n"
     } else {
         render_gaps(&session, until, &report, &path)
     };
@@ -434,12 +428,7 @@ fn gaps(journal: &std::path::Path, date: Option<&str>, symbols: &[String], json:
 }
 
 /// The `gaps` table for a person; times of day in New York time, with the zone.
-fn render_gaps(
-    session: &barbridge::calendar::Session,
-    until: i64,
-    report: &[barbridge::gaps::SymbolGaps],
-    path: &std::path::Path,
-) -> String {
+fn render_gaps(session: &barbridge::calendar::Session, until: i64, report: &[barbridge::gaps::SymbolGaps], path: &std::path::Path) -> String {
     use std::fmt::Write as _;
     let mut out = String::new();
     let _ = writeln!(
@@ -453,16 +442,8 @@ fn render_gaps(
     );
     let _ = writeln!(out, "{:<10} {:>6} {:>13} {:>12} {:>7} {:>12}", "SYMBOL", "BARS", "BEFORE FIRST", "AFTER LAST", "HOLES", "HOLE MINUTES");
     for g in report {
-        let _ = writeln!(
-            out,
-            "{:<10} {:>6} {:>13} {:>12} {:>7} {:>12}",
-            g.symbol,
-            g.bars,
-            g.before_first,
-            g.after_last,
-            g.holes.len(),
-            g.hole_minutes()
-        );
+        let _ =
+            writeln!(out, "{:<10} {:>6} {:>13} {:>12} {:>7} {:>12}", g.symbol, g.bars, g.before_first, g.after_last, g.holes.len(), g.hole_minutes());
         for h in &g.holes {
             let _ = writeln!(out, "    hole at {}: {} minute(s)", fmt_ny_time(h.start_ms), h.minutes);
         }

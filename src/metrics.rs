@@ -120,10 +120,8 @@ impl Collector for ReportCollector {
             [("waiting", FeedState::Waiting), ("live", FeedState::Live), ("stale", FeedState::Stale)]
                 .map(|(name, s)| (name, f64::from(u8::from(s == state)))),
         )?;
-        let in_session = crate::calendar::session_on(crate::calendar::ny_date(now))
-            .ok()
-            .flatten()
-            .is_some_and(|s| s.open_ms <= now && now < s.close_ms);
+        let in_session =
+            crate::calendar::session_on(crate::calendar::ny_date(now)).ok().flatten().is_some_and(|s| s.open_ms <= now && now < s.close_ms);
         gauge(e, "session_open", "1 during today's regular NYSE session (New York calendar), else 0.", f64::from(u8::from(in_session)))?;
         gauge(e, "stale_after_seconds", "Seconds without any line before the feed is declared stale.", ms_to_s(h.stale_after_ms))?;
         gauge(

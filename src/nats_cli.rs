@@ -101,9 +101,7 @@ fn default_durable(status_file: &Path) -> String {
     let host: String = host.trim().chars().filter(|c| c.is_ascii_alphanumeric() || *c == '-').collect();
     let path = std::path::absolute(status_file).unwrap_or_else(|_| status_file.to_path_buf());
     // FNV-1a: stable across builds and runs.
-    let hash = path.as_os_str().as_encoded_bytes().iter().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
-        (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3)
-    });
+    let hash = path.as_os_str().as_encoded_bytes().iter().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3));
     format!("barbridge-{host}-{:08x}", hash as u32)
 }
 
@@ -200,9 +198,8 @@ impl NatsArgs {
         if let (Some(url), Some(dir)) = (&self.publish, journal_dir) {
             let publisher = barbridge::nats::Publisher::start(url, dir, self.stream_options()).map_err(|e| e.to_string())?;
             let status = publisher.status_handle();
-            consumer.add_status_section("publish", move || {
-                serde_json::to_value(&*status.lock().unwrap_or_else(|e| e.into_inner())).unwrap_or_default()
-            });
+            consumer
+                .add_status_section("publish", move || serde_json::to_value(&*status.lock().unwrap_or_else(|e| e.into_inner())).unwrap_or_default());
             return Ok(Publishing { publisher: Some(publisher) });
         }
         let _ = (consumer, journal_dir);

@@ -38,7 +38,9 @@ pub enum PrivateError {
     ForeignOwner { path: PathBuf, owner: u32, me: u32 },
     #[error("{path} is writable by other users (mode {mode:o}); make it private with `chmod go-w` after checking its contents, or choose a private directory (0700)")]
     Writable { path: PathBuf, mode: u32 },
-    #[error("{dir}, above {path}, is {problem}; another user could replace {path}, so choose a location under directories only you or root can change")]
+    #[error(
+        "{dir}, above {path}, is {problem}; another user could replace {path}, so choose a location under directories only you or root can change"
+    )]
     UnsafeParent { path: PathBuf, dir: PathBuf, problem: String },
     #[error("cannot create {path}: {source}")]
     Create { path: PathBuf, source: io::Error },
@@ -62,18 +64,17 @@ pub fn ensure_private_dir(path: &Path) -> Result<(), PrivateError> {
         Err(source) => return Err(PrivateError::Create { path: path.to_path_buf(), source }),
         Ok(()) => {}
     }
-    let dir = OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_DIRECTORY | libc::O_NOFOLLOW | libc::O_CLOEXEC)
-        .open(path)
-        .map_err(|source| match source.raw_os_error() {
-            // O_NOFOLLOW|O_DIRECTORY on a symlink gives ENOTDIR on Linux (ELOOP elsewhere).
-            Some(libc::ELOOP | libc::ENOTDIR) => match std::fs::symlink_metadata(path) {
-                Ok(m) if m.file_type().is_symlink() => PrivateError::Symlink { path: path.to_path_buf() },
-                _ => PrivateError::WrongType { path: path.to_path_buf(), what: "not a directory" },
+    let dir =
+        OpenOptions::new().read(true).custom_flags(libc::O_DIRECTORY | libc::O_NOFOLLOW | libc::O_CLOEXEC).open(path).map_err(
+            |source| match source.raw_os_error() {
+                // O_NOFOLLOW|O_DIRECTORY on a symlink gives ENOTDIR on Linux (ELOOP elsewhere).
+                Some(libc::ELOOP | libc::ENOTDIR) => match std::fs::symlink_metadata(path) {
+                    Ok(m) if m.file_type().is_symlink() => PrivateError::Symlink { path: path.to_path_buf() },
+                    _ => PrivateError::WrongType { path: path.to_path_buf(), what: "not a directory" },
+                },
+                _ => PrivateError::Open { path: path.to_path_buf(), source },
             },
-            _ => PrivateError::Open { path: path.to_path_buf(), source },
-        })?;
+        )?;
     let meta = dir.metadata().map_err(|source| PrivateError::Open { path: path.to_path_buf(), source })?;
     check_owner_and_mode(path, &meta, me)
 }
@@ -130,14 +131,12 @@ pub fn check_private_file(path: &Path, meta: &Metadata) -> Result<(), PrivateErr
 /// files such as the journal's day files. `O_NONBLOCK` is added so that a FIFO planted at `path`
 /// cannot block the open (it has no effect on regular files).
 pub fn open_private_file(path: &Path, options: &mut OpenOptions) -> Result<File, PrivateError> {
-    let file = options
-        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC | libc::O_NONBLOCK)
-        .mode(0o600)
-        .open(path)
-        .map_err(|source| match source.raw_os_error() {
+    let file = options.custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC | libc::O_NONBLOCK).mode(0o600).open(path).map_err(|source| {
+        match source.raw_os_error() {
             Some(libc::ELOOP) => PrivateError::Symlink { path: path.to_path_buf() },
             _ => PrivateError::Open { path: path.to_path_buf(), source },
-        })?;
+        }
+    })?;
     let meta = file.metadata().map_err(|source| PrivateError::Open { path: path.to_path_buf(), source })?;
     check_private_file(path, &meta)?;
     Ok(file)
@@ -167,14 +166,7 @@ pub fn write_atomic(dir: &Path, name: impl AsRef<OsStr>, bytes: &[u8], durabilit
     tmp_name.push(name);
     tmp_name.push(format!(".{}.{}.tmp", std::process::id(), TMP_COUNTER.fetch_add(1, Ordering::Relaxed)));
     let tmp = dir.join(tmp_name);
-    let create = || {
-        OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
-            .mode(0o600)
-            .open(&tmp)
-    };
+    let create = || OpenOptions::new().write(true).create_new(true).custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC).mode(0o600).open(&tmp);
     let mut file = match create() {
         // Left over by an earlier process with our pid, or planted: remove the entry itself.
         Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {

@@ -20,9 +20,9 @@ use pyo3::types::{PyBool, PyByteArray, PyBytes, PyDict, PyFloat, PyInt, PyList, 
 use pyo3::{intern, IntoPyObjectExt};
 
 use crate::bar::{Bar, BarKind, Source, Symbol};
+use crate::feed::{BarEvent, BarReceiver, Consumer, FeedOptions, FifoFeed, Ingested, Subscription};
 use crate::health::{Clock as _, SystemClock};
 use crate::journal::{FsyncPolicy, Journal};
-use crate::feed::{BarEvent, BarReceiver, Consumer, FeedOptions, FifoFeed, Ingested, Subscription};
 use crate::status::{StatusReport, StatusWriter};
 use crate::store::Inserted;
 use crate::wire;
@@ -354,7 +354,12 @@ impl PyBar {
 /// One item of input, converted while holding the GIL, ingested without it.
 enum Item {
     Line(Vec<u8>),
-    Bar { symbol: String, bar: Bar, kind: BarKind, source: Option<Source> },
+    Bar {
+        symbol: String,
+        bar: Bar,
+        kind: BarKind,
+        source: Option<Source>,
+    },
     /// Could not even be turned into a bar (missing field, wrong type): counted as a reject.
     Bad(wire::WireError),
 }
@@ -369,9 +374,7 @@ pub(crate) fn dict_field<'py>(d: &Bound<'py, PyDict>, key: &Bound<'py, PyString>
 
 fn dict_f64(d: &Bound<'_, PyDict>, key: &Bound<'_, PyString>, name: &'static str) -> Result<f64, wire::WireError> {
     let v = dict_field(d, key).ok_or(wire::WireError::MissingField { field: name })?;
-    v.extract::<f64>().map_err(|_| wire::WireError::WrongType {
-        detail: format!("`{name}` must be a number, got {}", type_name(&v)),
-    })
+    v.extract::<f64>().map_err(|_| wire::WireError::WrongType { detail: format!("`{name}` must be a number, got {}", type_name(&v)) })
 }
 
 /// A dict with the wire field names → a bar (or a line, for control types such as heartbeat).
@@ -417,9 +420,10 @@ pub(crate) fn bar_from_dict(py: Python<'_>, d: &Bound<'_, PyDict>) -> Result<(St
     };
     let trade_count = match dict_field(d, intern!(py, "trade_count")) {
         None => None,
-        Some(v) => Some(v.extract::<u64>().map_err(|_| wire::WireError::WrongType {
-            detail: format!("`trade_count` must be a non-negative integer, got {}", type_name(&v)),
-        })?),
+        Some(v) => Some(
+            v.extract::<u64>()
+                .map_err(|_| wire::WireError::WrongType { detail: format!("`trade_count` must be a non-negative integer, got {}", type_name(&v)) })?,
+        ),
     };
     let source = dict_field(d, intern!(py, "source"))
         .and_then(|s| s.downcast::<PyString>().ok().and_then(|s| s.to_cow().ok().and_then(|c| Source::parse(&c))));
@@ -608,9 +612,7 @@ impl PyConsumer {
             "always" => FsyncPolicy::Always,
             "interval" => FsyncPolicy::default(),
             "never" => FsyncPolicy::Never,
-            other => {
-                return Err(PyValueError::new_err(format!("fsync must be \"always\", \"interval\" or \"never\", got {other:?}")))
-            }
+            other => return Err(PyValueError::new_err(format!("fsync must be \"always\", \"interval\" or \"never\", got {other:?}"))),
         };
         let mut builder = Consumer::builder()
             .capacity_per_symbol(capacity_per_symbol)
@@ -625,9 +627,7 @@ impl PyConsumer {
         // Resume warm, like `barbridge run --journal`: today's bars are back in the store.
         consumer.resume_from_journal(SystemClock.now_ms());
         let echo = echo.then(|| consumer.echo_to_stdout());
-        let status = status_file.as_ref().map(|path| {
-            StatusWriter::start(consumer.clone(), path.clone(), fifo, Duration::from_secs(1))
-        });
+        let status = status_file.as_ref().map(|path| StatusWriter::start(consumer.clone(), path.clone(), fifo, Duration::from_secs(1)));
         let py_consumer =
             PyConsumer { inner: consumer.clone(), status: Mutex::new(status), echo: Mutex::new(echo), status_file, http: Mutex::new(None) };
         Ok((py_consumer, consumer))
@@ -819,7 +819,9 @@ impl PyConsumer {
         let to_ms = to_ms.map(|t| t.i64("to_ms")).transpose()?;
         let np = if numpy {
             Some(py.import("numpy").map_err(|e| {
-                PyImportError::new_err(format!("columns(numpy=True) needs numpy, which is not importable ({e}); pip install numpy, or use numpy=False for lists"))
+                PyImportError::new_err(format!(
+                    "columns(numpy=True) needs numpy, which is not importable ({e}); pip install numpy, or use numpy=False for lists"
+                ))
             })?)
         } else {
             None
@@ -827,13 +829,8 @@ impl PyConsumer {
         let bars = self.bars(symbol, n, from_ms, to_ms);
         let d = PyDict::new(py);
         type Column = (&'static str, fn(&Bar) -> f64);
-        let f64_cols: [Column; 5] = [
-            ("open", |b| b.open),
-            ("high", |b| b.high),
-            ("low", |b| b.low),
-            ("close", |b| b.close),
-            ("volume", |b| b.volume),
-        ];
+        let f64_cols: [Column; 5] =
+            [("open", |b| b.open), ("high", |b| b.high), ("low", |b| b.low), ("close", |b| b.close), ("volume", |b| b.volume)];
         match np {
             None => {
                 d.set_item("timestamp_ms", PyList::new(py, bars.iter().map(|b| b.timestamp_ms))?)?;
@@ -930,12 +927,8 @@ impl PyConsumer {
         if slot.is_some() {
             return Err(PyRuntimeError::new_err("this Consumer serves metrics already"));
         }
-        let options = crate::http::HttpOptions {
-            metrics: crate::metrics::MetricsOptions { max_symbol_labels },
-            fifo: None,
-        };
-        let server = crate::http::HttpServer::start(self.inner.clone(), addr, options)
-            .map_err(|e| PyOSError::new_err(e.to_string()))?;
+        let options = crate::http::HttpOptions { metrics: crate::metrics::MetricsOptions { max_symbol_labels }, fifo: None };
+        let server = crate::http::HttpServer::start(self.inner.clone(), addr, options).map_err(|e| PyOSError::new_err(e.to_string()))?;
         let port = server.local_addr().port();
         *slot = Some(server);
         Ok(port)
@@ -1022,12 +1015,7 @@ fn json_to_py<'py>(py: Python<'py>, v: &serde_json::Value) -> PyResult<Bound<'py
 /// Wait for the next bar in short slices with the GIL released, checking for signals between
 /// slices (so Ctrl-C raises KeyboardInterrupt promptly). `Ok(None)`: timeout, channel closed, or
 /// `finished()` said no more bars will come and none are left.
-fn wait_next(
-    py: Python<'_>,
-    rx: &Receiver<BarEvent>,
-    timeout: Option<Duration>,
-    finished: &dyn Fn() -> bool,
-) -> PyResult<Option<BarEvent>> {
+fn wait_next(py: Python<'_>, rx: &Receiver<BarEvent>, timeout: Option<Duration>, finished: &dyn Fn() -> bool) -> PyResult<Option<BarEvent>> {
     match rx.try_recv() {
         Ok(ev) => return Ok(Some(ev)),
         Err(TryRecvError::Disconnected) => return Ok(None),
@@ -1207,16 +1195,7 @@ impl PyFifoReader {
         let consumer = match consumer {
             Some(c) => c,
             None => {
-                let (c, _) = PyConsumer::build(
-                    capacity_per_symbol,
-                    stale_after,
-                    symbols,
-                    status_file,
-                    echo,
-                    journal,
-                    fsync,
-                    Some(path.clone()),
-                )?;
+                let (c, _) = PyConsumer::build(capacity_per_symbol, stale_after, symbols, status_file, echo, journal, fsync, Some(path.clone()))?;
                 Py::new(py, c)?
             }
         };
@@ -1443,9 +1422,7 @@ impl PyFifoWriter {
     /// an ``updated_bar``). False when it breaks the protocol's rules: then it is counted
     /// (``stats()["dropped_invalid"]``), reported and not sent.
     fn submit_bar(&self, py: Python<'_>, bar: &Bound<'_, PyAny>) -> PyResult<bool> {
-        let d = bar
-            .downcast::<PyDict>()
-            .map_err(|_| PyTypeError::new_err(format!("a bar must be a dict, not {}", type_name(bar))))?;
+        let d = bar.downcast::<PyDict>().map_err(|_| PyTypeError::new_err(format!("a bar must be a dict, not {}", type_name(bar))))?;
         let parsed = bar_kind_from_dict(py, d).and_then(|kind| bar_from_dict(py, d).map(|b| (kind, b)));
         match parsed {
             Ok((kind, (symbol, bar, source))) => Ok(self.inner.submit_bar(&symbol, bar, kind, source).is_ok()),
@@ -1555,9 +1532,7 @@ fn barbridge(m: &Bound<'_, PyModule>) -> PyResult<()> {
     let py = m.py();
     // The Rust side's warnings (rejects, staleness, dropped deliveries) go to stderr, as with the
     // CLI; RUST_LOG adjusts the level (e.g. RUST_LOG=info, RUST_LOG=off).
-    let _ = env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn"))
-        .format_timestamp_millis()
-        .try_init();
+    let _ = env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).format_timestamp_millis().try_init();
     m.add_class::<PyConsumer>()?;
     m.add_class::<PyBar>()?;
     m.add_class::<BatchResult>()?;
@@ -1568,10 +1543,7 @@ fn barbridge(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("WireError", py.get_type::<exc::WireError>())?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     m.add("MAX_LINE_BYTES", wire::MAX_LINE_BYTES)?;
-    m.add(
-        "REJECT_REASONS",
-        PyTuple::new(py, wire::RejectReason::ALL.iter().map(|r| r.code()))?,
-    )?;
+    m.add("REJECT_REASONS", PyTuple::new(py, wire::RejectReason::ALL.iter().map(|r| r.code()))?)?;
     /// Default FIFO path: ``$XDG_RUNTIME_DIR/barbridge/bars.fifo`` (else ``/tmp/barbridge-<uid>/``).
     #[pyfunction]
     fn default_fifo_path() -> PathBuf {

@@ -9,9 +9,9 @@ use std::sync::Arc;
 
 use chrono::{DateTime, NaiveDate};
 use pyo3::exceptions::{PyTypeError, PyValueError};
+use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyInt, PyString};
-use pyo3::intern;
 
 use crate::bar::{Bar, BarKind, Source};
 use crate::calendar;
@@ -67,16 +67,13 @@ pub(crate) struct PyPublisher {
 
 fn str_field(d: &Bound<'_, PyDict>, key: &Bound<'_, PyString>, name: &'static str) -> Result<String, WireError> {
     let v = dict_field(d, key).ok_or(WireError::MissingField { field: name })?;
-    let s = v
-        .downcast::<PyString>()
-        .map_err(|_| WireError::WrongType { detail: format!("`{name}` must be a str, got {}", type_name(&v)) })?;
+    let s = v.downcast::<PyString>().map_err(|_| WireError::WrongType { detail: format!("`{name}` must be a str, got {}", type_name(&v)) })?;
     s.to_cow().map(|c| c.into_owned()).map_err(|_| WireError::WrongType { detail: format!("`{name}` is not valid text") })
 }
 
 fn num_field(d: &Bound<'_, PyDict>, key: &Bound<'_, PyString>, name: &'static str) -> Result<f64, WireError> {
     let v = dict_field(d, key).ok_or(WireError::MissingField { field: name })?;
-    v.extract::<f64>()
-        .map_err(|_| WireError::WrongType { detail: format!("`{name}` must be a number, got {}", type_name(&v)) })
+    v.extract::<f64>().map_err(|_| WireError::WrongType { detail: format!("`{name}` must be a number, got {}", type_name(&v)) })
 }
 
 /// An Alpaca timestamp → UTC epoch milliseconds: ``msgpack.Timestamp`` (the stream), an RFC 3339
@@ -85,9 +82,8 @@ fn timestamp_ms(py: Python<'_>, t: &Bound<'_, PyAny>) -> Result<i64, WireError> 
     let wrong = || WireError::WrongType { detail: format!("`t` is not a timestamp: {}", type_name(t)) };
     if let Ok(s) = t.downcast::<PyString>() {
         let text = s.to_cow().map_err(|_| wrong())?;
-        let parsed = DateTime::parse_from_rfc3339(text.trim()).map_err(|e| WireError::WrongType {
-            detail: format!("`t` {text:?} is not an RFC 3339 time: {e}"),
-        })?;
+        let parsed = DateTime::parse_from_rfc3339(text.trim())
+            .map_err(|e| WireError::WrongType { detail: format!("`t` {text:?} is not an RFC 3339 time: {e}") })?;
         return Ok(parsed.timestamp_millis());
     }
     if t.is_instance_of::<PyInt>() {
@@ -134,18 +130,13 @@ fn alpaca_bar(py: Python<'_>, d: &Bound<'_, PyDict>, symbol: Option<&str>) -> Re
                 Ok(n) => n,
                 Err(_) => match v.extract::<f64>() {
                     Ok(f) if f >= 0.0 && f.fract() == 0.0 && f < 1.8e19 => f as u64,
-                    _ => {
-                        return Err(WireError::WrongType {
-                            detail: format!("`n` must be a non-negative integer, got {}", type_name(&v)),
-                        })
-                    }
+                    _ => return Err(WireError::WrongType { detail: format!("`n` must be a non-negative integer, got {}", type_name(&v)) }),
                 },
             }),
         },
     };
-    let updated = dict_field(d, intern!(py, "T"))
-        .and_then(|t| t.downcast::<PyString>().ok().map(|s| s.to_cow().is_ok_and(|s| s == "u")))
-        .unwrap_or(false);
+    let updated =
+        dict_field(d, intern!(py, "T")).and_then(|t| t.downcast::<PyString>().ok().map(|s| s.to_cow().is_ok_and(|s| s == "u"))).unwrap_or(false);
     Ok((symbol, bar, if updated { BarKind::UpdatedBar } else { BarKind::Bar }))
 }
 
@@ -418,8 +409,7 @@ fn last_session_open(now_ms: Option<i64>) -> i64 {
 /// or None on weekends and holidays. Outside the embedded table: Mon-Fri 09:30-16:00.
 #[pyfunction]
 fn session(date: &str) -> PyResult<Option<(i64, i64)>> {
-    let d = NaiveDate::parse_from_str(date, "%Y-%m-%d")
-        .map_err(|_| PyValueError::new_err(format!("date must be YYYY-MM-DD, got {date:?}")))?;
+    let d = NaiveDate::parse_from_str(date, "%Y-%m-%d").map_err(|_| PyValueError::new_err(format!("date must be YYYY-MM-DD, got {date:?}")))?;
     Ok(calendar::session_or_weekday(d).map(|s| (s.open_ms, s.close_ms)))
 }
 

@@ -179,9 +179,7 @@ impl StatusReport {
     /// [`crate::private::write_atomic`]).
     pub fn write_atomic(&self, path: &Path) -> std::io::Result<()> {
         let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
-        let name = path
-            .file_name()
-            .ok_or_else(|| std::io::Error::new(std::io::ErrorKind::InvalidInput, "the status file path has no file name"))?;
+        let name = path.file_name().ok_or_else(|| std::io::Error::new(std::io::ErrorKind::InvalidInput, "the status file path has no file name"))?;
         ensure_private_dir(dir).map_err(std::io::Error::other)?;
         let mut bytes = serde_json::to_vec(self)?;
         bytes.push(b'\n');
@@ -189,9 +187,8 @@ impl StatusReport {
     }
 
     pub fn read(path: &Path) -> Result<StatusReport, String> {
-        let text = std::fs::read_to_string(path).map_err(|e| {
-            format!("cannot read status file {}: {e}; is `barbridge run --status-file {}` running?", path.display(), path.display())
-        })?;
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| format!("cannot read status file {}: {e}; is `barbridge run --status-file {}` running?", path.display(), path.display()))?;
         serde_json::from_str(&text).map_err(|e| format!("status file {} is not valid: {e}", path.display()))
     }
 
@@ -210,17 +207,11 @@ impl StatusReport {
         };
         let state = match liveness {
             Liveness::Exited => {
-                out.push_str(&format!(
-                    "WARNING: the consumer (pid {}) is not running; this status is from {file_age} ago\n",
-                    self.pid
-                ));
+                out.push_str(&format!("WARNING: the consumer (pid {}) is not running; this status is from {file_age} ago\n", self.pid));
                 format!("NOT RUNNING (last reported {feed_state})")
             }
             Liveness::NotUpdated => {
-                out.push_str(&format!(
-                    "WARNING: status last written {file_age} ago: the consumer (pid {}) is not running or is hung\n",
-                    self.pid
-                ));
+                out.push_str(&format!("WARNING: status last written {file_age} ago: the consumer (pid {}) is not running or is hung\n", self.pid));
                 format!("NOT RUNNING (last reported {feed_state})")
             }
             Liveness::Live | Liveness::Waiting | Liveness::Stale => feed_state.to_owned(),
@@ -251,11 +242,8 @@ impl StatusReport {
             "bars      {} accepted, {} corrections, {} duplicates, {} conflicts, {} filtered\n",
             c.bars_accepted, c.corrections, c.duplicates, c.conflicts, c.filtered
         ));
-        let rejects = if c.rejects.is_empty() {
-            "0".to_owned()
-        } else {
-            c.rejects.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(" ")
-        };
+        let rejects =
+            if c.rejects.is_empty() { "0".to_owned() } else { c.rejects.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(" ") };
         out.push_str(&format!("rejects   {rejects}\n"));
         out.push_str(&format!(
             "link      {} heartbeats, {} reconnects, {} disconnects, {} seq gaps ({} lines lost), {} stale episodes, {} delivery drops\n",
@@ -271,10 +259,7 @@ impl StatusReport {
                 j.error.as_deref().map(|e| format!("  ERROR: {e}")).unwrap_or_default()
             ));
         }
-        out.push_str(&format!(
-            "\n{:<10} {:>8} {:>8}  {:<20} {:>10} {:>6}\n",
-            "SYMBOL", "BARS", "STORED", "LAST BAR (NEW YORK)", "RECEIVED", "HOLES"
-        ));
+        out.push_str(&format!("\n{:<10} {:>8} {:>8}  {:<20} {:>10} {:>6}\n", "SYMBOL", "BARS", "STORED", "LAST BAR (NEW YORK)", "RECEIVED", "HOLES"));
         for (symbol, s) in &h.symbols {
             out.push_str(&format!(
                 "{:<10} {:>8} {:>8}  {:<20} {:>10} {:>6}\n",
@@ -380,9 +365,7 @@ mod tests {
     #[test]
     fn report_round_trips_and_renders() {
         let consumer = Consumer::builder().build();
-        consumer
-            .ingest_line(br#"{"symbol":"SPY","timestamp_ms":1759930080000,"open":1,"high":1,"low":1,"close":1,"volume":1}"#)
-            .unwrap();
+        consumer.ingest_line(br#"{"symbol":"SPY","timestamp_ms":1759930080000,"open":1,"high":1,"low":1,"close":1,"volume":1}"#).unwrap();
         let _ = consumer.ingest_line(b"garbage");
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("status.json");
@@ -419,10 +402,8 @@ mod tests {
         assert_eq!(report.liveness(now), Liveness::Exited);
         let text = report.render(now, Liveness::Exited);
         assert!(text.contains("state NOT RUNNING (last reported WAITING"), "{text}");
-        let codes: Vec<u8> = [Liveness::Live, Liveness::Waiting, Liveness::Stale, Liveness::Exited, Liveness::NotUpdated]
-            .iter()
-            .map(|l| l.exit_code())
-            .collect();
+        let codes: Vec<u8> =
+            [Liveness::Live, Liveness::Waiting, Liveness::Stale, Liveness::Exited, Liveness::NotUpdated].iter().map(|l| l.exit_code()).collect();
         assert_eq!(codes, [0, 1, 1, 2, 2]);
     }
 

@@ -159,11 +159,7 @@ impl BarStore {
         }
         let name: Symbol = Arc::from(symbol);
         let health = SymbolHealth { bars: 0, last_bar_ts_ms: i64::MIN, last_received_ms: i64::MIN };
-        let series = Arc::new(Mutex::new(Series {
-            bars: VecDeque::new(),
-            large_trade_counts: FxHashMap::default(),
-            health,
-        }));
+        let series = Arc::new(Mutex::new(Series { bars: VecDeque::new(), large_trade_counts: FxHashMap::default(), health }));
         map.insert(name.clone(), series.clone());
         (name, series)
     }
@@ -174,13 +170,7 @@ impl BarStore {
     }
 
     /// [`BarStore::insert`], recording when the bar arrived (for [`BarStore::symbol_health`]).
-    pub(crate) fn insert_received(
-        &self,
-        symbol: &str,
-        bar: Bar,
-        mode: InsertMode,
-        received_ms: Option<i64>,
-    ) -> (Symbol, Inserted) {
+    pub(crate) fn insert_received(&self, symbol: &str, bar: Bar, mode: InsertMode, received_ms: Option<i64>) -> (Symbol, Inserted) {
         {
             // The common case, a known symbol: one read lock and one series lock, no clones
             // but the name's.
@@ -224,10 +214,8 @@ impl BarStore {
             all.select_nth_unstable_by(max, |a, b| (a.0, a.1).cmp(&(b.0, b.1)));
             all.truncate(max);
         }
-        let picked = all
-            .into_iter()
-            .map(|(_, name, series)| (name.to_owned(), series.lock().unwrap_or_else(|e| e.into_inner()).health.clone()))
-            .collect();
+        let picked =
+            all.into_iter().map(|(_, name, series)| (name.to_owned(), series.lock().unwrap_or_else(|e| e.into_inner()).health.clone())).collect();
         (picked, omitted)
     }
 
@@ -258,13 +246,7 @@ impl BarStore {
     }
 
     /// `pick` of each bar of `symbol` with `from_ms <= timestamp_ms < to_ms`, oldest first.
-    fn collect_between<T>(
-        &self,
-        symbol: &str,
-        from_ms: i64,
-        to_ms: i64,
-        pick: impl Fn(&Series, &StoredBar) -> T,
-    ) -> Vec<T> {
+    fn collect_between<T>(&self, symbol: &str, from_ms: i64, to_ms: i64, pick: impl Fn(&Series, &StoredBar) -> T) -> Vec<T> {
         let Some((_, series)) = self.series(symbol) else { return Vec::new() };
         let s = series.lock().unwrap_or_else(|e| e.into_inner());
         let start = s.bars.partition_point(|b| b.timestamp_ms < from_ms);

@@ -73,7 +73,11 @@ pub enum Line<'a> {
     Heartbeat(Heartbeat<'a>),
     Status(StatusLine<'a>),
     /// A `type` this version does not know: counted and ignored (forward compatibility).
-    Unknown { type_name: String, seq: Option<u64>, writer: Option<Cow<'a, str>> },
+    Unknown {
+        type_name: String,
+        seq: Option<u64>,
+        writer: Option<Cow<'a, str>>,
+    },
     /// A blank line: ignored.
     Empty,
 }
@@ -175,13 +179,9 @@ pub enum WireError {
     CloseOutsideRange { close: f64, low: f64, high: f64 },
     #[error("volume {volume} is negative")]
     NegativeVolume { volume: f64 },
-    #[error(
-        "symbol {symbol:?} is not 1-{MAX_SYMBOL_BYTES} printable ASCII characters without spaces or lower-case letters"
-    )]
+    #[error("symbol {symbol:?} is not 1-{MAX_SYMBOL_BYTES} printable ASCII characters without spaces or lower-case letters")]
     InvalidSymbol { symbol: String },
-    #[error(
-        "timestamp_ms {timestamp_ms} is not UTC epoch milliseconds between 1990-01-01 and 2100-01-01 (seconds or microseconds?)"
-    )]
+    #[error("timestamp_ms {timestamp_ms} is not UTC epoch milliseconds between 1990-01-01 and 2100-01-01 (seconds or microseconds?)")]
     InvalidTimestamp { timestamp_ms: i64 },
     #[error("timestamp_ms {timestamp_ms} is not the start of a minute (a multiple of 60000): bars are minute bars")]
     OffMinute { timestamp_ms: i64 },
@@ -243,8 +243,7 @@ pub fn parse_line(bytes: &[u8]) -> Result<Line<'_>, WireError> {
     let raw = match scan_flat(bytes) {
         Some(raw) => raw,
         None => {
-            let text = std::str::from_utf8(bytes)
-                .map_err(|e| WireError::InvalidUtf8 { valid_up_to: e.valid_up_to() })?;
+            let text = std::str::from_utf8(bytes).map_err(|e| WireError::InvalidUtf8 { valid_up_to: e.valid_up_to() })?;
             let trimmed = text.trim_ascii();
             if trimmed.is_empty() {
                 return Ok(Line::Empty);
@@ -259,26 +258,13 @@ pub fn parse_line(bytes: &[u8]) -> Result<Line<'_>, WireError> {
         None | Some("bar") => BarKind::Bar,
         Some("updated_bar") => BarKind::UpdatedBar,
         Some("heartbeat") => {
-            return Ok(Line::Heartbeat(Heartbeat {
-                ts_ms: raw.ts_ms,
-                seq: raw.seq,
-                writer: raw.writer,
-                retained_from: raw.retained_from,
-            }))
+            return Ok(Line::Heartbeat(Heartbeat { ts_ms: raw.ts_ms, seq: raw.seq, writer: raw.writer, retained_from: raw.retained_from }))
         }
         Some("status") => {
             let state = raw.state.ok_or(WireError::MissingField { field: "state" })?;
-            return Ok(Line::Status(StatusLine {
-                ts_ms: raw.ts_ms,
-                state,
-                detail: raw.detail,
-                seq: raw.seq,
-                writer: raw.writer,
-            }));
+            return Ok(Line::Status(StatusLine { ts_ms: raw.ts_ms, state, detail: raw.detail, seq: raw.seq, writer: raw.writer }));
         }
-        Some(other) => {
-            return Ok(Line::Unknown { type_name: other.to_owned(), seq: raw.seq, writer: raw.writer })
-        }
+        Some(other) => return Ok(Line::Unknown { type_name: other.to_owned(), seq: raw.seq, writer: raw.writer }),
     };
     let field = |v: Option<f64>, name: &'static str| v.ok_or(WireError::MissingField { field: name });
     let symbol = raw.symbol.ok_or(WireError::MissingField { field: "symbol" })?;
@@ -316,14 +302,9 @@ pub fn validate(symbol: &str, bar: &Bar) -> Result<(), WireError> {
     if bar.timestamp_ms % MINUTE_MS != 0 {
         return Err(WireError::OffMinute { timestamp_ms: bar.timestamp_ms });
     }
-    for (value, name) in [
-        (bar.open, "open"),
-        (bar.high, "high"),
-        (bar.low, "low"),
-        (bar.close, "close"),
-        (bar.volume, "volume"),
-        (bar.vwap.unwrap_or(0.0), "vwap"),
-    ] {
+    for (value, name) in
+        [(bar.open, "open"), (bar.high, "high"), (bar.low, "low"), (bar.close, "close"), (bar.volume, "volume"), (bar.vwap.unwrap_or(0.0), "vwap")]
+    {
         if !value.is_finite() {
             return Err(WireError::NonFinite { field: name });
         }
@@ -350,9 +331,7 @@ pub fn validate(symbol: &str, bar: &Bar) -> Result<(), WireError> {
 /// its upper-case twin, so that what is stored, echoed and journaled is what was sent.
 /// Symbol filters given by a user (`--symbols`, `symbols=`) are checked by the same rule.
 pub fn validate_symbol(symbol: &str) -> Result<(), WireError> {
-    let valid = !symbol.is_empty()
-        && symbol.len() <= MAX_SYMBOL_BYTES
-        && symbol.bytes().all(|b| b.is_ascii_graphic() && !b.is_ascii_lowercase());
+    let valid = !symbol.is_empty() && symbol.len() <= MAX_SYMBOL_BYTES && symbol.bytes().all(|b| b.is_ascii_graphic() && !b.is_ascii_lowercase());
     if valid {
         Ok(())
     } else {
@@ -458,8 +437,22 @@ const F_VOLUME: u32 = 14;
 const F_VWAP: u32 = 15;
 
 const FIELD_NAMES: [&str; 16] = [
-    "symbol", "type", "source", "writer", "state", "detail", "timestamp_ms", "ts_ms", "seq", "trade_count",
-    "open", "high", "low", "close", "volume", "vwap",
+    "symbol",
+    "type",
+    "source",
+    "writer",
+    "state",
+    "detail",
+    "timestamp_ms",
+    "ts_ms",
+    "seq",
+    "trade_count",
+    "open",
+    "high",
+    "low",
+    "close",
+    "volume",
+    "vwap",
 ];
 
 /// Multiplier of the perfect hash on a key's first 4 bytes (a 3-letter name's closing quote
@@ -491,14 +484,7 @@ const fn key_pattern(field: u32) -> KeyPattern {
         j += 1;
     }
     let (bytes, mask) = (u128::from_le_bytes(bytes), u128::from_le_bytes(mask));
-    KeyPattern {
-        head: bytes as u64,
-        head_mask: mask as u64,
-        tail: (bytes >> 64) as u64,
-        tail_mask: (mask >> 64) as u64,
-        len: name.len() + 1,
-        field,
-    }
+    KeyPattern { head: bytes as u64, head_mask: mask as u64, tail: (bytes >> 64) as u64, tail_mask: (mask >> 64) as u64, len: name.len() + 1, field }
 }
 
 const fn key_slot(prefix: u32) -> usize {
@@ -630,10 +616,8 @@ fn plain_integer(b: &[u8], i: usize) -> Option<(u64, usize)> {
 /// (both operands are exact in an f64: Clinger's fast path); anything else goes to the standard
 /// library's correctly rounded parser (serde_json's `float_roundtrip` agrees with both).
 fn plain_decimal(b: &[u8], i: usize) -> Option<(f64, usize)> {
-    const POW10: [f64; 23] = [
-        1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15, 1e16, 1e17,
-        1e18, 1e19, 1e20, 1e21, 1e22,
-    ];
+    const POW10: [f64; 23] =
+        [1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15, 1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22];
     let (int_digits, mut mantissa) = digits(b, i, 0);
     if int_digits == 0 || (int_digits > 1 && b[i] == b'0') {
         return None;
@@ -667,10 +651,7 @@ fn plain_decimal(b: &[u8], i: usize) -> Option<(f64, usize)> {
 fn classify_json_error(text: &str, err: &serde_json::Error) -> WireError {
     let detail = err.to_string();
     let field = field_at(text, err.column());
-    if detail.contains("number out of range")
-        || text.contains("NaN")
-        || text.contains("Infinity")
-    {
+    if detail.contains("number out of range") || text.contains("NaN") || text.contains("Infinity") {
         // JSON has no NaN/Infinity; Python's json.dumps writes them anyway.
         const NUMERIC: [&str; 6] = ["open", "high", "low", "close", "volume", "vwap"];
         let field = field.and_then(|f| NUMERIC.iter().copied().find(|n| *n == f)).unwrap_or("a price or volume");
@@ -727,12 +708,7 @@ pub fn write_bar_line(out: &mut Vec<u8>, symbol: &str, bar: &Bar, kind: BarKind,
     write_json_str(out, symbol);
     out.extend_from_slice(b",\"timestamp_ms\":");
     out.extend_from_slice(ints.format(bar.timestamp_ms).as_bytes());
-    for (key, value) in [
-        (&b",\"open\":"[..], bar.open),
-        (b",\"high\":", bar.high),
-        (b",\"low\":", bar.low),
-        (b",\"close\":", bar.close),
-    ] {
+    for (key, value) in [(&b",\"open\":"[..], bar.open), (b",\"high\":", bar.high), (b",\"low\":", bar.low), (b",\"close\":", bar.close)] {
         out.extend_from_slice(key);
         out.extend_from_slice(floats.format_finite(value).as_bytes());
     }
@@ -847,8 +823,7 @@ mod tests {
             };
             if let Some(fast) = fast {
                 fast_hits += 1;
-                let slow: RawLine<'_> = serde_json::from_str(text)
-                    .unwrap_or_else(|e| panic!("fast path accepted what serde rejects ({e}): {text}"));
+                let slow: RawLine<'_> = serde_json::from_str(text).unwrap_or_else(|e| panic!("fast path accepted what serde rejects ({e}): {text}"));
                 assert_eq!(fast, slow, "{text}");
             }
         }
@@ -894,15 +869,12 @@ mod tests {
 
     #[test]
     fn errors_name_the_field() {
-        let err = parse_line(br#"{"symbol":"SPY","timestamp_ms":1,"open":1,"high":1,"low":1,"volume":1}"#)
-            .unwrap_err();
+        let err = parse_line(br#"{"symbol":"SPY","timestamp_ms":1,"open":1,"high":1,"low":1,"volume":1}"#).unwrap_err();
         assert_eq!(err.to_string(), "bar is missing field `close`");
-        let err = parse_line(br#"{"symbol":"SPY","timestamp_ms":1,"open":"x","high":1,"low":1,"close":1,"volume":1}"#)
-            .unwrap_err();
+        let err = parse_line(br#"{"symbol":"SPY","timestamp_ms":1,"open":"x","high":1,"low":1,"close":1,"volume":1}"#).unwrap_err();
         assert!(err.to_string().contains("invalid type: string \"x\", expected f64"), "{err}");
         assert!(err.to_string().contains("`open`"), "{err}");
-        let err = parse_line(br#"{"symbol":"SPY","timestamp_ms":1,"open":1,"high":NaN,"low":1,"close":1,"volume":1}"#)
-            .unwrap_err();
+        let err = parse_line(br#"{"symbol":"SPY","timestamp_ms":1,"open":1,"high":NaN,"low":1,"close":1,"volume":1}"#).unwrap_err();
         assert_eq!(err.to_string(), "field `high` is not a finite number");
     }
 }

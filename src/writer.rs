@@ -250,8 +250,7 @@ impl Shared {
     /// Asked to stop, and nothing left to write or no time left to write it.
     fn stopping_and_done(&self) -> bool {
         let request = lock(&self.stop);
-        request.stop
-            && (self.queued.load(Ordering::Relaxed) == 0 || request.flush_deadline.is_some_and(|d| Instant::now() >= d))
+        request.stop && (self.queued.load(Ordering::Relaxed) == 0 || request.flush_deadline.is_some_and(|d| Instant::now() >= d))
     }
 
     fn flush_time_up(&self) -> bool {
@@ -362,10 +361,7 @@ impl FifoWriter {
     pub fn reject(&self, symbol: &str, error: &WireError) {
         let n = bump(&self.shared.counters.dropped_invalid, 1);
         if n <= 10 || n % 1000 == 0 {
-            (self.shared.report)(
-                log::Level::Warn,
-                format!("dropping invalid bar {symbol:?}: {error} ({n} invalid bar(s) dropped so far)"),
-            );
+            (self.shared.report)(log::Level::Warn, format!("dropping invalid bar {symbol:?}: {error} ({n} invalid bar(s) dropped so far)"));
         }
     }
 
@@ -433,10 +429,7 @@ impl FifoWriter {
         let handle = lock(&self.thread).take();
         if let Some(handle) = handle {
             let outcome = match handle.join() {
-                Ok(result) => result.map_err(|e| Stopped {
-                    unusable: matches!(e, WriterError::Unusable(_)),
-                    message: e.to_string(),
-                }),
+                Ok(result) => result.map_err(|e| Stopped { unusable: matches!(e, WriterError::Unusable(_)), message: e.to_string() }),
                 Err(_) => Err(Stopped { message: "the FIFO writer thread panicked".to_owned(), unusable: false }),
             };
             *lock(&self.outcome) = Some(outcome);
@@ -851,10 +844,7 @@ impl<'a> Connection<'a> {
     /// Open the FIFO if a reader is there: `Ok(false)` when there is none yet.
     fn open(&mut self) -> Result<bool, WriterError> {
         let path = &self.s.path;
-        let opened = OpenOptions::new()
-            .write(true)
-            .custom_flags(libc::O_NONBLOCK | libc::O_NOFOLLOW | libc::O_CLOEXEC)
-            .open(path);
+        let opened = OpenOptions::new().write(true).custom_flags(libc::O_NONBLOCK | libc::O_NOFOLLOW | libc::O_CLOEXEC).open(path);
         let file = match opened {
             Ok(file) => file,
             Err(e) => {
@@ -892,9 +882,7 @@ impl<'a> Connection<'a> {
         self.overflow_reported = dropped;
         let limit = self.s.options.backlog;
         self.say(log::Level::Error, format!("backlog overflow: {dropped} line(s) dropped in total (backlog limit {limit})"));
-        let detail = format!(
-            "sidecar backlog overflow: {dropped} line(s) dropped while the consumer was away or slow; they will be backfilled"
-        );
+        let detail = format!("sidecar backlog overflow: {dropped} line(s) dropped while the consumer was away or slow; they will be backfilled");
         self.s.queued.fetch_add(1, Ordering::Relaxed);
         self.front.push_front(Item::Status { ts_ms: now_ms(), state: "disconnected", detail });
     }

@@ -6,7 +6,6 @@ use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 
-
 use common::*;
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
@@ -40,10 +39,13 @@ fn spawn(dir: &Path, extra: &[&str]) -> Running {
 
 fn wait_exit(r: &mut Running) -> std::process::ExitStatus {
     let mut status = None;
-    assert!(wait_until(LONG, || {
-        status = r.child.try_wait().unwrap();
-        status.is_some()
-    }), "process did not exit");
+    assert!(
+        wait_until(LONG, || {
+            status = r.child.try_wait().unwrap();
+            status.is_some()
+        }),
+        "process did not exit"
+    );
     status.unwrap()
 }
 
@@ -178,8 +180,7 @@ fn a_closed_stdout_ends_output_quietly() {
     let lines: String = (0..300).map(|i| seed_line(if i % 2 == 0 { "SPY" } else { "SH" }, i / 2, 10.0)).collect();
     std::fs::write(&day_file, &lines).unwrap();
     let replayed = dir.path().join("replayed");
-    let (journal_arg, replayed_arg, day_arg) =
-        (journal.to_str().unwrap(), replayed.to_str().unwrap(), day_file.to_str().unwrap());
+    let (journal_arg, replayed_arg, day_arg) = (journal.to_str().unwrap(), replayed.to_str().unwrap(), day_file.to_str().unwrap());
     for args in [
         vec!["status", "--status-file", file_arg],
         vec!["status", "--json", "--status-file", file_arg],
@@ -238,10 +239,8 @@ fn readme_example_stores_three_bars_for_three_minutes() {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let out = Command::new(BIN).arg("replay").arg("--echo").arg(dir.path().join("lines.jsonl")).output().unwrap();
     let stdout = String::from_utf8(out.stdout).unwrap();
-    let minutes: std::collections::BTreeSet<i64> = stdout
-        .lines()
-        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["timestamp_ms"].as_i64().unwrap())
-        .collect();
+    let minutes: std::collections::BTreeSet<i64> =
+        stdout.lines().map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["timestamp_ms"].as_i64().unwrap()).collect();
     assert_eq!(minutes.len(), 3, "{stdout}{}", String::from_utf8_lossy(&out.stderr));
 }
 
@@ -312,8 +311,7 @@ fn once_mode_exits_after_the_writer_and_its_final_status_counts_every_bar() {
     write_line(&mut w, &block);
     drop(w);
     assert_eq!(wait_exit(&mut r).code(), Some(0));
-    let status: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(dir.path().join("run/status.json")).unwrap()).unwrap();
+    let status: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(dir.path().join("run/status.json")).unwrap()).unwrap();
     assert_eq!(status["health"]["counters"]["bars_accepted"], 20_000, "the final status must include the last bars");
 }
 

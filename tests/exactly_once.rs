@@ -98,7 +98,6 @@ impl Setup {
     }
 }
 
-
 fn signal(proc: &Proc, sig: Signal) {
     let child = proc.0.as_ref().expect("running");
     kill(Pid::from_raw(child.id() as i32), sig).unwrap();
@@ -130,11 +129,8 @@ fn assert_journal_exact(setup: &Setup, minutes: std::ops::Range<i64>, symbols: u
     let seen = setup.journaled();
     let doubled: Vec<_> = seen.iter().filter(|(_, n)| **n > 1).take(5).collect();
     assert!(doubled.is_empty(), "bars journaled more than once, e.g. {doubled:?}");
-    let missing: Vec<_> = minutes
-        .clone()
-        .flat_map(|m| (0..symbols).map(move |i| (symbol(i), BASE_MS + m * 60_000)))
-        .filter(|k| !seen.contains_key(k))
-        .collect();
+    let missing: Vec<_> =
+        minutes.clone().flat_map(|m| (0..symbols).map(move |i| (symbol(i), BASE_MS + m * 60_000))).filter(|k| !seen.contains_key(k)).collect();
     assert!(complete && missing.is_empty(), "{} bar(s) never journaled, e.g. {:?}", missing.len(), &missing[..missing.len().min(5)]);
     assert_eq!(seen.len(), expected, "nothing but the bars sent");
 }
@@ -199,9 +195,10 @@ fn twenty_kills_during_a_flood_lose_and_double_nothing() {
         })
     };
     // A different kill pattern each run (printed, to replay a failure with BARBRIDGE_KILL_SEED).
-    let mut rng = std::env::var("BARBRIDGE_KILL_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or_else(|| {
-        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64 | 1
-    });
+    let mut rng = std::env::var("BARBRIDGE_KILL_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64 | 1);
     eprintln!("kill pattern: BARBRIDGE_KILL_SEED={rng}");
     for _ in 0..20 {
         rng ^= rng << 13;

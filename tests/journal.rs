@@ -38,10 +38,7 @@ fn spawn(dir: &Path) -> Running {
 }
 
 fn status_json(dir: &Path) -> serde_json::Value {
-    std::fs::read_to_string(dir.join("run/status.json"))
-        .ok()
-        .and_then(|t| serde_json::from_str(&t).ok())
-        .unwrap_or(serde_json::Value::Null)
+    std::fs::read_to_string(dir.join("run/status.json")).ok().and_then(|t| serde_json::from_str(&t).ok()).unwrap_or(serde_json::Value::Null)
 }
 
 /// Today's session (or a recent one) so the journal file is "today's".
@@ -134,11 +131,7 @@ fn gaps_and_replay_read_the_journal() {
     let weekend = Command::new(BIN).args(["gaps", "--date", "2025-10-11", "--journal"]).arg(&journal).output().unwrap();
     assert!(String::from_utf8(weekend.stdout).unwrap().contains("not a NYSE trading day"));
 
-    let out = Command::new(BIN)
-        .args(["replay", "--echo"])
-        .arg(barbridge::journal::day_path(&journal, date))
-        .output()
-        .unwrap();
+    let out = Command::new(BIN).args(["replay", "--echo"]).arg(barbridge::journal::day_path(&journal, date)).output().unwrap();
     assert!(out.status.success());
     assert_eq!(String::from_utf8(out.stdout).unwrap().lines().count(), 7);
 }

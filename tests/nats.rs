@@ -64,11 +64,7 @@ impl NatsServer {
             }
         });
         self.child = Some(child);
-        assert!(
-            wait_until(LONG, || self.log.lock().unwrap().contains("Server is ready")),
-            "nats-server did not start: {}",
-            self.log.lock().unwrap()
-        );
+        assert!(wait_until(LONG, || self.log.lock().unwrap().contains("Server is ready")), "nats-server did not start: {}", self.log.lock().unwrap());
     }
 
     fn stop(&mut self) {
@@ -88,7 +84,6 @@ impl Drop for NatsServer {
         self.stop();
     }
 }
-
 
 /// One consumer's files: journal and status under its own directory.
 struct Node {
@@ -220,10 +215,12 @@ fn with_js<T, F: std::future::Future<Output = T>>(url: &str, f: impl FnOnce(asyn
 }
 
 fn stream_messages(url: &str) -> u64 {
-    with_js(url, |_, js| async move { match js.get_stream("BARS").await {
-        Ok(mut s) => s.info().await.map(|i| i.state.messages).unwrap_or(0),
-        Err(_) => 0,
-    } })
+    with_js(url, |_, js| async move {
+        match js.get_stream("BARS").await {
+            Ok(mut s) => s.info().await.map(|i| i.state.messages).unwrap_or(0),
+            Err(_) => 0,
+        }
+    })
 }
 
 #[test]
@@ -281,11 +278,8 @@ fn a_second_subscriber_on_one_status_file_is_refused() {
     let node = Node::new();
     let _first = node.subscriber(&server.url(), &[]);
     assert!(wait_until(LONG, || node.status().exists()));
-    let out = Command::new(env!("CARGO_BIN_EXE_barbridge"))
-        .args(["run", "--source", &server.url(), "--status-file"])
-        .arg(node.status())
-        .output()
-        .unwrap();
+    let out =
+        Command::new(env!("CARGO_BIN_EXE_barbridge")).args(["run", "--source", &server.url(), "--status-file"]).arg(node.status()).output().unwrap();
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("in use by another consumer"), "{err}");

@@ -38,13 +38,9 @@ fn every_vector_decodes_as_expected() {
                 let Ok(Line::Bar(b)) = got else { panic!("{name}: {got:?}") };
                 assert_eq!(b.symbol, want["symbol"].as_str().unwrap(), "{name}");
                 assert_eq!(b.bar.timestamp_ms, want["timestamp_ms"].as_i64().unwrap(), "{name}");
-                for (field, value) in [
-                    ("open", b.bar.open),
-                    ("high", b.bar.high),
-                    ("low", b.bar.low),
-                    ("close", b.bar.close),
-                    ("volume", b.bar.volume),
-                ] {
+                for (field, value) in
+                    [("open", b.bar.open), ("high", b.bar.high), ("low", b.bar.low), ("close", b.bar.close), ("volume", b.bar.volume)]
+                {
                     assert_eq!(value, want[field].as_f64().unwrap(), "{name}: {field}");
                 }
                 // Absent optional fields are null in the vector and None here, never 0.

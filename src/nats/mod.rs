@@ -127,9 +127,7 @@ pub fn msg_id(symbol: &str, timestamp_ms: i64, revision: u64) -> String {
 
 /// Check a `nats://HOST:PORT` URL (several, comma-separated, for a cluster).
 pub fn check_url(url: &str) -> Result<(), NatsError> {
-    let ok = url
-        .split(',')
-        .all(|u| u.strip_prefix("nats://").is_some_and(|rest| !rest.is_empty() && !rest.contains('/')));
+    let ok = url.split(',').all(|u| u.strip_prefix("nats://").is_some_and(|rest| !rest.is_empty() && !rest.contains('/')));
     if ok {
         Ok(())
     } else {

@@ -86,11 +86,7 @@ impl Publisher {
     pub fn start(url: &str, journal_dir: &Path, stream: StreamOptions) -> Result<Publisher, NatsError> {
         super::check_url(url)?;
         let stop = Arc::new(AtomicBool::new(false));
-        let status = Arc::new(Mutex::new(PublishStatus {
-            url: url.into(),
-            stream: stream.name.clone(),
-            ..PublishStatus::default()
-        }));
+        let status = Arc::new(Mutex::new(PublishStatus { url: url.into(), stream: stream.name.clone(), ..PublishStatus::default() }));
         let mut task = Task {
             url: url.into(),
             dir: journal_dir.to_path_buf(),
@@ -393,9 +389,9 @@ impl Task {
         if !self.dirty {
             return;
         }
-        if let Some(newest) = self.cursor.files.keys().next_back().and_then(|n| day_of(n)).and_then(|d| {
-            chrono::NaiveDate::parse_from_str(d, "%Y-%m-%d").ok()
-        }) {
+        if let Some(newest) =
+            self.cursor.files.keys().next_back().and_then(|n| day_of(n)).and_then(|d| chrono::NaiveDate::parse_from_str(d, "%Y-%m-%d").ok())
+        {
             let from = (newest - chrono::Duration::days(KEEP_DAYS)).to_string();
             self.cursor.files.retain(|name, _| day_of(name).is_some_and(|d| d >= from.as_str()));
             if from > self.cursor.from {
@@ -414,7 +410,10 @@ impl Task {
                 self.dirty = false;
                 self.saved_at = Instant::now();
             }
-            Err(e) => log::error!("cannot write {}: {e} (a restart will publish again what the server then drops)", self.dir.join(PUBLISH_CURSOR_FILE).display()),
+            Err(e) => log::error!(
+                "cannot write {}: {e} (a restart will publish again what the server then drops)",
+                self.dir.join(PUBLISH_CURSOR_FILE).display()
+            ),
         }
     }
 }

@@ -112,8 +112,8 @@ fn pull_config(options: &SubscribeOptions) -> Result<pull::Config, NatsError> {
     let deliver_policy = match options.since_ms {
         None => DeliverPolicy::All,
         Some(ms) => {
-            let start_time = time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
-                .map_err(|_| NatsError::BadSince(ms.to_string()))?;
+            let start_time =
+                time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000).map_err(|_| NatsError::BadSince(ms.to_string()))?;
             DeliverPolicy::ByStartTime { start_time }
         }
     };
