@@ -78,7 +78,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data-url", default=env("ALPACA_DATA_URL"), help="REST base URL for backfill (env ALPACA_DATA_URL)")
     p.add_argument("--config", default=None,
                    help="config.env with KEY=value lines (default $BARBRIDGE_CONFIG, else ./config.env if present)")
-    p.add_argument("--stale-after", type=float, default=90.0, help="seconds without a bar in session → stale + reconnect (0 = off)")
+    p.add_argument("--stale-after", type=float, default=90.0,
+                   help="seconds without a bar in session → stale + reconnect (0 = off)")
     p.add_argument("--market-hours", choices=("regular", "always"), default="regular",
                    help="when staleness counts: the NYSE regular session, or always (tests, 24h feeds)")
     p.add_argument("--replay-file", help="CSV or JSONL of bars (--source replay)")
@@ -241,7 +242,7 @@ def main(argv: Optional[list[str]] = None) -> int:
                 backfill=not args.no_backfill, backfill_from=backfill_from, frames=not args.per_message,
                 on_fatal=fatal)
         elif args.source == "replay":
-            from bridge.sources.replay import ReplayError, ReplaySource
+            from bridge.sources.replay import ReplaySource
             source = ReplaySource(pub, args.replay_file, speed=args.speed,
                                   symbols=symbols if args.symbols is not None else None)
         else:

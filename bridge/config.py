@@ -247,7 +247,8 @@ def parse_symbols(text: Optional[str]) -> list[str]:
         if s not in seen:
             seen.append(s)
     if not seen:
-        raise ConfigError("the symbol list is empty: pass --symbols SPY,SH (or leave --symbols out for the default SPY,SPXL,SH,SDS).")
+        raise ConfigError("the symbol list is empty: pass --symbols SPY,SH "
+                          "(or leave --symbols out for the default SPY,SPXL,SH,SDS).")
     return seen
 
 

@@ -536,7 +536,8 @@ def main(argv: Optional[list[str]] = None) -> int:
     symbols = burst_symbols(a.burst) if a.burst else [s.strip().upper() for s in a.symbols.split(",") if s.strip()]
     srv = FakeAlpacaServer(symbols=symbols, burst=a.burst > 0,
                            interval=a.interval, key=a.key, secret=a.secret, host=a.host, port=a.port,
-                           seed=a.seed, epoch_ms=a.epoch_ms, epoch_wall=a.epoch_wall, prefill=a.prefill, updated_every=a.updated_every,
+                           seed=a.seed, epoch_ms=a.epoch_ms, epoch_wall=a.epoch_wall, prefill=a.prefill,
+                           updated_every=a.updated_every,
                            no_trade_prob=a.no_trade_prob, page_size=a.page_size,
                            faults=[_parse_fault(f) for f in a.fault])
 

@@ -100,7 +100,7 @@ def read_journal(jdir) -> tuple[dict, dict]:
 
 def holes_of(minutes, open_ms: int, close_ms: int) -> list:
     m = sorted({t for t in minutes if open_ms <= t < close_ms})
-    return [[a + MINUTE, (b - a) // MINUTE - 1] for a, b in zip(m, m[1:]) if b - a > MINUTE]
+    return [[a + MINUTE, (b - a) // MINUTE - 1] for a, b in zip(m, m[1:], strict=False) if b - a > MINUTE]
 
 
 def verdict(a) -> int:

@@ -11,7 +11,7 @@ log() { printf '\n==> %s\n' "$*"; }
 
 command -v cargo >/dev/null || { echo "test_all: cargo not found; install Rust (rustup) first" >&2; exit 2; }
 python="${PYTHON:-python3}"
-command -v "$python" >/dev/null || { echo "test_all: $python not found; install Python 3.9+ first" >&2; exit 2; }
+command -v "$python" >/dev/null || { echo "test_all: $python not found; install Python 3.10+ first" >&2; exit 2; }
 
 log "Python environment (.venv)"
 if [ ! -x .venv/bin/python ]; then
@@ -64,6 +64,12 @@ log "Python extension barbridge (pyo3, built by maturin into .venv)"
 # launcher checks too, so the tests below never wait for a rebuild).
 scripts/ensure_extension.sh
 .venv/bin/python -c "import barbridge" || { echo "test_all: the barbridge extension does not import" >&2; exit 1; }
+
+log "Lints: rustfmt, clippy (all features), ruff (shellcheck runs in the Python tests)"
+cargo fmt --check
+cargo clippy --locked --all-targets --features nats -- -D warnings
+PYO3_PYTHON="$repo/.venv/bin/python" cargo clippy --locked --lib --features python,nats -- -D warnings
+.venv/bin/ruff check bridge tests/python scripts
 
 log "Rust tests (with the NATS feature)"
 cargo test --locked --features nats

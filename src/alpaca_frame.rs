@@ -286,7 +286,7 @@ mod tests {
         let f = frame("b", true);
         let bars = read_bar_frame(&f).expect("a bar frame");
         assert_eq!(bars.len(), 1);
-        let (symbol, bar, kind) = bars[0].bar.clone().expect("a valid bar");
+        let (symbol, bar, kind) = bars[0].bar.expect("a valid bar");
         assert_eq!((symbol, kind), ("SPY", BarKind::Bar));
         assert_eq!(
             bar,

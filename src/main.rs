@@ -51,6 +51,8 @@ enum LogFormat {
     Json,
 }
 
+// Parsed once at start: the size of the largest variant does not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Subcommand)]
 enum Command {
     /// Read bars from the FIFO until SIGINT/SIGTERM.

@@ -120,7 +120,8 @@ impl NatsArgs {
         if self.publish.is_some() && !journal {
             return Err("--publish needs --journal DIR: the journal is the publisher's durable backlog".into());
         }
-        if self.stream_replicas == 0 || !(self.stream_max_age_hours > 0.0) || !(self.stream_duplicate_window_minutes > 0.0) {
+        let positive = |v: f64| v > 0.0; // false for NaN too
+        if self.stream_replicas == 0 || !positive(self.stream_max_age_hours) || !positive(self.stream_duplicate_window_minutes) {
             return Err("--stream-replicas, --stream-max-age-hours and --stream-duplicate-window-minutes must be positive".into());
         }
         if self.stream_duplicate_window_minutes > self.stream_max_age_hours * 60.0 {

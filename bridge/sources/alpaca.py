@@ -29,7 +29,6 @@ import asyncio
 import collections
 import datetime as dt
 import logging
-import os
 import ssl
 import threading
 import time

@@ -24,7 +24,7 @@ def check(s: Settings, log: Log) -> int:
         return 2
     try:
         import barbridge  # type: ignore[import-not-found]
-        barbridge.FifoWriter
+        _ = barbridge.FifoWriter
     except (ImportError, AttributeError):
         log("error: the Python extension barbridge (the sidecar's FIFO writer) is not built. "
             "Fix: run scripts/ensure_extension.sh.")

@@ -5,14 +5,13 @@ from __future__ import annotations
 
 import signal
 import socket
-import subprocess
 import time
 import urllib.request
 
 import pytest
 
 from bridge.fake_alpaca_server import FakeAlpacaServer
-from conftest import (KEY, PY, REPO, SECRET, Proc, check_delivery, delivered, sidecar_env, truth, values,
+from conftest import (KEY, PY, SECRET, Proc, check_delivery, delivered, sidecar_env, truth, values,
                       wait_for)
 
 SYMS = ("SPY", "SH")
@@ -249,6 +248,6 @@ def test_flapping_is_reported(fake_server, start_sidecar, start_consumer, fifo_p
     for i in range(4):
         subs = fake_server.stats["subscribes"]
         fake_server.inject("drop")
-        wait_for(lambda: fake_server.stats["subscribes"] > subs, what=f"reconnect {i + 1}")
+        wait_for(lambda subs=subs: fake_server.stats["subscribes"] > subs, what=f"reconnect {i + 1}")
     wait_for(lambda: "flapping: 4 reconnects" in side.stderr(), what="flap detection")
     finish_and_check(fake_server, consumer)

@@ -180,7 +180,7 @@ def test_last_session_open_and_flap_detection():
     t = [0.0]
     tr = ReconnectTracker(clock=lambda: t[0])
     tr.on_connected()  # first connect is not a reconnect
-    for i in range(3):
+    for _ in range(3):
         t[0] += 10
         tr.on_connected()
         assert tr.check_flap() is None

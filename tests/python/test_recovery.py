@@ -27,7 +27,6 @@ import urllib.request
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-import pytest
 
 from bridge.protocol import _ts_to_ms
 from conftest import KEY, PY, REPO, SECRET, Proc, sidecar_env, wait_for
@@ -71,7 +70,7 @@ def holes_of(minutes, open_ms: int, close_ms: int) -> list[tuple[int, int]]:
     """(start_ms, minutes) of every run of missing minutes between the first and last bar of the
     session — the same definition as `barbridge gaps`."""
     m = sorted({t for t in minutes if open_ms <= t < close_ms})
-    return [(a + MINUTE, (b - a) // MINUTE - 1) for a, b in zip(m, m[1:]) if b - a > MINUTE]
+    return [(a + MINUTE, (b - a) // MINUTE - 1) for a, b in zip(m, m[1:], strict=False) if b - a > MINUTE]
 
 
 class FakeServerProc:
