@@ -392,7 +392,9 @@ fn three_node_cluster_survives_losing_a_node() {
     let source = Node::new();
     let _publisher = source.publisher(&all, &["--stream-replicas", "3"]);
     let sub = Node::new();
-    let _subscriber = sub.subscriber(&all, &["--durable", "clustered"]);
+    // Either side may create the stream first: both ask for three replicas (an R1 stream made
+    // by the subscriber could live on the node killed below).
+    let _subscriber = sub.subscriber(&all, &["--durable", "clustered", "--stream-replicas", "3"]);
     let w = writer(&source);
     let mut expected = HashMap::new();
     send(&w, 0..10, 5, &mut expected);

@@ -221,6 +221,13 @@ impl Task {
                 }
                 Err(e) => {
                     self.outage(&e);
+                    if e.contains("no stream found") {
+                        // The stream is gone (deleted, or lost with the nodes that held it):
+                        // create it again, as at start, before publishing on.
+                        if ensure_stream(&js, &self.stream, &self.stop).await.is_none() {
+                            break;
+                        }
+                    }
                     tokio::time::sleep(Duration::from_millis(500)).await;
                     false
                 }
