@@ -27,7 +27,8 @@ from bridge import config  # noqa: E402
 from bridge.config import ConfigError  # noqa: E402
 from bridge import jsonlog  # noqa: E402
 from bridge.publisher import Publisher  # noqa: E402
-from bridge.sinks import FifoSink, InProcessSink, SinkError  # noqa: E402
+from bridge.sinks import FifoSink, InProcessSink, Sink, SinkError  # noqa: E402
+from bridge.sources import FiniteSource, LiveSource, Source  # noqa: E402
 
 log = logging.getLogger("bridge")
 PROG = "barbridge-sidecar"
@@ -197,6 +198,7 @@ def main(argv: Optional[list[str]] = None) -> int:
         log.info("REST backfill from %s (derived from --stream-url; set --data-url to change)", args.data_url)
 
     # ---- sink
+    sink: Sink
     try:
         if args.sink == "fifo":
             sink = FifoSink(args.fifo, backlog=args.backlog, heartbeat=args.heartbeat, pipe_size=args.pipe_size,
@@ -212,28 +214,31 @@ def main(argv: Optional[list[str]] = None) -> int:
 
     pub = Publisher(sink, symbols)
     done = threading.Event()
-    exit_code = {"code": 0, "why": ""}
+    failure: list[tuple[int, str]] = []  # the first fatal error: (exit code, one sentence)
 
     def fatal(code: int, sentence: str) -> None:
-        if not exit_code["why"]:
-            exit_code.update(code=code, why=sentence)
+        if not failure:
+            failure.append((code, sentence))
         done.set()
 
     sink.on_fatal = lambda e: fatal(2 if isinstance(e, SinkError) else 6, str(e))
 
     # ---- source
-    source = None
+    source: Source
+    live: Optional[LiveSource] = None
+    finite: Optional[FiniteSource] = None
     try:
         if args.source == "alpaca":
             from bridge.sources import alpaca as alpaca_src
             backfill_from = None
             if args.backfill_from:
                 backfill_from = _iso_ms(args.backfill_from)
+            assert creds is not None  # refused above without them
             if not args.no_preflight:
                 problem = alpaca_src.preflight(creds, symbols, args.feed, args.data_url)
                 if problem:
                     return _fail(*problem)
-            source = alpaca_src.AlpacaSource(
+            source = live = alpaca_src.AlpacaSource(
                 pub, symbols, creds, feed=args.feed, stream_url=args.stream_url, data_url=args.data_url,
                 stale_after=args.stale_after, market_hours=args.market_hours,
                 ping_interval=args.ping_interval, ping_timeout=args.ping_timeout,
@@ -243,11 +248,11 @@ def main(argv: Optional[list[str]] = None) -> int:
                 on_fatal=fatal)
         elif args.source == "replay":
             from bridge.sources.replay import ReplaySource
-            source = ReplaySource(pub, args.replay_file, speed=args.speed,
+            source = finite = ReplaySource(pub, args.replay_file, speed=args.speed,
                                   symbols=symbols if args.symbols is not None else None)
         else:
             from bridge.sources.synthetic import SyntheticSource
-            source = SyntheticSource(pub, symbols, interval=args.interval, count=args.count, seed=args.seed,
+            source = finite = SyntheticSource(pub, symbols, interval=args.interval, count=args.count, seed=args.seed,
                                      start_ms=args.start_ms)
     except (ConfigError, FileNotFoundError, ValueError) as e:
         return _fail(2, str(e))
@@ -283,11 +288,13 @@ def main(argv: Optional[list[str]] = None) -> int:
              sink.writer, f" key={config.mask(creds.api_key)}" if creds and args.source == "alpaca" else "")
     sink.start()
     finished = threading.Event()
-    if args.source == "alpaca":
-        source.start()
+    if live is not None:
+        live.start()
     else:
+        assert finite is not None
+
         def run_finite() -> None:
-            source.run()
+            finite.run()
             finished.set()
             done.set()
         threading.Thread(target=run_finite, name=f"{args.source}-source", daemon=True).start()
@@ -303,19 +310,19 @@ def main(argv: Optional[list[str]] = None) -> int:
 
     # ---- shutdown: stop the source first, then flush what is pending
     source.stop()
-    if exit_code["why"]:
-        pub.status("auth_failed" if exit_code["code"] == 3 else "disconnected", exit_code["why"])
+    if failure:
+        pub.status("auth_failed" if failure[0][0] == 3 else "disconnected", failure[0][1])
     else:
         pub.status("disconnected", "sidecar stopping")
-    flush = args.drain_timeout if finished.is_set() and not exit_code["why"] else args.flush_timeout
+    flush = args.drain_timeout if finished.is_set() and not failure else args.flush_timeout
     sink.close(flush_timeout=flush)
     if sink.backlog():
         log.warning("%d line(s) not delivered at exit (no consumer reading)", sink.backlog())
     _log_stats(pub, sink, source)
     if metrics_server is not None:
         metrics_server.shutdown()
-    if exit_code["why"]:
-        return _fail(exit_code["code"], exit_code["why"])
+    if failure:
+        return _fail(*failure[0])
     return 0
 
 

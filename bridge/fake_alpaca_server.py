@@ -163,7 +163,7 @@ class FakeAlpacaServer:
         # state (owned by the server's event loop)
         self.history: dict[str, dict[int, dict]] = {s: {} for s in self.symbols}
         self.clients: list[_Client] = []
-        self.produced_until: Optional[int] = None  # last data minute produced
+        self.produced_until = 0  # last data minute produced (set when the server starts)
         self.paused = False
         self.muted_until = 0.0
         self.auth_fail = 0
@@ -174,9 +174,9 @@ class FakeAlpacaServer:
                       "http429": 0, "subscribes": 0, "bars_sent": 0, "updated_sent": 0, "rest_requests": 0}
         self.subscribe_log: list[dict] = []
         self._loop: Optional[asyncio.AbstractEventLoop] = None
-        self._server = None
+        self._server: Any = None  # the websockets server, once started
         self._thread: Optional[threading.Thread] = None
-        self._stopped: Optional[asyncio.Event] = None
+        self._stopped: Any = None  # asyncio.Event, made on the server's loop
         self._ready = threading.Event()
         self._start_minute = self.data_minute(now)
 
@@ -241,6 +241,7 @@ class FakeAlpacaServer:
             if asyncio.iscoroutine(r):
                 r = await r
             return r
+        assert self._loop is not None, "the server is not running"
         return asyncio.run_coroutine_threadsafe(wrap(), self._loop).result(10)
 
     # ------------------------------------------------------------------ production
@@ -356,6 +357,7 @@ class FakeAlpacaServer:
 
     # ------------------------------------------------------------------ websocket
     async def _handler(self, ws: ServerConnection) -> None:
+        assert ws.request is not None  # set once the handshake is done, before the handler runs
         path = urllib.parse.urlsplit(ws.request.path).path
         if path not in ("/v2/iex", "/v2/sip", "/v2/test", "/v2/delayed_sip"):
             await ws.close(1008, "unknown path")
@@ -422,7 +424,7 @@ class FakeAlpacaServer:
                     await client.ws.send(data)
                     continue
                 batch = [first]
-                while not client.queue.empty() and len(batch) < 100 and not isinstance(client.queue._queue[0], tuple):
+                while not client.queue.empty() and len(batch) < 100 and not isinstance(client.queue._queue[0], tuple):  # type: ignore[attr-defined]  # peek
                     batch.append(client.queue.get_nowait())
                 await client.ws.send(msgpack.packb(batch))
         except (ConnectionClosed, ConnectionError):
@@ -481,8 +483,8 @@ class FakeAlpacaServer:
         token = q.get("page_token")
         after = None
         if token:
-            sym, _, ts = base64.urlsafe_b64decode(token.encode()).decode().partition("|")
-            after = (sym, int(ts))
+            after_sym, _, after_ts = base64.urlsafe_b64decode(token.encode()).decode().partition("|")
+            after = (after_sym, int(after_ts))
         rows = []
         for sym in sorted(syms):
             for ts in sorted(self.history.get(sym, {})):

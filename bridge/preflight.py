@@ -184,6 +184,7 @@ def run(mode: str, fifo: Path, stream_url: Optional[str], trading_url: Optional[
         ctx, origin = ssl_context()
         ok(f"CA bundle usable: {origin} ({len(ctx.get_ca_certs())} CA certificates)")
         if mode == "live":
+            assert creds is not None  # refused above without them
             paper = os.environ.get("ALPACA_PAPER", "true").strip().lower() not in ("0", "false", "no")
             data_url = os.environ.get("ALPACA_DATA_URL")
             if not trading_url and data_url:  # a custom data endpoint (proxy, test server): check keys there

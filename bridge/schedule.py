@@ -63,7 +63,7 @@ def compute(now: dt.datetime, open_t: dt.time, eod_t: dt.time, close_t: dt.time)
                             f"CLOSE_TIME {close_t:%H:%M}.")
     now_ny = now.astimezone(NY)
     day = now_ny.date()
-    out = {"SESSION_DATE": day.isoformat(), "NOW_NY": now_ny.strftime("%Y-%m-%dT%H:%M:%S%z")}
+    out: dict[str, object] = {"SESSION_DATE": day.isoformat(), "NOW_NY": now_ny.strftime("%Y-%m-%dT%H:%M:%S%z")}
     s = session(day)
     nxt = day if s else None
     d = day

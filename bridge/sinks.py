@@ -15,10 +15,23 @@ import os
 import threading
 import time
 from dataclasses import dataclass
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Optional, Protocol
 
 
 log = logging.getLogger("bridge.sink")
+
+
+class Sink(Protocol):
+    """Where the sidecar's lines go: :class:`FifoSink` (the FIFO, through the Rust writer) or
+    :class:`InProcessSink` (a ``barbridge.Consumer`` in this process)."""
+
+    writer: str
+    on_fatal: Optional[Callable[[BaseException], None]]
+
+    def prepare(self) -> None: ...
+    def start(self) -> None: ...
+    def close(self, flush_timeout: float = 2.0) -> None: ...
+    def backlog(self) -> int: ...
 
 
 class SinkError(Exception):

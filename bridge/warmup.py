@@ -27,6 +27,13 @@ from bridge import config  # noqa: E402
 from bridge.schedule import NY, UTC, session  # noqa: E402
 
 
+
+def _bars_by_symbol(result: object) -> dict:
+    """alpaca-py answers a ``BarSet`` (``.data``: symbol → bars), or the raw dict with ``raw_data``."""
+    if result is None:
+        return {}
+    return result if isinstance(result, dict) else result.data  # type: ignore[attr-defined]
+
 def sessions_back(now: dt.datetime, days: int) -> list[tuple[dt.datetime, dt.datetime]]:
     """The last ``days`` NYSE sessions that have started by ``now`` (oldest first)."""
     out = []
@@ -61,7 +68,7 @@ def fetch(symbols: list[str], days: int, out: Path, now: Optional[dt.datetime] =
     req = StockBarsRequest(symbol_or_symbols=symbols, timeframe=TimeFrame.Minute,
                            feed=DataFeed(os.environ.get("ALPACA_FEED") or "iex"),
                            start=sess[0][0].astimezone(UTC), end=now)
-    raw = client.get_stock_bars(req) or {}
+    raw = _bars_by_symbol(client.get_stock_bars(req))
     windows = [(int(o.timestamp() * 1000), int(c.timestamp() * 1000)) for o, c in sess]
     n = 0
     tmp = out.with_suffix(".tmp")

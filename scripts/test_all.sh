@@ -65,11 +65,12 @@ log "Python extension barbridge (pyo3, built by maturin into .venv)"
 scripts/ensure_extension.sh
 .venv/bin/python -c "import barbridge" || { echo "test_all: the barbridge extension does not import" >&2; exit 1; }
 
-log "Lints: rustfmt, clippy (all features), ruff (shellcheck runs in the Python tests)"
+log "Lints: rustfmt, clippy (all features), ruff, mypy (shellcheck runs in the Python tests)"
 cargo fmt --check
 cargo clippy --locked --all-targets --features nats -- -D warnings
 PYO3_PYTHON="$repo/.venv/bin/python" cargo clippy --locked --lib --features python,nats -- -D warnings
 .venv/bin/ruff check bridge tests/python scripts
+.venv/bin/mypy  # files and settings: pyproject.toml [tool.mypy]
 
 log "Rust tests (with the NATS feature)"
 cargo test --locked --features nats

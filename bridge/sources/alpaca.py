@@ -85,8 +85,9 @@ class _ObservedStream(StockDataStream):
         bar alone, which it dispatches as usual; any other frame reaches the SDK unchanged. Wraps
         ``recv`` of this connection's socket only (a reconnect makes a new socket, wrapped again
         here); if a future SDK stopped calling ``recv``, bars would still arrive, message by message."""
-        ws = self._ws
+        ws: Any = self._ws  # the SDK's websocket client (typed None until connected)
         recv, submit = ws.recv, self.submit_frame
+        assert submit is not None
 
         async def recv_frames(*args: Any, **kwargs: Any) -> Any:
             frame = await recv(*args, **kwargs)
@@ -158,7 +159,7 @@ class AlpacaSource:
         self.counts = {"connect_attempts": 0, "connect_failures": 0, "backfills": 0, "backfilled_bars": 0,
                        "stale_reconnects": 0}
 
-        params = {"ping_interval": ping_interval, "ping_timeout": ping_timeout, "max_queue": 1024,
+        params: dict[str, Any] = {"ping_interval": ping_interval, "ping_timeout": ping_timeout, "max_queue": 1024,
                   "close_timeout": 3, "open_timeout": 10}  # replaces the SDK defaults entirely
         self.url = stream_url or f"wss://stream.data.alpaca.markets/v2/{self.feed.value}"
         if self.url.startswith("wss://"):
@@ -179,7 +180,7 @@ class AlpacaSource:
         self._threads: list[threading.Thread] = []
 
     # ------------------------------------------------------------------ SDK event loop side (only record/enqueue)
-    async def _on_bar(self, msg: dict) -> None:
+    async def _on_bar(self, msg: Any) -> None:
         """The SDK's handler (bars reach it only if ``_dispatch`` is bypassed)."""
         self.pub.submit_alpaca(msg)  # a malformed message is counted and reported, never raised
 
@@ -349,8 +350,8 @@ class AlpacaSource:
             starts, self._pending_starts = self._pending_starts, {}
         groups: dict[int, list[str]] = {}
         for s in self.symbols:
-            start = starts.get(s) if s in starts else self.pub.last_seen(s)
-            groups.setdefault(start - BACKFILL_LOOKBACK_MS if start else fresh_start, []).append(s)
+            seen = starts.get(s) if s in starts else self.pub.last_seen(s)
+            groups.setdefault(seen - BACKFILL_LOOKBACK_MS if seen else fresh_start, []).append(s)
         n = 0
         try:
             for start_ms, syms in sorted(groups.items()):
@@ -359,7 +360,7 @@ class AlpacaSource:
                     req = StockBarsRequest(symbol_or_symbols=syms[i:i + BACKFILL_SYMBOLS_PER_REQUEST],
                                            timeframe=TimeFrame.Minute, feed=self.feed, start=start)
                     mark = self.pub.mark()  # stream bars after this are newer than the REST answer
-                    raw = self.rest.get_stock_bars(req)
+                    raw: Any = self.rest.get_stock_bars(req)  # a dict: the client has raw_data=True
                     for sym, bars in (raw or {}).items():
                         n += sum(self.pub.submit_backfill(sym, b, mark) for b in bars)
         except Exception:

@@ -19,6 +19,7 @@ import datetime as dt
 import json
 import os
 import signal
+from typing import Optional
 import socket
 import subprocess
 import sys
@@ -81,7 +82,7 @@ class FakeServerProc:
         self.procs, self.workdir = procs, workdir
         self.port = free_port()
         self.epoch_ms, self.epoch_wall = epoch_ms, epoch_wall
-        self.proc = None
+        self.proc: Optional[Proc] = None
         self.starts = 0
 
     def data_minute(self) -> int:
@@ -100,6 +101,7 @@ class FakeServerProc:
         assert p.alive(), f"{name} failed to start:\n{p.stderr()[-2000:]}"
 
     def kill(self) -> None:
+        assert self.proc is not None, "the fake server was never started"
         self.proc.signal(signal.SIGKILL)
         self.proc.wait(5)
 
