@@ -15,7 +15,7 @@
 //!   consumer knows each writer's position — and then to `<fifo>.ack`, which the writers read.
 //!   What is published is therefore never ahead of what is durable.
 //! - A writer keeps every line it wrote until the ack covers it (bounded; see
-//!   [`crate::writer::WriterOptions::unacked_bytes`]). When the ack file names a new consumer
+//!   [`crate::pipe::writer::WriterOptions::unacked_bytes`]). When the ack file names a new consumer
 //!   instance, or the FIFO's reader came back after `EPIPE`, it re-sends everything after the
 //!   consumer's prefix; the book skips what was processed and fills the holes.
 //! - Writers announce in each heartbeat the oldest seq they can still re-send (`retained_from`):

@@ -28,9 +28,10 @@ use crossbeam_channel::{Receiver, Sender, TrySendError};
 use crate::bar::{Bar, BarKind, Source, Symbol};
 use crate::capacity::CapacityError;
 use crate::cursor::AckPublisher;
-use crate::fifo::{lock_reader, prepare_fifo, read_fifo, FifoError, Flow, FrameSink, ReaderOptions};
 use crate::health::{Clock, Health, HealthSnapshot, RateLimitedLog, SystemClock};
 use crate::journal::{read_records, Journal, JournalError, LoadReport};
+use crate::pipe::reader::{lock_reader, read_fifo, Flow, FrameSink, ReaderOptions};
+use crate::pipe::{prepare_fifo, FifoError};
 use crate::store::{BarStore, InsertMode, Inserted, DEFAULT_CAPACITY_PER_SYMBOL};
 use crate::wire::{parse_line, validate, Line, WireError};
 

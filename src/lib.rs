@@ -6,7 +6,7 @@
 //! trading engine over channels or callbacks.
 //!
 //! ```text
-//! FIFO ──▶ fifo (framing) ──▶ wire (parse + validate) ──▶ store (per symbol) ──▶ subscribers
+//! FIFO ──▶ pipe::reader (framing) ──▶ wire (parse + validate) ──▶ store (per symbol) ──▶ subscribers
 //!                                        └──────────────▶ health (staleness, seq gaps, counters)
 //! ```
 //!
@@ -36,18 +36,17 @@ pub mod calendar;
 pub mod capacity;
 pub mod cursor;
 pub mod feed;
-pub mod fifo;
 pub mod gaps;
 pub mod health;
 pub mod http;
 pub mod journal;
 pub mod metrics;
+pub mod pipe;
 pub mod private;
 pub mod publish;
 pub mod status;
 pub mod store;
 pub mod wire;
-pub mod writer;
 
 /// NATS JetStream fan-out (cargo feature `nats`).
 #[cfg(feature = "nats")]
@@ -59,8 +58,9 @@ mod python;
 pub use bar::{Bar, BarKind, Source, Symbol};
 pub use capacity::CapacityError;
 pub use feed::{BarEvent, BarReceiver, Consumer, ConsumerBuilder, FeedOptions, FifoFeed, Ingested, Overflow, Subscription};
-pub use fifo::{FifoError, ReaderOptions};
 pub use health::{Clock, FeedState, Health, ManualClock, SystemClock};
+pub use pipe::reader::ReaderOptions;
+pub use pipe::FifoError;
 pub use status::{StatusReport, StatusWriter};
 pub use store::{BarStore, InsertMode, Inserted};
 pub use wire::{RejectReason, WireError};

@@ -316,7 +316,7 @@ impl PyPublisher {
         match &self.sink {
             Sink::Writer(w) => w.get().inner.submit_status(state, detail).map_err(|e| PyValueError::new_err(e.to_string())),
             Sink::Consumer(c) => {
-                if !crate::writer::STATES.contains(&state) {
+                if !crate::pipe::writer::STATES.contains(&state) {
                     return Err(PyValueError::new_err(format!("unknown status state {state:?}")));
                 }
                 let c = &c.get().inner;

@@ -53,14 +53,14 @@ impl WriterEvents {
 /// The sidecar's FIFO writer: bars are validated and queued by the calling thread (a few hundred
 /// nanoseconds, never waiting for the consumer); a Rust thread encodes and writes them.
 ///
-/// Semantics (see the Rust module ``writer``): non-blocking open with retry while no reader is
+/// Semantics (see the Rust module ``pipe::writer``): non-blocking open with retry while no reader is
 /// there, atomic writes of whole lines, a bounded backlog (oldest dropped, counted, and announced
 /// with a ``disconnected`` status line), ``seq``/``writer`` on every line, heartbeats, and every
 /// line kept until the consumer acknowledges it (up to ``unacked_bytes``): when a new consumer
 /// starts, or a reader returns after EPIPE, what it has not acknowledged is re-sent.
 #[pyclass(name = "FifoWriter", module = "barbridge", frozen)]
 pub(crate) struct PyFifoWriter {
-    pub(crate) inner: crate::writer::FifoWriter,
+    pub(crate) inner: crate::pipe::writer::FifoWriter,
     events: Arc<WriterEvents>,
 }
 
@@ -86,7 +86,7 @@ impl PyFifoWriter {
         unacked_bytes: Int,
         open_backoff_max: Float,
     ) -> PyResult<PyFifoWriter> {
-        let options = crate::writer::WriterOptions {
+        let options = crate::pipe::writer::WriterOptions {
             writer,
             // The backlog grows with what waits, not with its bound; 0 would drop every line.
             backlog: backlog.usize("backlog", 1, usize::MAX)?,
@@ -95,12 +95,12 @@ impl PyFifoWriter {
             pipe_size: pipe_size.usize("pipe_size", 4096, 1 << 30)?,
             unacked_bytes: unacked_bytes.usize("unacked_bytes", 0, usize::MAX)?,
             open_backoff_max: open_backoff_max.seconds("open_backoff_max", true)?,
-            ..crate::writer::WriterOptions::default()
+            ..crate::pipe::writer::WriterOptions::default()
         };
         let events = Arc::new(WriterEvents::default());
         let sink = events.clone();
-        let report: crate::writer::Reporter = Arc::new(move |level, message| sink.push(level, message));
-        Ok(PyFifoWriter { inner: crate::writer::FifoWriter::with_reporter(path, options, report), events })
+        let report: crate::pipe::writer::Reporter = Arc::new(move |level, message| sink.push(level, message));
+        Ok(PyFifoWriter { inner: crate::pipe::writer::FifoWriter::with_reporter(path, options, report), events })
     }
 
     /// Create or check the FIFO (private directory, a FIFO of this user's). OSError with one

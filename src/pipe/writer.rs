@@ -1,4 +1,4 @@
-//! FIFO writer: the sidecar's end of the pipe, in Rust so that a full-market minute costs the
+//! The sidecar's end of the pipe (FIFO writer), in Rust so that a full-market minute costs the
 //! sidecar microseconds, not milliseconds.
 //!
 //! Producers call [`FifoWriter::submit_bar`] / [`FifoWriter::submit_status`] from any thread: the
@@ -23,7 +23,7 @@
 //!   count.
 //!
 //! ```no_run
-//! use barbridge::writer::{FifoWriter, WriterOptions};
+//! use barbridge::pipe::writer::{FifoWriter, WriterOptions};
 //! use barbridge::{Bar, BarKind};
 //! let writer = FifoWriter::new("/run/user/1000/barbridge/bars.fifo", WriterOptions::default());
 //! writer.start()?;
@@ -55,12 +55,10 @@ use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use serde::Serialize;
 use thiserror::Error;
 
+use super::{check_opened, prepare_fifo, FifoError, PIPE_BUF};
 use crate::bar::{Bar, BarKind, Source};
-use crate::fifo::{self, FifoError};
 use crate::wire::{self, Envelope, WireError};
 
-/// A `write()` of at most this many bytes to a pipe is atomic.
-pub const PIPE_BUF: usize = 4096;
 /// Lines taken from the backlog per `write()` (at most `PIPE_BUF` bytes of them are written).
 const WRITE_BATCH: usize = 64;
 /// The longest a status line's detail may be, in characters.
@@ -320,7 +318,7 @@ impl FifoWriter {
             return Err(WriterError::InvalidWriterId { writer: writer.clone() });
         }
         self.shared.options.validate()?;
-        Ok(fifo::prepare_fifo(&self.shared.path)?)
+        Ok(prepare_fifo(&self.shared.path)?)
     }
 
     /// Prepare the FIFO and start the writer thread (once; later calls do nothing).
@@ -852,7 +850,7 @@ impl<'a> Connection<'a> {
                     Some(libc::ENXIO) => Ok(false), // no reader yet
                     Some(libc::ENOENT) => {
                         // Removed behind our back: recreate it (the consumer may too).
-                        fifo::prepare_fifo(path)?;
+                        prepare_fifo(path)?;
                         Ok(false)
                     }
                     Some(libc::ELOOP) => Err(FifoError::Symlink { path: path.clone() }.into()),
@@ -860,7 +858,7 @@ impl<'a> Connection<'a> {
                 };
             }
         };
-        fifo::check_opened(path, &file)?;
+        check_opened(path, &file)?;
         let mut size = self.s.options.pipe_size;
         while size >= 4096 && fcntl(&file, FcntlArg::F_SETPIPE_SZ(size as libc::c_int)).is_err() {
             size /= 2;
