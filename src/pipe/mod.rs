@@ -25,27 +25,72 @@ pub const PIPE_BUF: usize = 4096;
 #[derive(Debug, Error)]
 pub enum FifoError {
     #[error("{path} is {what}, not a FIFO; remove it or choose another --fifo path")]
-    NotAFifo { path: PathBuf, what: &'static str },
+    /// Something other than a FIFO is at the path.
+    NotAFifo {
+        /// The path given.
+        path: PathBuf,
+        /// What is there instead.
+        what: &'static str,
+    },
     #[error("{path} is a symbolic link; refusing to follow it (point --fifo at the real location)")]
-    Symlink { path: PathBuf },
+    /// The path is a symbolic link.
+    Symlink {
+        /// The path given.
+        path: PathBuf,
+    },
     #[error("{path} is owned by uid {owner}, not by this user (uid {me}); another user could inject prices through it, so it is refused")]
-    ForeignOwner { path: PathBuf, owner: u32, me: u32 },
+    /// The FIFO belongs to another user.
+    ForeignOwner {
+        /// The path given.
+        path: PathBuf,
+        /// Its owner's uid.
+        owner: u32,
+        /// This process's uid.
+        me: u32,
+    },
     /// The FIFO's directory is not private (see [`crate::private`]).
     #[error(transparent)]
     Directory(#[from] crate::private::PrivateError),
     #[error("cannot create {path}: {source}")]
-    Create { path: PathBuf, source: io::Error },
+    /// The FIFO could not be created.
+    Create {
+        /// The path given.
+        path: PathBuf,
+        /// What the OS said.
+        source: io::Error,
+    },
     #[error("cannot open {path}: {source}")]
-    Open { path: PathBuf, source: io::Error },
+    /// The FIFO (or its lock file) could not be opened or inspected.
+    Open {
+        /// The path concerned.
+        path: PathBuf,
+        /// What the OS said.
+        source: io::Error,
+    },
     #[error("reading {path} failed: {source}")]
-    Read { path: PathBuf, source: io::Error },
+    /// Reading the FIFO failed.
+    Read {
+        /// The FIFO.
+        path: PathBuf,
+        /// What the OS said.
+        source: io::Error,
+    },
     #[error("{path} already has a reader{holder}; a FIFO has exactly one reader (a second one would silently take part of the bars): stop it, or give this one its own FIFO")]
-    Busy { path: PathBuf, holder: String },
+    /// Another reader holds the FIFO's reader lock.
+    Busy {
+        /// The FIFO.
+        path: PathBuf,
+        /// ` (pid N)` when the lock file names the holder, else empty.
+        holder: String,
+    },
 }
 
 /// Make sure `path` is a FIFO this user owns in a private directory of this user's (see
 /// [`crate::private::ensure_private_dir`]), creating the directory (0700) and the FIFO (0600)
 /// when absent.
+///
+/// # Errors
+/// [`FifoError::Directory`] for a directory that is not private; [`FifoError::NotAFifo`], [`FifoError::Symlink`] or [`FifoError::ForeignOwner`] for what is at `path`; [`FifoError::Create`] or [`FifoError::Open`] when the OS refuses.
 pub fn prepare_fifo(path: &Path) -> Result<(), FifoError> {
     let me = nix::unistd::getuid().as_raw();
     let dir = match path.parent() {

@@ -43,6 +43,9 @@ impl Drop for ReaderLock {
 }
 
 /// Take the FIFO's reader lock (call [`prepare_fifo`] first: the directory is private).
+///
+/// # Errors
+/// [`FifoError::Busy`] when another reader holds the lock; [`FifoError::Symlink`], [`FifoError::NotAFifo`] or [`FifoError::ForeignOwner`] for a lock file that is not a regular file of this user's; [`FifoError::Open`] when it cannot be opened or written.
 pub fn lock_reader(path: &Path) -> Result<ReaderLock, FifoError> {
     use std::io::{Seek, Write};
     let mut name = path.file_name().map(|n| n.to_os_string()).unwrap_or_default();
@@ -109,7 +112,9 @@ fn open_read(path: &Path) -> Result<File, FifoError> {
 /// What the reader does next.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Flow {
+    /// Keep reading.
     Continue,
+    /// End the reader.
     Stop,
 }
 
@@ -211,6 +216,9 @@ impl Framer {
 
 /// Read `path` until `stop` is set (or the sink says stop), delivering lines to `sink`.
 /// Call [`prepare_fifo`] first. Returns `Ok` on a requested stop.
+///
+/// # Errors
+/// A [`FifoError`] when the FIFO cannot be opened, is not (or stops being) a FIFO of this user's, or a read fails.
 pub fn read_fifo(path: &Path, options: &ReaderOptions, stop: &AtomicBool, sink: &mut impl FrameSink) -> Result<(), FifoError> {
     let mut file = open_read(path)?;
     let mut framer = Framer::new(options.read_buffer_bytes, options.max_line_bytes);

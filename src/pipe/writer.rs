@@ -140,12 +140,15 @@ pub fn default_writer_id() -> String {
 /// Counters of a [`FifoWriter`] (monotonic unless said otherwise).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct WriterStats {
+    /// Lines written for the first time (re-sends are counted in `replayed`).
     pub lines_written: u64,
+    /// Bar lines written.
     pub bars_written: u64,
     /// Lines dropped because the backlog was full.
     pub dropped_overflow: u64,
     /// Bars refused by the protocol's rules (never queued).
     pub dropped_invalid: u64,
+    /// Times a reader was found and the FIFO opened.
     pub reader_opens: u64,
     /// Times the reader went away (`EPIPE`).
     pub reader_lost: u64,
@@ -168,11 +171,29 @@ pub enum WriterError {
     #[error(transparent)]
     Unusable(#[from] FifoError),
     #[error("writing to {path} failed: {source}")]
-    Write { path: PathBuf, source: io::Error },
+    /// A write failed with an error other than a full pipe or a vanished reader.
+    Write {
+        /// The FIFO.
+        path: PathBuf,
+        /// What the OS said.
+        source: io::Error,
+    },
     #[error("writer id {writer:?} is not 1-64 printable ASCII characters")]
-    InvalidWriterId { writer: String },
+    /// The writer id is not usable on the wire.
+    InvalidWriterId {
+        /// The id given.
+        writer: String,
+    },
     #[error("writer option {name} is {value}; it must be {rule}")]
-    InvalidOption { name: &'static str, value: String, rule: &'static str },
+    /// An option is out of range.
+    InvalidOption {
+        /// The option's name.
+        name: &'static str,
+        /// The value given.
+        value: String,
+        /// What it must be.
+        rule: &'static str,
+    },
 }
 
 /// Receives what the writer has to say (connections, losses, drops), with a level. The default
@@ -270,6 +291,7 @@ pub struct FifoWriter {
 /// Why the writer thread stopped by itself (a [`WriterError`], as text).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Stopped {
+    /// The [`WriterError`]'s sentence.
     pub message: String,
     /// The FIFO itself is unusable (a configuration problem the user must fix).
     pub unusable: bool,
@@ -312,6 +334,9 @@ impl FifoWriter {
 
     /// Create or check the FIFO now (a private directory, a FIFO this user owns), so that a
     /// configuration error surfaces at start-up rather than on the writer thread.
+    ///
+    /// # Errors
+    /// [`WriterError::InvalidWriterId`] or [`WriterError::InvalidOption`] for bad options; [`WriterError::Unusable`] when the FIFO or its directory cannot be used.
     pub fn prepare(&self) -> Result<(), WriterError> {
         let writer = &self.shared.options.writer;
         if writer.is_empty() || writer.len() > 64 || !writer.bytes().all(|b| b.is_ascii_graphic()) {
@@ -322,6 +347,9 @@ impl FifoWriter {
     }
 
     /// Prepare the FIFO and start the writer thread (once; later calls do nothing).
+    ///
+    /// # Errors
+    /// What [`FifoWriter::prepare`] returns, or [`WriterError::Write`] when the thread cannot be spawned.
     pub fn start(&self) -> Result<(), WriterError> {
         let mut thread = lock(&self.thread);
         if thread.is_some() || lock(&self.outcome).is_some() {
@@ -345,6 +373,9 @@ impl FifoWriter {
     }
 
     /// Queue one bar. A bar the protocol's rules refuse is counted, reported and not queued.
+    ///
+    /// # Errors
+    /// The [`WireError`] of a bar the protocol's rules refuse (counted and reported; nothing queued).
     pub fn submit_bar(&self, symbol: &str, bar: Bar, kind: BarKind, source: Option<Source>) -> Result<(), WireError> {
         if let Err(e) = wire::validate(symbol, &bar) {
             self.reject(symbol, &e);
@@ -365,6 +396,9 @@ impl FifoWriter {
 
     /// Queue a status line (`state` one of [`STATES`]; `detail` is cut to 1,000 characters and
     /// 3,000 bytes).
+    ///
+    /// # Errors
+    /// [`UnknownState`] for a `state` not in [`STATES`].
     pub fn submit_status(&self, state: &str, detail: &str) -> Result<(), UnknownState> {
         let state = *STATES.iter().find(|s| **s == state).ok_or_else(|| UnknownState(state.to_owned()))?;
         // At most 1,000 characters and 3,000 bytes: the line must fit one atomic write.
@@ -390,6 +424,7 @@ impl FifoWriter {
         self.shared.reader_present.load(Ordering::Relaxed)
     }
 
+    /// A copy of the writer's counters.
     pub fn stats(&self) -> WriterStats {
         let c = &self.shared.counters;
         let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
@@ -408,10 +443,12 @@ impl FifoWriter {
         }
     }
 
+    /// The FIFO written to.
     pub fn path(&self) -> &Path {
         &self.shared.path
     }
 
+    /// The id stamped on every line (`writer`), unique per writer process.
     pub fn writer_id(&self) -> &str {
         &self.shared.options.writer
     }
