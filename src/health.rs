@@ -145,11 +145,11 @@ pub struct CounterSnapshot {
     pub seq_gaps: u64,
     /// Lines never received: counted when a gap opens, taken back when a re-send fills it.
     pub lines_lost: u64,
-    #[serde(default)]
     /// Lines of a gap that a writer's re-send filled later.
-    pub lines_recovered: u64,
     #[serde(default)]
+    pub lines_recovered: u64,
     /// Re-sent lines this consumer had processed already (skipped).
+    #[serde(default)]
     pub resent_skipped: u64,
     /// Writer sessions seen (a sidecar start or restart).
     pub writer_sessions: u64,
@@ -161,8 +161,8 @@ pub struct CounterSnapshot {
     pub stale_episodes: u64,
     /// Bars a subscriber's full channel dropped.
     pub delivery_drops: u64,
-    #[serde(default)]
     /// Bars from the sidecar's REST backfill that were stored.
+    #[serde(default)]
     pub backfilled: u64,
     /// When the newest stored bar arrived (UTC epoch ms; 0 before the first).
     #[serde(default)]

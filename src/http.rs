@@ -39,23 +39,24 @@ const SAMPLE_EVERY: Duration = Duration::from_millis(500);
 
 /// Why the server did not start.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum HttpError {
-    #[error("--metrics-addr {addr:?} is not an address (use HOST:PORT, e.g. 127.0.0.1:9464)")]
     /// The address is not `HOST:PORT`.
+    #[error("--metrics-addr {addr:?} is not an address (use HOST:PORT, e.g. 127.0.0.1:9464)")]
     BadAddress {
         /// The address given.
         addr: String,
     },
-    #[error("cannot listen on {addr} for metrics: {source}")]
     /// The address could not be bound (in use, not permitted).
+    #[error("cannot listen on {addr} for metrics: {source}")]
     Bind {
         /// The address given.
         addr: String,
         /// What the OS said.
         source: std::io::Error,
     },
-    #[error("cannot start the metrics server on {addr}: {detail}")]
     /// The server could not start for another reason.
+    #[error("cannot start the metrics server on {addr}: {detail}")]
     Start {
         /// The address given.
         addr: String,

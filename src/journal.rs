@@ -69,20 +69,21 @@ const REMINDER_INTERVAL: Duration = Duration::from_secs(30);
 
 #[derive(Debug, Error)]
 /// Why the journal cannot be opened or loaded. Each message is one sentence a user can act on.
+#[non_exhaustive]
 pub enum JournalError {
     /// The directory or a day file in it is not private.
     #[error(transparent)]
     NotPrivate(#[from] PrivateError),
-    #[error("journal directory {dir} cannot be used: {source}")]
     /// The journal directory cannot be created or listed.
+    #[error("journal directory {dir} cannot be used: {source}")]
     Dir {
         /// The journal directory.
         dir: PathBuf,
         /// What the OS said.
         source: io::Error,
     },
-    #[error("cannot read journal {path}: {source}")]
     /// A day file cannot be read.
+    #[error("cannot read journal {path}: {source}")]
     Read {
         /// The day file.
         path: PathBuf,

@@ -29,23 +29,24 @@ use thiserror::Error;
 
 /// Why a path is refused. Each message is one sentence a user can act on.
 #[derive(Debug, Error)]
+#[non_exhaustive]
 pub enum PrivateError {
-    #[error("{path} is a symbolic link; refusing to follow it (remove the link or use the real path)")]
     /// The path is a symbolic link.
+    #[error("{path} is a symbolic link; refusing to follow it (remove the link or use the real path)")]
     Symlink {
         /// The path concerned.
         path: PathBuf,
     },
-    #[error("{path} is {what}; remove it or choose another path")]
     /// The path is not the kind of file expected.
+    #[error("{path} is {what}; remove it or choose another path")]
     WrongType {
         /// The path concerned.
         path: PathBuf,
         /// What is there instead.
         what: &'static str,
     },
-    #[error("{path} is owned by uid {owner}, not by this user (uid {me}); another user could plant or swap files in it, so it is refused (remove it or choose a path of your own)")]
     /// The path belongs to another user.
+    #[error("{path} is owned by uid {owner}, not by this user (uid {me}); another user could plant or swap files in it, so it is refused (remove it or choose a path of your own)")]
     ForeignOwner {
         /// The path concerned.
         path: PathBuf,
@@ -54,18 +55,18 @@ pub enum PrivateError {
         /// This process's uid.
         me: u32,
     },
-    #[error("{path} is writable by other users (mode {mode:o}); make it private with `chmod go-w` after checking its contents, or choose a private directory (0700)")]
     /// Other users may write to the path.
+    #[error("{path} is writable by other users (mode {mode:o}); make it private with `chmod go-w` after checking its contents, or choose a private directory (0700)")]
     Writable {
         /// The path concerned.
         path: PathBuf,
         /// Its permission bits.
         mode: u32,
     },
+    /// A directory above the path lets another user replace it.
     #[error(
         "{dir}, above {path}, is {problem}; another user could replace {path}, so choose a location under directories only you or root can change"
     )]
-    /// A directory above the path lets another user replace it.
     UnsafeParent {
         /// The path concerned.
         path: PathBuf,
@@ -74,16 +75,16 @@ pub enum PrivateError {
         /// What is wrong with that directory.
         problem: String,
     },
-    #[error("cannot create {path}: {source}")]
     /// The path could not be created.
+    #[error("cannot create {path}: {source}")]
     Create {
         /// The path concerned.
         path: PathBuf,
         /// What the OS said.
         source: io::Error,
     },
-    #[error("cannot open {path}: {source}")]
     /// The path could not be opened or inspected.
+    #[error("cannot open {path}: {source}")]
     Open {
         /// The path concerned.
         path: PathBuf,

@@ -44,8 +44,8 @@ pub struct StatusReport {
     pub stored: BTreeMap<String, usize>,
     /// Every subscriber's drops and queue.
     pub subscribers: Vec<SubscriberStatus>,
-    #[serde(default)]
     /// The journal's state, when one is attached.
+    #[serde(default)]
     pub journal: Option<JournalStatus>,
     /// Per symbol: missing minutes between its first and last bar in today's regular session
     /// (empty outside session days). `barbridge gaps` gives the detail.

@@ -193,53 +193,54 @@ impl RejectReason {
 
 /// A rejected line: what was wrong, in words a user can act on.
 #[derive(Clone, Debug, PartialEq, Error)]
+#[non_exhaustive]
 pub enum WireError {
-    #[error("line is not valid UTF-8 (byte {valid_up_to} starts an invalid sequence)")]
     /// Not UTF-8.
+    #[error("line is not valid UTF-8 (byte {valid_up_to} starts an invalid sequence)")]
     InvalidUtf8 {
         /// Bytes before the first invalid sequence.
         valid_up_to: usize,
     },
-    #[error("line of {len} bytes exceeds the {MAX_LINE_BYTES}-byte limit")]
     /// Longer than [`MAX_LINE_BYTES`].
+    #[error("line of {len} bytes exceeds the {MAX_LINE_BYTES}-byte limit")]
     Oversize {
         /// The line's length so far, bytes.
         len: usize,
     },
-    #[error("line is not a JSON object: {detail}")]
     /// Not a JSON object.
+    #[error("line is not a JSON object: {detail}")]
     MalformedJson {
         /// What the JSON parser said.
         detail: String,
     },
-    #[error("bar is missing field `{field}`")]
     /// A required bar field is absent.
+    #[error("bar is missing field `{field}`")]
     MissingField {
         /// The missing field.
         field: &'static str,
     },
-    #[error("field has the wrong type: {detail}")]
     /// A field has the wrong JSON type.
+    #[error("field has the wrong type: {detail}")]
     WrongType {
         /// Which field, and what it was.
         detail: String,
     },
-    #[error("field `{field}` is not a finite number")]
     /// A price or volume is NaN or infinite.
+    #[error("field `{field}` is not a finite number")]
     NonFinite {
         /// The field concerned.
         field: &'static str,
     },
-    #[error("high {high} is below low {low}")]
     /// `high` below `low`.
+    #[error("high {high} is below low {low}")]
     HighBelowLow {
         /// The bar's high.
         high: f64,
         /// The bar's low.
         low: f64,
     },
-    #[error("open {open} is outside [low {low}, high {high}]")]
     /// `open` outside `[low, high]`.
+    #[error("open {open} is outside [low {low}, high {high}]")]
     OpenOutsideRange {
         /// The bar's open.
         open: f64,
@@ -248,8 +249,8 @@ pub enum WireError {
         /// The bar's high.
         high: f64,
     },
-    #[error("close {close} is outside [low {low}, high {high}]")]
     /// `close` outside `[low, high]`.
+    #[error("close {close} is outside [low {low}, high {high}]")]
     CloseOutsideRange {
         /// The bar's close.
         close: f64,
@@ -258,26 +259,26 @@ pub enum WireError {
         /// The bar's high.
         high: f64,
     },
-    #[error("volume {volume} is negative")]
     /// `volume` below zero.
+    #[error("volume {volume} is negative")]
     NegativeVolume {
         /// The bar's volume.
         volume: f64,
     },
-    #[error("symbol {symbol:?} is not 1-{MAX_SYMBOL_BYTES} printable ASCII characters without spaces or lower-case letters")]
     /// The symbol breaks the symbol rule.
+    #[error("symbol {symbol:?} is not 1-{MAX_SYMBOL_BYTES} printable ASCII characters without spaces or lower-case letters")]
     InvalidSymbol {
         /// The symbol given.
         symbol: String,
     },
-    #[error("timestamp_ms {timestamp_ms} is not UTC epoch milliseconds between 1990-01-01 and 2100-01-01 (seconds or microseconds?)")]
     /// `timestamp_ms` is not epoch milliseconds in range.
+    #[error("timestamp_ms {timestamp_ms} is not UTC epoch milliseconds between 1990-01-01 and 2100-01-01 (seconds or microseconds?)")]
     InvalidTimestamp {
         /// The value given.
         timestamp_ms: i64,
     },
-    #[error("timestamp_ms {timestamp_ms} is not the start of a minute (a multiple of 60000): bars are minute bars")]
     /// `timestamp_ms` is not the start of a minute.
+    #[error("timestamp_ms {timestamp_ms} is not the start of a minute (a multiple of 60000): bars are minute bars")]
     OffMinute {
         /// The value given.
         timestamp_ms: i64,

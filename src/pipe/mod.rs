@@ -23,23 +23,24 @@ pub const PIPE_BUF: usize = 4096;
 
 /// Why the FIFO cannot be used. Each message is one sentence a user can act on.
 #[derive(Debug, Error)]
+#[non_exhaustive]
 pub enum FifoError {
-    #[error("{path} is {what}, not a FIFO; remove it or choose another --fifo path")]
     /// Something other than a FIFO is at the path.
+    #[error("{path} is {what}, not a FIFO; remove it or choose another --fifo path")]
     NotAFifo {
         /// The path given.
         path: PathBuf,
         /// What is there instead.
         what: &'static str,
     },
-    #[error("{path} is a symbolic link; refusing to follow it (point --fifo at the real location)")]
     /// The path is a symbolic link.
+    #[error("{path} is a symbolic link; refusing to follow it (point --fifo at the real location)")]
     Symlink {
         /// The path given.
         path: PathBuf,
     },
-    #[error("{path} is owned by uid {owner}, not by this user (uid {me}); another user could inject prices through it, so it is refused")]
     /// The FIFO belongs to another user.
+    #[error("{path} is owned by uid {owner}, not by this user (uid {me}); another user could inject prices through it, so it is refused")]
     ForeignOwner {
         /// The path given.
         path: PathBuf,
@@ -51,32 +52,32 @@ pub enum FifoError {
     /// The FIFO's directory is not private (see [`crate::private`]).
     #[error(transparent)]
     Directory(#[from] crate::private::PrivateError),
-    #[error("cannot create {path}: {source}")]
     /// The FIFO could not be created.
+    #[error("cannot create {path}: {source}")]
     Create {
         /// The path given.
         path: PathBuf,
         /// What the OS said.
         source: io::Error,
     },
-    #[error("cannot open {path}: {source}")]
     /// The FIFO (or its lock file) could not be opened or inspected.
+    #[error("cannot open {path}: {source}")]
     Open {
         /// The path concerned.
         path: PathBuf,
         /// What the OS said.
         source: io::Error,
     },
-    #[error("reading {path} failed: {source}")]
     /// Reading the FIFO failed.
+    #[error("reading {path} failed: {source}")]
     Read {
         /// The FIFO.
         path: PathBuf,
         /// What the OS said.
         source: io::Error,
     },
-    #[error("{path} already has a reader{holder}; a FIFO has exactly one reader (a second one would silently take part of the bars): stop it, or give this one its own FIFO")]
     /// Another reader holds the FIFO's reader lock.
+    #[error("{path} already has a reader{holder}; a FIFO has exactly one reader (a second one would silently take part of the bars): stop it, or give this one its own FIFO")]
     Busy {
         /// The FIFO.
         path: PathBuf,

@@ -166,26 +166,27 @@ pub struct WriterStats {
 
 /// Why the writer stopped before it was asked to. One sentence a user can act on.
 #[derive(Debug, Error)]
+#[non_exhaustive]
 pub enum WriterError {
     /// The FIFO is not safe or not usable (symlink, not a FIFO, someone else's, cannot be created).
     #[error(transparent)]
     Unusable(#[from] FifoError),
-    #[error("writing to {path} failed: {source}")]
     /// A write failed with an error other than a full pipe or a vanished reader.
+    #[error("writing to {path} failed: {source}")]
     Write {
         /// The FIFO.
         path: PathBuf,
         /// What the OS said.
         source: io::Error,
     },
-    #[error("writer id {writer:?} is not 1-64 printable ASCII characters")]
     /// The writer id is not usable on the wire.
+    #[error("writer id {writer:?} is not 1-64 printable ASCII characters")]
     InvalidWriterId {
         /// The id given.
         writer: String,
     },
-    #[error("writer option {name} is {value}; it must be {rule}")]
     /// An option is out of range.
+    #[error("writer option {name} is {value}; it must be {rule}")]
     InvalidOption {
         /// The option's name.
         name: &'static str,
@@ -194,6 +195,9 @@ pub enum WriterError {
         /// What it must be.
         rule: &'static str,
     },
+    /// The writer thread panicked (a bug; the backlog is lost).
+    #[error("the FIFO writer thread panicked")]
+    Panicked,
 }
 
 /// Receives what the writer has to say (connections, losses, drops), with a level. The default
@@ -285,16 +289,8 @@ impl Shared {
 pub struct FifoWriter {
     shared: Arc<Shared>,
     thread: Mutex<Option<JoinHandle<Result<(), WriterError>>>>,
-    outcome: Mutex<Option<Result<(), Stopped>>>,
-}
-
-/// Why the writer thread stopped by itself (a [`WriterError`], as text).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Stopped {
-    /// The [`WriterError`]'s sentence.
-    pub message: String,
-    /// The FIFO itself is unusable (a configuration problem the user must fix).
-    pub unusable: bool,
+    /// How the thread ended, once joined: shared by every later `join` (hence the `Arc`).
+    outcome: Mutex<Option<Result<(), Arc<WriterError>>>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -459,13 +455,14 @@ impl FifoWriter {
     }
 
     /// Wait for the writer thread to end and return why it ended: `Ok` when it was closed, the
-    /// error when it stopped by itself. `None` when it was never started.
-    pub fn join(&self) -> Option<Result<(), Stopped>> {
+    /// error when it stopped by itself ([`WriterError::Unusable`]: the FIFO itself, a problem the
+    /// user must fix). `None` when it was never started.
+    pub fn join(&self) -> Option<Result<(), Arc<WriterError>>> {
         let handle = lock(&self.thread).take();
         if let Some(handle) = handle {
             let outcome = match handle.join() {
-                Ok(result) => result.map_err(|e| Stopped { unusable: matches!(e, WriterError::Unusable(_)), message: e.to_string() }),
-                Err(_) => Err(Stopped { message: "the FIFO writer thread panicked".to_owned(), unusable: false }),
+                Ok(result) => result.map_err(Arc::new),
+                Err(_) => Err(Arc::new(WriterError::Panicked)),
             };
             *lock(&self.outcome) = Some(outcome);
         }
@@ -474,7 +471,7 @@ impl FifoWriter {
 
     /// Stop the writer, first trying for `flush_timeout` to deliver what is pending.
     /// Returns how it ended (see [`FifoWriter::join`]).
-    pub fn close(&self, flush_timeout: Duration) -> Option<Result<(), Stopped>> {
+    pub fn close(&self, flush_timeout: Duration) -> Option<Result<(), Arc<WriterError>>> {
         {
             let mut request = lock(&self.shared.stop);
             if !request.stop {

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use super::bar::{bar_from_dict, bar_kind_from_dict, dict_field};
 use super::{lock, to_py, type_name, Float, Int};
+use crate::pipe::writer::WriterError;
 use pyo3::exceptions::{PyOSError, PyTypeError, PyValueError};
 use pyo3::intern;
 use pyo3::prelude::*;
@@ -175,7 +176,7 @@ impl PyFifoWriter {
     /// Wait for the writer thread to end: None when it was closed or never started, else
     /// ``(unusable, message)`` for the error that stopped it (unusable: the FIFO itself).
     fn join(&self, py: Python<'_>) -> Option<(bool, String)> {
-        py.allow_threads(|| self.inner.join()).and_then(|r| r.err()).map(|e| (e.unusable, e.message))
+        py.allow_threads(|| self.inner.join()).and_then(|r| r.err()).map(|e| (matches!(*e, WriterError::Unusable(_)), e.to_string()))
     }
 
     /// Stop, first trying for ``flush_timeout`` seconds to deliver what is pending.
