@@ -1,6 +1,6 @@
 """barbridge: market-data bars from the Alpaca sidecar into a per-symbol store (Rust core).
 
-Type stubs of the pyo3 extension (src/python.rs, src/python_alpaca.rs); maturin installs them with ``py.typed``.
+Type stubs of the pyo3 extension (src/python/); maturin installs them with ``py.typed``.
 """
 
 from __future__ import annotations
@@ -249,7 +249,7 @@ class FifoReader(Iterator[Bar]):
     def last_n(self, symbol: str, n: int) -> List[Bar]: ...
     def stats(self) -> Dict[str, Any]: ...
 
-# ---- the sidecar's hot path and session clock (src/python_alpaca.rs)
+# ---- the sidecar's hot path and session clock (src/python/alpaca.rs)
 
 class Publisher:
     """Every bar of the sidecar goes through it once into ``sink`` (normalise, validate, dedupe,

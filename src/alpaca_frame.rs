@@ -11,7 +11,9 @@ use crate::bar::{Bar, BarKind};
 /// One bar message of a frame: where it starts and ends in the frame, and what it says
 /// (`Err` for a bar message that is no valid bar: missing or mistyped field).
 pub struct FrameBar<'a> {
+    /// The bar message's bytes in the frame, from its map header to its last field.
     pub raw: &'a [u8],
+    /// The symbol, bar and kind it carries, or which field made it no bar.
     pub bar: Result<(&'a str, Bar, BarKind), &'static str>,
 }
 

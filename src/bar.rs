@@ -14,11 +14,17 @@ pub type Symbol = Arc<str>;
 /// The symbol is not part of the bar: the store keys bars by symbol.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Bar {
+    /// Start of the minute, UTC epoch milliseconds (a multiple of 60,000).
     pub timestamp_ms: i64,
+    /// First trade price of the minute.
     pub open: f64,
+    /// Highest trade price of the minute.
     pub high: f64,
+    /// Lowest trade price of the minute.
     pub low: f64,
+    /// Last trade price of the minute.
     pub close: f64,
+    /// Shares traded in the minute.
     pub volume: f64,
     /// Volume-weighted average price of the minute, when the source gave one.
     pub vwap: Option<f64>,
@@ -36,6 +42,7 @@ pub enum BarKind {
 }
 
 impl BarKind {
+    /// The wire name: `"bar"` or `"updated_bar"`.
     pub fn as_str(self) -> &'static str {
         match self {
             BarKind::Bar => "bar",
@@ -47,13 +54,18 @@ impl BarKind {
 /// Where a bar came from, as the sidecar labels it (`"source"` on the wire).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Source {
+    /// The live websocket stream.
     Stream,
+    /// The sidecar's REST backfill of a gap after a (re)connect.
     Backfill,
+    /// A recorded file played back (`--source replay`).
     Replay,
+    /// Generated bars of the offline mode (`--source synthetic`).
     Synthetic,
 }
 
 impl Source {
+    /// The source named by its wire name; `None` for a name this version does not know.
     pub fn parse(s: &str) -> Option<Source> {
         match s {
             "stream" => Some(Source::Stream),
@@ -64,6 +76,7 @@ impl Source {
         }
     }
 
+    /// The wire name (`"stream"`, `"backfill"`, `"replay"`, `"synthetic"`).
     pub fn as_str(self) -> &'static str {
         match self {
             Source::Stream => "stream",

@@ -13,8 +13,11 @@ static TABLE: &str = include_str!("../data/xnys_sessions.csv");
 /// One regular session, UTC epoch milliseconds, `[open_ms, close_ms)`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Session {
+    /// The New York trading day.
     pub date: NaiveDate,
+    /// The opening bell, UTC epoch milliseconds.
     pub open_ms: i64,
+    /// The close (early on half days), UTC epoch milliseconds; the session ends before it.
     pub close_ms: i64,
 }
 
@@ -63,7 +66,9 @@ pub fn expiry_notice(today: NaiveDate) -> Option<String> {
 }
 
 /// The regular session on `date`, or `None` on weekends and holidays.
-/// Errors when `date` is outside the embedded table.
+///
+/// # Errors
+/// A sentence naming the table's range when `date` lies outside the embedded session table.
 pub fn session_on(date: NaiveDate) -> Result<Option<Session>, String> {
     let (first, last) = coverage();
     if date < first || date > last {

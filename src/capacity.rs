@@ -16,10 +16,20 @@ pub const MAX_SUBSCRIPTION_CAPACITY: usize = 1 << 22;
 pub enum CapacityError {
     /// Zero: nothing could ever be kept.
     #[error("{what} must be at least 1, got 0")]
-    Zero { what: &'static str },
+    Zero {
+        /// The capacity that was given, in words (e.g. "a subscription's capacity").
+        what: &'static str,
+    },
     /// More than the stated maximum.
     #[error("{what} must be at most {max}, got {got}")]
-    TooLarge { what: &'static str, max: usize, got: usize },
+    TooLarge {
+        /// The capacity that was given, in words.
+        what: &'static str,
+        /// The largest value accepted.
+        max: usize,
+        /// The value given.
+        got: usize,
+    },
 }
 
 /// `n` if it lies in `1..=max`, else the error naming `what`.

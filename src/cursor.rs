@@ -15,7 +15,7 @@
 //!   consumer knows each writer's position — and then to `<fifo>.ack`, which the writers read.
 //!   What is published is therefore never ahead of what is durable.
 //! - A writer keeps every line it wrote until the ack covers it (bounded; see
-//!   [`crate::writer::WriterOptions::unacked_bytes`]). When the ack file names a new consumer
+//!   [`crate::pipe::writer::WriterOptions::unacked_bytes`]). When the ack file names a new consumer
 //!   instance, or the FIFO's reader came back after `EPIPE`, it re-sends everything after the
 //!   consumer's prefix; the book skips what was processed and fills the holes.
 //! - Writers announce in each heartbeat the oldest seq they can still re-send (`retained_from`):
@@ -63,7 +63,9 @@ pub struct WriterCursor {
 pub struct AckFile {
     /// Changes whenever a consumer starts: a writer that sees a new value re-sends.
     pub consumer: String,
+    /// Process id of the consumer, for the writer's log lines.
     pub pid: u32,
+    /// Each writer's position, by writer id.
     pub writers: BTreeMap<String, WriterCursor>,
 }
 
@@ -74,15 +76,29 @@ pub enum SeqVerdict {
     InOrder,
     /// The first line of a writer this consumer does not know; the `missing` lines before it
     /// (seq 1 up to it) are an open hole: counted lost until a re-send fills them.
-    FirstSeen { missing: u64 },
+    FirstSeen {
+        /// How many lines before this one were never received.
+        missing: u64,
+    },
     /// A new line after a gap `from..=to` (now an open hole, counted lost).
-    AfterGap { from: u64, to: u64 },
+    AfterGap {
+        /// First missing seq.
+        from: u64,
+        /// Last missing seq.
+        to: u64,
+    },
     /// A re-sent line that fills a hole; `closed` is the hole's range when it is now complete.
-    FillsGap { closed: Option<(u64, u64)> },
+    FillsGap {
+        /// The hole's range `(from, to)` when this line completed it.
+        closed: Option<(u64, u64)>,
+    },
     /// A line processed before (a re-send): skip it.
     AlreadySeen,
     /// Seq 1 from a known writer whose numbering restarted: a new session.
-    Restarted { after: u64 },
+    Restarted {
+        /// The last seq of the writer's previous session.
+        after: u64,
+    },
 }
 
 impl SeqVerdict {
@@ -240,6 +256,9 @@ impl SeqBook {
 
 /// Read an ack or cursor file: a regular file this user owns, not through a symlink.
 /// `Ok(None)` when it does not exist.
+///
+/// # Errors
+/// The file is a symlink, not a regular file, another user's or writable by others, cannot be read, or is not an ack file (all but read errors as `io::ErrorKind::Other`).
 pub fn read_ack_file(path: &Path) -> io::Result<Option<AckFile>> {
     if let Err(e) = std::fs::symlink_metadata(path) {
         return if e.kind() == io::ErrorKind::NotFound { Ok(None) } else { Err(e) };

@@ -28,26 +28,32 @@ use crossbeam_channel::{Receiver, Sender, TrySendError};
 use crate::bar::{Bar, BarKind, Source, Symbol};
 use crate::capacity::CapacityError;
 use crate::cursor::AckPublisher;
-use crate::fifo::{lock_reader, prepare_fifo, read_fifo, FifoError, Flow, FrameSink, ReaderOptions};
 use crate::health::{Clock, Health, HealthSnapshot, RateLimitedLog, SystemClock};
 use crate::journal::{read_records, Journal, JournalError, LoadReport};
+use crate::pipe::reader::{lock_reader, read_fifo, Flow, FrameSink, ReaderOptions};
+use crate::pipe::{prepare_fifo, FifoError};
 use crate::store::{BarStore, InsertMode, Inserted, DEFAULT_CAPACITY_PER_SYMBOL};
 use crate::wire::{parse_line, validate, Line, WireError};
 
 /// A bar delivered to subscribers: a new minute, or a correction of a stored one.
 #[derive(Clone, Debug, PartialEq)]
 pub struct BarEvent {
+    /// The bar's symbol.
     pub symbol: Symbol,
+    /// The bar as stored.
     pub bar: Bar,
     /// True when this replaces a bar delivered earlier for the same minute.
     pub correction: bool,
+    /// Where the sidecar says the bar came from, when the line said so.
     pub source: Option<Source>,
 }
 
 /// What a full subscriber channel does with the next bar. See the module docs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Overflow {
+    /// Drop the oldest queued bar to make room: the subscriber sees the newest (the default).
     DropOldest,
+    /// Drop the new bar: the subscriber keeps what is queued.
     DropNewest,
 }
 
@@ -84,6 +90,7 @@ impl Subscription {
         self.capacity = crate::capacity::check("a subscription's capacity", capacity, max)?.get();
         Ok(self)
     }
+    /// What a full channel does with the next bar (see [`Overflow`]).
     pub fn overflow(mut self, overflow: Overflow) -> Subscription {
         self.overflow = overflow;
         self
@@ -141,19 +148,26 @@ impl Subscriber {
 /// Subscriber report for the status file.
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct SubscriberStatus {
+    /// The name given with [`Subscription::name`].
     pub name: String,
+    /// Bars dropped because its channel was full.
     pub dropped: u64,
+    /// Bars waiting in its channel.
     pub queued: usize,
 }
 
 /// What happened to an ingested line.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Ingested {
+    /// A bar: what the store did with it.
     Bar(Inserted),
     /// Not in the `--symbols` filter.
     Filtered,
+    /// A heartbeat line: the sidecar is alive.
     Heartbeat,
+    /// A status line: the sidecar's connection state.
     Status,
+    /// A blank line or a `type` this version does not know.
     Ignored,
     /// A writer re-sent a line this consumer had processed already: skipped.
     Resent,
@@ -199,6 +213,7 @@ impl ConsumerBuilder {
         self.symbols = if set.is_empty() { None } else { Some(set) };
         self
     }
+    /// The consumer, ready to ingest: `Arc` because its feed thread, subscribers and bindings share it.
     pub fn build(self) -> Arc<Consumer> {
         Arc::new(Consumer {
             store: Arc::new(BarStore::with_capacity(self.capacity_per_symbol)),
@@ -246,6 +261,7 @@ impl std::fmt::Debug for Consumer {
 }
 
 impl Consumer {
+    /// Settings for a new consumer: [`ConsumerBuilder::build`] makes it.
     pub fn builder() -> ConsumerBuilder {
         ConsumerBuilder {
             capacity_per_symbol: NonZeroUsize::new(DEFAULT_CAPACITY_PER_SYMBOL).unwrap_or(NonZeroUsize::MIN),
@@ -256,6 +272,7 @@ impl Consumer {
         }
     }
 
+    /// The journal the accepted bars are appended to, if one is attached.
     pub fn journal(&self) -> Option<&Journal> {
         self.journal.as_ref()
     }
@@ -304,6 +321,9 @@ impl Consumer {
 
     /// Load a journal file into the store (not re-journalled, not delivered): a restarted
     /// consumer resumes warm. Corrupt and torn records are reported and skipped.
+    ///
+    /// # Errors
+    /// [`JournalError::Read`] when the file cannot be read; [`JournalError::NotPrivate`] when it is not a private file of this user's.
     pub fn restore(&self, path: &Path) -> Result<LoadReport, JournalError> {
         let now = Some(self.health.now_ms());
         let report = read_records(path, |symbol, bar, kind| {
@@ -323,10 +343,12 @@ impl Consumer {
         Ok(report)
     }
 
+    /// The per-symbol bar store: history queries.
     pub fn store(&self) -> &Arc<BarStore> {
         &self.store
     }
 
+    /// Feed health and counters.
     pub fn health(&self) -> &Arc<Health> {
         &self.health
     }
@@ -420,6 +442,7 @@ impl Consumer {
         self.subscribers.write().unwrap_or_else(|e| e.into_inner()).push(sub);
     }
 
+    /// Every subscriber's name, drops and queue length, for the status file.
     pub fn subscriber_status(&self) -> Vec<SubscriberStatus> {
         let subs = self.subscribers.read().unwrap_or_else(|e| e.into_inner());
         subs.iter()
@@ -436,6 +459,9 @@ impl Consumer {
 
     /// Ingest one wire line (without its newline). Rejects are counted and logged (rate-limited)
     /// before the error is returned, so a caller may ignore it.
+    ///
+    /// # Errors
+    /// The [`WireError`] of a line that breaks the wire protocol (already counted and logged).
     pub fn ingest_line(&self, bytes: &[u8]) -> Result<Ingested, WireError> {
         self.health.on_message();
         self.ingest_received_line(bytes, None)
@@ -486,6 +512,9 @@ impl Consumer {
     }
 
     /// Ingest an already-decoded bar (Python push, replay). Validated like a wire line.
+    ///
+    /// # Errors
+    /// The [`WireError`] of a bar that breaks the protocol's rules (already counted and logged).
     pub fn ingest_bar(&self, symbol: &str, bar: Bar, kind: BarKind, source: Option<Source>) -> Result<Ingested, WireError> {
         self.health.counters.lines.fetch_add(1, Ordering::Relaxed);
         self.health.on_message();
@@ -699,6 +728,7 @@ impl FrameSink for FifoSinkAdapter<'_> {
 /// Options of a [`FifoFeed`].
 #[derive(Clone, Debug, Default)]
 pub struct FeedOptions {
+    /// The FIFO reader's tuning.
     pub reader: ReaderOptions,
     /// End the feed when the first writer session ends (benchmarks, batch loads).
     pub stop_when_writers_gone: bool,
@@ -778,6 +808,7 @@ impl FifoFeed {
         Ok(FifoFeed { path, stop, thread })
     }
 
+    /// The FIFO being read.
     pub fn path(&self) -> &Path {
         &self.path
     }
@@ -798,6 +829,9 @@ impl FifoFeed {
     }
 
     /// Wait for the reader thread.
+    ///
+    /// # Errors
+    /// The [`FifoError`] that ended the reader thread (the FIFO became unusable or unreadable), or [`FifoError::Read`] if the thread panicked.
     pub fn join(self) -> Result<(), FifoError> {
         self.thread
             .join()

@@ -13,12 +13,14 @@ use crate::calendar::Session;
 pub struct Hole {
     /// Start of the first missing minute, UTC epoch ms.
     pub start_ms: i64,
+    /// How many consecutive minutes are missing.
     pub minutes: i64,
 }
 
 /// Missing minutes of one symbol in one session.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct SymbolGaps {
+    /// The symbol.
     pub symbol: String,
     /// Session minutes (up to `until`) that have a bar.
     pub bars: i64,
@@ -31,6 +33,7 @@ pub struct SymbolGaps {
 }
 
 impl SymbolGaps {
+    /// Missing minutes between the first and the last bar, all holes together.
     pub fn hole_minutes(&self) -> i64 {
         self.holes.iter().map(|h| h.minutes).sum()
     }

@@ -14,6 +14,7 @@ use crate::wire::RejectReason;
 
 /// Wall-clock milliseconds since the Unix epoch, UTC.
 pub trait Clock: Send + Sync + std::fmt::Debug {
+    /// Now, UTC epoch milliseconds.
     fn now_ms(&self) -> i64;
 }
 
@@ -32,12 +33,15 @@ impl Clock for SystemClock {
 pub struct ManualClock(AtomicI64);
 
 impl ManualClock {
+    /// A clock standing at `start_ms`.
     pub fn new(start_ms: i64) -> Arc<ManualClock> {
         Arc::new(ManualClock(AtomicI64::new(start_ms)))
     }
+    /// Move the clock forward by `by`.
     pub fn advance(&self, by: Duration) {
         self.0.fetch_add(by.as_millis() as i64, Ordering::SeqCst);
     }
+    /// Set the clock to `ms`.
     pub fn set_ms(&self, ms: i64) {
         self.0.store(ms, Ordering::SeqCst);
     }
@@ -64,17 +68,29 @@ pub enum FeedState {
 /// Monotonic counters, cheap to bump from the reader thread.
 #[derive(Debug, Default)]
 pub struct Counters {
+    /// Lines and pushed bars ingested (every kind, rejected ones included).
     pub lines: AtomicU64,
+    /// Bars stored as a new minute.
     pub bars_accepted: AtomicU64,
+    /// Bars that replaced a stored minute (`updated_bar`).
     pub corrections: AtomicU64,
+    /// Bars identical to the stored minute (skipped).
     pub duplicates: AtomicU64,
+    /// Bars differing from the stored minute without being a correction (first report kept).
     pub conflicts: AtomicU64,
+    /// Bars older than everything the store keeps for their symbol.
     pub too_old: AtomicU64,
+    /// Bars of symbols outside the consumer's filter.
     pub filtered: AtomicU64,
+    /// Heartbeat lines.
     pub heartbeats: AtomicU64,
+    /// Status lines.
     pub status_lines: AtomicU64,
+    /// Lines of a `type` this version does not know.
     pub unknown_types: AtomicU64,
+    /// Rejected lines by [`RejectReason`] (index: [`RejectReason::ALL`]).
     pub rejects: [AtomicU64; RejectReason::ALL.len()],
+    /// Gaps in a writer's `seq` numbering.
     pub seq_gaps: AtomicU64,
     /// Lines never received: counted when a gap opens, taken back when a re-send fills it.
     pub lines_lost: AtomicU64,
@@ -82,10 +98,15 @@ pub struct Counters {
     pub lines_recovered: AtomicU64,
     /// Re-sent lines this consumer had processed already (skipped).
     pub resent_skipped: AtomicU64,
+    /// Writer sessions seen (a sidecar start or restart).
     pub writer_sessions: AtomicU64,
+    /// `reconnecting` status lines from the sidecar.
     pub reconnects: AtomicU64,
+    /// `disconnected` status lines from the sidecar.
     pub disconnects: AtomicU64,
+    /// Times the feed turned stale.
     pub stale_episodes: AtomicU64,
+    /// Bars a subscriber's full channel dropped.
     pub delivery_drops: AtomicU64,
     /// Bars from the sidecar's REST backfill that were stored (new minutes or corrections).
     pub backfilled: AtomicU64,
@@ -96,29 +117,51 @@ pub struct Counters {
 /// A copy of the counters for reports.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, serde::Deserialize)]
 pub struct CounterSnapshot {
+    /// Lines and pushed bars ingested (every kind, rejected ones included).
     pub lines: u64,
+    /// Bars stored as a new minute.
     pub bars_accepted: u64,
+    /// Bars that replaced a stored minute (`updated_bar`).
     pub corrections: u64,
+    /// Bars identical to the stored minute (skipped).
     pub duplicates: u64,
+    /// Bars differing from the stored minute without being a correction (first report kept).
     pub conflicts: u64,
+    /// Bars older than everything the store keeps for their symbol.
     pub too_old: u64,
+    /// Bars of symbols outside the consumer's filter.
     pub filtered: u64,
+    /// Heartbeat lines.
     pub heartbeats: u64,
+    /// Status lines.
     pub status_lines: u64,
+    /// Lines of a `type` this version does not know.
     pub unknown_types: u64,
+    /// Rejected lines, all reasons.
     pub rejects_total: u64,
+    /// Rejected lines by reason code.
     pub rejects: BTreeMap<String, u64>,
+    /// Gaps in a writer's `seq` numbering.
     pub seq_gaps: u64,
+    /// Lines never received: counted when a gap opens, taken back when a re-send fills it.
     pub lines_lost: u64,
+    /// Lines of a gap that a writer's re-send filled later.
     #[serde(default)]
     pub lines_recovered: u64,
+    /// Re-sent lines this consumer had processed already (skipped).
     #[serde(default)]
     pub resent_skipped: u64,
+    /// Writer sessions seen (a sidecar start or restart).
     pub writer_sessions: u64,
+    /// `reconnecting` status lines from the sidecar.
     pub reconnects: u64,
+    /// `disconnected` status lines from the sidecar.
     pub disconnects: u64,
+    /// Times the feed turned stale.
     pub stale_episodes: u64,
+    /// Bars a subscriber's full channel dropped.
     pub delivery_drops: u64,
+    /// Bars from the sidecar's REST backfill that were stored.
     #[serde(default)]
     pub backfilled: u64,
     /// When the newest stored bar arrived (UTC epoch ms; 0 before the first).
@@ -127,14 +170,17 @@ pub struct CounterSnapshot {
 }
 
 impl Counters {
+    /// Count a rejected line.
     pub fn reject(&self, reason: RejectReason) {
         self.rejects[reason.index()].fetch_add(1, Ordering::Relaxed);
     }
 
+    /// Lines rejected for `reason` so far.
     pub fn rejected(&self, reason: RejectReason) -> u64 {
         self.rejects[reason.index()].load(Ordering::Relaxed)
     }
 
+    /// A copy of every counter.
     pub fn snapshot(&self) -> CounterSnapshot {
         let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
         let rejects: BTreeMap<String, u64> =
@@ -181,8 +227,11 @@ pub struct SymbolHealth {
 /// The sidecar's last `status` line.
 #[derive(Clone, Debug, PartialEq, Serialize, serde::Deserialize)]
 pub struct SidecarStatus {
+    /// The state the sidecar reported (`connected`, `disconnected`, `stale`, ...).
     pub state: String,
+    /// The sidecar's words about it, if any.
     pub detail: Option<String>,
+    /// When the line arrived (consumer clock, UTC epoch ms).
     pub received_ms: i64,
 }
 
@@ -213,6 +262,7 @@ struct Inner {
 pub struct Health {
     clock: Arc<dyn Clock>,
     stale_after_ms: i64,
+    /// The counters, bumped by the reader thread.
     pub counters: Counters,
     /// Hot-path state as atomics: a line costs no lock unless the state changes.
     last_message_ms: AtomicI64,
@@ -223,14 +273,23 @@ pub struct Health {
 /// A point-in-time copy of the health, for the status file and APIs.
 #[derive(Clone, Debug, PartialEq, Serialize, serde::Deserialize)]
 pub struct HealthSnapshot {
+    /// Waiting, live or stale.
     pub state: FeedState,
+    /// When the snapshot was taken (UTC epoch ms).
     pub now_ms: i64,
+    /// When the consumer started (UTC epoch ms).
     pub started_ms: i64,
+    /// Input-free time after which the feed is stale, ms.
     pub stale_after_ms: i64,
+    /// When the last line of any kind arrived, `None` before the first.
     pub last_message_ms: Option<i64>,
+    /// When the feed turned stale, while it is.
     pub stale_since_ms: Option<i64>,
+    /// The sidecar's last status line, if any.
     pub sidecar: Option<SidecarStatus>,
+    /// Every counter.
     pub counters: CounterSnapshot,
+    /// Per-symbol freshness.
     pub symbols: BTreeMap<String, SymbolHealth>,
 }
 
@@ -247,6 +306,7 @@ impl<'de> serde::Deserialize<'de> for FeedState {
 }
 
 impl Health {
+    /// Health of a consumer started now by `clock`; stale after `stale_after` without input.
     pub fn new(clock: Arc<dyn Clock>, stale_after: Duration) -> Health {
         let now = clock.now_ms();
         Health {
@@ -263,10 +323,12 @@ impl Health {
         self.inner.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// Now, by the health's clock (UTC epoch ms).
     pub fn now_ms(&self) -> i64 {
         self.clock.now_ms()
     }
 
+    /// The feed's state (updated by every line and by the periodic check).
     pub fn state(&self) -> FeedState {
         FeedState::from_u8(self.state.load(Ordering::Acquire))
     }
@@ -429,6 +491,7 @@ pub struct RateLimitedLog {
 }
 
 impl RateLimitedLog {
+    /// At most `burst` lines per key per `window`; the rest are counted and reported with the next one logged.
     pub fn new(window: Duration, burst: u32) -> RateLimitedLog {
         RateLimitedLog { window_ms: window.as_millis() as i64, burst, slots: Mutex::new(HashMap::new()) }
     }

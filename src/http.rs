@@ -39,18 +39,36 @@ const SAMPLE_EVERY: Duration = Duration::from_millis(500);
 
 /// Why the server did not start.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum HttpError {
+    /// The address is not `HOST:PORT`.
     #[error("--metrics-addr {addr:?} is not an address (use HOST:PORT, e.g. 127.0.0.1:9464)")]
-    BadAddress { addr: String },
+    BadAddress {
+        /// The address given.
+        addr: String,
+    },
+    /// The address could not be bound (in use, not permitted).
     #[error("cannot listen on {addr} for metrics: {source}")]
-    Bind { addr: String, source: std::io::Error },
+    Bind {
+        /// The address given.
+        addr: String,
+        /// What the OS said.
+        source: std::io::Error,
+    },
+    /// The server could not start for another reason.
     #[error("cannot start the metrics server on {addr}: {detail}")]
-    Start { addr: String, detail: String },
+    Start {
+        /// The address given.
+        addr: String,
+        /// What the server library said.
+        detail: String,
+    },
 }
 
 /// What the server serves besides the consumer itself.
 #[derive(Clone, Debug, Default)]
 pub struct HttpOptions {
+    /// What `/metrics` exports and how many symbols get a label.
     pub metrics: MetricsOptions,
     /// The FIFO, shown in the status report.
     pub fifo: Option<PathBuf>,
@@ -67,6 +85,9 @@ pub struct HttpServer {
 impl HttpServer {
     /// Listen on `addr` (`HOST:PORT`, or a bare `PORT` on 127.0.0.1; port 0 picks a free one,
     /// see [`HttpServer::local_addr`]) and serve `consumer` from a new thread.
+    ///
+    /// # Errors
+    /// [`HttpError::BadAddress`] for an address that is not `HOST:PORT`, [`HttpError::Bind`] when it cannot be bound, [`HttpError::Start`] when the server does not start.
     pub fn start(consumer: Arc<Consumer>, addr: &str, options: HttpOptions) -> Result<HttpServer, HttpError> {
         let with_host;
         let addr = if addr.parse::<u16>().is_ok() {

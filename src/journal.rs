@@ -44,8 +44,11 @@ use crate::wire::{encode_bar, parse_line, Line};
 /// When to `fsync` the journal.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum FsyncPolicy {
+    /// After every write: accepted bars survive a power loss, at the cost of a disk flush per write.
     Always,
+    /// At most once per interval: a power loss loses at most about that much (the default, 1 s).
     Interval(Duration),
+    /// Never: the OS writes back when it will.
     Never,
 }
 
@@ -65,19 +68,34 @@ const CHUNK_BYTES: usize = 1 << 20;
 const REMINDER_INTERVAL: Duration = Duration::from_secs(30);
 
 #[derive(Debug, Error)]
+/// Why the journal cannot be opened or loaded. Each message is one sentence a user can act on.
+#[non_exhaustive]
 pub enum JournalError {
     /// The directory or a day file in it is not private.
     #[error(transparent)]
     NotPrivate(#[from] PrivateError),
+    /// The journal directory cannot be created or listed.
     #[error("journal directory {dir} cannot be used: {source}")]
-    Dir { dir: PathBuf, source: io::Error },
+    Dir {
+        /// The journal directory.
+        dir: PathBuf,
+        /// What the OS said.
+        source: io::Error,
+    },
+    /// A day file cannot be read.
     #[error("cannot read journal {path}: {source}")]
-    Read { path: PathBuf, source: io::Error },
+    Read {
+        /// The day file.
+        path: PathBuf,
+        /// What the OS said.
+        source: io::Error,
+    },
 }
 
 /// What loading a journal file found.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LoadReport {
+    /// Bars loaded into the store.
     pub records: u64,
     /// Lines that did not decode (reported, skipped).
     pub corrupt: u64,
@@ -88,10 +106,15 @@ pub struct LoadReport {
 /// Journal state for the status file.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct JournalStatus {
+    /// The journal directory.
     pub dir: String,
+    /// Records appended since start.
     pub records_written: u64,
+    /// Records accepted but not yet written (the disk refused them; retried).
     pub pending_records: u64,
+    /// Records dropped because more than [`MAX_PENDING_BYTES`] waited.
     pub dropped_records: u64,
+    /// The disk's last error while records wait, `None` when writes succeed.
     pub error: Option<String>,
 }
 
@@ -168,6 +191,9 @@ impl Journal {
     /// Open (creating with mode 0700) the journal directory. Refuses a directory that is not
     /// private, or one holding a day file that is a symlink, not a regular file, another user's,
     /// or writable by others (see [`crate::private`]).
+    ///
+    /// # Errors
+    /// [`JournalError::NotPrivate`] for a directory or day file that is not private; [`JournalError::Dir`] when the directory cannot be created or listed.
     pub fn open(dir: impl Into<PathBuf>, policy: FsyncPolicy) -> Result<Journal, JournalError> {
         let dir = dir.into();
         ensure_private_dir(&dir)?;
@@ -227,6 +253,7 @@ impl Journal {
         first_time.then(|| day_path(&self.dir, ny_date(ts_ms)))
     }
 
+    /// The journal directory.
     pub fn dir(&self) -> &Path {
         &self.dir
     }
@@ -391,6 +418,7 @@ impl Journal {
         self.policy
     }
 
+    /// The journal's state for the status file.
     pub fn status(&self) -> JournalStatus {
         let st = self.lock();
         JournalStatus {
@@ -451,6 +479,9 @@ fn ensure_ends_with_newline(file: &mut File) -> io::Result<()> {
 
 /// Read a journal (or any wire-format JSONL file), calling `f` for each bar line in order.
 /// Corrupt lines are reported and skipped; a torn last line is reported.
+///
+/// # Errors
+/// [`JournalError::Read`] when the file cannot be opened or read.
 pub fn read_records(path: &Path, mut f: impl FnMut(&str, Bar, BarKind)) -> Result<LoadReport, JournalError> {
     let file = File::open(path).map_err(|source| JournalError::Read { path: path.to_path_buf(), source })?;
     let mut reader = BufReader::new(file);

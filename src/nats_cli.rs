@@ -168,7 +168,7 @@ impl NatsArgs {
         if let Some(url) = &self.source {
             let dir = status_file.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
             barbridge::private::ensure_private_dir(dir).map_err(|e| e.to_string())?;
-            let lock = barbridge::fifo::lock_reader(status_file).map_err(|e| match e {
+            let lock = barbridge::pipe::reader::lock_reader(status_file).map_err(|e| match e {
                 barbridge::FifoError::Busy { holder, .. } => format!(
                     "{} is in use by another consumer{holder}; give this subscriber its own --status-file (and --journal)",
                     status_file.display()

@@ -29,23 +29,68 @@ use thiserror::Error;
 
 /// Why a path is refused. Each message is one sentence a user can act on.
 #[derive(Debug, Error)]
+#[non_exhaustive]
 pub enum PrivateError {
+    /// The path is a symbolic link.
     #[error("{path} is a symbolic link; refusing to follow it (remove the link or use the real path)")]
-    Symlink { path: PathBuf },
+    Symlink {
+        /// The path concerned.
+        path: PathBuf,
+    },
+    /// The path is not the kind of file expected.
     #[error("{path} is {what}; remove it or choose another path")]
-    WrongType { path: PathBuf, what: &'static str },
+    WrongType {
+        /// The path concerned.
+        path: PathBuf,
+        /// What is there instead.
+        what: &'static str,
+    },
+    /// The path belongs to another user.
     #[error("{path} is owned by uid {owner}, not by this user (uid {me}); another user could plant or swap files in it, so it is refused (remove it or choose a path of your own)")]
-    ForeignOwner { path: PathBuf, owner: u32, me: u32 },
+    ForeignOwner {
+        /// The path concerned.
+        path: PathBuf,
+        /// Its owner's uid.
+        owner: u32,
+        /// This process's uid.
+        me: u32,
+    },
+    /// Other users may write to the path.
     #[error("{path} is writable by other users (mode {mode:o}); make it private with `chmod go-w` after checking its contents, or choose a private directory (0700)")]
-    Writable { path: PathBuf, mode: u32 },
+    Writable {
+        /// The path concerned.
+        path: PathBuf,
+        /// Its permission bits.
+        mode: u32,
+    },
+    /// A directory above the path lets another user replace it.
     #[error(
         "{dir}, above {path}, is {problem}; another user could replace {path}, so choose a location under directories only you or root can change"
     )]
-    UnsafeParent { path: PathBuf, dir: PathBuf, problem: String },
+    UnsafeParent {
+        /// The path concerned.
+        path: PathBuf,
+        /// The directory above it at fault.
+        dir: PathBuf,
+        /// What is wrong with that directory.
+        problem: String,
+    },
+    /// The path could not be created.
     #[error("cannot create {path}: {source}")]
-    Create { path: PathBuf, source: io::Error },
+    Create {
+        /// The path concerned.
+        path: PathBuf,
+        /// What the OS said.
+        source: io::Error,
+    },
+    /// The path could not be opened or inspected.
     #[error("cannot open {path}: {source}")]
-    Open { path: PathBuf, source: io::Error },
+    Open {
+        /// The path concerned.
+        path: PathBuf,
+        /// What the OS said.
+        source: io::Error,
+    },
 }
 
 fn my_uid() -> u32 {
@@ -54,6 +99,9 @@ fn my_uid() -> u32 {
 
 /// Make sure `path` is a private directory of ours (see the module rules), creating it and any
 /// missing parents with mode 0700.
+///
+/// # Errors
+/// A [`PrivateError`] naming the path and what is wrong with it (a symlink, not a directory, another user's, writable by others, under a directory others can change), or why it could not be created.
 pub fn ensure_private_dir(path: &Path) -> Result<(), PrivateError> {
     let path = if path.as_os_str().is_empty() { Path::new(".") } else { path };
     let me = my_uid();
@@ -115,6 +163,9 @@ fn check_owner_and_mode(path: &Path, meta: &Metadata, me: u32) -> Result<(), Pri
 
 /// Check what `meta` (from `lstat`, or `fstat` of an opened file) describes: a regular file of
 /// ours that others cannot write.
+///
+/// # Errors
+/// [`PrivateError::Symlink`], [`PrivateError::WrongType`], [`PrivateError::ForeignOwner`] or [`PrivateError::Writable`].
 pub fn check_private_file(path: &Path, meta: &Metadata) -> Result<(), PrivateError> {
     let ft = meta.file_type();
     if ft.is_symlink() {
@@ -130,6 +181,9 @@ pub fn check_private_file(path: &Path, meta: &Metadata) -> Result<(), PrivateErr
 /// check the opened file itself: a regular file of ours that others cannot write. For append
 /// files such as the journal's day files. `O_NONBLOCK` is added so that a FIFO planted at `path`
 /// cannot block the open (it has no effect on regular files).
+///
+/// # Errors
+/// [`PrivateError::Symlink`] for a symlink at `path`, [`PrivateError::Open`] when the OS refuses, or what [`check_private_file`] finds wrong with the opened file.
 pub fn open_private_file(path: &Path, options: &mut OpenOptions) -> Result<File, PrivateError> {
     let file = options.custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC | libc::O_NONBLOCK).mode(0o600).open(path).map_err(|source| {
         match source.raw_os_error() {
@@ -160,6 +214,9 @@ pub enum Durability {
 /// `O_CREAT|O_EXCL|O_NOFOLLOW` and mode 0600 (a symlink planted at the temporary name is never
 /// followed), which is then renamed over `name` (a symlink planted at `name` is replaced itself,
 /// its target is untouched). `dir` should have passed [`ensure_private_dir`].
+///
+/// # Errors
+/// The I/O error of creating, writing, syncing or renaming the temporary file (the old content stays).
 pub fn write_atomic(dir: &Path, name: impl AsRef<OsStr>, bytes: &[u8], durability: Durability) -> io::Result<()> {
     let name = name.as_ref();
     let mut tmp_name = std::ffi::OsString::from(".");

@@ -38,16 +38,25 @@ pub enum Outcome {
 /// The publisher's counters.
 #[derive(Clone, Debug, Default, Serialize)]
 pub struct PublishCounts {
+    /// Bars handed to the sink.
     pub published: u64,
     /// Whole frames of stream bars decided in one go ([`Publisher::publish_stream_batch`]).
     pub frames: u64,
+    /// Bars not published: the same values were sent for that minute already.
     pub duplicates_suppressed: u64,
+    /// Backfill bars not published: the stream sent a newer version of that minute.
     pub backfill_superseded: u64,
+    /// Bars refused by the wire protocol's rules.
     pub invalid: u64,
+    /// Bars received from the live stream.
     pub received_stream: u64,
+    /// Bars received from the REST backfill.
     pub received_backfill: u64,
+    /// Bars received from a replayed file.
     pub received_replay: u64,
+    /// Bars received from the synthetic source.
     pub received_synthetic: u64,
+    /// Bars received without a known source.
     pub received_other: u64,
 }
 
@@ -209,6 +218,7 @@ impl Publisher {
         self.lock().last_seen.iter().map(|(s, t)| (s.clone(), *t)).collect()
     }
 
+    /// A copy of the counters.
     pub fn counts(&self) -> PublishCounts {
         self.lock().counts.clone()
     }

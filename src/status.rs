@@ -30,14 +30,21 @@ pub const DEFAULT_MAX_SYMBOLS: usize = 2_000;
 /// The status file's content.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct StatusReport {
+    /// Format version of this file.
     pub version: u32,
+    /// Process id of the consumer that wrote it.
     pub pid: u32,
+    /// The FIFO read, when there is one.
     pub fifo: Option<String>,
+    /// When the file was written, UTC epoch milliseconds.
     pub updated_ms: i64,
+    /// Feed health and counters.
     pub health: HealthSnapshot,
     /// Bars held in the store per symbol.
     pub stored: BTreeMap<String, usize>,
+    /// Every subscriber's drops and queue.
     pub subscribers: Vec<SubscriberStatus>,
+    /// The journal's state, when one is attached.
     #[serde(default)]
     pub journal: Option<JournalStatus>,
     /// Per symbol: missing minutes between its first and last bar in today's regular session
@@ -177,6 +184,9 @@ impl StatusReport {
     /// Write atomically into a private directory (created 0700 if absent; one another user
     /// could write in is refused): a fresh temporary file, then rename (see
     /// [`crate::private::write_atomic`]).
+    ///
+    /// # Errors
+    /// A directory that is not private (as `io::ErrorKind::Other`), a path without a file name, or the I/O error of the write.
     pub fn write_atomic(&self, path: &Path) -> std::io::Result<()> {
         let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
         let name = path.file_name().ok_or_else(|| std::io::Error::new(std::io::ErrorKind::InvalidInput, "the status file path has no file name"))?;
@@ -186,6 +196,10 @@ impl StatusReport {
         crate::private::write_atomic(dir, name, &bytes, Durability::Cached)
     }
 
+    /// Read a status file written by [`StatusWriter`].
+    ///
+    /// # Errors
+    /// The file cannot be read, or is not a status report; the message says which, in one sentence.
     pub fn read(path: &Path) -> Result<StatusReport, String> {
         let text = std::fs::read_to_string(path)
             .map_err(|e| format!("cannot read status file {}: {e}; is `barbridge run --status-file {}` running?", path.display(), path.display()))?;

@@ -140,6 +140,7 @@ impl BarStore {
         BarStore { capacity: capacity_per_symbol.get(), series: RwLock::new(FxHashMap::default()) }
     }
 
+    /// Bars kept per symbol before the oldest is evicted.
     pub fn capacity_per_symbol(&self) -> usize {
         self.capacity
     }

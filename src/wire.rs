@@ -38,19 +38,28 @@ pub const MINUTE_MS: i64 = 60_000;
 /// A bar line, decoded and validated.
 #[derive(Clone, Debug, PartialEq)]
 pub struct BarLine<'a> {
+    /// The symbol (borrowed from the line unless it had escapes).
     pub symbol: Cow<'a, str>,
+    /// The validated bar.
     pub bar: Bar,
+    /// First report or correction.
     pub kind: BarKind,
+    /// The writer's sequence number, if the line had one.
     pub seq: Option<u64>,
+    /// Where the sidecar says the bar came from.
     pub source: Option<Source>,
+    /// The writer's id, if the line had one.
     pub writer: Option<Cow<'a, str>>,
 }
 
 /// `{"type":"heartbeat",...}`: the sidecar is alive.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Heartbeat<'a> {
+    /// When the sidecar sent it (its clock, UTC epoch ms).
     pub ts_ms: Option<i64>,
+    /// The writer's sequence number, if the line had one.
     pub seq: Option<u64>,
+    /// The writer's id, if the line had one.
     pub writer: Option<Cow<'a, str>>,
     /// The oldest seq the writer can still re-send (see [`crate::cursor`]).
     pub retained_from: Option<u64>,
@@ -59,23 +68,34 @@ pub struct Heartbeat<'a> {
 /// `{"type":"status",...}`: the sidecar's connection state changed.
 #[derive(Clone, Debug, PartialEq)]
 pub struct StatusLine<'a> {
+    /// When the sidecar sent it (its clock, UTC epoch ms).
     pub ts_ms: Option<i64>,
+    /// The new state (`connected`, `disconnected`, `reconnecting`, `stale`, ...).
     pub state: Cow<'a, str>,
+    /// The sidecar's words about it.
     pub detail: Option<Cow<'a, str>>,
+    /// The writer's sequence number, if the line had one.
     pub seq: Option<u64>,
+    /// The writer's id, if the line had one.
     pub writer: Option<Cow<'a, str>>,
 }
 
 /// One decoded line.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Line<'a> {
+    /// A bar or a correction.
     Bar(BarLine<'a>),
+    /// The sidecar is alive.
     Heartbeat(Heartbeat<'a>),
+    /// The sidecar's connection state changed.
     Status(StatusLine<'a>),
     /// A `type` this version does not know: counted and ignored (forward compatibility).
     Unknown {
+        /// The unknown `type`.
         type_name: String,
+        /// The writer's sequence number, if the line had one.
         seq: Option<u64>,
+        /// The writer's id, if the line had one.
         writer: Option<Cow<'a, str>>,
     },
     /// A blank line: ignored.
@@ -100,22 +120,36 @@ impl Line<'_> {
 /// the status file and the shared test vectors).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum RejectReason {
+    /// Not UTF-8.
     InvalidUtf8,
+    /// Longer than [`MAX_LINE_BYTES`].
     Oversize,
+    /// Not a JSON object.
     MalformedJson,
+    /// A required bar field is absent.
     MissingField,
+    /// A field has the wrong JSON type.
     WrongType,
+    /// A price or volume is NaN or infinite.
     NonFinite,
+    /// `high` below `low`.
     HighBelowLow,
+    /// `open` outside `[low, high]`.
     OpenOutsideRange,
+    /// `close` outside `[low, high]`.
     CloseOutsideRange,
+    /// `volume` below zero.
     NegativeVolume,
+    /// The symbol breaks the symbol rule.
     InvalidSymbol,
+    /// `timestamp_ms` is not epoch milliseconds in range.
     InvalidTimestamp,
+    /// `timestamp_ms` is not the start of a minute.
     OffMinute,
 }
 
 impl RejectReason {
+    /// Every reason, in counter order.
     pub const ALL: [RejectReason; 13] = [
         RejectReason::InvalidUtf8,
         RejectReason::Oversize,
@@ -132,6 +166,7 @@ impl RejectReason {
         RejectReason::OffMinute,
     ];
 
+    /// The stable snake_case code (counters, status file, test vectors).
     pub fn code(self) -> &'static str {
         match self {
             RejectReason::InvalidUtf8 => "invalid_utf8",
@@ -158,36 +193,100 @@ impl RejectReason {
 
 /// A rejected line: what was wrong, in words a user can act on.
 #[derive(Clone, Debug, PartialEq, Error)]
+#[non_exhaustive]
 pub enum WireError {
+    /// Not UTF-8.
     #[error("line is not valid UTF-8 (byte {valid_up_to} starts an invalid sequence)")]
-    InvalidUtf8 { valid_up_to: usize },
+    InvalidUtf8 {
+        /// Bytes before the first invalid sequence.
+        valid_up_to: usize,
+    },
+    /// Longer than [`MAX_LINE_BYTES`].
     #[error("line of {len} bytes exceeds the {MAX_LINE_BYTES}-byte limit")]
-    Oversize { len: usize },
+    Oversize {
+        /// The line's length so far, bytes.
+        len: usize,
+    },
+    /// Not a JSON object.
     #[error("line is not a JSON object: {detail}")]
-    MalformedJson { detail: String },
+    MalformedJson {
+        /// What the JSON parser said.
+        detail: String,
+    },
+    /// A required bar field is absent.
     #[error("bar is missing field `{field}`")]
-    MissingField { field: &'static str },
+    MissingField {
+        /// The missing field.
+        field: &'static str,
+    },
+    /// A field has the wrong JSON type.
     #[error("field has the wrong type: {detail}")]
-    WrongType { detail: String },
+    WrongType {
+        /// Which field, and what it was.
+        detail: String,
+    },
+    /// A price or volume is NaN or infinite.
     #[error("field `{field}` is not a finite number")]
-    NonFinite { field: &'static str },
+    NonFinite {
+        /// The field concerned.
+        field: &'static str,
+    },
+    /// `high` below `low`.
     #[error("high {high} is below low {low}")]
-    HighBelowLow { high: f64, low: f64 },
+    HighBelowLow {
+        /// The bar's high.
+        high: f64,
+        /// The bar's low.
+        low: f64,
+    },
+    /// `open` outside `[low, high]`.
     #[error("open {open} is outside [low {low}, high {high}]")]
-    OpenOutsideRange { open: f64, low: f64, high: f64 },
+    OpenOutsideRange {
+        /// The bar's open.
+        open: f64,
+        /// The bar's low.
+        low: f64,
+        /// The bar's high.
+        high: f64,
+    },
+    /// `close` outside `[low, high]`.
     #[error("close {close} is outside [low {low}, high {high}]")]
-    CloseOutsideRange { close: f64, low: f64, high: f64 },
+    CloseOutsideRange {
+        /// The bar's close.
+        close: f64,
+        /// The bar's low.
+        low: f64,
+        /// The bar's high.
+        high: f64,
+    },
+    /// `volume` below zero.
     #[error("volume {volume} is negative")]
-    NegativeVolume { volume: f64 },
+    NegativeVolume {
+        /// The bar's volume.
+        volume: f64,
+    },
+    /// The symbol breaks the symbol rule.
     #[error("symbol {symbol:?} is not 1-{MAX_SYMBOL_BYTES} printable ASCII characters without spaces or lower-case letters")]
-    InvalidSymbol { symbol: String },
+    InvalidSymbol {
+        /// The symbol given.
+        symbol: String,
+    },
+    /// `timestamp_ms` is not epoch milliseconds in range.
     #[error("timestamp_ms {timestamp_ms} is not UTC epoch milliseconds between 1990-01-01 and 2100-01-01 (seconds or microseconds?)")]
-    InvalidTimestamp { timestamp_ms: i64 },
+    InvalidTimestamp {
+        /// The value given.
+        timestamp_ms: i64,
+    },
+    /// `timestamp_ms` is not the start of a minute.
     #[error("timestamp_ms {timestamp_ms} is not the start of a minute (a multiple of 60000): bars are minute bars")]
-    OffMinute { timestamp_ms: i64 },
+    OffMinute {
+        /// The value given.
+        timestamp_ms: i64,
+    },
 }
 
 impl WireError {
+    /// The reject reason this error counts under.
     pub fn reason(&self) -> RejectReason {
         match self {
             WireError::InvalidUtf8 { .. } => RejectReason::InvalidUtf8,
@@ -236,6 +335,9 @@ struct RawLine<'a> {
 }
 
 /// Decode and validate one line (without its `\n`; a trailing `\r` is tolerated).
+///
+/// # Errors
+/// The [`WireError`] of the first rule the line breaks.
 pub fn parse_line(bytes: &[u8]) -> Result<Line<'_>, WireError> {
     if bytes.len() >= MAX_LINE_BYTES {
         return Err(WireError::Oversize { len: bytes.len() + 1 });
@@ -294,6 +396,9 @@ pub fn parse_line(bytes: &[u8]) -> Result<Line<'_>, WireError> {
 ///    then a multiple of [`MINUTE_MS`];
 /// 3. every price, the volume and `vwap` (when present) finite;
 /// 4. `low <= high`, open and close within `[low, high]`, volume `>= 0`.
+///
+/// # Errors
+/// The [`WireError`] of the first rule, in the order above, that the bar breaks.
 pub fn validate(symbol: &str, bar: &Bar) -> Result<(), WireError> {
     validate_symbol(symbol)?;
     if !(MIN_TIMESTAMP_MS..MAX_TIMESTAMP_MS).contains(&bar.timestamp_ms) {
@@ -330,6 +435,9 @@ pub fn validate(symbol: &str, bar: &Bar) -> Result<(), WireError> {
 /// `BTC/USD`); a lower-case one is a writer's mistake, rejected rather than silently merged with
 /// its upper-case twin, so that what is stored, echoed and journaled is what was sent.
 /// Symbol filters given by a user (`--symbols`, `symbols=`) are checked by the same rule.
+///
+/// # Errors
+/// [`WireError::InvalidSymbol`].
 pub fn validate_symbol(symbol: &str) -> Result<(), WireError> {
     let valid = !symbol.is_empty() && symbol.len() <= MAX_SYMBOL_BYTES && symbol.bytes().all(|b| b.is_ascii_graphic() && !b.is_ascii_lowercase());
     if valid {
@@ -693,8 +801,11 @@ pub fn encode_bar(symbol: &str, bar: &Bar, kind: BarKind) -> String {
 /// writer's sequence number and id (README, "Wire protocol").
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Envelope<'a> {
+    /// Where the bar came from (`source`).
     pub source: Option<Source>,
+    /// The writer's sequence number (`seq`).
     pub seq: Option<u64>,
+    /// The writer's id (`writer`).
     pub writer: Option<&'a str>,
 }
 

@@ -12,8 +12,8 @@ use std::time::{Duration, Instant};
 
 use barbridge::calendar::ny_date;
 use barbridge::journal::day_path;
+use barbridge::pipe::writer::{FifoWriter, WriterOptions};
 use barbridge::wire::{parse_line, Line};
-use barbridge::writer::{FifoWriter, WriterOptions};
 use barbridge::{Bar, BarKind};
 use common::*;
 use nix::sys::signal::{kill, Signal};

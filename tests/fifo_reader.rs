@@ -8,7 +8,8 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use barbridge::fifo::{prepare_fifo, read_fifo, Flow, FrameSink, ReaderOptions};
+use barbridge::pipe::prepare_fifo;
+use barbridge::pipe::reader::{read_fifo, Flow, FrameSink, ReaderOptions};
 use barbridge::{Consumer, FeedOptions, FifoFeed};
 use common::*;
 

@@ -6,8 +6,8 @@ mod common;
 use std::sync::Arc;
 use std::time::Duration;
 
-use barbridge::writer::{FifoWriter, WriterError, WriterOptions};
-use barbridge::{Bar, BarKind, Consumer, FeedOptions, FifoFeed, Source};
+use barbridge::pipe::writer::{FifoWriter, WriterError, WriterOptions};
+use barbridge::{Bar, BarKind, Consumer, FeedOptions, FifoError, FifoFeed, Source};
 use common::*;
 
 fn bar(minute: i64, close: f64) -> Bar {
@@ -62,7 +62,7 @@ fn backlog_waits_for_the_consumer_then_arrives_whole_and_in_sequence() {
     let s = writer.stats();
     assert_eq!((s.bars_written, s.dropped_overflow, s.dropped_invalid, s.reader_opens), (8_001, 0, 0, 1));
     assert!(wait_until(LONG, || consumer.health().counters.snapshot().heartbeats >= 2), "heartbeats keep coming");
-    assert_eq!(writer.close(Duration::from_secs(2)), Some(Ok(())));
+    assert!(matches!(writer.close(Duration::from_secs(2)), Some(Ok(()))));
     feed.stop();
     feed.join().unwrap();
 }
@@ -82,7 +82,7 @@ fn two_writers_share_one_fifo_without_tearing_a_line() {
                 for minute in 0..20_000 {
                     writer.submit_bar(&format!("{id}{}", minute % 10), bar(minute, 50.0), BarKind::Bar, None).unwrap();
                 }
-                assert_eq!(writer.close(Duration::from_secs(30)), Some(Ok(())));
+                assert!(matches!(writer.close(Duration::from_secs(30)), Some(Ok(()))));
                 assert_eq!(writer.backlog(), 0);
             })
         })
@@ -160,4 +160,21 @@ fn options_out_of_range_are_refused_before_anything_starts() {
         assert!(matches!(err, WriterError::InvalidOption { .. }), "{err}");
         assert!(err.to_string().starts_with("writer option "), "{err}");
     }
+}
+
+#[test]
+fn a_writer_that_stops_by_itself_says_why_with_the_typed_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = fifo_in(&dir);
+    let writer = FifoWriter::new(&path, options("w1"));
+    writer.start().unwrap(); // no reader: the thread retries its open
+                             // Swap the FIFO for a regular file in one rename (never a moment with nothing at the path,
+                             // where the writer would recreate the FIFO).
+    let file = dir.path().join("regular");
+    std::fs::write(&file, "x").unwrap();
+    std::fs::rename(&file, &path).unwrap();
+    assert!(wait_until(Duration::from_secs(30), || writer.finished()), "the writer kept going on a regular file");
+    let err = writer.join().expect("started").expect_err("stopped by itself");
+    assert!(matches!(*err, WriterError::Unusable(FifoError::NotAFifo { .. })), "{err}");
+    assert!(err.to_string().contains("is a regular file, not a FIFO"), "{err}");
 }

@@ -14,7 +14,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use barbridge::writer::{FifoWriter, WriterOptions};
+use barbridge::pipe::writer::{FifoWriter, WriterOptions};
 use barbridge::{Bar, BarKind, Source};
 use common::*;
 

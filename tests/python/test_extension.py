@@ -1,4 +1,4 @@
-"""The pyo3 extension `barbridge` (src/python.rs), on the built module in .venv: wire vectors,
+"""The pyo3 extension `barbridge` (src/python/), on the built module in .venv: wire vectors,
 batches, dedupe/corrections, queries, subscriptions, FifoReader on real FIFOs (writers that
 open/close per line, Ctrl-C), thread safety, and the sidecar's one-process mode."""
 

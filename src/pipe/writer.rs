@@ -1,4 +1,4 @@
-//! FIFO writer: the sidecar's end of the pipe, in Rust so that a full-market minute costs the
+//! The sidecar's end of the pipe (FIFO writer), in Rust so that a full-market minute costs the
 //! sidecar microseconds, not milliseconds.
 //!
 //! Producers call [`FifoWriter::submit_bar`] / [`FifoWriter::submit_status`] from any thread: the
@@ -23,7 +23,7 @@
 //!   count.
 //!
 //! ```no_run
-//! use barbridge::writer::{FifoWriter, WriterOptions};
+//! use barbridge::pipe::writer::{FifoWriter, WriterOptions};
 //! use barbridge::{Bar, BarKind};
 //! let writer = FifoWriter::new("/run/user/1000/barbridge/bars.fifo", WriterOptions::default());
 //! writer.start()?;
@@ -55,12 +55,10 @@ use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use serde::Serialize;
 use thiserror::Error;
 
+use super::{check_opened, prepare_fifo, FifoError, PIPE_BUF};
 use crate::bar::{Bar, BarKind, Source};
-use crate::fifo::{self, FifoError};
 use crate::wire::{self, Envelope, WireError};
 
-/// A `write()` of at most this many bytes to a pipe is atomic.
-pub const PIPE_BUF: usize = 4096;
 /// Lines taken from the backlog per `write()` (at most `PIPE_BUF` bytes of them are written).
 const WRITE_BATCH: usize = 64;
 /// The longest a status line's detail may be, in characters.
@@ -142,12 +140,15 @@ pub fn default_writer_id() -> String {
 /// Counters of a [`FifoWriter`] (monotonic unless said otherwise).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct WriterStats {
+    /// Lines written for the first time (re-sends are counted in `replayed`).
     pub lines_written: u64,
+    /// Bar lines written.
     pub bars_written: u64,
     /// Lines dropped because the backlog was full.
     pub dropped_overflow: u64,
     /// Bars refused by the protocol's rules (never queued).
     pub dropped_invalid: u64,
+    /// Times a reader was found and the FIFO opened.
     pub reader_opens: u64,
     /// Times the reader went away (`EPIPE`).
     pub reader_lost: u64,
@@ -165,16 +166,38 @@ pub struct WriterStats {
 
 /// Why the writer stopped before it was asked to. One sentence a user can act on.
 #[derive(Debug, Error)]
+#[non_exhaustive]
 pub enum WriterError {
     /// The FIFO is not safe or not usable (symlink, not a FIFO, someone else's, cannot be created).
     #[error(transparent)]
     Unusable(#[from] FifoError),
+    /// A write failed with an error other than a full pipe or a vanished reader.
     #[error("writing to {path} failed: {source}")]
-    Write { path: PathBuf, source: io::Error },
+    Write {
+        /// The FIFO.
+        path: PathBuf,
+        /// What the OS said.
+        source: io::Error,
+    },
+    /// The writer id is not usable on the wire.
     #[error("writer id {writer:?} is not 1-64 printable ASCII characters")]
-    InvalidWriterId { writer: String },
+    InvalidWriterId {
+        /// The id given.
+        writer: String,
+    },
+    /// An option is out of range.
     #[error("writer option {name} is {value}; it must be {rule}")]
-    InvalidOption { name: &'static str, value: String, rule: &'static str },
+    InvalidOption {
+        /// The option's name.
+        name: &'static str,
+        /// The value given.
+        value: String,
+        /// What it must be.
+        rule: &'static str,
+    },
+    /// The writer thread panicked (a bug; the backlog is lost).
+    #[error("the FIFO writer thread panicked")]
+    Panicked,
 }
 
 /// Receives what the writer has to say (connections, losses, drops), with a level. The default
@@ -266,15 +289,8 @@ impl Shared {
 pub struct FifoWriter {
     shared: Arc<Shared>,
     thread: Mutex<Option<JoinHandle<Result<(), WriterError>>>>,
-    outcome: Mutex<Option<Result<(), Stopped>>>,
-}
-
-/// Why the writer thread stopped by itself (a [`WriterError`], as text).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Stopped {
-    pub message: String,
-    /// The FIFO itself is unusable (a configuration problem the user must fix).
-    pub unusable: bool,
+    /// How the thread ended, once joined: shared by every later `join` (hence the `Arc`).
+    outcome: Mutex<Option<Result<(), Arc<WriterError>>>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -314,16 +330,22 @@ impl FifoWriter {
 
     /// Create or check the FIFO now (a private directory, a FIFO this user owns), so that a
     /// configuration error surfaces at start-up rather than on the writer thread.
+    ///
+    /// # Errors
+    /// [`WriterError::InvalidWriterId`] or [`WriterError::InvalidOption`] for bad options; [`WriterError::Unusable`] when the FIFO or its directory cannot be used.
     pub fn prepare(&self) -> Result<(), WriterError> {
         let writer = &self.shared.options.writer;
         if writer.is_empty() || writer.len() > 64 || !writer.bytes().all(|b| b.is_ascii_graphic()) {
             return Err(WriterError::InvalidWriterId { writer: writer.clone() });
         }
         self.shared.options.validate()?;
-        Ok(fifo::prepare_fifo(&self.shared.path)?)
+        Ok(prepare_fifo(&self.shared.path)?)
     }
 
     /// Prepare the FIFO and start the writer thread (once; later calls do nothing).
+    ///
+    /// # Errors
+    /// What [`FifoWriter::prepare`] returns, or [`WriterError::Write`] when the thread cannot be spawned.
     pub fn start(&self) -> Result<(), WriterError> {
         let mut thread = lock(&self.thread);
         if thread.is_some() || lock(&self.outcome).is_some() {
@@ -347,6 +369,9 @@ impl FifoWriter {
     }
 
     /// Queue one bar. A bar the protocol's rules refuse is counted, reported and not queued.
+    ///
+    /// # Errors
+    /// The [`WireError`] of a bar the protocol's rules refuse (counted and reported; nothing queued).
     pub fn submit_bar(&self, symbol: &str, bar: Bar, kind: BarKind, source: Option<Source>) -> Result<(), WireError> {
         if let Err(e) = wire::validate(symbol, &bar) {
             self.reject(symbol, &e);
@@ -367,6 +392,9 @@ impl FifoWriter {
 
     /// Queue a status line (`state` one of [`STATES`]; `detail` is cut to 1,000 characters and
     /// 3,000 bytes).
+    ///
+    /// # Errors
+    /// [`UnknownState`] for a `state` not in [`STATES`].
     pub fn submit_status(&self, state: &str, detail: &str) -> Result<(), UnknownState> {
         let state = *STATES.iter().find(|s| **s == state).ok_or_else(|| UnknownState(state.to_owned()))?;
         // At most 1,000 characters and 3,000 bytes: the line must fit one atomic write.
@@ -392,6 +420,7 @@ impl FifoWriter {
         self.shared.reader_present.load(Ordering::Relaxed)
     }
 
+    /// A copy of the writer's counters.
     pub fn stats(&self) -> WriterStats {
         let c = &self.shared.counters;
         let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
@@ -410,10 +439,12 @@ impl FifoWriter {
         }
     }
 
+    /// The FIFO written to.
     pub fn path(&self) -> &Path {
         &self.shared.path
     }
 
+    /// The id stamped on every line (`writer`), unique per writer process.
     pub fn writer_id(&self) -> &str {
         &self.shared.options.writer
     }
@@ -424,13 +455,14 @@ impl FifoWriter {
     }
 
     /// Wait for the writer thread to end and return why it ended: `Ok` when it was closed, the
-    /// error when it stopped by itself. `None` when it was never started.
-    pub fn join(&self) -> Option<Result<(), Stopped>> {
+    /// error when it stopped by itself ([`WriterError::Unusable`]: the FIFO itself, a problem the
+    /// user must fix). `None` when it was never started.
+    pub fn join(&self) -> Option<Result<(), Arc<WriterError>>> {
         let handle = lock(&self.thread).take();
         if let Some(handle) = handle {
             let outcome = match handle.join() {
-                Ok(result) => result.map_err(|e| Stopped { unusable: matches!(e, WriterError::Unusable(_)), message: e.to_string() }),
-                Err(_) => Err(Stopped { message: "the FIFO writer thread panicked".to_owned(), unusable: false }),
+                Ok(result) => result.map_err(Arc::new),
+                Err(_) => Err(Arc::new(WriterError::Panicked)),
             };
             *lock(&self.outcome) = Some(outcome);
         }
@@ -439,7 +471,7 @@ impl FifoWriter {
 
     /// Stop the writer, first trying for `flush_timeout` to deliver what is pending.
     /// Returns how it ended (see [`FifoWriter::join`]).
-    pub fn close(&self, flush_timeout: Duration) -> Option<Result<(), Stopped>> {
+    pub fn close(&self, flush_timeout: Duration) -> Option<Result<(), Arc<WriterError>>> {
         {
             let mut request = lock(&self.shared.stop);
             if !request.stop {
@@ -852,7 +884,7 @@ impl<'a> Connection<'a> {
                     Some(libc::ENXIO) => Ok(false), // no reader yet
                     Some(libc::ENOENT) => {
                         // Removed behind our back: recreate it (the consumer may too).
-                        fifo::prepare_fifo(path)?;
+                        prepare_fifo(path)?;
                         Ok(false)
                     }
                     Some(libc::ELOOP) => Err(FifoError::Symlink { path: path.clone() }.into()),
@@ -860,7 +892,7 @@ impl<'a> Connection<'a> {
                 };
             }
         };
-        fifo::check_opened(path, &file)?;
+        check_opened(path, &file)?;
         let mut size = self.s.options.pipe_size;
         while size >= 4096 && fcntl(&file, FcntlArg::F_SETPIPE_SZ(size as libc::c_int)).is_err() {
             size /= 2;

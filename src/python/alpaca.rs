@@ -2,8 +2,7 @@
 //! bookkeeping ([`crate::publish`]) and the sink, in one call per bar; and the NYSE session
 //! clock ([`crate::calendar`]) for the sidecar's staleness watchdog.
 //!
-//! Registered from `python.rs` (`register`); kept apart from it so that the bindings of the
-//! consumer and the writer stay as they are.
+//! Registered by the module init in `mod.rs` (`register`).
 
 use std::sync::Arc;
 
@@ -13,11 +12,14 @@ use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyInt, PyString};
 
+use super::bar::{bar_from_dict, bar_kind_from_dict, dict_field};
+use super::consumer::PyConsumer;
+use super::writer::PyFifoWriter;
+use super::{to_py, type_name, Int};
 use crate::bar::{Bar, BarKind, Source};
 use crate::calendar;
 use crate::health::{Clock as _, SystemClock};
 use crate::publish::{Outcome, Publisher, DEFAULT_REMEMBER};
-use crate::python::{bar_from_dict, bar_kind_from_dict, dict_field, to_py, type_name, Int, PyConsumer, PyFifoWriter};
 use crate::wire::WireError;
 
 /// Where published bars go.
@@ -296,7 +298,7 @@ impl PyPublisher {
     /// the NYSE regular session is open (``always``: every instant counts). Quiet time inactive or
     /// out of session never counts; after a True the next needs another full period; 0 = off.
     #[pyo3(signature = (active, stale_after, *, always = false))]
-    fn check_stale(&self, active: bool, stale_after: crate::python::Float, always: bool) -> PyResult<bool> {
+    fn check_stale(&self, active: bool, stale_after: super::Float, always: bool) -> PyResult<bool> {
         let stale_after = stale_after.seconds("stale_after", true)?;
         let in_session = always || calendar::in_session(SystemClock.now_ms());
         Ok(self.core.check_stale(active, stale_after, in_session))
@@ -314,7 +316,7 @@ impl PyPublisher {
         match &self.sink {
             Sink::Writer(w) => w.get().inner.submit_status(state, detail).map_err(|e| PyValueError::new_err(e.to_string())),
             Sink::Consumer(c) => {
-                if !crate::writer::STATES.contains(&state) {
+                if !crate::pipe::writer::STATES.contains(&state) {
                     return Err(PyValueError::new_err(format!("unknown status state {state:?}")));
                 }
                 let c = &c.get().inner;
@@ -333,8 +335,8 @@ impl PyPublisher {
 #[pyo3(signature = (msg, *, source = "stream", symbol = None))]
 fn normalise_alpaca<'py>(py: Python<'py>, msg: &Bound<'py, PyDict>, source: &str, symbol: Option<&str>) -> PyResult<Bound<'py, PyDict>> {
     let source = Source::parse(source).ok_or_else(|| PyValueError::new_err(format!("unknown source {source:?}")))?;
-    let (symbol, bar, kind) = alpaca_bar(py, msg, symbol).map_err(|e| crate::python::wire_error(py, &e))?;
-    crate::wire::validate(&symbol, &bar).map_err(|e| crate::python::wire_error(py, &e))?;
+    let (symbol, bar, kind) = alpaca_bar(py, msg, symbol).map_err(|e| super::wire_error(py, &e))?;
+    crate::wire::validate(&symbol, &bar).map_err(|e| super::wire_error(py, &e))?;
     bar_dict(py, &symbol, &bar, kind, Some(source))
 }
 
@@ -361,7 +363,7 @@ fn encode_bar<'py>(py: Python<'py>, bar: &Bound<'py, PyDict>) -> PyResult<Bound<
     let (kind, (symbol, b, source)) = bar_kind_from_dict(py, bar)
         .and_then(|k| bar_from_dict(py, bar).map(|b| (k, b)))
         .and_then(|x| crate::wire::validate(&x.1 .0, &x.1 .1).map(|_| x))
-        .map_err(|e| crate::python::wire_error(py, &e))?;
+        .map_err(|e| super::wire_error(py, &e))?;
     let mut out = Vec::with_capacity(192);
     crate::wire::write_bar_line(&mut out, &symbol, &b, kind, &crate::wire::Envelope { source, ..Default::default() });
     Ok(pyo3::types::PyBytes::new(py, &out))
@@ -375,7 +377,7 @@ fn decode_line<'py>(py: Python<'py>, line: &[u8]) -> PyResult<Option<Bound<'py, 
     match crate::wire::parse_line(line) {
         Ok(crate::wire::Line::Bar(b)) => Ok(Some(bar_dict(py, &b.symbol, &b.bar, b.kind, b.source)?)),
         Ok(_) => Ok(None),
-        Err(e) => Err(crate::python::wire_error(py, &e)),
+        Err(e) => Err(super::wire_error(py, &e)),
     }
 }
 

@@ -1,5 +1,5 @@
-//! FIFO reader: creates and checks the named pipe, frames `\n`-terminated lines, survives writers
-//! coming and going, and never blocks shutdown.
+//! The consumer's end of the pipe: frames `\n`-terminated lines, survives writers coming and
+//! going, never blocks shutdown, and is the FIFO's only reader ([`lock_reader`]).
 //!
 //! How it avoids the defects of a naive FIFO reader:
 //! - `open()` is non-blocking (`O_NONBLOCK`), and waiting is `poll()` with a timeout, so a stop
@@ -14,39 +14,16 @@
 use std::fs::{File, OpenOptions};
 use std::io::{self, Read};
 use std::os::fd::AsFd;
-use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use nix::libc;
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
-use nix::sys::stat::Mode;
-use thiserror::Error;
 
+use super::{check_opened, prepare_fifo, FifoError};
 use crate::wire::MAX_LINE_BYTES;
-
-/// Why the FIFO cannot be used. Each message is one sentence a user can act on.
-#[derive(Debug, Error)]
-pub enum FifoError {
-    #[error("{path} is {what}, not a FIFO; remove it or choose another --fifo path")]
-    NotAFifo { path: PathBuf, what: &'static str },
-    #[error("{path} is a symbolic link; refusing to follow it (point --fifo at the real location)")]
-    Symlink { path: PathBuf },
-    #[error("{path} is owned by uid {owner}, not by this user (uid {me}); another user could inject prices through it, so it is refused")]
-    ForeignOwner { path: PathBuf, owner: u32, me: u32 },
-    /// The FIFO's directory is not private (see [`crate::private`]).
-    #[error(transparent)]
-    Directory(#[from] crate::private::PrivateError),
-    #[error("cannot create {path}: {source}")]
-    Create { path: PathBuf, source: io::Error },
-    #[error("cannot open {path}: {source}")]
-    Open { path: PathBuf, source: io::Error },
-    #[error("reading {path} failed: {source}")]
-    Read { path: PathBuf, source: io::Error },
-    #[error("{path} already has a reader{holder}; a FIFO has exactly one reader (a second one would silently take part of the bars): stop it, or give this one its own FIFO")]
-    Busy { path: PathBuf, holder: String },
-}
 
 /// Held for a reader's life: an exclusive `flock` on `<fifo>.lock` beside the FIFO (holding the
 /// reader's pid), so that a second reader of the same FIFO is refused instead of silently
@@ -66,6 +43,9 @@ impl Drop for ReaderLock {
 }
 
 /// Take the FIFO's reader lock (call [`prepare_fifo`] first: the directory is private).
+///
+/// # Errors
+/// [`FifoError::Busy`] when another reader holds the lock; [`FifoError::Symlink`], [`FifoError::NotAFifo`] or [`FifoError::ForeignOwner`] for a lock file that is not a regular file of this user's; [`FifoError::Open`] when it cannot be opened or written.
 pub fn lock_reader(path: &Path) -> Result<ReaderLock, FifoError> {
     use std::io::{Seek, Write};
     let mut name = path.file_name().map(|n| n.to_os_string()).unwrap_or_default();
@@ -117,60 +97,6 @@ const MAX_READS_PER_BATCH: usize = 16;
 /// On a stop request, the longest time spent reading what the pipe still holds.
 const DRAIN_ON_STOP: Duration = Duration::from_secs(2);
 
-/// Make sure `path` is a FIFO this user owns in a private directory of this user's (see
-/// [`crate::private::ensure_private_dir`]), creating the directory (0700) and the FIFO (0600)
-/// when absent.
-pub fn prepare_fifo(path: &Path) -> Result<(), FifoError> {
-    let me = nix::unistd::getuid().as_raw();
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d,
-        _ => Path::new("."),
-    };
-    crate::private::ensure_private_dir(dir)?;
-    match std::fs::symlink_metadata(path) {
-        Ok(_) => {}
-        Err(e) if e.kind() == io::ErrorKind::NotFound => {
-            match nix::unistd::mkfifo(path, Mode::from_bits_truncate(0o600)) {
-                Ok(()) => log::info!("created FIFO {} (mode 0600)", path.display()),
-                Err(nix::errno::Errno::EEXIST) => {} // the other side created it meanwhile
-                Err(e) => return Err(FifoError::Create { path: path.to_path_buf(), source: e.into() }),
-            }
-        }
-        Err(source) => return Err(FifoError::Open { path: path.to_path_buf(), source }),
-    }
-    let meta = std::fs::symlink_metadata(path).map_err(|source| FifoError::Open { path: path.to_path_buf(), source })?;
-    check_fifo(path, &meta, me)?;
-    if meta.mode() & 0o077 != 0 {
-        log::warn!("{} had mode {:o}; tightening to 0600", path.display(), meta.mode() & 0o777);
-        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
-            .map_err(|source| FifoError::Open { path: path.to_path_buf(), source })?;
-    }
-    Ok(())
-}
-
-fn check_fifo(path: &Path, meta: &std::fs::Metadata, me: u32) -> Result<(), FifoError> {
-    let ft = meta.file_type();
-    if ft.is_symlink() {
-        return Err(FifoError::Symlink { path: path.to_path_buf() });
-    }
-    if !ft.is_fifo() {
-        let what = if ft.is_file() {
-            "a regular file"
-        } else if ft.is_dir() {
-            "a directory"
-        } else if ft.is_socket() {
-            "a socket"
-        } else {
-            "a device"
-        };
-        return Err(FifoError::NotAFifo { path: path.to_path_buf(), what });
-    }
-    if meta.uid() != me {
-        return Err(FifoError::ForeignOwner { path: path.to_path_buf(), owner: meta.uid(), me });
-    }
-    Ok(())
-}
-
 /// Open the FIFO for reading without blocking and without following symlinks, then check what
 /// was actually opened (no window between check and open).
 fn open_read(path: &Path) -> Result<File, FifoError> {
@@ -183,16 +109,12 @@ fn open_read(path: &Path) -> Result<File, FifoError> {
     Ok(file)
 }
 
-/// Check what was actually opened at `path`: a FIFO this user owns.
-pub(crate) fn check_opened(path: &Path, file: &File) -> Result<(), FifoError> {
-    let meta = file.metadata().map_err(|source| FifoError::Open { path: path.to_path_buf(), source })?;
-    check_fifo(path, &meta, nix::unistd::getuid().as_raw())
-}
-
 /// What the reader does next.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Flow {
+    /// Keep reading.
     Continue,
+    /// End the reader.
     Stop,
 }
 
@@ -294,6 +216,9 @@ impl Framer {
 
 /// Read `path` until `stop` is set (or the sink says stop), delivering lines to `sink`.
 /// Call [`prepare_fifo`] first. Returns `Ok` on a requested stop.
+///
+/// # Errors
+/// A [`FifoError`] when the FIFO cannot be opened, is not (or stops being) a FIFO of this user's, or a read fails.
 pub fn read_fifo(path: &Path, options: &ReaderOptions, stop: &AtomicBool, sink: &mut impl FrameSink) -> Result<(), FifoError> {
     let mut file = open_read(path)?;
     let mut framer = Framer::new(options.read_buffer_bytes, options.max_line_bytes);
