@@ -8,6 +8,7 @@ import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import time
 from pathlib import Path
@@ -15,7 +16,7 @@ from typing import Optional
 
 import pytest
 
-from conftest import PY, REPO, wait_for
+from conftest import PY, REPO, Proc, wait_for
 
 LAUNCH = REPO / "scripts" / "launch_live_trading.sh"
 TEST_BRIDGE = REPO / "scripts" / "test_bridge.sh"
@@ -579,3 +580,71 @@ def test_extension_stamp_follows_its_sources(tmp_path):
     page = tmp_path / "assets" / "index.html"  # embedded in the extension too
     page.write_text(page.read_text() + "\n")
     assert stamp() != second
+
+
+# ---------------------------------------------------------------- NATS=local, CONSUMER_CMD
+needs_nats = pytest.mark.skipif(shutil.which("nats-server") is None,
+                                reason="nats-server is not installed (scripts/test_all.sh installs it)")
+
+
+def echoed(text: str) -> set:
+    out = set()
+    for line in text.splitlines():
+        try:
+            b = json.loads(line)
+            out.add((b["symbol"], b["timestamp_ms"], b["close"]))
+        except (ValueError, KeyError, TypeError):
+            pass
+    return out
+
+
+@needs_nats
+def test_nats_local_is_supervised_published_to_and_stopped_last(launcher, tmp_path, consumer_bin, procs):
+    (tmp_path / "config.env").write_text("NATS=local\n")
+    lc = launcher()
+    wait_for(lambda: len(lc.bars()) >= 8, 30, what="bars through the launcher")
+    nats_pid = lc.pid_of("nats")
+    assert nats_pid and alive(nats_pid)
+    state = json.loads((lc.rt / "supervisor.json").read_text())
+    url = state["nats"]["url"]
+    assert url.startswith("nats://127.0.0.1:"), state
+    assert (lc.run_dir() / "demo-nats" / "jetstream").is_dir()  # JetStream's files under the run directory
+    # a subscriber in its own runtime directory receives what the launcher's consumer journals
+    sub = tmp_path / "sub"
+    sub.mkdir(mode=0o700)
+    procs.append(Proc([str(consumer_bin), "run", "--source", url, "--durable", "t", "--status-file", str(sub / "s.json"),
+                       "--journal", str(sub / "j"), "--echo"], sub, "subscriber"))
+    wait_for(lambda: len(echoed(procs[-1].stdout())) >= 8, 30, what="bars through the local nats-server")
+    # the server is supervised: killed, it is restarted on the same URL and publishing goes on
+    os.kill(nats_pid, signal.SIGKILL)
+    wait_for(lambda: (lc.pid_of("nats") or nats_pid) != nats_pid, 30, what="nats-server restarted")
+    seen = len(lc.bars())
+    wait_for(lambda: len(echoed(procs[-1].stdout())) > seen + 8, 40, what="bars published after the restart")
+    assert json.loads((lc.rt / "supervisor.json").read_text())["nats"]["url"] == url
+    # stopped last: everything the consumer journaled reached the stream before the server went
+    new_pid = lc.pid_of("nats")
+    assert lc.stop() == 0, lc.stderr()
+    log = lc.log()
+    assert log.index("stopping the consumer") < log.index("stopping nats-server"), log
+    assert new_pid and not alive(new_pid)
+    journaled = {(b["symbol"], b["timestamp_ms"], b["close"]) for b in lc.bars()}
+    wait_for(lambda: journaled <= echoed(procs[-1].stdout()), 20, what="every journaled bar at the subscriber")
+    assert not (lc.rt / "nats.pid").exists()
+
+
+@needs_nats
+def test_check_verifies_nats_in_one_sentence_each(tmp_path, consumer_bin):
+    code, out = run_launcher(tmp_path, consumer_bin, ["--check", "--demo"], config="NATS=local\n")
+    assert code == 0, out
+    assert "ok    NATS=local:" in out and "JetStream is enabled" in out, out
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    code, out = run_launcher(tmp_path, consumer_bin, ["--check", "--demo"], config=f"NATS_URL=nats://127.0.0.1:{port}\n")
+    assert code == 2, out
+    assert f"FAIL  NATS nats://127.0.0.1:{port} is not reachable" in out and "Fix:" in out, out
+    no_server = os.pathsep.join(d for d in os.environ["PATH"].split(os.pathsep) if not (Path(d) / "nats-server").exists())
+    code, out = run_launcher(tmp_path, consumer_bin, ["--check", "--demo"], env={"PATH": no_server}, config="NATS=local\n")
+    assert code == 2 and "needs nats-server" in out, out
+    code, out = run_launcher(tmp_path, consumer_bin, [], config=f"NATS=local\nNATS_URL=nats://127.0.0.1:{port}\n")
+    assert code == 2 and "NATS=local and NATS_URL are both set" in out and "Fix:" in out, out
