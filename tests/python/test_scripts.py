@@ -648,3 +648,43 @@ def test_check_verifies_nats_in_one_sentence_each(tmp_path, consumer_bin):
     assert code == 2 and "needs nats-server" in out, out
     code, out = run_launcher(tmp_path, consumer_bin, [], config=f"NATS=local\nNATS_URL=nats://127.0.0.1:{port}\n")
     assert code == 2 and "NATS=local and NATS_URL are both set" in out and "Fix:" in out, out
+
+
+@pytest.fixture(scope="session")
+def engine_bin(consumer_bin) -> Path:
+    """``examples/engine.rs``, built as the README's recipe says."""
+    r = subprocess.run(["cargo", "build", "--release", "--features", "nats", "--example", "engine"], cwd=REPO,
+                       capture_output=True, text=True, timeout=1500)
+    assert r.returncode == 0, f"cargo build failed:\n{r.stderr[-3000:]}"
+    return REPO / "target" / "release" / "examples" / "engine"
+
+
+def test_your_engine_as_the_consumer_readme_recipe(launcher, tmp_path, consumer_bin, engine_bin):
+    """README "Your engine as the consumer": CONSUMER_CMD=the example engine, the demo, bars seen."""
+    (tmp_path / "config.env").write_text(f"CONSUMER_CMD={engine_bin}\nSYMBOLS=SPY,SH\n")
+    lc = launcher()
+    wait_for(lambda: lc.stdout().count(" SPY close ") >= 5 and " SH close " in lc.stdout(), 30,
+             what="the engine's signal lines on the launcher's terminal")
+    assert "sma" in lc.stdout() and "-> " in lc.stdout()
+    engine = lc.pid_of("consumer")
+    assert engine and Path(f"/proc/{engine}/exe").resolve() == engine_bin.resolve()
+    env = Path(f"/proc/{engine}/environ").read_bytes().split(b"\0")
+    assert f"BARBRIDGE_FIFO={lc.rt / 'bars.fifo'}".encode() in env
+    # the engine honours the status file and the journal it is given: the launcher's health checks
+    # and --status work on it, and a restart resumes warm
+    status = subprocess.run([str(consumer_bin), "status", "--status-file", str(lc.rt / "status.json"), "--check"],
+                            capture_output=True, text=True)
+    assert status.stdout.strip() == "LIVE", status.stdout + status.stderr
+    wait_for(lambda: list((lc.run_dir() / "demo-journal").glob("bars-*.jsonl")), 10, what="the engine's journal")
+    assert lc.stop() == 0, lc.stderr()
+    assert not alive(engine)
+    journaled = {json.loads(x)["symbol"] for f in (lc.run_dir() / "demo-journal").glob("bars-*.jsonl")
+                 for x in f.read_text().splitlines()}
+    assert journaled == {"SPY", "SH"}
+
+
+def test_consumer_cmd_with_nats_is_refused_in_one_sentence(tmp_path, consumer_bin):
+    code, out = run_launcher(tmp_path, consumer_bin, [], config="CONSUMER_CMD=/bin/true\nNATS=local\n")
+    assert code == 2 and "CONSUMER_CMD cannot be combined with NATS_URL or NATS=local" in out and "Fix:" in out, out
+    code, out = run_launcher(tmp_path, consumer_bin, [], config=f"CONSUMER_CMD={tmp_path / 'no-such-engine'}\n")
+    assert code == 2 and "CONSUMER_CMD cannot be started" in out and "Fix:" in out, out
