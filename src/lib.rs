@@ -57,6 +57,8 @@ pub mod nats;
 mod python;
 #[cfg(feature = "python")]
 mod python_alpaca;
+#[cfg(feature = "python")]
+mod python_nats;
 
 pub use bar::{Bar, BarKind, Source, Symbol};
 pub use capacity::CapacityError;

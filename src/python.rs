@@ -1540,6 +1540,7 @@ fn barbridge(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<PyFifoReader>()?;
     m.add_class::<PyFifoWriter>()?;
     crate::python_alpaca::register(m)?;
+    crate::python_nats::register(m)?;
     m.add("WireError", py.get_type::<exc::WireError>())?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     m.add("MAX_LINE_BYTES", wire::MAX_LINE_BYTES)?;
