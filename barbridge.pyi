@@ -12,7 +12,7 @@ from typing import Any, Dict, Iterable, Iterator, List, Literal, Mapping, Option
 __all__ = ["Consumer", "Bar", "BatchResult", "Subscription", "FifoReader", "FifoWriter", "WireError", "__version__",
            "MAX_LINE_BYTES", "REJECT_REASONS", "default_fifo_path", "default_status_path", "Publisher",
            "normalise_alpaca", "encode_bar", "decode_line", "timestamp_ms", "in_session", "last_session_open",
-           "session", "calendar_coverage"]
+           "session", "calendar_coverage", "NatsFeed"]
 __version__: str
 MAX_LINE_BYTES: int
 REJECT_REASONS: Tuple[str, ...]
@@ -180,6 +180,30 @@ class Consumer:
         """Stop the status file writer (one final write) and the metrics server, and flush the
         journal."""
     def __enter__(self) -> Consumer: ...
+    def __exit__(self, *args: object) -> bool: ...
+
+@final
+class NatsFeed:
+    """Feeds a :class:`Consumer` from the NATS JetStream stream ``barbridge run --publish`` fills
+    (a durable pull consumer; acknowledged once journaled). Rust does the NATS work."""
+
+    def __new__(
+        cls,
+        consumer: Consumer,
+        url: str,
+        durable: str,
+        stream: str = "BARS",
+        feed: str = "iex",
+        since: Optional[str] = None,
+    ) -> NatsFeed: ...
+    @property
+    def url(self) -> str: ...
+    @property
+    def durable(self) -> str: ...
+    @property
+    def running(self) -> bool: ...
+    def close(self) -> None: ...
+    def __enter__(self) -> NatsFeed: ...
     def __exit__(self, *args: object) -> bool: ...
 
 @final

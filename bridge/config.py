@@ -94,6 +94,10 @@ KNOWN_KEYS: dict[str, str] = {
     "RUST_LOG": "consumer log level",
     # fan-out over NATS JetStream
     "NATS_URL": "nats://HOST:PORT: the consumer publishes every journaled bar to JetStream there",
+    "NATS": "local: the launcher runs and supervises its own nats-server (JetStream) and publishes to it",
+    "NATS_PORT": "port of the local nats-server (NATS=local) on 127.0.0.1; default: a free one picked at start",
+    # your engine as the consumer
+    "CONSUMER_CMD": "your program, run by the launcher instead of barbridge run (BARBRIDGE_FIFO etc. in its environment)",
 }
 
 _LINE = re.compile(r"^\s*(?:export\s+)?([A-Za-z_][A-Za-z0-9_]*)\s*=(.*)$")

@@ -1,24 +1,48 @@
-//! A minimal Rust trading engine on barbridge: subscribes to two symbols, keeps a moving
-//! average from the store, and prints a signal per bar. Stops on Ctrl-C.
+//! A minimal Rust trading engine on barbridge: subscribes to symbols, keeps a moving average
+//! from the store, and prints a signal per bar. Stops on Ctrl-C or SIGTERM.
 //!
 //! ```text
 //! cargo run --example engine -- /path/to/bars.fifo SPY,SPXL
 //! ```
+//!
+//! Run by the launcher (`CONSUMER_CMD` in config.env) it takes everything from the environment
+//! the launcher gives it; an argument beats the variable:
+//!
+//! * `BARBRIDGE_FIFO`: the FIFO to read (default: [`barbridge::default_fifo_path`]);
+//! * `BARBRIDGE_SYMBOLS`: comma-separated symbols (default `SPY,SPXL`);
+//! * `BARBRIDGE_JOURNAL`: journal directory; today's bars are reloaded at start (optional);
+//! * `BARBRIDGE_STATUS_FILE`: status file rewritten every second, read by `barbridge status` and by
+//!   the launcher's health checks (optional).
 
+use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use barbridge::{Consumer, FeedOptions, FifoFeed, Subscription};
+use barbridge::journal::{FsyncPolicy, Journal};
+use barbridge::{Clock, Consumer, FeedOptions, FifoFeed, StatusWriter, Subscription, SystemClock};
+
+/// `name`'s value when set and not empty.
+fn var(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.trim().is_empty())
+}
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
     let mut args = std::env::args().skip(1);
-    let fifo = args.next().map(Into::into).unwrap_or_else(barbridge::default_fifo_path);
-    let symbols: Vec<String> = args.next().unwrap_or_else(|| "SPY,SPXL".into()).split(',').map(str::to_owned).collect();
+    let fifo: PathBuf = args.next().or_else(|| var("BARBRIDGE_FIFO")).map_or_else(barbridge::default_fifo_path, Into::into);
+    let symbols: Vec<String> =
+        args.next().or_else(|| var("BARBRIDGE_SYMBOLS")).unwrap_or_else(|| "SPY,SPXL".into()).split(',').map(str::to_owned).collect();
 
-    let consumer = Consumer::builder().stale_after(Duration::from_secs(120)).build();
+    let mut builder = Consumer::builder().stale_after(Duration::from_secs(120));
+    if let Some(dir) = var("BARBRIDGE_JOURNAL") {
+        builder = builder.journal(Journal::open(dir, FsyncPolicy::default())?);
+    }
+    let consumer = builder.build();
+    consumer.resume_from_journal(SystemClock.now_ms());
     let bars = consumer.subscribe(Subscription::symbols(symbols.clone()).name("engine").capacity(4096)?);
     let feed = FifoFeed::start(consumer.clone(), &fifo, FeedOptions::default())?;
+    let status =
+        var("BARBRIDGE_STATUS_FILE").map(|path| StatusWriter::start(consumer.clone(), path.into(), Some(fifo.clone()), Duration::from_secs(1)));
     let stop = feed.stop_flag();
     ctrlc::set_handler(move || stop.store(true, Ordering::Relaxed))?;
     println!("engine: waiting for {symbols:?} on {}", fifo.display());
@@ -38,6 +62,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             if event.correction { " (correction)" } else { "" }
         );
     }
-    feed.join()?;
+    let result = feed.join();
+    if let Some(status) = status {
+        status.stop();
+    }
+    consumer.flush();
+    result?;
     Ok(())
 }

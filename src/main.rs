@@ -126,6 +126,9 @@ enum Command {
         #[arg(long)]
         journal: Option<PathBuf>,
     },
+    /// Check a NATS server for `run --publish`/`--source`: reachable, JetStream enabled, the
+    /// stream usable (nothing is created). One line per check; exit 0 all good, 2 otherwise.
+    NatsCheck(nats_cli::NatsCheckArgs),
     /// Show a running consumer's status. Times of day are New York time.
     ///
     /// Exit code: 0 live; 1 stale or waiting for the first line; 2 not running (its process is
@@ -197,6 +200,7 @@ fn main() -> ExitCode {
             replay(&files, symbols, echo, journal)
         }
         Command::Status { status_file, json, check } => status(&status_file, json, check),
+        Command::NatsCheck(args) => args.run(),
     }
 }
 

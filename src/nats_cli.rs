@@ -210,3 +210,48 @@ impl NatsArgs {
         })
     }
 }
+
+/// `barbridge nats-check URL`.
+#[derive(clap::Args, Clone, Debug)]
+pub struct NatsCheckArgs {
+    /// nats://HOST:PORT (several comma-separated for a cluster).
+    pub url: String,
+    /// JetStream stream name.
+    #[arg(long, default_value = "BARS")]
+    pub stream: String,
+    /// The <feed> token of the subjects bars.<feed>.<SYMBOL>.
+    #[arg(long, default_value = "iex")]
+    pub feed: String,
+    /// Seconds to wait for the server.
+    #[arg(long, default_value_t = 3.0)]
+    pub timeout: f64,
+}
+
+impl NatsCheckArgs {
+    /// Print `  ok    <sentence>` per passed check, or `  FAIL  <sentence>` and exit 2.
+    pub fn run(self) -> std::process::ExitCode {
+        #[cfg(feature = "nats")]
+        {
+            let stream = barbridge::nats::StreamOptions { name: self.stream, feed: self.feed, ..Default::default() };
+            let timeout = std::time::Duration::from_secs_f64(self.timeout.clamp(0.1, 60.0));
+            match barbridge::nats::check_server(&self.url, &stream, timeout) {
+                Ok(report) => {
+                    for line in report.lines {
+                        println!("  ok    {line}");
+                    }
+                    std::process::ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    println!("  FAIL  {e}. Fix: start nats-server with JetStream (-js) there, or correct NATS_URL");
+                    std::process::ExitCode::from(2)
+                }
+            }
+        }
+        #[cfg(not(feature = "nats"))]
+        {
+            let _ = self;
+            eprintln!("barbridge: this barbridge was built without NATS support; rebuild it with `cargo build --release --features nats`");
+            std::process::ExitCode::from(2)
+        }
+    }
+}

@@ -2,13 +2,15 @@
 one instance, and keeps them running.
 
 * start: settings → run directory → instance locks (runtime dir and run dir) → leftover children
-  of an earlier launcher refused → preflight → market-day schedule (wait for the open) → consumer,
-  its FIFO → optional warm-up → sidecar.
+  of an earlier launcher refused → preflight → market-day schedule (wait for the open) → with
+  ``NATS=local`` a nats-server → consumer (``barbridge run``, or ``CONSUMER_CMD``), its FIFO →
+  optional warm-up → sidecar.
 * every ``TICK``: EOD hook, close; children that exited are restarted with backoff, or the
   supervisor gives up (exit 1); a consumer whose status file stops changing is restarted; a feed the
   consumer reports stale restarts the sidecar; new bars and periodic status screens on stdout.
 * stop (SIGINT/SIGTERM/SIGHUP, the close, a give-up): the sidecar, then the consumer (it flushes
-  its journal); FIFO, status, pid, state and lock files removed.
+  its journal), then the local nats-server (the publisher has drained what it could); FIFO,
+  status, pid, state and lock files removed.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 from bridge.config import ConfigError, mask
-from bridge.supervisor import display, runtime
+from bridge.supervisor import display, natslocal, runtime
 from bridge.supervisor.alerts import Alerter, local_ts
 from bridge.supervisor.children import Child, run as run_to_end
 from bridge.supervisor.policy import Backoff, FlapDetector, RestartPolicy, Tracked
@@ -78,7 +80,9 @@ class Supervisor:
         self.locks: list[runtime.InstanceLock] = []
         self.consumer = Child("consumer", s.runtime_dir / "consumer.pid", Path(os.devnull))
         self.sidecar = Child("sidecar", s.runtime_dir / "sidecar.pid", Path(os.devnull))
-        self.track = {"consumer": Tracked("consumer"), "sidecar": Tracked("sidecar")}
+        self.nats = Child("nats", s.runtime_dir / "nats.pid", Path(os.devnull))
+        self.nats_port = s.nats_port
+        self.track = {"consumer": Tracked("consumer"), "sidecar": Tracked("sidecar"), "nats": Tracked("nats")}
         self.policy = RestartPolicy(Backoff(s.backoff_min, s.backoff_max), s.max_restarts, s.stable_after)
         self.flaps = FlapDetector(s.flap_threshold, s.flap_window)
         self.gave_up = False
@@ -128,6 +132,8 @@ class Supervisor:
         return {"launcher_pid": os.getpid(), "mode": self.s.mode, "symbols": ",".join(self.s.symbols),
                 "run_dir": str(self.run_dir), "config": str(self.s.config_file) if self.s.config_loaded else None,
                 "updated": local_ts(),
+                "nats": {"pid": self.nats.pid, "url": natslocal.url(self.nats_port), "restarts": t["nats"].restarts}
+                if self.s.nats_local else None,
                 "consumer": {"pid": self.consumer.pid, "restarts": t["consumer"].restarts,
                              "consecutive_failures": t["consumer"].failures},
                 "sidecar": {"pid": self.sidecar.pid, "restarts": t["sidecar"].restarts,
@@ -196,6 +202,7 @@ class Supervisor:
         self.run_dir = run_dir
         self.log.file = self.path("launcher.log")
         self.consumer.log_file = self.path("consumer.log")
+        self.nats.log_file = self.path("nats.log")
         self.sidecar.log_file = self.path("sidecar.log")
         self.path("bars.jsonl").touch()
         self.alerter = Alerter(s.alert_cmd, s.alert_timeout, self.path("launcher.log"), self.log, self.alert_context)
@@ -246,12 +253,16 @@ class Supervisor:
     # ------------------------------------------------------------------ children
     async def start_consumer(self) -> None:
         s = self.s
-        journal = s.runs_dir / "journal" if s.mode == "live" else self.path("demo-journal")
+        journal = self.journal_dir()
+        if s.consumer_cmd:
+            await self.start_own_consumer(journal)
+            return
         argv = [str(s.consumer_bin), "run", "--fifo", str(s.fifo), "--status-file", str(s.status_file),
                 "--journal", str(journal), "--stale-after", f"{s.stale_after:g}", "--echo",
                 "--symbols", ",".join(s.symbols)]
-        if self.env.get("NATS_URL"):
-            argv += ["--publish", self.env["NATS_URL"]]
+        nats_url = natslocal.url(self.nats_port) if s.nats_local else s.nats_url
+        if nats_url:
+            argv += ["--publish", nats_url]
         if self.env.get("METRICS_ADDR", "").strip():  # /metrics, /status.json and the live page
             argv += ["--metrics-addr", self.env["METRICS_ADDR"].strip()]
         if self.env.get("LOG_FORMAT", "").strip():
@@ -259,6 +270,48 @@ class Supervisor:
         env = {**self.env, "RUST_LOG": self.env.get("RUST_LOG") or "info"}
         pid = await self.consumer.start(argv, env=env, cwd=s.repo, stdout=self.path("bars.jsonl"))
         self.log(f"consumer started (pid {pid}; log {self.consumer.log_file})")
+
+    def journal_dir(self) -> Path:
+        return self.s.runs_dir / "journal" if self.s.mode == "live" else self.path("demo-journal")
+
+    async def start_own_consumer(self, journal: Path) -> None:
+        """``CONSUMER_CMD``: the user's program reads the FIFO; where things are is in its environment."""
+        s = self.s
+        env = {**self.env, "RUST_LOG": self.env.get("RUST_LOG") or "info", "BARBRIDGE_FIFO": str(s.fifo),
+               "BARBRIDGE_JOURNAL": str(journal), "BARBRIDGE_STATUS_FILE": str(s.status_file),
+               "BARBRIDGE_SYMBOLS": ",".join(s.symbols)}
+        try:
+            pid = await self.consumer.start(s.consumer_cmd, env=env, cwd=s.repo, stdout=self.path("bars.jsonl"))
+        except OSError as e:
+            raise Fatal(2, f"CONSUMER_CMD cannot be started: {s.consumer_cmd[0]}: {e.strerror or e}.",
+                        "set CONSUMER_CMD to an executable program (an absolute path, or one on PATH)") from None
+        self.log(f"consumer started: CONSUMER_CMD {s.consumer_cmd[0]} (pid {pid}; log {self.consumer.log_file})")
+
+    def nats_store(self) -> Path:
+        """JetStream's files: beside the journal the publisher reads (kept across days when live)."""
+        return self.s.runs_dir / "nats" if self.s.mode == "live" else self.path("demo-nats")
+
+    async def start_nats(self) -> None:
+        """``NATS=local``: start nats-server (the same port on every restart) and wait until it accepts."""
+        server = natslocal.binary()
+        if server is None:
+            raise Fatal(2, "NATS=local needs nats-server, which is not installed.", natslocal.INSTALL_HINT)
+        first = self.nats_port == 0
+        if first:
+            self.nats_port = natslocal.free_port()
+        elif self.track["nats"].restarts == 0 and natslocal.accepts(self.nats_port):
+            raise Fatal(2, f"NATS_PORT {self.nats_port} on 127.0.0.1 is already in use.",
+                        "stop what listens there, or pick another NATS_PORT (or leave it unset)")
+        store = self.nats_store()
+        store.mkdir(parents=True, exist_ok=True)
+        pid = await self.nats.start(natslocal.argv(server, self.nats_port, store), env=self.env, cwd=self.s.repo,
+                                    stdout=self.nats.log_file, new_session=True)  # Ctrl-C: stopped last, not first
+        assert self.nats.proc is not None
+        why = await natslocal.wait_ready(self.nats_port, self.nats.proc)
+        if why:
+            raise Fatal(1, f"{why}: {self.nats.last_message()}", f"see {self.nats.log_file}")
+        self.log(f"nats-server started (pid {pid}, {natslocal.url(self.nats_port)}, JetStream files in {store}; "
+                 f"log {self.nats.log_file})")
 
     async def start_sidecar(self) -> None:
         s = self.s
@@ -316,7 +369,7 @@ class Supervisor:
             if t.restart_at is not None and time.monotonic() >= t.restart_at:
                 t.restart_at = None
                 t.restarts += 1
-                await (self.start_consumer() if child.name == "consumer" else self.start_sidecar())
+                await {"consumer": self.start_consumer, "sidecar": self.start_sidecar, "nats": self.start_nats}[child.name]()
                 assert self.alerter is not None
                 await self.alerter.send("restart", child.name,
                                         f"the {child.name} was restarted (restart #{t.failures} in a row)")
@@ -423,6 +476,8 @@ class Supervisor:
                 if time.time() >= close_epoch:
                     self.log(f"market close ({close_ny} New York): shutting down")
                     return
+            if s.nats_local:
+                await self.check_child(self.nats)
             await self.check_child(self.consumer)
             await self.check_child(self.sidecar)
             await self.check_health()
@@ -454,6 +509,8 @@ class Supervisor:
                          "Alpaca keys.")
             await self.preflight()
             sched = await self.follow_schedule() if s.schedule else None
+            if s.nats_local:
+                await self.start_nats()
             await self.start_consumer()
             await self.wait_for_fifo()
             if s.warmup:
@@ -490,9 +547,13 @@ class Supervisor:
         if self.consumer.running:
             self.log(f"stopping the consumer (pid {self.consumer.pid}; it flushes its journal)")
         await self.consumer.stop(self.s.stop_timeout, self.log)
+        if self.nats.running:
+            self.log(f"stopping nats-server (pid {self.nats.pid})")
+        await self.nats.stop(self.s.stop_timeout, self.log)
         if self.locks and self.locks[0].held:  # this instance owns the runtime dir: leave it empty
             s = self.s
-            for f in (s.fifo, s.status_file, s.state_file, s.runtime_dir / "consumer.pid", s.runtime_dir / "sidecar.pid"):
+            for f in (s.fifo, s.status_file, s.state_file, s.runtime_dir / "consumer.pid", s.runtime_dir / "sidecar.pid",
+                      s.runtime_dir / "nats.pid"):
                 f.unlink(missing_ok=True)
             if self.run_dir:
                 self.write_state(live=False)

@@ -31,11 +31,12 @@ def exit_code(returncode: int) -> int:
 
 
 async def spawn(argv: list[str], *, env: dict[str, str], cwd: Path, stdout: Path, stderr: Path,
-                stdin: Optional[int] = asyncio.subprocess.DEVNULL) -> asyncio.subprocess.Process:
-    """Start ``argv`` with stdout/stderr appended to files; it dies with this process."""
+                stdin: Optional[int] = asyncio.subprocess.DEVNULL, new_session: bool = False) -> asyncio.subprocess.Process:
+    """Start ``argv`` with stdout/stderr appended to files; it dies with this process. A
+    ``new_session`` child does not get the terminal's Ctrl-C: it is stopped when the supervisor says."""
     with open(stdout, "ab") as out, open(stderr, "ab") as err:
         return await asyncio.create_subprocess_exec(
-            *argv, stdin=stdin, stdout=out, stderr=err, env=env, cwd=str(cwd),
+            *argv, stdin=stdin, stdout=out, stderr=err, env=env, cwd=str(cwd), start_new_session=new_session,
             preexec_fn=functools.partial(_die_with, os.getpid()))
 
 
@@ -70,8 +71,8 @@ class Child:
     def running(self) -> bool:
         return self.proc is not None and self.proc.returncode is None
 
-    async def start(self, argv: list[str], *, env: dict[str, str], cwd: Path, stdout: Path) -> int:
-        self.proc = await spawn(argv, env=env, cwd=cwd, stdout=stdout, stderr=self.log_file)
+    async def start(self, argv: list[str], *, env: dict[str, str], cwd: Path, stdout: Path, new_session: bool = False) -> int:
+        self.proc = await spawn(argv, env=env, cwd=cwd, stdout=stdout, stderr=self.log_file, new_session=new_session)
         self.started = time.monotonic()
         self.pid_file.write_text(f"{self.proc.pid}\n")
         return self.proc.pid

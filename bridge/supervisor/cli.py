@@ -6,11 +6,13 @@ import asyncio
 import os
 import subprocess
 import sys
+import tempfile
+import time
 from pathlib import Path
 from typing import Optional
 
 from bridge.config import ConfigError
-from bridge.supervisor import display, runtime, settings
+from bridge.supervisor import display, natslocal, runtime, settings
 from bridge.supervisor.app import Log, Supervisor
 from bridge.supervisor.settings import Settings
 
@@ -34,10 +36,52 @@ def check(s: Settings, log: Log) -> int:
     env = {**s.env, "PYTHONPATH": str(s.repo)}
     rc = subprocess.run([s.python, "-m", "bridge.preflight", "--mode", s.mode, "--fifo", str(s.fifo), "--feed", s.feed],
                         env=env, cwd=s.repo).returncode
+    if (s.nats_url or s.nats_local) and not check_nats(s):
+        rc = rc or 2
     if rc == 0:
         print("preflight: all checks passed")
         return 0
     return 2
+
+
+def check_nats(s: Settings) -> bool:
+    """NATS_URL: the server is reachable and the stream usable (``barbridge nats-check``). NATS=local:
+    the same against a nats-server started for the check in a temporary directory, then stopped."""
+    sys.stdout.flush()
+    if s.nats_url:
+        return subprocess.run([str(s.consumer_bin), "nats-check", s.nats_url]).returncode == 0
+    server = natslocal.binary()
+    if server is None:
+        print(f"  FAIL  NATS=local needs nats-server, which is not installed. Fix: {natslocal.INSTALL_HINT}.", flush=True)
+        return False
+    port = s.nats_port or natslocal.free_port()
+    if s.nats_port and natslocal.accepts(port):
+        print(f"  FAIL  NATS_PORT {port} on 127.0.0.1 is already in use. Fix: stop what listens there, or pick another "
+              "NATS_PORT (or leave it unset).", flush=True)
+        return False
+    with tempfile.TemporaryDirectory(prefix="barbridge-nats-check-") as tmp:
+        log_path = Path(tmp) / "nats.log"
+        with open(log_path, "wb") as log_file:
+            proc = subprocess.Popen(natslocal.argv(server, port, Path(tmp) / "store"), stdout=log_file, stderr=log_file,
+                                    stdin=subprocess.DEVNULL)
+        try:
+            deadline = time.monotonic() + natslocal.READY_TIMEOUT
+            while proc.poll() is None and not natslocal.accepts(port) and time.monotonic() < deadline:
+                time.sleep(0.05)
+            if proc.poll() is not None or not natslocal.accepts(port):
+                last = (log_path.read_text(errors="replace").strip().splitlines() or ["no output"])[-1]
+                print(f"  FAIL  nats-server ({server}) did not start on 127.0.0.1:{port}: {last}. Fix: run it by hand "
+                      f"to see why ({' '.join(natslocal.argv(server, port, Path('/tmp/nats-store')))}).", flush=True)
+                return False
+            print(f"  ok    NATS=local: {server} starts with JetStream on 127.0.0.1:{port} (a test instance)", flush=True)
+            return subprocess.run([str(s.consumer_bin), "nats-check", natslocal.url(port)]).returncode == 0
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
 
 
 def status(s: Settings) -> int:

@@ -15,7 +15,8 @@ NY = ZoneInfo("America/New_York")
 class BarTail:
     """Follows the consumer's ``--echo`` output (one wire line per accepted bar) from its current
     end, and turns new bars into one terminal line per minute:
-    ``2026-11-23 10:41 NY   SPY      671.4  SH       36.52``."""
+    ``2026-11-23 10:41 NY   SPY      671.4  SH       36.52``. Other lines (a ``CONSUMER_CMD``
+    program's output) are shown unchanged."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
@@ -40,6 +41,12 @@ class BarTail:
                 bar = json.loads(raw)
                 sym, ts = str(bar["symbol"]), int(bar["timestamp_ms"])
             except (ValueError, KeyError, TypeError):
+                text = raw.decode(errors="replace").rstrip()
+                if text:  # a CONSUMER_CMD program's own output: shown as it is, in order
+                    if group:
+                        out.append(f"{_ny_minute(group_ts)} NY {group}")
+                        group = ""
+                    out.append(text)
                 continue
             self.seen += 1
             if group and ts != group_ts:
@@ -100,6 +107,8 @@ def render_state(state: dict[str, Any], alive: bool) -> str:
         f"  run dir {state.get('run_dir')}; updated {state.get('updated')}",
         proc("consumer"),
         proc("sidecar"),
+        *([f"  nats      pid {state['nats'].get('pid') or '-':<8} restarts {state['nats'].get('restarts', 0)}, "
+           f"{state['nats'].get('url')}"] if state.get("nats") else []),
         f"  flap alerts {state.get('flap_alerts', 0)}, alerts sent {state.get('alerts', 0)}"
         + (", GAVE UP" if state.get("gave_up") else ""),
     ])

@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 import os
 import re
+import shlex
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -67,6 +68,13 @@ Supervision settings (environment/config.env; seconds may be fractional):
     (events: stale, restart, flap, give_up; ALERT_TIMEOUT=10)
   HEARTBEAT=5 sidecar heartbeat; BARBRIDGE_RUNTIME_DIR private dir for FIFO, status, pid and lock files
   WS_PING_INTERVAL=10 WS_PING_TIMEOUT=180 websocket keepalive of the live stream
+
+Fan-out and your own engine (config.env):
+  NATS_URL=nats://HOST:PORT  the consumer publishes every journaled bar to JetStream there
+  NATS=local         run and supervise a local nats-server (JetStream files under the run dir,
+                     127.0.0.1:NATS_PORT, default a free port) and publish to it; stopped last
+  CONSUMER_CMD='prog args'  run your program instead of barbridge run; it gets BARBRIDGE_FIFO,
+                     BARBRIDGE_JOURNAL, BARBRIDGE_STATUS_FILE and BARBRIDGE_SYMBOLS in its environment
 """
 
 _SECONDS = re.compile(r"^([0-9]+)(\.[0-9]*)?$")
@@ -146,6 +154,10 @@ class Settings:
     max_restarts: int
     flap_threshold: int
     quiet: bool
+    nats_url: str  # "" = no publishing; with NATS=local, filled in by the supervisor
+    nats_local: bool
+    nats_port: int  # NATS=local: 0 = pick a free port at start
+    consumer_cmd: list[str]  # [] = barbridge run
     schedule_now: Optional[str]  # tests only: the instant that decides today's phase
 
     @property
@@ -189,6 +201,35 @@ def flag(name: str, text: str) -> bool:
     if v is None:
         raise ConfigError(f"{name}={text} must be 1 or 0.", f"set {name}=1 or {name}=0")
     return v
+
+
+def fan_out(env: dict[str, str]) -> tuple[str, bool, int, list[str]]:
+    """NATS_URL, NATS=local, NATS_PORT and CONSUMER_CMD, checked against each other."""
+    url = env.get("NATS_URL", "").strip()
+    mode = env.get("NATS", "").strip().lower()
+    if mode not in ("", "local"):
+        raise ConfigError(f"NATS={env['NATS']} is not a NATS mode.", "set NATS=local, or set NATS_URL=nats://HOST:PORT instead")
+    local = mode == "local"
+    if local and url:
+        raise ConfigError("NATS=local and NATS_URL are both set: the consumer publishes to one server.",
+                          "keep NATS=local (a server run by the launcher) or NATS_URL (your own server), not both")
+    if url and not all(u.startswith("nats://") and len(u) > len("nats://") for u in url.split(",")):
+        raise ConfigError(f"NATS_URL={url} is not a NATS URL.", "use NATS_URL=nats://HOST:PORT")
+    port_text = env.get("NATS_PORT", "").strip() or "0"
+    if not port_text.isdigit() or int(port_text) > 65535:
+        raise ConfigError(f"NATS_PORT={env['NATS_PORT']} is not a port number.", "set NATS_PORT to e.g. 4222, or leave it unset")
+    if port_text != "0" and not local:
+        raise ConfigError("NATS_PORT is set but NATS=local is not.", "add NATS=local, or remove NATS_PORT")
+    try:
+        cmd = shlex.split(env.get("CONSUMER_CMD", ""))
+    except ValueError as e:
+        raise ConfigError(f"CONSUMER_CMD cannot be split into words ({e}).", "check its quotes") from None
+    if cmd and (url or local):
+        raise ConfigError("CONSUMER_CMD cannot be combined with NATS_URL or NATS=local: publishing is done by barbridge "
+                          "run, and your program would replace it.",
+                          "keep barbridge run as the consumer and attach your engine to NATS (barbridge run --source, "
+                          "or barbridge::nats::NatsFeed), or drop NATS_URL/NATS")
+    return url, local, int(port_text), cmd
 
 
 def load(argv: Optional[list[str]], environ: dict[str, str], repo: Path) -> Settings:
@@ -246,6 +287,7 @@ def load(argv: Optional[list[str]], environ: dict[str, str], repo: Path) -> Sett
     tick = seconds("TICK", get("TICK", "1"))
     if tick <= 0:
         raise ConfigError("TICK must be more than 0 seconds.", "use e.g. TICK=1")
+    nats_url, nats_local, nats_port, consumer_cmd = fan_out(env)
     runtime = env.get("BARBRIDGE_RUNTIME_DIR") or (
         f"{env['XDG_RUNTIME_DIR']}/barbridge" if env.get("XDG_RUNTIME_DIR") else f"/tmp/barbridge-{os.getuid()}")
     return Settings(
@@ -271,4 +313,5 @@ def load(argv: Optional[list[str]], environ: dict[str, str], repo: Path) -> Sett
         flap_window=seconds("FLAP_WINDOW", get("FLAP_WINDOW", "600")),
         max_restarts=whole("MAX_RESTARTS", get("MAX_RESTARTS", "10")),
         flap_threshold=whole("FLAP_THRESHOLD", get("FLAP_THRESHOLD", "3")),
-        quiet=a.quiet, schedule_now=env.get("SCHEDULE_NOW") or None)
+        quiet=a.quiet, nats_url=nats_url, nats_local=nats_local, nats_port=nats_port, consumer_cmd=consumer_cmd,
+        schedule_now=env.get("SCHEDULE_NOW") or None)

@@ -21,8 +21,11 @@
 //! Each runs one small current-thread tokio runtime on a thread of its own; the rest of the
 //! crate stays thread-based.
 
+mod check;
 mod publish;
 mod subscribe;
+
+pub use check::{check_server, CheckFailed, CheckReport};
 
 pub use publish::{PublishStatus, Publisher, PUBLISH_CURSOR_FILE};
 pub use subscribe::{NatsFeed, SubscribeOptions};

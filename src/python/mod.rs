@@ -28,6 +28,7 @@ use crate::wire;
 mod alpaca;
 mod bar;
 mod consumer;
+mod nats;
 mod reader;
 mod subscription;
 mod writer;
@@ -243,6 +244,7 @@ fn barbridge(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<PyFifoReader>()?;
     m.add_class::<PyFifoWriter>()?;
     alpaca::register(m)?;
+    nats::register(m)?;
     m.add("WireError", py.get_type::<exc::WireError>())?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     m.add("MAX_LINE_BYTES", wire::MAX_LINE_BYTES)?;

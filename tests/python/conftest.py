@@ -121,7 +121,7 @@ def fake_server():
 @pytest.fixture(scope="session")
 def consumer_bin() -> Path:
     """The real Rust consumer, built once per session (waits on cargo's lock if it is busy)."""
-    r = subprocess.run(["cargo", "build", "--release", "--bin", "barbridge"], cwd=REPO, capture_output=True,
+    r = subprocess.run(["cargo", "build", "--release", "--features", "nats", "--bin", "barbridge"], cwd=REPO, capture_output=True,
                        text=True, timeout=1500)
     assert r.returncode == 0, f"cargo build failed:\n{r.stderr[-3000:]}"
     path = Path(os.environ.get("BARBRIDGE_BIN") or REPO / "target" / "release" / "barbridge")

@@ -8,6 +8,7 @@ import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import time
 from pathlib import Path
@@ -15,7 +16,7 @@ from typing import Optional
 
 import pytest
 
-from conftest import PY, REPO, wait_for
+from conftest import PY, REPO, Proc, wait_for
 
 LAUNCH = REPO / "scripts" / "launch_live_trading.sh"
 TEST_BRIDGE = REPO / "scripts" / "test_bridge.sh"
@@ -579,3 +580,111 @@ def test_extension_stamp_follows_its_sources(tmp_path):
     page = tmp_path / "assets" / "index.html"  # embedded in the extension too
     page.write_text(page.read_text() + "\n")
     assert stamp() != second
+
+
+# ---------------------------------------------------------------- NATS=local, CONSUMER_CMD
+needs_nats = pytest.mark.skipif(shutil.which("nats-server") is None,
+                                reason="nats-server is not installed (scripts/test_all.sh installs it)")
+
+
+def echoed(text: str) -> set:
+    out = set()
+    for line in text.splitlines():
+        try:
+            b = json.loads(line)
+            out.add((b["symbol"], b["timestamp_ms"], b["close"]))
+        except (ValueError, KeyError, TypeError):
+            pass
+    return out
+
+
+@needs_nats
+def test_nats_local_is_supervised_published_to_and_stopped_last(launcher, tmp_path, consumer_bin, procs):
+    (tmp_path / "config.env").write_text("NATS=local\n")
+    lc = launcher()
+    wait_for(lambda: len(lc.bars()) >= 8, 30, what="bars through the launcher")
+    nats_pid = lc.pid_of("nats")
+    assert nats_pid and alive(nats_pid)
+    state = json.loads((lc.rt / "supervisor.json").read_text())
+    url = state["nats"]["url"]
+    assert url.startswith("nats://127.0.0.1:"), state
+    assert (lc.run_dir() / "demo-nats" / "jetstream").is_dir()  # JetStream's files under the run directory
+    # a subscriber in its own runtime directory receives what the launcher's consumer journals
+    sub = tmp_path / "sub"
+    sub.mkdir(mode=0o700)
+    procs.append(Proc([str(consumer_bin), "run", "--source", url, "--durable", "t", "--status-file", str(sub / "s.json"),
+                       "--journal", str(sub / "j"), "--echo"], sub, "subscriber"))
+    wait_for(lambda: len(echoed(procs[-1].stdout())) >= 8, 30, what="bars through the local nats-server")
+    # the server is supervised: killed, it is restarted on the same URL and publishing goes on
+    os.kill(nats_pid, signal.SIGKILL)
+    wait_for(lambda: (lc.pid_of("nats") or nats_pid) != nats_pid, 30, what="nats-server restarted")
+    seen = len(lc.bars())
+    wait_for(lambda: len(echoed(procs[-1].stdout())) > seen + 8, 40, what="bars published after the restart")
+    assert json.loads((lc.rt / "supervisor.json").read_text())["nats"]["url"] == url
+    # stopped last: everything the consumer journaled reached the stream before the server went
+    new_pid = lc.pid_of("nats")
+    assert lc.stop() == 0, lc.stderr()
+    log = lc.log()
+    assert log.index("stopping the consumer") < log.index("stopping nats-server"), log
+    assert new_pid and not alive(new_pid)
+    journaled = {(b["symbol"], b["timestamp_ms"], b["close"]) for b in lc.bars()}
+    wait_for(lambda: journaled <= echoed(procs[-1].stdout()), 20, what="every journaled bar at the subscriber")
+    assert not (lc.rt / "nats.pid").exists()
+
+
+@needs_nats
+def test_check_verifies_nats_in_one_sentence_each(tmp_path, consumer_bin):
+    code, out = run_launcher(tmp_path, consumer_bin, ["--check", "--demo"], config="NATS=local\n")
+    assert code == 0, out
+    assert "ok    NATS=local:" in out and "JetStream is enabled" in out, out
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    code, out = run_launcher(tmp_path, consumer_bin, ["--check", "--demo"], config=f"NATS_URL=nats://127.0.0.1:{port}\n")
+    assert code == 2, out
+    assert f"FAIL  NATS nats://127.0.0.1:{port} is not reachable" in out and "Fix:" in out, out
+    no_server = os.pathsep.join(d for d in os.environ["PATH"].split(os.pathsep) if not (Path(d) / "nats-server").exists())
+    code, out = run_launcher(tmp_path, consumer_bin, ["--check", "--demo"], env={"PATH": no_server}, config="NATS=local\n")
+    assert code == 2 and "needs nats-server" in out, out
+    code, out = run_launcher(tmp_path, consumer_bin, [], config=f"NATS=local\nNATS_URL=nats://127.0.0.1:{port}\n")
+    assert code == 2 and "NATS=local and NATS_URL are both set" in out and "Fix:" in out, out
+
+
+@pytest.fixture(scope="session")
+def engine_bin(consumer_bin) -> Path:
+    """``examples/engine.rs``, built as the README's recipe says."""
+    r = subprocess.run(["cargo", "build", "--release", "--features", "nats", "--example", "engine"], cwd=REPO,
+                       capture_output=True, text=True, timeout=1500)
+    assert r.returncode == 0, f"cargo build failed:\n{r.stderr[-3000:]}"
+    return REPO / "target" / "release" / "examples" / "engine"
+
+
+def test_your_engine_as_the_consumer_readme_recipe(launcher, tmp_path, consumer_bin, engine_bin):
+    """README "Your engine as the consumer": CONSUMER_CMD=the example engine, the demo, bars seen."""
+    (tmp_path / "config.env").write_text(f"CONSUMER_CMD={engine_bin}\nSYMBOLS=SPY,SH\n")
+    lc = launcher()
+    wait_for(lambda: lc.stdout().count(" SPY close ") >= 5 and " SH close " in lc.stdout(), 30,
+             what="the engine's signal lines on the launcher's terminal")
+    assert "sma" in lc.stdout() and "-> " in lc.stdout()
+    engine = lc.pid_of("consumer")
+    assert engine and Path(f"/proc/{engine}/exe").resolve() == engine_bin.resolve()
+    env = Path(f"/proc/{engine}/environ").read_bytes().split(b"\0")
+    assert f"BARBRIDGE_FIFO={lc.rt / 'bars.fifo'}".encode() in env
+    # the engine honours the status file and the journal it is given: the launcher's health checks
+    # and --status work on it, and a restart resumes warm
+    status = subprocess.run([str(consumer_bin), "status", "--status-file", str(lc.rt / "status.json"), "--check"],
+                            capture_output=True, text=True)
+    assert status.stdout.strip() == "LIVE", status.stdout + status.stderr
+    wait_for(lambda: list((lc.run_dir() / "demo-journal").glob("bars-*.jsonl")), 10, what="the engine's journal")
+    assert lc.stop() == 0, lc.stderr()
+    assert not alive(engine)
+    journaled = {json.loads(x)["symbol"] for f in (lc.run_dir() / "demo-journal").glob("bars-*.jsonl")
+                 for x in f.read_text().splitlines()}
+    assert journaled == {"SPY", "SH"}
+
+
+def test_consumer_cmd_with_nats_is_refused_in_one_sentence(tmp_path, consumer_bin):
+    code, out = run_launcher(tmp_path, consumer_bin, [], config="CONSUMER_CMD=/bin/true\nNATS=local\n")
+    assert code == 2 and "CONSUMER_CMD cannot be combined with NATS_URL or NATS=local" in out and "Fix:" in out, out
+    code, out = run_launcher(tmp_path, consumer_bin, [], config=f"CONSUMER_CMD={tmp_path / 'no-such-engine'}\n")
+    assert code == 2 and "CONSUMER_CMD cannot be started" in out and "Fix:" in out, out

@@ -1,0 +1,58 @@
+//! `barbridge nats-check URL`: is a NATS server reachable, with JetStream, and is the bars
+//! stream usable? One sentence per check, for the launcher's `--check`.
+
+use std::time::Duration;
+
+use async_nats::jetstream::context::GetStreamErrorKind;
+use async_nats::jetstream::ErrorCode;
+
+use super::{runtime, NatsError, StreamOptions};
+
+/// What [`check_server`] found: one sentence per check that passed.
+#[derive(Debug)]
+pub struct CheckReport {
+    pub lines: Vec<String>,
+}
+
+/// The reason a check failed, as one sentence.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct CheckFailed(pub String);
+
+/// Connect to `url` (waiting at most `timeout`) and look up the stream in JetStream: it must exist with subjects covering `bars.<feed>.>`, or be absent (the publisher
+/// creates it). Nothing is created or changed.
+pub fn check_server(url: &str, stream: &StreamOptions, timeout: Duration) -> Result<CheckReport, CheckFailed> {
+    super::check_url(url).map_err(|e| CheckFailed(e.to_string()))?;
+    let rt = runtime().map_err(|e| CheckFailed(NatsError::Thread(e).to_string()))?;
+    rt.block_on(async {
+        let servers: Vec<String> = url.split(',').map(str::to_owned).collect();
+        let connect = async_nats::ConnectOptions::new().name("barbridge-check").connection_timeout(timeout).connect(servers.as_slice());
+        let client = match tokio::time::timeout(timeout, connect).await {
+            Ok(Ok(client)) => client,
+            Ok(Err(e)) => return Err(CheckFailed(format!("NATS {url} is not reachable ({e})"))),
+            Err(_) => return Err(CheckFailed(format!("NATS {url} did not answer within {} s", timeout.as_secs_f64()))),
+        };
+        let mut lines = vec![format!("NATS {url} is reachable (server {})", client.server_info().version)];
+        let js = async_nats::jetstream::new(client);
+        let name = &stream.name;
+        match tokio::time::timeout(timeout, js.get_stream(name)).await {
+            Err(_) => return Err(CheckFailed(format!("JetStream on {url} did not answer within {} s", timeout.as_secs_f64()))),
+            Ok(Ok(mut found)) => {
+                let info = found.info().await.map_err(|e| CheckFailed(format!("cannot read stream {name} on {url} ({e})")))?;
+                let wanted = format!("bars.{}.>", stream.feed);
+                if !info.config.subjects.iter().any(|s| s == &wanted || s == ">" || s == "bars.>") {
+                    return Err(CheckFailed(format!(
+                        "stream {name} on {url} does not take the subjects {wanted} (it has {:?})",
+                        info.config.subjects
+                    )));
+                }
+                lines.push(format!("JetStream stream {name} is usable ({} messages, {} replica(s))", info.state.messages, info.config.num_replicas));
+            }
+            Ok(Err(e)) if matches!(e.kind(), GetStreamErrorKind::JetStream(ref j) if j.error_code() == ErrorCode::STREAM_NOT_FOUND) => {
+                lines.push(format!("JetStream is enabled; stream {name} does not exist yet and is created by the first publish"));
+            }
+            Ok(Err(e)) => return Err(CheckFailed(format!("JetStream is not usable on {url} ({e}; is nats-server started with -js?)"))),
+        }
+        Ok(CheckReport { lines })
+    })
+}
