@@ -34,7 +34,7 @@ log "System tools for the monitoring tests (promtool, prometheus, chromium, syst
 # with the reason.
 missing=()
 command -v promtool >/dev/null || missing+=(prometheus)
-command -v chromium >/dev/null || missing+=(chromium)
+command -v chromium >/dev/null || missing+=(chromium fonts-dejavu-core)  # a font for the page's screenshot
 command -v systemd-analyze >/dev/null || missing+=(systemd)
 if [ ${#missing[@]} -gt 0 ]; then
     if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null &&
