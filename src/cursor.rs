@@ -260,10 +260,11 @@ impl SeqBook {
 /// # Errors
 /// The file is a symlink, not a regular file, another user's or writable by others, cannot be read, or is not an ack file (all but read errors as `io::ErrorKind::Other`).
 pub fn read_ack_file(path: &Path) -> io::Result<Option<AckFile>> {
-    if let Err(e) = std::fs::symlink_metadata(path) {
-        return if e.kind() == io::ErrorKind::NotFound { Ok(None) } else { Err(e) };
-    }
-    let mut file = crate::private::open_private_file(path, OpenOptions::new().read(true)).map_err(io::Error::other)?;
+    let mut file = match crate::private::open_private_file(path, OpenOptions::new().read(true)) {
+        Ok(file) => file,
+        Err(crate::private::PrivateError::Open { source, .. }) if source.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(io::Error::other(e)),
+    };
     let mut text = Vec::new();
     file.read_to_end(&mut text)?;
     serde_json::from_slice(&text).map(Some).map_err(|e| io::Error::other(format!("{} is not a cursor file: {e}", path.display())))

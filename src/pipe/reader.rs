@@ -14,7 +14,7 @@
 use std::fs::{File, OpenOptions};
 use std::io::{self, Read};
 use std::os::fd::AsFd;
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -51,26 +51,8 @@ pub fn lock_reader(path: &Path) -> Result<ReaderLock, FifoError> {
     let mut name = path.file_name().map(|n| n.to_os_string()).unwrap_or_default();
     name.push(".lock");
     let lock_path = path.with_file_name(name);
-    let file = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .mode(0o600)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
-        .open(&lock_path)
-        .map_err(|source| match source.raw_os_error() {
-            Some(libc::ELOOP) => FifoError::Symlink { path: lock_path.clone() },
-            _ => FifoError::Open { path: lock_path.clone(), source },
-        })?;
-    let meta = file.metadata().map_err(|source| FifoError::Open { path: lock_path.clone(), source })?;
-    let me = nix::unistd::getuid().as_raw();
-    if !meta.is_file() {
-        return Err(FifoError::NotAFifo { path: lock_path, what: "not a regular file (expected the reader lock)" });
-    }
-    if meta.uid() != me {
-        return Err(FifoError::ForeignOwner { path: lock_path, owner: meta.uid(), me });
-    }
+    // Created 0600, never through a symlink, and checked after opening: a regular file of ours.
+    let file = crate::private::open_private_file(&lock_path, OpenOptions::new().read(true).write(true).create(true).truncate(false))?;
     let mut lock = match nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusiveNonblock) {
         Ok(lock) => lock,
         Err((mut file, nix::errno::Errno::EWOULDBLOCK)) => {
