@@ -49,7 +49,7 @@ class Server:
     """The fake Alpaca server in burst mode, in its own process."""
 
     def __init__(self, n: int, interval: float) -> None:
-        self.proc = subprocess.Popen([PY, "-m", "bridge.fake_alpaca_server", "--port", "0", "--burst", str(n),
+        self.proc = subprocess.Popen([PY, "-m", "fake_alpaca", "--port", "0", "--burst", str(n),
                                       "--interval", str(interval), "--prefill", "0"], cwd=REPO,
                                      stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
         line = self.proc.stdout.readline()
@@ -72,7 +72,7 @@ def sdk_child(url: str, n: int, minutes: int) -> int:
     """Count bars per minute with the official client; print ``{"ts", "done"}`` per full minute."""
     from alpaca.data.live import StockDataStream
 
-    from bridge.fake_alpaca_server import burst_symbols
+    from fake_alpaca import burst_symbols
 
     counts: dict[int, int] = {}
     stream = StockDataStream(KEY, SECRET, raw_data=True, url_override=url)
@@ -118,7 +118,7 @@ def run_barbridge(n: int, minutes: int, interval: float, per_message: bool = Fal
     os.environ.setdefault("RUST_LOG", "error")  # the idle iterator's drop notices are not news here
     import barbridge
 
-    from bridge.fake_alpaca_server import burst_symbols
+    from fake_alpaca import burst_symbols
 
     symbols = burst_symbols(n)
     server = Server(n, interval)

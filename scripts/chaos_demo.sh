@@ -3,7 +3,7 @@
 #
 #   scripts/chaos_demo.sh [--duration SECS] [--seed N] [--keep]
 #
-# Runs, offline, the whole pipe: the fake Alpaca server (bridge/fake_alpaca_server.py, 4 data
+# Runs, offline, the whole pipe: the fake Alpaca server (fake_alpaca/server.py, 4 data
 # minutes per second, with corrections and minutes without trades) → the sidecar (alpaca-py) →
 # FIFO → `barbridge run --journal DIR`. For --duration seconds (default 40) it SIGKILLs the
 # consumer, the sidecar or the fake server at random every few seconds and restarts it (the
@@ -96,7 +96,7 @@ wait_for_line() {  # FILE PATTERN SECS
 n_server=0; n_consumer=0; n_sidecar=0
 start_server() {  # PREFILL
   n_server=$((n_server + 1))
-  (cd "$work" && exec "$py" -m bridge.fake_alpaca_server --port "$port" --interval "$interval" --symbols "$symbols" \
+  (cd "$work" && exec "$py" -m fake_alpaca --port "$port" --interval "$interval" --symbols "$symbols" \
       --key "$key" --secret "$secret" --epoch-ms "$epoch_ms" --epoch-wall "$epoch_wall" --prefill "$1" \
       --updated-every 3 --no-trade-prob 0.1) >"$work/server$n_server.log" 2>&1 &
   server_pid=$!

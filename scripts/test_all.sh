@@ -69,7 +69,7 @@ log "Lints: rustfmt, clippy (all features), ruff, mypy (shellcheck runs in the P
 cargo fmt --check
 cargo clippy --locked --all-targets --features nats -- -D warnings
 PYO3_PYTHON="$repo/.venv/bin/python" cargo clippy --locked --lib --features python,nats -- -D warnings
-.venv/bin/ruff check bridge tests/python scripts
+.venv/bin/ruff check bridge fake_alpaca tests/python scripts
 .venv/bin/mypy  # files and settings: pyproject.toml [tool.mypy]
 
 log "Rust tests (with the NATS feature)"

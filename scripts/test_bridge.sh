@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Standalone end-to-end check of the whole pipe, offline (a one-screen verdict):
-#   fake Alpaca server (python -m bridge.fake_alpaca_server) → sidecar (alpaca-py, --source alpaca)
+#   fake Alpaca server (python -m fake_alpaca) → sidecar (alpaca-py, --source alpaca)
 #   → private FIFO → Rust consumer (barbridge run --echo)
 # It streams a deterministic set of bars for 4 symbols, injects disconnects (a TCP drop and a
 # close 1011), then checks that every bar the server produced reached the consumer exactly once
@@ -80,7 +80,7 @@ export PYTHONPATH="$REPO${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
 EPOCH_MS=$(date +%s)
 EPOCH_MS=$((EPOCH_MS - EPOCH_MS % 60))000
 PREFILL=5
-(cd "$WORK" && exec "$PY" -m bridge.fake_alpaca_server --port 0 --interval "$INTERVAL" --symbols "$SYMBOLS" \
+(cd "$WORK" && exec "$PY" -m fake_alpaca --port 0 --interval "$INTERVAL" --symbols "$SYMBOLS" \
     --key "$KEY" --secret "$SECRET" --seed 7 --epoch-ms "$EPOCH_MS" --prefill "$PREFILL" --updated-every 5) >"$WORK/server.out" 2>"$WORK/server.err" &
 SERVER_PID=$!
 wait_for 20 "the fake server's URL" grep -q '^FAKE_ALPACA_DATA_URL=' "$WORK/server.out"

@@ -17,7 +17,7 @@ import pytest
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 
-from bridge.fake_alpaca_server import FakeAlpacaServer  # noqa: E402
+from fake_alpaca import FakeAlpacaServer  # noqa: E402
 
 PY = str(REPO / ".venv" / "bin" / "python") if (REPO / ".venv" / "bin" / "python").exists() else sys.executable
 KEY = "PKTESTKEYABCD1234WXYZ"

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 
-from bridge.fake_alpaca_server import FakeAlpacaServer, burst_symbols
+from fake_alpaca import FakeAlpacaServer, burst_symbols
 from conftest import KEY, SECRET, check_delivery, delivered, truth, wait_for
 
 N = 2_000

@@ -90,7 +90,7 @@ def test_replay_csv_and_jsonl_into_real_consumer(start_consumer, fifo_path, tmp_
 
 
 def test_fake_server_cli_prints_urls(tmp_path):
-    p = subprocess.Popen([PY, "-m", "bridge.fake_alpaca_server", "--port", "0", "--interval", "0.5"],
+    p = subprocess.Popen([PY, "-m", "fake_alpaca", "--port", "0", "--interval", "0.5"],
                          stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=sidecar_env(), cwd=REPO)
     try:
         line = p.stdout.readline()

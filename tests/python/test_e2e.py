@@ -10,7 +10,7 @@ import urllib.request
 
 import pytest
 
-from bridge.fake_alpaca_server import FakeAlpacaServer
+from fake_alpaca import FakeAlpacaServer
 from conftest import (KEY, PY, SECRET, Proc, check_delivery, delivered, sidecar_env, truth, values,
                       wait_for)
 
@@ -193,7 +193,7 @@ def test_fake_server_killed_and_restarted_loses_nothing(start_sidecar, start_con
     epoch = int(time.time() * 1000)
 
     def server(name: str, prefill: int) -> Proc:
-        p = Proc([PY, "-m", "bridge.fake_alpaca_server", "--port", str(port), "--interval", "0.25",
+        p = Proc([PY, "-m", "fake_alpaca", "--port", str(port), "--interval", "0.25",
                   "--symbols", ",".join(SYMS), "--key", KEY, "--secret", SECRET, "--epoch-ms", str(epoch),
                   "--prefill", str(prefill)], tmp_path, name, env=sidecar_env())
         procs.append(p)

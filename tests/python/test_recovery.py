@@ -91,7 +91,7 @@ class FakeServerProc:
     def start(self, prefill: int) -> None:
         self.starts += 1
         name = f"fake{self.starts}"
-        p = Proc([PY, "-m", "bridge.fake_alpaca_server", "--port", str(self.port), "--interval", str(INTERVAL),
+        p = Proc([PY, "-m", "fake_alpaca", "--port", str(self.port), "--interval", str(INTERVAL),
                   "--symbols", ",".join(SYMS), "--key", KEY, "--secret", SECRET, "--epoch-ms", str(self.epoch_ms),
                   "--epoch-wall", repr(self.epoch_wall), "--prefill", str(prefill), "--updated-every", "3",
                   "--no-trade-prob", "0.1"], self.workdir, name, env=sidecar_env())

@@ -276,7 +276,7 @@ def test_sidecar_error_retrying_cannot_fix_gives_up_at_once_and_stops_the_consum
     # The sidecar exits 4 (the feed is not in the data plan: 409 insufficient subscription).
     # (A broken config.env no longer gets this far: the supervisor reads it with the sidecar's
     # parser and refuses it before starting anything; see test_config_file_*.)
-    from bridge.fake_alpaca_server import FakeAlpacaServer
+    from fake_alpaca import FakeAlpacaServer
     srv = FakeAlpacaServer(symbols=("SPY",), interval=0.3, key=KEY, secret=SECRET, prefill=2).start_in_thread()
     try:
         srv.inject("sub409")
@@ -354,7 +354,7 @@ def test_check_offline_demo_passes_and_live_failure_masks_the_key(tmp_path, cons
 
 # ---------------------------------------------------------------- live mode (fake Alpaca), schedule
 def test_live_mode_against_fake_alpaca_with_warmup_masks_secrets(launcher, tmp_path):
-    from bridge.fake_alpaca_server import FakeAlpacaServer
+    from fake_alpaca import FakeAlpacaServer
     srv = FakeAlpacaServer(symbols=("SPY", "SH"), interval=0.3, key=KEY, secret=SECRET, prefill=6).start_in_thread()
     try:
         (tmp_path / "config.env").write_text(

@@ -32,7 +32,7 @@ delivers the top of the minute; the wall time of each frame's send is kept per m
 
 User tool::
 
-    python -m bridge.fake_alpaca_server --port 0 --interval 1 --key K --secret S
+    python -m fake_alpaca --port 0 --interval 1 --key K --secret S
     # prints FAKE_ALPACA_STREAM_URL=ws://127.0.0.1:PORT/v2/iex and FAKE_ALPACA_DATA_URL=http://127.0.0.1:PORT
 """
 
@@ -513,7 +513,7 @@ def _parse_fault(s: str) -> tuple[int, str]:
 
 
 def main(argv: Optional[list[str]] = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m bridge.fake_alpaca_server", description=__doc__.split("\n\n")[0])
+    ap = argparse.ArgumentParser(prog="python -m fake_alpaca", description=__doc__.split("\n\n")[0])
     ap.add_argument("--host", default="127.0.0.1")
     ap.add_argument("--port", type=int, default=0, help="0 = pick a free port (printed)")
     ap.add_argument("--symbols", default="SPY,SPXL,SH,SDS")
