@@ -283,7 +283,8 @@ def test_sidecar_error_retrying_cannot_fix_gives_up_at_once_and_stops_the_consum
         (tmp_path / "config.env").write_text(
             f"ALPACA_API_KEY={KEY}\nALPACA_SECRET_KEY={SECRET}\nALPACA_STREAM_URL={srv.ws_url}\n"
             f"ALPACA_DATA_URL={srv.data_url}\nSYMBOLS=SPY\n")
-        lc = launcher("--no-schedule")
+        # Staleness is not under test: a loaded machine must not make the consumer call it first.
+        lc = launcher("--no-schedule", env={"STALE_AFTER": "30"})
         assert lc.wait(60) == 1, lc.stderr()[-2000:]
         assert "configuration/credential error that restarting cannot fix" in lc.stderr()
         assert "insufficient subscription" in lc.stderr()
@@ -361,7 +362,8 @@ def test_live_mode_against_fake_alpaca_with_warmup_masks_secrets(launcher, tmp_p
             f"ALPACA_API_KEY={KEY}\nALPACA_SECRET_KEY='{SECRET}'\nALPACA_STREAM_URL={srv.ws_url}\n"
             f"ALPACA_DATA_URL={srv.data_url}\nSYMBOLS=SPY,SH\nWARMUP=1\nWARMUP_DAYS=1\nWARMUP_HOURS=all\n")
         (tmp_path / "config.env").chmod(0o600)
-        lc = launcher("--no-schedule")
+        # Staleness is not under test: a slow start on a loaded machine must not be restarted as stale.
+        lc = launcher("--no-schedule", env={"STALE_AFTER": "30"})
         wait_for(lambda: "sidecar started" in lc.log(), timeout=90, what="the live sidecar")
         assert "warm-up: bars from" in lc.log(), lc.log()[-2000:]
         warm = [json.loads(x) for x in (lc.run_dir() / "warmup.jsonl").read_text().splitlines()]
