@@ -315,7 +315,8 @@ def load(argv: Optional[list[str]], environ: dict[str, str], repo: Path) -> Sett
     runtime = env.get("BARBRIDGE_RUNTIME_DIR") or (
         f"{env['XDG_RUNTIME_DIR']}/barbridge" if env.get("XDG_RUNTIME_DIR") else f"/tmp/barbridge-{os.getuid()}")
     return Settings(
-        repo=repo, action=a.action, change_symbols=change_symbols, mode=mode, config_file=cfg, config_loaded=loaded, env=env, creds=creds,
+        repo=repo, action=a.action, change_symbols=change_symbols, mode=mode, config_file=cfg, config_loaded=loaded,
+        env=env, creds=creds,
         symbols=symbols, runs_dir=runs if runs.is_absolute() else Path.cwd() / runs,
         runtime_dir=Path(runtime), consumer_bin=Path(get("BARBRIDGE_BIN", str(repo / "target" / "release" / "barbridge"))),
         feed=feed, schedule=flag("SCHEDULE", get("SCHEDULE", "1" if live else "0")),

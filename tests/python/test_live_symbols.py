@@ -7,7 +7,6 @@ from __future__ import annotations
 import datetime as dt
 import json
 import subprocess
-from pathlib import Path
 
 from fake_alpaca import FakeAlpacaServer
 from conftest import KEY, SECRET, wait_for
