@@ -62,8 +62,8 @@ def test_subscribe_and_unsubscribe_mid_stream(start_sidecar, start_consumer, fif
         ok = control.request(sock, "unsubscribe", ["SH"])
         assert ok["ok"] and ok["removed"] == ["SH"] and ok["symbols"] == ["SPY", "QQQ"], ok
         unsubscribed_at = srv.data_minute()
-        wait_for(lambda: max(by_symbol(consumer.bars())["SPY"]) >= unsubscribed_at + 8 * MINUTE,
-                 what="8 more minutes of SPY")
+        wait_for(lambda: max(by_symbol(consumer.bars())["SPY"]) >= unsubscribed_at + 12 * MINUTE,
+                 what="12 more minutes of SPY")
         srv.inject("pause")
         hist = srv.snapshot_history()
         wait_for(lambda: by_symbol(consumer.bars())["SPY"].keys() >= hist["SPY"].keys(), what="every SPY bar")
@@ -78,11 +78,11 @@ def test_subscribe_and_unsubscribe_mid_stream(start_sidecar, start_consumer, fif
         # QQQ: every minute from the backfill start to the pause (backfill + stream, no hole)
         assert sorted(got["QQQ"]) == sorted(hist["QQQ"]) and min(got["QQQ"]) == first
         assert all(got["QQQ"][t]["close"] == hist["QQQ"][t]["c"] for t in hist["QQQ"])
-        # SH: complete up to the unsubscribe, nothing long after it
+        # SH: complete up to the unsubscribe, nothing long after it (a minute in flight may still come)
         last_sh = max(got["SH"])
-        assert last_sh <= unsubscribed_at + 2 * MINUTE, (last_sh, unsubscribed_at)
+        assert last_sh <= unsubscribed_at + 4 * MINUTE, (last_sh, unsubscribed_at)
         assert sorted(got["SH"]) == sorted(t for t in hist["SH"] if t <= last_sh)
-        assert max(hist["SH"]) >= unsubscribed_at + 7 * MINUTE  # the server kept making SH bars
+        assert max(hist["SH"]) >= unsubscribed_at + 11 * MINUTE  # the server kept making SH bars
 
         # a restarted sidecar keeps the change (the supervisor's restarts pass the same state file)
         side.signal(15)
@@ -130,11 +130,12 @@ def test_launcher_subscribe_reaches_the_running_launcher(tmp_path, consumer_bin)
         r = launch("--unsubscribe", "SH")
         assert r.returncode == 0 and "unsubscribed SH" in r.stdout, r.stdout + r.stderr
         gone = max(b["timestamp_ms"] for b in bars())
-        wait_for(lambda: max(b["timestamp_ms"] for b in bars()) >= gone + 5 * MINUTE, timeout=30, what="5 more minutes")
-        got = bars()
-        assert max(b["timestamp_ms"] for b in got if b["symbol"] == "SH") <= gone + MINUTE
+        wait_for(lambda: max(b["timestamp_ms"] for b in bars()) >= gone + 12 * MINUTE, timeout=30,
+                 what="12 more minutes")
+        got = bars()  # SH stops (a minute or two in flight through the FIFO may still come)
+        assert max(b["timestamp_ms"] for b in got if b["symbol"] == "SH") <= gone + 5 * MINUTE
         assert contiguous(got)["SPY"] == [] and contiguous(got)["QQQ"] == []  # no hole, none for the others
-        assert min(b["timestamp_ms"] for b in got if b["symbol"] == "QQQ") <= at + 2 * MINUTE
+        assert min(b["timestamp_ms"] for b in got if b["symbol"] == "QQQ") <= at + 6 * MINUTE
         st = launch("--status")
         assert "symbols SPY,QQQ,IWM (changed live; configured SPY,SH)" in st.stdout, st.stdout
         wait_for(lambda: "symbols changed live: now SPY,QQQ,IWM" in (tmp_path / "launcher.err").read_text(),
