@@ -18,6 +18,7 @@ import signal
 import sys
 import threading
 import time
+from pathlib import Path
 from typing import Optional
 
 if __package__ in (None, ""):  # run as a script: make `import bridge` work
@@ -74,6 +75,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--fifo", default=env("BARBRIDGE_FIFO") or config.default_fifo_path(),
                    help="FIFO path (created 0600 in a 0700 directory if absent)")
     p.add_argument("--symbols", default=None, help="comma-separated symbols (default SPY,SPXL,SH,SDS)")
+    p.add_argument("--control", default=None, metavar="SOCKET",
+                   help="serve the control endpoint (subscribe/unsubscribe symbols while running) on this Unix "
+                        "socket, created 0600 in a private directory (--source alpaca or synthetic)")
+    p.add_argument("--symbols-state", default=None, metavar="FILE",
+                   help="with --control: every live change writes the symbol list here, and a sidecar started "
+                        "while FILE exists subscribes its list instead of --symbols (the launcher's restarts)")
     p.add_argument("--feed", choices=("iex", "sip"), default=env("ALPACA_FEED") or "iex")
     p.add_argument("--stream-url", default=env("ALPACA_STREAM_URL"), help="websocket URL (env ALPACA_STREAM_URL)")
     p.add_argument("--data-url", default=env("ALPACA_DATA_URL"), help="REST base URL for backfill (env ALPACA_DATA_URL)")
@@ -181,6 +188,20 @@ def main(argv: Optional[list[str]] = None) -> int:
             raise ConfigError(f"--stream-url must start with ws:// or wss://, not {args.stream_url!r}.")
         if args.stream_url and not args.data_url:
             args.data_url = derive_data_url(args.stream_url)
+        if (args.control or args.symbols_state) and args.source == "replay":
+            raise ConfigError("--control and --symbols-state need --source alpaca or synthetic (a replay's symbols "
+                              "are the file's).")
+        if args.symbols_state and not args.control:
+            raise ConfigError("--symbols-state needs --control SOCKET (the endpoint whose changes it keeps).")
+        live_symbols = None
+        if args.symbols_state:
+            from bridge import control
+            try:
+                live_symbols = control.read_state(Path(args.symbols_state))
+            except ValueError as e:
+                raise ConfigError(str(e)) from None
+            if live_symbols is not None:
+                symbols = live_symbols
     except ConfigError as e:
         return _fail(2, str(e))
 
@@ -286,6 +307,17 @@ def main(argv: Optional[list[str]] = None) -> int:
 
     log.info("sidecar %s: source=%s sink=%s symbols=%s writer=%s%s", PROG, args.source, args.sink, ",".join(symbols),
              sink.writer, f" key={config.mask(creds.api_key)}" if creds and args.source == "alpaca" else "")
+    if live_symbols is not None:
+        log.info("symbols %s from %s (changed live in this launcher run)", ",".join(symbols), args.symbols_state)
+    control_server = None
+    if args.control:
+        from bridge import control
+        control_server = control.ControlServer(Path(args.control), source,  # type: ignore[arg-type]
+                                               Path(args.symbols_state) if args.symbols_state else None)
+        try:
+            control_server.bind()
+        except control.ControlError as e:
+            return _fail(2, str(e))
     sink.start()
     finished = threading.Event()
     if live is not None:
@@ -299,6 +331,8 @@ def main(argv: Optional[list[str]] = None) -> int:
             done.set()
         threading.Thread(target=run_finite, name=f"{args.source}-source", daemon=True).start()
 
+    if control_server is not None:
+        control_server.start()
     next_stats = time.monotonic() + args.stats_interval
     reader = _ReaderNotice(sink, args.fifo) if isinstance(sink, FifoSink) else None
     while not done.wait(0.2):
@@ -309,6 +343,8 @@ def main(argv: Optional[list[str]] = None) -> int:
             _log_stats(pub, sink, source)
 
     # ---- shutdown: stop the source first, then flush what is pending
+    if control_server is not None:
+        control_server.stop()
     source.stop()
     if failure:
         pub.status("auth_failed" if failure[0][0] == 3 else "disconnected", failure[0][1])

@@ -73,6 +73,9 @@ class SidecarCollector:
         yield GaugeMetricFamily(PREFIX + "backlog_lines", "Lines waiting for the consumer.",
                                 value=self.sink.backlog())
 
+        yield GaugeMetricFamily(PREFIX + "symbols", "Symbols subscribed now (live changes included).",
+                                value=len(getattr(self.source, "symbols", None) or self.pub.symbols))
+
         tracker = getattr(self.source, "tracker", None)
         src_counts = getattr(self.source, "counts", {}) or {}
         yield CounterMetricFamily(PREFIX + "connects", "Websocket connections established.",

@@ -22,7 +22,7 @@ die() { log "error: $1 Fix: $2"; exit 2; }
 
 prepare=1
 for arg in "$@"; do
-    case $arg in -h | --help | --status | --check) prepare=0 ;; esac
+    case $arg in -h | --help | --status | --check | --subscribe | --subscribe=* | --unsubscribe | --unsubscribe=*) prepare=0 ;; esac
 done
 
 ensure_venv() {
@@ -64,7 +64,7 @@ if ((prepare)); then
         die "the Python extension barbridge could not be built (see above)." "fix the build error, then rerun."
     ensure_consumer
 elif [[ ! -x $PY ]]; then
-    # --help needs only the standard library; --check and --status need the environment
+    # --help needs only the standard library; --check, --status and --(un)subscribe need the environment
     case " $* " in *" -h "* | *" --help "*) PY=${PYTHON:-python3} ;; *)
         die "the Python environment .venv/ is missing." "run scripts/launch_live_trading.sh once (it creates it)." ;;
     esac

@@ -174,10 +174,54 @@ class AlpacaSource:
         self.stream._reconnect_max_backoff = reconnect_max
         # Subscribe BEFORE run(): subscribing from a handler deadlocks, and run() with
         # nothing subscribed busy-spins.
-        self.stream.subscribe_bars(self._on_bar, *symbols)
-        self.stream.subscribe_updated_bars(self._on_bar, *symbols)
+        for subscribe, handler in self.channels().values():
+            subscribe(handler, *symbols)
         self.rest = StockHistoricalDataClient(creds.api_key, creds.secret_key, raw_data=True, url_override=data_url)
         self._threads: list[threading.Thread] = []
+
+    def channels(self) -> dict[str, tuple[Callable[..., None], Callable[[Any], Any]]]:
+        """Every SDK channel each symbol is subscribed to: the SDK's handler table name →
+        (its subscribe method, our handler). The start and every live change use this one list."""
+        return {"bars": (self.stream.subscribe_bars, self._on_bar),
+                "updatedBars": (self.stream.subscribe_updated_bars, self._on_bar)}
+
+    # ------------------------------------------------------------------ live symbol changes
+    def change_symbols(self, add: list[str], remove: list[str], timeout: float = 10.0) -> None:
+        """Subscribe ``add`` and unsubscribe ``remove`` while streaming. Called from the control
+        thread, never from the SDK's loop: the change runs ON that loop (``_apply_symbols``), which
+        alone touches the SDK's handler tables, and this thread waits for it. The symbol list
+        changes first, so the subscription ack that follows backfills the new symbols from the
+        session's open (or ``--backfill-from``), like a start (``_on_subscribed``)."""
+        self.symbols = [s for s in self.symbols if s not in remove] + [s for s in add if s not in self.symbols]
+        self.pub.symbols = list(self.symbols)
+        loop = self.stream._loop
+        if loop is None or not loop.is_running():  # not streaming yet: the connect subscribes them
+            self._apply_tables(add, remove)
+            return
+        try:
+            asyncio.run_coroutine_threadsafe(self._apply_symbols(add, remove), loop).result(timeout)
+        except Exception as e:  # the tables hold the change: the SDK subscribes them at its next connect
+            log.warning("symbol change not sent to Alpaca now (%s); it is sent when the stream reconnects", _short(e))
+
+    def _apply_tables(self, add: list[str], remove: list[str]) -> None:
+        handlers = self.stream._handlers
+        for name, (_, handler) in self.channels().items():
+            for sym in remove:
+                handlers[name].pop(sym, None)
+            for sym in add:
+                handlers[name][sym] = handler
+
+    async def _apply_symbols(self, add: list[str], remove: list[str]) -> None:
+        """On the SDK's loop: change its handler tables, then (if connected) send the
+        unsubscribe and subscribe messages with its own functions."""
+        self._apply_tables(add, remove)
+        if not self.stream._running:  # connecting: the SDK's own subscribe after connect sends the tables
+            return
+        if remove:
+            for name in self.channels():
+                await self.stream._send_unsubscribe_msg(name, remove)
+        if add:
+            await self.stream._send_subscribe_msg()
 
     # ------------------------------------------------------------------ SDK event loop side (only record/enqueue)
     async def _on_bar(self, msg: Any) -> None:

@@ -36,6 +36,7 @@ class SyntheticSource:
         self.ts = (start_ms if start_ms is not None else now_ms - (MINUTE_MS if interval >= 60 else 0)) // MINUTE_MS * MINUTE_MS
         self.price = {s: BASE.get(s, 20 + self.rng.random() * 300) for s in symbols}
         self._stop = threading.Event()
+        self._lock = threading.Lock()  # the minute's bars vs a live symbol change
         self.done = threading.Event()
 
     def _bar(self, sym: str, market: list[float]) -> dict:
@@ -66,15 +67,26 @@ class SyntheticSource:
         while not self._stop.is_set() and (self.count is None or produced < self.count):
             if self._stop.wait(max(0.0, next_at - time.monotonic())):
                 break
-            market = [self.rng.gauss(0, 0.00035) for _ in range(6)]
-            for s in self.symbols:
-                self.pub.publish(self._bar(s, market))
+            with self._lock:
+                market = [self.rng.gauss(0, 0.00035) for _ in range(6)]
+                for s in self.symbols:
+                    self.pub.publish(self._bar(s, market))
             produced += 1
             self.ts += MINUTE_MS
             next_at += self.interval
         log.info("synthetic source produced %d minute(s)", produced)
         self.done.set()
         return 0
+
+    def change_symbols(self, add: list[str], remove: list[str]) -> None:
+        """Live change (the control endpoint): new symbols get bars from the next minute on (a demo
+        has no history to backfill)."""
+        with self._lock:
+            for sym in add:
+                self.price.setdefault(sym, BASE.get(sym, 20 + self.rng.random() * 300))
+            self.symbols = [s for s in self.symbols if s not in remove] + [s for s in add if s not in self.symbols]
+        self.pub.symbols = list(self.symbols)
+        self.pub.status("subscribed", "synthetic: " + ",".join(self.symbols))
 
     def stop(self) -> None:
         self._stop.set()

@@ -28,6 +28,7 @@ from typing import Any, Optional
 
 from bridge.config import ConfigError, mask
 from bridge.supervisor import display, natslocal, runtime
+from bridge.supervisor.control import current_symbols
 from bridge.supervisor.alerts import Alerter, local_ts
 from bridge.supervisor.children import Child, run as run_to_end
 from bridge.supervisor.policy import Backoff, FlapDetector, RestartPolicy, Tracked
@@ -129,7 +130,9 @@ class Supervisor:
 
     def state(self) -> dict[str, Any]:
         t = self.track
-        return {"launcher_pid": os.getpid(), "mode": self.s.mode, "symbols": ",".join(self.s.symbols),
+        symbols = current_symbols(self.s)
+        return {"launcher_pid": os.getpid(), "mode": self.s.mode, "symbols": ",".join(symbols),
+                "configured_symbols": ",".join(self.s.symbols) if symbols != self.s.symbols else None,
                 "run_dir": str(self.run_dir), "config": str(self.s.config_file) if self.s.config_loaded else None,
                 "updated": local_ts(),
                 "nats": {"pid": self.nats.pid, "url": natslocal.url(self.nats_port), "restarts": t["nats"].restarts}
@@ -193,6 +196,7 @@ class Supervisor:
             raise Fatal(2, f"the run directory {s.runs_dir} is in use by another launcher (pid {e.pid}); its journal "
                            "and logs would mix with this one's.", "give this instance its own --run-dir (or RUNS_DIR)") from None
         self.locks.append(runs_lock)
+        s.live_symbols_file.unlink(missing_ok=True)  # a live change of an earlier launcher run ends with it
         left = runtime.leftover_children(s.runtime_dir, s.fifo)
         if left:
             names = " and ".join(f"{n} (pid {p})" for n, p in left.items())
@@ -258,8 +262,9 @@ class Supervisor:
             await self.start_own_consumer(journal)
             return
         argv = [str(s.consumer_bin), "run", "--fifo", str(s.fifo), "--status-file", str(s.status_file),
-                "--journal", str(journal), "--stale-after", f"{s.stale_after:g}", "--echo",
-                "--symbols", ",".join(s.symbols)]
+                "--journal", str(journal), "--stale-after", f"{s.stale_after:g}", "--echo"]
+        # no --symbols filter: the sidecar sends only what it subscribed, and a live --subscribe must
+        # reach the consumer without restarting it
         nats_url = natslocal.url(self.nats_port) if s.nats_local else s.nats_url
         if nats_url:
             argv += ["--publish", nats_url]
@@ -279,7 +284,7 @@ class Supervisor:
         s = self.s
         env = {**self.env, "RUST_LOG": self.env.get("RUST_LOG") or "info", "BARBRIDGE_FIFO": str(s.fifo),
                "BARBRIDGE_JOURNAL": str(journal), "BARBRIDGE_STATUS_FILE": str(s.status_file),
-               "BARBRIDGE_SYMBOLS": ",".join(s.symbols)}
+               "BARBRIDGE_SYMBOLS": ",".join(current_symbols(s))}
         try:
             pid = await self.consumer.start(s.consumer_cmd, env=env, cwd=s.repo, stdout=self.path("bars.jsonl"))
         except OSError as e:
@@ -316,7 +321,8 @@ class Supervisor:
     async def start_sidecar(self) -> None:
         s = self.s
         argv = [s.python, "-m", "bridge", "--fifo", str(s.fifo), "--symbols", ",".join(s.symbols),
-                "--heartbeat", f"{s.heartbeat:g}", "--stats-interval", "60"]
+                "--heartbeat", f"{s.heartbeat:g}", "--stats-interval", "60",
+                "--control", str(s.control_socket), "--symbols-state", str(s.live_symbols_file)]
         if s.mode == "demo":
             argv += ["--source", "synthetic", "--interval", f"{s.demo_interval:g}"]
             last = display.last_bar_ms(display.read_json(s.status_file), self.path("bars.jsonl"))
@@ -328,7 +334,9 @@ class Supervisor:
                      "--no-preflight"]
             what = f"alpaca {s.feed}"
         pid = await self.sidecar.start(argv, env=self.env, cwd=s.repo, stdout=self.sidecar.log_file)
-        self.log(f"sidecar started (pid {pid}, source {what}; log {self.sidecar.log_file})")
+        live = current_symbols(s)
+        changed = f", symbols {','.join(live)} as changed live" if live != s.symbols else ""
+        self.log(f"sidecar started (pid {pid}, source {what}{changed}; log {self.sidecar.log_file})")
 
     async def wait_for_fifo(self) -> None:
         deadline = time.monotonic() + CONSUMER_FIFO_TIMEOUT
@@ -445,7 +453,8 @@ class Supervisor:
         t = self.track
         self.out(f"{'-' * 64} status {local_ts()}\n{text.decode(errors='replace').rstrip()}\n"
                  f"supervisor: consumer restarts {t['consumer'].restarts}, sidecar restarts {t['sidecar'].restarts} "
-                 f"({t['sidecar'].stale_restarts} for a stale feed), flap alerts {self.flaps.episodes}   "
+                 f"({t['sidecar'].stale_restarts} for a stale feed), flap alerts {self.flaps.episodes}, "
+                 f"symbols {','.join(current_symbols(s))}   "
                  f"(Ctrl-C to stop; logs in {self.run_dir})\n{'-' * 64}")
 
     async def eod_hook(self, eod_ny: str) -> None:
@@ -464,6 +473,7 @@ class Supervisor:
         s = self.s
         bars = display.BarTail(self.path("bars.jsonl"))
         eod_done = False
+        symbols = current_symbols(s)
         next_status = time.monotonic() + min(s.status_every, 3.0)
         while True:
             if self.stop_event.is_set():
@@ -481,6 +491,10 @@ class Supervisor:
             await self.check_child(self.consumer)
             await self.check_child(self.sidecar)
             await self.check_health()
+            if current_symbols(s) != symbols:  # a live --subscribe/--unsubscribe (the sidecar logs the details)
+                symbols = current_symbols(s)
+                self.log(f"symbols changed live: now {','.join(symbols)} (until this launcher stops)")
+                self.write_state()
             for line in bars.lines():
                 if not s.quiet:
                     self.out(line)
@@ -553,7 +567,7 @@ class Supervisor:
         if self.locks and self.locks[0].held:  # this instance owns the runtime dir: leave it empty
             s = self.s
             for f in (s.fifo, s.status_file, s.state_file, s.runtime_dir / "consumer.pid", s.runtime_dir / "sidecar.pid",
-                      s.runtime_dir / "nats.pid"):
+                      s.runtime_dir / "nats.pid", s.control_socket, s.live_symbols_file):
                 f.unlink(missing_ok=True)
             if self.run_dir:
                 self.write_state(live=False)

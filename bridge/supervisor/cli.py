@@ -118,4 +118,7 @@ def main(argv: Optional[list[str]] = None) -> int:
         return status(s)
     if s.action == "check":
         return check(s, log)
+    if s.action in ("subscribe", "unsubscribe"):
+        from bridge.supervisor import control
+        return control.main_change(s)
     return asyncio.run(Supervisor(s, log).main())

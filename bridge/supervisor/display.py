@@ -101,7 +101,8 @@ def render_state(state: dict[str, Any], alive: bool) -> str:
         return (f"  {name:<9} pid {pid:<8} restarts {p.get('restarts', 0)}{extra}, "
                 f"consecutive failures {p.get('consecutive_failures', 0)}")
     head = (f"supervisor: launcher pid {state.get('launcher_pid')} ({'running' if alive else 'NOT RUNNING'}), "
-            f"{state.get('mode')} mode, symbols {state.get('symbols')}")
+            f"{state.get('mode')} mode, symbols {state.get('symbols')}"
+            + (f" (changed live; configured {state['configured_symbols']})" if state.get("configured_symbols") else ""))
     return "\n".join([
         head,
         f"  run dir {state.get('run_dir')}; updated {state.get('updated')}",

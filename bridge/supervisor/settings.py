@@ -32,6 +32,10 @@ Modes (default: live if credentials are configured, otherwise demo):
   --live              live Alpaca feed; credentials required
   --check             run the preflight checks and exit (0 = all good)
   --status            print the running consumer's status and the supervisor's restart counts
+  --subscribe LIST    add symbols to the running launcher (same runtime dir) without a restart; the
+                      new ones are backfilled from the session's open. Lasts until that launcher
+                      stops (sidecar restarts keep it); for good, edit SYMBOLS
+  --unsubscribe LIST  remove symbols from the running launcher, likewise
 
 Options (each also settable in config.env / the environment, shown in brackets):
   --config FILE       configuration file [BARBRIDGE_CONFIG, default: <repo>/config.env]
@@ -99,6 +103,8 @@ def _parser() -> _Parser:
     p.add_argument("--live", dest="mode", action="store_const", const="live")
     p.add_argument("--check", dest="action", action="store_const", const="check", default="run")
     p.add_argument("--status", dest="action", action="store_const", const="status")
+    p.add_argument("--subscribe", dest="change", type=lambda v: ("subscribe", v))
+    p.add_argument("--unsubscribe", dest="change", type=lambda v: ("unsubscribe", v))
     p.add_argument("--config")
     p.add_argument("--quiet", action="store_true")
     p.add_argument("-h", "--help", action="store_true")
@@ -117,7 +123,8 @@ class Settings:
     """Everything the supervisor needs, validated."""
 
     repo: Path
-    action: str  # run | check | status
+    action: str  # run | check | status | subscribe | unsubscribe
+    change_symbols: list[str]  # --subscribe / --unsubscribe: the symbols to add or remove
     mode: str  # live | demo
     config_file: Path
     config_loaded: bool
@@ -167,6 +174,16 @@ class Settings:
     @property
     def status_file(self) -> Path:
         return self.runtime_dir / "status.json"
+
+    @property
+    def control_socket(self) -> Path:
+        """The sidecar's control endpoint (``bridge/control.py``): ``--subscribe``/``--unsubscribe``."""
+        return self.runtime_dir / "control.sock"
+
+    @property
+    def live_symbols_file(self) -> Path:
+        """The symbol list after a live change, kept for the sidecar's restarts; removed at exit."""
+        return self.runtime_dir / "symbols.live.json"
 
     @property
     def state_file(self) -> Path:
@@ -238,6 +255,13 @@ def load(argv: Optional[list[str]], environ: dict[str, str], repo: Path) -> Sett
     if a.help:
         print(USAGE)
         raise HelpShown()
+    change_symbols: list[str] = []
+    if a.change:
+        if a.action != "run" or a.mode:
+            raise ConfigError(f"--{a.change[0]} talks to the running launcher and goes with no mode or action option.",
+                              f"run scripts/launch_live_trading.sh --{a.change[0]} {a.change[1]} alone")
+        a.action = a.change[0]
+        change_symbols = config.parse_symbols(a.change[1])
     env = dict(environ)
     for key in ("SYMBOLS", "RUNS_DIR", "DEMO_INTERVAL", "OPEN_TIME", "EOD_TIME", "CLOSE_TIME", "SCHEDULE",
                 "WAIT_FOR_OPEN", "WARMUP"):
@@ -261,7 +285,7 @@ def load(argv: Optional[list[str]], environ: dict[str, str], repo: Path) -> Sett
     creds = config.credentials_from_env(env)
     partial = None if creds else config.partial_credentials(env)
     mode = a.mode or ("live" if creds or partial else "demo")
-    if mode == "live" and creds is None and a.action != "status":
+    if mode == "live" and creds is None and a.action in ("run", "check"):
         if partial:
             raise ConfigError(f"live mode needs both halves of {partial} and one is missing.",
                               f"set both in {cfg}, or run with --demo")
@@ -291,7 +315,8 @@ def load(argv: Optional[list[str]], environ: dict[str, str], repo: Path) -> Sett
     runtime = env.get("BARBRIDGE_RUNTIME_DIR") or (
         f"{env['XDG_RUNTIME_DIR']}/barbridge" if env.get("XDG_RUNTIME_DIR") else f"/tmp/barbridge-{os.getuid()}")
     return Settings(
-        repo=repo, action=a.action, mode=mode, config_file=cfg, config_loaded=loaded, env=env, creds=creds,
+        repo=repo, action=a.action, change_symbols=change_symbols, mode=mode, config_file=cfg, config_loaded=loaded,
+        env=env, creds=creds,
         symbols=symbols, runs_dir=runs if runs.is_absolute() else Path.cwd() / runs,
         runtime_dir=Path(runtime), consumer_bin=Path(get("BARBRIDGE_BIN", str(repo / "target" / "release" / "barbridge"))),
         feed=feed, schedule=flag("SCHEDULE", get("SCHEDULE", "1" if live else "0")),

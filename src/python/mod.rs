@@ -10,7 +10,8 @@
 //!
 //! One file per group of classes: [`bar`] (`Bar`, Python values → bars), [`consumer`]
 //! (`Consumer`, `BatchResult`), [`subscription`] (`Subscription`), [`reader`] (`FifoReader`),
-//! [`writer`] (`FifoWriter`), [`alpaca`] (`Publisher`, the Alpaca and calendar functions). This
+//! [`writer`] (`FifoWriter`), [`alpaca`] (`Publisher`, the Alpaca and calendar functions), [`control`]
+//! (the symbol and private-directory checks of the sidecar's control endpoint). This
 //! file holds the module init and what they share: argument checks, `WireError`, serde → Python.
 
 use std::path::PathBuf;
@@ -28,6 +29,7 @@ use crate::wire;
 mod alpaca;
 mod bar;
 mod consumer;
+mod control;
 mod nats;
 mod reader;
 mod subscription;
@@ -244,6 +246,7 @@ fn barbridge(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<PyFifoReader>()?;
     m.add_class::<PyFifoWriter>()?;
     alpaca::register(m)?;
+    control::register(m)?;
     nats::register(m)?;
     m.add("WireError", py.get_type::<exc::WireError>())?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
