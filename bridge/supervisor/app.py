@@ -316,7 +316,7 @@ class Supervisor:
     async def start_sidecar(self) -> None:
         s = self.s
         argv = [s.python, "-m", "bridge", "--fifo", str(s.fifo), "--symbols", ",".join(s.symbols),
-                "--heartbeat", f"{s.heartbeat:g}", "--stats-interval", "60"]
+                "--asset", s.asset, "--heartbeat", f"{s.heartbeat:g}", "--stats-interval", "60"]
         if s.mode == "demo":
             argv += ["--source", "synthetic", "--interval", f"{s.demo_interval:g}"]
             last = display.last_bar_ms(display.read_json(s.status_file), self.path("bars.jsonl"))
@@ -326,7 +326,7 @@ class Supervisor:
         else:
             argv += ["--source", "alpaca", "--feed", s.feed, "--stale-after", f"{s.sidecar_stale_after:g}",
                      "--no-preflight"]
-            what = f"alpaca {s.feed}"
+            what = f"alpaca {s.feed}" if s.asset == "stock" else "alpaca crypto"
         pid = await self.sidecar.start(argv, env=self.env, cwd=s.repo, stdout=self.sidecar.log_file)
         self.log(f"sidecar started (pid {pid}, source {what}; log {self.sidecar.log_file})")
 
