@@ -25,11 +25,11 @@ use std::time::Duration;
 
 use crossbeam_channel::{Receiver, Sender, TrySendError};
 
+use crate::asset::AssetClass;
 use crate::bar::{Bar, BarKind, Source, Symbol};
 use crate::capacity::CapacityError;
 use crate::cursor::AckPublisher;
 use crate::health::{Clock, Health, HealthSnapshot, RateLimitedLog, SystemClock};
-use crate::asset::AssetClass;
 use crate::journal::{read_records, Journal, JournalError, LoadReport};
 use crate::pipe::reader::{lock_reader, read_fifo, Flow, FrameSink, ReaderOptions};
 use crate::pipe::{prepare_fifo, FifoError};

@@ -9,8 +9,8 @@ use std::process::ExitCode;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use barbridge::calendar::{fmt_ny_time, ny_date, session_on};
 use barbridge::asset::{AssetClass, JournalDay};
+use barbridge::calendar::{fmt_ny_time, ny_date, session_on};
 use barbridge::journal::{day_path, FsyncPolicy, Journal};
 use barbridge::{Clock, Consumer, FeedOptions, StatusReport, StatusWriter, SystemClock};
 use clap::{Parser, Subcommand, ValueEnum};
@@ -485,7 +485,8 @@ fn crypto_gaps(
     }
     let report: Vec<_> = minutes.into_iter().map(|(sym, ts)| barbridge::gaps::session_gaps(&sym, &session, now, ts)).collect();
     const NOTE: &str = "crypto: every UTC minute counts; Alpaca sends no bar for a minute without trades, so a hole is a quiet minute or a loss (compare with REST bars to tell)";
-    let value = serde_json::json!({"date": day.date.to_string(), "open_ms": session.open_ms, "close_ms": session.close_ms, "symbols": report, "note": NOTE});
+    let value =
+        serde_json::json!({"date": day.date.to_string(), "open_ms": session.open_ms, "close_ms": session.close_ms, "symbols": report, "note": NOTE});
     let text = if json {
         value.to_string() + "\n"
     } else {
@@ -512,7 +513,12 @@ fn crypto_gaps(
                 g.hole_minutes()
             );
             for h in &g.holes {
-                let _ = writeln!(out, "    hole at {} UTC: {} minute(s)", chrono::DateTime::from_timestamp_millis(h.start_ms).unwrap_or_default().format("%H:%M"), h.minutes);
+                let _ = writeln!(
+                    out,
+                    "    hole at {} UTC: {} minute(s)",
+                    chrono::DateTime::from_timestamp_millis(h.start_ms).unwrap_or_default().format("%H:%M"),
+                    h.minutes
+                );
             }
         }
         if report.is_empty() {

@@ -37,6 +37,7 @@ from typing import Any, Callable, Deque, Optional
 from alpaca.data.enums import DataFeed
 from alpaca.data.historical import StockHistoricalDataClient
 from alpaca.data.live import StockDataStream
+from alpaca.data.live.websocket import DataStream
 from alpaca.data.requests import StockBarsRequest
 from alpaca.data.timeframe import TimeFrame
 
@@ -61,11 +62,10 @@ BACKFILL_LOOKBACK_MS = 5 * 60_000
 BACKFILL_SYMBOLS_PER_REQUEST = 500
 
 
-class _Observed:
+class _Observed(DataStream):
     """The hooks on alpaca-py's ``DataStream`` that report connection events to ``observer`` (see
-    module doc); mixed into the stock stream here and the crypto stream in ``crypto.py``."""
-
-    _ws: Any
+    module doc); mixed into the stock stream here and the crypto stream in ``crypto.py`` (first in
+    their bases, so ``super()`` is the asset's own stream class)."""
 
     observer: "AlpacaSource"
     submit: Callable[[Any], bool]  # barbridge.Publisher.submit_alpaca

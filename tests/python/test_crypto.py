@@ -50,9 +50,9 @@ def test_crypto_across_midnight_utc_beside_stocks_with_faults(start_sidecar, sta
             return all(p.stderr().count("status subscribed") >= n for p in (crypto, stock))
         for n, fault, minute in ((1, "close1000", None), (2, "drop", MIDNIGHT_MS + 2 * MINUTE_MS),
                                  (3, None, MIDNIGHT_MS + 8 * MINUTE_MS)):
-            wait_for(lambda: subscribed(n), timeout=30, what=f"both sidecars subscribed ({n})")
+            wait_for(lambda n=n: subscribed(n), timeout=30, what=f"both sidecars subscribed ({n})")
             if minute is not None:
-                wait_for(lambda: srv.produced_until >= minute, timeout=30, what="the data clock")
+                wait_for(lambda m=minute: srv.produced_until >= m, timeout=30, what="the data clock")
             if fault:
                 srv.inject(fault)
         srv.inject("pause")
