@@ -96,3 +96,19 @@ def test_crypto_asset_refuses_stock_symbols(start_sidecar, fifo_path):
     side = start_sidecar(fifo_path, "--asset", "crypto", "--symbols", "BTC/USD,SPY", fast=False)
     assert side.wait(20) == 2
     assert "ASSET=crypto streams pairs such as BTC/USD, not SPY" in side.stderr()
+
+
+def test_asset_config_defaults_and_wrong_shapes():
+    from bridge import config
+    assert config.parse_asset(None) == "stock" and config.parse_asset(" Crypto ") == "crypto"
+    assert config.parse_symbols(None, "crypto") == ["BTC/USD", "ETH/USD"]
+    config.check_asset_symbols("crypto", ["BTC/USD", "ETH/USDT"])
+    config.check_asset_symbols("stock", ["SPY", "BRK.B"])
+    for asset, symbols, words in (("crypto", ["BTC/USD", "SPY"], "not SPY"), ("stock", ["BTC/USD"], "ASSET=crypto"),
+                                  ("bonds", [], "must be stock or crypto")):
+        try:
+            config.check_asset_symbols(config.parse_asset(asset), symbols)
+        except config.ConfigError as e:
+            assert words in str(e)
+        else:
+            raise AssertionError(f"{asset} {symbols} accepted")
