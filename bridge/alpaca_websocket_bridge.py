@@ -65,6 +65,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog=PROG, description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--source", choices=("alpaca", "replay", "synthetic"), default="alpaca")
+    p.add_argument("--asset", choices=config.ASSETS, default=env("ASSET") or "stock",
+                   help="stock, or crypto: Alpaca's crypto stream and REST bars (pairs such as BTC/USD), staleness "
+                        "around the clock (env ASSET)")
     p.add_argument("--sink", choices=("fifo", "inprocess"), default="fifo")
     p.add_argument("--status-file", default=None,
                    help="--sink inprocess: the Rust consumer rewrites this JSON status file every second")
@@ -74,7 +77,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="--sink inprocess: the Rust consumer journals every accepted bar in DIR (like barbridge run --journal)")
     p.add_argument("--fifo", default=env("BARBRIDGE_FIFO") or config.default_fifo_path(),
                    help="FIFO path (created 0600 in a 0700 directory if absent)")
-    p.add_argument("--symbols", default=None, help="comma-separated symbols (default SPY,SPXL,SH,SDS)")
+    p.add_argument("--symbols", default=None,
+                   help="comma-separated symbols (default SPY,SPXL,SH,SDS; --asset crypto: BTC/USD,ETH/USD)")
     p.add_argument("--control", default=None, metavar="SOCKET",
                    help="serve the control endpoint (subscribe/unsubscribe symbols while running) on this Unix "
                         "socket, created 0600 in a private directory (--source alpaca or synthetic)")
@@ -177,7 +181,10 @@ def main(argv: Optional[list[str]] = None) -> int:
     try:
         if args.source == "alpaca":  # one CA bundle for the stream, REST backfill and preflight
             config.apply_ca_bundle(os.environ)
-        symbols = config.parse_symbols(args.symbols)
+        asset = config.parse_asset(args.asset)
+        symbols = config.parse_symbols(args.symbols, asset)
+        if args.source == "alpaca":
+            config.check_asset_symbols(asset, symbols)
         creds = config.credentials_from_env(os.environ)
         if args.source == "alpaca" and creds is None:
             raise ConfigError("no Alpaca credentials: set ALPACA_API_KEY and ALPACA_SECRET_KEY (or ALPACA_PAPER_API_KEY "
@@ -255,11 +262,15 @@ def main(argv: Optional[list[str]] = None) -> int:
             if args.backfill_from:
                 backfill_from = _iso_ms(args.backfill_from)
             assert creds is not None  # refused above without them
-            if not args.no_preflight:
+            if not args.no_preflight and asset == "stock":
                 problem = alpaca_src.preflight(creds, symbols, args.feed, args.data_url)
                 if problem:
                     return _fail(*problem)
-            source = live = alpaca_src.AlpacaSource(
+            source_class = alpaca_src.AlpacaSource
+            if asset == "crypto":
+                from bridge.sources.crypto import CryptoSource
+                source_class = CryptoSource
+            source = live = source_class(
                 pub, symbols, creds, feed=args.feed, stream_url=args.stream_url, data_url=args.data_url,
                 stale_after=args.stale_after, market_hours=args.market_hours,
                 ping_interval=args.ping_interval, ping_timeout=args.ping_timeout,
@@ -305,7 +316,8 @@ def main(argv: Optional[list[str]] = None) -> int:
             return _fail(2, f"cannot serve metrics on {args.metrics_addr}: {e}")
         log.info("sidecar metrics on http://%s:%d/metrics", metrics.parse_addr(args.metrics_addr)[0], port)
 
-    log.info("sidecar %s: source=%s sink=%s symbols=%s writer=%s%s", PROG, args.source, args.sink, ",".join(symbols),
+    log.info("sidecar %s: source=%s asset=%s sink=%s symbols=%s writer=%s%s", PROG, args.source, asset, args.sink,
+             ",".join(symbols),
              sink.writer, f" key={config.mask(creds.api_key)}" if creds and args.source == "alpaca" else "")
     if live_symbols is not None:
         log.info("symbols %s from %s (changed live in this launcher run)", ",".join(symbols), args.symbols_state)

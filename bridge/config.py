@@ -32,6 +32,9 @@ from pathlib import Path
 from typing import Iterable, Mapping, MutableMapping, Optional
 
 DEFAULT_SYMBOLS = ("SPY", "SPXL", "SH", "SDS")
+#: ``ASSET=crypto``: Alpaca's crypto pairs, 24/7 (docs/ARCHITECTURE.md "Crypto").
+DEFAULT_CRYPTO_SYMBOLS = ("BTC/USD", "ETH/USD")
+ASSETS = ("stock", "crypto")
 
 #: Every key ``config.env`` may set, with what it is for (``config.env.example`` documents each).
 KNOWN_KEYS: dict[str, str] = {
@@ -58,6 +61,7 @@ KNOWN_KEYS: dict[str, str] = {
     "LOG_FORMAT": "text or json (one JSON object a line) for the consumer's and the sidecar's logs",
     # what to stream
     "SYMBOLS": "symbols, separated by commas and/or spaces",
+    "ASSET": "stock (default) or crypto: pairs such as BTC/USD, streamed 24/7, journaled per UTC day",
     # schedule
     "SCHEDULE": "1: follow the NYSE session",
     "WAIT_FOR_OPEN": "1: wait for OPEN_TIME before starting",
@@ -235,11 +239,31 @@ def partial_credentials(environ: Mapping[str, str]) -> Optional[str]:
     return None
 
 
-def parse_symbols(text: Optional[str]) -> list[str]:
+def parse_asset(text: Optional[str]) -> str:
+    """``ASSET`` / ``--asset``: ``stock`` (default) or ``crypto``."""
+    asset = (text or "stock").strip().lower() or "stock"
+    if asset not in ASSETS:
+        raise ConfigError(f"ASSET={text} must be stock or crypto.", "set ASSET=stock or ASSET=crypto")
+    return asset
+
+
+def check_asset_symbols(asset: str, symbols: list[str]) -> None:
+    """A crypto stream takes pairs (``BTC/USD``), a stock stream tickers without ``/``: the shape
+    that tells the consumer which day a bar belongs to (``src/asset.rs``). A mix → ConfigError."""
+    wrong = [s for s in symbols if ("/" in s) != (asset == "crypto")]
+    if wrong:
+        if asset == "crypto":
+            raise ConfigError(f"ASSET=crypto streams pairs such as BTC/USD, not {', '.join(wrong)}.",
+                              "use e.g. SYMBOLS=BTC/USD,ETH/USD, or run stocks in a second sidecar")
+        raise ConfigError(f"{', '.join(wrong)} look like crypto pairs: set ASSET=crypto for them "
+                          "(stocks and crypto run as two sidecars).", "set ASSET=crypto")
+
+
+def parse_symbols(text: Optional[str], asset: str = "stock") -> list[str]:
     """``"spy, SH"`` or ``"SPY SH"`` → ``["SPY", "SH"]`` (commas and spaces separate; deduplicated,
-    order kept). Empty or a bad ticker → ConfigError."""
+    order kept). Empty or a bad ticker → ConfigError. ``None``: the asset's default symbols."""
     if text is None:
-        return list(DEFAULT_SYMBOLS)
+        return list(DEFAULT_CRYPTO_SYMBOLS if asset == "crypto" else DEFAULT_SYMBOLS)
     seen: list[str] = []
     for part in re.split(r"[,\s]+", text):
         s = part.strip().upper()

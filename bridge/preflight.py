@@ -30,6 +30,7 @@ if __package__ in (None, ""):
 from bridge import config  # noqa: E402
 
 DEFAULT_STREAM = "wss://stream.data.alpaca.markets/v2/{feed}"
+CRYPTO_STREAM = "wss://stream.data.alpaca.markets/v1beta3/crypto/us"
 PAPER_TRADING = "https://paper-api.alpaca.markets"
 LIVE_TRADING = "https://api.alpaca.markets"
 
@@ -192,7 +193,8 @@ def run(mode: str, fifo: Path, stream_url: Optional[str], trading_url: Optional[
             else:
                 url = trading_url or (PAPER_TRADING if paper else LIVE_TRADING)
                 ok(check_account(creds, url, ctx, timeout))
-            ok(check_stream(stream_url or DEFAULT_STREAM.format(feed=feed), ctx, timeout))
+            crypto = config.parse_asset(os.environ.get("ASSET")) == "crypto"  # the crypto stream: 24/7 pairs
+            ok(check_stream(stream_url or (CRYPTO_STREAM if crypto else DEFAULT_STREAM.format(feed=feed)), ctx, timeout))
         ok(check_fifo(fifo))
     except Fail as f:
         text = config.scrub(f"{f.sentence}. Fix: {f.fix}.", [creds.api_key, creds.secret_key] if creds else [])

@@ -10,6 +10,8 @@ Speaks the protocol exactly as alpaca-py 0.44 expects it:
   bars ``T:"u"`` with ``t`` as a ``msgpack.Timestamp``.
 * REST ``GET /v2/stocks/bars`` (``symbols,start,end,limit,page_token``) →
   ``{"bars":{SYM:[{"t":RFC3339,"o","h","l","c","v","n","vw"}]},"next_page_token":...}``.
+* crypto: websocket ``/v1beta3/crypto/us`` and REST ``/v1beta3/crypto/us/bars`` for pairs such as
+  ``BTC/USD`` (fractional volumes, 24/7; ``crypto.py``).
 
 Bars are deterministic functions of (seed, symbol, minute), and the data clock is
 ``epoch_ms`` + one minute per ``interval`` wall seconds counted from ``epoch_wall`` (default: the
@@ -62,10 +64,12 @@ from websockets.datastructures import Headers
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
+from . import crypto
+
 log = logging.getLogger("fake_alpaca")
 logging.getLogger("websockets.server").setLevel(logging.WARNING)  # REST answers log as "rejected"
 MINUTE_MS = 60_000
-BASE_PRICES = {"SPY": 671.0, "SPXL": 198.0, "SH": 36.5, "SDS": 15.2, "QQQ": 600.0}
+BASE_PRICES = {"SPY": 671.0, "SPXL": 198.0, "SH": 36.5, "SDS": 15.2, "QQQ": 600.0, **crypto.BASE_PRICES}
 
 
 def _rng(seed: int, symbol: str, ts: int, salt: str = "") -> random.Random:
@@ -90,7 +94,8 @@ def make_bar(seed: int, symbol: str, ts: int, *, no_trade_prob: float = 0.0) -> 
     n = r.randint(1, 400)
     v = n * r.randint(5, 120)
     vw = round(lo + (h - lo) * r.random(), 4)
-    return {"t": ts, "o": o, "h": h, "l": lo, "c": c, "v": v, "n": n, "vw": vw}
+    return {"t": ts, "o": o, "h": h, "l": lo, "c": c, "v": crypto.fractional_volume(v) if crypto.is_pair(symbol) else v,
+            "n": n, "vw": vw}
 
 
 def updated_version(bar: dict, seed: int, symbol: str) -> dict:
@@ -120,6 +125,7 @@ def _parse_time(s: str) -> int:
 @dataclass
 class _Client:
     ws: ServerConnection
+    path: str = ""  # the stream's path: Alpaca limits connections per key and stream (stocks, crypto)
     key: Optional[str] = None
     bars: set = field(default_factory=set)
     updated: set = field(default_factory=set)
@@ -189,6 +195,10 @@ class FakeAlpacaServer:
     @property
     def ws_url(self) -> str:
         return f"ws://{self.host}:{self.port}/v2/iex"
+
+    @property
+    def crypto_ws_url(self) -> str:
+        return f"ws://{self.host}:{self.port}{crypto.CRYPTO_STREAM_PATH}"
 
     @property
     def data_url(self) -> str:
@@ -359,11 +369,11 @@ class FakeAlpacaServer:
     async def _handler(self, ws: ServerConnection) -> None:
         assert ws.request is not None  # set once the handshake is done, before the handler runs
         path = urllib.parse.urlsplit(ws.request.path).path
-        if path not in ("/v2/iex", "/v2/sip", "/v2/test", "/v2/delayed_sip"):
+        if path not in ("/v2/iex", "/v2/sip", "/v2/test", "/v2/delayed_sip", crypto.CRYPTO_STREAM_PATH):
             await ws.close(1008, "unknown path")
             return
         self.stats["connections"] += 1
-        client = _Client(ws)
+        client = _Client(ws, path)
         sender = None
         try:
             await ws.send(msgpack.packb([{"T": "success", "msg": "connected"}]))
@@ -377,7 +387,7 @@ class FakeAlpacaServer:
                 await self._error(ws, 402, "auth failed")
                 return
             if time.monotonic() < self.limit_until or (
-                    self.single_connection and any(c.key == auth["key"] for c in self.clients)):
+                    self.single_connection and any(c.key == auth["key"] and c.path == path for c in self.clients)):
                 self.stats["limit406"] += 1
                 await self._error(ws, 406, "connection limit exceeded")
                 return
@@ -449,6 +459,8 @@ class FakeAlpacaServer:
         q = dict(urllib.parse.parse_qsl(url.query))
         if url.path == "/v2/stocks/bars":
             return self._rest_bars(req, q)
+        if url.path == crypto.CRYPTO_BARS_PATH:
+            return self._rest_bars(req, q, pairs=True)
         if url.path == "/_fake/fault":
             try:
                 return self._json(200, {"ok": await self.fault(q.get("action", "") + (":" + q["arg"] if q.get("arg") else ""))})
@@ -459,7 +471,7 @@ class FakeAlpacaServer:
                                     "epoch_ms": self.epoch_ms, "produced_until": self.produced_until,
                                     "subscribes": self.subscribe_log[-20:],
                                     "burst_sent": {str(k): v for k, v in sorted(self.burst_sent.items())[-200:]}})
-        if url.path.startswith("/v2/") and req.headers.get("Upgrade", "").lower() == "websocket":
+        if url.path.startswith(("/v2/", crypto.CRYPTO_STREAM_PATH)) and req.headers.get("Upgrade", "").lower() == "websocket":
             if self.http429 > 0:
                 self.http429 -= 1
                 self.stats["http429"] += 1
@@ -467,11 +479,13 @@ class FakeAlpacaServer:
             return None
         return self._json(404, {"message": "not found"})
 
-    def _rest_bars(self, req: Request, q: dict) -> Response:
+    def _rest_bars(self, req: Request, q: dict, pairs: bool = False) -> Response:
+        """Stock bars, or (``pairs``) crypto bars, which need no keys (but refuse wrong ones)."""
         self.stats["rest_requests"] += 1
-        if req.headers.get("APCA-API-KEY-ID") != self.key or req.headers.get("APCA-API-SECRET-KEY") != self.secret:
+        keys = (req.headers.get("APCA-API-KEY-ID"), req.headers.get("APCA-API-SECRET-KEY"))
+        if keys != (self.key, self.secret) and not (pairs and keys == (None, None)):
             return self._json(401, {"code": 40110000, "message": "request is not authorized"})
-        syms = [s for s in q.get("symbols", "").split(",") if s]
+        syms = [s for s in q.get("symbols", "").split(",") if s and crypto.is_pair(s) == pairs]
         if not syms:
             return self._json(400, {"code": 42210000, "message": "missing symbols"})
         try:
@@ -517,6 +531,8 @@ def main(argv: Optional[list[str]] = None) -> int:
     ap.add_argument("--host", default="127.0.0.1")
     ap.add_argument("--port", type=int, default=0, help="0 = pick a free port (printed)")
     ap.add_argument("--symbols", default="SPY,SPXL,SH,SDS")
+    ap.add_argument("--crypto-symbols", default=",".join(crypto.DEFAULT_CRYPTO_SYMBOLS),
+                    help=f"crypto pairs served on {crypto.CRYPTO_STREAM_PATH} (empty: none)")
     ap.add_argument("--burst", type=int, default=0, metavar="N",
                     help="burst mode: N symbols (B00000, B00001, ...), each minute's bars in one frame")
     ap.add_argument("--interval", type=float, default=60.0, help="wall seconds per data minute (60 = real time)")
@@ -536,6 +552,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     logging.basicConfig(level=logging.DEBUG if a.verbose else logging.INFO, stream=sys.stderr,
                         format="%(asctime)s fake-alpaca %(levelname)s %(message)s")
     symbols = burst_symbols(a.burst) if a.burst else [s.strip().upper() for s in a.symbols.split(",") if s.strip()]
+    symbols += [s.strip().upper() for s in a.crypto_symbols.split(",") if s.strip() and not a.burst]
     srv = FakeAlpacaServer(symbols=symbols, burst=a.burst > 0,
                            interval=a.interval, key=a.key, secret=a.secret, host=a.host, port=a.port,
                            seed=a.seed, epoch_ms=a.epoch_ms, epoch_wall=a.epoch_wall, prefill=a.prefill,
@@ -549,6 +566,7 @@ def main(argv: Optional[list[str]] = None) -> int:
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, srv._stopped.set)
         print(f"FAKE_ALPACA_STREAM_URL={srv.ws_url}", flush=True)
+        print(f"FAKE_ALPACA_CRYPTO_STREAM_URL={srv.crypto_ws_url}", flush=True)
         print(f"FAKE_ALPACA_DATA_URL={srv.data_url}", flush=True)
         print(f"FAKE_ALPACA_EPOCH_MS={srv.epoch_ms}", flush=True)
         print(f"FAKE_ALPACA_EPOCH_WALL={srv.epoch_wall!r}", flush=True)

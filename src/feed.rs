@@ -25,6 +25,7 @@ use std::time::Duration;
 
 use crossbeam_channel::{Receiver, Sender, TrySendError};
 
+use crate::asset::AssetClass;
 use crate::bar::{Bar, BarKind, Source, Symbol};
 use crate::capacity::CapacityError;
 use crate::cursor::AckPublisher;
@@ -285,14 +286,16 @@ impl Consumer {
         }
     }
 
-    /// Load today's journal (New York date at `now_ms`) into the store: a restarted consumer
-    /// resumes warm. Other days' files are loaded when their first bar arrives.
+    /// Load today's journal (the New York date's stock file and the UTC date's crypto file at
+    /// `now_ms`, see [`crate::asset`]) into the store: a restarted consumer resumes warm. Other days' files are loaded when their first bar arrives.
     ///
     /// Also takes up each writer's position from the journal's durable cursor (see
     /// [`crate::cursor`]), so that lines re-sent after the restart are recognised and real gaps
     /// are reported.
     pub fn resume_from_journal(&self, now_ms: i64) {
-        self.load_journal_day_of(now_ms);
+        for asset in AssetClass::ALL {
+            self.load_journal_day_of(asset, now_ms);
+        }
         let Some(journal) = &self.journal else { return };
         let path = journal.dir().join(crate::cursor::DURABLE_FILE);
         match crate::cursor::read_ack_file(&path) {
@@ -310,8 +313,9 @@ impl Consumer {
         self.journal.as_ref().is_none_or(|j| j.is_clean())
     }
 
-    fn load_journal_day_of(&self, ts_ms: i64) {
-        let Some(path) = self.journal.as_ref().and_then(|j| j.claim_day(ts_ms)) else { return };
+    /// Load the journal day file of `asset` that `ts_ms` falls in, the first time that day is seen.
+    fn load_journal_day_of(&self, asset: AssetClass, ts_ms: i64) {
+        let Some(path) = self.journal.as_ref().and_then(|j| j.claim_day(asset, ts_ms)) else { return };
         if path.exists() {
             if let Err(e) = self.restore(&path) {
                 log::error!("{e}; bars of that day already journaled may be journaled again");
@@ -552,7 +556,7 @@ impl Consumer {
                 return Ingested::Filtered;
             }
         }
-        self.load_journal_day_of(bar.timestamp_ms);
+        self.load_journal_day_of(AssetClass::of(symbol), bar.timestamp_ms);
         // REST backfill is authoritative history: it corrects a stream bar that differs.
         let mode = if kind == BarKind::UpdatedBar || source == Some(Source::Backfill) { InsertMode::Correction } else { InsertMode::FirstReport };
         let received_ms = self.health.last_message().unwrap_or_else(|| self.health.now_ms());

@@ -3,7 +3,9 @@
 //! ## Format
 //! One file per New York trading day, `DIR/bars-YYYY-MM-DD.jsonl`, one wire-format line per
 //! accepted bar (`"type":"updated_bar"` marks corrections, which supersede the earlier line of the
-//! same symbol and minute). Read it with `grep`, `jq`, `wc -l`, or `barbridge replay`.
+//! same symbol and minute). Read it with `grep`, `jq`, `wc -l`, or `barbridge replay`. Crypto
+//! pairs (`BTC/USD`) trade around the clock and go to one file per UTC day,
+//! `DIR/crypto-YYYY-MM-DD.jsonl` (see [`crate::asset`]), so one journal takes both.
 //!
 //! ## Durability (fsync policy)
 //! Records are written with `write()` at the end of every read batch (and every Python push), so
@@ -36,8 +38,8 @@ use chrono::NaiveDate;
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
+use crate::asset::{AssetClass, JournalDay};
 use crate::bar::{Bar, BarKind};
-use crate::calendar::{ny_date, ny_day_bounds};
 use crate::private::{check_private_file, ensure_private_dir, open_private_file, PrivateError};
 use crate::wire::{encode_bar, parse_line, Line};
 
@@ -120,7 +122,7 @@ pub struct JournalStatus {
 
 #[derive(Debug)]
 struct DayFile {
-    date: NaiveDate,
+    day: JournalDay,
     day_start_ms: i64,
     day_end_ms: i64,
     file: File,
@@ -129,7 +131,7 @@ struct DayFile {
 /// Encoded records of one day, not yet (completely) on disk.
 #[derive(Debug)]
 struct Chunk {
-    date: NaiveDate,
+    day: JournalDay,
     buf: Vec<u8>,
     /// Records in `buf`.
     records: u64,
@@ -152,7 +154,8 @@ struct State {
     pending_records: u64,
     /// An emptied chunk buffer kept for the next chunk (no allocation per batch).
     spare: Option<Vec<u8>>,
-    day: Option<DayFile>,
+    /// The open day file of each asset class (a stock and a crypto day may be open at once).
+    open: Vec<DayFile>,
     last_sync: Instant,
     dirty: bool,
     trouble: Option<Trouble>,
@@ -172,19 +175,27 @@ pub struct Journal {
     records_written: AtomicU64,
     dropped: AtomicU64,
     /// Days whose file this process has loaded (or found absent) before journaling into it.
-    claimed_days: Mutex<HashSet<NaiveDate>>,
-    /// `[start, end)` of the most recently claimed day: the per-bar check is two loads.
-    claimed_start_ms: AtomicI64,
-    claimed_end_ms: AtomicI64,
+    claimed_days: Mutex<HashSet<JournalDay>>,
+    /// `[start, end)` of the most recently claimed day of each asset class (indexed like
+    /// [`AssetClass::ALL`]): the per-bar check is two loads.
+    claimed_bounds: [(AtomicI64, AtomicI64); 2],
 }
 
-/// Path of the journal file for `date`.
+/// Path of the stock journal file for the New York trading date `date` (crypto days:
+/// [`JournalDay::path`]).
 pub fn day_path(dir: &Path, date: NaiveDate) -> PathBuf {
-    dir.join(format!("bars-{date}.jsonl"))
+    JournalDay { asset: AssetClass::Stock, date }.path(dir)
 }
 
 fn is_day_file_name(name: &std::ffi::OsStr) -> bool {
-    name.to_str().is_some_and(|n| n.starts_with("bars-") && n.ends_with(".jsonl"))
+    name.to_str().and_then(JournalDay::parse).is_some()
+}
+
+fn class_index(asset: AssetClass) -> usize {
+    match asset {
+        AssetClass::Stock => 0,
+        AssetClass::Crypto => 1,
+    }
 }
 
 impl Journal {
@@ -215,7 +226,7 @@ impl Journal {
                 pending_bytes: 0,
                 pending_records: 0,
                 spare: None,
-                day: None,
+                open: Vec::new(),
                 last_sync: Instant::now(),
                 dirty: false,
                 trouble: None,
@@ -225,8 +236,7 @@ impl Journal {
             records_written: AtomicU64::new(0),
             dropped: AtomicU64::new(0),
             claimed_days: Mutex::new(HashSet::new()),
-            claimed_start_ms: AtomicI64::new(0),
-            claimed_end_ms: AtomicI64::new(0),
+            claimed_bounds: Default::default(),
         })
     }
 
@@ -238,19 +248,21 @@ impl Journal {
         self
     }
 
-    /// The first time a bar of a New York day is seen, returns that day's file so the caller can
-    /// load it into the store before storing (and journaling) the bar: a restarted process then
-    /// recognises bars it journaled before its restart instead of writing them twice.
-    pub fn claim_day(&self, ts_ms: i64) -> Option<PathBuf> {
-        let (start, end) = (self.claimed_start_ms.load(Ordering::Relaxed), self.claimed_end_ms.load(Ordering::Relaxed));
-        if (start..end).contains(&ts_ms) {
+    /// The first time a bar of a journal day is seen (a New York day for a stock, a UTC day for
+    /// a crypto pair: [`AssetClass::of`] the bar's symbol), returns that day's file so the caller can load it into the store before
+    /// storing (and journaling) the bar: a restarted process then recognises bars it journaled
+    /// before its restart instead of writing them twice.
+    pub fn claim_day(&self, asset: AssetClass, ts_ms: i64) -> Option<PathBuf> {
+        let (start, end) = &self.claimed_bounds[class_index(asset)];
+        if (start.load(Ordering::Relaxed)..end.load(Ordering::Relaxed)).contains(&ts_ms) {
             return None;
         }
-        let (start, end) = ny_day_bounds(ts_ms);
-        let first_time = self.claimed_days.lock().unwrap_or_else(|e| e.into_inner()).insert(ny_date(ts_ms));
-        self.claimed_start_ms.store(start, Ordering::Relaxed);
-        self.claimed_end_ms.store(end, Ordering::Relaxed);
-        first_time.then(|| day_path(&self.dir, ny_date(ts_ms)))
+        let day = JournalDay { asset, date: asset.date(ts_ms) };
+        let first_time = self.claimed_days.lock().unwrap_or_else(|e| e.into_inner()).insert(day);
+        let (s, e) = day.bounds();
+        start.store(s, Ordering::Relaxed);
+        end.store(e, Ordering::Relaxed);
+        first_time.then(|| day.path(&self.dir))
     }
 
     /// The journal directory.
@@ -266,16 +278,17 @@ impl Journal {
     pub fn record(&self, symbol: &str, bar: &Bar, kind: BarKind) {
         let mut guard = self.lock();
         let st = &mut *guard;
-        let date = match &st.day {
-            Some(d) if (d.day_start_ms..d.day_end_ms).contains(&bar.timestamp_ms) => d.date,
-            _ => ny_date(bar.timestamp_ms),
+        let asset = AssetClass::of(symbol);
+        let day = match st.open.iter().find(|d| d.day.asset == asset) {
+            Some(d) if (d.day_start_ms..d.day_end_ms).contains(&bar.timestamp_ms) => d.day,
+            _ => JournalDay { asset, date: asset.date(bar.timestamp_ms) },
         };
         let line = encode_bar(symbol, bar, kind);
         let need = line.len() + 1;
-        let fits = matches!(st.pending.back(), Some(c) if c.date == date && c.buf.len() + need <= self.chunk_bytes);
+        let fits = matches!(st.pending.back(), Some(c) if c.day == day && c.buf.len() + need <= self.chunk_bytes);
         if !fits {
             let buf = st.spare.take().unwrap_or_else(|| Vec::with_capacity(self.chunk_bytes.min(64 << 10)));
-            st.pending.push_back(Chunk { date, buf, records: 0, written: 0 });
+            st.pending.push_back(Chunk { day, buf, records: 0, written: 0 });
         }
         let chunk = st.pending.back_mut().expect("pushed above");
         chunk.buf.extend_from_slice(line.as_bytes());
@@ -314,9 +327,9 @@ impl Journal {
     pub fn flush(&self) {
         let mut guard = self.lock();
         let st = &mut *guard;
-        while let Some(date) = st.pending.front().map(|c| c.date) {
-            if let Err(e) = self.write_front(st, date) {
-                self.failed(st, date, e);
+        while let Some(day) = st.pending.front().map(|c| c.day) {
+            if let Err(e) = self.write_front(st, day) {
+                self.failed(st, day, e);
                 return;
             }
             let mut chunk = st.pending.pop_front().expect("checked");
@@ -333,7 +346,7 @@ impl Journal {
             FsyncPolicy::Never => false,
         };
         if due && st.dirty {
-            if let Some(d) = &st.day {
+            for d in &st.open {
                 if let Err(e) = d.file.sync_data() {
                     log::error!("fsync of journal failed: {e}");
                 }
@@ -343,8 +356,8 @@ impl Journal {
         }
     }
 
-    fn failed(&self, st: &mut State, date: NaiveDate, e: io::Error) {
-        let error = format!("cannot write journal {}: {e}", day_path(&self.dir, date).display());
+    fn failed(&self, st: &mut State, day: JournalDay, e: io::Error) {
+        let error = format!("cannot write journal {}: {e}", day.path(&self.dir).display());
         let now = Instant::now();
         match &mut st.trouble {
             None => {
@@ -367,10 +380,10 @@ impl Journal {
     }
 
     /// Write the rest of the front chunk, counting each complete record as it reaches the file.
-    fn write_front(&self, st: &mut State, date: NaiveDate) -> io::Result<()> {
-        self.open_day(st, date)?;
-        let State { pending, pending_records, day, dirty, .. } = st;
-        let file = &mut day.as_mut().expect("opened by open_day").file;
+    fn write_front(&self, st: &mut State, day: JournalDay) -> io::Result<()> {
+        let i = self.open_day(st, day)?;
+        let State { pending, pending_records, open, dirty, .. } = st;
+        let file = &mut open[i].file;
         let chunk = pending.front_mut().expect("caller checked");
         while chunk.written < chunk.buf.len() {
             match file.write(&chunk.buf[chunk.written..]) {
@@ -389,22 +402,30 @@ impl Journal {
         Ok(())
     }
 
-    /// Make `date`'s file the open one. A file stays open through write errors: the next try
-    /// appends exactly the bytes not yet written.
-    fn open_day(&self, st: &mut State, date: NaiveDate) -> io::Result<()> {
-        if matches!(&st.day, Some(d) if d.date == date) {
-            return Ok(());
+    /// Make `day`'s file the open one of its asset class; returns its index in `st.open`. A file
+    /// stays open through write errors: the next try appends exactly the bytes not yet written.
+    fn open_day(&self, st: &mut State, day: JournalDay) -> io::Result<usize> {
+        let same_class = st.open.iter().position(|d| d.day.asset == day.asset);
+        if let Some(i) = same_class.filter(|&i| st.open[i].day == day) {
+            return Ok(i);
         }
-        if let Some(old) = &st.day {
+        if let Some(old) = same_class.and_then(|i| st.open.get(i)) {
             let _ = old.file.sync_data();
         }
-        let path = day_path(&self.dir, date);
-        let mut file = open_private_file(&path, OpenOptions::new().create(true).append(true).read(true)).map_err(io::Error::other)?;
+        let mut file = open_private_file(&day.path(&self.dir), OpenOptions::new().create(true).append(true).read(true)).map_err(io::Error::other)?;
         ensure_ends_with_newline(&mut file)?;
-        let probe = date.and_hms_opt(12, 0, 0).expect("noon").and_utc().timestamp_millis();
-        let (day_start_ms, day_end_ms) = ny_day_bounds(probe);
-        st.day = Some(DayFile { date, day_start_ms, day_end_ms, file });
-        Ok(())
+        let (day_start_ms, day_end_ms) = day.bounds();
+        let opened = DayFile { day, day_start_ms, day_end_ms, file };
+        Ok(match same_class {
+            Some(i) => {
+                st.open[i] = opened;
+                i
+            }
+            None => {
+                st.open.push(opened);
+                st.open.len() - 1
+            }
+        })
     }
 
     /// Nothing pending and no error: everything recorded so far is in the file (fsync aside).
@@ -435,7 +456,7 @@ impl Drop for Journal {
     fn drop(&mut self) {
         self.flush();
         let st = self.lock();
-        if let Some(d) = &st.day {
+        for d in &st.open {
             let _ = d.file.sync_data();
         }
         if st.pending_records > 0 {
@@ -520,6 +541,7 @@ pub fn read_records(path: &Path, mut f: impl FnMut(&str, Bar, BarKind)) -> Resul
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::calendar::ny_date;
 
     fn bar(ts: i64) -> Bar {
         Bar { timestamp_ms: ts, open: 1.0, high: 2.0, low: 0.5, close: 1.5, volume: 10.0, vwap: Some(1.25), trade_count: Some(3) }
@@ -543,6 +565,33 @@ mod tests {
         let day2 = day_path(dir.path(), NaiveDate::from_ymd_opt(2025, 10, 9).unwrap());
         let r = read_records(&day2, |_, _, _| {}).unwrap();
         assert_eq!(r.records, 1);
+    }
+
+    #[test]
+    fn crypto_bars_go_to_utc_days_beside_the_stock_days() {
+        let dir = tempfile::tempdir().unwrap();
+        let j = Journal::open(dir.path(), FsyncPolicy::Always).unwrap();
+        // 2025-10-08 23:59 UTC and 2025-10-09 00:00 UTC: one New York day, two UTC days. Stock and
+        // crypto bars interleave, as from two sidecars writing into one FIFO.
+        let (before, after) = (1_759_967_940_000, 1_759_968_000_000);
+        for ts in [before, after] {
+            j.record("BTC/USD", &bar(ts), BarKind::Bar);
+            j.record("SPY", &bar(ts), BarKind::Bar);
+        }
+        j.record("BTC/USD", &bar(before), BarKind::UpdatedBar);
+        j.flush();
+        let read = |name: &str| {
+            let mut seen = Vec::new();
+            read_records(&dir.path().join(name), |s, b, k| seen.push((s.to_owned(), b.timestamp_ms, k))).unwrap();
+            seen
+        };
+        let btc = |ts, k| ("BTC/USD".to_owned(), ts, k);
+        assert_eq!(read("crypto-2025-10-08.jsonl"), [btc(before, BarKind::Bar), btc(before, BarKind::UpdatedBar)]);
+        assert_eq!(read("crypto-2025-10-09.jsonl"), [btc(after, BarKind::Bar)]);
+        assert_eq!(read("bars-2025-10-08.jsonl").len(), 2, "both stock bars are in the New York day");
+        assert_eq!(j.claim_day(AssetClass::Crypto, after).unwrap(), dir.path().join("crypto-2025-10-09.jsonl"));
+        assert_eq!(j.claim_day(AssetClass::Crypto, after + 60_000), None, "claimed once");
+        assert_eq!(j.claim_day(AssetClass::Stock, after).unwrap(), dir.path().join("bars-2025-10-08.jsonl"));
     }
 
     #[test]

@@ -32,6 +32,7 @@
 #![deny(unsafe_code)] // one exception: wire::ascii_str, documented and tested there
 
 pub mod alpaca_frame;
+pub mod asset;
 pub mod bar;
 pub mod calendar;
 pub mod capacity;

@@ -9,6 +9,7 @@ use std::process::ExitCode;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
+use barbridge::asset::{AssetClass, JournalDay};
 use barbridge::calendar::{fmt_ny_time, ny_date, session_on};
 use barbridge::journal::{day_path, FsyncPolicy, Journal};
 use barbridge::{Clock, Consumer, FeedOptions, StatusReport, StatusWriter, SystemClock};
@@ -103,7 +104,7 @@ enum Command {
     Gaps {
         #[arg(long, env = "BARBRIDGE_JOURNAL")]
         journal: PathBuf,
-        /// Session date (YYYY-MM-DD, New York); default: today in New York.
+        /// Session date (YYYY-MM-DD, New York; crypto pairs: the UTC day); default: today in New York (UTC for crypto).
         #[arg(long)]
         date: Option<String>,
         /// Only these symbols (comma-separated); default: every symbol in the journal.
@@ -397,11 +398,23 @@ fn run(
 fn gaps(journal: &std::path::Path, date: Option<&str>, symbols: &[String], json: bool) -> ExitCode {
     let date = match date {
         Some(d) => match chrono::NaiveDate::parse_from_str(d, "%Y-%m-%d") {
-            Ok(d) => d,
+            Ok(d) => Some(d),
             Err(_) => return config_error(format!("--date {d:?} is not a YYYY-MM-DD date")),
         },
-        None => ny_date(SystemClock.now_ms()),
+        None => None,
     };
+    // Crypto pairs have their own UTC days and no calendar (see crypto_gaps); the rest is stocks.
+    let (crypto, stocks): (Vec<String>, Vec<String>) = symbols.iter().cloned().partition(|s| AssetClass::of(s) == AssetClass::Crypto);
+    let crypto_part = match crypto_gaps(journal, date, &crypto, symbols.is_empty(), json) {
+        Ok(part) => part,
+        Err(code) => return code,
+    };
+    if !symbols.is_empty() && stocks.is_empty() {
+        let text = crypto_part.map_or_else(String::new, |(text, _)| text);
+        return emit(&text).map_or_else(|code| code, |()| ExitCode::SUCCESS);
+    }
+    let symbols = &stocks;
+    let date = date.unwrap_or_else(|| ny_date(SystemClock.now_ms()));
     if let Some(notice) = barbridge::calendar::expiry_notice(ny_date(SystemClock.now_ms())) {
         log::warn!("{notice}");
     }
@@ -409,6 +422,7 @@ fn gaps(journal: &std::path::Path, date: Option<&str>, symbols: &[String], json:
         Ok(Some(s)) => s,
         Ok(None) => {
             let text = format!("{date} is not a NYSE trading day (weekend or holiday): no session, no gaps\n");
+            let text = text + &crypto_part.map_or_else(String::new, |(text, _)| text);
             return emit(&text).map_or_else(|code| code, |()| ExitCode::SUCCESS);
         }
         Err(e) => return config_error(e),
@@ -426,11 +440,93 @@ fn gaps(journal: &std::path::Path, date: Option<&str>, symbols: &[String], json:
     let until = SystemClock.now_ms();
     let report: Vec<_> = minutes.into_iter().map(|(sym, ts)| barbridge::gaps::session_gaps(&sym, &session, until, ts)).collect();
     let text = if json {
-        serde_json::json!({"date": date.to_string(), "open_ms": session.open_ms, "close_ms": session.close_ms, "symbols": report}).to_string() + "\n"
+        let mut doc = serde_json::json!({"date": date.to_string(), "open_ms": session.open_ms, "close_ms": session.close_ms, "symbols": report});
+        if let Some((_, crypto)) = crypto_part {
+            doc["crypto"] = crypto;
+        }
+        doc.to_string() + "\n"
     } else {
-        render_gaps(&session, until, &report, &path)
+        render_gaps(&session, until, &report, &path) + &crypto_part.map_or_else(String::new, |(text, _)| text)
     };
     emit(&text).map_or_else(|code| code, |()| ExitCode::SUCCESS)
+}
+
+/// The crypto part of `gaps`: the UTC day `date` (default: today, UTC) of `crypto-DATE.jsonl`,
+/// every minute in session (crypto trades around the clock, see barbridge::asset). `None` when
+/// no crypto pair is asked for and the day has no crypto file. Alpaca sends no bar for a minute
+/// without trades, and quiet minutes are common for crypto pairs: a hole here is a quiet minute or
+/// a loss, which the journal alone cannot tell apart, and the report says so.
+/// Returns (text for a person or one JSON line, the JSON value).
+#[allow(clippy::type_complexity)]
+fn crypto_gaps(
+    journal: &std::path::Path,
+    date: Option<chrono::NaiveDate>,
+    pairs: &[String],
+    all: bool,
+    json: bool,
+) -> Result<Option<(String, serde_json::Value)>, ExitCode> {
+    let now = SystemClock.now_ms();
+    let day = JournalDay { asset: AssetClass::Crypto, date: date.unwrap_or_else(|| AssetClass::Crypto.date(now)) };
+    let path = day.path(journal);
+    if pairs.is_empty() && !(all && path.exists()) {
+        return Ok(None);
+    }
+    let session = barbridge::asset::crypto_session(day.date);
+    let mut minutes: std::collections::BTreeMap<String, Vec<i64>> = pairs.iter().map(|s| (s.clone(), Vec::new())).collect();
+    if path.exists() {
+        if let Err(e) = barbridge::journal::read_records(&path, |symbol, bar, _| {
+            if pairs.is_empty() || pairs.iter().any(|s| s == symbol) {
+                minutes.entry(symbol.to_owned()).or_default().push(bar.timestamp_ms);
+            }
+        }) {
+            eprintln!("barbridge: {e}");
+            return Err(ExitCode::from(1));
+        }
+    }
+    let report: Vec<_> = minutes.into_iter().map(|(sym, ts)| barbridge::gaps::session_gaps(&sym, &session, now, ts)).collect();
+    const NOTE: &str = "crypto: every UTC minute counts; Alpaca sends no bar for a minute without trades, so a hole is a quiet minute or a loss (compare with REST bars to tell)";
+    let value =
+        serde_json::json!({"date": day.date.to_string(), "open_ms": session.open_ms, "close_ms": session.close_ms, "symbols": report, "note": NOTE});
+    let text = if json {
+        value.to_string() + "\n"
+    } else {
+        use std::fmt::Write as _;
+        let mut out = String::new();
+        let _ = writeln!(
+            out,
+            "crypto day {} UTC: 00:00 - 24:00 UTC ({} minutes){}",
+            day.date,
+            session.minutes(),
+            if now < session.close_ms { "  [in progress: counted up to now]" } else { "" }
+        );
+        let _ = writeln!(out, "{NOTE}");
+        let _ = writeln!(out, "{:<12} {:>6} {:>13} {:>12} {:>7} {:>12}", "PAIR", "BARS", "BEFORE FIRST", "AFTER LAST", "HOLES", "HOLE MINUTES");
+        for g in &report {
+            let _ = writeln!(
+                out,
+                "{:<12} {:>6} {:>13} {:>12} {:>7} {:>12}",
+                g.symbol,
+                g.bars,
+                g.before_first,
+                g.after_last,
+                g.holes.len(),
+                g.hole_minutes()
+            );
+            for h in &g.holes {
+                let _ = writeln!(
+                    out,
+                    "    hole at {} UTC: {} minute(s)",
+                    chrono::DateTime::from_timestamp_millis(h.start_ms).unwrap_or_default().format("%H:%M"),
+                    h.minutes
+                );
+            }
+        }
+        if report.is_empty() {
+            let _ = writeln!(out, "(no crypto bars in {})", path.display());
+        }
+        out
+    };
+    Ok(Some((text, value)))
 }
 
 /// The `gaps` table for a person; times of day in New York time, with the zone.

@@ -134,20 +134,17 @@ impl StatusReport {
         let (symbols, symbols_omitted) = store.symbol_health_least_recent(max_symbols);
         let health = consumer.health().snapshot(symbols);
         let stored = health.symbols.keys().map(|s| (s.clone(), store.len(s))).collect();
-        let session = crate::calendar::session_on(crate::calendar::ny_date(health.now_ms)).ok().flatten();
-        let session_holes = session
-            .map(|s| {
-                health
-                    .symbols
-                    .keys()
-                    .map(|sym| {
-                        let timestamps = store.timestamps(sym, s.open_ms, s.close_ms);
-                        let g = crate::gaps::session_gaps(sym, &s, health.now_ms, timestamps);
-                        (sym.clone(), g.hole_minutes())
-                    })
-                    .collect()
+        // Each symbol's own session: a stock's NYSE session, a crypto pair's UTC day (crate::asset).
+        let session_holes = health
+            .symbols
+            .keys()
+            .filter_map(|sym| {
+                let s = crate::asset::session_today(sym, health.now_ms)?;
+                let timestamps = store.timestamps(sym, s.open_ms, s.close_ms);
+                let g = crate::gaps::session_gaps(sym, &s, health.now_ms, timestamps);
+                Some((sym.clone(), g.hole_minutes()))
             })
-            .unwrap_or_default();
+            .collect();
         StatusReport {
             symbols_omitted,
             session_holes,

@@ -266,7 +266,7 @@ pub enum WireError {
         volume: f64,
     },
     /// The symbol breaks the symbol rule.
-    #[error("symbol {symbol:?} is not 1-{MAX_SYMBOL_BYTES} printable ASCII characters without spaces or lower-case letters")]
+    #[error("symbol {symbol:?} is not 1-{MAX_SYMBOL_BYTES} printable ASCII characters without spaces or lower-case letters (with a `/`: a crypto pair BASE/QUOTE)")]
     InvalidSymbol {
         /// The symbol given.
         symbol: String,
@@ -434,12 +434,15 @@ pub fn validate(symbol: &str, bar: &Bar) -> Result<(), WireError> {
 /// lower-case letters. Symbols are written as the exchange lists them (`SPY`, `BRK.B`,
 /// `BTC/USD`); a lower-case one is a writer's mistake, rejected rather than silently merged with
 /// its upper-case twin, so that what is stored, echoed and journaled is what was sent.
+/// A `/` makes a crypto pair, which must have the pair's shape (`BASE/QUOTE`, see
+/// [`crate::asset::is_crypto_pair`]); a stock symbol has no `/`.
 /// Symbol filters given by a user (`--symbols`, `symbols=`) are checked by the same rule.
 ///
 /// # Errors
 /// [`WireError::InvalidSymbol`].
 pub fn validate_symbol(symbol: &str) -> Result<(), WireError> {
     let valid = !symbol.is_empty() && symbol.len() <= MAX_SYMBOL_BYTES && symbol.bytes().all(|b| b.is_ascii_graphic() && !b.is_ascii_lowercase());
+    let valid = valid && (!symbol.as_bytes().contains(&b'/') || crate::asset::is_crypto_pair(symbol));
     if valid {
         Ok(())
     } else {

@@ -164,4 +164,21 @@ proptest! {
         }
         check(text.as_bytes());
     }
+
+    #[test]
+    fn a_slash_makes_a_crypto_pair_and_stock_symbols_keep_their_rule(symbol in "[A-Za-z0-9./ -]{0,34}") {
+        // The rule before crypto pairs: printable ASCII, no space, no lower case, 1-32 bytes.
+        let stock_rule = !symbol.is_empty() && symbol.len() <= 32 && symbol.bytes().all(|b| b.is_ascii_graphic() && !b.is_ascii_lowercase());
+        let accepted = barbridge::wire::validate_symbol(&symbol).is_ok();
+        if symbol.contains('/') {
+            let pair = symbol.split_once('/').is_some_and(|(b, q)| {
+                [b, q].iter().all(|p| !p.is_empty() && p.bytes().all(|c| c.is_ascii_uppercase() || c.is_ascii_digit()))
+            });
+            prop_assert_eq!(accepted, stock_rule && pair, "{:?}", symbol);
+            prop_assert_eq!(barbridge::asset::AssetClass::of(&symbol), barbridge::asset::AssetClass::Crypto);
+        } else {
+            prop_assert_eq!(accepted, stock_rule, "{:?}", symbol);
+            prop_assert_eq!(barbridge::asset::AssetClass::of(&symbol), barbridge::asset::AssetClass::Stock);
+        }
+    }
 }

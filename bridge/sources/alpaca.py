@@ -37,6 +37,7 @@ from typing import Any, Callable, Deque, Optional
 from alpaca.data.enums import DataFeed
 from alpaca.data.historical import StockHistoricalDataClient
 from alpaca.data.live import StockDataStream
+from alpaca.data.live.websocket import DataStream
 from alpaca.data.requests import StockBarsRequest
 from alpaca.data.timeframe import TimeFrame
 
@@ -61,8 +62,10 @@ BACKFILL_LOOKBACK_MS = 5 * 60_000
 BACKFILL_SYMBOLS_PER_REQUEST = 500
 
 
-class _ObservedStream(StockDataStream):
-    """StockDataStream that reports connection events to ``observer`` (see module doc)."""
+class _Observed(DataStream):
+    """The hooks on alpaca-py's ``DataStream`` that report connection events to ``observer`` (see
+    module doc); mixed into the stock stream here and the crypto stream in ``crypto.py`` (first in
+    their bases, so ``super()`` is the asset's own stream class)."""
 
     observer: "AlpacaSource"
     submit: Callable[[Any], bool]  # barbridge.Publisher.submit_alpaca
@@ -120,7 +123,14 @@ class _ObservedStream(StockDataStream):
             await super().close()
 
 
+class _ObservedStream(_Observed, StockDataStream):
+    """StockDataStream that reports connection events to ``observer`` (see module doc)."""
+
+
 class AlpacaSource:
+    #: What is streamed, for logs and status details.
+    asset = "stock"
+
     def __init__(self, publisher: Publisher, symbols: list[str], creds: Credentials, *,
                  feed: str = "iex", stream_url: Optional[str] = None, data_url: Optional[str] = None,
                  stale_after: float = 90.0, market_hours: str = "regular",
@@ -132,7 +142,7 @@ class AlpacaSource:
         self.pub = publisher
         self.symbols = symbols
         self.creds = creds
-        self.feed = DataFeed(feed)
+        self.feed: Any = self.parse_feed(feed)
         self.stream_url = stream_url
         self.data_url = data_url
         if market_hours not in ("regular", "always"):
@@ -161,11 +171,10 @@ class AlpacaSource:
 
         params: dict[str, Any] = {"ping_interval": ping_interval, "ping_timeout": ping_timeout, "max_queue": 1024,
                   "close_timeout": 3, "open_timeout": 10}  # replaces the SDK defaults entirely
-        self.url = stream_url or f"wss://stream.data.alpaca.markets/v2/{self.feed.value}"
+        self.url = stream_url or self.default_stream_url()
         if self.url.startswith("wss://"):
             params["ssl"] = ssl.create_default_context(cafile=ca_bundle())
-        self.stream = _ObservedStream(creds.api_key, creds.secret_key, raw_data=True, feed=self.feed,
-                                      websocket_params=params, url_override=stream_url)
+        self.stream = self.new_stream(params)
         self.stream.observer = self
         self.stream.submit = publisher.submit_alpaca
         if frames:
@@ -176,8 +185,32 @@ class AlpacaSource:
         # nothing subscribed busy-spins.
         for subscribe, handler in self.channels().values():
             subscribe(handler, *symbols)
-        self.rest = StockHistoricalDataClient(creds.api_key, creds.secret_key, raw_data=True, url_override=data_url)
+        self.rest = self.new_rest_client()
         self._threads: list[threading.Thread] = []
+
+    # ------------------------------------------------------------------ what differs per asset class (crypto.py)
+    def parse_feed(self, feed: str) -> Any:
+        return DataFeed(feed)
+
+    def default_stream_url(self) -> str:
+        return f"wss://stream.data.alpaca.markets/v2/{self.feed.value}"
+
+    def new_stream(self, websocket_params: dict[str, Any]) -> Any:
+        return _ObservedStream(self.creds.api_key, self.creds.secret_key, raw_data=True, feed=self.feed,
+                               websocket_params=websocket_params, url_override=self.stream_url)
+
+    def new_rest_client(self) -> Any:
+        return StockHistoricalDataClient(self.creds.api_key, self.creds.secret_key, raw_data=True,
+                                         url_override=self.data_url)
+
+    def fetch_bars(self, symbols: list[str], start: dt.datetime) -> Any:
+        """REST minute bars of ``symbols`` from ``start``: ``{symbol: [bar, ...]}`` (raw data)."""
+        req = StockBarsRequest(symbol_or_symbols=symbols, timeframe=TimeFrame.Minute, feed=self.feed, start=start)
+        return self.rest.get_stock_bars(req)
+
+    def fresh_start_ms(self) -> int:
+        """Where a first backfill starts: today's session open (stocks)."""
+        return barbridge.last_session_open()
 
     def channels(self) -> dict[str, tuple[Callable[..., None], Callable[[Any], Any]]]:
         """Every SDK channel each symbol is subscribed to: the SDK's handler table name →
@@ -236,7 +269,7 @@ class AlpacaSource:
         self._auth_failures = 0
         self._limit_since = None
         self._last_failure_kind = None
-        self.pub.status("connected", f"{self.url} (feed {self.feed.value}, key {mask(self.creds.api_key)})")
+        self.pub.status("connected", f"{self.url} ({self.asset} feed {self.feed.value}, key {mask(self.creds.api_key)})")
 
     def _on_subscribed(self, msg: dict) -> None:
         self.subscribed = True
@@ -337,7 +370,8 @@ class AlpacaSource:
         while not self.stopping.wait(0.25):
             if self.stale_now():
                 self.counts["stale_reconnects"] += 1
-                self.pub.status("stale", f"no bar for {self.stale_after:g} s during market hours; forcing a reconnect",
+                self.pub.status("stale", f"no bar for {self.stale_after:g} s during "
+                                f"{'market hours' if self.market_hours == 'regular' else 'the day'}; forcing a reconnect",
                                 level=logging.WARNING)
                 self.force_reconnect()
             n = self.tracker.check_flap()
@@ -389,7 +423,7 @@ class AlpacaSource:
                     self.stopping.wait(2 * (attempt + 1))
 
     def backfill_once(self) -> int:
-        fresh_start = self.backfill_from or barbridge.last_session_open()
+        fresh_start = self.backfill_from or self.fresh_start_ms()
         with self._starts_lock:
             starts, self._pending_starts = self._pending_starts, {}
         groups: dict[int, list[str]] = {}
@@ -401,10 +435,8 @@ class AlpacaSource:
             for start_ms, syms in sorted(groups.items()):
                 start = dt.datetime.fromtimestamp(start_ms / 1000, UTC)
                 for i in range(0, len(syms), BACKFILL_SYMBOLS_PER_REQUEST):
-                    req = StockBarsRequest(symbol_or_symbols=syms[i:i + BACKFILL_SYMBOLS_PER_REQUEST],
-                                           timeframe=TimeFrame.Minute, feed=self.feed, start=start)
                     mark = self.pub.mark()  # stream bars after this are newer than the REST answer
-                    raw: Any = self.rest.get_stock_bars(req)  # a dict: the client has raw_data=True
+                    raw: Any = self.fetch_bars(syms[i:i + BACKFILL_SYMBOLS_PER_REQUEST], start)  # a dict: raw_data
                     for sym, bars in (raw or {}).items():
                         n += sum(self.pub.submit_backfill(sym, b, mark) for b in bars)
         except Exception:

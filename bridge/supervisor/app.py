@@ -321,7 +321,7 @@ class Supervisor:
     async def start_sidecar(self) -> None:
         s = self.s
         argv = [s.python, "-m", "bridge", "--fifo", str(s.fifo), "--symbols", ",".join(s.symbols),
-                "--heartbeat", f"{s.heartbeat:g}", "--stats-interval", "60",
+                "--asset", s.asset, "--heartbeat", f"{s.heartbeat:g}", "--stats-interval", "60",
                 "--control", str(s.control_socket), "--symbols-state", str(s.live_symbols_file)]
         if s.mode == "demo":
             argv += ["--source", "synthetic", "--interval", f"{s.demo_interval:g}"]
@@ -332,7 +332,7 @@ class Supervisor:
         else:
             argv += ["--source", "alpaca", "--feed", s.feed, "--stale-after", f"{s.sidecar_stale_after:g}",
                      "--no-preflight"]
-            what = f"alpaca {s.feed}"
+            what = f"alpaca {s.feed}" if s.asset == "stock" else "alpaca crypto"
         pid = await self.sidecar.start(argv, env=self.env, cwd=s.repo, stdout=self.sidecar.log_file)
         live = current_symbols(s)
         changed = f", symbols {','.join(live)} as changed live" if live != s.symbols else ""

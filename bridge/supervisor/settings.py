@@ -39,7 +39,8 @@ Modes (default: live if credentials are configured, otherwise demo):
 
 Options (each also settable in config.env / the environment, shown in brackets):
   --config FILE       configuration file [BARBRIDGE_CONFIG, default: <repo>/config.env]
-  --symbols LIST      symbols, separated by commas or spaces [SYMBOLS, default SPY,SPXL,SH,SDS]
+  --symbols LIST      symbols, separated by commas or spaces [SYMBOLS, default SPY,SPXL,SH,SDS;
+                      ASSET=crypto: BTC/USD,ETH/USD, streamed 24/7, no market-day schedule by default]
   --run-dir DIR       where dated run directories go [RUNS_DIR, default <repo>/runs]
   --interval SECS     demo: wall seconds per synthetic minute bar [DEMO_INTERVAL, default 1]
   --schedule          follow the market-day schedule [SCHEDULE, default: on live, off demo]
@@ -131,6 +132,7 @@ class Settings:
     env: dict[str, str]  # the environment the children get (config.env merged in)
     creds: Optional[Credentials]
     symbols: list[str]
+    asset: str  # stock | crypto (24/7: no market-day schedule by default)
     runs_dir: Path
     runtime_dir: Path
     consumer_bin: Path
@@ -297,7 +299,9 @@ def load(argv: Optional[list[str]], environ: dict[str, str], repo: Path) -> Sett
         return v if v.strip() else default
 
     live = mode == "live"
-    symbols = config.parse_symbols(get("SYMBOLS", ",".join(config.DEFAULT_SYMBOLS)))
+    asset = config.parse_asset(get("ASSET", "stock"))
+    symbols = config.parse_symbols(env.get("SYMBOLS", "").strip() or None, asset)
+    config.check_asset_symbols(asset, symbols)
     runs = Path(get("RUNS_DIR", str(repo / "runs")))
     feed = get("ALPACA_FEED", "iex")
     if feed not in ("iex", "sip"):
@@ -317,9 +321,9 @@ def load(argv: Optional[list[str]], environ: dict[str, str], repo: Path) -> Sett
     return Settings(
         repo=repo, action=a.action, change_symbols=change_symbols, mode=mode, config_file=cfg, config_loaded=loaded,
         env=env, creds=creds,
-        symbols=symbols, runs_dir=runs if runs.is_absolute() else Path.cwd() / runs,
+        symbols=symbols, asset=asset, runs_dir=runs if runs.is_absolute() else Path.cwd() / runs,
         runtime_dir=Path(runtime), consumer_bin=Path(get("BARBRIDGE_BIN", str(repo / "target" / "release" / "barbridge"))),
-        feed=feed, schedule=flag("SCHEDULE", get("SCHEDULE", "1" if live else "0")),
+        feed=feed, schedule=flag("SCHEDULE", get("SCHEDULE", "1" if live and asset == "stock" else "0")),
         wait_for_open=flag("WAIT_FOR_OPEN", get("WAIT_FOR_OPEN", "1")), warmup=flag("WARMUP", get("WARMUP", "0")),
         warmup_days=whole("WARMUP_DAYS", get("WARMUP_DAYS", "20")),
         open_time=hhmm("OPEN_TIME", get("OPEN_TIME", "09:30")), eod_time=hhmm("EOD_TIME", get("EOD_TIME", "15:58")),

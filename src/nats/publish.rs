@@ -1,14 +1,14 @@
 //! [`Publisher`]: the journal's day files, in order, into a JetStream stream.
 //!
 //! The journal is the log: the publisher reads the complete lines the consumer has written to
-//! `bars-YYYY-MM-DD.jsonl` and publishes them in file order, at most 256 awaiting their
+//! `bars-YYYY-MM-DD.jsonl` (and `crypto-YYYY-MM-DD.jsonl`, see [`crate::asset`]) and publishes them in file order, at most 256 awaiting their
 //! acknowledgement. Its position per day file (and the file's inode, so a replaced file starts
 //! over) is kept in `publish-cursor.json` beside the journal's `cursor.json`, moved only past
 //! lines the server acknowledged. After a crash the lines after that position are sent again
 //! with the same `Nats-Msg-Id` and the server drops them as duplicates.
 //!
 //! On the first start (no cursor file) the day files already there from before today (New York
-//! date) are taken as published: history journaled before publishing was turned on. Today's file
+//! date; UTC date for crypto files) are taken as published: history journaled before publishing was turned on. Today's file
 //! and every file that appears later are published from their start, including a correction
 //! written into an earlier day's file. Positions are kept for a week before the newest file.
 
@@ -25,6 +25,7 @@ use async_nats::jetstream::context::PublishAckFuture;
 use async_nats::jetstream::message::PublishMessage;
 
 use super::{connect, ensure_stream, msg_id, runtime, NatsError, StreamOptions};
+use crate::asset::JournalDay;
 use crate::bar::BarKind;
 use crate::private::{write_atomic, Durability};
 use crate::wire::{parse_line, Line};
@@ -155,12 +156,13 @@ fn load_cursor(dir: &Path) -> (Cursor, bool) {
     // First start: the history already in the journal before today is not published (it was
     // journaled before publishing was turned on); today's file and every file created from now
     // on are, from their start.
-    let today = crate::calendar::ny_date(crate::health::Clock::now_ms(&crate::health::SystemClock)).to_string();
+    let now = crate::health::Clock::now_ms(&crate::health::SystemClock);
     let mut files = BTreeMap::new();
     if let Ok(entries) = std::fs::read_dir(dir) {
         for entry in entries.flatten() {
             let name = entry.file_name().to_string_lossy().into_owned();
-            let old = day_of(&name).is_some_and(|d| d < today.as_str());
+            // Today is the New York date for a stock file, the UTC date for a crypto file.
+            let old = JournalDay::parse(&name).is_some_and(|d| d.date < d.asset.date(now));
             if let (true, Ok(meta)) = (old, std::fs::symlink_metadata(entry.path())) {
                 files.insert(name, FilePos { ino: meta.ino(), offset: meta.len() });
             }
@@ -172,9 +174,10 @@ fn load_cursor(dir: &Path) -> (Cursor, bool) {
     (Cursor { from: String::new(), files }, true)
 }
 
-/// `bars-YYYY-MM-DD.jsonl` → the date part.
+/// `bars-YYYY-MM-DD.jsonl` or `crypto-YYYY-MM-DD.jsonl` (see [`crate::asset`]) → the date part.
 fn day_of(name: &str) -> Option<&str> {
-    name.strip_prefix("bars-")?.strip_suffix(".jsonl").filter(|d| d.len() == 10)
+    JournalDay::parse(name)?;
+    name.strip_suffix(".jsonl")?.split_once('-').map(|(_, date)| date)
 }
 
 struct Task {
@@ -396,9 +399,7 @@ impl Task {
         if !self.dirty {
             return;
         }
-        if let Some(newest) =
-            self.cursor.files.keys().next_back().and_then(|n| day_of(n)).and_then(|d| chrono::NaiveDate::parse_from_str(d, "%Y-%m-%d").ok())
-        {
+        if let Some(newest) = self.cursor.files.keys().filter_map(|n| JournalDay::parse(n)).map(|d| d.date).max() {
             let from = (newest - chrono::Duration::days(KEEP_DAYS)).to_string();
             self.cursor.files.retain(|name, _| day_of(name).is_some_and(|d| d >= from.as_str()));
             if from > self.cursor.from {
