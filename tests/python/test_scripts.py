@@ -380,6 +380,29 @@ def test_live_mode_against_fake_alpaca_with_warmup_masks_secrets(launcher, tmp_p
         srv.stop()
 
 
+def test_asset_crypto_runs_the_real_crypto_client_against_the_fake_server(launcher, tmp_path):
+    # ASSET=crypto from config.env, as a user runs it offline: alpaca-py's crypto stream and REST
+    # against the fake server, pairs with fractional volumes, journaled by UTC day.
+    from fake_alpaca import FakeAlpacaServer
+    srv = FakeAlpacaServer(symbols=("BTC/USD", "ETH/USD"), interval=0.3, key=KEY, secret=SECRET, prefill=3).start_in_thread()
+    try:
+        (tmp_path / "config.env").write_text(
+            f"ALPACA_API_KEY={KEY}\nALPACA_SECRET_KEY={SECRET}\nALPACA_STREAM_URL={srv.crypto_ws_url}\n"
+            f"ALPACA_DATA_URL={srv.data_url}\nASSET=crypto\nSYMBOLS=BTC/USD,ETH/USD\n")
+        lc = launcher(env={"STALE_AFTER": "30"})
+        wait_for(lambda: {b["symbol"] for b in lc.bars()} == {"BTC/USD", "ETH/USD"} and len(lc.bars()) >= 8,
+                 timeout=90, what="crypto bars from the fake server in the consumer's echo")
+        bars = lc.bars()
+        assert any(b["volume"] != int(b["volume"]) for b in bars), "crypto volumes are fractional"
+        assert all(h == [] for h in contiguous(bars).values()), contiguous(bars)
+        assert "live mode" in lc.stderr() and "not a NYSE trading day" not in lc.stderr()
+        assert lc.stop() == 0, lc.stderr()[-2000:]
+        journal = sorted(p.name for p in (lc.runs / "journal").glob("*.jsonl"))  # live mode: <runs>/journal
+        assert journal and all(n.startswith("crypto-") for n in journal), journal
+    finally:
+        srv.stop()
+
+
 def test_schedule_no_session_today_exits_cleanly(tmp_path, consumer_bin):
     code, out = run_launcher(tmp_path, consumer_bin, ["--demo", "--schedule"],
                              env={"SCHEDULE_NOW": "2026-12-25T10:00:00-05:00"})
