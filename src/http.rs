@@ -286,10 +286,12 @@ fn session_view(consumer: &Consumer, timeline: &Timeline) -> SessionView {
         .symbols
         .iter()
         .map(|(sym, sh)| {
-            let bars = store.range(sym, day_start_ms, day_end_ms);
+            // Each symbol's own day and session: New York's for a stock, the UTC day for a pair.
+            let (start_ms, end_ms) = crate::asset::AssetClass::of(sym).day_bounds(now);
+            let bars = store.range(sym, start_ms, end_ms);
             let step = bars.len().div_ceil(SPARKLINE_POINTS).max(1);
             let closes = bars.iter().step_by(step).map(|b| b.close).collect();
-            let holes = session
+            let holes = crate::asset::session_today(sym, now)
                 .as_ref()
                 .map(|s| {
                     let minutes = store.timestamps(sym, s.open_ms, s.close_ms);
@@ -353,6 +355,25 @@ mod tests {
         assert!(fetch(addr, "GET /etc/passwd HTTP/1.0\r\n\r\n").starts_with("HTTP/1.0 404"));
         assert!(fetch(addr, "POST /metrics HTTP/1.0\r\n\r\n").starts_with("HTTP/1.0 405"));
         server.stop();
+    }
+
+    #[test]
+    fn a_crypto_pair_s_holes_are_counted_over_its_utc_day() {
+        let consumer = Consumer::builder().build();
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64;
+        let midnight = now - now.rem_euclid(86_400_000);
+        if now - midnight < 10 * 60_000 {
+            return; // the bars below would lie in the future
+        }
+        let line = |ts: i64| format!(r#"{{"symbol":"BTC/USD","timestamp_ms":{ts},"open":1,"high":1,"low":1,"close":1,"volume":0.5}}"#);
+        // 00:00 and 00:04 UTC today (a 3-minute hole between), whatever New York's session says.
+        consumer.ingest_line(line(midnight).as_bytes()).unwrap();
+        consumer.ingest_line(line(midnight + 4 * 60_000).as_bytes()).unwrap();
+        let view = session_view(&consumer, &Timeline::default());
+        let btc = view.symbols.iter().find(|s| s.symbol == "BTC/USD").expect("the pair is on the page");
+        let first = btc.holes.first().expect("a hole inside the UTC day");
+        assert_eq!((first.start_ms, first.minutes), (midnight + 60_000, 3));
+        assert_eq!(btc.closes.len(), 2, "the sparkline covers the pair's UTC day");
     }
 
     #[test]
