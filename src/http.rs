@@ -344,7 +344,7 @@ mod tests {
 
     #[test]
     fn a_bare_port_binds_loopback_and_only_known_paths_answer() {
-        let consumer = Consumer::builder().build();
+        let consumer = Consumer::builder().build().unwrap();
         let server = HttpServer::start(consumer, "0", HttpOptions::default()).unwrap();
         let addr = server.local_addr();
         assert!(addr.ip().is_loopback(), "{addr}");
@@ -357,7 +357,7 @@ mod tests {
 
     #[test]
     fn a_bad_address_is_one_sentence() {
-        let err = HttpServer::start(Consumer::builder().build(), "localhost:x", HttpOptions::default()).unwrap_err();
+        let err = HttpServer::start(Consumer::builder().build().unwrap(), "localhost:x", HttpOptions::default()).unwrap_err();
         assert_eq!(err.to_string(), "--metrics-addr \"localhost:x\" is not an address (use HOST:PORT, e.g. 127.0.0.1:9464)");
     }
 }
