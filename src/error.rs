@@ -46,6 +46,10 @@ pub enum Error {
     #[cfg(feature = "nats")]
     #[error(transparent)]
     Nats(#[from] crate::nats::NatsError),
+    /// A NATS server or stream check failed ([`crate::nats::check_server`]).
+    #[cfg(feature = "nats")]
+    #[error(transparent)]
+    NatsCheck(#[from] crate::nats::CheckFailed),
 }
 
 impl From<crate::pipe::writer::WriterError> for Error {
