@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, Dict, Iterable, Iterator, List, Literal, Mapping, Optional, Sequence, Tuple, Union, final
+from typing import Any, Dict, Iterable, Iterator, List, Literal, Mapping, Optional, Sequence, Tuple, TypedDict, Union, final
 
 __all__ = ["Consumer", "Bar", "BatchResult", "Subscription", "FifoReader", "FifoWriter", "WireError", "__version__",
            "MAX_LINE_BYTES", "REJECT_REASONS", "default_fifo_path", "default_status_path", "Publisher",
@@ -17,6 +17,29 @@ __version__: str
 MAX_LINE_BYTES: int
 REJECT_REASONS: Tuple[str, ...]
 
+class _BarFields(TypedDict):
+    symbol: str
+    timestamp_ms: int
+    open: float
+    high: float
+    low: float
+    close: float
+    volume: float
+    vwap: Optional[float]  # None: the source did not say (never turned into 0)
+    trade_count: Optional[int]
+
+class BarDict(_BarFields, total=False):
+    """A bar as a dict with the wire field names (README, "Wire protocol"): what the extension
+    hands out (``Bar.to_dict``, ``decode_line``, ``normalise_alpaca``) and what sources give
+    ``Publisher.submit_bar`` / ``FifoWriter.submit_bar``. Type information only: the extension
+    validates every bar (src/wire.rs); ``kind`` and ``type`` are both accepted for the kind.
+    Exists for type checkers only: ``if TYPE_CHECKING: from barbridge import BarDict``."""
+
+    kind: Literal["bar", "updated_bar"]
+    type: Literal["bar", "updated_bar"]
+    source: Optional[str]
+
+# Inputs are any mapping: the extension, not the type checker, decides what is a valid bar.
 _BarInput = Union[Mapping[str, Any], str, bytes, bytearray, "Bar"]
 _PathLike = Union[str, "os.PathLike[str]"]
 _Outcome = Literal[
@@ -76,7 +99,7 @@ class Bar:
     @property
     def source(self) -> Optional[str]:
         """The sidecar's source label (``stream``, ``backfill``, ``replay``, ``synthetic``) or None."""
-    def to_dict(self) -> Dict[str, Any]:
+    def to_dict(self) -> BarDict:
         """The bar as a dict with the wire field names."""
     def to_line(self) -> str:
         """The bar as one wire JSON line (no newline)."""
@@ -292,9 +315,9 @@ class Publisher:
     def check_stale(self, active: bool, stale_after: float, *, always: bool = False) -> bool: ...
     def status(self, state: str, detail: str = "") -> None: ...
 
-def normalise_alpaca(msg: Mapping[str, Any], *, source: str = "stream", symbol: Optional[str] = None) -> Dict[str, Any]: ...
+def normalise_alpaca(msg: Mapping[str, Any], *, source: str = "stream", symbol: Optional[str] = None) -> BarDict: ...
 def encode_bar(bar: Mapping[str, Any]) -> bytes: ...
-def decode_line(line: bytes) -> Optional[Dict[str, Any]]: ...
+def decode_line(line: bytes) -> Optional[BarDict]: ...
 def timestamp_ms(t: Any) -> int: ...
 def in_session(now_ms: Optional[int] = None) -> bool: ...
 def last_session_open(now_ms: Optional[int] = None) -> int: ...

@@ -92,7 +92,7 @@ fn ingest(c: &mut Criterion) {
         g.bench_function(format!("{symbols} symbols"), |b| {
             b.iter_batched(
                 || {
-                    let consumer = Consumer::builder().build();
+                    let consumer = Consumer::builder().build().unwrap();
                     let rx = consumer.subscribe(barbridge::Subscription::all().capacity(1 << 20).unwrap());
                     (consumer, rx)
                 },

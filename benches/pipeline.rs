@@ -38,7 +38,7 @@ struct Run {
 fn start(base: Instant) -> Run {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("run/bars.fifo");
-    let consumer = Consumer::builder().capacity_per_symbol(1 << 20).unwrap().build();
+    let consumer = Consumer::builder().capacity_per_symbol(1 << 20).build().unwrap();
     let latencies = Arc::new(Mutex::new(Vec::with_capacity(20_000)));
     let last_stored_ns = Arc::new(Mutex::new(0));
     {
@@ -179,7 +179,7 @@ fn cpu_seconds() -> f64 {
 
 fn idle() {
     let dir = tempfile::tempdir().unwrap();
-    let consumer = Consumer::builder().build();
+    let consumer = Consumer::builder().build().unwrap();
     let feed = FifoFeed::start(consumer, dir.path().join("run/bars.fifo"), FeedOptions::default()).unwrap();
     std::thread::sleep(Duration::from_millis(200));
     let (cpu0, t0) = (cpu_seconds(), Instant::now());

@@ -8,7 +8,10 @@ Rust; this wrapper only adds the sidecar's status lines to its log.
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import TYPE_CHECKING, Any, Callable
+
+if TYPE_CHECKING:
+    from barbridge import BarDict
 
 log = logging.getLogger("bridge")
 
@@ -25,7 +28,7 @@ class Publisher:
         self.native = barbridge.Publisher(sink.native)
         self.submit_alpaca = self.native.submit_alpaca  # one stream message → one call into Rust
         self.submit_backfill = self.native.submit_backfill
-        self.publish = self.native.submit_bar  # a bar dict with the wire names (replay, synthetic)
+        self.publish: Callable[[BarDict], bool] = self.native.submit_bar  # a bar dict (replay, synthetic)
         self.mark = self.native.mark
         self.last_seen = self.native.last_seen
         self.state = "starting"

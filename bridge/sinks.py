@@ -15,7 +15,10 @@ import os
 import threading
 import time
 from dataclasses import dataclass
-from typing import Any, Callable, Optional, Protocol
+from typing import TYPE_CHECKING, Any, Callable, Optional, Protocol
+
+if TYPE_CHECKING:
+    from barbridge import BarDict
 
 
 log = logging.getLogger("bridge.sink")
@@ -109,7 +112,7 @@ class FifoSink:
                               open_backoff_max=open_backoff_max)
         self.native = self._native  # what barbridge.Publisher sends into
         # The producer side is the native writer's own: no Python frame per bar.
-        self.submit_bar: Callable[[dict], bool] = self._native.submit_bar
+        self.submit_bar: Callable[[BarDict], bool] = self._native.submit_bar
         self.submit_status: Callable[..., None] = self._native.submit_status
         self.backlog: Callable[[], int] = self._native.backlog
         self._relay: Optional[threading.Thread] = None

@@ -37,9 +37,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     if let Some(dir) = var("BARBRIDGE_JOURNAL") {
         builder = builder.journal(Journal::open(dir, FsyncPolicy::default())?);
     }
-    let consumer = builder.build();
+    let consumer = builder.build()?;
     consumer.resume_from_journal(SystemClock.now_ms());
-    let bars = consumer.subscribe(Subscription::symbols(symbols.clone()).name("engine").capacity(4096)?);
+    let bars = consumer.subscribe(Subscription::symbols(symbols.clone())?.name("engine").capacity(4096)?);
     let feed = FifoFeed::start(consumer.clone(), &fifo, FeedOptions::default())?;
     let status =
         var("BARBRIDGE_STATUS_FILE").map(|path| StatusWriter::start(consumer.clone(), path.into(), Some(fifo.clone()), Duration::from_secs(1)));

@@ -72,8 +72,9 @@ PYO3_PYTHON="$repo/.venv/bin/python" cargo clippy --locked --lib --features pyth
 .venv/bin/ruff check bridge fake_alpaca tests/python scripts
 .venv/bin/mypy  # files and settings: pyproject.toml [tool.mypy]
 
-log "Rust tests (with the NATS feature)"
+log "Rust tests (with the NATS feature; the bindings' own tests in an embedded interpreter)"
 cargo test --locked --features nats
+PYO3_PYTHON="$repo/.venv/bin/python" cargo test --locked --features python,nats --lib -- python::
 
 log "Python and end-to-end tests"
 export BARBRIDGE_BIN="$repo/target/release/barbridge"

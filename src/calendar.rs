@@ -65,14 +65,27 @@ pub fn expiry_notice(today: NaiveDate) -> Option<String> {
     })
 }
 
+/// A date the embedded session table does not cover.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+#[error("the NYSE calendar table covers {first}..{last}, not {date}; regenerate it with scripts/gen_calendar.py")]
+pub struct OutsideTable {
+    /// The date asked for.
+    pub date: NaiveDate,
+    /// The table's first date.
+    pub first: NaiveDate,
+    /// The table's last date.
+    pub last: NaiveDate,
+}
+
 /// The regular session on `date`, or `None` on weekends and holidays.
 ///
 /// # Errors
-/// A sentence naming the table's range when `date` lies outside the embedded session table.
-pub fn session_on(date: NaiveDate) -> Result<Option<Session>, String> {
+/// [`OutsideTable`] when `date` lies outside the embedded session table.
+pub fn session_on(date: NaiveDate) -> Result<Option<Session>, OutsideTable> {
     let (first, last) = coverage();
     if date < first || date > last {
-        return Err(format!("the NYSE calendar table covers {first}..{last}, not {date}; regenerate it with scripts/gen_calendar.py"));
+        return Err(OutsideTable { date, first, last });
     }
     let s = sessions();
     Ok(s.binary_search_by_key(&date, |x| x.date).ok().map(|i| s[i]))

@@ -32,6 +32,8 @@ use std::time::{Duration, Instant};
 use rustc_hash::FxHashMap;
 use serde::{Deserialize, Serialize};
 
+use crate::private::PrivateError;
+
 /// Writers tracked at once; beyond it the one silent longest is forgotten (counted, logged).
 pub const MAX_WRITERS: usize = 1024;
 /// Open holes kept per writer; beyond it the oldest is closed for good (it stays counted lost).
@@ -254,26 +256,45 @@ impl SeqBook {
     }
 }
 
+/// Why an ack or cursor file cannot be read.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum CursorFileError {
+    /// Not a private file of this user's (a symlink, not a regular file, another user's,
+    /// writable by others), or it cannot be opened or read.
+    #[error(transparent)]
+    Private(#[from] PrivateError),
+    /// The content is not a cursor file.
+    #[error("{path} is not a cursor file: {source}")]
+    Invalid {
+        /// The file.
+        path: PathBuf,
+        /// What the JSON parser said.
+        source: serde_json::Error,
+    },
+}
+
 /// Read an ack or cursor file: a regular file this user owns, not through a symlink.
 /// `Ok(None)` when it does not exist.
 ///
 /// # Errors
-/// The file is a symlink, not a regular file, another user's or writable by others, cannot be read, or is not an ack file (all but read errors as `io::ErrorKind::Other`).
-pub fn read_ack_file(path: &Path) -> io::Result<Option<AckFile>> {
+/// [`CursorFileError::Private`] when the file is not a private file of this user's or cannot be
+/// read, [`CursorFileError::Invalid`] when it is not an ack file.
+pub fn read_ack_file(path: &Path) -> Result<Option<AckFile>, CursorFileError> {
     let mut file = match crate::private::open_private_file(path, OpenOptions::new().read(true)) {
         Ok(file) => file,
-        Err(crate::private::PrivateError::Open { source, .. }) if source.kind() == io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(io::Error::other(e)),
+        Err(PrivateError::Open { source, .. }) if source.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e.into()),
     };
     let mut text = Vec::new();
-    file.read_to_end(&mut text)?;
-    serde_json::from_slice(&text).map(Some).map_err(|e| io::Error::other(format!("{} is not a cursor file: {e}", path.display())))
+    file.read_to_end(&mut text).map_err(|source| PrivateError::Read { path: path.to_path_buf(), source })?;
+    serde_json::from_slice(&text).map(Some).map_err(|source| CursorFileError::Invalid { path: path.to_path_buf(), source })
 }
 
 /// Replace the file at `path` with `bytes` atomically (see [`crate::private::write_atomic`]).
-fn write_atomic(path: &Path, bytes: &[u8], sync: bool) -> io::Result<()> {
+fn write_atomic(path: &Path, bytes: &[u8], sync: bool) -> Result<(), PrivateError> {
     let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    let name = path.file_name().ok_or_else(|| io::Error::other(format!("{} names no file", path.display())))?;
+    let name = path.file_name().ok_or_else(|| PrivateError::WrongType { path: path.to_path_buf(), what: "not a file name" })?;
     let durability = if sync { crate::private::Durability::Synced } else { crate::private::Durability::Cached };
     crate::private::write_atomic(dir, name, bytes, durability)
 }
@@ -335,10 +356,10 @@ impl AckPublisher {
         let file = AckFile { consumer: self.instance.clone(), pid: std::process::id(), writers: cursors };
         let bytes = serde_json::to_vec(&file).expect("serialisable");
         let durable = match &self.durable {
-            Some(path) => write_atomic(path, &bytes, self.sync).map_err(|e| (path.clone(), e)),
+            Some(path) => write_atomic(path, &bytes, self.sync),
             None => Ok(()),
         };
-        match durable.and_then(|()| write_atomic(&self.ack, &bytes, false).map_err(|e| (self.ack.clone(), e))) {
+        match durable.and_then(|()| write_atomic(&self.ack, &bytes, false)) {
             Ok(()) => {
                 if self.failing {
                     log::warn!("delivery cursor written again to {}", self.ack.display());
@@ -346,9 +367,9 @@ impl AckPublisher {
                 self.failing = false;
                 self.published = Some(file.writers);
             }
-            Err((path, e)) => {
+            Err(e) => {
                 if !self.failing {
-                    log::error!("cannot write the delivery cursor {}: {e}; writers keep their lines until it can be written", path.display());
+                    log::error!("delivery cursor: {e}; writers keep their lines until it can be written");
                 }
                 self.failing = true;
             }

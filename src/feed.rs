@@ -16,7 +16,6 @@
 //! batch (at most 16 reads, about 1 MiB), so a subscriber wakes once per batch, not once per bar.
 
 use std::collections::HashSet;
-use std::num::NonZeroUsize;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
@@ -73,8 +72,12 @@ impl Subscription {
         Subscription { name: "subscriber".into(), symbols: None, capacity: 1 << 16, overflow: Overflow::DropOldest }
     }
     /// Only these symbols.
-    pub fn symbols<I: IntoIterator<Item = S>, S: Into<String>>(symbols: I) -> Subscription {
-        Subscription { symbols: Some(symbols.into_iter().map(Into::into).collect()), ..Subscription::all() }
+    ///
+    /// # Errors
+    /// [`ConfigError::Symbol`] for a symbol that breaks the wire protocol's symbol rule (it could
+    /// never arrive, so the subscription would silently get nothing).
+    pub fn symbols<I: IntoIterator<Item = S>, S: Into<String>>(symbols: I) -> Result<Subscription, ConfigError> {
+        Ok(Subscription { symbols: Some(checked_symbols(symbols)?), ..Subscription::all() })
     }
     /// A name for logs and status.
     pub fn name(mut self, name: impl Into<String>) -> Subscription {
@@ -84,8 +87,8 @@ impl Subscription {
     /// Bars buffered for a subscriber that falls behind (default 65,536).
     ///
     /// # Errors
-    /// 0, or more than [`crate::capacity::MAX_SUBSCRIPTION_CAPACITY`] (the buffer is allocated
-    /// up front).
+    /// [`CapacityError`] for 0, or more than [`crate::capacity::MAX_SUBSCRIPTION_CAPACITY`] (the
+    /// buffer is allocated up front).
     pub fn capacity(mut self, capacity: usize) -> Result<Subscription, CapacityError> {
         let max = crate::capacity::MAX_SUBSCRIPTION_CAPACITY;
         self.capacity = crate::capacity::check("a subscription's capacity", capacity, max)?.get();
@@ -174,13 +177,42 @@ pub enum Ingested {
     Resent,
 }
 
-/// Configures a [`Consumer`].
+/// A [`ConsumerBuilder`] or [`Subscription`] setting the library cannot honour. Each message is
+/// one sentence; the CLI prints it (exit 2) and the Python bindings raise it as a ValueError.
+#[derive(Clone, Debug, PartialEq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// A capacity of 0 or beyond its bound.
+    #[error(transparent)]
+    Capacity(#[from] CapacityError),
+    /// A staleness limit of zero: the feed would be stale at every instant.
+    #[error("stale_after must be more than 0 seconds, got 0")]
+    ZeroStaleAfter,
+    /// A symbol that breaks the wire protocol's symbol rule.
+    #[error("symbols: {0}")]
+    Symbol(WireError),
+}
+
+/// `symbols` as a set, each checked by the wire protocol's symbol rule.
+fn checked_symbols<I: IntoIterator<Item = S>, S: Into<String>>(symbols: I) -> Result<HashSet<String>, ConfigError> {
+    symbols
+        .into_iter()
+        .map(|s| {
+            let s = s.into();
+            crate::wire::validate_symbol(&s).map_err(ConfigError::Symbol)?;
+            Ok(s)
+        })
+        .collect()
+}
+
+/// Configures a [`Consumer`]. The setters only record; [`ConsumerBuilder::build`] checks
+/// everything at once.
 #[derive(Debug)]
 pub struct ConsumerBuilder {
-    capacity_per_symbol: NonZeroUsize,
+    capacity_per_symbol: usize,
     stale_after: Duration,
     clock: Arc<dyn Clock>,
-    symbols: Option<HashSet<String>>,
+    symbols: Vec<String>,
     journal: Option<Journal>,
 }
 
@@ -190,15 +222,12 @@ impl ConsumerBuilder {
         self.journal = Some(journal);
         self
     }
-    /// Bound of the store per symbol (default 10,000).
-    ///
-    /// # Errors
-    /// [`CapacityError::Zero`] for 0.
-    pub fn capacity_per_symbol(mut self, n: usize) -> Result<Self, CapacityError> {
-        self.capacity_per_symbol = crate::store::check_capacity_per_symbol(n)?;
-        Ok(self)
+    /// Bound of the store per symbol (default 10,000; at least 1).
+    pub fn capacity_per_symbol(mut self, n: usize) -> Self {
+        self.capacity_per_symbol = n;
+        self
     }
-    /// No line for this long → state `stale` (default 120 s).
+    /// No line for this long → state `stale` (default 120 s; more than 0).
     pub fn stale_after(mut self, d: Duration) -> Self {
         self.stale_after = d;
         self
@@ -208,24 +237,33 @@ impl ConsumerBuilder {
         self.clock = clock;
         self
     }
-    /// Accept only these symbols; others are counted as `filtered`. Empty = all.
+    /// Accept only these symbols (each valid by the wire protocol's symbol rule); others are
+    /// counted as `filtered`. Empty = all.
     pub fn symbols<I: IntoIterator<Item = S>, S: Into<String>>(mut self, symbols: I) -> Self {
-        let set: HashSet<String> = symbols.into_iter().map(Into::into).collect();
-        self.symbols = if set.is_empty() { None } else { Some(set) };
+        self.symbols = symbols.into_iter().map(Into::into).collect();
         self
     }
     /// The consumer, ready to ingest: `Arc` because its feed thread, subscribers and bindings share it.
-    pub fn build(self) -> Arc<Consumer> {
-        Arc::new(Consumer {
-            store: Arc::new(BarStore::with_capacity(self.capacity_per_symbol)),
+    ///
+    /// # Errors
+    /// [`ConfigError::Capacity`] for a capacity per symbol of 0, [`ConfigError::ZeroStaleAfter`],
+    /// [`ConfigError::Symbol`] for a symbol that breaks the wire protocol's symbol rule.
+    pub fn build(self) -> Result<Arc<Consumer>, ConfigError> {
+        let capacity = crate::store::check_capacity_per_symbol(self.capacity_per_symbol)?;
+        if self.stale_after.is_zero() {
+            return Err(ConfigError::ZeroStaleAfter);
+        }
+        let symbols = checked_symbols(self.symbols)?;
+        Ok(Arc::new(Consumer {
+            store: Arc::new(BarStore::with_capacity(capacity)),
             health: Arc::new(Health::new(self.clock, self.stale_after)),
-            symbols: self.symbols,
+            symbols: (!symbols.is_empty()).then_some(symbols),
             journal: self.journal,
             subscribers: RwLock::new(Vec::new()),
             callbacks: AtomicUsize::new(0),
             log_limiter: RateLimitedLog::new(Duration::from_secs(10), 5),
             status_sections: RwLock::new(Vec::new()),
-        })
+        }))
     }
 }
 
@@ -234,11 +272,12 @@ impl ConsumerBuilder {
 ///
 /// ```
 /// use barbridge::{Consumer, Subscription};
-/// let consumer = Consumer::builder().build();
-/// let spy = consumer.subscribe(Subscription::symbols(["SPY"]).name("engine"));
+/// let consumer = Consumer::builder().build()?;
+/// let spy = consumer.subscribe(Subscription::symbols(["SPY"])?.name("engine"));
 /// consumer.ingest_line(br#"{"symbol":"SPY","timestamp_ms":1759930080000,"open":671.2,"high":671.5,"low":671.1,"close":671.4,"volume":18234,"vwap":671.33,"trade_count":212}"#).unwrap();
 /// assert_eq!(spy.try_recv().unwrap().bar.close, 671.4);
 /// assert_eq!(consumer.store().latest("SPY").unwrap().volume, 18234.0);
+/// # Ok::<(), barbridge::Error>(())
 /// ```
 pub struct Consumer {
     store: Arc<BarStore>,
@@ -265,10 +304,10 @@ impl Consumer {
     /// Settings for a new consumer: [`ConsumerBuilder::build`] makes it.
     pub fn builder() -> ConsumerBuilder {
         ConsumerBuilder {
-            capacity_per_symbol: NonZeroUsize::new(DEFAULT_CAPACITY_PER_SYMBOL).unwrap_or(NonZeroUsize::MIN),
+            capacity_per_symbol: DEFAULT_CAPACITY_PER_SYMBOL,
             stale_after: Duration::from_secs(120),
             clock: Arc::new(SystemClock),
-            symbols: None,
+            symbols: Vec::new(),
             journal: None,
         }
     }
@@ -744,15 +783,15 @@ pub struct FeedOptions {
 ///
 /// ```no_run
 /// use barbridge::{Consumer, FifoFeed, FeedOptions, Subscription};
-/// let consumer = Consumer::builder().build();
-/// let bars = consumer.subscribe(Subscription::symbols(["SPY", "QQQ"]));
+/// let consumer = Consumer::builder().build()?;
+/// let bars = consumer.subscribe(Subscription::symbols(["SPY", "QQQ"])?);
 /// let feed = FifoFeed::start(consumer.clone(), "/run/user/1000/barbridge/bars.fifo", FeedOptions::default())?;
 /// for event in bars.iter().take(10) {
 ///     println!("{} {:?}", event.symbol, event.bar);
 /// }
 /// feed.stop();
 /// feed.join()?;
-/// # Ok::<(), barbridge::FifoError>(())
+/// # Ok::<(), barbridge::Error>(())
 /// ```
 #[derive(Debug)]
 pub struct FifoFeed {
@@ -771,8 +810,10 @@ impl FifoFeed {
     /// (see [`crate::cursor`]). Call [`Consumer::resume_from_journal`] first.
     ///
     /// # Errors
-    /// The FIFO path is unusable ([`FifoError`]), or another reader holds it ([`FifoError::Busy`]).
+    /// [`FifoError::InvalidOption`] for reader options out of range, the FIFO path is unusable
+    /// ([`FifoError`]), or another reader holds it ([`FifoError::Busy`]).
     pub fn start(consumer: Arc<Consumer>, path: impl AsRef<Path>, options: FeedOptions) -> Result<FifoFeed, FifoError> {
+        options.reader.validate()?;
         let path = path.as_ref().to_path_buf();
         prepare_fifo(&path)?;
         let reader_lock = lock_reader(&path)?;
@@ -847,6 +888,18 @@ impl FifoFeed {
 mod tests {
     use super::*;
 
+    #[test]
+    fn build_checks_every_setting_and_clamps_none() {
+        let refused = |b: ConsumerBuilder| b.build().unwrap_err();
+        assert_eq!(refused(Consumer::builder().capacity_per_symbol(0)), ConfigError::Capacity(CapacityError::Zero { what: "bars kept per symbol" }));
+        assert_eq!(refused(Consumer::builder().stale_after(Duration::ZERO)), ConfigError::ZeroStaleAfter);
+        let err = refused(Consumer::builder().symbols(["SPY", "spy"]));
+        assert!(matches!(&err, ConfigError::Symbol(WireError::InvalidSymbol { symbol }) if symbol == "spy"), "{err}");
+        assert!(err.to_string().starts_with("symbols: symbol \"spy\" is not"), "{err}");
+        assert!(matches!(Subscription::symbols(["S P Y"]), Err(ConfigError::Symbol(_))));
+        assert_eq!(Consumer::builder().capacity_per_symbol(1).build().unwrap().store().capacity_per_symbol(), 1);
+    }
+
     /// Minute 0 of these tests (2025-10-08 13:28 UTC): a plausible, minute-aligned time.
     const T0: i64 = 1_759_930_080_000;
 
@@ -860,9 +913,9 @@ mod tests {
 
     #[test]
     fn subscribers_get_their_symbols_and_corrections() {
-        let consumer = Consumer::builder().build();
-        let spy = consumer.subscribe(Subscription::symbols(["SPY"]));
-        let other = consumer.subscribe(Subscription::symbols(["QQQ"]));
+        let consumer = Consumer::builder().build().unwrap();
+        let spy = consumer.subscribe(Subscription::symbols(["SPY"]).unwrap());
+        let other = consumer.subscribe(Subscription::symbols(["QQQ"]).unwrap());
         consumer.ingest_line(line(60_000, 1.0, "bar").as_bytes()).unwrap();
         consumer.ingest_line(line(60_000, 1.0, "bar").as_bytes()).unwrap();
         consumer.ingest_line(line(60_000, 2.0, "updated_bar").as_bytes()).unwrap();
@@ -876,7 +929,7 @@ mod tests {
 
     #[test]
     fn full_channel_drops_oldest_and_counts() {
-        let consumer = Consumer::builder().build();
+        let consumer = Consumer::builder().build().unwrap();
         let rx = consumer.subscribe(Subscription::all().capacity(2).unwrap());
         for i in 1..=5 {
             consumer.ingest_line(line(i * 60_000, 1.0, "bar").as_bytes()).unwrap();
@@ -890,7 +943,7 @@ mod tests {
 
     #[test]
     fn full_channel_drop_newest() {
-        let consumer = Consumer::builder().build();
+        let consumer = Consumer::builder().build().unwrap();
         let rx = consumer.subscribe(Subscription::all().capacity(2).unwrap().overflow(Overflow::DropNewest));
         for i in 1..=5 {
             consumer.ingest_line(line(i * 60_000, 1.0, "bar").as_bytes()).unwrap();
@@ -901,7 +954,7 @@ mod tests {
 
     #[test]
     fn dropped_receiver_unsubscribes() {
-        let consumer = Consumer::builder().build();
+        let consumer = Consumer::builder().build().unwrap();
         let rx = consumer.subscribe(Subscription::all());
         assert_eq!(consumer.subscriber_status().len(), 1);
         drop(rx);
@@ -911,7 +964,7 @@ mod tests {
 
     #[test]
     fn symbol_filter_counts_others() {
-        let consumer = Consumer::builder().symbols(["QQQ"]).build();
+        let consumer = Consumer::builder().symbols(["QQQ"]).build().unwrap();
         assert_eq!(consumer.ingest_line(line(60_000, 1.0, "bar").as_bytes()).unwrap(), Ingested::Filtered);
         assert_eq!(consumer.health().counters.snapshot().filtered, 1);
         assert!(consumer.store().symbols().is_empty());

@@ -346,7 +346,7 @@ mod tests {
 
     #[test]
     fn a_bare_port_binds_loopback_and_only_known_paths_answer() {
-        let consumer = Consumer::builder().build();
+        let consumer = Consumer::builder().build().unwrap();
         let server = HttpServer::start(consumer, "0", HttpOptions::default()).unwrap();
         let addr = server.local_addr();
         assert!(addr.ip().is_loopback(), "{addr}");
@@ -359,7 +359,7 @@ mod tests {
 
     #[test]
     fn a_crypto_pair_s_holes_are_counted_over_its_utc_day() {
-        let consumer = Consumer::builder().build();
+        let consumer = Consumer::builder().build().unwrap();
         let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64;
         let midnight = now - now.rem_euclid(86_400_000);
         if now - midnight < 10 * 60_000 {
@@ -378,7 +378,7 @@ mod tests {
 
     #[test]
     fn a_bad_address_is_one_sentence() {
-        let err = HttpServer::start(Consumer::builder().build(), "localhost:x", HttpOptions::default()).unwrap_err();
+        let err = HttpServer::start(Consumer::builder().build().unwrap(), "localhost:x", HttpOptions::default()).unwrap_err();
         assert_eq!(err.to_string(), "--metrics-addr \"localhost:x\" is not an address (use HOST:PORT, e.g. 127.0.0.1:9464)");
     }
 }

@@ -242,10 +242,13 @@ impl Journal {
 
     /// Hold at most `bytes` of records in memory while the disk refuses writes (default
     /// [`MAX_PENDING_BYTES`]); chunks are a sixteenth of that, at most 1 MiB.
-    pub fn with_max_pending_bytes(mut self, bytes: usize) -> Journal {
-        self.max_pending_bytes = bytes.max(1);
+    ///
+    /// # Errors
+    /// [`crate::CapacityError::Zero`] for 0.
+    pub fn with_max_pending_bytes(mut self, bytes: usize) -> Result<Journal, crate::CapacityError> {
+        self.max_pending_bytes = crate::capacity::check("the journal's bytes held in memory", bytes, usize::MAX)?.get();
         self.chunk_bytes = (bytes / 16).clamp(1, CHUNK_BYTES);
-        self
+        Ok(self)
     }
 
     /// The first time a bar of a journal day is seen (a New York day for a stock, a UTC day for
@@ -632,7 +635,7 @@ mod tests {
     fn pending_is_bounded_within_one_day_dropping_the_oldest() {
         let dir = tempfile::tempdir().unwrap();
         let jdir = dir.path().join("j");
-        let j = Journal::open(&jdir, FsyncPolicy::Never).unwrap().with_max_pending_bytes(16 << 10);
+        let j = Journal::open(&jdir, FsyncPolicy::Never).unwrap().with_max_pending_bytes(16 << 10).unwrap();
         let date = ny_date(1_759_930_080_000);
         std::fs::create_dir(day_path(&jdir, date)).unwrap(); // the day file cannot be created
         let n = 600; // 09:28 to 19:27 New York: all in one day

@@ -15,8 +15,8 @@
 //! use barbridge::{Consumer, FifoFeed, FeedOptions, Subscription};
 //! use std::time::Duration;
 //!
-//! let consumer = Consumer::builder().stale_after(Duration::from_secs(120)).build();
-//! let bars = consumer.subscribe(Subscription::symbols(["SPY", "SPXL"]).name("engine"));
+//! let consumer = Consumer::builder().stale_after(Duration::from_secs(120)).build()?;
+//! let bars = consumer.subscribe(Subscription::symbols(["SPY", "SPXL"])?.name("engine"));
 //! let feed = FifoFeed::start(consumer.clone(), barbridge::default_fifo_path(), FeedOptions::default())?;
 //! while let Ok(event) = bars.recv() {
 //!     let history = consumer.store().last_n(&event.symbol, 20); // indicators
@@ -24,8 +24,12 @@
 //! }
 //! feed.stop();
 //! feed.join()?;
-//! # Ok::<(), barbridge::FifoError>(())
+//! # Ok::<(), barbridge::Error>(())
 //! ```
+//!
+//! ## Errors
+//! Every module has its own error type carrying what failed ([`WireError`], [`FifoError`],
+//! [`ConfigError`], ...); [`Error`] wraps them all, so `?` collects any of them into one type.
 //! See `examples/engine.rs` for a complete program.
 
 #![deny(missing_docs)]
@@ -37,6 +41,7 @@ pub mod bar;
 pub mod calendar;
 pub mod capacity;
 pub mod cursor;
+pub mod error;
 pub mod feed;
 pub mod gaps;
 pub mod health;
@@ -52,7 +57,6 @@ pub mod wire;
 
 /// NATS JetStream fan-out (cargo feature `nats`).
 #[cfg(feature = "nats")]
-#[allow(missing_docs)] // until its public items are documented (it is being reworked)
 pub mod nats;
 
 #[cfg(feature = "python")]
@@ -60,11 +64,12 @@ mod python;
 
 pub use bar::{Bar, BarKind, Source, Symbol};
 pub use capacity::CapacityError;
-pub use feed::{BarEvent, BarReceiver, Consumer, ConsumerBuilder, FeedOptions, FifoFeed, Ingested, Overflow, Subscription};
+pub use error::{Error, Result};
+pub use feed::{BarEvent, BarReceiver, ConfigError, Consumer, ConsumerBuilder, FeedOptions, FifoFeed, Ingested, Overflow, Subscription};
 pub use health::{Clock, FeedState, Health, ManualClock, SystemClock};
 pub use pipe::reader::ReaderOptions;
 pub use pipe::FifoError;
-pub use status::{StatusReport, StatusWriter};
+pub use status::{StatusError, StatusReport, StatusWriter};
 pub use store::{BarStore, InsertMode, Inserted};
 pub use wire::{RejectReason, WireError};
 

@@ -68,8 +68,8 @@ enum Command {
         #[arg(long)]
         status_file: Option<PathBuf>,
         /// Seconds without any line before the feed is declared stale.
-        #[arg(long, default_value_t = 120.0)]
-        stale_after: f64,
+        #[arg(long, default_value = "120", value_parser = seconds)]
+        stale_after: Duration,
         /// Print every accepted bar (after dedupe; corrections again) to stdout as a wire line.
         #[arg(long)]
         echo: bool,
@@ -167,36 +167,27 @@ fn main() -> ExitCode {
             metrics_addr,
             metrics_max_symbols,
         } => {
-            if !(stale_after.is_finite() && stale_after > 0.0) {
-                return config_error(format!("--stale-after must be a positive number of seconds, got {stale_after}"));
-            }
-            if let Err(e) = check_symbols(&symbols) {
-                return e;
-            }
             if let Err(e) = nats.check(journal.is_some()) {
                 return config_error(e);
             }
             let journal = match journal.map(|dir| Journal::open(dir, fsync.policy())).transpose() {
                 Ok(j) => j,
-                Err(e) => return config_error(e.to_string()),
+                Err(e) => return config_error(e),
             };
             let metrics = barbridge::metrics::MetricsOptions { max_symbol_labels: metrics_max_symbols };
             let outputs = Outputs { echo, drain_subscriber, metrics_addr, metrics };
             // Each FIFO's consumer has its own status file: two instances never share one.
             let status_file = status_file.unwrap_or_else(|| fifo.with_file_name("status.json"));
-            run(fifo, symbols, status_file, Duration::from_secs_f64(stale_after), outputs, capacity, once, journal, &nats)
+            run(fifo, symbols, status_file, stale_after, outputs, capacity, once, journal, &nats)
         }
         Command::Gaps { journal, date, symbols, json } => match check_symbols(&symbols) {
             Ok(()) => gaps(&journal, date.as_deref(), &symbols, json),
             Err(e) => e,
         },
         Command::Replay { files, symbols, echo, journal } => {
-            if let Err(e) = check_symbols(&symbols) {
-                return e;
-            }
             let journal = match journal.map(|dir| Journal::open(dir, FsyncPolicy::default())).transpose() {
                 Ok(j) => j,
-                Err(e) => return config_error(e.to_string()),
+                Err(e) => return config_error(e),
             };
             replay(&files, symbols, echo, journal)
         }
@@ -205,12 +196,19 @@ fn main() -> ExitCode {
     }
 }
 
-/// `--symbols` by the wire protocol's symbol rule; the error exit otherwise.
+/// `gaps --symbols` (a report, no consumer) by the wire protocol's symbol rule, worded as the
+/// consumer's own [`barbridge::ConfigError`]; the error exit otherwise.
 fn check_symbols(symbols: &[String]) -> Result<(), ExitCode> {
     match symbols.iter().find_map(|s| barbridge::wire::validate_symbol(s).err()) {
-        Some(e) => Err(config_error(format!("--symbols: {e}"))),
+        Some(e) => Err(config_error(barbridge::ConfigError::Symbol(e))),
         None => Ok(()),
     }
+}
+
+/// A number of seconds (`--stale-after`) as a duration; 0 is left to the builder to refuse.
+fn seconds(text: &str) -> Result<Duration, String> {
+    let secs: f64 = text.parse().map_err(|_| format!("{text:?} is not a number of seconds"))?;
+    Duration::try_from_secs_f64(secs).map_err(|_| format!("{text} is not a number of seconds from 0 to about 5.8e11"))
 }
 
 /// Write `text` to stdout. A closed stdout (the reader of a pipe went away) is not an error:
@@ -287,7 +285,8 @@ fn status(path: &std::path::Path, json: bool, check: bool) -> ExitCode {
     }
 }
 
-fn config_error(msg: String) -> ExitCode {
+/// One sentence on stderr, exit 2: how every wrong setting ends.
+fn config_error(msg: impl std::fmt::Display) -> ExitCode {
     eprintln!("barbridge: {msg}");
     ExitCode::from(2)
 }
@@ -313,14 +312,14 @@ fn run(
     journal: Option<Journal>,
     nats: &NatsArgs,
 ) -> ExitCode {
-    let mut builder = match Consumer::builder().symbols(symbols).stale_after(stale_after).capacity_per_symbol(capacity) {
-        Ok(b) => b,
-        Err(e) => return config_error(format!("--capacity: {e}")),
-    };
+    let mut builder = Consumer::builder().symbols(symbols).stale_after(stale_after).capacity_per_symbol(capacity);
     if let Some(j) = journal {
         builder = builder.journal(j);
     }
-    let consumer = builder.build();
+    let consumer = match builder.build() {
+        Ok(c) => c,
+        Err(e) => return config_error(e),
+    };
     // Resume warm: today's bars are back in the store before the FIFO is read.
     consumer.resume_from_journal(SystemClock.now_ms());
     let echo = outputs.echo.then(|| consumer.echo_to_stdout());
@@ -359,7 +358,7 @@ fn run(
                     let _ = feed.join();
                     publishing.stop();
                     status.stop();
-                    return config_error(e.to_string());
+                    return config_error(e);
                 }
             }
         }
@@ -557,14 +556,14 @@ fn render_gaps(session: &barbridge::calendar::Session, until: i64, report: &[bar
 }
 
 fn replay(files: &[PathBuf], symbols: Vec<String>, echo: bool, journal: Option<Journal>) -> ExitCode {
-    let mut builder = match Consumer::builder().symbols(symbols).capacity_per_symbol(1 << 20) {
-        Ok(b) => b,
-        Err(e) => return config_error(e.to_string()),
-    };
+    let mut builder = Consumer::builder().symbols(symbols).capacity_per_symbol(1 << 20);
     if let Some(j) = journal {
         builder = builder.journal(j);
     }
-    let consumer = builder.build();
+    let consumer = match builder.build() {
+        Ok(c) => c,
+        Err(e) => return config_error(e),
+    };
     let echo = echo.then(|| consumer.echo_to_stdout());
     for file in files {
         let text = match std::fs::read(file) {

@@ -267,7 +267,7 @@ mod tests {
     #[test]
     fn counters_states_and_ages_are_exposed() {
         let clock = ManualClock::new(1_000_000);
-        let consumer = Consumer::builder().clock(clock.clone()).stale_after(Duration::from_secs(60)).build();
+        let consumer = Consumer::builder().clock(clock.clone()).stale_after(Duration::from_secs(60)).build().unwrap();
         for m in 0..3 {
             consumer.ingest_line(line("SPY", m).as_bytes()).unwrap();
         }
@@ -296,7 +296,7 @@ mod tests {
 
     #[test]
     fn symbol_labels_stop_at_the_limit() {
-        let consumer = Consumer::builder().build();
+        let consumer = Consumer::builder().build().unwrap();
         for s in ["AAA", "BBB", "CCC", "DDD"] {
             consumer.ingest_line(line(s, 0).as_bytes()).unwrap();
         }

@@ -91,6 +91,22 @@ pub enum PrivateError {
         /// What the OS said.
         source: io::Error,
     },
+    /// The file could not be read.
+    #[error("cannot read {path}: {source}")]
+    Read {
+        /// The path concerned.
+        path: PathBuf,
+        /// What the OS said.
+        source: io::Error,
+    },
+    /// The file could not be written (see [`write_atomic`]); its old content stays.
+    #[error("cannot write {path}: {source}")]
+    Write {
+        /// The path concerned.
+        path: PathBuf,
+        /// What the OS said.
+        source: io::Error,
+    },
 }
 
 fn my_uid() -> u32 {
@@ -216,9 +232,15 @@ pub enum Durability {
 /// its target is untouched). `dir` should have passed [`ensure_private_dir`].
 ///
 /// # Errors
-/// The I/O error of creating, writing, syncing or renaming the temporary file (the old content stays).
-pub fn write_atomic(dir: &Path, name: impl AsRef<OsStr>, bytes: &[u8], durability: Durability) -> io::Result<()> {
+/// [`PrivateError::Write`] with the I/O error of creating, writing, syncing or renaming the
+/// temporary file (the old content stays).
+pub fn write_atomic(dir: &Path, name: impl AsRef<OsStr>, bytes: &[u8], durability: Durability) -> Result<(), PrivateError> {
     let name = name.as_ref();
+    let target = dir.join(name);
+    replace_file(dir, name, &target, bytes, durability).map_err(|source| PrivateError::Write { path: target, source })
+}
+
+fn replace_file(dir: &Path, name: &OsStr, target: &Path, bytes: &[u8], durability: Durability) -> io::Result<()> {
     let mut tmp_name = std::ffi::OsString::from(".");
     tmp_name.push(name);
     tmp_name.push(format!(".{}.{}.tmp", std::process::id(), TMP_COUNTER.fetch_add(1, Ordering::Relaxed)));
@@ -234,7 +256,7 @@ pub fn write_atomic(dir: &Path, name: impl AsRef<OsStr>, bytes: &[u8], durabilit
     };
     let result = file.write_all(bytes).and_then(|()| if durability == Durability::Synced { file.sync_data() } else { Ok(()) });
     drop(file);
-    if let Err(e) = result.and_then(|()| std::fs::rename(&tmp, dir.join(name))) {
+    if let Err(e) = result.and_then(|()| std::fs::rename(&tmp, target)) {
         let _ = std::fs::remove_file(&tmp);
         return Err(e);
     }

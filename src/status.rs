@@ -19,7 +19,32 @@ use serde::{Deserialize, Serialize};
 use crate::feed::{Consumer, SubscriberStatus};
 use crate::health::{FeedState, HealthSnapshot};
 use crate::journal::JournalStatus;
-use crate::private::{ensure_private_dir, Durability};
+use crate::private::{ensure_private_dir, Durability, PrivateError};
+
+/// Why a status file cannot be read or written. Each message is one sentence a user can act on.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StatusError {
+    /// The file cannot be read (usually: no consumer writes it).
+    #[error("cannot read status file {path}: {source}; is `barbridge run --status-file {path}` running?")]
+    Read {
+        /// The status file.
+        path: PathBuf,
+        /// What the OS said.
+        source: std::io::Error,
+    },
+    /// The file is not a status report (or a report could not be encoded).
+    #[error("status file {path} is not a valid status report: {source}")]
+    Invalid {
+        /// The status file.
+        path: PathBuf,
+        /// What the JSON parser said.
+        source: serde_json::Error,
+    },
+    /// The file or its directory is not private, or the write failed.
+    #[error(transparent)]
+    Write(#[from] PrivateError),
+}
 
 /// Version of the status file layout.
 pub const STATUS_VERSION: u32 = 1;
@@ -183,24 +208,25 @@ impl StatusReport {
     /// [`crate::private::write_atomic`]).
     ///
     /// # Errors
-    /// A directory that is not private (as `io::ErrorKind::Other`), a path without a file name, or the I/O error of the write.
-    pub fn write_atomic(&self, path: &Path) -> std::io::Result<()> {
+    /// [`StatusError::Write`]: what [`ensure_private_dir`] finds wrong with the directory, a
+    /// path without a file name, or the write's I/O error.
+    pub fn write_atomic(&self, path: &Path) -> Result<(), StatusError> {
         let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
-        let name = path.file_name().ok_or_else(|| std::io::Error::new(std::io::ErrorKind::InvalidInput, "the status file path has no file name"))?;
-        ensure_private_dir(dir).map_err(std::io::Error::other)?;
-        let mut bytes = serde_json::to_vec(self)?;
+        let name = path.file_name().ok_or_else(|| PrivateError::WrongType { path: path.to_path_buf(), what: "not a file name" })?;
+        ensure_private_dir(dir)?;
+        let mut bytes = serde_json::to_vec(self).map_err(|source| StatusError::Invalid { path: path.to_path_buf(), source })?;
         bytes.push(b'\n');
-        crate::private::write_atomic(dir, name, &bytes, Durability::Cached)
+        Ok(crate::private::write_atomic(dir, name, &bytes, Durability::Cached)?)
     }
 
     /// Read a status file written by [`StatusWriter`].
     ///
     /// # Errors
-    /// The file cannot be read, or is not a status report; the message says which, in one sentence.
-    pub fn read(path: &Path) -> Result<StatusReport, String> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| format!("cannot read status file {}: {e}; is `barbridge run --status-file {}` running?", path.display(), path.display()))?;
-        serde_json::from_str(&text).map_err(|e| format!("status file {} is not valid: {e}", path.display()))
+    /// [`StatusError::Read`] when the file cannot be read, [`StatusError::Invalid`] when it is not
+    /// a status report.
+    pub fn read(path: &Path) -> Result<StatusReport, StatusError> {
+        let text = std::fs::read_to_string(path).map_err(|source| StatusError::Read { path: path.to_path_buf(), source })?;
+        serde_json::from_str(&text).map_err(|source| StatusError::Invalid { path: path.to_path_buf(), source })
     }
 
     /// A person's view, ages measured against `now_ms`; `liveness` is [`StatusReport::liveness`].
@@ -375,7 +401,7 @@ mod tests {
 
     #[test]
     fn report_round_trips_and_renders() {
-        let consumer = Consumer::builder().build();
+        let consumer = Consumer::builder().build().unwrap();
         consumer.ingest_line(br#"{"symbol":"SPY","timestamp_ms":1759930080000,"open":1,"high":1,"low":1,"close":1,"volume":1}"#).unwrap();
         let _ = consumer.ingest_line(b"garbage");
         let dir = tempfile::tempdir().unwrap();
@@ -399,7 +425,7 @@ mod tests {
 
     #[test]
     fn a_file_is_old_by_its_own_refresh_period_and_a_gone_pid_is_not_running() {
-        let consumer = Consumer::builder().build();
+        let consumer = Consumer::builder().build().unwrap();
         let mut report = StatusReport::collect(&consumer, None);
         let now = report.updated_ms;
         assert_eq!(report.liveness(now), Liveness::Waiting);
@@ -421,7 +447,7 @@ mod tests {
     #[test]
     fn per_symbol_detail_is_capped_least_recently_updated_first() {
         let clock = crate::health::ManualClock::new(1_759_930_100_000);
-        let consumer = Consumer::builder().clock(clock.clone()).build();
+        let consumer = Consumer::builder().clock(clock.clone()).build().unwrap();
         let n = DEFAULT_MAX_SYMBOLS + 500;
         for i in 0..n {
             let line = format!(r#"{{"symbol":"S{i:05}","timestamp_ms":1759930080000,"open":1,"high":1,"low":1,"close":1,"volume":1}}"#);

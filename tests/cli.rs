@@ -166,7 +166,7 @@ fn closed_stdout() -> Stdio {
 fn a_closed_stdout_ends_output_quietly() {
     let dir = tempfile::tempdir().unwrap();
     // A status file of a live consumer (this test's own pid, a refresh period of an hour).
-    let consumer = barbridge::Consumer::builder().build();
+    let consumer = barbridge::Consumer::builder().build().unwrap();
     consumer.ingest_line(seed_line("SPY", 1, 10.0).trim_end().as_bytes()).unwrap();
     let mut report = barbridge::StatusReport::collect(&consumer, None);
     report.refresh_ms = Some(3_600_000);
@@ -266,9 +266,11 @@ fn bad_paths_exit_2_with_one_sentence() {
     let fifo = dir.path().join("run/f.fifo");
     let fifo = fifo.to_str().unwrap();
     for (args, expect) in [
-        (&["run", "--fifo", fifo, "--capacity", "0"][..], "--capacity: bars kept per symbol must be at least 1, got 0"),
-        (&["run", "--fifo", fifo, "--symbols", "SPY,spy"][..], "--symbols: symbol \"spy\" is not"),
-        (&["replay", "--symbols", "spy", "x.jsonl"][..], "--symbols: symbol \"spy\" is not"),
+        (&["run", "--fifo", fifo, "--capacity", "0"][..], "barbridge: bars kept per symbol must be at least 1, got 0"),
+        (&["run", "--fifo", fifo, "--stale-after", "0"][..], "barbridge: stale_after must be more than 0 seconds, got 0"),
+        (&["run", "--fifo", fifo, "--symbols", "SPY,spy"][..], "barbridge: symbols: symbol \"spy\" is not"),
+        (&["replay", "--symbols", "spy", "x.jsonl"][..], "barbridge: symbols: symbol \"spy\" is not"),
+        (&["gaps", "--journal", "j", "--symbols", "spy"][..], "barbridge: symbols: symbol \"spy\" is not"),
     ] {
         let out = Command::new(BIN).args(args).output().unwrap();
         assert_eq!(out.status.code(), Some(2), "{args:?}");

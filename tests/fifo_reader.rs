@@ -14,7 +14,7 @@ use barbridge::{Consumer, FeedOptions, FifoFeed};
 use common::*;
 
 fn start(dir: &tempfile::TempDir) -> (Arc<Consumer>, FifoFeed, std::path::PathBuf) {
-    let consumer = Consumer::builder().build();
+    let consumer = Consumer::builder().build().unwrap();
     let path = fifo_in(dir);
     let feed = FifoFeed::start(consumer.clone(), &path, FeedOptions::default()).unwrap();
     (consumer, feed, path)
@@ -186,7 +186,7 @@ fn after_the_last_writer_leaves_the_reader_waits_without_spinning() {
 #[test]
 fn once_mode_ends_after_the_first_writer_session() {
     let dir = tempfile::tempdir().unwrap();
-    let consumer = Consumer::builder().build();
+    let consumer = Consumer::builder().build().unwrap();
     let path = fifo_in(&dir);
     let feed = FifoFeed::start(consumer.clone(), &path, FeedOptions { stop_when_writers_gone: true, ..Default::default() }).unwrap();
     let mut w = open_writer(&path);
@@ -245,8 +245,8 @@ fn refuses_regular_files_symlinks_foreign_fifos_and_open_directories() {
 #[test]
 fn a_channel_subscriber_gets_every_bar_in_order_while_the_pipe_never_runs_dry() {
     let dir = tempfile::tempdir().unwrap();
-    let consumer = Consumer::builder().capacity_per_symbol(100_000).unwrap().build();
-    let rx = consumer.subscribe(barbridge::Subscription::symbols(["SPY"]).capacity(1 << 17).unwrap());
+    let consumer = Consumer::builder().capacity_per_symbol(100_000).build().unwrap();
+    let rx = consumer.subscribe(barbridge::Subscription::symbols(["SPY"]).unwrap().capacity(1 << 17).unwrap());
     let path = fifo_in(&dir);
     let feed = FifoFeed::start(consumer.clone(), &path, FeedOptions::default()).unwrap();
     let n = 50_000;
@@ -303,7 +303,7 @@ fn a_line_destroyed_by_a_stray_writer_is_counted() {
 fn a_callback_ingesting_on_the_reader_thread_is_delivered_at_once() {
     let dir = tempfile::tempdir().unwrap();
     let (consumer, feed, path) = start(&dir);
-    let derived = Arc::new(consumer.subscribe(barbridge::Subscription::symbols(["DRV"])));
+    let derived = Arc::new(consumer.subscribe(barbridge::Subscription::symbols(["DRV"]).unwrap()));
     let seen_at_once = Arc::new(AtomicUsize::new(0));
     {
         let (consumer, derived, seen) = (Arc::downgrade(&consumer), derived.clone(), seen_at_once.clone());

@@ -28,7 +28,7 @@ fn options(id: &str) -> WriterOptions {
 }
 
 fn consumer_on(path: &std::path::Path) -> (Arc<Consumer>, FifoFeed) {
-    let consumer = Consumer::builder().build();
+    let consumer = Consumer::builder().build().unwrap();
     let feed = FifoFeed::start(consumer.clone(), path, FeedOptions::default()).unwrap();
     (consumer, feed)
 }

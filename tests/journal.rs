@@ -144,13 +144,13 @@ fn a_restarted_consumer_does_not_journal_another_days_bar_twice() {
     // A bar of 2025-10-08 (not "today"), journaled by a first process.
     let line = br#"{"symbol":"SPY","timestamp_ms":1759930080000,"open":1,"high":1,"low":1,"close":1,"volume":1}"#;
     {
-        let consumer = Consumer::builder().journal(Journal::open(dir.path(), FsyncPolicy::Never).unwrap()).build();
+        let consumer = Consumer::builder().journal(Journal::open(dir.path(), FsyncPolicy::Never).unwrap()).build().unwrap();
         consumer.resume_from_journal(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64);
         consumer.ingest_line(line).unwrap();
         consumer.flush();
     }
     // The restarted process gets the same bar again (sidecar re-send after a broken pipe).
-    let consumer = Consumer::builder().journal(Journal::open(dir.path(), FsyncPolicy::Never).unwrap()).build();
+    let consumer = Consumer::builder().journal(Journal::open(dir.path(), FsyncPolicy::Never).unwrap()).build().unwrap();
     consumer.resume_from_journal(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64);
     assert_eq!(consumer.ingest_line(line).unwrap(), barbridge::Ingested::Bar(barbridge::Inserted::Duplicate));
     consumer.flush();

@@ -8,9 +8,12 @@ import logging
 import threading
 import time
 from pathlib import Path
-from typing import Any, Callable, Iterator, Optional
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Optional
 
 from .. import protocol
+
+if TYPE_CHECKING:
+    from barbridge import BarDict
 
 log = logging.getLogger("bridge.replay")
 
@@ -48,32 +51,41 @@ def _ts(v) -> int:
     return protocol._ts_to_ms(s)
 
 
-def read_bars(path: Path, default_symbol: Optional[str] = None) -> Iterator[dict]:
+def _csv_bar(row: dict, default_symbol: Optional[str]) -> BarDict:
+    """A CSV row as a bar dict (the extension validates it); ValueError for a row without one."""
+    sym = _pick(row, "symbol") or default_symbol
+    if not sym:
+        raise ValueError("no symbol column and no --symbols default")
+
+    def num(field: str) -> float:
+        return float(_pick(row, field))
+
+    return {"symbol": str(sym).strip().upper(), "timestamp_ms": _ts(_pick(row, "timestamp_ms")),
+            "open": num("open"), "high": num("high"), "low": num("low"), "close": num("close"), "volume": num("volume"),
+            "vwap": _optional(_pick(row, "vwap"), float),
+            "trade_count": _optional(_pick(row, "trade_count"), lambda v: int(float(v))),
+            "kind": "bar", "source": "replay"}
+
+
+def read_bars(path: Path, default_symbol: Optional[str] = None) -> Iterator[BarDict]:
     """Yield normalised bars; invalid rows are logged with their line number and skipped."""
     text = path.read_text(encoding="utf-8")
     jsonl = path.suffix.lower() in (".jsonl", ".ndjson", ".json") or text.lstrip().startswith("{")
     if jsonl:
         for n, line in enumerate(text.splitlines(), 1):
             try:
-                bar = protocol.decode_line(line.encode())
+                decoded = protocol.decode_line(line.encode())
             except protocol.WireError as e:
                 log.warning("%s:%d rejected (%s): %s", path, n, e.reason, e)
                 continue
-            if bar is None:
+            if decoded is None:
                 continue
-            bar["source"] = "replay"
-            yield bar
+            decoded["source"] = "replay"
+            yield decoded
         return
     for n, row in enumerate(csv.DictReader(io.StringIO(text)), 2):
         try:
-            sym = _pick(row, "symbol") or default_symbol
-            if not sym:
-                raise ValueError("no symbol column and no --symbols default")
-            bar = {"symbol": str(sym).strip().upper(), "timestamp_ms": _ts(_pick(row, "timestamp_ms")),
-                   **{f: float(_pick(row, f)) for f in ("open", "high", "low", "close", "volume")},
-                   "vwap": _optional(_pick(row, "vwap"), float),
-                   "trade_count": _optional(_pick(row, "trade_count"), lambda v: int(float(v))),
-                   "kind": "bar", "source": "replay"}
+            bar = _csv_bar(row, default_symbol)
             protocol.encode_bar(bar)  # the protocol's rules (WireError)
         except (TypeError, ValueError, protocol.WireError) as e:
             log.warning("%s:%d rejected: %s", path, n, e)
@@ -97,7 +109,7 @@ class ReplaySource:
     def run(self) -> int:
         self.pub.status("connected", f"replay of {self.path.name}")
         self.pub.status("subscribed", "replay")
-        first_ts = t0 = None
+        start: Optional[tuple[int, float]] = None  # (first bar's timestamp_ms, its wall time) when paced
         n = 0
         for bar in read_bars(self.path, next(iter(self.symbols)) if self.symbols and len(self.symbols) == 1 else None):
             if self._stop.is_set():
@@ -105,9 +117,9 @@ class ReplaySource:
             if self.symbols and bar["symbol"] not in self.symbols:
                 continue
             if self.speed > 0:
-                if first_ts is None:
-                    first_ts, t0 = bar["timestamp_ms"], time.monotonic()
-                due = t0 + (bar["timestamp_ms"] - first_ts) / 1000 / self.speed
+                if start is None:
+                    start = (bar["timestamp_ms"], time.monotonic())
+                due = start[1] + (bar["timestamp_ms"] - start[0]) / 1000 / self.speed
                 if self._stop.wait(max(0.0, due - time.monotonic())):
                     break
             self.pub.publish(bar)

@@ -7,10 +7,13 @@ import math
 import random
 import threading
 import time
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 from ..protocol import MINUTE_MS
 from ..publisher import Publisher
+
+if TYPE_CHECKING:
+    from barbridge import BarDict
 
 log = logging.getLogger("bridge.synthetic")
 BASE = {"SPY": 671.0, "SPXL": 198.0, "SH": 36.5, "SDS": 15.2}
@@ -39,7 +42,7 @@ class SyntheticSource:
         self._lock = threading.Lock()  # the minute's bars vs a live symbol change
         self.done = threading.Event()
 
-    def _bar(self, sym: str, market: list[float]) -> dict:
+    def _bar(self, sym: str, market: list[float]) -> BarDict:
         beta = BETA.get(sym, 0.3 + self.rng.random())
         p = self.price[sym]
         o = p

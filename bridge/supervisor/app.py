@@ -230,7 +230,7 @@ class Supervisor:
         """Today's (EOD instant, close instant, EOD and close New York times), after waiting for the
         open; raises :class:`Stopped` when there is nothing to do today."""
         s = self.s
-        from bridge import schedule  # exchange_calendars: loaded only when the schedule is followed
+        from bridge import schedule  # the extension's session table: loaded only when the schedule is followed
         now = schedule._parse_now(s.schedule_now) if s.schedule_now else dt.datetime.now(dt.timezone.utc)
         try:
             sched = await asyncio.to_thread(schedule.compute, now, schedule.parse_hhmm("OPEN_TIME", s.open_time),

@@ -58,7 +58,7 @@ Options (each also settable in config.env / the environment, shown in brackets):
 Precedence: an option beats the environment beats config.env beats the default. config.env holds
 KEY=value lines (config.env.example lists every key; an unknown key is an error).
 
-Schedule: holidays and early closes from exchange_calendars (XNYS); on a day without a session the
+Schedule: holidays and early closes from the extension's NYSE table; on a day without a session the
 launcher says so and exits 0; before the open it waits; EOD_CMD runs once at EOD_TIME (moved before
 an early close); at CLOSE_TIME (or an earlier exchange close) it stops.
 

@@ -11,16 +11,21 @@ use super::{runtime, NatsError, StreamOptions};
 /// What [`check_server`] found: one sentence per check that passed.
 #[derive(Debug)]
 pub struct CheckReport {
+    /// One sentence per check that passed, in order.
     pub lines: Vec<String>,
 }
 
 /// The reason a check failed, as one sentence.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 #[error("{0}")]
 pub struct CheckFailed(pub String);
 
 /// Connect to `url` (waiting at most `timeout`) and look up the stream in JetStream: it must exist with subjects covering `bars.<feed>.>`, or be absent (the publisher
 /// creates it). Nothing is created or changed.
+///
+/// # Errors
+/// [`CheckFailed`] with the sentence of the first check that failed.
 pub fn check_server(url: &str, stream: &StreamOptions, timeout: Duration) -> Result<CheckReport, CheckFailed> {
     super::check_url(url).map_err(|e| CheckFailed(e.to_string()))?;
     let rt = runtime().map_err(|e| CheckFailed(NatsError::Thread(e).to_string()))?;

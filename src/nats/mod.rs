@@ -35,19 +35,29 @@ use std::time::Duration;
 /// Errors of the NATS fan-out that end a [`Publisher`] or [`NatsFeed`] (or stop them starting).
 /// Unreachable servers are not errors: both wait and retry, logging the outage.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum NatsError {
+    /// Not a `nats://HOST:PORT` URL (or a comma-separated list of them).
     #[error("{url:?} is not a NATS URL (expected nats://HOST:PORT)")]
-    BadUrl { url: String },
+    BadUrl {
+        /// The URL given.
+        url: String,
+    },
+    /// The thread or its tokio runtime could not start.
     #[error("cannot start the NATS thread: {0}")]
     Thread(std::io::Error),
-    #[error("publishing needs a journal (--journal DIR): the journal is the publisher's durable backlog")]
-    NoJournal,
-    #[error("cannot read the journal for publishing: {0}")]
-    Journal(std::io::Error),
-    #[error("JetStream refused {what}: {detail}")]
-    JetStream { what: String, detail: String },
+    /// The journal directory the publisher reads cannot be listed.
+    #[error("cannot read the journal {dir} for publishing: {source}")]
+    Journal {
+        /// The journal directory.
+        dir: std::path::PathBuf,
+        /// What the OS said.
+        source: std::io::Error,
+    },
+    /// A `--since` time that is neither RFC 3339 nor a date.
     #[error("--since {0:?} is not a time (expected RFC 3339, e.g. 2026-12-02T14:30:00Z, or a date YYYY-MM-DD)")]
     BadSince(String),
+    /// The thread panicked (a bug; its message went to the log).
     #[error("the NATS thread panicked")]
     Panicked,
 }
@@ -129,6 +139,9 @@ pub fn msg_id(symbol: &str, timestamp_ms: i64, revision: u64) -> String {
 }
 
 /// Check a `nats://HOST:PORT` URL (several, comma-separated, for a cluster).
+///
+/// # Errors
+/// [`NatsError::BadUrl`].
 pub fn check_url(url: &str) -> Result<(), NatsError> {
     let ok = url.split(',').all(|u| u.strip_prefix("nats://").is_some_and(|rest| !rest.is_empty() && !rest.contains('/')));
     if ok {
@@ -204,6 +217,9 @@ fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
 }
 
 /// Parse `--since`: RFC 3339, or a date (its midnight UTC).
+///
+/// # Errors
+/// [`NatsError::BadSince`].
 pub fn parse_since(text: &str) -> Result<i64, NatsError> {
     if let Ok(t) = chrono::DateTime::parse_from_rfc3339(text) {
         return Ok(t.timestamp_millis());

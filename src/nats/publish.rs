@@ -43,7 +43,9 @@ const KEEP_DAYS: i64 = 7;
 /// What the publisher is doing, for the status file and logs.
 #[derive(Clone, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct PublishStatus {
+    /// The NATS server URL.
     pub url: String,
+    /// The JetStream stream published to.
     pub stream: String,
     /// Connected, and the stream accepted the last message.
     pub connected: bool,
@@ -83,7 +85,7 @@ impl Publisher {
     /// comma-separated for a cluster). An unreachable server is waited for, never an error.
     ///
     /// # Errors
-    /// A bad URL, or the thread cannot start.
+    /// [`NatsError::BadUrl`], or [`NatsError::Thread`] when the thread cannot start.
     pub fn start(url: &str, journal_dir: &Path, stream: StreamOptions) -> Result<Publisher, NatsError> {
         super::check_url(url)?;
         let stop = Arc::new(AtomicBool::new(false));
@@ -117,6 +119,7 @@ impl Publisher {
         Ok(Publisher { stop, status, thread })
     }
 
+    /// What the publisher is doing now.
     pub fn status(&self) -> PublishStatus {
         self.status.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
@@ -137,6 +140,10 @@ impl Publisher {
     }
 
     /// Wait for the thread.
+    ///
+    /// # Errors
+    /// What ended it: [`NatsError::Journal`] when the journal directory cannot be listed,
+    /// [`NatsError::Thread`], or [`NatsError::Panicked`].
     pub fn join(self) -> Result<(), NatsError> {
         self.thread.join().unwrap_or(Err(NatsError::Panicked))
     }
@@ -265,8 +272,9 @@ impl Task {
     /// The day files to publish, oldest first, with their metadata.
     fn day_files(&self) -> Result<Vec<(String, std::fs::Metadata)>, NatsError> {
         let mut files = Vec::new();
-        for entry in std::fs::read_dir(&self.dir).map_err(NatsError::Journal)? {
-            let entry = entry.map_err(NatsError::Journal)?;
+        let journal_error = |source| NatsError::Journal { dir: self.dir.clone(), source };
+        for entry in std::fs::read_dir(&self.dir).map_err(journal_error)? {
+            let entry = entry.map_err(journal_error)?;
             let name = entry.file_name().to_string_lossy().into_owned();
             if day_of(&name).is_some_and(|d| d >= self.cursor.from.as_str()) {
                 // Not following symlinks: the journal itself refuses them.
@@ -418,10 +426,7 @@ impl Task {
                 self.dirty = false;
                 self.saved_at = Instant::now();
             }
-            Err(e) => log::error!(
-                "cannot write {}: {e} (a restart will publish again what the server then drops)",
-                self.dir.join(PUBLISH_CURSOR_FILE).display()
-            ),
+            Err(e) => log::error!("{e} (a restart will publish again what the server then drops)"),
         }
     }
 }

@@ -22,6 +22,7 @@ use crate::wire::{parse_line, Line, WireError};
 /// Options of a [`NatsFeed`].
 #[derive(Clone, Debug)]
 pub struct SubscribeOptions {
+    /// The stream to read (created if absent, as the publisher would).
     pub stream: StreamOptions,
     /// The durable consumer's name: the server remembers its position across restarts. Two
     /// programs must not share one (they would split the bars between them).
@@ -34,6 +35,7 @@ pub struct SubscribeOptions {
 }
 
 impl SubscribeOptions {
+    /// The default stream, read through the durable consumer `durable`.
     pub fn new(durable: impl Into<String>) -> SubscribeOptions {
         SubscribeOptions { stream: StreamOptions::default(), durable: durable.into(), since_ms: None, stop_flag: None }
     }
@@ -44,15 +46,15 @@ impl SubscribeOptions {
 /// ```no_run
 /// use barbridge::{Consumer, Subscription};
 /// use barbridge::nats::{NatsFeed, SubscribeOptions};
-/// let consumer = Consumer::builder().build();
-/// let bars = consumer.subscribe(Subscription::symbols(["SPY"]));
+/// let consumer = Consumer::builder().build()?;
+/// let bars = consumer.subscribe(Subscription::symbols(["SPY"])?);
 /// let feed = NatsFeed::start(consumer.clone(), "nats://127.0.0.1:4222", SubscribeOptions::new("my-engine"))?;
 /// for event in bars.iter().take(10) {
 ///     println!("{} {:?}", event.symbol, event.bar);
 /// }
 /// feed.stop();
 /// feed.join()?;
-/// # Ok::<(), barbridge::nats::NatsError>(())
+/// # Ok::<(), barbridge::Error>(())
 /// ```
 #[derive(Debug)]
 pub struct NatsFeed {
@@ -65,7 +67,7 @@ impl NatsFeed {
     /// unreachable server is waited for (and logged), never an error.
     ///
     /// # Errors
-    /// A bad URL, or the thread cannot start.
+    /// [`NatsError::BadUrl`], or [`NatsError::Thread`] when the thread cannot start.
     pub fn start(consumer: Arc<Consumer>, url: &str, options: SubscribeOptions) -> Result<NatsFeed, NatsError> {
         super::check_url(url)?;
         let stop = options.stop_flag.clone().unwrap_or_default();
@@ -94,15 +96,21 @@ impl NatsFeed {
         self.stop.store(true, Ordering::Relaxed);
     }
 
+    /// The flag [`NatsFeed::stop`] sets (a signal handler can set it too).
     pub fn stop_flag(&self) -> Arc<AtomicBool> {
         self.stop.clone()
     }
 
+    /// True once the subscriber thread has ended.
     pub fn is_finished(&self) -> bool {
         self.thread.is_finished()
     }
 
     /// Wait for the subscriber thread.
+    ///
+    /// # Errors
+    /// What ended it: [`NatsError::BadSince`] for a start time out of range,
+    /// [`NatsError::Thread`], or [`NatsError::Panicked`].
     pub fn join(self) -> Result<(), NatsError> {
         self.thread.join().unwrap_or(Err(NatsError::Panicked))
     }

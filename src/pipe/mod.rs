@@ -68,6 +68,16 @@ pub enum FifoError {
         /// What the OS said.
         source: io::Error,
     },
+    /// A reader option is out of range (see [`reader::ReaderOptions::validate`]).
+    #[error("reader option {name} is {value}; it must be {rule}")]
+    InvalidOption {
+        /// The option's name.
+        name: &'static str,
+        /// The value given.
+        value: String,
+        /// What it must be.
+        rule: &'static str,
+    },
     /// Reading the FIFO failed.
     #[error("reading {path} failed: {source}")]
     Read {

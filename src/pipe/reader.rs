@@ -133,6 +133,27 @@ impl Default for ReaderOptions {
     }
 }
 
+impl ReaderOptions {
+    /// Check every option: a zero buffer or line limit would read nothing, a zero poll interval
+    /// would spin, and `poll()` takes at most `i32::MAX` milliseconds.
+    ///
+    /// # Errors
+    /// [`FifoError::InvalidOption`] naming the first option out of range.
+    pub fn validate(&self) -> Result<(), FifoError> {
+        let bad = |name, value: String, rule| Err(FifoError::InvalidOption { name, value, rule });
+        if self.max_line_bytes == 0 {
+            return bad("max_line_bytes", "0".into(), "at least 1 byte");
+        }
+        if self.read_buffer_bytes == 0 {
+            return bad("read_buffer_bytes", "0".into(), "at least 1 byte");
+        }
+        if self.poll_interval < Duration::from_millis(1) || PollTimeout::try_from(self.poll_interval).is_err() {
+            return bad("poll_interval", format!("{:?}", self.poll_interval), "from 1 ms to about 24 days (i32::MAX ms)");
+        }
+        Ok(())
+    }
+}
+
 /// Splits a byte stream into lines with a length limit.
 #[derive(Debug)]
 struct Framer {
@@ -200,11 +221,14 @@ impl Framer {
 /// Call [`prepare_fifo`] first. Returns `Ok` on a requested stop.
 ///
 /// # Errors
-/// A [`FifoError`] when the FIFO cannot be opened, is not (or stops being) a FIFO of this user's, or a read fails.
+/// [`FifoError::InvalidOption`] for options [`ReaderOptions::validate`] refuses; another
+/// [`FifoError`] when the FIFO cannot be opened, is not (or stops being) a FIFO of this user's,
+/// or a read fails.
 pub fn read_fifo(path: &Path, options: &ReaderOptions, stop: &AtomicBool, sink: &mut impl FrameSink) -> Result<(), FifoError> {
+    options.validate()?;
+    let timeout = PollTimeout::try_from(options.poll_interval).unwrap_or(PollTimeout::MAX); // validated: never the fallback
     let mut file = open_read(path)?;
     let mut framer = Framer::new(options.read_buffer_bytes, options.max_line_bytes);
-    let timeout = PollTimeout::try_from(options.poll_interval).unwrap_or(PollTimeout::from(100u16));
     log::info!("reading {}", path.display());
     while !stop.load(Ordering::Relaxed) {
         let revents = {
@@ -311,6 +335,19 @@ fn reopen(path: &Path, old: File, options: &ReaderOptions, stop: &AtomicBool, si
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn options_out_of_range_are_refused_by_name() {
+        assert!(ReaderOptions::default().validate().is_ok());
+        let refused = |o: ReaderOptions| match o.validate() {
+            Err(FifoError::InvalidOption { name, .. }) => name,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(refused(ReaderOptions { read_buffer_bytes: 0, ..ReaderOptions::default() }), "read_buffer_bytes");
+        assert_eq!(refused(ReaderOptions { max_line_bytes: 0, ..ReaderOptions::default() }), "max_line_bytes");
+        assert_eq!(refused(ReaderOptions { poll_interval: Duration::ZERO, ..ReaderOptions::default() }), "poll_interval");
+        assert_eq!(refused(ReaderOptions { poll_interval: Duration::from_secs(1 << 40), ..ReaderOptions::default() }), "poll_interval");
+    }
 
     #[derive(Default)]
     struct Collect {

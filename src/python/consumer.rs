@@ -10,7 +10,7 @@ use pyo3::types::{PyByteArray, PyBytes, PyDict, PyList, PyString, PyTuple};
 
 use super::bar::{ingest_item, item_from_py, strip_newline, Item, PyBar};
 use super::subscription::PySubscription;
-use super::{check_symbols, lock, parse_timeout, subscription, to_py, type_name, wire_error, Float, Int};
+use super::{config_error, lock, parse_timeout, subscription, to_py, type_name, wire_error, Float, Int};
 use crate::bar::{Bar, Symbol};
 use crate::feed::{Consumer, Ingested, Subscription};
 use crate::health::{Clock as _, SystemClock};
@@ -169,26 +169,20 @@ impl PyConsumer {
         fsync: &str,
         fifo: Option<PathBuf>,
     ) -> PyResult<(PyConsumer, Arc<Consumer>)> {
-        let stale_after = stale_after.seconds("stale_after", false)?;
+        let stale_after = stale_after.seconds("stale_after", true)?;
         let capacity_per_symbol = capacity_per_symbol.usize("capacity_per_symbol", 0, usize::MAX)?;
-        let symbols = symbols.unwrap_or_default();
-        check_symbols(&symbols)?;
         let policy = match fsync {
             "always" => FsyncPolicy::Always,
             "interval" => FsyncPolicy::default(),
             "never" => FsyncPolicy::Never,
             other => return Err(PyValueError::new_err(format!("fsync must be \"always\", \"interval\" or \"never\", got {other:?}"))),
         };
-        let mut builder = Consumer::builder()
-            .capacity_per_symbol(capacity_per_symbol)
-            .map_err(|e| PyValueError::new_err(format!("capacity_per_symbol: {e}")))?
-            .stale_after(stale_after)
-            .symbols(symbols);
+        let mut builder = Consumer::builder().capacity_per_symbol(capacity_per_symbol).stale_after(stale_after).symbols(symbols.unwrap_or_default());
         if let Some(dir) = journal {
             let j = Journal::open(dir, policy).map_err(|e| PyOSError::new_err(e.to_string()))?;
             builder = builder.journal(j);
         }
-        let consumer = builder.build();
+        let consumer = builder.build().map_err(config_error)?;
         // Resume warm, like `barbridge run --journal`: today's bars are back in the store.
         consumer.resume_from_journal(SystemClock.now_ms());
         let echo = echo.then(|| consumer.echo_to_stdout());
@@ -469,10 +463,7 @@ impl PyConsumer {
     fn subscribe(&self, py: Python<'_>, symbols: Option<Vec<String>>, capacity: Int, timeout: Option<Float>) -> PyResult<PySubscription> {
         let timeout = parse_timeout(timeout)?;
         let sub = match symbols {
-            Some(s) => {
-                check_symbols(&s)?;
-                Subscription::symbols(s)
-            }
+            Some(s) => Subscription::symbols(s).map_err(config_error)?,
             None => Subscription::all(),
         };
         let sub = subscription(sub, "capacity", capacity)?.name("python");

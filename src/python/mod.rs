@@ -11,8 +11,9 @@
 //! One file per group of classes: [`bar`] (`Bar`, Python values → bars), [`consumer`]
 //! (`Consumer`, `BatchResult`), [`subscription`] (`Subscription`), [`reader`] (`FifoReader`),
 //! [`writer`] (`FifoWriter`), [`alpaca`] (`Publisher`, the Alpaca and calendar functions), [`control`]
-//! (the symbol and private-directory checks of the sidecar's control endpoint). This
-//! file holds the module init and what they share: argument checks, `WireError`, serde → Python.
+//! (the symbol and private-directory checks of the sidecar's control endpoint). This file holds
+//! the module init and what they share: argument conversion, `ConfigError` and `WireError` →
+//! Python exceptions, serde → Python.
 
 use std::path::PathBuf;
 use std::sync::{Mutex, MutexGuard};
@@ -23,7 +24,7 @@ use pyo3::prelude::*;
 use pyo3::types::{PyBool, PyDict, PyFloat, PyInt, PyList, PyString, PyTuple};
 use pyo3::{intern, IntoPyObjectExt};
 
-use crate::feed::Subscription;
+use crate::feed::{ConfigError, Subscription};
 use crate::wire;
 
 mod alpaca;
@@ -130,16 +131,13 @@ fn parse_timeout(timeout: Option<Float>) -> PyResult<Option<Duration>> {
 /// `sub` with the buffer a Python argument asks for: ValueError for 0 or beyond the library's
 /// bound (the buffer is allocated up front).
 fn subscription(sub: Subscription, name: &str, capacity: Int) -> PyResult<Subscription> {
-    let n = capacity.usize(name, 1, crate::capacity::MAX_SUBSCRIPTION_CAPACITY)?;
-    sub.capacity(n).map_err(|e| PyValueError::new_err(format!("{name}: {e}")))
+    sub.capacity(capacity.usize(name, 0, usize::MAX)?).map_err(|e| config_error(e.into()))
 }
 
-/// Symbols given by the user, by the wire protocol's symbol rule.
-fn check_symbols(symbols: &[String]) -> PyResult<()> {
-    match symbols.iter().find_map(|s| wire::validate_symbol(s).err()) {
-        Some(e) => Err(PyValueError::new_err(format!("symbols: {e}"))),
-        None => Ok(()),
-    }
+/// A setting the library refuses ([`ConfigError`]): ValueError with the library's sentence, the
+/// one the CLI prints.
+pub(crate) fn config_error(e: ConfigError) -> PyErr {
+    PyValueError::new_err(e.to_string())
 }
 
 mod exc {
@@ -265,4 +263,86 @@ fn barbridge(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(default_fifo_path, m)?)?;
     m.add_function(wrap_pyfunction!(default_status_path, m)?)?;
     Ok(())
+}
+
+/// The bindings from Rust, in an embedded interpreter:
+/// `PYO3_PYTHON=$PWD/.venv/bin/python cargo test --features python,nats --lib python::`.
+#[cfg(test)]
+mod tests {
+    use pyo3::types::PyDict;
+
+    use super::*;
+    use crate::feed::Consumer;
+
+    /// The module as `import barbridge` gives it, and a scope where `barbridge` names it.
+    fn with_module(f: impl FnOnce(Python<'_>, &Bound<'_, PyDict>)) {
+        pyo3::prepare_freethreaded_python();
+        Python::with_gil(|py| {
+            let m = PyModule::new(py, "barbridge").unwrap();
+            barbridge(&m).unwrap();
+            let scope = PyDict::new(py);
+            scope.set_item("barbridge", m).unwrap();
+            f(py, &scope);
+        });
+    }
+
+    fn run(py: Python<'_>, scope: &Bound<'_, PyDict>, code: &std::ffi::CStr) -> PyResult<()> {
+        py.run(code, Some(scope), None)
+    }
+
+    #[test]
+    fn a_bar_dict_goes_in_and_comes_back_the_same() {
+        with_module(|py, scope| {
+            run(
+                py,
+                scope,
+                c"d = {'symbol': 'SPY', 'timestamp_ms': 1759930080000, 'open': 671.2, 'high': 671.5, 'low': 671.1,
+     'close': 671.4, 'volume': 18234.0, 'vwap': 671.33, 'trade_count': 212}
+c = barbridge.Consumer()
+assert c.push(d) == 'appended'
+assert c.push(d) == 'duplicate'
+back = c.latest('SPY').to_dict()
+assert back == d, back
+assert barbridge.decode_line(barbridge.encode_bar(d).rstrip(b'\\n'))['close'] == 671.4",
+            )
+            .unwrap();
+        });
+    }
+
+    #[test]
+    fn a_bad_bar_is_a_value_error_with_the_reject_code() {
+        with_module(|py, scope| {
+            let err = run(
+                py,
+                scope,
+                c"barbridge.Consumer().push({'symbol': 'SPY', 'timestamp_ms': 1759930080000, 'open': 1.0, 'high': 1.0,
+    'low': 2.0, 'close': 1.0, 'volume': 1.0})",
+            )
+            .unwrap_err();
+            assert!(err.is_instance_of::<PyValueError>(py), "{err}");
+            let reason: String = err.value(py).getattr("reason").unwrap().extract().unwrap();
+            assert_eq!(reason, "high_below_low");
+            assert_eq!(err.value(py).to_string(), "high 1 is below low 2");
+        });
+    }
+
+    #[test]
+    fn the_builders_refusals_are_value_errors_with_the_cli_sentence() {
+        with_module(|py, scope| {
+            let cases: [(&std::ffi::CStr, String); 4] = [
+                (c"barbridge.Consumer(capacity_per_symbol=0)", Consumer::builder().capacity_per_symbol(0).build().unwrap_err().to_string()),
+                (c"barbridge.Consumer(stale_after=0)", Consumer::builder().stale_after(Duration::ZERO).build().unwrap_err().to_string()),
+                (c"barbridge.Consumer(symbols=['SPY', 'spy'])", Consumer::builder().symbols(["spy"]).build().unwrap_err().to_string()),
+                (c"barbridge.Consumer().subscribe(symbols=['spy'])", Subscription::symbols(["spy"]).unwrap_err().to_string()),
+            ];
+            for (code, sentence) in cases {
+                let err = run(py, scope, code).unwrap_err();
+                assert!(err.is_instance_of::<PyValueError>(py), "{code:?}: {err}");
+                assert_eq!(err.value(py).to_string(), sentence, "{code:?}");
+            }
+            let err = run(py, scope, c"barbridge.Consumer().subscribe(capacity=0)").unwrap_err();
+            assert!(err.is_instance_of::<PyValueError>(py));
+            assert_eq!(err.value(py).to_string(), "a subscription's capacity must be at least 1, got 0");
+        });
+    }
 }
