@@ -106,6 +106,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--auth-retries", type=int, default=2, help="consecutive 402s before giving up (exit 3)")
     p.add_argument("--conn-limit-timeout", type=float, default=300.0, help="seconds of 406 before giving up (exit 5)")
     p.add_argument("--no-backfill", action="store_true")
+    p.add_argument("--no-trading-statuses", action="store_true",
+                   default=(env("TRADING_STATUSES") or "1").strip().lower() in ("0", "false", "no", "off"),
+                   help="do not subscribe to trading statuses (halts, resumptions; env TRADING_STATUSES=0): "
+                        "a halt then looks like lost bars and a market-wide one forces reconnects")
     p.add_argument("--per-message", action="store_true",
                    help="hand bars to Rust one message at a time after the SDK's dispatch, instead of whole "
                         "bar frames before it (for comparison; see the README's performance section)")
@@ -245,6 +249,7 @@ def main(argv: Optional[list[str]] = None) -> int:
                 reconnect_min=args.reconnect_min, reconnect_max=args.reconnect_max,
                 auth_retries=args.auth_retries, conn_limit_timeout=args.conn_limit_timeout,
                 backfill=not args.no_backfill, backfill_from=backfill_from, frames=not args.per_message,
+                trading_statuses=not args.no_trading_statuses,
                 on_fatal=fatal)
         elif args.source == "replay":
             from bridge.sources.replay import ReplaySource
