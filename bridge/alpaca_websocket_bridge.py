@@ -88,6 +88,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--interval", type=float, default=60.0, help="synthetic: wall seconds between minutes")
     p.add_argument("--count", type=int, default=None, help="synthetic: minutes to produce, then exit")
     p.add_argument("--seed", type=int, default=None, help="synthetic: random seed")
+    p.add_argument("--halt-every", type=int, default=30, metavar="MINUTES",
+                   help="synthetic: halt the last symbol for 5 minutes every MINUTES minutes, with trading "
+                        "statuses, so the demo shows a halt (0 = never)")
     p.add_argument("--start-ms", type=int, default=None,
                    help="synthetic: timestamp (epoch ms) of the first minute, e.g. to continue after a restart (default: now)")
     p.add_argument("--heartbeat", type=float, default=5.0, help="seconds between heartbeat lines")
@@ -258,7 +261,7 @@ def main(argv: Optional[list[str]] = None) -> int:
         else:
             from bridge.sources.synthetic import SyntheticSource
             source = finite = SyntheticSource(pub, symbols, interval=args.interval, count=args.count, seed=args.seed,
-                                     start_ms=args.start_ms)
+                                     start_ms=args.start_ms, halt_every=args.halt_every)
     except (ConfigError, FileNotFoundError, ValueError) as e:
         return _fail(2, str(e))
     except Exception as e:

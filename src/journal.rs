@@ -507,7 +507,11 @@ pub fn read_records(path: &Path, f: impl FnMut(&str, Bar, BarKind)) -> Result<Lo
 ///
 /// # Errors
 /// [`JournalError::Read`] when the file cannot be opened or read.
-pub fn read_journal(path: &Path, mut f: impl FnMut(&str, Bar, BarKind), mut on_status: impl FnMut(TradingStatus)) -> Result<LoadReport, JournalError> {
+pub fn read_journal(
+    path: &Path,
+    mut f: impl FnMut(&str, Bar, BarKind),
+    mut on_status: impl FnMut(TradingStatus),
+) -> Result<LoadReport, JournalError> {
     let file = File::open(path).map_err(|source| JournalError::Read { path: path.to_path_buf(), source })?;
     let mut reader = BufReader::new(file);
     let mut report = LoadReport::default();

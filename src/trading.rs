@@ -283,8 +283,7 @@ impl TradingBook {
     /// True when `symbols` is not empty and every one of them is halted.
     pub fn all_halted<S: AsRef<str>>(&self, symbols: &[S]) -> bool {
         let map = self.lock();
-        !symbols.is_empty()
-            && symbols.iter().all(|s| map.get(s.as_ref()).and_then(|e| e.now.as_ref()).is_some_and(|n| n.state.is_halted()))
+        !symbols.is_empty() && symbols.iter().all(|s| map.get(s.as_ref()).and_then(|e| e.now.as_ref()).is_some_and(|n| n.state.is_halted()))
     }
 
     /// Symbols halted now.
