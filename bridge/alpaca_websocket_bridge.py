@@ -99,6 +99,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--interval", type=float, default=60.0, help="synthetic: wall seconds between minutes")
     p.add_argument("--count", type=int, default=None, help="synthetic: minutes to produce, then exit")
     p.add_argument("--seed", type=int, default=None, help="synthetic: random seed")
+    p.add_argument("--halt-every", type=int, default=30, metavar="MINUTES",
+                   help="synthetic: halt the last symbol for 5 minutes every MINUTES minutes, with trading "
+                        "statuses, so the demo shows a halt (0 = never)")
     p.add_argument("--start-ms", type=int, default=None,
                    help="synthetic: timestamp (epoch ms) of the first minute, e.g. to continue after a restart (default: now)")
     p.add_argument("--heartbeat", type=float, default=5.0, help="seconds between heartbeat lines")
@@ -117,6 +120,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--auth-retries", type=int, default=2, help="consecutive 402s before giving up (exit 3)")
     p.add_argument("--conn-limit-timeout", type=float, default=300.0, help="seconds of 406 before giving up (exit 5)")
     p.add_argument("--no-backfill", action="store_true")
+    p.add_argument("--no-trading-statuses", action="store_true",
+                   default=(env("TRADING_STATUSES") or "1").strip().lower() in ("0", "false", "no", "off"),
+                   help="do not subscribe to trading statuses (halts, resumptions; env TRADING_STATUSES=0): "
+                        "a halt then looks like lost bars and a market-wide one forces reconnects")
     p.add_argument("--per-message", action="store_true",
                    help="hand bars to Rust one message at a time after the SDK's dispatch, instead of whole "
                         "bar frames before it (for comparison; see the README's performance section)")
@@ -277,6 +284,7 @@ def main(argv: Optional[list[str]] = None) -> int:
                 reconnect_min=args.reconnect_min, reconnect_max=args.reconnect_max,
                 auth_retries=args.auth_retries, conn_limit_timeout=args.conn_limit_timeout,
                 backfill=not args.no_backfill, backfill_from=backfill_from, frames=not args.per_message,
+                trading_statuses=not args.no_trading_statuses,
                 on_fatal=fatal)
         elif args.source == "replay":
             from bridge.sources.replay import ReplaySource
@@ -285,7 +293,7 @@ def main(argv: Optional[list[str]] = None) -> int:
         else:
             from bridge.sources.synthetic import SyntheticSource
             source = finite = SyntheticSource(pub, symbols, interval=args.interval, count=args.count, seed=args.seed,
-                                     start_ms=args.start_ms)
+                                     start_ms=args.start_ms, halt_every=args.halt_every)
     except (ConfigError, FileNotFoundError, ValueError) as e:
         return _fail(2, str(e))
     except Exception as e:

@@ -53,6 +53,7 @@ KNOWN_KEYS: dict[str, str] = {
     "SSL_CERT_FILE": "CA bundle for every TLS connection of the sidecar (default: certifi's)",
     "WS_PING_INTERVAL": "seconds between websocket keepalive pings",
     "WS_PING_TIMEOUT": "seconds a keepalive ping may wait for its pong before the socket is closed",
+    "TRADING_STATUSES": "0: do not subscribe to trading statuses (halts are then indistinguishable from lost bars)",
     "BARBRIDGE_FIFO": "FIFO path of a sidecar started by hand",
     "BARBRIDGE_LOG": "sidecar log level",
     # monitoring

@@ -22,10 +22,17 @@ check ``barbridge gaps`` on a weekend).
 
 Faults (methods, ``--fault TICK:ACTION[:ARG]`` on the command line, or
 ``GET /_fake/fault?action=...&arg=...``): ``close1000``, ``close1011``, ``drop`` (abrupt TCP
-reset), ``mute:SECS`` (connection alive, pings answered, no data), ``auth402:N`` (next N auths
-fail), ``limit406:SECS`` (auths answered 406 for that long), ``sub409`` (insufficient
+reset), ``mute:SECS`` (connection alive, pings answered, no data), ``blackhole`` (every current
+connection goes dead without closing: nothing sent, pings unanswered; its slot is free at once), ``auth402:N`` (next N
+auths fail), ``limit406:SECS`` (auths answered 406 for that long), ``sub409`` (insufficient
 subscription on every auth until cleared with ``sub409:0``), ``http429:N`` (next N websocket
 handshakes get HTTP 429).
+
+Trading statuses (``"T":"s"``, to clients subscribed to ``statuses``): ``halt:SYM[+SYM...]``
+(status H, reason T1 "Halt News Pending"), ``halt_all`` (every symbol, reason MWC1: a market-wide
+circuit breaker), ``unhalt:SYM[+SYM...]`` and ``unhalt_all`` (status T). A halted symbol gets no
+bars while halted, in the stream or in REST history (nothing traded). The status's ``t`` is the
+data clock's time.
 
 Burst mode (``burst=True``, ``--burst N``: N symbols ``B00000``, ``B00001``, ...): every minute's
 bars for all subscribed symbols go to each client in ONE websocket frame, as Alpaca's SIP feed
@@ -129,10 +136,14 @@ class _Client:
     key: Optional[str] = None
     bars: set = field(default_factory=set)
     updated: set = field(default_factory=set)
+    statuses: set = field(default_factory=set)
     queue: asyncio.Queue = field(default_factory=asyncio.Queue)
+    dead: bool = False  # blackholed: nothing is sent, nothing read (pings go unanswered)
 
     def wants(self, channel: str, symbol: str) -> bool:
-        s = self.bars if channel == "bars" else self.updated
+        if self.dead:
+            return False
+        s = {"bars": self.bars, "updatedBars": self.updated, "statuses": self.statuses}[channel]
         return symbol in s or "*" in s
 
 
@@ -176,8 +187,10 @@ class FakeAlpacaServer:
         self.limit_until = 0.0
         self.insufficient = False
         self.http429 = 0
+        self.halted: dict[str, int] = {}  # symbol → data time its halt began
         self.stats = {"connections": 0, "auth_ok": 0, "auth_failed": 0, "limit406": 0, "sub409": 0,
-                      "http429": 0, "subscribes": 0, "bars_sent": 0, "updated_sent": 0, "rest_requests": 0}
+                      "http429": 0, "subscribes": 0, "bars_sent": 0, "updated_sent": 0, "rest_requests": 0,
+                      "statuses_sent": 0}
         self.subscribe_log: list[dict] = []
         self._loop: Optional[asyncio.AbstractEventLoop] = None
         self._server: Any = None  # the websockets server, once started
@@ -191,6 +204,11 @@ class FakeAlpacaServer:
         wall = time.time() if wall is None else wall
         k = math.floor((wall - self.epoch_wall) / self.interval) if self.interval > 0 else 0
         return self.epoch_ms + k * MINUTE_MS
+
+    def data_time_ms(self, wall: Optional[float] = None) -> int:
+        """The data clock now, to the millisecond."""
+        wall = time.time() if wall is None else wall
+        return self.epoch_ms + int((wall - self.epoch_wall) / self.interval * MINUTE_MS) if self.interval > 0 else self.epoch_ms
 
     @property
     def ws_url(self) -> str:
@@ -258,7 +276,7 @@ class FakeAlpacaServer:
     def _produce_minute(self, ts: int, send: bool = True) -> None:
         frames: dict[int, list] = {}  # burst mode: client index → this minute's messages
         for sym in self.symbols:
-            b = make_bar(self.seed, sym, ts, no_trade_prob=self.no_trade_prob)
+            b = None if sym in self.halted else make_bar(self.seed, sym, ts, no_trade_prob=self.no_trade_prob)
             if b is None:
                 continue
             self.history[sym][ts] = b
@@ -293,6 +311,23 @@ class FakeAlpacaServer:
                 else:
                     frames.setdefault(i, []).append(msg)
                 self.stats["bars_sent" if T == "b" else "updated_sent"] += 1
+
+    def _trading_status(self, symbols: list[str], halt: bool, code: str, reason: str) -> str:
+        """Halt or resume ``symbols`` now (data clock) and tell subscribed clients."""
+        now = self.data_time_ms()
+        changed = [s for s in symbols if (s in self.halted) != halt]
+        for sym in changed:
+            if halt:
+                self.halted[sym] = now
+            else:
+                del self.halted[sym]
+            msg = {"T": "s", "S": sym, "sc": "H" if halt else "T", "sm": "Trading Halt" if halt else "Trading Resumption",
+                   "rc": code, "rm": reason, "t": msgpack.Timestamp.from_unix_nano(now * 1_000_000), "z": "C"}
+            for c in self.clients:
+                if c.key is not None and c.wants("statuses", sym):
+                    c.queue.put_nowait(msg)
+                    self.stats["statuses_sent"] += 1
+        return f"{'halted' if halt else 'resumed'} {','.join(changed) or 'nothing'} ({code})"
 
     async def _tick_loop(self) -> None:
         tick = 0
@@ -346,6 +381,19 @@ class FakeAlpacaServer:
         if action == "http429":
             self.http429 = int(arg or 1)
             return f"next {self.http429} handshake(s) get HTTP 429"
+        if action in ("halt", "unhalt"):
+            syms = [x.strip().upper() for x in arg.replace(",", "+").split("+") if x.strip()]
+            if not syms:
+                raise ValueError(f"{action} needs symbols: {action}:SYM[+SYM...]")
+            return self._trading_status(syms, action == "halt", "T1", "Halt News Pending" if action == "halt" else "")
+        if action in ("halt_all", "unhalt_all"):
+            halt = action == "halt_all"
+            return self._trading_status(self.symbols, halt, "MWC1", "Market Wide Circuit Breaker Halt - Level 1" if halt else "")
+        if action == "blackhole":
+            for c in list(self.clients):
+                c.dead = True
+                c.ws.transport.pause_reading()  # its pings are never read, so never answered
+            return "blackholed"
         if action == "pause":
             self.paused = True
             return "paused"
@@ -363,7 +411,7 @@ class FakeAlpacaServer:
         return self.call(lambda: {s: dict(h) for s, h in self.history.items()})
 
     def authenticated_clients(self) -> int:
-        return self.call(lambda: sum(1 for c in self.clients if c.key is not None))
+        return self.call(lambda: sum(1 for c in self.clients if c.key is not None and not c.dead))
 
     # ------------------------------------------------------------------ websocket
     async def _handler(self, ws: ServerConnection) -> None:
@@ -387,7 +435,7 @@ class FakeAlpacaServer:
                 await self._error(ws, 402, "auth failed")
                 return
             if time.monotonic() < self.limit_until or (
-                    self.single_connection and any(c.key == auth["key"] and c.path == path for c in self.clients)):
+                    self.single_connection and any(c.key == auth["key"] and c.path == path and not c.dead for c in self.clients)):
                 self.stats["limit406"] += 1
                 await self._error(ws, 406, "connection limit exceeded")
                 return
@@ -406,12 +454,13 @@ class FakeAlpacaServer:
                 if act in ("subscribe", "unsubscribe"):
                     self.stats["subscribes"] += act == "subscribe"
                     self.subscribe_log.append(dict(msg))
-                    for ch, target in (("bars", client.bars), ("updatedBars", client.updated)):
+                    for ch, target in (("bars", client.bars), ("updatedBars", client.updated),
+                                       ("statuses", client.statuses)):
                         for s in msg.get(ch, []) or []:
                             (target.add if act == "subscribe" else target.discard)(s)
                     await client.queue.put({"T": "subscription", "trades": [], "quotes": [],
                                             "bars": sorted(client.bars), "updatedBars": sorted(client.updated),
-                                            "dailyBars": [], "statuses": [], "lulds": [],
+                                            "dailyBars": [], "statuses": sorted(client.statuses), "lulds": [],
                                             "corrections": [], "cancelErrors": []})
                 else:
                     await client.queue.put({"T": "error", "code": 400, "msg": "invalid syntax"})
@@ -427,6 +476,8 @@ class FakeAlpacaServer:
         try:
             while True:
                 first = await client.queue.get()
+                if client.dead:
+                    continue
                 if isinstance(first, tuple):  # burst mode: one minute, one frame
                     _, ts, msgs = first
                     data = msgpack.packb(msgs)

@@ -29,10 +29,11 @@ use crate::bar::{Bar, BarKind, Source, Symbol};
 use crate::capacity::CapacityError;
 use crate::cursor::AckPublisher;
 use crate::health::{Clock, Health, HealthSnapshot, RateLimitedLog, SystemClock};
-use crate::journal::{read_records, Journal, JournalError, LoadReport};
+use crate::journal::{read_journal, Journal, JournalError, LoadReport};
 use crate::pipe::reader::{lock_reader, read_fifo, Flow, FrameSink, ReaderOptions};
 use crate::pipe::{prepare_fifo, FifoError};
 use crate::store::{BarStore, InsertMode, Inserted, DEFAULT_CAPACITY_PER_SYMBOL};
+use crate::trading::{Applied, TradingBook, TradingStatus};
 use crate::wire::{parse_line, validate, Line, WireError};
 
 /// A bar delivered to subscribers: a new minute, or a correction of a stored one.
@@ -171,6 +172,8 @@ pub enum Ingested {
     Heartbeat,
     /// A status line: the sidecar's connection state.
     Status,
+    /// A trading status (halt, resumption): new, or already known (then nothing changed).
+    TradingStatus(Applied),
     /// A blank line or a `type` this version does not know.
     Ignored,
     /// A writer re-sent a line this consumer had processed already: skipped.
@@ -263,6 +266,7 @@ impl ConsumerBuilder {
             callbacks: AtomicUsize::new(0),
             log_limiter: RateLimitedLog::new(Duration::from_secs(10), 5),
             status_sections: RwLock::new(Vec::new()),
+            trading: TradingBook::default(),
         }))
     }
 }
@@ -290,6 +294,8 @@ pub struct Consumer {
     log_limiter: RateLimitedLog,
     /// Sections other parts add to the status file (e.g. `publish`), by name.
     status_sections: RwLock<Vec<(String, StatusSection)>>,
+    /// Each symbol's trading state (docs/ARCHITECTURE.md, "Trading statuses").
+    trading: TradingBook,
 }
 
 type StatusSection = Box<dyn Fn() -> serde_json::Value + Send + Sync>;
@@ -369,13 +375,21 @@ impl Consumer {
     /// [`JournalError::Read`] when the file cannot be read; [`JournalError::NotPrivate`] when it is not a private file of this user's.
     pub fn restore(&self, path: &Path) -> Result<LoadReport, JournalError> {
         let now = Some(self.health.now_ms());
-        let report = read_records(path, |symbol, bar, kind| {
-            if self.symbols.as_ref().is_some_and(|f| !f.contains(symbol)) {
-                return;
-            }
-            let mode = if kind == BarKind::UpdatedBar { InsertMode::Correction } else { InsertMode::FirstReport };
-            self.store.insert_received(symbol, bar, mode, now);
-        })?;
+        let wanted = |symbol: &str| self.symbols.as_ref().is_none_or(|f| f.contains(symbol));
+        let report = read_journal(
+            path,
+            |symbol, bar, kind| {
+                if wanted(symbol) {
+                    let mode = if kind == BarKind::UpdatedBar { InsertMode::Correction } else { InsertMode::FirstReport };
+                    self.store.insert_received(symbol, bar, mode, now);
+                }
+            },
+            |status| {
+                if wanted(&status.symbol) {
+                    self.trading.apply(&status);
+                }
+            },
+        )?;
         log::info!(
             "restored {} records from {}{}{}",
             report.records,
@@ -389,6 +403,12 @@ impl Consumer {
     /// The per-symbol bar store: history queries.
     pub fn store(&self) -> &Arc<BarStore> {
         &self.store
+    }
+
+    /// Each symbol's trading state and halted intervals (trading statuses received, and those
+    /// in the journal days loaded).
+    pub fn trading(&self) -> &TradingBook {
+        &self.trading
     }
 
     /// Feed health and counters.
@@ -542,6 +562,7 @@ impl Consumer {
                 self.health.on_sidecar_status(&s.state, s.detail.as_deref());
                 Ingested::Status
             }
+            Line::TradingStatus(t) => self.accept_trading_status(t.status),
             Line::Unknown { type_name, .. } => {
                 c.unknown_types.fetch_add(1, Ordering::Relaxed);
                 let mut suppressed = 0;
@@ -566,6 +587,51 @@ impl Consumer {
             return Err(e);
         }
         Ok(self.accept(symbol, bar, kind, source, None))
+    }
+
+    /// Ingest an already-decoded trading status (Python push, a NATS message). Validated like a
+    /// wire line.
+    ///
+    /// # Errors
+    /// The [`WireError`] of a status that breaks the protocol's rules (already counted and logged).
+    pub fn ingest_trading_status(&self, status: TradingStatus) -> Result<Ingested, WireError> {
+        self.health.counters.lines.fetch_add(1, Ordering::Relaxed);
+        self.health.on_message();
+        if let Err(e) = status.validate() {
+            self.reject(&e, status.symbol.as_bytes());
+            return Err(e);
+        }
+        Ok(self.accept_trading_status(status))
+    }
+
+    /// Keep, journal and log a new trading status; one already known changes nothing.
+    fn accept_trading_status(&self, status: TradingStatus) -> Ingested {
+        if self.symbols.as_ref().is_some_and(|f| !f.contains(&status.symbol)) {
+            self.health.counters.filtered.fetch_add(1, Ordering::Relaxed);
+            return Ingested::Filtered;
+        }
+        // The day's journal first: a status journaled before a restart is then known.
+        self.load_journal_day_of(AssetClass::of(&status.symbol), status.ts_ms);
+        let was_halted = self.trading.is_halted(&status.symbol);
+        let applied = self.trading.apply(&status);
+        if applied == Applied::New {
+            let c = &self.health.counters;
+            c.trading_statuses.fetch_add(1, Ordering::Relaxed);
+            let at = crate::calendar::fmt_ny(status.ts_ms);
+            let why = [status.code.as_str(), status.reason.as_str()].iter().filter(|s| !s.is_empty()).copied().collect::<Vec<_>>().join(" ");
+            match (was_halted, status.state.is_halted()) {
+                (false, true) => {
+                    c.halts.fetch_add(1, Ordering::Relaxed);
+                    log::warn!("{} {} at {at} ({why}): no bars expected until it trades again", status.symbol, status.state.as_str());
+                }
+                (true, false) => log::info!("{} trading again at {at} ({why})", status.symbol),
+                _ => log::info!("{} {} at {at} ({why})", status.symbol, status.state.as_str()),
+            }
+            if let Some(j) = &self.journal {
+                j.record_trading_status(&status);
+            }
+        }
+        Ingested::TradingStatus(applied)
     }
 
     /// An input rejected before it could be decoded (an oversize line, a Python object that is

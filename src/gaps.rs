@@ -2,11 +2,27 @@
 //!
 //! A missing minute is not always a loss (IEX often has minutes without trades), so the report
 //! separates minutes *before the first bar* and *after the last bar* from *holes* between bars,
-//! and compares against what the source had when both are known.
+//! and compares against what the source had when both are known. A missing minute during a
+//! trading halt of the symbol ([`crate::trading`]) is *halted*: no trades, so no bar, and nothing
+//! lost; it is counted apart and in none of the other classes.
 
 use serde::Serialize;
 
 use crate::calendar::Session;
+use crate::trading::Halt;
+
+/// A halt as it touched one session: when, how many of its minutes have no bar, why.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct HaltedSpan {
+    /// When trading stopped (UTC epoch ms; may lie before the session's open).
+    pub start_ms: i64,
+    /// When it resumed; `None`: not (yet) by the end of what is counted.
+    pub end_ms: Option<i64>,
+    /// Session minutes without a bar that the halt covers.
+    pub minutes: i64,
+    /// The halt's reason code.
+    pub code: String,
+}
 
 /// A run of consecutive missing minutes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -28,8 +44,12 @@ pub struct SymbolGaps {
     pub before_first: i64,
     /// Session minutes after the last bar (up to `until`).
     pub after_last: i64,
-    /// Missing minutes between the first and the last bar.
+    /// Missing minutes between the first and the last bar (halted minutes excluded).
     pub holes: Vec<Hole>,
+    /// Session minutes without a bar because the symbol was halted (in no other class).
+    pub halted_minutes: i64,
+    /// The halts that touched the session.
+    pub halts: Vec<HaltedSpan>,
 }
 
 impl SymbolGaps {
@@ -43,13 +63,78 @@ impl SymbolGaps {
 /// allowed); only those inside `[session.open_ms, until_ms)` count. `until_ms` is the session
 /// close for a finished session, or "now" for the running one.
 pub fn session_gaps(symbol: &str, session: &Session, until_ms: i64, bar_minutes: impl IntoIterator<Item = i64>) -> SymbolGaps {
+    session_gaps_halted(symbol, session, until_ms, bar_minutes, &[])
+}
+
+/// [`session_gaps`] knowing the symbol's halts: a minute without a bar that overlaps a halt is
+/// halted, not missing (an open halt lasts up to `until_ms`). `bars + before_first + after_last
+/// + hole minutes + halted_minutes` is the session's minutes up to `until_ms`.
+pub fn session_gaps_halted(symbol: &str, session: &Session, until_ms: i64, bar_minutes: impl IntoIterator<Item = i64>, halts: &[Halt]) -> SymbolGaps {
+    let mut g = plain_gaps(symbol, session, until_ms, bar_minutes);
+    let end = until_ms.min(session.close_ms);
+    let spans: Vec<(i64, i64, &Halt)> =
+        halts.iter().map(|h| (h.start_ms, h.end_ms.unwrap_or(end).min(end), h)).filter(|(s, e, _)| *e > session.open_ms && *s < end).collect();
+    if spans.is_empty() {
+        return g;
+    }
+    let covered = |m: i64| spans.iter().position(|(s, e, _)| *s < m + 60_000 && *e > m);
+    let mut per_halt = vec![0i64; spans.len()];
+    let mut count = |m: i64| match covered(m) {
+        Some(i) => {
+            per_halt[i] += 1;
+            true
+        }
+        None => false,
+    };
+    let minute = |i: i64| session.open_ms + i * 60_000;
+    let total = ((end - session.open_ms).max(0) + 59_999) / 60_000;
+    let first = g.before_first;
+    let last = total - g.after_last; // first minute after the last bar (or `total`)
+    let before_halted = (0..first).filter(|i| count(minute(*i))).count() as i64;
+    let after_halted = if g.bars > 0 { (last..total).filter(|i| count(minute(*i))).count() as i64 } else { 0 };
+    let mut holes = Vec::new();
+    let mut hole_halted = 0;
+    for h in &g.holes {
+        let mut run: Option<Hole> = None;
+        for k in 0..h.minutes {
+            let m = h.start_ms + k * 60_000;
+            if count(m) {
+                hole_halted += 1;
+                holes.extend(run.take());
+            } else {
+                run.get_or_insert(Hole { start_ms: m, minutes: 0 }).minutes += 1;
+            }
+        }
+        holes.extend(run);
+    }
+    g.before_first -= before_halted;
+    g.after_last -= after_halted;
+    g.holes = holes;
+    g.halted_minutes = before_halted + after_halted + hole_halted;
+    g.halts = spans
+        .iter()
+        .zip(per_halt)
+        .map(|((s, _, h), minutes)| HaltedSpan { start_ms: *s, end_ms: h.end_ms.filter(|e| *e <= end), minutes, code: h.code.clone() })
+        .collect();
+    g
+}
+
+fn plain_gaps(symbol: &str, session: &Session, until_ms: i64, bar_minutes: impl IntoIterator<Item = i64>) -> SymbolGaps {
     let end = until_ms.min(session.close_ms);
     let mut minutes: Vec<i64> = bar_minutes.into_iter().filter(|t| *t >= session.open_ms && *t < end).map(|t| t - t.rem_euclid(60_000)).collect();
     minutes.sort_unstable();
     minutes.dedup();
     let total = ((end - session.open_ms).max(0) + 59_999) / 60_000;
     let Some((&first, &last)) = minutes.first().zip(minutes.last()) else {
-        return SymbolGaps { symbol: symbol.to_owned(), bars: 0, before_first: total, after_last: 0, holes: Vec::new() };
+        return SymbolGaps {
+            symbol: symbol.to_owned(),
+            bars: 0,
+            before_first: total,
+            after_last: 0,
+            holes: Vec::new(),
+            halted_minutes: 0,
+            halts: Vec::new(),
+        };
     };
     let holes =
         minutes.windows(2).filter(|w| w[1] - w[0] > 60_000).map(|w| Hole { start_ms: w[0] + 60_000, minutes: (w[1] - w[0]) / 60_000 - 1 }).collect();
@@ -59,6 +144,8 @@ pub fn session_gaps(symbol: &str, session: &Session, until_ms: i64, bar_minutes:
         before_first: (first - session.open_ms) / 60_000,
         after_last: (total - (last - session.open_ms) / 60_000 - 1).max(0),
         holes,
+        halted_minutes: 0,
+        halts: Vec::new(),
     }
 }
 
@@ -81,6 +168,24 @@ mod tests {
         assert_eq!(g.holes, vec![Hole { start_ms: m(4), minutes: 3 }, Hole { start_ms: m(9), minutes: 1 }, Hole { start_ms: m(11), minutes: 88 }]);
         assert_eq!(g.after_last, 390 - 100);
         assert_eq!(g.bars + g.before_first + g.after_last + g.hole_minutes(), 390);
+    }
+
+    #[test]
+    fn halted_minutes_are_neither_holes_nor_missing() {
+        let s = session();
+        let m = |i: i64| s.open_ms + i * 60_000;
+        let halt = |a: i64, b: Option<i64>, code: &str| Halt { start_ms: a, end_ms: b, code: code.into(), reason: String::new() };
+        // Bars 0..10 and 25..380; halted 10:00+10 min 20 s .. +25 (T1), and from 380 to the close.
+        let bars = (0..10).chain(25..380).map(m);
+        let halts = [halt(m(10) + 20_000, Some(m(25)), "T1"), halt(m(380), None, "MWC1")];
+        let g = session_gaps_halted("SPY", &s, s.close_ms, bars, &halts);
+        assert_eq!((g.holes.len(), g.after_last, g.halted_minutes), (0, 0, 25));
+        assert_eq!(g.halts[0], HaltedSpan { start_ms: m(10) + 20_000, end_ms: Some(m(25)), minutes: 15, code: "T1".into() });
+        assert_eq!((g.halts[1].minutes, g.halts[1].end_ms), (10, None));
+        // A halt covering part of a hole leaves the rest a hole.
+        let g = session_gaps_halted("SPY", &s, s.close_ms, [m(0), m(10)], &[halt(m(3), Some(m(5)), "T12")]);
+        assert_eq!(g.holes, vec![Hole { start_ms: m(1), minutes: 2 }, Hole { start_ms: m(5), minutes: 5 }]);
+        assert_eq!(g.bars + g.before_first + g.after_last + g.hole_minutes() + g.halted_minutes, 390);
     }
 
     #[test]

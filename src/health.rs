@@ -112,6 +112,10 @@ pub struct Counters {
     pub backfilled: AtomicU64,
     /// When the newest stored bar arrived (consumer clock, UTC epoch ms; 0 before the first).
     pub last_bar_received_ms: AtomicU64,
+    /// New trading statuses (halts, pauses, resumptions) received.
+    pub trading_statuses: AtomicU64,
+    /// Times a symbol stopped trading (a halt or pause began).
+    pub halts: AtomicU64,
 }
 
 /// A copy of the counters for reports.
@@ -167,6 +171,12 @@ pub struct CounterSnapshot {
     /// When the newest stored bar arrived (UTC epoch ms; 0 before the first).
     #[serde(default)]
     pub last_bar_received_ms: u64,
+    /// New trading statuses (halts, pauses, resumptions) received.
+    #[serde(default)]
+    pub trading_statuses: u64,
+    /// Times a symbol stopped trading (a halt or pause began).
+    #[serde(default)]
+    pub halts: u64,
 }
 
 impl Counters {
@@ -209,6 +219,8 @@ impl Counters {
             delivery_drops: get(&self.delivery_drops),
             backfilled: get(&self.backfilled),
             last_bar_received_ms: get(&self.last_bar_received_ms),
+            trading_statuses: get(&self.trading_statuses),
+            halts: get(&self.halts),
         }
     }
 }

@@ -3,9 +3,11 @@
 //! ## Format
 //! One file per New York trading day, `DIR/bars-YYYY-MM-DD.jsonl`, one wire-format line per
 //! accepted bar (`"type":"updated_bar"` marks corrections, which supersede the earlier line of the
-//! same symbol and minute). Read it with `grep`, `jq`, `wc -l`, or `barbridge replay`. Crypto
-//! pairs (`BTC/USD`) trade around the clock and go to one file per UTC day,
-//! `DIR/crypto-YYYY-MM-DD.jsonl` (see [`crate::asset`]), so one journal takes both.
+//! same symbol and minute), and one `trading_status` line per new trading status (halt,
+//! resumption; in the file of the day it took effect, without `seq`/`writer`), which bar readers
+//! skip. Read it with `grep`, `jq`, `wc -l`, or `barbridge replay`. Crypto pairs (`BTC/USD`) trade
+//! around the clock and go to one file per UTC day, `DIR/crypto-YYYY-MM-DD.jsonl` (see
+//! [`crate::asset`]), so one journal takes both.
 //!
 //! ## Durability (fsync policy)
 //! Records are written with `write()` at the end of every read batch (and every Python push), so
@@ -41,6 +43,7 @@ use thiserror::Error;
 use crate::asset::{AssetClass, JournalDay};
 use crate::bar::{Bar, BarKind};
 use crate::private::{check_private_file, ensure_private_dir, open_private_file, PrivateError};
+use crate::trading::{write_status_line, TradingStatus};
 use crate::wire::{encode_bar, parse_line, Line};
 
 /// When to `fsync` the journal.
@@ -279,23 +282,35 @@ impl Journal {
 
     /// Queue one accepted bar; written at the next [`Journal::flush`].
     pub fn record(&self, symbol: &str, bar: &Bar, kind: BarKind) {
+        let mut line = encode_bar(symbol, bar, kind).into_bytes();
+        line.push(b'\n');
+        self.queue(AssetClass::of(symbol), bar.timestamp_ms, &line);
+    }
+
+    /// Queue one new trading status, as a `trading_status` line without envelope, into the file
+    /// of its day (module docs: readers of bars skip it).
+    pub fn record_trading_status(&self, status: &TradingStatus) {
+        let mut line = Vec::with_capacity(160);
+        write_status_line(&mut line, status, None, None);
+        self.queue(AssetClass::of(&status.symbol), status.ts_ms, &line);
+    }
+
+    /// Queue one record (`line`, newline included) for the day file of `asset` and `ts_ms`.
+    fn queue(&self, asset: AssetClass, ts_ms: i64, line: &[u8]) {
         let mut guard = self.lock();
         let st = &mut *guard;
-        let asset = AssetClass::of(symbol);
         let day = match st.open.iter().find(|d| d.day.asset == asset) {
-            Some(d) if (d.day_start_ms..d.day_end_ms).contains(&bar.timestamp_ms) => d.day,
-            _ => JournalDay { asset, date: asset.date(bar.timestamp_ms) },
+            Some(d) if (d.day_start_ms..d.day_end_ms).contains(&ts_ms) => d.day,
+            _ => JournalDay { asset, date: asset.date(ts_ms) },
         };
-        let line = encode_bar(symbol, bar, kind);
-        let need = line.len() + 1;
+        let need = line.len();
         let fits = matches!(st.pending.back(), Some(c) if c.day == day && c.buf.len() + need <= self.chunk_bytes);
         if !fits {
             let buf = st.spare.take().unwrap_or_else(|| Vec::with_capacity(self.chunk_bytes.min(64 << 10)));
             st.pending.push_back(Chunk { day, buf, records: 0, written: 0 });
         }
         let chunk = st.pending.back_mut().expect("pushed above");
-        chunk.buf.extend_from_slice(line.as_bytes());
-        chunk.buf.push(b'\n');
+        chunk.buf.extend_from_slice(line);
         chunk.records += 1;
         st.pending_bytes += need;
         st.pending_records += 1;
@@ -501,12 +516,25 @@ fn ensure_ends_with_newline(file: &mut File) -> io::Result<()> {
     file.set_len(keep)
 }
 
-/// Read a journal (or any wire-format JSONL file), calling `f` for each bar line in order.
+/// Read a journal (or any wire-format JSONL file), calling `f` for each bar line in order
+/// (trading statuses and other control lines are skipped: [`read_journal`] reads them too).
 /// Corrupt lines are reported and skipped; a torn last line is reported.
 ///
 /// # Errors
 /// [`JournalError::Read`] when the file cannot be opened or read.
-pub fn read_records(path: &Path, mut f: impl FnMut(&str, Bar, BarKind)) -> Result<LoadReport, JournalError> {
+pub fn read_records(path: &Path, f: impl FnMut(&str, Bar, BarKind)) -> Result<LoadReport, JournalError> {
+    read_journal(path, f, |_| {})
+}
+
+/// [`read_records`], and `on_status` for each `trading_status` line, in file order.
+///
+/// # Errors
+/// [`JournalError::Read`] when the file cannot be opened or read.
+pub fn read_journal(
+    path: &Path,
+    mut f: impl FnMut(&str, Bar, BarKind),
+    mut on_status: impl FnMut(TradingStatus),
+) -> Result<LoadReport, JournalError> {
     let file = File::open(path).map_err(|source| JournalError::Read { path: path.to_path_buf(), source })?;
     let mut reader = BufReader::new(file);
     let mut report = LoadReport::default();
@@ -531,6 +559,7 @@ pub fn read_records(path: &Path, mut f: impl FnMut(&str, Bar, BarKind)) -> Resul
                 report.records += 1;
                 f(&b.symbol, b.bar, b.kind);
             }
+            Ok(Line::TradingStatus(t)) => on_status(t.status),
             Ok(_) => {}
             Err(e) => {
                 report.corrupt += 1;

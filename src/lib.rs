@@ -53,6 +53,7 @@ pub mod private;
 pub mod publish;
 pub mod status;
 pub mod store;
+pub mod trading;
 pub mod wire;
 
 /// NATS JetStream fan-out (cargo feature `nats`).

@@ -428,16 +428,31 @@ fn gaps(journal: &std::path::Path, date: Option<&str>, symbols: &[String], json:
     };
     let path = day_path(journal, date);
     let mut minutes: std::collections::BTreeMap<String, Vec<i64>> = symbols.iter().map(|s| (s.clone(), Vec::new())).collect();
-    if let Err(e) = barbridge::journal::read_records(&path, |symbol, bar, _| {
-        if symbols.is_empty() || symbols.iter().any(|s| s == symbol) {
-            minutes.entry(symbol.to_owned()).or_default().push(bar.timestamp_ms);
-        }
-    }) {
+    let wanted = |symbol: &str| symbols.is_empty() || symbols.iter().any(|s| s == symbol);
+    let trading = barbridge::trading::TradingBook::default();
+    let read = barbridge::journal::read_journal(
+        &path,
+        |symbol, bar, _| {
+            if wanted(symbol) {
+                minutes.entry(symbol.to_owned()).or_default().push(bar.timestamp_ms);
+            }
+        },
+        |status| {
+            if wanted(&status.symbol) {
+                trading.apply(&status);
+            }
+        },
+    );
+    if let Err(e) = read {
         eprintln!("barbridge: {e}");
         return ExitCode::from(1);
     }
+    for symbol in trading.all_halts().into_keys() {
+        minutes.entry(symbol).or_default(); // a symbol halted all day has no bar, but halts
+    }
     let until = SystemClock.now_ms();
-    let report: Vec<_> = minutes.into_iter().map(|(sym, ts)| barbridge::gaps::session_gaps(&sym, &session, until, ts)).collect();
+    let report: Vec<_> =
+        minutes.into_iter().map(|(sym, ts)| barbridge::gaps::session_gaps_halted(&sym, &session, until, ts, &trading.halts(&sym))).collect();
     let text = if json {
         let mut doc = serde_json::json!({"date": date.to_string(), "open_ms": session.open_ms, "close_ms": session.close_ms, "symbols": report});
         if let Some((_, crypto)) = crypto_part {
@@ -541,12 +556,30 @@ fn render_gaps(session: &barbridge::calendar::Session, until: i64, report: &[bar
         session.minutes(),
         if until < session.close_ms { "  [in progress: counted up to now]" } else { "" }
     );
-    let _ = writeln!(out, "{:<10} {:>6} {:>13} {:>12} {:>7} {:>12}", "SYMBOL", "BARS", "BEFORE FIRST", "AFTER LAST", "HOLES", "HOLE MINUTES");
+    let _ = writeln!(
+        out,
+        "{:<10} {:>6} {:>13} {:>12} {:>7} {:>12} {:>8}",
+        "SYMBOL", "BARS", "BEFORE FIRST", "AFTER LAST", "HOLES", "HOLE MINUTES", "HALTED"
+    );
     for g in report {
-        let _ =
-            writeln!(out, "{:<10} {:>6} {:>13} {:>12} {:>7} {:>12}", g.symbol, g.bars, g.before_first, g.after_last, g.holes.len(), g.hole_minutes());
+        let _ = writeln!(
+            out,
+            "{:<10} {:>6} {:>13} {:>12} {:>7} {:>12} {:>8}",
+            g.symbol,
+            g.bars,
+            g.before_first,
+            g.after_last,
+            g.holes.len(),
+            g.hole_minutes(),
+            g.halted_minutes
+        );
         for h in &g.holes {
             let _ = writeln!(out, "    hole at {}: {} minute(s)", fmt_ny_time(h.start_ms), h.minutes);
+        }
+        for h in &g.halts {
+            let end = h.end_ms.map_or_else(|| "(still halted)".to_owned(), fmt_ny_time);
+            let code = if h.code.is_empty() { String::new() } else { format!(", code {}", h.code) };
+            let _ = writeln!(out, "    halted {}-{end}: {} minute(s) without bars{code}", fmt_ny_time(h.start_ms), h.minutes);
         }
     }
     if report.is_empty() {

@@ -244,6 +244,25 @@ impl Collector for ReportCollector {
             "symbol",
             r.session_holes.iter().map(|(s, m)| (s.as_str(), (*m * 60) as f64)),
         )?;
+        counter(e, "trading_statuses", "New trading statuses received (halts, pauses, resumptions).", c.trading_statuses)?;
+        counter(e, "halts", "Times a symbol stopped trading (a halt or a pause began).", c.halts)?;
+        gauge(e, "symbols_halted", "Symbols not trading now (halted, paused or quoting only).", r.halted.len() as f64)?;
+        family(
+            e,
+            "symbol_halted",
+            "1 while this symbol is halted (no trades, so no bars expected), else 0.",
+            MetricType::Gauge,
+            "symbol",
+            h.symbols.keys().map(|s| (s.as_str(), f64::from(u8::from(r.halted.contains_key(s))))),
+        )?;
+        family(
+            e,
+            "symbol_session_halted_seconds",
+            "Time of today's session without a bar because this symbol was halted (not in the holes).",
+            MetricType::Gauge,
+            "symbol",
+            h.symbols.keys().map(|s| (s.as_str(), (r.session_halted.get(s).copied().unwrap_or(0) * 60) as f64)),
+        )?;
         Ok(())
     }
 }

@@ -7,6 +7,10 @@
 //! the last minute seen per symbol (where the next backfill starts) and when the stream last
 //! delivered a bar (the staleness clock). Everything happens under one short lock, and the bar is
 //! handed to the sink inside it, so the sink sees bars in the order they were decided on.
+//!
+//! It also keeps each symbol's trading state ([`crate::trading`]): while every subscribed symbol
+//! is halted, no bars is the truth, not a dead stream, and the staleness verdict stays quiet
+//! (docs/ARCHITECTURE.md, "Trading statuses"; the socket's keepalive still watches the link).
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -17,6 +21,7 @@ use rustc_hash::FxHashMap as HashMap;
 use serde::Serialize;
 
 use crate::bar::{Bar, BarKind, Source, Symbol};
+use crate::trading::{Applied, TradingBook, TradingStatus};
 use crate::wire::{self, WireError};
 
 /// Bars remembered for duplicate suppression by default: 50 minutes of a 10,000-symbol feed.
@@ -85,6 +90,7 @@ pub struct Publisher {
     epoch: Instant,
     /// Nanoseconds after `epoch` of the last stream bar (or of the last [`Publisher::reset_clock`]).
     last_stream_ns: AtomicU64,
+    trading: TradingBook,
 }
 
 impl Default for Publisher {
@@ -96,7 +102,7 @@ impl Default for Publisher {
 impl Publisher {
     /// A publisher remembering up to `remember` (symbol, minute) entries (at least one minute).
     pub fn new(remember: usize) -> Publisher {
-        Publisher { state: Mutex::default(), remember, epoch: Instant::now(), last_stream_ns: AtomicU64::new(0) }
+        Publisher { state: Mutex::default(), remember, epoch: Instant::now(), last_stream_ns: AtomicU64::new(0), trading: TradingBook::default() }
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
@@ -208,6 +214,28 @@ impl Publisher {
         Outcome::Sent
     }
 
+    /// A trading status from the stream: recorded, and handed to `send` when it is new (the
+    /// same status again, e.g. after a re-subscription, is not sent twice). True when sent.
+    ///
+    /// # Errors
+    /// The [`WireError`] of `send` (the status is then forgotten, so that it can come again).
+    pub fn trading_status<F>(&self, status: TradingStatus, send: F) -> Result<bool, WireError>
+    where
+        F: FnOnce(TradingStatus) -> Result<(), WireError>,
+    {
+        status.validate()?;
+        if self.trading.apply(&status) == Applied::Duplicate {
+            return Ok(false);
+        }
+        send(status)?;
+        Ok(true)
+    }
+
+    /// The trading states the stream reported.
+    pub fn trading(&self) -> &TradingBook {
+        &self.trading
+    }
+
     /// The latest minute sent for `symbol` (where a backfill after a reconnect starts).
     pub fn last_seen(&self, symbol: &str) -> Option<i64> {
         self.lock().last_seen.get(symbol).copied()
@@ -250,6 +278,18 @@ impl Publisher {
     /// a verdict the next one needs another full period. `stale_after` zero: never stale.
     pub fn check_stale(&self, active: bool, stale_after: Duration, in_session: bool) -> bool {
         self.stale_verdict(active, stale_after, in_session, self.silent_for())
+    }
+
+    /// [`Publisher::check_stale`] for a stream subscribed to `symbols`: while every one of them
+    /// is halted, silence is expected and never stale (the clock restarts, so that a resumption
+    /// gets a full period before silence counts again).
+    pub fn check_stale_of<S: AsRef<str>>(&self, active: bool, stale_after: Duration, in_session: bool, symbols: &[S]) -> bool {
+        self.stale_verdict_of(active, stale_after, in_session, symbols, self.silent_for())
+    }
+
+    fn stale_verdict_of<S: AsRef<str>>(&self, active: bool, stale_after: Duration, in_session: bool, symbols: &[S], silent: Duration) -> bool {
+        let halted = active && in_session && !stale_after.is_zero() && self.trading.all_halted(symbols);
+        self.stale_verdict(active && !halted, stale_after, in_session, silent)
     }
 
     fn stale_verdict(&self, active: bool, stale_after: Duration, in_session: bool, silent: Duration) -> bool {
@@ -326,6 +366,23 @@ mod tests {
         assert!(!p.stale_verdict(false, secs(5), true, secs(100)), "not subscribed");
         assert!(!p.stale_verdict(true, secs(5), false, secs(100)), "out of session");
         assert!(!p.stale_verdict(true, Duration::ZERO, true, secs(100)), "switched off");
+    }
+
+    #[test]
+    fn every_symbol_halted_is_not_stale() {
+        use crate::trading::TradingState;
+        let p = Publisher::default();
+        let halt = |sym: &str, state| TradingStatus::new(sym, T, state, "MWC1", "");
+        assert_eq!(p.trading_status(halt("SPY", TradingState::Halted), |_| Ok(())), Ok(true));
+        assert_eq!(p.trading_status(halt("SPY", TradingState::Halted), |_| Ok(())), Ok(false), "sent once");
+        let secs = Duration::from_secs;
+        let both = ["SPY", "SH"];
+        assert!(p.stale_verdict_of(true, secs(5), true, &both, secs(6)), "SH still trades: its silence counts");
+        p.trading_status(halt("SH", TradingState::Halted), |_| Ok(())).unwrap();
+        assert!(!p.stale_verdict_of(true, secs(5), true, &both, secs(600)), "every symbol halted");
+        assert!(p.silent_for() < secs(5), "a quiet verdict restarts the clock: a resumption gets a full period");
+        p.trading_status(TradingStatus::new("SH", T + 60_000, TradingState::Trading, "", ""), |_| Ok(())).unwrap();
+        assert!(p.stale_verdict_of(true, secs(5), true, &both, secs(6)));
     }
 
     #[test]

@@ -76,6 +76,13 @@ pub struct StatusReport {
     /// (empty outside session days). `barbridge gaps` gives the detail.
     #[serde(default)]
     pub session_holes: BTreeMap<String, i64>,
+    /// Per symbol: minutes of today's regular session without a bar because the symbol was
+    /// halted (not in `session_holes`; only symbols with any).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub session_halted: BTreeMap<String, i64>,
+    /// Symbols not trading now (halted, paused, quoting), with since when and why.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub halted: BTreeMap<String, crate::trading::SymbolTrading>,
     /// Symbols left out of the per-symbol detail above (over [`DEFAULT_MAX_SYMBOLS`]).
     #[serde(default)]
     pub symbols_omitted: usize,
@@ -160,17 +167,24 @@ impl StatusReport {
         let health = consumer.health().snapshot(symbols);
         let stored = health.symbols.keys().map(|s| (s.clone(), store.len(s))).collect();
         // Each symbol's own session: a stock's NYSE session, a crypto pair's UTC day (crate::asset).
+        let trading = consumer.trading();
+        let mut session_halted = BTreeMap::new();
         let session_holes = health
             .symbols
             .keys()
             .filter_map(|sym| {
                 let s = crate::asset::session_today(sym, health.now_ms)?;
                 let timestamps = store.timestamps(sym, s.open_ms, s.close_ms);
-                let g = crate::gaps::session_gaps(sym, &s, health.now_ms, timestamps);
+                let g = crate::gaps::session_gaps_halted(sym, &s, health.now_ms, timestamps, &trading.halts(sym));
+                if g.halted_minutes > 0 {
+                    session_halted.insert(sym.clone(), g.halted_minutes);
+                }
                 Some((sym.clone(), g.hole_minutes()))
             })
             .collect();
         StatusReport {
+            session_halted,
+            halted: trading.halted_now(),
             symbols_omitted,
             session_holes,
             version: STATUS_VERSION,
@@ -257,6 +271,9 @@ impl StatusReport {
         if let Some(since) = h.stale_since_ms {
             out.push_str(&format!(" for {}", age(since)));
         }
+        if !h.symbols.is_empty() && h.symbols.keys().all(|s| self.halted.contains_key(s)) {
+            out.push_str("  (every symbol halted: no bars expected, the link is watched by heartbeats)");
+        }
         out.push('\n');
         if let Some(fifo) = &self.fifo {
             out.push_str(&format!("fifo      {fifo}\n"));
@@ -296,16 +313,39 @@ impl StatusReport {
                 j.error.as_deref().map(|e| format!("  ERROR: {e}")).unwrap_or_default()
             ));
         }
-        out.push_str(&format!("\n{:<10} {:>8} {:>8}  {:<20} {:>10} {:>6}\n", "SYMBOL", "BARS", "STORED", "LAST BAR (NEW YORK)", "RECEIVED", "HOLES"));
-        for (symbol, s) in &h.symbols {
+        if c.trading_statuses > 0 || !self.halted.is_empty() {
+            out.push_str(&format!("trading   {} statuses, {} halts, {} symbol(s) halted now\n", c.trading_statuses, c.halts, self.halted.len()));
+        }
+        for (symbol, t) in &self.halted {
+            let why = [t.code.as_str(), t.reason.as_str()].iter().filter(|s| !s.is_empty()).copied().collect::<Vec<_>>().join(" ");
             out.push_str(&format!(
-                "{:<10} {:>8} {:>8}  {:<20} {:>10} {:>6}\n",
+                "HALTED    {symbol} {} since {} ({} ago){}\n",
+                t.state.as_str(),
+                crate::calendar::fmt_ny_time(t.since_ms),
+                age(t.since_ms),
+                if why.is_empty() { String::new() } else { format!(": {why}") }
+            ));
+        }
+        out.push_str(&format!(
+            "\n{:<10} {:>8} {:>8}  {:<20} {:>10} {:>6} {:>7}\n",
+            "SYMBOL", "BARS", "STORED", "LAST BAR (NEW YORK)", "RECEIVED", "HOLES", "HALTED"
+        ));
+        for (symbol, s) in &h.symbols {
+            let halted = match (self.halted.get(symbol), self.session_halted.get(symbol)) {
+                (Some(_), Some(n)) => format!("{n} now"),
+                (Some(_), None) => "now".to_owned(),
+                (None, Some(n)) => n.to_string(),
+                (None, None) => "-".to_owned(),
+            };
+            out.push_str(&format!(
+                "{:<10} {:>8} {:>8}  {:<20} {:>10} {:>6} {:>7}\n",
                 symbol,
                 s.bars,
                 self.stored.get(symbol).copied().unwrap_or(0),
                 crate::calendar::fmt_ny(s.last_bar_ts_ms),
                 format!("{} ago", age(s.last_received_ms)),
-                self.session_holes.get(symbol).map_or("-".to_owned(), |n| n.to_string())
+                self.session_holes.get(symbol).map_or("-".to_owned(), |n| n.to_string()),
+                halted
             ));
         }
         if self.symbols_omitted > 0 {

@@ -16,6 +16,7 @@ use serde::Deserialize;
 use thiserror::Error;
 
 use crate::bar::{Bar, BarKind, Source};
+use crate::trading::{TradingState, TradingStatus, TRADING_STATUS_VERSION};
 
 /// Longest accepted line, newline included (PIPE_BUF: one `write()` of it is atomic).
 pub const MAX_LINE_BYTES: usize = 4096;
@@ -80,6 +81,17 @@ pub struct StatusLine<'a> {
     pub writer: Option<Cow<'a, str>>,
 }
 
+/// `{"type":"trading_status",...}`: a symbol stopped or resumed trading (see [`crate::trading`]).
+#[derive(Clone, Debug, PartialEq)]
+pub struct TradingStatusLine<'a> {
+    /// The status, validated.
+    pub status: TradingStatus,
+    /// The writer's sequence number, if the line had one.
+    pub seq: Option<u64>,
+    /// The writer's id, if the line had one.
+    pub writer: Option<Cow<'a, str>>,
+}
+
 /// One decoded line.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Line<'a> {
@@ -89,6 +101,8 @@ pub enum Line<'a> {
     Heartbeat(Heartbeat<'a>),
     /// The sidecar's connection state changed.
     Status(StatusLine<'a>),
+    /// A symbol stopped or resumed trading.
+    TradingStatus(TradingStatusLine<'a>),
     /// A `type` this version does not know: counted and ignored (forward compatibility).
     Unknown {
         /// The unknown `type`.
@@ -109,6 +123,7 @@ impl Line<'_> {
             Line::Bar(b) => (&b.writer, b.seq),
             Line::Heartbeat(h) => (&h.writer, h.seq),
             Line::Status(s) => (&s.writer, s.seq),
+            Line::TradingStatus(t) => (&t.writer, t.seq),
             Line::Unknown { writer, seq, .. } => (writer, *seq),
             Line::Empty => return None,
         };
@@ -332,6 +347,13 @@ struct RawLine<'a> {
     state: Option<Cow<'a, str>>,
     #[serde(borrow)]
     detail: Option<Cow<'a, str>>,
+    v: Option<u64>,
+    #[serde(borrow)]
+    status: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    code: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    reason: Option<Cow<'a, str>>,
 }
 
 /// Decode and validate one line (without its `\n`; a trailing `\r` is tolerated).
@@ -366,6 +388,7 @@ pub fn parse_line(bytes: &[u8]) -> Result<Line<'_>, WireError> {
             let state = raw.state.ok_or(WireError::MissingField { field: "state" })?;
             return Ok(Line::Status(StatusLine { ts_ms: raw.ts_ms, state, detail: raw.detail, seq: raw.seq, writer: raw.writer }));
         }
+        Some("trading_status") if raw.v.unwrap_or(1) <= TRADING_STATUS_VERSION => return trading_status_line(raw),
         Some(other) => return Ok(Line::Unknown { type_name: other.to_owned(), seq: raw.seq, writer: raw.writer }),
     };
     let field = |v: Option<f64>, name: &'static str| v.ok_or(WireError::MissingField { field: name });
@@ -385,6 +408,19 @@ pub fn parse_line(bytes: &[u8]) -> Result<Line<'_>, WireError> {
     let line = BarLine { symbol, bar, kind, seq: raw.seq, source, writer: raw.writer };
     validate(&line.symbol, &line.bar)?;
     Ok(Line::Bar(line))
+}
+
+/// A `trading_status` line (README, "Wire protocol"): `symbol`, `ts_ms` and `status` required,
+/// `code` and `reason` optional, checked by [`TradingStatus::validate`].
+fn trading_status_line(raw: RawLine<'_>) -> Result<Line<'_>, WireError> {
+    let symbol = raw.symbol.ok_or(WireError::MissingField { field: "symbol" })?;
+    let ts_ms = raw.ts_ms.ok_or(WireError::MissingField { field: "ts_ms" })?;
+    let name = raw.status.ok_or(WireError::MissingField { field: "status" })?;
+    let state = TradingState::parse(&name)
+        .ok_or_else(|| WireError::WrongType { detail: format!("`status` {name:?} is not one of trading, halted, paused, quoting") })?;
+    let status = TradingStatus::new(&symbol, ts_ms, state, raw.code.as_deref().unwrap_or(""), raw.reason.as_deref().unwrap_or(""));
+    status.validate()?;
+    Ok(Line::TradingStatus(TradingStatusLine { status, seq: raw.seq, writer: raw.writer }))
 }
 
 /// The validation rules of the wire protocol, shared by every way a bar enters
@@ -526,6 +562,10 @@ fn scan_flat(b: &[u8]) -> Option<RawLine<'_>> {
         volume: num_at(F_VOLUME),
         vwap: num_at(F_VWAP),
         retained_from: None,
+        v: None,
+        status: None,
+        code: None,
+        reason: None,
     })
 }
 
@@ -990,5 +1030,22 @@ mod tests {
         assert!(err.to_string().contains("`open`"), "{err}");
         let err = parse_line(br#"{"symbol":"SPY","timestamp_ms":1,"open":1,"high":NaN,"low":1,"close":1,"volume":1}"#).unwrap_err();
         assert_eq!(err.to_string(), "field `high` is not a finite number");
+    }
+
+    #[test]
+    fn trading_status_lines_round_trip_and_a_newer_version_is_unknown() {
+        let status = TradingStatus::new("SPY", 1_759_930_212_345, TradingState::Halted, "MWC1", "Market Wide Circuit Breaker");
+        let mut out = Vec::new();
+        crate::trading::write_status_line(&mut out, &status, Some(7), Some("w1"));
+        match parse_line(&out[..out.len() - 1]).unwrap() {
+            Line::TradingStatus(t) => assert_eq!((t.status, t.seq, t.writer.as_deref()), (status, Some(7), Some("w1"))),
+            other => panic!("{other:?}"),
+        }
+        let v2 = br#"{"type":"trading_status","v":2,"symbol":"SPY","ts_ms":1759930212345,"status":"frozen","seq":3}"#;
+        assert!(matches!(parse_line(v2).unwrap(), Line::Unknown { seq: Some(3), .. }));
+        let bad = br#"{"type":"trading_status","v":1,"symbol":"SPY","ts_ms":1759930212345,"status":"frozen"}"#;
+        assert!(matches!(parse_line(bad), Err(WireError::WrongType { .. })));
+        let no_status = br#"{"type":"trading_status","symbol":"SPY","ts_ms":1759930212345}"#;
+        assert_eq!(parse_line(no_status), Err(WireError::MissingField { field: "status" }));
     }
 }

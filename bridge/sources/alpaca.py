@@ -107,6 +107,9 @@ class _Observed(DataStream):
         if t == "b" or t == "u":  # a bar or an updated bar: one call into Rust, nothing else
             self.submit(msg)
             return
+        if t == "s":  # a trading status (halt, resumption): Rust records and forwards it
+            self.observer.pub.native.submit_trading_status(msg)
+            return
         if t == "subscription":
             self.observer._on_subscribed(msg)
         elif t == "error":
@@ -138,6 +141,7 @@ class AlpacaSource:
                  reconnect_min: float = 1.0, reconnect_max: float = 30.0,
                  auth_retries: int = 2, conn_limit_timeout: float = 300.0,
                  backfill: bool = True, backfill_from: Optional[int] = None, frames: bool = True,
+                 trading_statuses: bool = True,
                  on_fatal: Optional[Callable[[int, str], None]] = None) -> None:
         self.pub = publisher
         self.symbols = symbols
@@ -159,6 +163,11 @@ class AlpacaSource:
         self.on_fatal = on_fatal
         self.fatal: Optional[tuple[int, str]] = None
         self.subscribed = False
+        self.trading_statuses = trading_statuses
+        #: Every subscribed symbol halted (trading statuses): silence is expected, the link is probed.
+        self.all_halted = False
+        self._probe: Any = None  # concurrent.futures.Future of the running link probe
+        self._probe_started = 0.0
         self.stopping = threading.Event()
         self._backfill_wanted = threading.Event()
         self._starts_lock = threading.Lock()
@@ -167,7 +176,7 @@ class AlpacaSource:
         self._limit_since: Optional[float] = None
         self._last_failure_kind: Optional[str] = None
         self.counts = {"connect_attempts": 0, "connect_failures": 0, "backfills": 0, "backfilled_bars": 0,
-                       "stale_reconnects": 0}
+                       "stale_reconnects": 0, "dead_link_reconnects": 0}
 
         params: dict[str, Any] = {"ping_interval": ping_interval, "ping_timeout": ping_timeout, "max_queue": 1024,
                   "close_timeout": 3, "open_timeout": 10}  # replaces the SDK defaults entirely
@@ -215,8 +224,11 @@ class AlpacaSource:
     def channels(self) -> dict[str, tuple[Callable[..., None], Callable[[Any], Any]]]:
         """Every SDK channel each symbol is subscribed to: the SDK's handler table name →
         (its subscribe method, our handler). The start and every live change use this one list."""
-        return {"bars": (self.stream.subscribe_bars, self._on_bar),
-                "updatedBars": (self.stream.subscribe_updated_bars, self._on_bar)}
+        channels = {"bars": (self.stream.subscribe_bars, self._on_bar),
+                    "updatedBars": (self.stream.subscribe_updated_bars, self._on_bar)}
+        if self.trading_statuses:  # halts and resumptions (docs/ARCHITECTURE.md, "Trading statuses")
+            channels["statuses"] = (self.stream.subscribe_trading_statuses, self._on_trading_status)
+        return channels
 
     # ------------------------------------------------------------------ live symbol changes
     def change_symbols(self, add: list[str], remove: list[str], timeout: float = 10.0) -> None:
@@ -260,6 +272,10 @@ class AlpacaSource:
     async def _on_bar(self, msg: Any) -> None:
         """The SDK's handler (bars reach it only if ``_dispatch`` is bypassed)."""
         self.pub.submit_alpaca(msg)  # a malformed message is counted and reported, never raised
+
+    async def _on_trading_status(self, msg: Any) -> None:
+        """The SDK's handler (statuses reach it only if ``_dispatch`` is bypassed)."""
+        self.pub.native.submit_trading_status(msg)
 
     def _on_connecting(self) -> None:
         self.counts["connect_attempts"] += 1
@@ -368,7 +384,17 @@ class AlpacaSource:
 
     def _watchdog(self) -> None:
         while not self.stopping.wait(0.25):
-            if self.stale_now():
+            halted = self.trading_statuses and self.subscribed and self.pub.native.all_halted(self.symbols)
+            if halted != self.all_halted:
+                self.all_halted = halted
+                if halted:
+                    log.warning("every subscribed symbol is halted: no bars expected; the connection is probed "
+                                "with websocket pings (a pong within %g s) instead of waiting for bars", self.stale_after)
+                else:
+                    log.info("trading resumed (not every symbol is halted): bar staleness counts again")
+            if halted:
+                self._check_link()
+            elif self.stale_now():
                 self.counts["stale_reconnects"] += 1
                 self.pub.status("stale", f"no bar for {self.stale_after:g} s during "
                                 f"{'market hours' if self.market_hours == 'regular' else 'the day'}; forcing a reconnect",
@@ -381,8 +407,48 @@ class AlpacaSource:
                                 level=logging.ERROR)
 
     def stale_now(self) -> bool:
-        """True exactly when the stream turns stale (the publisher's clock and the session table)."""
-        return self.pub.native.check_stale(self.subscribed, self.stale_after, always=self.market_hours == "always")
+        """True exactly when the stream turns stale (the publisher's clock and the session table;
+        never while every subscribed symbol is halted)."""
+        return self.pub.native.check_stale(self.subscribed, self.stale_after, always=self.market_hours == "always",
+                                           symbols=self.symbols if self.trading_statuses else None)
+
+    def _check_link(self) -> None:
+        """While every symbol is halted, silence is the truth, so the socket itself is asked: a
+        ping every ``stale_after / 3`` s (at most 10 s) must get its pong within ``stale_after`` s,
+        or the connection is dead (a halt is news on a live socket; silence is not) and is
+        replaced like a stale one."""
+        if self.stale_after <= 0:
+            return
+        probe = self._probe
+        if probe is not None:
+            if not probe.done():
+                return
+            self._probe = None
+            if probe.result() is False and self.subscribed and not self.stopping.is_set():
+                self.counts["dead_link_reconnects"] += 1
+                self.pub.status("stale", f"every symbol is halted and a websocket ping got no pong within "
+                                f"{self.stale_after:g} s: the connection is dead; forcing a reconnect",
+                                level=logging.WARNING)
+                self.force_reconnect("no pong")
+                return
+        if time.monotonic() - self._probe_started < min(self.stale_after / 3, 10.0):
+            return
+        loop, ws = self.stream._loop, self.stream._ws
+        if loop is None or ws is None or not loop.is_running():
+            return
+        timeout = self.stale_after
+
+        async def ping() -> bool:
+            try:
+                pong = await ws.ping()
+                await asyncio.wait_for(pong, timeout)
+                return True
+            except asyncio.TimeoutError:
+                return False
+            except Exception:  # the socket closed meanwhile: the SDK reconnects by itself
+                return True
+        self._probe_started = time.monotonic()
+        self._probe = asyncio.run_coroutine_threadsafe(ping(), loop)
 
     def force_reconnect(self, reason: str = "stale") -> None:
         """Close the current socket from outside; the SDK sees the closure and reconnects."""

@@ -45,6 +45,7 @@ class CryptoSource(AlpacaSource):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         kwargs["feed"] = CRYPTO_FEED
         kwargs["market_hours"] = "always"
+        kwargs["trading_statuses"] = False  # a crypto pair is never halted: Alpaca's crypto stream has no statuses
         super().__init__(*args, **kwargs)
 
     def parse_feed(self, feed: str) -> Any:

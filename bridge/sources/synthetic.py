@@ -25,10 +25,13 @@ class SyntheticSource:
     SDS ≈ −2×) plus idiosyncratic noise; OHLC comes from sub-minute steps; volume is lognormal.
 
     ``interval`` wall seconds between minutes (60 = real time, aligned to wall-clock minutes);
-    ``count`` minutes then stop (None = forever)."""
+    ``count`` minutes then stop (None = forever). Every ``halt_every`` minutes (0 = never) the
+    last symbol is halted for ``halt_minutes`` (a trading status, then no bars for it, then a
+    resumption), so the demo shows a halt as a halt."""
 
     def __init__(self, publisher: Publisher, symbols: list[str], *, interval: float = 60.0,
-                 count: Optional[int] = None, seed: Optional[int] = None, start_ms: Optional[int] = None) -> None:
+                 count: Optional[int] = None, seed: Optional[int] = None, start_ms: Optional[int] = None,
+                 halt_every: int = 30, halt_minutes: int = 5) -> None:
         self.pub = publisher
         self.symbols = symbols
         self.interval = interval
@@ -38,9 +41,23 @@ class SyntheticSource:
         # real time: the first bar is the minute that just closed; accelerated: start now
         self.ts = (start_ms if start_ms is not None else now_ms - (MINUTE_MS if interval >= 60 else 0)) // MINUTE_MS * MINUTE_MS
         self.price = {s: BASE.get(s, 20 + self.rng.random() * 300) for s in symbols}
+        self.halt_every, self.halt_minutes = halt_every, halt_minutes
         self._stop = threading.Event()
         self._lock = threading.Lock()  # the minute's bars vs a live symbol change
         self.done = threading.Event()
+
+    def _trading_status(self, produced: int) -> Optional[str]:
+        """The scripted halt: the halted symbol during minute ``produced``, sending its statuses."""
+        if not self.halt_every or len(self.symbols) < 2:
+            return None
+        sym, phase = self.symbols[-1], produced % self.halt_every
+        start = self.halt_every - self.halt_minutes
+        if phase in (start, 0) and produced >= start:
+            halt = phase == start
+            self.pub.native.submit_trading_status({
+                "T": "s", "S": sym, "sc": "H" if halt else "T", "rc": "T1",
+                "rm": "Halt News Pending (synthetic demo halt)" if halt else "", "t": self.ts + 1_000})
+        return sym if phase >= start else None
 
     def _bar(self, sym: str, market: list[float]) -> BarDict:
         beta = BETA.get(sym, 0.3 + self.rng.random())
@@ -72,8 +89,10 @@ class SyntheticSource:
                 break
             with self._lock:
                 market = [self.rng.gauss(0, 0.00035) for _ in range(6)]
+                halted = self._trading_status(produced)
                 for s in self.symbols:
-                    self.pub.publish(self._bar(s, market))
+                    if s != halted:
+                        self.pub.publish(self._bar(s, market))
             produced += 1
             self.ts += MINUTE_MS
             next_at += self.interval

@@ -334,6 +334,12 @@ impl Task {
                             let revision = if b.kind == BarKind::UpdatedBar { at } else { 0 };
                             Some((self.stream.subject(&b.symbol), msg_id(&b.symbol, b.bar.timestamp_ms, revision)))
                         }
+                        // A halt or resumption goes to the symbol's subject too: a remote
+                        // consumer learns it (docs/ARCHITECTURE.md, "Trading statuses").
+                        Ok(Line::TradingStatus(t)) => {
+                            let id = format!("{}:status:{}:{}", t.status.symbol, t.status.ts_ms, t.status.state.as_str());
+                            Some((self.stream.subject(&t.status.symbol), id))
+                        }
                         _ => None, // a corrupt record: the consumer's loader skips it too
                     };
                     match message {

@@ -205,7 +205,8 @@ async fn subscribe(consumer: &Consumer, url: &str, options: &SubscribeOptions, s
     Ok(())
 }
 
-/// Ingest one message: a bar line whose symbol matches its subject, else a counted reject.
+/// Ingest one message: a bar or trading status line whose symbol matches its subject, else a
+/// counted reject.
 fn ingest_message(consumer: &Consumer, subject: &str, payload: &[u8]) {
     match parse_line(payload) {
         Ok(Line::Bar(b)) => {
@@ -216,6 +217,15 @@ fn ingest_message(consumer: &Consumer, subject: &str, payload: &[u8]) {
                 return;
             }
             let _ = consumer.ingest_bar(&b.symbol, b.bar, b.kind, b.source);
+        }
+        Ok(Line::TradingStatus(t)) => {
+            let token = subject.rsplit('.').next().unwrap_or("");
+            if token != subject_token(&t.status.symbol) {
+                let detail = format!("a message on {subject} carries a trading status of {}", t.status.symbol);
+                consumer.ingest_rejected(&WireError::WrongType { detail }, payload);
+                return;
+            }
+            let _ = consumer.ingest_trading_status(t.status);
         }
         Ok(_) => {
             let detail = format!("a message on {subject} is not a bar line");

@@ -57,6 +57,7 @@ use thiserror::Error;
 
 use super::{check_opened, prepare_fifo, FifoError, PIPE_BUF};
 use crate::bar::{Bar, BarKind, Source};
+use crate::trading::TradingStatus;
 use crate::wire::{self, Envelope, WireError};
 
 /// Lines taken from the backlog per `write()` (at most `PIPE_BUF` bytes of them are written).
@@ -216,6 +217,7 @@ struct BarItem {
 enum Item {
     Bar(BarItem),
     Status { ts_ms: i64, state: &'static str, detail: String },
+    TradingStatus(Box<TradingStatus>),
     Heartbeat,
 }
 
@@ -407,6 +409,19 @@ impl FifoWriter {
         }
         let detail = detail[..end].to_owned();
         self.shared.enqueue(Item::Status { ts_ms: now_ms(), state, detail });
+        Ok(())
+    }
+
+    /// Queue a `trading_status` line (a halt, a resumption: [`crate::trading`]).
+    ///
+    /// # Errors
+    /// The [`WireError`] of a status the protocol's rules refuse (counted and reported; nothing queued).
+    pub fn submit_trading_status(&self, status: TradingStatus) -> Result<(), WireError> {
+        if let Err(e) = status.validate() {
+            self.reject(&status.symbol, &e);
+            return Err(e);
+        }
+        self.shared.enqueue(Item::TradingStatus(Box::new(status)));
         Ok(())
     }
 
@@ -932,6 +947,7 @@ fn encode(out: &mut Vec<u8>, item: &Item, seq: u64, writer: &str, info: Heartbea
             serde_json::to_writer(&mut *out, &line).expect("writing to a Vec cannot fail");
             out.push(b'\n');
         }
+        Item::TradingStatus(status) => crate::trading::write_status_line(out, status, Some(seq), Some(writer)),
         Item::Heartbeat => {
             let HeartbeatInfo { backlog, dropped, retained_from } = info;
             let line = HeartbeatLine { kind: "heartbeat", ts_ms: now_ms(), seq, writer, backlog, dropped, retained_from };

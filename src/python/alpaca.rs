@@ -20,6 +20,7 @@ use crate::bar::{Bar, BarKind, Source};
 use crate::calendar;
 use crate::health::{Clock as _, SystemClock};
 use crate::publish::{Outcome, Publisher, DEFAULT_REMEMBER};
+use crate::trading::TradingStatus;
 use crate::wire::WireError;
 
 /// Where published bars go.
@@ -33,6 +34,13 @@ impl Sink {
         match self {
             Sink::Writer(w) => w.get().inner.submit_bar(symbol, bar, kind, source),
             Sink::Consumer(c) => c.get().inner.ingest_bar(symbol, bar, kind, source).map(|_| ()),
+        }
+    }
+
+    fn send_trading_status(&self, status: TradingStatus) -> Result<(), WireError> {
+        match self {
+            Sink::Writer(w) => w.get().inner.submit_trading_status(status),
+            Sink::Consumer(c) => c.get().inner.ingest_trading_status(status).map(|_| ()),
         }
     }
 
@@ -268,6 +276,53 @@ impl PyPublisher {
         }
     }
 
+    /// One trading status message from Alpaca's stream as the SDK hands it over with
+    /// ``raw_data=True`` (``T`` "s", ``S``, ``sc`` H/P/Q/T, ``rc`` reason code, ``rm`` reason,
+    /// ``t``): recorded for the staleness rule and sent as a ``trading_status`` line when new.
+    /// True when sent; False for one already sent or a malformed message (counted, reported).
+    /// Never raises for a bad message.
+    fn submit_trading_status(&self, py: Python<'_>, msg: &Bound<'_, PyAny>) -> bool {
+        let Ok(d) = msg.downcast::<PyDict>() else {
+            self.sink.reject("?", &WireError::WrongType { detail: format!("a trading status message is a dict, not {}", type_name(msg)) });
+            return false;
+        };
+        let opt = |key: &Bound<'_, PyString>, name: &'static str| match dict_field(d, key) {
+            None => Ok(String::new()),
+            Some(v) if v.is_none() => Ok(String::new()),
+            Some(_) => str_field(d, key, name),
+        };
+        let status = (|| {
+            let symbol = str_field(d, intern!(py, "S"), "S")?;
+            let t = dict_field(d, intern!(py, "t")).ok_or(WireError::MissingField { field: "t" })?;
+            let code = str_field(d, intern!(py, "sc"), "sc")?;
+            TradingStatus::from_alpaca(&symbol, timestamp_ms(py, &t)?, &code, &opt(intern!(py, "rc"), "rc")?, &opt(intern!(py, "rm"), "rm")?)
+        })();
+        let sent = match status {
+            Ok(status) => self.core.trading_status(status, |s| self.sink.send_trading_status(s)),
+            Err(e) => Err(e),
+        };
+        match sent {
+            Ok(sent) => {
+                self.sink.settle();
+                sent
+            }
+            Err(e) => {
+                self.sink.reject(&symbol_of(py, d, "S"), &e);
+                false
+            }
+        }
+    }
+
+    /// True when ``symbols`` is not empty and the stream reported every one of them halted.
+    fn all_halted(&self, symbols: Vec<String>) -> bool {
+        self.core.trading().all_halted(&symbols)
+    }
+
+    /// The symbols the stream reported halted (paused, quoting) and not yet trading again.
+    fn halted(&self) -> Vec<String> {
+        self.core.trading().halted_now().into_keys().collect()
+    }
+
     /// A point in the stream's history, for :meth:`submit_backfill`.
     fn mark(&self) -> u64 {
         self.core.mark()
@@ -297,11 +352,13 @@ impl PyPublisher {
     /// turns stale - no stream bar for ``stale_after`` seconds while ``active`` (subscribed) and
     /// the NYSE regular session is open (``always``: every instant counts). Quiet time inactive or
     /// out of session never counts; after a True the next needs another full period; 0 = off.
-    #[pyo3(signature = (active, stale_after, *, always = false))]
-    fn check_stale(&self, active: bool, stale_after: super::Float, always: bool) -> PyResult<bool> {
+    /// With ``symbols`` (the subscribed ones): while every one is halted (trading statuses),
+    /// silence is expected and never stale.
+    #[pyo3(signature = (active, stale_after, *, always = false, symbols = None))]
+    fn check_stale(&self, active: bool, stale_after: super::Float, always: bool, symbols: Option<Vec<String>>) -> PyResult<bool> {
         let stale_after = stale_after.seconds("stale_after", true)?;
         let in_session = always || calendar::in_session(SystemClock.now_ms());
-        Ok(self.core.check_stale(active, stale_after, in_session))
+        Ok(self.core.check_stale_of(active, stale_after, in_session, symbols.as_deref().unwrap_or_default()))
     }
 
     /// Restart the staleness clock (a new subscription; quiet time that must not count).

@@ -32,6 +32,7 @@ fn outcome(i: Ingested) -> &'static str {
         Ingested::Filtered => "filtered",
         Ingested::Heartbeat => "heartbeat",
         Ingested::Status => "status",
+        Ingested::TradingStatus(_) => "trading_status",
         Ingested::Ignored => "ignored",
         Ingested::Resent => "resent",
     }
@@ -41,7 +42,8 @@ fn outcome(i: Ingested) -> &'static str {
 ///
 /// Counts: ``accepted`` (new minutes), ``corrections``, ``duplicates``, ``conflicts`` (same minute,
 /// different values, not sent as a correction: first report kept), ``too_old``, ``filtered`` (not
-/// in the consumer's ``symbols``), ``control`` (heartbeat / status / unknown-type / blank lines),
+/// in the consumer's ``symbols``), ``control`` (heartbeat / status / trading status / unknown-type /
+/// blank lines),
 /// ``rejected``; ``errors`` is a list of ``(index, reason_code, message)`` for the rejected items
 /// (index = position in the list, or line number from 0 in a bytes batch).
 #[pyclass(name = "BatchResult", module = "barbridge", frozen, get_all)]
@@ -67,7 +69,7 @@ impl BatchResult {
             Ok(Ingested::Bar(Inserted::Conflict)) => self.conflicts += 1,
             Ok(Ingested::Bar(Inserted::TooOld)) => self.too_old += 1,
             Ok(Ingested::Filtered) => self.filtered += 1,
-            Ok(Ingested::Heartbeat | Ingested::Status | Ingested::Ignored) => self.control += 1,
+            Ok(Ingested::Heartbeat | Ingested::Status | Ingested::TradingStatus(_) | Ingested::Ignored) => self.control += 1,
             Err(e) => {
                 self.rejected += 1;
                 self.errors.push((index, e.reason().code(), e.to_string()));

@@ -93,9 +93,11 @@ def test_fake_server_cli_prints_urls(tmp_path):
     p = subprocess.Popen([PY, "-m", "fake_alpaca", "--port", "0", "--interval", "0.5"],
                          stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=sidecar_env(), cwd=REPO)
     try:
-        line = p.stdout.readline()
-        assert line.startswith("FAKE_ALPACA_STREAM_URL=ws://127.0.0.1:") and line.strip().endswith("/v2/iex")
-        assert p.stdout.readline().startswith("FAKE_ALPACA_DATA_URL=http://127.0.0.1:")
+        urls = dict(p.stdout.readline().strip().split("=", 1) for _ in range(3))
+        port = urls["FAKE_ALPACA_DATA_URL"].removeprefix("http://127.0.0.1:")
+        assert port.isdigit(), urls
+        assert urls["FAKE_ALPACA_STREAM_URL"] == f"ws://127.0.0.1:{port}/v2/iex", urls
+        assert urls["FAKE_ALPACA_CRYPTO_STREAM_URL"] == f"ws://127.0.0.1:{port}/v1beta3/crypto/us", urls
         p.send_signal(signal.SIGTERM)
         assert p.wait(5) == 0
     finally:

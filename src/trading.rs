@@ -1,0 +1,360 @@
+//! Trading statuses: is a symbol trading, halted, paused? (docs/ARCHITECTURE.md, "Trading
+//! statuses").
+//!
+//! Alpaca's stream says when a symbol stops trading (`"T":"s"`: `sc` H halt, P volatility pause,
+//! Q quote resumption, T trading resumption; `rc` the reason code, e.g. `T1`, `LUDP`, `MWC1` for a
+//! market-wide circuit breaker). The sidecar turns each into a [`TradingStatus`] and sends it as a
+//! `trading_status` control line; the consumer keeps a [`TradingBook`] per symbol, journals the
+//! statuses beside the bars, and reports halted minutes as halted, not as lost bars.
+//!
+//! ```
+//! use barbridge::trading::{TradingBook, TradingState, TradingStatus};
+//! let book = TradingBook::default();
+//! let at = |min: i64| 1_759_930_200_000 + min * 60_000;
+//! book.apply(&TradingStatus::new("SPY", at(1), TradingState::Halted, "T1", "Halt News Pending"));
+//! assert!(book.is_halted("SPY"));
+//! book.apply(&TradingStatus::new("SPY", at(15), TradingState::Trading, "T1", ""));
+//! let halts = book.halts("SPY");
+//! assert_eq!((halts[0].start_ms, halts[0].end_ms, halts[0].code.as_str()), (at(1), Some(at(15)), "T1"));
+//! ```
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::Mutex;
+
+use serde::{Deserialize, Serialize};
+
+use crate::wire::{validate_symbol, WireError, MAX_TIMESTAMP_MS, MIN_TIMESTAMP_MS};
+
+/// Version of the `trading_status` line this build writes and reads; a line with a higher `v` is
+/// counted as an unknown type and ignored (an older consumer does the same with any
+/// `trading_status` line).
+pub const TRADING_STATUS_VERSION: u64 = 1;
+
+/// Longest `code` kept (Alpaca's are a few characters).
+pub const MAX_CODE_CHARS: usize = 16;
+
+/// Longest `reason` kept: the line must fit one atomic write.
+pub const MAX_REASON_CHARS: usize = 200;
+
+/// Halted intervals remembered per symbol (the oldest are forgotten first).
+const MAX_HALTS_PER_SYMBOL: usize = 64;
+
+/// Statuses remembered per symbol to recognise one sent twice (a re-subscription, a restart).
+const MAX_SEEN_PER_SYMBOL: usize = 64;
+
+/// What a symbol is doing. Every state but [`TradingState::Trading`] means no trades, so no
+/// bars: its minutes are halted, not missing.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TradingState {
+    /// Trading (Alpaca `sc` T: trading resumption).
+    Trading,
+    /// Halted (Alpaca `sc` H), e.g. news pending or a market-wide circuit breaker.
+    Halted,
+    /// A volatility trading pause (Alpaca `sc` P; LULD).
+    Paused,
+    /// Quoting again, trading not yet (Alpaca `sc` Q: quote resumption).
+    Quoting,
+}
+
+impl TradingState {
+    /// The wire name (`trading`, `halted`, `paused`, `quoting`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TradingState::Trading => "trading",
+            TradingState::Halted => "halted",
+            TradingState::Paused => "paused",
+            TradingState::Quoting => "quoting",
+        }
+    }
+
+    /// The state of a wire name.
+    pub fn parse(s: &str) -> Option<TradingState> {
+        Some(match s {
+            "trading" => TradingState::Trading,
+            "halted" => TradingState::Halted,
+            "paused" => TradingState::Paused,
+            "quoting" => TradingState::Quoting,
+            _ => return None,
+        })
+    }
+
+    /// The state of an Alpaca status code (`sc`).
+    pub fn from_alpaca(code: &str) -> Option<TradingState> {
+        Some(match code {
+            "T" => TradingState::Trading,
+            "H" => TradingState::Halted,
+            "P" => TradingState::Paused,
+            "Q" => TradingState::Quoting,
+            _ => return None,
+        })
+    }
+
+    /// True when the symbol does not trade (no bars expected).
+    pub fn is_halted(self) -> bool {
+        self != TradingState::Trading
+    }
+}
+
+/// One trading status of one symbol.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TradingStatus {
+    /// The symbol.
+    pub symbol: String,
+    /// When the status took effect (the exchange's time, UTC epoch ms).
+    pub ts_ms: i64,
+    /// What the symbol does from then on.
+    pub state: TradingState,
+    /// The reason code (`T1`, `LUDP`, `MWC1`, ...); may be empty.
+    pub code: String,
+    /// The reason in words; may be empty.
+    pub reason: String,
+}
+
+fn cut(s: &str, max_chars: usize) -> String {
+    s.chars().filter(|c| !c.is_control()).take(max_chars).collect()
+}
+
+impl TradingStatus {
+    /// A status; `code` and `reason` are cut to [`MAX_CODE_CHARS`] and [`MAX_REASON_CHARS`]
+    /// (control characters dropped).
+    pub fn new(symbol: &str, ts_ms: i64, state: TradingState, code: &str, reason: &str) -> TradingStatus {
+        TradingStatus { symbol: symbol.to_owned(), ts_ms, state, code: cut(code, MAX_CODE_CHARS), reason: cut(reason, MAX_REASON_CHARS) }
+    }
+
+    /// The status an Alpaca message says (`S`, `t` as epoch ms, `sc`, `rc`, `rm`), validated.
+    ///
+    /// # Errors
+    /// [`WireError::WrongType`] for a status code this build does not know; the errors of
+    /// [`TradingStatus::validate`].
+    pub fn from_alpaca(symbol: &str, ts_ms: i64, status_code: &str, reason_code: &str, reason: &str) -> Result<TradingStatus, WireError> {
+        let state = TradingState::from_alpaca(status_code)
+            .ok_or_else(|| WireError::WrongType { detail: format!("trading status code `sc` {status_code:?} is not one of H, P, Q, T") })?;
+        let status = TradingStatus::new(symbol, ts_ms, state, reason_code, reason);
+        status.validate()?;
+        Ok(status)
+    }
+
+    /// The rules a status line meets: the symbol rule, and `ts_ms` epoch milliseconds between
+    /// 1990 and 2100 (any millisecond: a halt starts when it starts).
+    ///
+    /// # Errors
+    /// [`WireError::InvalidSymbol`], [`WireError::InvalidTimestamp`].
+    pub fn validate(&self) -> Result<(), WireError> {
+        validate_symbol(&self.symbol)?;
+        if !(MIN_TIMESTAMP_MS..MAX_TIMESTAMP_MS).contains(&self.ts_ms) {
+            return Err(WireError::InvalidTimestamp { timestamp_ms: self.ts_ms });
+        }
+        Ok(())
+    }
+}
+
+#[derive(Serialize)]
+struct StatusLineOut<'a> {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    v: u64,
+    symbol: &'a str,
+    ts_ms: i64,
+    status: &'static str,
+    code: &'a str,
+    reason: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    seq: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    writer: Option<&'a str>,
+}
+
+/// Append `status` as one `trading_status` wire line, newline included (README, "Wire
+/// protocol"): `{"type":"trading_status","v":1,"symbol":..,"ts_ms":..,"status":..,"code":..,
+/// "reason":..}` and the writer's envelope when given. The journal writes it without one.
+pub fn write_status_line(out: &mut Vec<u8>, status: &TradingStatus, seq: Option<u64>, writer: Option<&str>) {
+    let line = StatusLineOut {
+        kind: "trading_status",
+        v: TRADING_STATUS_VERSION,
+        symbol: &status.symbol,
+        ts_ms: status.ts_ms,
+        status: status.state.as_str(),
+        code: &status.code,
+        reason: &status.reason,
+        seq,
+        writer,
+    };
+    serde_json::to_writer(&mut *out, &line).expect("writing to a Vec cannot fail");
+    out.push(b'\n');
+}
+
+/// A time without trading of one symbol.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Halt {
+    /// When trading stopped (UTC epoch ms).
+    pub start_ms: i64,
+    /// When trading resumed; `None` while it has not.
+    pub end_ms: Option<i64>,
+    /// The reason code of the status that started it.
+    pub code: String,
+    /// The reason in words.
+    pub reason: String,
+}
+
+/// A symbol's trading state now.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SymbolTrading {
+    /// The state.
+    pub state: TradingState,
+    /// Since when (the status's time, UTC epoch ms).
+    pub since_ms: i64,
+    /// The reason code of the last status.
+    pub code: String,
+    /// The reason in words.
+    pub reason: String,
+}
+
+#[derive(Debug, Default)]
+struct Entry {
+    now: Option<SymbolTrading>,
+    halts: VecDeque<Halt>,
+    seen: VecDeque<(i64, TradingState, String)>,
+}
+
+/// What [`TradingBook::apply`] did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Applied {
+    /// New: the symbol's state or its history changed.
+    New,
+    /// The same status (time, state, code) was applied before: nothing changed.
+    Duplicate,
+}
+
+/// Each symbol's trading state and its recent halted intervals. Thread-safe.
+#[derive(Debug, Default)]
+pub struct TradingBook {
+    inner: Mutex<HashMap<String, Entry>>,
+}
+
+impl TradingBook {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Entry>> {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Record a status. A status older than the symbol's current one only adds to the history
+    /// when it closes or opens nothing out of order: it is taken as it comes (statuses of one
+    /// symbol arrive in order from one stream; a journal replays them in order).
+    pub fn apply(&self, s: &TradingStatus) -> Applied {
+        let mut map = self.lock();
+        let e = map.entry(s.symbol.clone()).or_default();
+        let key = (s.ts_ms, s.state, s.code.clone());
+        if e.seen.contains(&key) {
+            return Applied::Duplicate;
+        }
+        if e.seen.len() == MAX_SEEN_PER_SYMBOL {
+            e.seen.pop_front();
+        }
+        e.seen.push_back(key);
+        let was_halted = e.now.as_ref().is_some_and(|n| n.state.is_halted());
+        match (was_halted, s.state.is_halted()) {
+            (false, true) => {
+                if e.halts.len() == MAX_HALTS_PER_SYMBOL {
+                    e.halts.pop_front();
+                }
+                e.halts.push_back(Halt { start_ms: s.ts_ms, end_ms: None, code: s.code.clone(), reason: s.reason.clone() });
+            }
+            (true, false) => {
+                if let Some(h) = e.halts.back_mut().filter(|h| h.end_ms.is_none()) {
+                    h.end_ms = Some(s.ts_ms.max(h.start_ms));
+                }
+            }
+            _ => {}
+        }
+        let since_ms = match &e.now {
+            // Halted → paused → quoting is one time without trading: it started with the first.
+            Some(n) if n.state.is_halted() == s.state.is_halted() && n.state.is_halted() => n.since_ms,
+            _ => s.ts_ms,
+        };
+        e.now = Some(SymbolTrading { state: s.state, since_ms, code: s.code.clone(), reason: s.reason.clone() });
+        Applied::New
+    }
+
+    /// True when the symbol's last status says it does not trade.
+    pub fn is_halted(&self, symbol: &str) -> bool {
+        self.lock().get(symbol).and_then(|e| e.now.as_ref()).is_some_and(|n| n.state.is_halted())
+    }
+
+    /// True when `symbols` is not empty and every one of them is halted.
+    pub fn all_halted<S: AsRef<str>>(&self, symbols: &[S]) -> bool {
+        let map = self.lock();
+        !symbols.is_empty() && symbols.iter().all(|s| map.get(s.as_ref()).and_then(|e| e.now.as_ref()).is_some_and(|n| n.state.is_halted()))
+    }
+
+    /// Symbols halted now.
+    pub fn halted_count(&self) -> usize {
+        self.lock().values().filter(|e| e.now.as_ref().is_some_and(|n| n.state.is_halted())).count()
+    }
+
+    /// The current state of every symbol that is not trading.
+    pub fn halted_now(&self) -> BTreeMap<String, SymbolTrading> {
+        self.lock().iter().filter_map(|(s, e)| e.now.clone().filter(|n| n.state.is_halted()).map(|n| (s.clone(), n))).collect()
+    }
+
+    /// The symbol's remembered halted intervals, oldest first (the last may be open).
+    pub fn halts(&self, symbol: &str) -> Vec<Halt> {
+        self.lock().get(symbol).map(|e| e.halts.iter().cloned().collect()).unwrap_or_default()
+    }
+
+    /// Every symbol's remembered halted intervals.
+    pub fn all_halts(&self) -> BTreeMap<String, Vec<Halt>> {
+        self.lock().iter().filter(|(_, e)| !e.halts.is_empty()).map(|(s, e)| (s.clone(), e.halts.iter().cloned().collect())).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const T: i64 = 1_759_930_200_000;
+
+    fn st(sym: &str, min: i64, state: TradingState, code: &str) -> TradingStatus {
+        TradingStatus::new(sym, T + min * 60_000, state, code, "")
+    }
+
+    #[test]
+    fn halts_open_and_close_and_repeats_are_duplicates() {
+        let book = TradingBook::default();
+        assert_eq!(book.apply(&st("A", 1, TradingState::Halted, "T1")), Applied::New);
+        assert_eq!(book.apply(&st("A", 1, TradingState::Halted, "T1")), Applied::Duplicate);
+        book.apply(&st("A", 10, TradingState::Quoting, "T1"));
+        assert_eq!(book.halted_now()["A"].since_ms, T + 60_000, "halt then quote-only is one halt");
+        book.apply(&st("A", 14, TradingState::Trading, "T1"));
+        assert!(!book.is_halted("A"));
+        assert_eq!(book.halts("A"), vec![Halt { start_ms: T + 60_000, end_ms: Some(T + 14 * 60_000), code: "T1".into(), reason: String::new() }]);
+        book.apply(&st("A", 20, TradingState::Paused, "LUDP"));
+        assert_eq!(book.halts("A").len(), 2);
+        assert_eq!(book.halts("A")[1].end_ms, None);
+    }
+
+    #[test]
+    fn all_halted_needs_every_symbol() {
+        let book = TradingBook::default();
+        assert!(!book.all_halted::<&str>(&[]));
+        book.apply(&st("A", 1, TradingState::Halted, "MWC1"));
+        assert!(!book.all_halted(&["A", "B"]));
+        book.apply(&st("B", 1, TradingState::Halted, "MWC1"));
+        assert!(book.all_halted(&["A", "B"]));
+        assert_eq!(book.halted_count(), 2);
+        book.apply(&st("B", 16, TradingState::Trading, "MWC1"));
+        assert!(!book.all_halted(&["A", "B"]));
+    }
+
+    #[test]
+    fn alpaca_codes_map_and_unknown_ones_are_refused() {
+        let s = TradingStatus::from_alpaca("SPY", T, "H", "MWC1", "Market Wide Circuit Breaker Halt - Level 1").unwrap();
+        assert_eq!(s.state, TradingState::Halted);
+        assert!(TradingStatus::from_alpaca("SPY", T, "X", "", "").is_err());
+        assert!(matches!(TradingStatus::from_alpaca("spy", T, "H", "", ""), Err(WireError::InvalidSymbol { .. })));
+        assert!(matches!(TradingStatus::from_alpaca("SPY", T / 1000, "H", "", ""), Err(WireError::InvalidTimestamp { .. })));
+        let long = TradingStatus::new("SPY", T, TradingState::Halted, &"C".repeat(100), &"é\n".repeat(3000));
+        let mut line = Vec::new();
+        write_status_line(&mut line, &long, Some(u64::MAX), Some(&"w".repeat(64)));
+        assert!(line.len() < 1024, "{} bytes", line.len());
+    }
+}

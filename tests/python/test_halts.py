@@ -1,0 +1,122 @@
+"""Trading halts against the fake server with the real alpaca-py client, sidecar and consumer:
+a halt is a halt (not holes, not stale), a market-wide one forces no reconnect, and a dead
+socket during a halt is still found (docs/ARCHITECTURE.md, "Trading statuses")."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from fake_alpaca.server import FakeAlpacaServer
+
+from conftest import KEY, SECRET, Consumer, wait_for
+
+# Data minutes inside a real NYSE session (2025-10-08 10:00 New York), so that `barbridge gaps`
+# has a session to count in; the data clock runs from there at 0.25 s a minute.
+SESSION_DATE = "2025-10-08"
+EPOCH_MS = 1_759_932_000_000
+SYMBOLS = ("SPY", "SH", "SDS")
+
+
+@pytest.fixture
+def halt_server():
+    import time
+    srv = FakeAlpacaServer(symbols=SYMBOLS, interval=0.25, key=KEY, secret=SECRET, prefill=0,
+                           epoch_ms=EPOCH_MS, epoch_wall=time.time()).start_in_thread()
+    yield srv
+    srv.stop()
+
+
+def status(consumer: Consumer, tmp_path: Path) -> dict:
+    path = tmp_path / f"{consumer.name}.status.json"
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def bars_of(consumer: Consumer, symbol: str) -> list[int]:
+    return sorted(b["timestamp_ms"] for b in consumer.bars() if b["symbol"] == symbol)
+
+
+def data_minutes_pass(server: FakeAlpacaServer, n: int) -> None:
+    """Wait until the server's data clock has moved ``n`` minutes on (a wait on the data, not a
+    wall-clock threshold)."""
+    start = server.data_minute()
+    wait_for(lambda: server.data_minute() >= start + n * 60_000, timeout=60, what=f"{n} data minutes")
+
+
+def gaps(consumer_bin: Path, journal: Path) -> dict:
+    r = subprocess.run([str(consumer_bin), "gaps", "--journal", str(journal), "--date", SESSION_DATE, "--json"],
+                       capture_output=True, text=True, timeout=30)
+    assert r.returncode == 0, r.stderr
+    return {g["symbol"]: g for g in json.loads(r.stdout)["symbols"]}
+
+
+def test_a_single_symbol_halt_is_halted_not_holes(halt_server, start_sidecar, start_consumer, fifo_path, tmp_path,
+                                                   consumer_bin):
+    journal = tmp_path / "journal"
+    consumer = start_consumer(fifo_path, "--journal", str(journal))
+    sidecar = start_sidecar(fifo_path, "--stale-after", "2", "--symbols", ",".join(SYMBOLS), server=halt_server)
+    wait_for(lambda: all(len(bars_of(consumer, s)) >= 3 for s in SYMBOLS), timeout=60, what="bars of every symbol")
+    halt_server.inject("halt:SH")
+    wait_for(lambda: "SH" in status(consumer, tmp_path).get("halted", {}), timeout=30, what="SH halted in the status")
+    data_minutes_pass(halt_server, 12)
+    halt_server.inject("unhalt:SH")
+    resumed = halt_server.data_minute()
+    wait_for(lambda: any(t > resumed for t in bars_of(consumer, "SH")), timeout=30, what="SH bars again")
+    wait_for(lambda: (st := status(consumer, tmp_path)) and "SH" not in st.get("halted", {}), timeout=30,
+             what="SH trading")
+    st = status(consumer, tmp_path)
+    c = st["health"]["counters"]
+    assert (c["trading_statuses"], c["halts"], c["reconnects"]) == (2, 1, 0), c
+    g = gaps(consumer_bin, journal)
+    assert g["SH"]["holes"] == [], g["SH"]
+    assert g["SH"]["halted_minutes"] >= 10, g["SH"]
+    assert [(h["code"], h["end_ms"] is not None) for h in g["SH"]["halts"]] == [("T1", True)]
+    assert g["SPY"]["holes"] == [] and g["SPY"]["halted_minutes"] == 0, g["SPY"]
+    text = subprocess.run([str(consumer_bin), "gaps", "--journal", str(journal), "--date", SESSION_DATE],
+                          capture_output=True, text=True, timeout=30).stdout
+    assert "halted " in text and "code T1" in text, text
+    assert halt_server.stats["connections"] == 1 and "forcing a reconnect" not in sidecar.stderr()
+
+
+def test_a_market_wide_halt_forces_no_reconnect_but_a_dead_socket_is_found(
+        halt_server, start_sidecar, start_consumer, fifo_path, tmp_path, consumer_bin):
+    journal = tmp_path / "journal"
+    consumer = start_consumer(fifo_path, "--journal", str(journal))
+    # The keepalive's own timeout is long here: finding the dead socket is the halt probe's job.
+    sidecar = start_sidecar(fifo_path, "--stale-after", "2", "--ping-timeout", "120", "--symbols", ",".join(SYMBOLS),
+                            server=halt_server)
+    wait_for(lambda: all(len(bars_of(consumer, s)) >= 2 for s in SYMBOLS), timeout=60, what="bars of every symbol")
+    halt_server.inject("halt_all")
+    wait_for(lambda: len(status(consumer, tmp_path).get("halted", {})) == 3, timeout=30, what="every symbol halted")
+    wait_for(lambda: "every subscribed symbol is halted" in sidecar.stderr(), timeout=30, what="the sidecar noticing")
+    data_minutes_pass(halt_server, 40)  # 10 s: five times --stale-after without a bar
+    st = status(consumer, tmp_path)
+    assert halt_server.stats["connections"] == 1, "a market-wide halt forced a reconnect"
+    assert st["health"]["counters"]["reconnects"] == 0
+    assert st["health"]["state"] == "live", "heartbeats keep the consumer live during the halt"
+    assert st["health"]["sidecar"]["state"] == "subscribed", st["health"]["sidecar"]
+    assert all(h["code"] == "MWC1" for h in st["halted"].values())
+    # The socket dies without closing: pings go unanswered. The probe finds it.
+    halt_server.inject("blackhole")
+    wait_for(lambda: halt_server.stats["connections"] >= 2 and halt_server.authenticated_clients() == 1,
+             timeout=60, what="a reconnect after the socket went dead")
+    assert "got no pong" in sidecar.stderr()
+    wait_for(lambda: status(consumer, tmp_path)["health"]["counters"]["reconnects"] >= 1, timeout=30,
+             what="the reconnect in the consumer's counters")
+    halt_server.inject("unhalt_all")
+    resumed = halt_server.data_minute()
+    wait_for(lambda: all(any(t > resumed for t in bars_of(consumer, s)) for s in SYMBOLS), timeout=30,
+             what="bars after the halt")
+    wait_for(lambda: (st := status(consumer, tmp_path)) and not st.get("halted"), timeout=30, what="trading again")
+    g = gaps(consumer_bin, journal)
+    for s in SYMBOLS:
+        assert g[s]["holes"] == [] and g[s]["halted_minutes"] >= 40, g[s]
+    shown = subprocess.run([str(consumer_bin), "status", "--status-file", str(tmp_path / f"{consumer.name}.status.json")],
+                             capture_output=True, text=True, timeout=30)
+    assert "trading   6 statuses, 3 halts" in shown.stdout, shown.stdout
