@@ -34,7 +34,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Dict, List, Optional, Tuple
+from typing import IO, Dict, List, Optional, Sequence, Tuple
 
 REPO = Path(__file__).resolve().parent.parent
 BASE_MS = 1_759_930_080_000  # 2025-10-08 13:28 UTC, a minute in a regular session
@@ -145,24 +145,27 @@ class Rig:
 
     def submit(self, n: int, rate: Optional[float] = None) -> List[Key]:
         """Submit `n` new bars (one per (symbol, minute)), paced at `rate` bars/s or at once."""
-        keys = []
-        t0 = time.monotonic_ns()
-        for i in range(n):
-            j = self.next + i
-            symbol, minute = f"S{j % SYMBOLS:03d}", j // SYMBOLS
-            ts = BASE_MS + minute * 60_000
-            if rate:
-                due = t0 + int(i * 1e9 / rate)
-                while (now := time.monotonic_ns()) < due:
-                    time.sleep(min((due - now) / 1e9, 0.001))
-            close = 100.0 + (j % 97) * 0.01
-            self.sent[(symbol, ts)] = time.monotonic_ns()
-            if not self.writer.submit_bar({"symbol": symbol, "timestamp_ms": ts, "open": close,
-                                           "high": close + 0.05, "low": close - 0.05, "close": close,
-                                           "volume": 1000 + j % 500, "vwap": close, "trade_count": 10}):
-                raise SystemExit("bench_nats: the FIFO writer refused a bar (backlog full?)")
+        bars: List[Dict[str, object]] = []
+        keys: List[Key] = []
+        for j in range(self.next, self.next + n):
+            symbol, ts, close = f"S{j % SYMBOLS:03d}", BASE_MS + j // SYMBOLS * 60_000, 100.0 + (j % 97) * 0.01
+            bars.append({"symbol": symbol, "timestamp_ms": ts, "open": close, "high": close + 0.05,
+                         "low": close - 0.05, "close": close, "volume": 1000 + j % 500, "vwap": close,
+                         "trade_count": 10})
             keys.append((symbol, ts))
         self.next += n
+        submit, clock = self.writer.submit_bar, time.monotonic_ns
+        stamps = []
+        t0 = clock()
+        for i, bar in enumerate(bars):
+            if rate:
+                due = t0 + int(i * 1e9 / rate)
+                while (now := clock()) < due:
+                    time.sleep(min((due - now) / 1e9, 0.001))
+            stamps.append(clock())
+            if not submit(bar):
+                raise SystemExit("bench_nats: the FIFO writer refused a bar (backlog full?)")
+        self.sent.update(zip(keys, stamps, strict=True))
         return keys
 
     def wait_all(self, keys: List[Key], timeout: float = 300.0) -> None:
@@ -171,15 +174,17 @@ class Rig:
                      lambda r=r: r.count(keys) == len(keys), timeout)
 
     def close(self) -> None:
+        """Stop the consumers, then nats-server (so they do not log its shutdown)."""
         self.writer.close(2.0)
-        for p in reversed(self.procs):
-            p.terminate()
-        for p in self.procs:
-            try:
-                p.wait(10)
-            except subprocess.TimeoutExpired:
-                p.kill()
-                p.wait()
+        for group in (self.procs[1:], self.procs[:1]):
+            for p in group:
+                p.terminate()
+            for p in group:
+                try:
+                    p.wait(10)
+                except subprocess.TimeoutExpired:
+                    p.kill()
+                    p.wait()
 
 
 def _connects(port: int) -> bool:
@@ -190,7 +195,7 @@ def _connects(port: int) -> bool:
         return False
 
 
-def pct(values: List[float], p: float) -> float:
+def pct(values: Sequence[float], p: float) -> float:
     s = sorted(values)
     return s[min(len(s) - 1, int(p / 100 * len(s)))]
 
@@ -204,7 +209,7 @@ def steady(rig: Rig, rate: float, seconds: float) -> Dict[str, Tuple[float, floa
     rig.wait_all(keys)
     out = {}
     for r in rig.readers:
-        lat = [a - rig.sent[k] for k, a in zip(keys, r.times(keys))]
+        lat = [a - rig.sent[k] for k, a in zip(keys, r.times(keys), strict=True)]
         out[r.name] = (pct(lat, 50), pct(lat, 99))
     return out
 
