@@ -387,9 +387,9 @@ fn run(
     );
     match result {
         Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
+        Err((code, e)) => {
             eprintln!("barbridge: {e}");
-            ExitCode::from(1)
+            ExitCode::from(code)
         }
     }
 }

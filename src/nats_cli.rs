@@ -27,17 +27,18 @@ pub struct NatsArgs {
     /// The <feed> token of the subjects bars.<feed>.<SYMBOL>.
     #[arg(long, default_value = "iex")]
     pub feed: String,
-    /// Replicas of the stream when it is created (a cluster).
+    /// With --publish: replicas of the stream when the publisher creates it (a cluster). A
+    /// subscriber never creates the stream: it waits for the publisher to.
     #[arg(long, default_value_t = 1)]
     pub stream_replicas: usize,
-    /// Keep the stream in memory instead of files when it is created.
+    /// With --publish: keep the stream in memory instead of files when it is created.
     #[arg(long)]
     pub stream_memory: bool,
-    /// Hours a message is kept, when the stream is created.
+    /// With --publish: hours a message is kept, when the stream is created.
     #[arg(long, default_value_t = 168.0)]
     pub stream_max_age_hours: f64,
-    /// Minutes in which the server drops a message id it has seen, when the stream is created
-    /// (covers a publisher restart and the sidecar's backfill look-back).
+    /// With --publish: minutes in which the server drops a message id it has seen, when the
+    /// stream is created (covers a publisher restart and the sidecar's backfill look-back).
     #[arg(long, default_value_t = 120.0)]
     pub stream_duplicate_window_minutes: f64,
 }
@@ -59,11 +60,13 @@ impl Feed {
         }
     }
 
-    pub fn join(self) -> Result<(), String> {
+    /// Wait for the feed to end; `Err((2, sentence))` for a setting to fix (another subscriber
+    /// on the same --durable), `Err((1, sentence))` for any other failure.
+    pub fn join(self) -> Result<(), (u8, String)> {
         match self {
-            Feed::Fifo(f) => f.join().map_err(|e| e.to_string()),
+            Feed::Fifo(f) => f.join().map_err(|e| (1, e.to_string())),
             #[cfg(feature = "nats")]
-            Feed::Nats(f) => f.join().map_err(|e| e.to_string()),
+            Feed::Nats(f) => f.join().map_err(|e| (if matches!(e, barbridge::nats::NatsError::DurableInUse { .. }) { 2 } else { 1 }, e.to_string())),
         }
     }
 }

@@ -285,6 +285,93 @@ fn a_second_subscriber_on_one_status_file_is_refused() {
     assert!(err.contains("in use by another consumer"), "{err}");
 }
 
+/// `barbridge run` with stderr collected (to wait for a log line).
+fn run_logged(node: &Node, extra: &[&str]) -> (Proc, Arc<Mutex<String>>) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_barbridge"))
+        .arg("run")
+        .arg("--journal")
+        .arg(node.journal())
+        .arg("--status-file")
+        .arg(node.status())
+        .args(extra)
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let log: Arc<Mutex<String>> = Arc::default();
+    let sink = log.clone();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            sink.lock().unwrap().push_str(&(line + "\n"));
+        }
+    });
+    (Proc(Some(child)), log)
+}
+
+#[test]
+fn a_subscriber_waits_for_the_publisher_to_create_the_stream() {
+    let store = tempfile::tempdir().unwrap();
+    let server = NatsServer::single(store.path());
+    let url = server.url();
+    let sub = Node::new();
+    // Its --stream-memory is not the publisher's choice: it must not make the stream.
+    let (_subscriber, log) = run_logged(&sub, &["--source", &url, "--durable", "early", "--stream-memory"]);
+    assert!(wait_until(LONG, || log.lock().unwrap().contains("waiting for the publisher")), "{}", log.lock().unwrap());
+    let exists = |url: &str| with_js(url, |_, js| async move { js.get_stream("BARS").await.is_ok() });
+    assert!(!exists(&url), "the subscriber created the stream");
+
+    let source = Node::new();
+    let _publisher = source.publisher(&url, &[]);
+    let w = writer(&source);
+    let mut expected = HashMap::new();
+    send(&w, 0..5, 3, &mut expected);
+    assert_exact(&sub, &expected, "subscriber started before the stream existed");
+    let storage = with_js(&url, |_, js| async move { js.get_stream("BARS").await.unwrap().info().await.unwrap().config.storage });
+    assert_eq!(storage, async_nats::jetstream::stream::StorageType::File, "the publisher's settings made the stream");
+    w.close(Duration::from_secs(5));
+}
+
+#[test]
+fn a_second_subscriber_on_one_durable_is_refused() {
+    let store = tempfile::tempdir().unwrap();
+    let server = NatsServer::single(store.path());
+    let url = server.url();
+    let source = Node::new();
+    let _publisher = source.publisher(&url, &[]);
+    let (a, b) = (Node::new(), Node::new());
+    let (mut first, _) = run_logged(&a, &["--source", &url, "--durable", "shared"]);
+    let w = writer(&source);
+    let mut expected = HashMap::new();
+    send(&w, 0..2, 3, &mut expected);
+    assert_exact(&a, &expected, "the first subscriber");
+
+    // Its own status file and journal, the same durable: refused, whatever host it runs on.
+    let (mut second, log) = run_logged(&b, &["--source", &url, "--durable", "shared"]);
+    let child = second.0.as_mut().unwrap();
+    assert!(wait_until(LONG, || child.try_wait().unwrap().is_some()), "the second subscriber on one durable keeps running");
+    assert_eq!(child.try_wait().unwrap().unwrap().code(), Some(2), "{}", log.lock().unwrap());
+    let err = log.lock().unwrap().clone();
+    assert!(err.contains("durable consumer \"shared\" is in use") && err.contains("--durable"), "{err}");
+    assert!(b.records().is_empty(), "the refused subscriber took no bar");
+
+    // A stopped holder releases it at once: the next one with that name goes on where it stopped.
+    let pid = first.0.as_ref().unwrap().id();
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), nix::sys::signal::Signal::SIGTERM).unwrap();
+    assert!(wait_until(LONG, || first.0.as_mut().unwrap().try_wait().unwrap().is_some()));
+    let lease = with_js(&url, |_, js| async move {
+        let leases = js.get_stream(barbridge::nats::LEASE_STREAM).await.unwrap();
+        leases.get_last_raw_message_by_subject(&barbridge::nats::lease_subject("BARS", "shared")).await.is_ok()
+    });
+    assert!(!lease, "a stopped subscriber releases its lease");
+    let (_again, log) = run_logged(&a, &["--source", &url, "--durable", "shared"]);
+    send(&w, 2..4, 3, &mut expected);
+    assert_exact(&a, &expected, "the first subscriber, restarted");
+    drop(log);
+    w.close(Duration::from_secs(5));
+}
+
 #[test]
 fn sigkilled_publisher_and_subscriber_end_exact() {
     let store = tempfile::tempdir().unwrap();
@@ -327,8 +414,10 @@ fn sigkilled_publisher_and_subscriber_end_exact() {
     w.close(Duration::from_secs(5));
 }
 
+/// The case: NATS stopped for 30 s while bars stream in (one minute of 10 symbols a
+/// second). The only long test of this file.
 #[test]
-fn nats_outage_is_a_visible_backlog_that_drains() {
+fn nats_outage_of_30_s_is_a_visible_backlog_that_drains() {
     let store = tempfile::tempdir().unwrap();
     let mut server = NatsServer::single(store.path());
     let url = server.url();
@@ -340,20 +429,30 @@ fn nats_outage_is_a_visible_backlog_that_drains() {
     let mut expected = HashMap::new();
     send(&w, 0..5, 10, &mut expected);
     assert!(wait_until(LONG, || stream_messages(&url) == 50));
+    assert_exact(&sub, &expected, "before the outage");
 
     server.stop();
-    send(&w, 5..30, 10, &mut expected);
+    let outage = std::time::Instant::now();
     let backlog = || source.status_json()["sections"]["publish"].clone();
-    assert!(
-        wait_until(LONG, || backlog()["backlog_bytes"].as_u64().unwrap_or(0) > 0 && backlog()["connected"] == false),
-        "the backlog shows in the status: {}",
-        backlog()
-    );
+    let mut minute = 5;
+    let mut seen: Option<u64> = None;
+    while outage.elapsed() < Duration::from_secs(30) {
+        send(&w, minute..minute + 1, 10, &mut expected);
+        minute += 1;
+        let now = backlog();
+        if now["connected"] == false {
+            seen = seen.max(now["backlog_bytes"].as_u64());
+        }
+        std::thread::sleep(Duration::from_secs(1));
+    }
+    let during = seen.unwrap_or(0);
+    assert!(during > 0, "the backlog showed in the status during the outage: {}", backlog());
     assert_exact(&source, &expected, "ingest goes on while NATS is down");
     server.restart();
-    assert!(wait_until(Duration::from_secs(60), || stream_messages(&url) == 300), "drained: {}", stream_messages(&url));
-    assert!(wait_until(LONG, || backlog()["backlog_bytes"] == 0), "backlog back to 0: {}", backlog());
-    assert_exact(&sub, &expected, "subscriber");
+    let total = expected.len() as u64;
+    assert!(wait_until(Duration::from_secs(60), || stream_messages(&url) == total), "drained: {} of {total}", stream_messages(&url));
+    assert!(wait_until(LONG, || backlog()["backlog_bytes"] == 0 && backlog()["connected"] == true), "backlog back to 0: {}", backlog());
+    assert_exact(&sub, &expected, "subscriber after the outage");
     w.close(Duration::from_secs(5));
 }
 
@@ -392,9 +491,8 @@ fn three_node_cluster_survives_losing_a_node() {
     let source = Node::new();
     let _publisher = source.publisher(&all, &["--stream-replicas", "3"]);
     let sub = Node::new();
-    // Either side may create the stream first: both ask for three replicas (an R1 stream made
-    // by the subscriber could live on the node killed below).
-    let _subscriber = sub.subscriber(&all, &["--durable", "clustered", "--stream-replicas", "3"]);
+    // The publisher makes the stream (three replicas); the subscriber waits for it.
+    let _subscriber = sub.subscriber(&all, &["--durable", "clustered"]);
     let w = writer(&source);
     let mut expected = HashMap::new();
     send(&w, 0..10, 5, &mut expected);

@@ -22,10 +22,12 @@
 //! crate stays thread-based.
 
 mod check;
+mod lease;
 mod publish;
 mod subscribe;
 
 pub use check::{check_server, CheckFailed, CheckReport};
+pub use lease::{lease_subject, LEASE_STREAM, RENEW_EVERY, STALE_AFTER};
 
 pub use publish::{PublishStatus, Publisher, PUBLISH_CURSOR_FILE};
 pub use subscribe::{NatsFeed, SubscribeOptions};
@@ -60,6 +62,8 @@ pub enum NatsError {
     /// The thread panicked (a bug; its message went to the log).
     #[error("the NATS thread panicked")]
     Panicked,
+    #[error("durable consumer {durable:?} is in use by another live subscriber ({holder}); give this one its own --durable NAME (two subscribers on one durable would split the bars between them)")]
+    DurableInUse { durable: String, holder: String },
 }
 
 /// The JetStream stream the bars go to, and how it is created when absent.
@@ -202,6 +206,43 @@ async fn ensure_stream(
             Err(e) => {
                 if !logged {
                     log::warn!("JetStream stream {} is not usable yet ({e}); retrying every second", options.name);
+                    logged = true;
+                }
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        }
+    }
+    None
+}
+
+/// Wait for the stream to exist (the publisher creates it; a subscriber never does, so the
+/// stream's settings are the publisher's alone). Logs once while waiting.
+async fn wait_for_stream(
+    js: &async_nats::jetstream::Context,
+    options: &StreamOptions,
+    stop: &std::sync::atomic::AtomicBool,
+) -> Option<async_nats::jetstream::stream::Stream> {
+    use async_nats::jetstream::context::GetStreamErrorKind;
+    let mut logged = false;
+    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+        match js.get_stream(&options.name).await {
+            Ok(stream) => {
+                if logged {
+                    log::info!("JetStream stream {} is there: subscribing", options.name);
+                }
+                return Some(stream);
+            }
+            Err(e) => {
+                if !logged {
+                    let missing = matches!(e.kind(), GetStreamErrorKind::JetStream(ref j) if j.error_code() == async_nats::jetstream::ErrorCode::STREAM_NOT_FOUND);
+                    if missing {
+                        log::warn!(
+                            "JetStream stream {} does not exist yet: waiting for the publisher (barbridge run --publish) to create it",
+                            options.name
+                        );
+                    } else {
+                        log::warn!("JetStream stream {} is not usable yet ({e}); retrying every second", options.name);
+                    }
                     logged = true;
                 }
                 tokio::time::sleep(Duration::from_secs(1)).await;

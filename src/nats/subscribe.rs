@@ -15,7 +15,8 @@ use std::time::Duration;
 use async_nats::jetstream::consumer::{pull, AckPolicy, DeliverPolicy};
 use futures_util::StreamExt;
 
-use super::{connect, ensure_stream, runtime, subject_token, NatsError, StreamOptions};
+use super::lease::Lease;
+use super::{connect, runtime, subject_token, wait_for_stream, NatsError, StreamOptions};
 use crate::feed::Consumer;
 use crate::wire::{parse_line, Line, WireError};
 
@@ -142,8 +143,29 @@ async fn subscribe(consumer: &Consumer, url: &str, options: &SubscribeOptions, s
     let js = async_nats::jetstream::new(client);
     let mut unacked: Vec<async_nats::jetstream::Message> = Vec::new();
     let mut failing = false;
+    let mut lease: Option<Lease> = None;
+    let mut result = Ok(());
     'attach: while !stop.load(Ordering::Relaxed) {
-        let Some(stream) = ensure_stream(&js, &options.stream, stop).await else { break };
+        // The publisher owns the stream and its settings: a subscriber waits for it.
+        let Some(stream) = wait_for_stream(&js, &options.stream, stop).await else { break };
+        if lease.is_none() {
+            let replicas = stream.cached_info().config.num_replicas;
+            match Lease::acquire(&js, &options.stream.name, &options.durable, replicas).await {
+                Ok(Ok(held)) => lease = Some(held),
+                Ok(Err(why)) => {
+                    if !failing {
+                        log::warn!("cannot take the lease of durable {:?} yet ({why}); retrying", options.durable);
+                        failing = true;
+                    }
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    continue;
+                }
+                Err(e) => {
+                    result = Err(e);
+                    break;
+                }
+            }
+        }
         let pull = match stream.get_or_create_consumer(&options.durable, config.clone()).await {
             Ok(c) => c,
             Err(e) => {
@@ -154,6 +176,13 @@ async fn subscribe(consumer: &Consumer, url: &str, options: &SubscribeOptions, s
         };
         log::info!("subscribed to stream {} on {url} as durable {:?}", options.stream.name, options.durable);
         while !stop.load(Ordering::Relaxed) {
+            if let Some(held) = lease.as_mut() {
+                if let Err(e) = held.renew(&options.durable).await {
+                    lease = None;
+                    result = Err(e);
+                    break 'attach;
+                }
+            }
             let batch = pull.fetch().max_messages(1_000).expires(Duration::from_millis(500)).messages().await;
             let mut batch = match batch {
                 Ok(b) => b,
@@ -202,7 +231,10 @@ async fn subscribe(consumer: &Consumer, url: &str, options: &SubscribeOptions, s
             let _ = message.ack().await;
         }
     }
-    Ok(())
+    if let Some(held) = lease {
+        held.release().await;
+    }
+    result
 }
 
 /// Ingest one message: a bar or trading status line whose symbol matches its subject, else a

@@ -1,0 +1,272 @@
+#!/usr/bin/env python3
+"""NATS fan-out benchmark: writer -> FIFO -> `barbridge run --publish` -> JetStream ->
+`barbridge run --source` subscribers, with the FIFO path alone (writer -> the publishing
+consumer's store) measured in the same run as the baseline. Not a test: it prints numbers.
+
+Every process is real: a nats-server with JetStream (its own temp dir, a port picked at run
+time), the publishing consumer `barbridge run --fifo F --journal J --publish nats://...`, and
+1, then 3, subscribers `barbridge run --source nats://... --durable subN` with journals of
+their own. The writer is the extension's `barbridge.FifoWriter` (the sidecar's writer) in this
+process. A bar counts as stored when the consumer's `--echo` prints it (the echo thread gets
+each bar after the store accepted it); this process reads every `--echo` pipe and stamps the
+arrival with the same monotonic clock that stamped the send, so latency = stored - submitted.
+
+For 1 and then 3 subscribers (fresh server, consumers and directories each time):
+  steady    --rate bars/s for --seconds: per-bar latency p50/p99, FIFO consumer vs subscribers
+  burst     --burst bars submitted at once: time from the first submit until the last bar is
+            stored (the FIFO consumer, each subscriber)
+  flood     --flood bars at once (3 subscribers only): throughput, bars / time until the last is
+            stored in every subscriber, vs the FIFO consumer's
+
+Usage: scripts/bench_nats.sh [--rate 1000] [--seconds 10] [--burst 10000] [--flood 100000]
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Dict, List, Optional, Sequence, Tuple
+
+REPO = Path(__file__).resolve().parent.parent
+BASE_MS = 1_759_930_080_000  # 2025-10-08 13:28 UTC, a minute in a regular session
+SYMBOLS = 100
+KEY = re.compile(rb'"symbol":"([^"]+)","timestamp_ms":(\d+)')
+
+Key = Tuple[str, int]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_for(what: str, cond, timeout: float = 60.0) -> None:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while not cond():
+        if time.monotonic() > deadline:
+            raise SystemExit(f"bench_nats: timed out waiting for {what}")
+        time.sleep(0.01)
+
+
+@dataclass
+class Reader:
+    """One `barbridge run --echo` process and the arrival time of every bar it stored."""
+
+    name: str
+    proc: subprocess.Popen[bytes]
+    arrived: Dict[Key, int] = field(default_factory=dict)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def start(self) -> None:
+        threading.Thread(target=self._read, args=(self.proc.stdout,), daemon=True).start()
+
+    def _read(self, out: Optional[IO[bytes]]) -> None:
+        assert out is not None
+        fd = out.fileno()
+        rest = b""
+        while chunk := os.read(fd, 1 << 20):
+            now = time.monotonic_ns()
+            data = rest + chunk
+            cut = data.rfind(b"\n") + 1
+            rest = data[cut:]
+            keys = [(m[1].decode(), int(m[2])) for m in KEY.finditer(data, 0, cut)]
+            with self.lock:
+                for k in keys:
+                    self.arrived.setdefault(k, now)
+
+    def has(self, key: Key) -> bool:
+        with self.lock:
+            return key in self.arrived
+
+    def count(self, keys: List[Key]) -> int:
+        with self.lock:
+            return sum(k in self.arrived for k in keys)
+
+    def times(self, keys: List[Key]) -> List[int]:
+        with self.lock:
+            return [self.arrived[k] for k in keys]
+
+
+class Rig:
+    """nats-server, the publishing FIFO consumer, `subscribers` subscribers and the writer."""
+
+    def __init__(self, work: Path, binary: str, subscribers: int) -> None:
+        import barbridge  # the extension (scripts/ensure_extension.sh builds it)
+
+        self.work = work
+        self.procs: List[subprocess.Popen[bytes]] = []
+        port = free_port()
+        (work / "nats").mkdir()
+        self.nats = self._spawn(["nats-server", "-js", "-a", "127.0.0.1", "-p", str(port),
+                                 "-sd", str(work / "nats")], stdout=subprocess.DEVNULL)
+        url = f"nats://127.0.0.1:{port}"
+        wait_for("nats-server", lambda: _connects(port))
+        env = {**os.environ, "RUST_LOG": "warn"}
+        pub = work / "publisher"
+        self.fifo = pub / "run" / "bars.fifo"
+        self.fifo_reader = Reader("FIFO consumer", self._spawn(
+            [binary, "run", "--fifo", str(self.fifo), "--journal", str(pub / "journal"),
+             "--status-file", str(pub / "run" / "status.json"), "--publish", url, "--echo"], env=env))
+        wait_for("the publishing consumer's FIFO", self.fifo.exists)
+        self.subs = [Reader(f"subscriber {i + 1}", self._spawn(
+            [binary, "run", "--source", url, "--durable", f"bench-{i + 1}",
+             "--journal", str(work / f"sub{i + 1}" / "journal"),
+             "--status-file", str(work / f"sub{i + 1}" / "run" / "status.json"), "--echo"], env=env))
+            for i in range(subscribers)]
+        for r in self.readers:
+            r.start()
+        self.writer = barbridge.FifoWriter(self.fifo, writer="bench-nats", heartbeat=0.0, backlog=1_000_000)
+        self.writer.start()
+        self.sent: Dict[Key, int] = {}
+        self.next = 0
+        # Warm up: one bar through every reader (the stream exists, every durable is attached).
+        warm = self.submit(1)[0]
+        wait_for("the first bar in every subscriber", lambda: all(r.has(warm) for r in self.readers))
+
+    @property
+    def readers(self) -> List[Reader]:
+        return [self.fifo_reader, *self.subs]
+
+    def _spawn(self, cmd: List[str], **kw) -> subprocess.Popen[bytes]:  # type: ignore[no-untyped-def]
+        kw.setdefault("stdout", subprocess.PIPE)
+        p = subprocess.Popen(cmd, stderr=subprocess.PIPE if "env" not in kw else None, **kw)
+        self.procs.append(p)
+        return p
+
+    def submit(self, n: int, rate: Optional[float] = None) -> List[Key]:
+        """Submit `n` new bars (one per (symbol, minute)), paced at `rate` bars/s or at once."""
+        bars: List[Dict[str, object]] = []
+        keys: List[Key] = []
+        for j in range(self.next, self.next + n):
+            symbol, ts, close = f"S{j % SYMBOLS:03d}", BASE_MS + j // SYMBOLS * 60_000, 100.0 + (j % 97) * 0.01
+            bars.append({"symbol": symbol, "timestamp_ms": ts, "open": close, "high": close + 0.05,
+                         "low": close - 0.05, "close": close, "volume": 1000 + j % 500, "vwap": close,
+                         "trade_count": 10})
+            keys.append((symbol, ts))
+        self.next += n
+        submit, clock = self.writer.submit_bar, time.monotonic_ns
+        stamps = []
+        t0 = clock()
+        for i, bar in enumerate(bars):
+            if rate:
+                due = t0 + int(i * 1e9 / rate)
+                while (now := clock()) < due:
+                    time.sleep(min((due - now) / 1e9, 0.001))
+            stamps.append(clock())
+            if not submit(bar):
+                raise SystemExit("bench_nats: the FIFO writer refused a bar (backlog full?)")
+        self.sent.update(zip(keys, stamps, strict=True))
+        return keys
+
+    def wait_all(self, keys: List[Key], timeout: float = 300.0) -> None:
+        for r in self.readers:
+            wait_for(f"{len(keys):,} bars in {r.name} (has {r.count(keys):,})",
+                     lambda r=r: r.count(keys) == len(keys), timeout)
+
+    def close(self) -> None:
+        """Stop the consumers, then nats-server (so they do not log its shutdown)."""
+        self.writer.close(2.0)
+        for group in (self.procs[1:], self.procs[:1]):
+            for p in group:
+                p.terminate()
+            for p in group:
+                try:
+                    p.wait(10)
+                except subprocess.TimeoutExpired:
+                    p.kill()
+                    p.wait()
+
+
+def _connects(port: int) -> bool:
+    try:
+        socket.create_connection(("127.0.0.1", port), 0.2).close()
+        return True
+    except OSError:
+        return False
+
+
+def pct(values: Sequence[float], p: float) -> float:
+    s = sorted(values)
+    return s[min(len(s) - 1, int(p / 100 * len(s)))]
+
+
+def ms(ns: float) -> str:
+    return f"{ns / 1e6:.2f} ms"
+
+
+def steady(rig: Rig, rate: float, seconds: float) -> Dict[str, Tuple[float, float]]:
+    keys = rig.submit(int(rate * seconds), rate)
+    rig.wait_all(keys)
+    out = {}
+    for r in rig.readers:
+        lat = [a - rig.sent[k] for k, a in zip(keys, r.times(keys), strict=True)]
+        out[r.name] = (pct(lat, 50), pct(lat, 99))
+    return out
+
+
+def burst(rig: Rig, n: int) -> Dict[str, float]:
+    """Time from the first submit until the last bar of the burst is stored, per reader."""
+    keys = rig.submit(n)
+    rig.wait_all(keys)
+    first = rig.sent[keys[0]]
+    return {r.name: max(r.times(keys)) - first for r in rig.readers}
+
+
+def run_phase(work: Path, binary: str, subscribers: int, args: argparse.Namespace) -> bool:
+    rig = Rig(work, binary, subscribers)
+    try:
+        lat = steady(rig, args.rate, args.seconds)
+        bur = burst(rig, args.burst)
+        flood = burst(rig, args.flood) if subscribers == 3 and args.flood else None
+    finally:
+        rig.close()
+    base_p50, base_p99 = lat["FIFO consumer"]
+    print(f"\n{subscribers} subscriber(s): {args.rate:,.0f} bars/s for {args.seconds:g} s "
+          f"({int(args.rate * args.seconds):,} bars, {SYMBOLS} symbols): submit -> stored")
+    print(f"  {'reader':<15} {'p50':>10} {'p99':>10}   {'p50/FIFO':>8} {'p99/FIFO':>8}   "
+          f"{args.burst:,}-bar burst: last stored")
+    for name, (p50, p99) in lat.items():
+        print(f"  {name:<15} {ms(p50):>10} {ms(p99):>10}   {p50 / base_p50:>7.1f}x {p99 / base_p99:>7.1f}x   "
+              f"{ms(bur[name]):>10} ({bur[name] / bur['FIFO consumer']:.1f}x)")
+    if flood:
+        base = args.flood / (flood["FIFO consumer"] / 1e9)
+        slowest = max(v for k, v in flood.items() if k != "FIFO consumer")
+        rate = args.flood / (slowest / 1e9)
+        print(f"  throughput, {args.flood:,} bars at once: FIFO consumer {base:,.0f} bars/s; stored in all "
+              f"{subscribers} subscribers {rate:,.0f} bars/s = {rate / base:.2f}x the FIFO path "
+              f"(last bar after {ms(slowest)})")
+    return True
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--rate", type=float, default=1000.0, help="bars/s of the steady phase")
+    ap.add_argument("--seconds", type=float, default=10.0, help="length of the steady phase")
+    ap.add_argument("--burst", type=int, default=10_000)
+    ap.add_argument("--flood", type=int, default=0, help="bars of the throughput run (default 0: skipped; see the README)")
+    ap.add_argument("--bin", default=os.environ.get("BARBRIDGE_BIN", str(REPO / "target/release/barbridge")))
+    args = ap.parse_args()
+    if shutil.which("nats-server") is None:
+        raise SystemExit("bench_nats: nats-server is not on PATH (apt-get install nats-server)")
+    print(f"bench_nats: {os.cpu_count()} cores; latency = submitted to the FIFO writer -> printed by "
+          "the reader's --echo after it stored the bar (same monotonic clock)")
+    with tempfile.TemporaryDirectory(prefix="barbridge-bench-nats-") as tmp:
+        for subscribers in (1, 3):
+            work = Path(tmp) / f"s{subscribers}"
+            work.mkdir(mode=0o700)
+            run_phase(work, args.bin, subscribers, args)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
