@@ -62,8 +62,14 @@ pub enum NatsError {
     /// The thread panicked (a bug; its message went to the log).
     #[error("the NATS thread panicked")]
     Panicked,
+    /// Another live subscriber holds the lease on this durable name (module `lease`).
     #[error("durable consumer {durable:?} is in use by another live subscriber ({holder}); give this one its own --durable NAME (two subscribers on one durable would split the bars between them)")]
-    DurableInUse { durable: String, holder: String },
+    DurableInUse {
+        /// The durable consumer's name.
+        durable: String,
+        /// Who holds it: `host pid nonce`.
+        holder: String,
+    },
 }
 
 /// The JetStream stream the bars go to, and how it is created when absent.
