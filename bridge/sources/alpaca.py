@@ -224,8 +224,9 @@ class AlpacaSource:
     def channels(self) -> dict[str, tuple[Callable[..., None], Callable[[Any], Any]]]:
         """Every SDK channel each symbol is subscribed to: the SDK's handler table name →
         (its subscribe method, our handler). The start and every live change use this one list."""
-        channels = {"bars": (self.stream.subscribe_bars, self._on_bar),
-                    "updatedBars": (self.stream.subscribe_updated_bars, self._on_bar)}
+        channels: dict[str, tuple[Callable[..., None], Callable[[Any], Any]]] = {
+            "bars": (self.stream.subscribe_bars, self._on_bar),
+            "updatedBars": (self.stream.subscribe_updated_bars, self._on_bar)}
         if self.trading_statuses:  # halts and resumptions (docs/ARCHITECTURE.md, "Trading statuses")
             channels["statuses"] = (self.stream.subscribe_trading_statuses, self._on_trading_status)
         return channels
