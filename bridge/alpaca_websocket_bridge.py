@@ -99,9 +99,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--interval", type=float, default=60.0, help="synthetic: wall seconds between minutes")
     p.add_argument("--count", type=int, default=None, help="synthetic: minutes to produce, then exit")
     p.add_argument("--seed", type=int, default=None, help="synthetic: random seed")
-    p.add_argument("--halt-every", type=int, default=30, metavar="MINUTES",
+    p.add_argument("--halt-every", type=int, default=0, metavar="MINUTES",
                    help="synthetic: halt the last symbol for 5 minutes every MINUTES minutes, with trading "
-                        "statuses, so the demo shows a halt (0 = never)")
+                        "statuses (the launcher's demo: 30, so it shows a halt; default 0 = never)")
     p.add_argument("--start-ms", type=int, default=None,
                    help="synthetic: timestamp (epoch ms) of the first minute, e.g. to continue after a restart (default: now)")
     p.add_argument("--heartbeat", type=float, default=5.0, help="seconds between heartbeat lines")

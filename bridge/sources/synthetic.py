@@ -31,7 +31,7 @@ class SyntheticSource:
 
     def __init__(self, publisher: Publisher, symbols: list[str], *, interval: float = 60.0,
                  count: Optional[int] = None, seed: Optional[int] = None, start_ms: Optional[int] = None,
-                 halt_every: int = 30, halt_minutes: int = 5) -> None:
+                 halt_every: int = 0, halt_minutes: int = 5) -> None:
         self.pub = publisher
         self.symbols = symbols
         self.interval = interval
