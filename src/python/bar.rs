@@ -219,7 +219,11 @@ fn dict_f64(d: &Bound<'_, PyDict>, key: &Bound<'_, PyString>, name: &'static str
 /// A dict with the wire field names → a bar (or a line, for control types such as heartbeat).
 fn item_from_dict(py: Python<'_>, d: &Bound<'_, PyDict>) -> PyResult<Item> {
     let kind = match dict_field(d, intern!(py, "type")) {
-        None => BarKind::Bar,
+        // No wire `type`: the dicts the extension hands out say `kind` (a correction stays one).
+        None => match bar_kind_from_dict(py, d) {
+            Ok(kind) => kind,
+            Err(e) => return Ok(Item::Bad(e)),
+        },
         Some(t) => match t.downcast::<PyString>().ok().map(|s| s.to_cow().map(|c| c.into_owned())) {
             Some(Ok(s)) if s == "bar" => BarKind::Bar,
             Some(Ok(s)) if s == "updated_bar" => BarKind::UpdatedBar,

@@ -194,6 +194,20 @@ def test_dedupe_and_corrections():
     assert (c.stats()["seq_gaps"], c.stats()["lines_lost"]) == (1, 1)
 
 
+def test_a_dict_the_extension_handed_out_pushes_back_as_what_it_was():
+    # normalise_alpaca() says "kind" (not the wire's "type"): a correction pushed on stays a correction.
+    c = barbridge.Consumer()
+    raw = {"S": "SPY", "t": "2025-10-08T13:31:00Z", "o": 100.0, "h": 100.5, "l": 99.5, "v": 1000}
+    first = barbridge.normalise_alpaca({**raw, "T": "b", "c": 100.0})
+    correction = barbridge.normalise_alpaca({**raw, "T": "u", "c": 100.2})
+    assert correction["kind"] == "updated_bar" and "type" not in correction, correction
+    assert c.push(first) == "appended"
+    assert c.push(correction) == "corrected"
+    assert c.latest("SPY").close == 100.2
+    with pytest.raises(ValueError, match="kind"):
+        c.push({**correction, "kind": "bogus"})
+
+
 # -------------------------------------------------------------------------------- queries
 
 def test_queries_and_columns():
