@@ -73,6 +73,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="--sink inprocess: the Rust consumer rewrites this JSON status file every second")
     p.add_argument("--echo", action="store_true",
                    help="--sink inprocess: print every accepted bar to stdout as a wire line (like barbridge run --echo)")
+    p.add_argument("--consumer-stale-after", type=float, default=120.0, metavar="SECS",
+                   help="--sink inprocess: the consumer's feed is stale after this long without any line; the "
+                        "sink's heartbeats (--heartbeat) count, as on the FIFO path, so a halt is not stale "
+                        "(like barbridge run --stale-after)")
     p.add_argument("--journal", default=None, metavar="DIR",
                    help="--sink inprocess: the Rust consumer journals every accepted bar in DIR (like barbridge run --journal)")
     p.add_argument("--fifo", default=env("BARBRIDGE_FIFO") or config.default_fifo_path(),
@@ -240,7 +244,7 @@ def main(argv: Optional[list[str]] = None) -> int:
                             unacked_bytes=args.unacked_mib << 20)
         else:
             sink = InProcessSink(heartbeat=args.heartbeat, status_file=args.status_file,
-                                 echo=args.echo, journal=args.journal)
+                                 echo=args.echo, journal=args.journal, stale_after=args.consumer_stale_after)
         sink.prepare()
     except SinkError as e:
         return _fail(2, str(e))

@@ -92,6 +92,7 @@ KNOWN_KEYS: dict[str, str] = {
     "HEARTBEAT": "seconds between the sidecar's heartbeat lines",
     "STOP_TIMEOUT": "seconds a process gets to stop before it is killed",
     "DEMO_INTERVAL": "demo: wall seconds per synthetic minute bar",
+    "DEMO_HALT_EVERY": "demo: halt the last symbol 5 minutes every this many minutes (0 = never)",
     # where things go
     "RUNS_DIR": "where dated run directories (logs) and the journal go",
     "BARBRIDGE_RUNTIME_DIR": "private directory for the FIFO, status, pid and lock files",

@@ -307,4 +307,35 @@ mod tests {
         assert!(read_bar_frame(&[0x90]).is_none()); // empty
         assert!(read_bar_frame(b"").is_none());
     }
+
+    // {"T":"s","S":"SPY","sc":"H","rc":"T1","rm":"Halt","t":Timestamp(1759930090, 0)}
+    fn status_message() -> Vec<u8> {
+        let mut f = vec![0x86];
+        for (k, v) in [("T", "s"), ("S", "SPY"), ("sc", "H"), ("rc", "T1"), ("rm", "Halt")] {
+            for s in [k, v] {
+                f.push(0xa0 | s.len() as u8);
+                f.extend_from_slice(s.as_bytes());
+            }
+        }
+        f.extend_from_slice(&[0xa1, b't', 0xd6, 0xff]);
+        f.extend_from_slice(&1_759_930_090u32.to_be_bytes());
+        f
+    }
+
+    #[test]
+    fn a_frame_mixing_bars_and_a_trading_status_is_not_bars_only() {
+        // The status must reach the SDK path with its bars (docs/ARCHITECTURE.md "Trading
+        // statuses"): a bars-only reading would drop it, so the whole frame is left to the SDK.
+        let bar = frame("b", true)[1..].to_vec();
+        let status = status_message();
+        for parts in [vec![&bar, &status], vec![&status, &bar], vec![&bar, &bar, &status], vec![&status]] {
+            let mut f = vec![0x90 | parts.len() as u8];
+            parts.iter().for_each(|p| f.extend_from_slice(p));
+            assert!(read_bar_frame(&f).is_none(), "{} message(s) with a status read as bars only", parts.len());
+        }
+        let mut two_bars = vec![0x92];
+        two_bars.extend_from_slice(&bar);
+        two_bars.extend_from_slice(&bar);
+        assert_eq!(read_bar_frame(&two_bars).map(|b| b.len()), Some(2), "the same bars without the status are read");
+    }
 }

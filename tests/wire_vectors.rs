@@ -66,6 +66,19 @@ fn every_vector_decodes_as_expected() {
                 assert_eq!(s.state, v["state"].as_str().unwrap(), "{name}");
                 assert_eq!(s.detail.as_deref(), v["detail"].as_str(), "{name}");
             }
+            "trading_status" => {
+                let want = &v["trading_status"];
+                let Ok(Line::TradingStatus(t)) = got else { panic!("{name}: {got:?}") };
+                assert_eq!(t.status.symbol, want["symbol"].as_str().unwrap(), "{name}");
+                assert_eq!(t.status.ts_ms, want["ts_ms"].as_i64().unwrap(), "{name}");
+                assert_eq!(t.status.state.as_str(), want["status"].as_str().unwrap(), "{name}");
+                assert_eq!(
+                    (t.status.code.as_str(), t.status.reason.as_str()),
+                    (want["code"].as_str().unwrap(), want["reason"].as_str().unwrap()),
+                    "{name}"
+                );
+                assert_eq!(t.seq, want["seq"].as_u64(), "{name}");
+            }
             "ignored" => assert!(matches!(got, Ok(Line::Unknown { .. } | Line::Empty)), "{name}: {got:?}"),
             other => panic!("{name}: unknown expectation {other}"),
         }

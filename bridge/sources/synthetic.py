@@ -20,6 +20,10 @@ BASE = {"SPY": 671.0, "SPXL": 198.0, "SH": 36.5, "SDS": 15.2}
 BETA = {"SPY": 1.0, "SPXL": 3.0, "SH": -1.0, "SDS": -2.0}
 
 
+HALT_MINUTES = 5
+"""How long a scripted halt lasts by default, in minutes."""
+
+
 class SyntheticSource:
     """One bar per symbol per minute. Symbols share a market factor (SPXL ≈ 3×SPY, SH ≈ −1×,
     SDS ≈ −2×) plus idiosyncratic noise; OHLC comes from sub-minute steps; volume is lognormal.
@@ -31,7 +35,7 @@ class SyntheticSource:
 
     def __init__(self, publisher: Publisher, symbols: list[str], *, interval: float = 60.0,
                  count: Optional[int] = None, seed: Optional[int] = None, start_ms: Optional[int] = None,
-                 halt_every: int = 0, halt_minutes: int = 5) -> None:
+                 halt_every: int = 0, halt_minutes: int = HALT_MINUTES) -> None:
         self.pub = publisher
         self.symbols = symbols
         self.interval = interval
@@ -41,6 +45,9 @@ class SyntheticSource:
         # real time: the first bar is the minute that just closed; accelerated: start now
         self.ts = (start_ms if start_ms is not None else now_ms - (MINUTE_MS if interval >= 60 else 0)) // MINUTE_MS * MINUTE_MS
         self.price = {s: BASE.get(s, 20 + self.rng.random() * 300) for s in symbols}
+        if halt_every < 0 or 0 < halt_every <= halt_minutes:
+            raise ValueError(f"--halt-every {halt_every} must be 0 (never) or more than the {halt_minutes} "
+                             "minutes a synthetic halt lasts.")
         self.halt_every, self.halt_minutes = halt_every, halt_minutes
         self._stop = threading.Event()
         self._lock = threading.Lock()  # the minute's bars vs a live symbol change
@@ -80,6 +87,10 @@ class SyntheticSource:
     def run(self) -> int:
         self.pub.status("connected", "synthetic source")
         self.pub.status("subscribed", "synthetic: " + ",".join(self.symbols))
+        if self.halt_every and len(self.symbols) >= 2:  # the halted symbol's status now, as on subscribe:
+            # a source restarted during its halt (the launcher restarting it) ends that halt
+            self.pub.native.submit_trading_status({"T": "s", "S": self.symbols[-1], "sc": "T", "rc": "",
+                                                   "rm": "", "t": self.ts})
         produced = 0
         next_at = time.monotonic() + (self.interval if self.interval >= 60 else 0)
         if self.interval >= 60:  # align to the wall-clock minute (+1 s, like Alpaca)

@@ -324,7 +324,8 @@ class Supervisor:
                 "--asset", s.asset, "--heartbeat", f"{s.heartbeat:g}", "--stats-interval", "60",
                 "--control", str(s.control_socket), "--symbols-state", str(s.live_symbols_file)]
         if s.mode == "demo":
-            argv += ["--source", "synthetic", "--interval", f"{s.demo_interval:g}"]
+            argv += ["--source", "synthetic", "--interval", f"{s.demo_interval:g}",
+                     "--halt-every", str(s.demo_halt_every)]
             last = display.last_bar_ms(display.read_json(s.status_file), self.path("bars.jsonl"))
             if last > 0:  # continue after the last bar the consumer holds (no repeated minutes)
                 argv += ["--start-ms", str(last + 60_000)]
@@ -471,7 +472,7 @@ class Supervisor:
 
     async def supervise(self, sched: Optional[tuple[int, int, str, str]]) -> None:
         s = self.s
-        bars = display.BarTail(self.path("bars.jsonl"))
+        bars = display.BarTail(self.path("bars.jsonl"), s.status_file)
         eod_done = False
         symbols = current_symbols(s)
         next_status = time.monotonic() + min(s.status_every, 3.0)

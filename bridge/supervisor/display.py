@@ -15,11 +15,14 @@ NY = ZoneInfo("America/New_York")
 class BarTail:
     """Follows the consumer's ``--echo`` output (one wire line per accepted bar) from its current
     end, and turns new bars into one terminal line per minute:
-    ``2026-11-23 10:41 NY   SPY      671.4  SH       36.52``. Other lines (a ``CONSUMER_CMD``
-    program's output) are shown unchanged."""
+    ``2026-11-23 10:41 NY   SPY      671.4  SH       36.52  SDS HALTED since 10:38 (T1)``: a symbol
+    the consumer's status file (``status_file``) lists as ``halted`` and without a bar that minute
+    is shown halted, not dropped. Other lines (a ``CONSUMER_CMD`` program's output) are shown
+    unchanged."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, status_file: Optional[Path] = None) -> None:
         self.path = path
+        self.status_file = status_file
         self.offset = path.stat().st_size if path.exists() else 0
         self.partial = b""
         self.seen = 0
@@ -36,6 +39,13 @@ class BarTail:
         self.partial = chunks.pop()
         out: list[str] = []
         group, group_ts = "", None
+        group_syms: set[str] = set()
+        halted = halted_now(read_json(self.status_file)) if self.status_file and chunks else {}
+
+        def close_group() -> str:
+            return f"{_ny_minute(group_ts)} NY {group}" + "".join(
+                f"  {sym:<5} {text}" for sym, (since, text) in halted.items()
+                if sym not in group_syms and since < (group_ts or 0) + 60_000)
         for raw in chunks:
             try:
                 bar = json.loads(raw)
@@ -44,19 +54,34 @@ class BarTail:
                 text = raw.decode(errors="replace").rstrip()
                 if text:  # a CONSUMER_CMD program's own output: shown as it is, in order
                     if group:
-                        out.append(f"{_ny_minute(group_ts)} NY {group}")
-                        group = ""
+                        out.append(close_group())
+                        group, group_syms = "", set()
                     out.append(text)
                 continue
             self.seen += 1
             if group and ts != group_ts:
-                out.append(f"{_ny_minute(group_ts)} NY {group}")
-                group = ""
+                out.append(close_group())
+                group, group_syms = "", set()
             group_ts = ts
+            group_syms.add(sym)
             group += f"  {sym:<5} {bar.get('close', '?')!s:>9}" + ("(upd)" if bar.get("type") == "updated_bar" else "")
         if group:
-            out.append(f"{_ny_minute(group_ts)} NY {group}   [{self.seen} bars received]")
+            out.append(f"{close_group()}   [{self.seen} bars received]")
         return out
+
+
+def halted_now(status: Optional[dict[str, Any]]) -> dict[str, tuple[int, str]]:
+    """The symbols a consumer's status file lists as not trading now (``halted``): symbol →
+    (since, UTC epoch ms; ``HALTED since 10:31 (T1)``)."""
+    out: dict[str, tuple[int, str]] = {}
+    for sym, entry in ((status or {}).get("halted") or {}).items():
+        if not isinstance(entry, dict) or not isinstance(entry.get("since_ms"), int):
+            continue
+        since = entry["since_ms"]
+        hhmm = dt.datetime.fromtimestamp(since / 1000, NY).strftime("%H:%M")
+        code = f" ({entry['code']})" if entry.get("code") else ""
+        out[str(sym)] = (since, f"{str(entry.get('state', 'halted')).upper()} since {hhmm}{code}")
+    return out
 
 
 def _ny_minute(ts_ms: Optional[int]) -> str:

@@ -15,6 +15,7 @@ from typing import NoReturn, Optional
 
 from bridge import config
 from bridge.config import ConfigError, Credentials
+from bridge.sources.synthetic import HALT_MINUTES
 
 PROG = "launch_live_trading"
 
@@ -43,6 +44,8 @@ Options (each also settable in config.env / the environment, shown in brackets):
                       ASSET=crypto: BTC/USD,ETH/USD, streamed 24/7, no market-day schedule by default]
   --run-dir DIR       where dated run directories go [RUNS_DIR, default <repo>/runs]
   --interval SECS     demo: wall seconds per synthetic minute bar [DEMO_INTERVAL, default 1]
+  --halt-every MIN    demo: halt the last symbol 5 minutes every MIN minutes, with trading
+                      statuses, so a halt shows as a halt [DEMO_HALT_EVERY, default 30; 0 = never]
   --schedule          follow the market-day schedule [SCHEDULE, default: on live, off demo]
   --no-schedule       run until stopped, whatever the time
   --wait-open         wait until OPEN_TIME before starting [WAIT_FOR_OPEN, default 1]
@@ -110,6 +113,7 @@ def _parser() -> _Parser:
     p.add_argument("--quiet", action="store_true")
     p.add_argument("-h", "--help", action="store_true")
     for flag, key in (("--symbols", "SYMBOLS"), ("--run-dir", "RUNS_DIR"), ("--interval", "DEMO_INTERVAL"),
+                      ("--halt-every", "DEMO_HALT_EVERY"),
                       ("--open", "OPEN_TIME"), ("--eod", "EOD_TIME"), ("--close", "CLOSE_TIME")):
         p.add_argument(flag, dest=key)
     for flag, key, value in (("--schedule", "SCHEDULE", "1"), ("--no-schedule", "SCHEDULE", "0"),
@@ -147,6 +151,7 @@ class Settings:
     eod_cmd: str
     alert_cmd: str
     demo_interval: float
+    demo_halt_every: int  # demo: halt the last symbol 5 minutes every this many minutes (0 = never)
     stale_after: float
     sidecar_stale_after: float
     stale_grace: float
@@ -265,7 +270,7 @@ def load(argv: Optional[list[str]], environ: dict[str, str], repo: Path) -> Sett
         a.action = a.change[0]
         change_symbols = config.parse_symbols(a.change[1])
     env = dict(environ)
-    for key in ("SYMBOLS", "RUNS_DIR", "DEMO_INTERVAL", "OPEN_TIME", "EOD_TIME", "CLOSE_TIME", "SCHEDULE",
+    for key in ("SYMBOLS", "RUNS_DIR", "DEMO_INTERVAL", "DEMO_HALT_EVERY", "OPEN_TIME", "EOD_TIME", "CLOSE_TIME", "SCHEDULE",
                 "WAIT_FOR_OPEN", "WARMUP"):
         if getattr(a, key) is not None:
             env[key] = getattr(a, key)
@@ -309,6 +314,10 @@ def load(argv: Optional[list[str]], environ: dict[str, str], repo: Path) -> Sett
     demo_interval = seconds("DEMO_INTERVAL", get("DEMO_INTERVAL", "1"))
     if demo_interval <= 0:
         raise ConfigError("DEMO_INTERVAL must be more than 0 seconds.", "use e.g. --interval 1")
+    demo_halt_every = whole("DEMO_HALT_EVERY", get("DEMO_HALT_EVERY", "30"))
+    if 0 < demo_halt_every <= HALT_MINUTES:
+        raise ConfigError(f"DEMO_HALT_EVERY={demo_halt_every} must be 0 (never) or more than the "
+                          f"{HALT_MINUTES} minutes a demo halt lasts.", "use e.g. DEMO_HALT_EVERY=30")
     stale_after = seconds("STALE_AFTER", get("STALE_AFTER", "60"))
     if stale_after <= 0:
         raise ConfigError("STALE_AFTER must be more than 0 seconds.", "use e.g. STALE_AFTER=60")
@@ -328,7 +337,8 @@ def load(argv: Optional[list[str]], environ: dict[str, str], repo: Path) -> Sett
         warmup_days=whole("WARMUP_DAYS", get("WARMUP_DAYS", "20")),
         open_time=hhmm("OPEN_TIME", get("OPEN_TIME", "09:30")), eod_time=hhmm("EOD_TIME", get("EOD_TIME", "15:58")),
         close_time=hhmm("CLOSE_TIME", get("CLOSE_TIME", "16:00")), eod_cmd=env.get("EOD_CMD", ""),
-        alert_cmd=env.get("ALERT_CMD", ""), demo_interval=demo_interval, stale_after=stale_after,
+        alert_cmd=env.get("ALERT_CMD", ""), demo_interval=demo_interval, demo_halt_every=demo_halt_every,
+        stale_after=stale_after,
         sidecar_stale_after=seconds("SIDECAR_STALE_AFTER", get("SIDECAR_STALE_AFTER", "90")),
         stale_grace=seconds("STALE_GRACE", get("STALE_GRACE", get("STALE_AFTER", "60"))),
         hung_after=seconds("CONSUMER_HUNG_AFTER", get("CONSUMER_HUNG_AFTER", "30")),

@@ -5,7 +5,9 @@ socket during a halt is still found (docs/ARCHITECTURE.md, "Trading statuses")."
 from __future__ import annotations
 
 import json
+import re
 import subprocess
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -56,15 +58,42 @@ def gaps(consumer_bin: Path, journal: Path) -> dict:
     return {g["symbol"]: g for g in json.loads(r.stdout)["symbols"]}
 
 
+def metrics(consumer: Consumer) -> dict[str, float]:
+    """The consumer's /metrics (it runs with --metrics-addr 127.0.0.1:0 and logs the port), one
+    series → value."""
+    m = wait_for(lambda: re.search(r"metrics on http://(127\.0\.0\.1:\d+)/metrics", consumer.stderr()), timeout=30,
+                 what="the consumer's metrics address")
+    with urllib.request.urlopen(f"http://{m.group(1)}/metrics", timeout=10) as r:
+        text = r.read().decode()
+    return {k: float(v) for k, v in (line.rsplit(" ", 1) for line in text.splitlines()
+                                     if line.startswith("barbridge_") and " " in line)}
+
+
+def halt_metrics_agree(consumer: Consumer, st: dict) -> None:
+    """The halt metrics say what the status file says (the same report; see "Trading statuses")."""
+    m = metrics(consumer)
+    c = st["health"]["counters"]
+    assert m["barbridge_symbols_halted"] == len(st.get("halted", {})), (m, st.get("halted"))
+    for sym in SYMBOLS:
+        assert m[f'barbridge_symbol_halted{{symbol="{sym}"}}'] == (sym in st.get("halted", {})), sym
+        assert m[f'barbridge_symbol_session_halted_seconds{{symbol="{sym}"}}'] == \
+            60 * st.get("session_halted", {}).get(sym, 0), sym
+    assert m["barbridge_trading_statuses_total"] == c["trading_statuses"]
+    assert m["barbridge_halts_total"] == c["halts"]
+
+
 def test_a_single_symbol_halt_is_halted_not_holes(halt_server, start_sidecar, start_consumer, fifo_path, tmp_path,
                                                    consumer_bin):
     journal = tmp_path / "journal"
-    consumer = start_consumer(fifo_path, "--journal", str(journal))
+    consumer = start_consumer(fifo_path, "--journal", str(journal), "--metrics-addr", "127.0.0.1:0")
     sidecar = start_sidecar(fifo_path, "--stale-after", "2", "--symbols", ",".join(SYMBOLS), server=halt_server)
     wait_for(lambda: all(len(bars_of(consumer, s)) >= 3 for s in SYMBOLS), timeout=60, what="bars of every symbol")
     halt_server.inject("halt:SH")
     wait_for(lambda: "SH" in status(consumer, tmp_path).get("halted", {}), timeout=30, what="SH halted in the status")
     data_minutes_pass(halt_server, 12)
+    scraped = metrics(consumer)
+    assert scraped["barbridge_symbols_halted"] == 1 and scraped['barbridge_symbol_halted{symbol="SH"}'] == 1
+    halt_metrics_agree(consumer, status(consumer, tmp_path))  # nothing about the halt changes meanwhile
     halt_server.inject("unhalt:SH")
     resumed = halt_server.data_minute()
     wait_for(lambda: any(t > resumed for t in bars_of(consumer, "SH")), timeout=30, what="SH bars again")
@@ -73,6 +102,7 @@ def test_a_single_symbol_halt_is_halted_not_holes(halt_server, start_sidecar, st
     st = status(consumer, tmp_path)
     c = st["health"]["counters"]
     assert (c["trading_statuses"], c["halts"], c["reconnects"]) == (2, 1, 0), c
+    halt_metrics_agree(consumer, st)
     g = gaps(consumer_bin, journal)
     assert g["SH"]["holes"] == [], g["SH"]
     assert g["SH"]["halted_minutes"] >= 10, g["SH"]
@@ -87,7 +117,7 @@ def test_a_single_symbol_halt_is_halted_not_holes(halt_server, start_sidecar, st
 def test_a_market_wide_halt_forces_no_reconnect_but_a_dead_socket_is_found(
         halt_server, start_sidecar, start_consumer, fifo_path, tmp_path, consumer_bin):
     journal = tmp_path / "journal"
-    consumer = start_consumer(fifo_path, "--journal", str(journal))
+    consumer = start_consumer(fifo_path, "--journal", str(journal), "--metrics-addr", "127.0.0.1:0")
     # The keepalive's own timeout is long here: finding the dead socket is the halt probe's job.
     sidecar = start_sidecar(fifo_path, "--stale-after", "2", "--ping-timeout", "120", "--symbols", ",".join(SYMBOLS),
                             server=halt_server)
@@ -102,6 +132,7 @@ def test_a_market_wide_halt_forces_no_reconnect_but_a_dead_socket_is_found(
     assert st["health"]["state"] == "live", "heartbeats keep the consumer live during the halt"
     assert st["health"]["sidecar"]["state"] == "subscribed", st["health"]["sidecar"]
     assert all(h["code"] == "MWC1" for h in st["halted"].values())
+    halt_metrics_agree(consumer, st)
     # The socket dies without closing: pings go unanswered. The probe finds it.
     halt_server.inject("blackhole")
     wait_for(lambda: halt_server.stats["connections"] >= 2 and halt_server.authenticated_clients() == 1,
@@ -120,3 +151,29 @@ def test_a_market_wide_halt_forces_no_reconnect_but_a_dead_socket_is_found(
     shown = subprocess.run([str(consumer_bin), "status", "--status-file", str(tmp_path / f"{consumer.name}.status.json")],
                              capture_output=True, text=True, timeout=30)
     assert "trading   6 statuses, 3 halts" in shown.stdout, shown.stdout
+
+
+def test_one_process_mode_stays_live_through_a_market_wide_halt(halt_server, start_sidecar, fifo_path, tmp_path):
+    """--sink inprocess: the sink's heartbeats reach the consumer's health as on the FIFO path, so
+    every symbol halted for five times the consumer's stale_after is live, not stale."""
+    status_file = tmp_path / "inprocess.status.json"
+    sidecar = start_sidecar(fifo_path, "--sink", "inprocess", "--status-file", str(status_file),
+                            "--consumer-stale-after", "2", "--stale-after", "2", "--symbols", ",".join(SYMBOLS),
+                            server=halt_server)
+
+    def st() -> dict:
+        try:
+            return json.loads(status_file.read_text())
+        except (OSError, ValueError):
+            return {}
+    wait_for(lambda: st().get("health", {}).get("counters", {}).get("bars_accepted", 0) >= 6, timeout=60,
+             what="bars in the in-process consumer")
+    halt_server.inject("halt_all")
+    wait_for(lambda: len(st().get("halted", {})) == 3, timeout=30, what="every symbol halted")
+    before = st()["health"]["counters"]  # (a slow start may have counted a stale episode before the first line)
+    data_minutes_pass(halt_server, 40)  # 10 s: five times the consumer's stale_after without a bar
+    health = st()["health"]
+    c = health["counters"]
+    assert health["state"] == "live", health
+    assert c["stale_episodes"] == before["stale_episodes"] and c["heartbeats"] >= before["heartbeats"] + 10, c
+    assert halt_server.stats["connections"] == 1 and "forcing a reconnect" not in sidecar.stderr()

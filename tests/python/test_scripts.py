@@ -4,6 +4,7 @@ process-group cleanup in teardown."""
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
 import shutil
@@ -13,6 +14,7 @@ import subprocess
 import time
 from pathlib import Path
 from typing import Optional
+from zoneinfo import ZoneInfo
 
 import pytest
 
@@ -161,15 +163,42 @@ def launcher(tmp_path, consumer_bin):
         lc.kill_all()
 
 
-def contiguous(bars: list[dict]) -> dict:
-    """symbol → list of missing minutes between its first and last bar."""
+def halted_intervals(runs: Path) -> dict:
+    """symbol → [start, end) minute spans its journaled trading statuses say it was not trading
+    (the demo's scripted halts, DEMO_HALT_EVERY): bar-less by design, not holes."""
+    statuses: dict = {}
+    for f in sorted([*runs.glob("journal/*.jsonl"), *runs.glob("*/demo-journal/*.jsonl")]):
+        for line in f.read_text(errors="replace").splitlines():
+            try:
+                r = json.loads(line)
+            except ValueError:
+                continue
+            if r.get("type") == "trading_status":
+                statuses.setdefault(r["symbol"], []).append((r["ts_ms"], r["status"]))
+    out: dict = {}
+    for sym, seen in statuses.items():
+        since = None
+        for ts, state in sorted(seen) + [(1 << 62, "trading")]:  # still halted: to the end
+            if state != "trading" and since is None:
+                since = ts // 60_000 * 60_000
+            elif state == "trading" and since is not None:
+                out.setdefault(sym, []).append((since, ts))
+                since = None
+    return out
+
+
+def contiguous(bars: list[dict], runs: Optional[Path] = None) -> dict:
+    """symbol → list of missing minutes between its first and last bar (with ``runs``: minutes
+    its journaled statuses say it was halted are not missing)."""
+    halted = halted_intervals(runs) if runs else {}
     by: dict = {}
     for b in bars:
         by.setdefault(b["symbol"], set()).add(b["timestamp_ms"])
     holes = {}
     for s, ts in by.items():
         lo, hi = min(ts), max(ts)
-        holes[s] = [t for t in range(lo, hi + 1, 60_000) if t not in ts]
+        holes[s] = [t for t in range(lo, hi + 1, 60_000)
+                    if t not in ts and not any(a <= t < b for a, b in halted.get(s, ()))]
     return holes
 
 
@@ -199,7 +228,39 @@ def test_demo_shows_bars_status_and_sigterm_leaves_nothing(launcher, tmp_path, c
     assert not lc.rt.exists() or not any(lc.rt.iterdir()), f"leftovers in the runtime dir: {list(lc.rt.iterdir())}"
     assert "stopping the sidecar" in lc.stderr() and "stopped (exit 0)" in lc.stderr()
     assert lc.stderr().index("stopping the sidecar") < lc.stderr().index("stopping the consumer")
-    assert contiguous(lc.bars()) == {s: [] for s in ("SPY", "SPXL", "SH", "SDS")}
+    assert contiguous(lc.bars(), lc.runs) == {s: [] for s in ("SPY", "SPXL", "SH", "SDS")}
+
+
+def test_demo_shows_a_halt_as_a_halt(launcher, tmp_path, consumer_bin):
+    """DEMO_HALT_EVERY: the demo halts its last symbol (SDS) 5 minutes in every 6; the bar lines and
+    --status show it halted, and `barbridge gaps` on the demo's journal counts halted minutes, not
+    holes. The demo continues after the last bar the run dir holds: one seeded in a real session
+    (2025-10-08 10:00 New York) gives `gaps` a session to count in."""
+    session_start = 1_759_932_000_000
+    today = tmp_path / "runs" / dt.datetime.now(ZoneInfo("America/New_York")).strftime("%Y-%m-%d")
+    today.mkdir(parents=True)
+    (today / "bars.jsonl").write_text(json.dumps({"symbol": "SPY", "timestamp_ms": session_start}) + "\n")
+    lc = launcher(env={"DEMO_HALT_EVERY": "6"})
+
+    def status() -> Optional[str]:
+        st = subprocess.run(["bash", str(LAUNCH), "--status"], env=base_env(tmp_path, consumer_bin),
+                            capture_output=True, text=True, timeout=30)
+        return st.stdout if "HALTED    SDS halted since" in st.stdout else None
+    out = wait_for(status, timeout=60, what="--status to show SDS halted")
+    assert "T1 Halt News Pending" in out, out
+    wait_for(lambda: "SDS   HALTED since" in lc.stdout(), timeout=60, what="SDS halted in the bar lines")
+    wait_for(lambda: lc.max_ts() >= session_start + 20 * 60_000, timeout=60, what="three halt cycles")
+    assert lc.stop() == 0, lc.stderr()[-2000:]
+    line = next(x for x in lc.stdout().splitlines() if "SDS   HALTED since" in x)
+    assert " SPY " in line and "(T1)" in line, line
+    r = subprocess.run([str(consumer_bin), "gaps", "--journal", str(lc.run_dir() / "demo-journal"), "--date", "2025-10-08",
+                        "--json"], capture_output=True, text=True, timeout=30)
+    assert r.returncode == 0, r.stderr
+    g = {x["symbol"]: x for x in json.loads(r.stdout)["symbols"]}
+    assert g["SDS"]["holes"] == [] and g["SDS"]["halted_minutes"] >= 10 and len(g["SDS"]["halts"]) >= 2, g["SDS"]
+    assert all(g[s]["holes"] == [] and g[s]["halted_minutes"] == 0 for s in ("SPY", "SPXL", "SH")), g
+    assert contiguous(lc.bars(), lc.runs) == {s: [] for s in ("SPY", "SPXL", "SH", "SDS")}
+    assert contiguous(lc.bars())["SDS"], "the demo halted nothing"
 
 
 # ---------------------------------------------------------------- supervision
@@ -214,7 +275,7 @@ def test_sidecar_kill9_is_restarted_and_bars_resume(launcher):
     assert "the sidecar (pid %d) exited with code 137" % old in lc.log()
     assert any(a["event"] == "restart" and a["process"] == "sidecar" for a in lc.alerts()), lc.alerts()
     assert lc.stop() == 0
-    assert all(not h for h in contiguous(lc.bars()).values()), contiguous(lc.bars())
+    assert all(not h for h in contiguous(lc.bars(), lc.runs).values()), contiguous(lc.bars(), lc.runs)
 
 
 def test_consumer_kill9_is_restarted_and_nothing_is_lost(launcher):
@@ -227,7 +288,7 @@ def test_consumer_kill9_is_restarted_and_nothing_is_lost(launcher):
     wait_for(lambda: lc.max_ts() >= before + 4 * 60_000, timeout=30, what="bars after the consumer restart")
     assert lc.stop() == 0
     bars = lc.bars()
-    holes = contiguous(bars)
+    holes = contiguous(bars, lc.runs)
     assert all(not h for h in holes.values()), f"bars lost across the consumer restart: {holes}"
     log = lc.log()
     assert "the consumer (pid %d) exited with code 137" % old in log
@@ -394,7 +455,7 @@ def test_asset_crypto_runs_the_real_crypto_client_against_the_fake_server(launch
                  timeout=90, what="crypto bars from the fake server in the consumer's echo")
         bars = lc.bars()
         assert any(b["volume"] != int(b["volume"]) for b in bars), "crypto volumes are fractional"
-        assert all(h == [] for h in contiguous(bars).values()), contiguous(bars)
+        assert all(h == [] for h in contiguous(bars, lc.runs).values()), contiguous(bars, lc.runs)
         assert "live mode" in lc.stderr() and "not a NYSE trading day" not in lc.stderr()
         assert lc.stop() == 0, lc.stderr()[-2000:]
         journal = sorted(p.name for p in (lc.runs / "journal").glob("*.jsonl"))  # live mode: <runs>/journal

@@ -232,3 +232,24 @@ def test_inprocess_sink_without_extension_is_a_clear_error(monkeypatch):
     monkeypatch.setitem(sys.modules, "barbridge", None)  # import fails
     with pytest.raises(SinkError, match="needs the barbridge Python extension"):
         InProcessSink()
+
+
+def test_inprocess_consumer_is_live_while_the_sink_heartbeats_and_stale_once_it_stops():
+    """One-process mode's liveness rule is the FIFO path's: heartbeats, not bars, keep the consumer
+    live (a halt sends no bars); once the sink stops (the sidecar side is gone) it goes stale."""
+    import barbridge
+    from bridge.publisher import Publisher
+    from bridge.sinks import InProcessSink
+
+    consumer = barbridge.Consumer(stale_after=2.0)
+    sink = InProcessSink(consumer=consumer, heartbeat=0.1)
+    pub = Publisher(sink, ["SPY"])
+    sink.start()
+    try:
+        assert pub.publish(bar(1))
+        wait_for(lambda: consumer.stats()["heartbeats"] >= 30, timeout=30, what="3 s of heartbeats, no bars")
+        assert consumer.health()["state"] == "live"
+    finally:
+        sink.close(0.5)
+    wait_for(lambda: consumer.health()["state"] == "stale", timeout=30, what="stale after the sink stopped")
+    assert consumer.stats()["bars_accepted"] == 1
