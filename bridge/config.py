@@ -208,6 +208,10 @@ def load_config_env(path: Optional[str], environ: MutableMapping[str, str], *, r
     return p
 
 
+# How long the synthetic source's scripted demo halt lasts (DEMO_HALT_EVERY must exceed it). Here,
+# not in sources/synthetic.py, so the launcher's settings read it with the standard library only.
+HALT_MINUTES = 5
+
 @dataclass(frozen=True)
 class Credentials:
     api_key: str

@@ -9,6 +9,7 @@ import threading
 import time
 from typing import TYPE_CHECKING, Optional
 
+from ..config import HALT_MINUTES
 from ..protocol import MINUTE_MS
 from ..publisher import Publisher
 
@@ -20,7 +21,6 @@ BASE = {"SPY": 671.0, "SPXL": 198.0, "SH": 36.5, "SDS": 15.2}
 BETA = {"SPY": 1.0, "SPXL": 3.0, "SH": -1.0, "SDS": -2.0}
 
 
-HALT_MINUTES = 5
 """How long a scripted halt lasts by default, in minutes."""
 
 

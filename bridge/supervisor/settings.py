@@ -14,8 +14,7 @@ from pathlib import Path
 from typing import NoReturn, Optional
 
 from bridge import config
-from bridge.config import ConfigError, Credentials
-from bridge.sources.synthetic import HALT_MINUTES
+from bridge.config import HALT_MINUTES, ConfigError, Credentials
 
 PROG = "launch_live_trading"
 
