@@ -257,7 +257,8 @@ def flood(rig: Rig, n: int, timeout: float = 600.0) -> List[float]:
     while None in done:
         now = time.monotonic()
         if now - t0 > timeout:
-            raise SystemExit(f"bench_nats: timed out: consumers have {[a - b for a, b in zip(rig.accepted(), before)]} of {n:,}")
+            have = [a - b for a, b in zip(rig.accepted(), before, strict=True)]
+            raise SystemExit(f"bench_nats: timed out: the consumers have {have} of {n:,}")
         for i, (a, b) in enumerate(zip(rig.accepted(), before, strict=True)):
             if done[i] is None and a - b >= n:
                 done[i] = now - t0
