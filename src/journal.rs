@@ -631,6 +631,29 @@ mod tests {
     }
 
     #[test]
+    fn written_hooks_run_after_a_flush_that_wrote_with_the_record_in_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let j = Journal::open(dir.path(), FsyncPolicy::Never).unwrap();
+        let path = day_path(dir.path(), ny_date(1_759_930_080_000));
+        // What the hook sees: the day file's line count at the moment it is called.
+        let seen = std::sync::Arc::new(Mutex::new(Vec::new()));
+        let hook_seen = seen.clone();
+        let hook_path = path.clone();
+        j.on_written(move || {
+            let lines = std::fs::read_to_string(&hook_path).map_or(0, |t| t.lines().count());
+            hook_seen.lock().unwrap().push(lines);
+        });
+        j.flush(); // nothing queued: no call
+        j.record("SPY", &bar(1_759_930_080_000), BarKind::Bar);
+        j.record("SPY", &bar(1_759_930_140_000), BarKind::Bar);
+        j.flush();
+        j.flush(); // nothing new: no call
+        j.record("SPY", &bar(1_759_930_200_000), BarKind::Bar);
+        j.flush();
+        assert_eq!(*seen.lock().unwrap(), vec![2, 3]);
+    }
+
+    #[test]
     fn crypto_bars_go_to_utc_days_beside_the_stock_days() {
         let dir = tempfile::tempdir().unwrap();
         let j = Journal::open(dir.path(), FsyncPolicy::Always).unwrap();
