@@ -7,16 +7,20 @@ Every process is real: a nats-server with JetStream (its own temp dir, a port pi
 time), the publishing consumer `barbridge run --fifo F --journal J --publish nats://...`, and
 1, then 3, subscribers `barbridge run --source nats://... --durable subN` with journals of
 their own. The writer is the extension's `barbridge.FifoWriter` (the sidecar's writer) in this
-process. A bar counts as stored when the consumer's `--echo` prints it (the echo thread gets
-each bar after the store accepted it); this process reads every `--echo` pipe and stamps the
-arrival with the same monotonic clock that stamped the send, so latency = stored - submitted.
+process. For latency a bar counts as stored when the consumer's `--echo` prints it (the echo
+thread gets each bar after the store accepted it); this process reads every `--echo` pipe and
+stamps the arrival with the same monotonic clock that stamped the send, so latency = stored -
+submitted. The echo is a bounded channel that drops its oldest lines under a flood (counted), so
+throughput is counted instead by each consumer's own `barbridge_bars_accepted_total` on its
+`--metrics-addr`, polled every 10 ms, in a rig of its own without `--echo`.
 
 For 1 and then 3 subscribers (fresh server, consumers and directories each time):
   steady    --rate bars/s for --seconds: per-bar latency p50/p99, FIFO consumer vs subscribers
   burst     --burst bars submitted at once: time from the first submit until the last bar is
             stored (the FIFO consumer, each subscriber)
-  flood     --flood bars at once (3 subscribers only): throughput, bars / time until the last is
-            stored in every subscriber, vs the FIFO consumer's
+Then, with 3 subscribers and no --echo:
+  flood     --flood bars at once: throughput = bars / time from the first submit until the
+            consumer's counter has them all, for the FIFO consumer and each subscriber
 
 Usage: scripts/bench_nats.sh [--rate 1000] [--seconds 10] [--burst 10000] [--flood 100000]
 """
@@ -32,6 +36,7 @@ import sys
 import tempfile
 import threading
 import time
+import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Dict, List, Optional, Sequence, Tuple
@@ -100,7 +105,7 @@ class Reader:
 class Rig:
     """nats-server, the publishing FIFO consumer, `subscribers` subscribers and the writer."""
 
-    def __init__(self, work: Path, binary: str, subscribers: int) -> None:
+    def __init__(self, work: Path, binary: str, subscribers: int, echo: bool = True) -> None:
         import barbridge  # the extension (scripts/ensure_extension.sh builds it)
 
         self.work = work
@@ -114,34 +119,47 @@ class Rig:
         env = {**os.environ, "RUST_LOG": "warn"}
         pub = work / "publisher"
         self.fifo = pub / "run" / "bars.fifo"
+        # Each consumer's /metrics on a port of its own (counts every bar, unlike --echo).
+        self.metrics = [f"127.0.0.1:{free_port()}" for _ in range(subscribers + 1)]
+        out = ["--echo"] if echo else []
         self.fifo_reader = Reader("FIFO consumer", self._spawn(
             [binary, "run", "--fifo", str(self.fifo), "--journal", str(pub / "journal"),
-             "--status-file", str(pub / "run" / "status.json"), "--publish", url, "--echo"], env=env))
+             "--status-file", str(pub / "run" / "status.json"), "--publish", url,
+             "--metrics-addr", self.metrics[0], *out], env=env, echo=echo))
         wait_for("the publishing consumer's FIFO", self.fifo.exists)
         self.subs = [Reader(f"subscriber {i + 1}", self._spawn(
             [binary, "run", "--source", url, "--durable", f"bench-{i + 1}",
              "--journal", str(work / f"sub{i + 1}" / "journal"),
-             "--status-file", str(work / f"sub{i + 1}" / "run" / "status.json"), "--echo"], env=env))
+             "--status-file", str(work / f"sub{i + 1}" / "run" / "status.json"),
+             "--metrics-addr", self.metrics[i + 1], *out], env=env, echo=echo))
             for i in range(subscribers)]
-        for r in self.readers:
-            r.start()
+        if echo:
+            for r in self.readers:
+                r.start()
         self.writer = barbridge.FifoWriter(self.fifo, writer="bench-nats", heartbeat=0.0, backlog=1_000_000)
         self.writer.start()
         self.sent: Dict[Key, int] = {}
         self.next = 0
-        # Warm up: one bar through every reader (the stream exists, every durable is attached).
+        # Warm up: one bar through every consumer (the stream exists, every durable is attached).
         warm = self.submit(1)[0]
-        wait_for("the first bar in every subscriber", lambda: all(r.has(warm) for r in self.readers))
+        if echo:
+            wait_for("the first bar in every subscriber", lambda: all(r.has(warm) for r in self.readers))
+        else:
+            wait_for("the first bar in every subscriber", lambda: min(self.accepted()) >= 1)
 
     @property
     def readers(self) -> List[Reader]:
         return [self.fifo_reader, *self.subs]
 
-    def _spawn(self, cmd: List[str], **kw) -> subprocess.Popen[bytes]:  # type: ignore[no-untyped-def]
-        kw.setdefault("stdout", subprocess.PIPE)
+    def _spawn(self, cmd: List[str], echo: bool = True, **kw) -> subprocess.Popen[bytes]:  # type: ignore[no-untyped-def]
+        kw.setdefault("stdout", subprocess.PIPE if echo else subprocess.DEVNULL)
         p = subprocess.Popen(cmd, stderr=subprocess.PIPE if "env" not in kw else None, **kw)
         self.procs.append(p)
         return p
+
+    def accepted(self) -> List[int]:
+        """`barbridge_bars_accepted_total` of the FIFO consumer, then of each subscriber."""
+        return [_accepted(addr) for addr in self.metrics]
 
     def submit(self, n: int, rate: Optional[float] = None) -> List[Key]:
         """Submit `n` new bars (one per (symbol, minute)), paced at `rate` bars/s or at once."""
@@ -187,6 +205,14 @@ class Rig:
                     p.wait()
 
 
+def _accepted(addr: str) -> int:
+    with urllib.request.urlopen(f"http://{addr}/metrics", timeout=5) as r:
+        for line in r.read().decode().splitlines():
+            if line.startswith("barbridge_bars_accepted_total "):
+                return int(float(line.split()[1]))
+    raise SystemExit(f"bench_nats: no barbridge_bars_accepted_total on http://{addr}/metrics")
+
+
 def _connects(port: int) -> bool:
     try:
         socket.create_connection(("127.0.0.1", port), 0.2).close()
@@ -222,12 +248,44 @@ def burst(rig: Rig, n: int) -> Dict[str, float]:
     return {r.name: max(r.times(keys)) - first for r in rig.readers}
 
 
+def flood(rig: Rig, n: int, timeout: float = 600.0) -> List[float]:
+    """Submit `n` bars at once; seconds from the first submit until each consumer's own counter
+    has them all (FIFO consumer first, then each subscriber)."""
+    before = rig.accepted()
+    t0 = rig.sent[rig.submit(n)[0]] / 1e9  # the first submit (same monotonic clock)
+    done: List[Optional[float]] = [None] * len(before)
+    while None in done:
+        now = time.monotonic()
+        if now - t0 > timeout:
+            have = [a - b for a, b in zip(rig.accepted(), before, strict=True)]
+            raise SystemExit(f"bench_nats: timed out: the consumers have {have} of {n:,}")
+        for i, (a, b) in enumerate(zip(rig.accepted(), before, strict=True)):
+            if done[i] is None and a - b >= n:
+                done[i] = now - t0
+        time.sleep(0.01)
+    return [d for d in done if d is not None]
+
+
+def run_flood(work: Path, binary: str, subscribers: int, n: int) -> None:
+    rig = Rig(work, binary, subscribers, echo=False)
+    try:
+        secs = flood(rig, n)
+    finally:
+        rig.close()
+    base = n / secs[0]
+    print(f"\nthroughput, {n:,} bars submitted at once, {subscribers} subscribers (no --echo; counted by each "
+          "consumer's barbridge_bars_accepted_total): first submit -> the consumer has them all")
+    print(f"  {'reader':<15} {'all stored':>11} {'bars/s':>10} {'vs FIFO':>8}")
+    names = ["FIFO consumer", *(f"subscriber {i + 1}" for i in range(subscribers))]
+    for name, t in zip(names, secs, strict=True):
+        print(f"  {name:<15} {t * 1e3:>8.0f} ms {n / t:>10,.0f} {n / t / base:>7.2f}x")
+
+
 def run_phase(work: Path, binary: str, subscribers: int, args: argparse.Namespace) -> bool:
     rig = Rig(work, binary, subscribers)
     try:
         lat = steady(rig, args.rate, args.seconds)
         bur = burst(rig, args.burst)
-        flood = burst(rig, args.flood) if subscribers == 3 and args.flood else None
     finally:
         rig.close()
     base_p50, base_p99 = lat["FIFO consumer"]
@@ -238,13 +296,6 @@ def run_phase(work: Path, binary: str, subscribers: int, args: argparse.Namespac
     for name, (p50, p99) in lat.items():
         print(f"  {name:<15} {ms(p50):>10} {ms(p99):>10}   {p50 / base_p50:>7.1f}x {p99 / base_p99:>7.1f}x   "
               f"{ms(bur[name]):>10} ({bur[name] / bur['FIFO consumer']:.1f}x)")
-    if flood:
-        base = args.flood / (flood["FIFO consumer"] / 1e9)
-        slowest = max(v for k, v in flood.items() if k != "FIFO consumer")
-        rate = args.flood / (slowest / 1e9)
-        print(f"  throughput, {args.flood:,} bars at once: FIFO consumer {base:,.0f} bars/s; stored in all "
-              f"{subscribers} subscribers {rate:,.0f} bars/s = {rate / base:.2f}x the FIFO path "
-              f"(last bar after {ms(slowest)})")
     return True
 
 
@@ -253,7 +304,7 @@ def main() -> int:
     ap.add_argument("--rate", type=float, default=1000.0, help="bars/s of the steady phase")
     ap.add_argument("--seconds", type=float, default=10.0, help="length of the steady phase")
     ap.add_argument("--burst", type=int, default=10_000)
-    ap.add_argument("--flood", type=int, default=0, help="bars of the throughput run (default 0: skipped; see the README)")
+    ap.add_argument("--flood", type=int, default=100_000, help="bars of the throughput run (0: skipped)")
     ap.add_argument("--bin", default=os.environ.get("BARBRIDGE_BIN", str(REPO / "target/release/barbridge")))
     args = ap.parse_args()
     if shutil.which("nats-server") is None:
@@ -265,6 +316,10 @@ def main() -> int:
             work = Path(tmp) / f"s{subscribers}"
             work.mkdir(mode=0o700)
             run_phase(work, args.bin, subscribers, args)
+        if args.flood:
+            work = Path(tmp) / "flood"
+            work.mkdir(mode=0o700)
+            run_flood(work, args.bin, 3, args.flood)
     return 0
 
 

@@ -182,6 +182,17 @@ pub struct Journal {
     /// `[start, end)` of the most recently claimed day of each asset class (indexed like
     /// [`AssetClass::ALL`]): the per-bar check is two loads.
     claimed_bounds: [(AtomicI64, AtomicI64); 2],
+    /// Called after every flush that put records into the day files ([`Journal::on_written`]).
+    on_written: Mutex<Vec<WrittenHook>>,
+}
+
+/// A callback of [`Journal::on_written`].
+struct WrittenHook(Box<dyn Fn() + Send + Sync>);
+
+impl std::fmt::Debug for WrittenHook {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("WrittenHook")
+    }
 }
 
 /// Path of the stock journal file for the New York trading date `date` (crypto days:
@@ -238,6 +249,7 @@ impl Journal {
             }),
             records_written: AtomicU64::new(0),
             dropped: AtomicU64::new(0),
+            on_written: Mutex::new(Vec::new()),
             claimed_days: Mutex::new(HashSet::new()),
             claimed_bounds: Default::default(),
         })
@@ -340,15 +352,33 @@ impl Journal {
         }
     }
 
+    /// Call `hook` after every flush that wrote records into the day files (from the flushing
+    /// thread, after the write, and after the fsync when one is due): the NATS publisher is woken
+    /// by it instead of polling, and reads only what is in the files.
+    pub fn on_written(&self, hook: impl Fn() + Send + Sync + 'static) {
+        self.on_written.lock().unwrap_or_else(|e| e.into_inner()).push(WrittenHook(Box::new(hook)));
+    }
+
     /// Write what is queued; fsync per policy. Errors are logged once per episode (with a
     /// reminder every 30 s) and retried on the next call; they never propagate to the live path.
     pub fn flush(&self) {
+        let wrote = self.flush_locked();
+        if wrote {
+            for hook in self.on_written.lock().unwrap_or_else(|e| e.into_inner()).iter() {
+                (hook.0)();
+            }
+        }
+    }
+
+    /// [`Journal::flush`] under the state lock; true when records went into the files.
+    fn flush_locked(&self) -> bool {
         let mut guard = self.lock();
         let st = &mut *guard;
+        let wrote = !st.pending.is_empty();
         while let Some(day) = st.pending.front().map(|c| c.day) {
             if let Err(e) = self.write_front(st, day) {
                 self.failed(st, day, e);
-                return;
+                return wrote;
             }
             let mut chunk = st.pending.pop_front().expect("checked");
             st.pending_bytes -= chunk.buf.len();
@@ -372,6 +402,7 @@ impl Journal {
             st.dirty = false;
             st.last_sync = Instant::now();
         }
+        wrote
     }
 
     fn failed(&self, st: &mut State, day: JournalDay, e: io::Error) {
@@ -597,6 +628,29 @@ mod tests {
         let day2 = day_path(dir.path(), NaiveDate::from_ymd_opt(2025, 10, 9).unwrap());
         let r = read_records(&day2, |_, _, _| {}).unwrap();
         assert_eq!(r.records, 1);
+    }
+
+    #[test]
+    fn written_hooks_run_after_a_flush_that_wrote_with_the_record_in_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let j = Journal::open(dir.path(), FsyncPolicy::Never).unwrap();
+        let path = day_path(dir.path(), ny_date(1_759_930_080_000));
+        // What the hook sees: the day file's line count at the moment it is called.
+        let seen = std::sync::Arc::new(Mutex::new(Vec::new()));
+        let hook_seen = seen.clone();
+        let hook_path = path.clone();
+        j.on_written(move || {
+            let lines = std::fs::read_to_string(&hook_path).map_or(0, |t| t.lines().count());
+            hook_seen.lock().unwrap().push(lines);
+        });
+        j.flush(); // nothing queued: no call
+        j.record("SPY", &bar(1_759_930_080_000), BarKind::Bar);
+        j.record("SPY", &bar(1_759_930_140_000), BarKind::Bar);
+        j.flush();
+        j.flush(); // nothing new: no call
+        j.record("SPY", &bar(1_759_930_200_000), BarKind::Bar);
+        j.flush();
+        assert_eq!(*seen.lock().unwrap(), vec![2, 3]);
     }
 
     #[test]

@@ -201,6 +201,10 @@ impl NatsArgs {
         #[cfg(feature = "nats")]
         if let (Some(url), Some(dir)) = (&self.publish, journal_dir) {
             let publisher = barbridge::nats::Publisher::start(url, dir, self.stream_options()).map_err(|e| e.to_string())?;
+            // Woken by each journal write instead of polling (docs/ARCHITECTURE.md, NATS).
+            if let Some(journal) = consumer.journal() {
+                journal.on_written(publisher.waker());
+            }
             let status = publisher.status_handle();
             consumer
                 .add_status_section("publish", move || serde_json::to_value(&*status.lock().unwrap_or_else(|e| e.into_inner())).unwrap_or_default());
