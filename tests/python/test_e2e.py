@@ -159,7 +159,10 @@ def test_full_pipe_does_not_stall_the_stream(fake_server, start_sidecar, start_c
     side = start_sidecar(fifo_path, *SYM_ARG, "--pipe-size", "4096", server=fake_server)
     wait_for(lambda: len(consumer.bars()) >= 6, what="bars flowing")
     consumer.signal(signal.SIGSTOP)  # a consumer that stops reading
-    wait_for(lambda: side.stats() and side.stats()[-1]["pipe_full"] > 0, what="the pipe fills up")
+    # The 4 KiB pipe may have been full for a moment before the stop and drained since: wait for lines
+    # to back up in the writer (the pipe full now), then for the stream to go on regardless.
+    wait_for(lambda: side.stats() and side.stats()[-1]["pipe_full"] > 0 and side.stats()[-1]["backlog"] > 0,
+             what="the pipe fills up and lines wait in the writer's backlog")
     n = stream_bars_seen(side)
     wait_for(lambda: stream_bars_seen(side) >= n + 12, what="the stream keeps receiving while the pipe is full")
     assert side.stats()[-1]["backlog"] > 0

@@ -97,7 +97,8 @@ def test_wire_vector_round_trip(v):
             assert c2.latest(want["symbol"]) == got
         assert c.push(got.to_dict()) == "duplicate"
     else:
-        assert outcome == {"heartbeat": "heartbeat", "status": "status", "ignored": "ignored"}[expect]
+        assert outcome == {"heartbeat": "heartbeat", "status": "status", "trading_status": "trading_status",
+                           "ignored": "ignored"}[expect]
         assert c.symbols() == []
         if expect == "status":
             assert c.health()["sidecar"]["state"] == v["state"]
@@ -114,7 +115,7 @@ def test_wire_vectors_as_one_batch():
     assert res.rejected == len(want)
     bars = sum(1 for v in VECTORS if v["expect"] == "bar")
     assert res.accepted + res.corrections + res.duplicates + res.conflicts == bars
-    assert res.control == sum(1 for v in VECTORS if v["expect"] in ("heartbeat", "status", "ignored"))
+    assert res.control == sum(1 for v in VECTORS if v["expect"] in ("heartbeat", "status", "trading_status", "ignored"))
     assert c.stats()["rejects_total"] == len(want)
 
 
