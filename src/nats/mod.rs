@@ -200,25 +200,8 @@ async fn ensure_stream(
     options: &StreamOptions,
     stop: &std::sync::atomic::AtomicBool,
 ) -> Option<async_nats::jetstream::stream::Stream> {
-    let mut logged = false;
-    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-        match js.get_or_create_stream(options.config()).await {
-            Ok(stream) => {
-                if logged {
-                    log::info!("JetStream stream {} is usable again", options.name);
-                }
-                return Some(stream);
-            }
-            Err(e) => {
-                if !logged {
-                    log::warn!("JetStream stream {} is not usable yet ({e}); retrying every second", options.name);
-                    logged = true;
-                }
-                tokio::time::sleep(Duration::from_secs(1)).await;
-            }
-        }
-    }
-    None
+    let not_usable = |e: &async_nats::jetstream::context::CreateStreamError| format!("is not usable yet ({e}); retrying every second");
+    retry_stream(&options.name, stop, || js.get_or_create_stream(options.config()), not_usable, "is usable again").await
 }
 
 /// Wait for the stream to exist (the publisher creates it; a subscriber never does, so the
@@ -228,27 +211,40 @@ async fn wait_for_stream(
     options: &StreamOptions,
     stop: &std::sync::atomic::AtomicBool,
 ) -> Option<async_nats::jetstream::stream::Stream> {
-    use async_nats::jetstream::context::GetStreamErrorKind;
+    use async_nats::jetstream::context::{GetStreamError, GetStreamErrorKind};
+    let waiting = |e: &GetStreamError| match e.kind() {
+        GetStreamErrorKind::JetStream(j) if j.error_code() == async_nats::jetstream::ErrorCode::STREAM_NOT_FOUND => {
+            "does not exist yet: waiting for the publisher (barbridge run --publish) to create it".to_string()
+        }
+        _ => format!("is not usable yet ({e}); retrying every second"),
+    };
+    retry_stream(&options.name, stop, || js.get_stream(&options.name), waiting, "is there: subscribing").await
+}
+
+/// Try `attempt` every second until it gives the stream or `stop` is set. The first failure is
+/// logged once (`waiting` says why), and a success after it once (`ready`).
+async fn retry_stream<E, Fut>(
+    name: &str,
+    stop: &std::sync::atomic::AtomicBool,
+    mut attempt: impl FnMut() -> Fut,
+    waiting: impl Fn(&E) -> String,
+    ready: &str,
+) -> Option<async_nats::jetstream::stream::Stream>
+where
+    Fut: std::future::Future<Output = Result<async_nats::jetstream::stream::Stream, E>>,
+{
     let mut logged = false;
     while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-        match js.get_stream(&options.name).await {
+        match attempt().await {
             Ok(stream) => {
                 if logged {
-                    log::info!("JetStream stream {} is there: subscribing", options.name);
+                    log::info!("JetStream stream {name} {ready}");
                 }
                 return Some(stream);
             }
             Err(e) => {
                 if !logged {
-                    let missing = matches!(e.kind(), GetStreamErrorKind::JetStream(ref j) if j.error_code() == async_nats::jetstream::ErrorCode::STREAM_NOT_FOUND);
-                    if missing {
-                        log::warn!(
-                            "JetStream stream {} does not exist yet: waiting for the publisher (barbridge run --publish) to create it",
-                            options.name
-                        );
-                    } else {
-                        log::warn!("JetStream stream {} is not usable yet ({e}); retrying every second", options.name);
-                    }
+                    log::warn!("JetStream stream {name} {}", waiting(&e));
                     logged = true;
                 }
                 tokio::time::sleep(Duration::from_secs(1)).await;
