@@ -70,19 +70,15 @@ def read_state(path: Path) -> Optional[list[str]]:
     """The symbol list a live change left in ``path``; None if there is none. ValueError (one
     sentence) for a file that is not a regular file of ours, or not a list of valid symbols."""
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
-    except FileNotFoundError:
+        raw = barbridge.read_private_file(path, MAX_REQUEST_BYTES)  # the crate's private-file rules
+    except ValueError as e:
+        raise ValueError(f"the live symbol list is unusable: {e}; remove it.") from None
+    if raw is None:
         return None
-    except OSError as e:
-        raise ValueError(f"cannot read the live symbol list {path} ({e.strerror or e}).") from None
-    with os.fdopen(fd, "rb") as f:
-        st = os.fstat(f.fileno())
-        if not stat.S_ISREG(st.st_mode) or st.st_uid != os.getuid() or st.st_mode & 0o022:
-            raise ValueError(f"the live symbol list {path} is not a private file of this user; remove it.")
-        try:
-            data = json.loads(f.read(MAX_REQUEST_BYTES))
-        except ValueError:
-            raise ValueError(f"the live symbol list {path} is not JSON; remove it.") from None
+    try:
+        data = json.loads(raw)
+    except ValueError:
+        raise ValueError(f"the live symbol list {path} is not JSON; remove it.") from None
     try:
         return check_symbols(data.get("symbols") if isinstance(data, dict) else None)
     except ValueError as e:
@@ -90,17 +86,8 @@ def read_state(path: Path) -> Optional[list[str]]:
 
 
 def write_state(path: Path, symbols: list[str]) -> None:
-    """``{"symbols": [...]}`` into ``path``: a fresh 0600 file (never following a symlink) renamed over it."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump({"symbols": symbols}, f)
-            f.write("\n")
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    """``{"symbols": [...]}`` into ``path``, atomically, by the crate's private-file rules."""
+    barbridge.write_private_file(path.parent, path.name, json.dumps({"symbols": symbols}).encode() + b"\n")
 
 
 def request(path: Path, op: str, symbols: Optional[list[str]] = None, timeout: float = 30.0) -> dict[str, Any]:
