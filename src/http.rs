@@ -1,26 +1,28 @@
-//! A small HTTP server on its own thread: `/metrics` (Prometheus), `/status.json` (the status
-//! report), `/` (a self-contained page for a person: no CDN, works offline) and `/session.json`
-//! (what the page draws). It only reads the consumer; nothing secret is served (the status
-//! report holds no credentials, and the sidecar masks them in its status lines).
+//! The consumer's HTTP endpoint on its own thread (`barbridge-http`): `/metrics` (Prometheus),
+//! `/status.json` (the status report), `/` (a self-contained page for a person: no CDN, works
+//! offline) and `/session.json` (what the page draws). It only reads the consumer; nothing secret
+//! is served (the status report holds no credentials, and the sidecar masks them in its status
+//! lines). The server under it ([`server`]) bounds what any client can make it spend and cannot
+//! stop ingest; its own counters are the status file's `http` section and `barbridge_http_*`.
 //!
 //! The server thread also keeps the session's timeline (feed state changes, sidecar reconnects
 //! and disconnects, seq gaps), sampled twice a second and bounded to [`MAX_EVENTS`].
 
+pub mod server;
+
 use std::collections::VecDeque;
-use std::net::{SocketAddr, TcpListener, ToSocketAddrs};
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
-use std::thread::JoinHandle;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde::Serialize;
-use tiny_http::{Header, Method, Request, Response, Server};
 
 use crate::feed::Consumer;
 use crate::health::FeedState;
 use crate::metrics::{self, MetricsOptions};
 use crate::status::StatusReport;
+use server::{Reply, Server};
 
 /// The page, with its script and style inline.
 const INDEX_HTML: &str = include_str!("../assets/index.html");
@@ -36,6 +38,9 @@ const SPARKLINE_POINTS: usize = 390;
 
 /// How often the timeline is sampled.
 const SAMPLE_EVERY: Duration = Duration::from_millis(500);
+
+/// The status file's section with the server's own counters ([`server::ServerStatus`]).
+pub const STATUS_SECTION: &str = "http";
 
 /// Why the server did not start.
 #[derive(Debug, thiserror::Error)]
@@ -77,106 +82,68 @@ pub struct HttpOptions {
 /// The running server; [`HttpServer::stop`] ends its thread.
 #[derive(Debug)]
 pub struct HttpServer {
-    addr: SocketAddr,
-    stop: Arc<AtomicBool>,
-    thread: Option<JoinHandle<()>>,
+    server: Server,
 }
 
 impl HttpServer {
     /// Listen on `addr` (`HOST:PORT`, or a bare `PORT` on 127.0.0.1; port 0 picks a free one,
-    /// see [`HttpServer::local_addr`]) and serve `consumer` from a new thread.
+    /// see [`HttpServer::local_addr`]) and serve `consumer` from a new thread, within
+    /// [`server::Limits::default`]. The server's own counters go into the status file's
+    /// [`STATUS_SECTION`] section (and so into `/metrics`).
     ///
     /// # Errors
     /// [`HttpError::BadAddress`] for an address that is not `HOST:PORT`, [`HttpError::Bind`] when it cannot be bound, [`HttpError::Start`] when the server does not start.
     pub fn start(consumer: Arc<Consumer>, addr: &str, options: HttpOptions) -> Result<HttpServer, HttpError> {
-        let with_host;
-        let addr = if addr.parse::<u16>().is_ok() {
-            with_host = format!("127.0.0.1:{addr}");
-            with_host.as_str()
-        } else {
-            addr
-        };
-        let resolved: Vec<SocketAddr> = addr.to_socket_addrs().map_err(|_| HttpError::BadAddress { addr: addr.to_owned() })?.collect();
-        if resolved.is_empty() {
-            return Err(HttpError::BadAddress { addr: addr.to_owned() });
-        }
-        let listener = TcpListener::bind(&resolved[..]).map_err(|source| HttpError::Bind { addr: addr.to_owned(), source })?;
-        let local = listener.local_addr().map_err(|source| HttpError::Bind { addr: addr.to_owned(), source })?;
-        let server = Server::from_listener(listener, None).map_err(|e| HttpError::Start { addr: addr.to_owned(), detail: e.to_string() })?;
-        let stop = Arc::new(AtomicBool::new(false));
-        let flag = stop.clone();
-        let thread = std::thread::Builder::new()
-            .name("barbridge-http".into())
-            .spawn(move || serve(&server, &consumer, &options, &flag))
-            .map_err(|e| HttpError::Start { addr: addr.to_owned(), detail: e.to_string() })?;
-        Ok(HttpServer { addr: local, stop, thread: Some(thread) })
+        let listener = server::bind(addr)?;
+        let timeline = Arc::new(Mutex::new(Timeline::default()));
+        let (sampled, sampler) = (timeline.clone(), consumer.clone());
+        let tick: server::Tick = (SAMPLE_EVERY, Box::new(move || lock(&sampled).sample(&sampler)));
+        let served = consumer.clone();
+        let handler: server::Handler = Arc::new(move |path: &str| respond(path, &served, &options, &timeline));
+        let server = Server::start(listener, server::Limits::default(), handler, Some(tick), "barbridge-http")?;
+        let status = server.status_fn();
+        consumer.add_status_section(STATUS_SECTION, move || serde_json::to_value(status()).unwrap_or_default());
+        Ok(HttpServer { server })
     }
 
     /// The address it listens on.
     pub fn local_addr(&self) -> SocketAddr {
-        self.addr
+        self.server.local_addr()
     }
 
-    /// Stop serving and wait for the thread (at most one sampling period).
-    pub fn stop(mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
+    /// The server's own counters (connections, refusals, accept errors).
+    pub fn status(&self) -> server::ServerStatus {
+        self.server.status()
     }
-}
 
-impl Drop for HttpServer {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
+    /// Stop serving and wait for the thread.
+    pub fn stop(self) {
+        self.server.stop();
     }
 }
 
-fn serve(server: &Server, consumer: &Consumer, options: &HttpOptions, stop: &AtomicBool) {
-    let mut timeline = Timeline::default();
-    while !stop.load(Ordering::Relaxed) {
-        timeline.sample(consumer);
-        match server.recv_timeout(SAMPLE_EVERY) {
-            Ok(Some(request)) => {
-                if let Err(e) = respond(request, consumer, options, &timeline) {
-                    log::debug!("http: cannot answer a request: {e}");
-                }
-            }
-            Ok(None) => {}
-            Err(e) => {
-                log::error!("http: the metrics server stopped: {e}");
-                return;
-            }
-        }
-    }
+fn lock(timeline: &Mutex<Timeline>) -> std::sync::MutexGuard<'_, Timeline> {
+    timeline.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-fn header(name: &str, value: &str) -> Header {
-    // Both are ASCII literals of this module: parsing cannot fail.
-    Header::from_bytes(name.as_bytes(), value.as_bytes()).unwrap_or_else(|()| unreachable!("ASCII header"))
-}
-
-fn respond(request: Request, consumer: &Consumer, options: &HttpOptions, timeline: &Timeline) -> std::io::Result<()> {
-    if !matches!(request.method(), Method::Get | Method::Head) {
-        return request.respond(Response::from_string("only GET\n").with_status_code(405));
-    }
-    let path = request.url().split('?').next().unwrap_or("");
+fn respond(path: &str, consumer: &Consumer, options: &HttpOptions, timeline: &Mutex<Timeline>) -> Reply {
     let fifo = options.fifo.as_deref();
-    let (body, content_type) = match path {
+    match path {
         "/metrics" => {
             let report = StatusReport::collect_capped(consumer, fifo, options.metrics.max_symbol_labels);
-            (metrics::render(report), metrics::CONTENT_TYPE)
+            Reply::ok(metrics::CONTENT_TYPE, metrics::render(report))
         }
         "/status.json" => {
             let report = StatusReport::collect(consumer, fifo);
-            (serde_json::to_string(&report).unwrap_or_default(), "application/json")
+            Reply::ok("application/json", serde_json::to_string(&report).unwrap_or_default())
         }
-        "/session.json" => (serde_json::to_string(&session_view(consumer, timeline)).unwrap_or_default(), "application/json"),
-        "/" | "/index.html" => (INDEX_HTML.to_owned(), "text/html; charset=utf-8"),
-        _ => return request.respond(Response::from_string("not found\n").with_status_code(404)),
-    };
-    let response = Response::from_string(body).with_header(header("Content-Type", content_type)).with_header(header("Cache-Control", "no-store"));
-    request.respond(response)
+        "/session.json" => {
+            let view = session_view(consumer, &lock(timeline));
+            Reply::ok("application/json", serde_json::to_string(&view).unwrap_or_default())
+        }
+        "/" | "/index.html" => Reply::ok("text/html; charset=utf-8", INDEX_HTML.to_owned()),
+        _ => Reply::not_found(),
+    }
 }
 
 /// One mark on the session's timeline.

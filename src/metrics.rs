@@ -19,6 +19,7 @@ use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::Registry;
 
 use crate::health::FeedState;
+use crate::http::server::ServerStatus;
 use crate::status::StatusReport;
 use crate::wire::RejectReason;
 
@@ -209,6 +210,11 @@ impl Collector for ReportCollector {
             gauge(e, "journal_error", "1 while writing the journal fails.", f64::from(u8::from(j.error.is_some())))?;
         }
 
+        // The metrics server itself (its status section), when one runs.
+        if let Some(http) = r.sections.get(crate::http::STATUS_SECTION).and_then(|v| serde_json::from_value::<ServerStatus>(v.clone()).ok()) {
+            http_server(e, "http_", &http)?;
+        }
+
         // Per symbol (bounded).
         gauge(e, "symbols", "Symbols with at least one stored bar.", (h.symbols.len() + r.symbols_omitted) as f64)?;
         gauge(e, "symbols_unlabeled", "Symbols left out of the per-symbol series (over the label limit).", r.symbols_omitted as f64)?;
@@ -265,6 +271,47 @@ impl Collector for ReportCollector {
         )?;
         Ok(())
     }
+}
+
+/// The counters of a metrics server ([`crate::http::server`]), named `{prefix}...` under the
+/// registry's prefix (`barbridge_http_...` for the consumer's).
+pub fn http_server(e: &mut DescriptorEncoder, prefix: &str, s: &ServerStatus) -> fmt::Result {
+    let name = |n: &str| format!("{prefix}{n}");
+    gauge(e, &name("max_connections"), "Connections the metrics server serves at once (the bound).", s.max_connections as f64)?;
+    gauge(e, &name("connections_open"), "Connections open on the metrics server now.", s.connections_open as f64)?;
+    counter(e, &name("connections_accepted"), "Connections the metrics server accepted and served.", s.connections_accepted)?;
+    counter(e, &name("connections_refused"), "Connections closed at once because the bound was open.", s.connections_refused)?;
+    counter(e, &name("accept_errors"), "Failed accepts on the metrics port (e.g. no file descriptor left), each retried.", s.accept_errors)?;
+    counter(
+        e,
+        &name("connection_errors"),
+        "Connections ended by a client's fault (head too large or too slow, malformed, cut off).",
+        s.connection_errors,
+    )?;
+    counter(e, &name("deadline_closed"), "Connections closed at their deadline.", s.deadline_closed)?;
+    counter(e, &name("requests"), "Requests the metrics server answered.", s.requests)?;
+    counter(e, &name("requests_failed"), "Requests the metrics server answered with a 5xx (a failed handler).", s.requests_failed)?;
+    counter(e, &name("handler_panics"), "Requests whose handler panicked (answered 500).", s.handler_panics)?;
+    gauge(e, &name("up"), "1 while the metrics server's thread runs.", f64::from(u8::from(s.running)))
+}
+
+/// The exposition of one metrics server's counters alone, under `prefix` (the sidecar's
+/// `barbridge_sidecar_http_...`).
+pub fn render_http_server(prefix: &str, status: &ServerStatus) -> String {
+    #[derive(Debug)]
+    struct One(String, ServerStatus);
+    impl Collector for One {
+        fn encode(&self, mut enc: DescriptorEncoder) -> fmt::Result {
+            http_server(&mut enc, &self.0, &self.1)
+        }
+    }
+    let mut registry = Registry::default();
+    registry.register_collector(Box::new(One(prefix.to_owned(), status.clone())));
+    let mut out = String::new();
+    if prometheus_client::encoding::prometheus_text::encode(&mut out, &registry).is_err() {
+        log::error!("metrics: the exposition encoder failed");
+    }
+    out
 }
 
 #[cfg(test)]

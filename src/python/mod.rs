@@ -5,13 +5,15 @@
 //! and [`FifoFeed`] runs the FIFO reader thread. Nothing is parsed, validated or stored twice.
 //!
 //! GIL policy: batch pushes, waits for new bars and joins release the GIL; single pushes and
-//! queries hold it (they take well under a microsecond). No Rust thread ever calls into Python,
-//! so there is no lock-order hazard between the GIL and the consumer's internal locks.
+//! queries hold it (they take well under a microsecond). The only Rust thread that calls into
+//! Python is a [`metrics`] server's (its `render` callable), and it holds no lock of the crate
+//! meanwhile, so there is no lock-order hazard between the GIL and the consumer's internal locks.
 //!
 //! One file per group of classes: [`bar`] (`Bar`, Python values → bars), [`consumer`]
 //! (`Consumer`, `BatchResult`), [`subscription`] (`Subscription`), [`reader`] (`FifoReader`),
 //! [`writer`] (`FifoWriter`), [`alpaca`] (`Publisher`, the Alpaca and calendar functions), [`control`]
-//! (the symbol and private-directory checks of the sidecar's control endpoint). This file holds
+//! (the symbol and private-directory checks of the sidecar's control endpoint), [`metrics`]
+//! (`MetricsServer`, the sidecar's `/metrics` on the crate's HTTP server). This file holds
 //! the module init and what they share: argument conversion, `ConfigError` and `WireError` →
 //! Python exceptions, serde → Python.
 
@@ -31,6 +33,7 @@ mod alpaca;
 mod bar;
 mod consumer;
 mod control;
+mod metrics;
 mod nats;
 mod reader;
 mod subscription;
@@ -245,6 +248,7 @@ fn barbridge(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<PyFifoWriter>()?;
     alpaca::register(m)?;
     control::register(m)?;
+    metrics::register(m)?;
     nats::register(m)?;
     m.add("WireError", py.get_type::<exc::WireError>())?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
