@@ -11,8 +11,8 @@
 pub mod server;
 
 use std::collections::VecDeque;
-use std::path::PathBuf;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 

@@ -123,6 +123,20 @@ impl Consumer {
         status["sections"]["http"].clone()
     }
 
+    /// Wait until the metrics server has taken (served or refused) `n` connections in all, by
+    /// the status file (the port itself may be full).
+    fn wait_connections_taken(&mut self, n: u64) {
+        let mut seen = None;
+        let ok = wait_until(LONG, || {
+            self.assert_alive();
+            let http = self.status_file().map(|s| s["sections"]["http"].clone());
+            let taken = http.as_ref().and_then(|h| Some(h["connections_accepted"].as_u64()? + h["connections_refused"].as_u64()?));
+            seen = http;
+            taken >= Some(n)
+        });
+        assert!(ok, "the server did not take {n} connections: {seen:?}");
+    }
+
     /// Resident memory (and its peak) of the consumer, in KiB.
     fn memory_kib(&self) -> (u64, u64) {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap();
@@ -177,7 +191,8 @@ impl Attack {
         let (tx, out) = mpsc::channel();
         std::thread::spawn(move || {
             for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if let Some(report) = line.strip_prefix("ATTACK: ") {
+                // libtest may print "test attacker ... " on the same line first.
+                if let Some((_, report)) = line.split_once("ATTACK: ") {
                     let _ = tx.send(report.to_owned());
                 }
             }
@@ -294,6 +309,22 @@ fn a_get_declaring_a_huge_body_is_answered_and_allocates_nothing() {
     assert!(peak_after < peak_before + 16 * 1024, "resident memory peaked at {peak_after} KiB (from {peak_before} KiB)");
 }
 
+/// Set the soft `RLIMIT_NOFILE` of process `pid` (the hard one stays); the old soft one.
+fn set_soft_nofile(pid: u32, soft: u64) -> u64 {
+    let pid = nix::libc::pid_t::try_from(pid).unwrap();
+    let mut old = nix::libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: a null new limit only reads; `old` is a live rlimit.
+    assert_eq!(unsafe { nix::libc::prlimit(pid, nix::libc::RLIMIT_NOFILE, std::ptr::null(), &mut old) }, 0, "prlimit");
+    let new = nix::libc::rlimit { rlim_cur: soft, rlim_max: old.rlim_max };
+    // SAFETY: `new` is a live rlimit, only read.
+    assert_eq!(unsafe { nix::libc::prlimit(pid, nix::libc::RLIMIT_NOFILE, &new, std::ptr::null_mut()) }, 0, "prlimit");
+    old.rlim_cur
+}
+
+fn open_fds(pid: u32) -> u64 {
+    std::fs::read_dir(format!("/proc/{pid}/fd")).unwrap().count() as u64
+}
+
 #[test]
 fn idle_connections_past_the_bound_and_past_the_fd_limit_are_shed_and_metrics_come_back() {
     let mut c = Consumer::start();
@@ -305,38 +336,59 @@ fn idle_connections_past_the_bound_and_past_the_fd_limit_are_shed_and_metrics_co
     c.write_bars(10);
     let opened = attack.report();
     c.write_bars(10);
+    c.wait_connections_taken(1 + 200);
     attack.finish();
     eprintln!("idle attack: {opened}");
     let http = c.http_section();
     assert!(http["connections_refused"].as_u64().unwrap() >= 200 - 64, "{http}");
     c.assert_all_bars_accepted();
 
-    // Then with only a few file descriptors left: accept() fails (EMFILE) and is retried.
-    let pid = nix::libc::pid_t::try_from(c.pid()).unwrap();
-    let open_fds = std::fs::read_dir(format!("/proc/{pid}/fd")).unwrap().count() as u64;
-    let low = nix::libc::rlimit { rlim_cur: open_fds + 16, rlim_max: open_fds + 16 };
-    let mut old = nix::libc::rlimit { rlim_cur: 0, rlim_max: 0 };
-    // SAFETY: both pointers are to live rlimit values; prlimit only reads `low` and writes `old`.
-    assert_eq!(unsafe { nix::libc::prlimit(pid, nix::libc::RLIMIT_NOFILE, &low, &mut old) }, 0, "prlimit");
+    // Few file descriptors left: the server keeps its reserve free for ingest (a writer
+    // reconnecting makes the consumer reopen the FIFO) and refuses the connections instead.
+    let pid = c.pid();
+    let taken = c.http_section();
+    let taken = taken["connections_accepted"].as_u64().unwrap() + taken["connections_refused"].as_u64().unwrap();
+    let normal = set_soft_nofile(pid, open_fds(pid) + 16);
     let attack = Attack::start("idle-60", c.addr);
     c.write_bars(10);
     let opened = attack.report();
     c.write_bars(10);
+    c.wait_connections_taken(taken + 60);
     attack.finish();
-    eprintln!("idle attack with {} fds: {opened}", open_fds + 16);
-    // SAFETY: as above.
-    assert_eq!(unsafe { nix::libc::prlimit(pid, nix::libc::RLIMIT_NOFILE, &old, std::ptr::null_mut()) }, 0, "prlimit");
+    set_soft_nofile(pid, normal);
+    eprintln!("idle attack with 16 fds free: {opened}");
+    let http = c.http_section();
+    assert!(http["connections_refused"].as_u64().unwrap() >= 136 + 60, "{http}");
+    assert_eq!(http["accept_errors"].as_u64(), Some(0), "{http}");
+    c.assert_all_bars_accepted();
+
+    // No descriptor left at all (another part of the process took them): accept() fails with
+    // EMFILE, is counted, logged and retried; the server answers once descriptors are back.
+    let mut writer = open_writer(&fifo_in(&c.dir));
+    write_line(&mut writer, &seed_line("SPY", c.written, 10.0));
+    c.written += 1;
+    set_soft_nofile(pid, 3); // not even a hole below the number of open ones is left
+    let attack = Attack::start("idle-20", c.addr);
+    let opened = attack.report();
+    for _ in 0..10 {
+        write_line(&mut writer, &seed_line("SPY", c.written, 10.0));
+        c.written += 1;
+    }
+    let logged = wait_until(LONG, || c.log.try_iter().any(|l| l.contains("cannot accept a connection")));
+    assert!(logged, "the accept errors are logged");
+    attack.finish();
+    set_soft_nofile(pid, normal);
+    eprintln!("idle attack with no fd free: {opened}");
     let metrics = c.get_eventually("/metrics");
     assert!(metric(&metrics, "barbridge_http_accept_errors_total").unwrap_or(0.0) >= 1.0, "{metrics}");
-    assert!(metric(&metrics, "barbridge_http_connections_refused_total").unwrap_or(0.0) >= 136.0, "{metrics}");
+    assert!(metric(&metrics, "barbridge_http_connections_refused_total").unwrap_or(0.0) >= 196.0, "{metrics}");
     let http = c.http_section();
     assert!(http["last_error"].as_str().unwrap_or("").contains("accept"), "{http}");
+    drop(writer);
     c.assert_all_bars_accepted();
-    // The failure is in the status file and the log too.
+    // The failure is in the status file too.
     let file = c.status_file().unwrap();
     assert!(file["sections"]["http"]["accept_errors"].as_u64().unwrap() >= 1, "{file}");
-    let logged = c.log.try_iter().any(|l| l.contains("cannot accept a connection"));
-    assert!(logged, "the accept errors are logged");
 }
 
 #[test]

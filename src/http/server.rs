@@ -6,8 +6,9 @@
 //!   [`HEAD_TIMEOUT`] (else `431`/`408` and the connection closes);
 //! - request bodies are never read: a `Content-Length` is only a number (the connection is not
 //!   reused after such a request);
-//! - at most [`MAX_CONNECTIONS`] connections at once; past that a connection is closed at once and
-//!   counted (`connections_refused`);
+//! - at most [`MAX_CONNECTIONS`] connections at once, and never one that would leave fewer than
+//!   [`FD_RESERVE`] file descriptors free; past that a connection is closed at once and counted
+//!   (`connections_refused`);
 //! - each connection lives at most [`CONNECTION_DEADLINE`], writes included (a client that sends
 //!   requests and reads nothing is dropped then), keep-alive included;
 //! - the accept loop survives every accept error (`EMFILE`, `ENFILE`, ...): counted, logged
@@ -58,6 +59,11 @@ pub const MAX_HEAD_BYTES: usize = 16 * 1024;
 
 /// Headers a request may have.
 pub const MAX_HEADERS: usize = 64;
+
+/// File descriptors the server never takes: a connection that would leave fewer free under the
+/// process's `RLIMIT_NOFILE` is closed at once (counted as refused), so the FIFO, the journal and
+/// the status file can always open theirs.
+pub const FD_RESERVE: u64 = 32;
 
 /// First and longest pause after an accept error (doubling in between).
 const ACCEPT_BACKOFF: (Duration, Duration) = (Duration::from_millis(50), Duration::from_secs(1));
@@ -140,7 +146,8 @@ pub struct ServerStatus {
     pub connections_open: u64,
     /// Connections accepted and served.
     pub connections_accepted: u64,
-    /// Connections closed at once because [`Limits::max_connections`] were open.
+    /// Connections closed at once: [`Limits::max_connections`] were open, or fewer than
+    /// [`FD_RESERVE`] file descriptors would have been left.
     pub connections_refused: u64,
     /// Failed `accept()` calls (e.g. `EMFILE`: no file descriptor left); each retried.
     pub accept_errors: u64,
@@ -346,14 +353,20 @@ async fn run(listener: StdListener, limits: Limits, handler: Handler, tick: Opti
         match accepted {
             Ok((stream, peer)) => {
                 backoff = ACCEPT_BACKOFF.0;
-                let Ok(permit) = permits.clone().try_acquire_owned() else {
-                    stats.refused.fetch_add(1, Ordering::Relaxed);
-                    stats.log(log::Level::Warn, "refused", || {
-                        format!("http: {} connections open (the bound): closed a new one from {peer} at once", limits.max_connections)
-                    });
-                    // A best-effort answer that never waits; then close.
-                    let _ = stream.try_write(b"HTTP/1.1 503 Service Unavailable\r\ncontent-length: 0\r\nconnection: close\r\n\r\n");
-                    continue;
+                let permit = if fds_short(&stream) {
+                    Err("fewer than the reserved file descriptors would be left")
+                } else {
+                    permits.clone().try_acquire_owned().map_err(|_| "the bound of connections is open")
+                };
+                let permit = match permit {
+                    Ok(permit) => permit,
+                    Err(why) => {
+                        stats.refused.fetch_add(1, Ordering::Relaxed);
+                        stats.log(log::Level::Warn, "refused", || format!("http: closed a new connection from {peer} at once: {why}"));
+                        // A best-effort answer that never waits; then close.
+                        let _ = stream.try_write(b"HTTP/1.1 503 Service Unavailable\r\ncontent-length: 0\r\nconnection: close\r\n\r\n");
+                        continue;
+                    }
                 };
                 stats.accepted.fetch_add(1, Ordering::Relaxed);
                 stats.open.fetch_add(1, Ordering::Relaxed);
@@ -368,7 +381,11 @@ async fn run(listener: StdListener, limits: Limits, handler: Handler, tick: Opti
                 stats.accept_errors.fetch_add(1, Ordering::Relaxed);
                 stats.set_error(format!("accept: {e}"));
                 stats.log(log::Level::Error, "accept", || {
-                    format!("http: cannot accept a connection on {}: {e}; retrying in {} ms (ingest is not affected)", stats.addr, backoff.as_millis())
+                    format!(
+                        "http: cannot accept a connection on {}: {e}; retrying in {} ms (ingest is not affected)",
+                        stats.addr,
+                        backoff.as_millis()
+                    )
                 });
                 tokio::select! {
                     () = shutdown.notified() => return,
@@ -378,6 +395,15 @@ async fn run(listener: StdListener, limits: Limits, handler: Handler, tick: Opti
             }
         }
     }
+}
+
+/// True when keeping `stream` would leave fewer than [`FD_RESERVE`] descriptors free. Linux
+/// gives the lowest free number, so every number below the new one is in use.
+fn fds_short(stream: &tokio::net::TcpStream) -> bool {
+    use std::os::fd::AsRawFd;
+    let Ok((soft, _)) = nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE) else { return false };
+    let fd = u64::try_from(stream.as_raw_fd()).unwrap_or(0);
+    fd.saturating_add(FD_RESERVE) >= soft
 }
 
 /// One connection, within its deadline.

@@ -69,8 +69,8 @@ impl PyMetricsServer {
                 }
             }
         });
-        let server = Server::start(listener, server::Limits::default(), handler, None, "barbridge-metrics")
-            .map_err(|e| PyOSError::new_err(e.to_string()))?;
+        let server =
+            Server::start(listener, server::Limits::default(), handler, None, "barbridge-metrics").map_err(|e| PyOSError::new_err(e.to_string()))?;
         let _ = status_cell.set(Box::new(server.status_fn()));
         Ok(PyMetricsServer { addr: server.local_addr(), status: Box::new(server.status_fn()), server: Mutex::new(Some(server)) })
     }
