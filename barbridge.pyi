@@ -7,12 +7,12 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, Dict, Iterable, Iterator, List, Literal, Mapping, Optional, Sequence, Tuple, TypedDict, Union, final
+from typing import Any, Callable, Dict, Iterable, Iterator, List, Literal, Mapping, Optional, Sequence, Tuple, TypedDict, Union, final
 
 __all__ = ["Consumer", "Bar", "BatchResult", "Subscription", "FifoReader", "FifoWriter", "WireError", "__version__",
            "MAX_LINE_BYTES", "REJECT_REASONS", "default_fifo_path", "default_status_path", "Publisher",
            "normalise_alpaca", "encode_bar", "decode_line", "timestamp_ms", "in_session", "last_session_open",
-           "session", "calendar_coverage", "NatsFeed"]
+           "session", "calendar_coverage", "NatsFeed", "MetricsServer"]
 __version__: str
 MAX_LINE_BYTES: int
 REJECT_REASONS: Tuple[str, ...]
@@ -206,6 +206,25 @@ class Consumer:
     def __exit__(self, *args: object) -> bool: ...
 
 @final
+class MetricsServer:
+    """``GET /metrics`` on ``addr`` (HOST:PORT, or PORT on 127.0.0.1; port 0: any free port),
+    served from a Rust thread with the consumer's HTTP bounds (64 connections, a 16 KiB request
+    head read within 5 s, 30 s per connection, request bodies never read). ``render()`` returns
+    the exposition text and is called, under the GIL, for each scrape; an exception answers 500.
+    The server's own counters are appended as ``{prefix}http_*``. ValueError for an address that
+    is not HOST:PORT, OSError when it cannot be bound."""
+
+    def __new__(cls, addr: str, render: Callable[[], str], prefix: str = "barbridge_sidecar_") -> MetricsServer: ...
+    @property
+    def port(self) -> int: ...
+    @property
+    def addr(self) -> str: ...
+    def status(self) -> Dict[str, Any]:
+        """Connections open, accepted, refused past the bound, accept errors, connection errors,
+        deadline closes, requests, failed requests, the last error."""
+    def stop(self) -> None:
+        """Stop serving and wait for the thread (the GIL is released meanwhile). Idempotent."""
+
 class NatsFeed:
     """Feeds a :class:`Consumer` from the NATS JetStream stream ``barbridge run --publish`` fills
     (a durable pull consumer; acknowledged once journaled). Rust does the NATS work."""

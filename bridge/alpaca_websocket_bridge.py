@@ -323,10 +323,10 @@ def main(argv: Optional[list[str]] = None) -> int:
     if args.metrics_addr:
         from bridge import metrics
         try:
-            metrics_server, port = metrics.serve(args.metrics_addr, pub, sink, source)
+            metrics_server = metrics.serve(args.metrics_addr, pub, sink, source)
         except (ValueError, OSError) as e:
             return _fail(2, f"cannot serve metrics on {args.metrics_addr}: {e}")
-        log.info("sidecar metrics on http://%s:%d/metrics", metrics.parse_addr(args.metrics_addr)[0], port)
+        log.info("sidecar metrics on http://%s/metrics", metrics_server.addr)
 
     log.info("sidecar %s: source=%s asset=%s sink=%s symbols=%s writer=%s%s", PROG, args.source, asset, args.sink,
              ",".join(symbols),
@@ -380,7 +380,7 @@ def main(argv: Optional[list[str]] = None) -> int:
         log.warning("%d line(s) not delivered at exit (no consumer reading)", sink.backlog())
     _log_stats(pub, sink, source)
     if metrics_server is not None:
-        metrics_server.shutdown()
+        metrics_server.stop()
     if failure:
         return _fail(*failure[0])
     return 0

@@ -4,9 +4,11 @@ The consumer (``barbridge run --metrics-addr``) exposes what arrived; this expos
 sidecar saw on its side of the pipe: connects, disconnects by websocket close code, bars received
 by source (stream, backfill, replay, synthetic), what it published and suppressed, and its
 writer's backlog and delivery counters. Values are read from the live objects at every scrape
-(the official ``prometheus_client`` package does the exposition format and the HTTP server, on
-its own daemon thread). Label sets are bounded: ``source`` by the wire protocol's sources,
-``code`` by the close codes a server sends.
+(the official ``prometheus_client`` package does the exposition format). The HTTP server is the
+consumer's own, from the extension (``barbridge.MetricsServer``): the same bounds on connections,
+request heads, deadlines and file descriptors, so no local client can hurt the sidecar through
+this port; its counters are appended as ``barbridge_sidecar_http_*``. Label sets are bounded:
+``source`` by the wire protocol's sources, ``code`` by the close codes a server sends.
 """
 
 from __future__ import annotations
@@ -28,20 +30,6 @@ _WRITER_COUNTERS = {
     "acked": "Lines the consumer acknowledged.",
     "unacked_evicted": "Unacknowledged lines forgotten past their memory bound.",
 }
-
-
-def parse_addr(addr: str) -> tuple[str, int]:
-    """``HOST:PORT`` (or ``PORT``, meaning 127.0.0.1) → (host, port); ValueError otherwise."""
-    host, sep, port = addr.rpartition(":")
-    if not sep:
-        host, port = "127.0.0.1", addr
-    try:
-        number = int(port)
-    except ValueError:
-        raise ValueError(f"--metrics-addr {addr!r} is not HOST:PORT (e.g. 127.0.0.1:9465)") from None
-    if not 0 <= number <= 65535:
-        raise ValueError(f"--metrics-addr {addr!r}: port {number} is not 0-65535")
-    return host.strip("[]") or "127.0.0.1", number
 
 
 class SidecarCollector:
@@ -101,14 +89,14 @@ class SidecarCollector:
                 yield GaugeMetricFamily(PREFIX + "writer_" + name, f"Writer's {name.replace('_', ' ')}.", value=value)
 
 
-def serve(addr: str, pub: Any, sink: Any, source: Optional[Any]) -> tuple[Any, int]:
-    """Start serving ``/metrics`` on ``addr`` from a daemon thread; returns (server, bound port).
+def serve(addr: str, pub: Any, sink: Any, source: Optional[Any]) -> Any:
+    """Start serving ``/metrics`` on ``addr`` (``HOST:PORT``, or ``PORT`` on 127.0.0.1) from the
+    extension's server thread; returns the ``barbridge.MetricsServer`` (``.addr``, ``.stop()``).
     ValueError for a bad address, OSError when the address cannot be bound."""
-    from prometheus_client import start_http_server
+    import barbridge
+    from prometheus_client import generate_latest
     from prometheus_client.registry import CollectorRegistry
 
-    host, port = parse_addr(addr)
     registry = CollectorRegistry(auto_describe=False)
     registry.register(SidecarCollector(pub, sink, source))  # type: ignore[arg-type]
-    server, _thread = start_http_server(port, addr=host, registry=registry)
-    return server, int(server.server_port)
+    return barbridge.MetricsServer(addr, lambda: generate_latest(registry).decode())

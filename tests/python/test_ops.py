@@ -383,12 +383,9 @@ def test_launcher_with_metrics_addr_serves_the_session_and_a_killed_sidecar_turn
 def test_json_log_lines_carry_level_target_message_and_fields():
     import logging
 
-    from bridge import jsonlog, metrics
+    from bridge import jsonlog
     record = logging.LogRecord("bridge.sources", logging.WARNING, __file__, 1, "reconnect %d", (3,), None)
     record.close_code = 1011  # as passed with extra={"close_code": 1011}
     line = json.loads(jsonlog.JsonFormatter().format(record))
     assert (line["level"], line["target"], line["message"], line["fields"]) == (
         "WARNING", "bridge.sources", "reconnect 3", {"close_code": 1011})
-    assert metrics.parse_addr("9465") == ("127.0.0.1", 9465)
-    with pytest.raises(ValueError):
-        metrics.parse_addr("localhost:x")
