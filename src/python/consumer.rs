@@ -188,7 +188,11 @@ impl PyConsumer {
         // Resume warm, like `barbridge run --journal`: today's bars are back in the store.
         consumer.resume_from_journal(SystemClock.now_ms());
         let echo = echo.then(|| consumer.echo_to_stdout());
-        let status = status_file.as_ref().map(|path| StatusWriter::start(consumer.clone(), path.clone(), fifo, Duration::from_secs(1)));
+        let status = status_file
+            .as_ref()
+            .map(|path| StatusWriter::start(consumer.clone(), path.clone(), fifo, Duration::from_secs(1)))
+            .transpose()
+            .map_err(|e| PyOSError::new_err(e.to_string()))?;
         let py_consumer =
             PyConsumer { inner: consumer.clone(), status: Mutex::new(status), echo: Mutex::new(echo), status_file, http: Mutex::new(None) };
         Ok((py_consumer, consumer))
