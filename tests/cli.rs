@@ -232,13 +232,8 @@ fn a_second_consumer_on_the_same_status_file_is_refused() {
     let mut first = spawn(dir.path(), &[]);
     let status = dir.path().join("run/status.json");
     assert!(wait_until(LONG, || status.exists()), "the first consumer wrote no status file");
-    let second = Command::new(BIN)
-        .args(["run", "--fifo"])
-        .arg(dir.path().join("other/bars.fifo"))
-        .arg("--status-file")
-        .arg(&status)
-        .output()
-        .unwrap();
+    let second =
+        Command::new(BIN).args(["run", "--fifo"]).arg(dir.path().join("other/bars.fifo")).arg("--status-file").arg(&status).output().unwrap();
     let stderr = String::from_utf8(second.stderr).unwrap();
     assert_eq!(second.status.code(), Some(2), "{stderr}");
     assert!(stderr.contains("is written by another consumer") && stderr.contains(&format!("pid {}", first.child.id())), "{stderr}");

@@ -34,9 +34,9 @@ class SyntheticSource:
     ``count`` minutes then stop (None = forever). The clock never runs ahead of the wall clock: a
     minute is produced only once it has closed. Accelerated (``interval`` < 60) without
     ``start_ms``, it starts ``count`` minutes ago (or ``history`` minutes ago, forever) and
-    catches up at ``interval`` seconds per minute, then goes on at one bar per minute, on time. Every ``halt_every`` minutes (0 = never) the
-    last symbol is halted for ``halt_minutes`` (a trading status, then no bars for it, then a
-    resumption), so the demo shows a halt as a halt."""
+    catches up at ``interval`` seconds per minute, then goes on at one bar per minute, on time.
+    Every ``halt_every`` minutes (0 = never) the last symbol is halted for ``halt_minutes`` (a
+    trading status, then no bars for it, then a resumption), so the demo shows a halt as a halt."""
 
     def __init__(self, publisher: Publisher, symbols: list[str], *, interval: float = 60.0,
                  count: Optional[int] = None, seed: Optional[int] = None, start_ms: Optional[int] = None,

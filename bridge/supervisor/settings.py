@@ -104,7 +104,8 @@ class _Parser(argparse.ArgumentParser):
             raise ConfigError(f"unknown option {m.group(1)}.", "see --help")
         m = re.search(r"argument (\S+?)(?:/\S+)?: expected one argument", message)
         if m:
-            raise ConfigError(f"{m.group(1)} needs a value.", f"give it one, e.g. {m.group(1)} {_EXAMPLES.get(m.group(1), 'VALUE')}")
+            flag = m.group(1)
+            raise ConfigError(f"{flag} needs a value.", f"give it one, e.g. {flag} {_EXAMPLES.get(flag, 'VALUE')}")
         raise ConfigError(f"{message}.", "see --help")
 
 

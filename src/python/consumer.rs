@@ -229,7 +229,9 @@ impl PyConsumer {
 impl PyConsumer {
     #[new]
     #[pyo3(signature = (capacity_per_symbol = Int::new(10_000), stale_after = Float(120.0), symbols = None, status_file = None, echo = false, journal = None, fsync = "interval"))]
-    #[pyo3(text_signature = "(capacity_per_symbol=10000, stale_after=120.0, symbols=None, status_file=None, echo=False, journal=None, fsync='interval')")]
+    #[pyo3(
+        text_signature = "(capacity_per_symbol=10000, stale_after=120.0, symbols=None, status_file=None, echo=False, journal=None, fsync='interval')"
+    )]
     #[allow(clippy::too_many_arguments)]
     fn new(
         capacity_per_symbol: Int,
@@ -442,9 +444,9 @@ impl PyConsumer {
         from_ms: Option<Int>,
         to_ms: Option<Int>,
     ) -> PyResult<Bound<'py, PyAny>> {
-        let pd = py.import("pandas").map_err(|e| {
-            PyImportError::new_err(format!("df() needs pandas, which is not importable ({e}); pip install pandas, or use columns()"))
-        })?;
+        let pd = py
+            .import("pandas")
+            .map_err(|e| PyImportError::new_err(format!("df() needs pandas, which is not importable ({e}); pip install pandas, or use columns()")))?;
         let n = n.map(|n| n.usize("n", 0, usize::MAX)).transpose()?;
         let from_ms = from_ms.map(|t| t.i64("from_ms")).transpose()?;
         let to_ms = to_ms.map(|t| t.i64("to_ms")).transpose()?;

@@ -4,7 +4,6 @@ process-group cleanup in teardown."""
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 import os
 import shutil
@@ -14,7 +13,6 @@ import subprocess
 import time
 from pathlib import Path
 from typing import Optional
-from zoneinfo import ZoneInfo
 
 import pytest
 
