@@ -189,9 +189,7 @@ impl StatusReport {
             .symbols
             .keys()
             .filter_map(|sym| {
-                let s = crate::asset::session_today(sym, health.now_ms)?;
-                let timestamps = store.timestamps(sym, s.open_ms, s.close_ms);
-                let g = crate::gaps::session_gaps_halted(sym, &s, health.now_ms, timestamps, &trading.halts(sym));
+                let g = consumer.session_gaps(sym, health.now_ms)?;
                 if g.halted_minutes > 0 {
                     session_halted.insert(sym.clone(), g.halted_minutes);
                 }
