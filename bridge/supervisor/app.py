@@ -20,6 +20,7 @@ import datetime as dt
 import errno
 import json
 import os
+import re
 import signal
 import sys
 import time
@@ -368,6 +369,22 @@ class Supervisor:
             return 0
         return last
 
+    async def show_page_address(self) -> None:
+        """METRICS_ADDR: print where the live page is, as the consumer bound it (port 0: any)."""
+        if not self.env.get("METRICS_ADDR", "").strip() or self.s.consumer_cmd:
+            return
+        pattern = re.compile(r"live page on (http://[0-9A-Za-z.:\[\]-]+/)")
+        deadline = time.monotonic() + CONSUMER_FIFO_TIMEOUT
+        while time.monotonic() < deadline:
+            try:
+                found = pattern.search(self.consumer.log_file.read_text(errors="replace")[-65536:])
+            except OSError:
+                found = None
+            if found:
+                self.log(f"live page: {found.group(1)} (metrics: {found.group(1)}metrics)")
+                return
+            await self.nap(0.05)
+
     async def wait_for_fifo(self) -> None:
         deadline = time.monotonic() + CONSUMER_FIFO_TIMEOUT
         while not self.s.fifo.exists():
@@ -557,6 +574,7 @@ class Supervisor:
                 await self.start_nats()
             await self.start_consumer()
             await self.wait_for_fifo()
+            await self.show_page_address()
             if s.warmup:
                 await self.warm_up()
             await self.start_sidecar()

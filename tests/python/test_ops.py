@@ -400,6 +400,7 @@ def test_launcher_with_metrics_addr_serves_the_session_and_a_killed_sidecar_turn
     wait_for(lambda: metric(scrape(), 'barbridge_feed_state{state="stale"}') == 1.0, timeout=30,
              what="the metrics to say stale")
     assert json.loads(get(f"{base}/session.json"))["state"] == "stale"
+    assert f"live page: {base}/ (metrics: {base}/metrics)" in launcher.stderr() + launcher.stdout()
     # The launcher keeps each process's log apart, and the consumer's and sidecar's are JSON.
     logs = next((tmp_path / "runs").glob("*/consumer.log")).parent
     for name in ("consumer.log", "sidecar.log"):
