@@ -200,7 +200,10 @@ pub(crate) fn session_view(consumer: &Consumer, timeline: &Timeline) -> SessionV
                 session_open,
                 in_session: own_session.as_ref().is_some_and(|s| s.open_ms <= now && now < s.close_ms),
                 closes,
-                holes: gaps.as_ref().map(|g| g.holes.iter().map(|h| HoleView { start_ms: h.start_ms, minutes: h.minutes }).collect()).unwrap_or_default(),
+                holes: gaps
+                    .as_ref()
+                    .map(|g| g.holes.iter().map(|h| HoleView { start_ms: h.start_ms, minutes: h.minutes }).collect())
+                    .unwrap_or_default(),
                 halted_minutes: gaps.as_ref().map_or(0, |g| g.halted_minutes),
                 halted: halted_now.get(sym).cloned(),
             }
@@ -235,7 +238,11 @@ mod tests {
     }
 
     fn line(symbol: &str, ts: i64, open: f64, close: f64) -> String {
-        format!(r#"{{"symbol":"{symbol}","timestamp_ms":{ts},"open":{open},"high":{},"low":{},"close":{close},"volume":0.5}}"#, open.max(close), open.min(close))
+        format!(
+            r#"{{"symbol":"{symbol}","timestamp_ms":{ts},"open":{open},"high":{},"low":{},"close":{close},"volume":0.5}}"#,
+            open.max(close),
+            open.min(close)
+        )
     }
 
     #[test]
@@ -269,9 +276,15 @@ mod tests {
             return; // the bars below would lie in the future
         }
         consumer.ingest_line(line("ETH/USD", midnight, 100.0, 101.0).as_bytes()).unwrap();
-        let halt = format!(r#"{{"type":"trading_status","v":1,"symbol":"ETH/USD","ts_ms":{},"status":"halted","code":"T1","reason":"news"}}"#, midnight + 60_000);
+        let halt = format!(
+            r#"{{"type":"trading_status","v":1,"symbol":"ETH/USD","ts_ms":{},"status":"halted","code":"T1","reason":"news"}}"#,
+            midnight + 60_000
+        );
         consumer.ingest_line(halt.as_bytes()).unwrap();
-        let resume = format!(r#"{{"type":"trading_status","v":1,"symbol":"ETH/USD","ts_ms":{},"status":"trading","code":"","reason":""}}"#, midnight + 10 * 60_000);
+        let resume = format!(
+            r#"{{"type":"trading_status","v":1,"symbol":"ETH/USD","ts_ms":{},"status":"trading","code":"","reason":""}}"#,
+            midnight + 10 * 60_000
+        );
         consumer.ingest_line(resume.as_bytes()).unwrap();
         consumer.ingest_line(line("ETH/USD", midnight + 10 * 60_000, 101.0, 103.0).as_bytes()).unwrap();
         let view = session_view(&consumer, &Timeline::default());
@@ -281,7 +294,10 @@ mod tests {
         assert!(eth.halted.is_none(), "trading again");
         assert_eq!(eth.session_open, Some(100.0));
         assert_eq!(eth.last.as_ref().map(|b| (b.open, b.close)), Some((101.0, 103.0)));
-        let halt_now = format!(r#"{{"type":"trading_status","v":1,"symbol":"ETH/USD","ts_ms":{},"status":"halted","code":"T1","reason":"news"}}"#, midnight + 12 * 60_000);
+        let halt_now = format!(
+            r#"{{"type":"trading_status","v":1,"symbol":"ETH/USD","ts_ms":{},"status":"halted","code":"T1","reason":"news"}}"#,
+            midnight + 12 * 60_000
+        );
         consumer.ingest_line(halt_now.as_bytes()).unwrap();
         let view = session_view(&consumer, &Timeline::default());
         let eth = view.symbols.iter().find(|s| s.symbol == "ETH/USD").unwrap();

@@ -756,3 +756,44 @@ def test_help_shows_the_real_defaults():
         params = inspect.signature(cls).parameters
         assert params[name].default == default, (cls, params)
     assert "Ellipsis" not in str(inspect.signature(barbridge.Consumer))
+
+
+def test_rust_warnings_reach_python_logging_and_can_be_quieted():
+    """The Rust side's warnings go to Python's logging (loggers named after the Rust module), not
+    straight to stderr: a user quiets them the way they quiet any library."""
+    import logging
+
+    class Keep(logging.Handler):
+        def __init__(self) -> None:
+            super().__init__()
+            self.records: list[logging.LogRecord] = []
+
+        def emit(self, record: logging.LogRecord) -> None:
+            self.records.append(record)
+
+    keep = Keep()
+    root = logging.getLogger("barbridge")
+    root.addHandler(keep)
+    try:
+        c = barbridge.Consumer()
+        with pytest.raises(barbridge.WireError):
+            c.push_line("this is no bar")
+        wait_for(lambda: any("rejected line" in r.getMessage() for r in keep.records), timeout=10,
+                 what="the reject warning in Python's logging")
+        rec = next(r for r in keep.records if "rejected line" in r.getMessage())
+        assert rec.levelno == logging.WARNING and rec.name.startswith("barbridge."), rec
+        root.setLevel(logging.ERROR)
+        keep.records.clear()
+        bad = '{"symbol":"SPY","timestamp_ms":1759930080000,"open":1,"high":1,"low":2,"close":1,"volume":1}'
+        with pytest.raises(barbridge.WireError):
+            c.push_line(bad)  # another reason: not rate-limited away, a record is made
+        time.sleep(2)  # the pump hands a record over at once (it waits 1 s at most for one)
+        assert not keep.records, [r.getMessage() for r in keep.records]
+        root.setLevel(logging.NOTSET)
+        with pytest.raises(barbridge.WireError):
+            c.push_line(bad.replace('"low":2', '"low":1').replace('"volume":1', '"volume":-1'))
+        wait_for(lambda: keep.records, timeout=10, what="a record once the level allows it again")
+        assert "negative_volume" in keep.records[0].getMessage(), keep.records[0].getMessage()
+    finally:
+        root.removeHandler(keep)
+        root.setLevel(logging.NOTSET)
