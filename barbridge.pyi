@@ -185,6 +185,16 @@ class Consumer:
         """Columns ``timestamp_ms, open, high, low, close, volume, vwap, trade_count``: lists, or
         numpy arrays with ``numpy=True`` (``timestamp_ms`` int64, the rest float64). An absent
         ``vwap`` / ``trade_count`` is None in a list and NaN in an array."""
+    def df(
+        self,
+        symbols: Optional[Sequence[str]] = None,
+        n: Optional[int] = None,
+        from_ms: Optional[int] = None,
+        to_ms: Optional[int] = None,
+    ) -> Any:
+        """A pandas DataFrame like alpaca-py's ``BarSet.df``: index (``symbol``, ``timestamp``:
+        UTC, timezone-aware), columns ``open high low close volume vwap`` (float64) and
+        ``trade_count`` (nullable Int64)."""
     def stats(self) -> Dict[str, Any]: ...
     def health(self) -> Dict[str, Any]: ...
     def status(self) -> Dict[str, Any]: ...

@@ -93,6 +93,7 @@ KNOWN_KEYS: dict[str, str] = {
     "STOP_TIMEOUT": "seconds a process gets to stop before it is killed",
     "DEMO_INTERVAL": "demo: wall seconds per synthetic minute bar",
     "DEMO_HALT_EVERY": "demo: halt the last symbol 5 minutes every this many minutes (0 = never)",
+    "DEMO_START": "demo: the first synthetic minute (ISO time with zone, or epoch ms; default: continue, or 390 minutes ago)",
     # where things go
     "RUNS_DIR": "where dated run directories (logs) and the journal go",
     "BARBRIDGE_RUNTIME_DIR": "private directory for the FIFO, status, pid and lock files",
@@ -211,6 +212,9 @@ def load_config_env(path: Optional[str], environ: MutableMapping[str, str], *, r
 # How long the synthetic source's scripted demo halt lasts (DEMO_HALT_EVERY must exceed it). Here,
 # not in sources/synthetic.py, so the launcher's settings read it with the standard library only.
 HALT_MINUTES = 5
+# Accelerated, the synthetic source starts this many minutes ago (a regular session's length) and
+# catches up, then keeps to the clock (never a bar of a minute that has not closed).
+DEMO_HISTORY_MINUTES = 390
 
 @dataclass(frozen=True)
 class Credentials:

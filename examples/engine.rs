@@ -41,8 +41,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     consumer.resume_from_journal(SystemClock.now_ms());
     let bars = consumer.subscribe(Subscription::symbols(symbols.clone())?.name("engine").capacity(4096)?);
     let feed = FifoFeed::start(consumer.clone(), &fifo, FeedOptions::default())?;
-    let status =
-        var("BARBRIDGE_STATUS_FILE").map(|path| StatusWriter::start(consumer.clone(), path.into(), Some(fifo.clone()), Duration::from_secs(1)));
+    let status = var("BARBRIDGE_STATUS_FILE")
+        .map(|path| StatusWriter::start(consumer.clone(), path.into(), Some(fifo.clone()), Duration::from_secs(1)))
+        .transpose()?;
     let stop = feed.stop_flag();
     ctrlc::set_handler(move || stop.store(true, Ordering::Relaxed))?;
     println!("engine: waiting for {symbols:?} on {}", fifo.display());

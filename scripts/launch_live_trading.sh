@@ -33,11 +33,11 @@ ensure_venv() {
         return 0
     fi
     command -v "$sys_py" >/dev/null || die "python3 is not installed." "install Python 3.10+ (e.g. apt-get install python3 python3-venv)."
-    log "creating the Python environment .venv/ (pip install -r requirements.txt; takes a minute)"
+    log "first start: creating the Python environment .venv/ (pip install -r requirements.txt; about 30 s), then building the extension and the consumer (a few minutes on 2 cores; later starts reuse both)"
     if [[ ! -x $PY ]]; then
         "$sys_py" -m venv "$REPO/.venv" || die "cannot create .venv/ with $sys_py -m venv." "install python3-venv, then rerun."
     fi
-    "$PY" -m pip install --quiet -r "$REPO/requirements.txt" ||
+    "$PY" -m pip install --progress-bar off -r "$REPO/requirements.txt" | { grep -E '^(Collecting|Successfully)' >&2 || true; } ||
         die "pip install -r requirements.txt failed (see above)." "check network access to PyPI, then rerun."
     echo "$want" >"$stamp"
 }
@@ -53,8 +53,8 @@ ensure_consumer() { # cargo decides whether anything changed (a no-op when fresh
         log "warning: cargo is missing, so $bin may be older than its sources"
         return 0
     fi
-    [[ -x $bin ]] || log "building the Rust consumer (cargo build --release --bin barbridge; takes a few minutes)"
-    cargo build --quiet --release --locked --features nats --bin barbridge --manifest-path "$REPO/Cargo.toml" ||
+    [[ -x $bin ]] || log "building the Rust consumer (cargo build --release --bin barbridge; about a minute: it reuses the extension's dependencies)"
+    cargo build --release --locked --features nats --bin barbridge --manifest-path "$REPO/Cargo.toml" ||
         die "cargo build failed (see above)." "fix the build error, then rerun."
 }
 

@@ -411,6 +411,16 @@ impl Consumer {
         &self.trading
     }
 
+    /// `symbol`'s session today so far (a stock's NYSE session, a crypto pair's UTC day): bars,
+    /// holes and halted minutes, a bar-less minute during a halt counting as halted, never as a
+    /// hole. The one per-symbol session view the status file, `/metrics` and the page render.
+    /// `None` when the symbol has no session today (a weekend or holiday for a stock).
+    pub fn session_gaps(&self, symbol: &str, now_ms: i64) -> Option<crate::gaps::SymbolGaps> {
+        let session = crate::asset::session_today(symbol, now_ms)?;
+        let minutes = self.store.timestamps(symbol, session.open_ms, session.close_ms);
+        Some(crate::gaps::session_gaps_halted(symbol, &session, now_ms, minutes, &self.trading.halts(symbol)))
+    }
+
     /// Feed health and counters.
     pub fn health(&self) -> &Arc<Health> {
         &self.health

@@ -6,35 +6,22 @@
 //! stop ingest; its own counters are the status file's `http` section and `barbridge_http_*`.
 //!
 //! The server thread also keeps the session's timeline (feed state changes, sidecar reconnects
-//! and disconnects, seq gaps), sampled twice a second and bounded to [`MAX_EVENTS`].
+//! and disconnects, seq gaps), sampled twice a second and bounded to [`crate::page::MAX_EVENTS`].
 
 pub mod server;
 
-use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use serde::Serialize;
-
 use crate::feed::Consumer;
-use crate::health::FeedState;
 use crate::metrics::{self, MetricsOptions};
 use crate::status::StatusReport;
 use server::{Reply, Server};
 
 /// The page, with its script and style inline.
 const INDEX_HTML: &str = include_str!("../assets/index.html");
-
-/// Timeline events kept (the oldest are dropped first).
-pub const MAX_EVENTS: usize = 2_000;
-
-/// Symbols the page shows (those updated least recently).
-pub const PAGE_MAX_SYMBOLS: usize = 50;
-
-/// Points of a symbol's sparkline (today's closes, thinned evenly beyond this).
-const SPARKLINE_POINTS: usize = 390;
 
 /// How often the timeline is sampled.
 const SAMPLE_EVERY: Duration = Duration::from_millis(500);
@@ -95,7 +82,7 @@ impl HttpServer {
     /// [`HttpError::BadAddress`] for an address that is not `HOST:PORT`, [`HttpError::Bind`] when it cannot be bound, [`HttpError::Start`] when the server does not start.
     pub fn start(consumer: Arc<Consumer>, addr: &str, options: HttpOptions) -> Result<HttpServer, HttpError> {
         let listener = server::bind(addr)?;
-        let timeline = Arc::new(Mutex::new(Timeline::default()));
+        let timeline = Arc::new(Mutex::new(crate::page::Timeline::default()));
         let (sampled, sampler) = (timeline.clone(), consumer.clone());
         let tick: server::Tick = (SAMPLE_EVERY, Box::new(move || lock(&sampled).sample(&sampler)));
         let served = consumer.clone();
@@ -122,11 +109,11 @@ impl HttpServer {
     }
 }
 
-fn lock(timeline: &Mutex<Timeline>) -> std::sync::MutexGuard<'_, Timeline> {
+fn lock(timeline: &Mutex<crate::page::Timeline>) -> std::sync::MutexGuard<'_, crate::page::Timeline> {
     timeline.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-fn respond(path: &str, consumer: &Consumer, options: &HttpOptions, timeline: &Mutex<Timeline>) -> Reply {
+fn respond(path: &str, consumer: &Consumer, options: &HttpOptions, timeline: &Mutex<crate::page::Timeline>) -> Reply {
     let fifo = options.fifo.as_deref();
     match path {
         "/metrics" => {
@@ -138,163 +125,11 @@ fn respond(path: &str, consumer: &Consumer, options: &HttpOptions, timeline: &Mu
             Reply::ok("application/json", serde_json::to_string(&report).unwrap_or_default())
         }
         "/session.json" => {
-            let view = session_view(consumer, &lock(timeline));
+            let view = crate::page::session_view(consumer, &lock(timeline));
             Reply::ok("application/json", serde_json::to_string(&view).unwrap_or_default())
         }
         "/" | "/index.html" => Reply::ok("text/html; charset=utf-8", INDEX_HTML.to_owned()),
         _ => Reply::not_found(),
-    }
-}
-
-/// One mark on the session's timeline.
-#[derive(Clone, Debug, Serialize)]
-struct Event {
-    t_ms: i64,
-    /// `live`, `stale`, `waiting`, `reconnect`, `disconnect` or `gap`.
-    kind: &'static str,
-}
-
-/// What changed since the last sample, as events.
-#[derive(Debug, Default)]
-struct Timeline {
-    events: VecDeque<Event>,
-    state: Option<FeedState>,
-    reconnects: u64,
-    disconnects: u64,
-    seq_gaps: u64,
-}
-
-impl Timeline {
-    fn push(&mut self, t_ms: i64, kind: &'static str) {
-        if self.events.len() == MAX_EVENTS {
-            self.events.pop_front();
-        }
-        self.events.push_back(Event { t_ms, kind });
-    }
-
-    fn sample(&mut self, consumer: &Consumer) {
-        let health = consumer.health();
-        let now = health.now_ms();
-        let state = health.tick();
-        if self.state != Some(state) {
-            self.state = Some(state);
-            self.push(now, state_name(state));
-        }
-        let c = health.counters.snapshot();
-        for (seen, current, kind) in [
-            (&mut self.reconnects, c.reconnects, "reconnect"),
-            (&mut self.disconnects, c.disconnects, "disconnect"),
-            (&mut self.seq_gaps, c.seq_gaps, "gap"),
-        ] {
-            let new = current > *seen;
-            *seen = current;
-            if new {
-                self.events.push_back(Event { t_ms: now, kind });
-            }
-        }
-        while self.events.len() > MAX_EVENTS {
-            self.events.pop_front();
-        }
-    }
-}
-
-fn state_name(state: FeedState) -> &'static str {
-    match state {
-        FeedState::Waiting => "waiting",
-        FeedState::Live => "live",
-        FeedState::Stale => "stale",
-    }
-}
-
-#[derive(Debug, Serialize)]
-struct HoleView {
-    start_ms: i64,
-    minutes: i64,
-}
-
-#[derive(Debug, Serialize)]
-struct SymbolView {
-    symbol: String,
-    bars: u64,
-    last_bar_ts_ms: i64,
-    last_received_ms: i64,
-    close: Option<f64>,
-    closes: Vec<f64>,
-    holes: Vec<HoleView>,
-}
-
-#[derive(Debug, Serialize)]
-struct SessionView {
-    now_ms: i64,
-    state: FeedState,
-    stale_after_ms: i64,
-    last_message_ms: Option<i64>,
-    started_ms: i64,
-    sidecar: Option<crate::health::SidecarStatus>,
-    /// Today's regular session (New York), if today has one.
-    open_ms: Option<i64>,
-    close_ms: Option<i64>,
-    day_start_ms: i64,
-    day_end_ms: i64,
-    bars_accepted: u64,
-    symbols_total: usize,
-    symbols: Vec<SymbolView>,
-    events: Vec<Event>,
-}
-
-fn session_view(consumer: &Consumer, timeline: &Timeline) -> SessionView {
-    let store = consumer.store();
-    let (picked, omitted) = store.symbol_health_least_recent(PAGE_MAX_SYMBOLS);
-    let health = consumer.health().snapshot(picked);
-    let now = health.now_ms;
-    let (day_start_ms, day_end_ms) = crate::calendar::ny_day_bounds(now);
-    let session = crate::calendar::session_on(crate::calendar::ny_date(now)).ok().flatten();
-    let symbols = health
-        .symbols
-        .iter()
-        .map(|(sym, sh)| {
-            // Each symbol's own day and session: New York's for a stock, the UTC day for a pair.
-            let (start_ms, end_ms) = crate::asset::AssetClass::of(sym).day_bounds(now);
-            let bars = store.range(sym, start_ms, end_ms);
-            let step = bars.len().div_ceil(SPARKLINE_POINTS).max(1);
-            let closes = bars.iter().step_by(step).map(|b| b.close).collect();
-            let holes = crate::asset::session_today(sym, now)
-                .as_ref()
-                .map(|s| {
-                    let minutes = store.timestamps(sym, s.open_ms, s.close_ms);
-                    crate::gaps::session_gaps(sym, s, now, minutes)
-                        .holes
-                        .into_iter()
-                        .map(|h| HoleView { start_ms: h.start_ms, minutes: h.minutes })
-                        .collect()
-                })
-                .unwrap_or_default();
-            SymbolView {
-                symbol: sym.clone(),
-                bars: sh.bars,
-                last_bar_ts_ms: sh.last_bar_ts_ms,
-                last_received_ms: sh.last_received_ms,
-                close: store.latest(sym).map(|b| b.close),
-                closes,
-                holes,
-            }
-        })
-        .collect::<Vec<_>>();
-    SessionView {
-        now_ms: now,
-        state: health.state,
-        stale_after_ms: health.stale_after_ms,
-        last_message_ms: health.last_message_ms,
-        started_ms: health.started_ms,
-        sidecar: health.sidecar,
-        open_ms: session.as_ref().map(|s| s.open_ms),
-        close_ms: session.as_ref().map(|s| s.close_ms),
-        day_start_ms,
-        day_end_ms,
-        bars_accepted: health.counters.bars_accepted,
-        symbols_total: symbols.len() + omitted,
-        symbols,
-        events: timeline.events.iter().cloned().collect(),
     }
 }
 
@@ -322,25 +157,6 @@ mod tests {
         assert!(fetch(addr, "GET /etc/passwd HTTP/1.0\r\n\r\n").starts_with("HTTP/1.0 404"));
         assert!(fetch(addr, "POST /metrics HTTP/1.0\r\n\r\n").starts_with("HTTP/1.0 405"));
         server.stop();
-    }
-
-    #[test]
-    fn a_crypto_pair_s_holes_are_counted_over_its_utc_day() {
-        let consumer = Consumer::builder().build().unwrap();
-        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64;
-        let midnight = now - now.rem_euclid(86_400_000);
-        if now - midnight < 10 * 60_000 {
-            return; // the bars below would lie in the future
-        }
-        let line = |ts: i64| format!(r#"{{"symbol":"BTC/USD","timestamp_ms":{ts},"open":1,"high":1,"low":1,"close":1,"volume":0.5}}"#);
-        // 00:00 and 00:04 UTC today (a 3-minute hole between), whatever New York's session says.
-        consumer.ingest_line(line(midnight).as_bytes()).unwrap();
-        consumer.ingest_line(line(midnight + 4 * 60_000).as_bytes()).unwrap();
-        let view = session_view(&consumer, &Timeline::default());
-        let btc = view.symbols.iter().find(|s| s.symbol == "BTC/USD").expect("the pair is on the page");
-        let first = btc.holes.first().expect("a hole inside the UTC day");
-        assert_eq!((first.start_ms, first.minutes), (midnight + 60_000, 3));
-        assert_eq!(btc.closes.len(), 2, "the sparkline covers the pair's UTC day");
     }
 
     #[test]

@@ -48,6 +48,7 @@ pub mod health;
 pub mod http;
 pub mod journal;
 pub mod metrics;
+pub mod page;
 pub mod pipe;
 pub mod private;
 pub mod publish;

@@ -335,16 +335,30 @@ fn run(
         return ExitCode::from(1);
     }
     let options = FeedOptions { stop_when_writers_gone: once, stop_flag: Some(stop), ..FeedOptions::default() };
+    // The status file first: it is this process's alone (a second consumer on it is refused
+    // before it reads anything).
+    let status_fifo = nats.source.is_none().then(|| fifo.clone());
+    let status = match StatusWriter::start(consumer.clone(), status_file.clone(), status_fifo, Duration::from_secs(1)) {
+        Ok(status) => status,
+        Err(e) => return config_error(e),
+    };
     let (feed, read_fifo) = match nats.start_feed(&consumer, &fifo, &status_file, options) {
         Ok(started) => started,
-        Err(e) => return config_error(e),
+        Err(e) => {
+            status.stop();
+            return config_error(e);
+        }
     };
     let journal_dir = consumer.journal().map(|j| j.dir().to_path_buf());
     let publishing = match nats.start_publishing(&consumer, journal_dir.as_deref()) {
         Ok(p) => p,
-        Err(e) => return config_error(e),
+        Err(e) => {
+            feed.stop();
+            let _ = feed.join();
+            status.stop();
+            return config_error(e);
+        }
     };
-    let status = StatusWriter::start(consumer.clone(), status_file, read_fifo.clone(), Duration::from_secs(1));
     let http = match outputs.metrics_addr.as_deref() {
         Some(addr) => {
             let options = barbridge::http::HttpOptions { metrics: outputs.metrics, fifo: read_fifo };
@@ -427,6 +441,21 @@ fn gaps(journal: &std::path::Path, date: Option<&str>, symbols: &[String], json:
         Err(e) => return config_error(e),
     };
     let path = day_path(journal, date);
+    if !path.exists() && symbols.is_empty() {
+        // A crypto-only journal has no stock day file: report what there is, or say what is missing.
+        return match crypto_part {
+            Some((text, value)) => emit(&if json { value.to_string() + "\n" } else { text }).map_or_else(|code| code, |()| ExitCode::SUCCESS),
+            None => {
+                eprintln!(
+                    "barbridge: no journal for {date} in {}: neither {} nor {} exists (is --journal the directory `run --journal` writes, and --date a day it ran?)",
+                    journal.display(),
+                    path.display(),
+                    JournalDay { asset: AssetClass::Crypto, date }.path(journal).display()
+                );
+                ExitCode::from(1)
+            }
+        };
+    }
     let mut minutes: std::collections::BTreeMap<String, Vec<i64>> = symbols.iter().map(|s| (s.clone(), Vec::new())).collect();
     let wanted = |symbol: &str| symbols.is_empty() || symbols.iter().any(|s| s == symbol);
     let trading = barbridge::trading::TradingBook::default();

@@ -157,9 +157,8 @@ impl NatsArgs {
         }
     }
 
-    /// Start the feed: the FIFO, or with --source the stream. With --source the status file's
-    /// lock (`<status>.lock`) is held instead of the FIFO's, so two subscribers never share a
-    /// status file.
+    /// Start the feed: the FIFO, or with --source the stream. (The status file's lock, which
+    /// keeps two subscribers off one status file, is the status writer's: `StatusWriter::start`.)
     pub fn start_feed(
         &self,
         consumer: &Arc<barbridge::Consumer>,
@@ -169,15 +168,6 @@ impl NatsArgs {
     ) -> Result<(Feed, Option<PathBuf>), String> {
         #[cfg(feature = "nats")]
         if let Some(url) = &self.source {
-            let dir = status_file.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
-            barbridge::private::ensure_private_dir(dir).map_err(|e| e.to_string())?;
-            let lock = barbridge::pipe::reader::lock_reader(status_file).map_err(|e| match e {
-                barbridge::FifoError::Busy { holder, .. } => format!(
-                    "{} is in use by another consumer{holder}; give this subscriber its own --status-file (and --journal)",
-                    status_file.display()
-                ),
-                other => other.to_string(),
-            })?;
             let subscribe = barbridge::nats::SubscribeOptions {
                 stream: self.stream_options(),
                 durable: self.durable.clone().unwrap_or_else(|| default_durable(status_file)),
@@ -186,8 +176,6 @@ impl NatsArgs {
             };
             log::info!("reading stream {} from {url} as durable {:?}", subscribe.stream.name, subscribe.durable);
             let feed = barbridge::nats::NatsFeed::start(consumer.clone(), url, subscribe).map_err(|e| e.to_string())?;
-            // The lock lives as long as the process.
-            std::mem::forget(lock);
             return Ok((Feed::Nats(feed), None));
         }
         let _ = status_file;

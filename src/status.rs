@@ -44,6 +44,22 @@ pub enum StatusError {
     /// The file or its directory is not private, or the write failed.
     #[error(transparent)]
     Write(#[from] PrivateError),
+    /// Another process writes this status file.
+    #[error("status file {path} is written by another consumer{holder}; give this one its own --status-file (each consumer holds its status file alone, or `status` would show two processes in turn)")]
+    InUse {
+        /// The status file.
+        path: PathBuf,
+        /// ` (pid N)` when the lock file names the holder, else empty.
+        holder: String,
+    },
+    /// The status file's lock (`<status>.lock`) cannot be taken.
+    #[error("cannot lock status file {path}: {detail}")]
+    Lock {
+        /// The status file.
+        path: PathBuf,
+        /// What failed.
+        detail: String,
+    },
 }
 
 /// Version of the status file layout.
@@ -173,9 +189,7 @@ impl StatusReport {
             .symbols
             .keys()
             .filter_map(|sym| {
-                let s = crate::asset::session_today(sym, health.now_ms)?;
-                let timestamps = store.timestamps(sym, s.open_ms, s.close_ms);
-                let g = crate::gaps::session_gaps_halted(sym, &s, health.now_ms, timestamps, &trading.halts(sym));
+                let g = consumer.session_gaps(sym, health.now_ms)?;
                 if g.halted_minutes > 0 {
                     session_halted.insert(sym.clone(), g.halted_minutes);
                 }
@@ -380,12 +394,26 @@ fn fmt_age(ms: i64) -> String {
 pub struct StatusWriter {
     stop: Arc<AtomicBool>,
     thread: JoinHandle<()>,
+    _lock: crate::pipe::reader::ReaderLock,
 }
 
 impl StatusWriter {
     /// Start writing `path` (its directory is created, mode 0700, if absent; a directory that
-    /// is not private is refused on every write, logged once).
-    pub fn start(consumer: Arc<Consumer>, path: PathBuf, fifo: Option<PathBuf>, period: Duration) -> StatusWriter {
+    /// is not private is refused on every write, logged once). The writer holds `path` alone
+    /// (an exclusive lock on `<path>.lock`, released when it stops or the process ends).
+    ///
+    /// # Errors
+    /// [`StatusError::InUse`] when another process writes `path`, [`StatusError::Lock`] or
+    /// [`StatusError::Write`] when its lock file cannot be created (a directory that is not
+    /// private, a symlink).
+    pub fn start(consumer: Arc<Consumer>, path: PathBuf, fifo: Option<PathBuf>, period: Duration) -> Result<StatusWriter, StatusError> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            crate::private::ensure_private_dir(dir)?;
+        }
+        let lock = crate::pipe::reader::lock_reader(&path).map_err(|e| match e {
+            crate::FifoError::Busy { holder, .. } => StatusError::InUse { path: path.clone(), holder },
+            other => StatusError::Lock { path: path.clone(), detail: other.to_string() },
+        })?;
         let stop = Arc::new(AtomicBool::new(false));
         let thread = {
             let stop = stop.clone();
@@ -425,7 +453,7 @@ impl StatusWriter {
                 })
                 .expect("spawning the status thread")
         };
-        StatusWriter { stop, thread }
+        Ok(StatusWriter { stop, thread, _lock: lock })
     }
 
     /// Stop after one final write.

@@ -223,6 +223,52 @@ fn gaps_shows_new_york_times_with_the_zone() {
     assert!(!stdout.contains("UTC"), "{stdout}");
 }
 
+/// A status file has one writer: a second consumer given the same `--status-file` (another FIFO,
+/// or a NATS subscriber left on the default) is refused with exit 2 before it reads anything,
+/// instead of the file's pid alternating between the two.
+#[test]
+fn a_second_consumer_on_the_same_status_file_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut first = spawn(dir.path(), &[]);
+    let status = dir.path().join("run/status.json");
+    assert!(wait_until(LONG, || status.exists()), "the first consumer wrote no status file");
+    let second =
+        Command::new(BIN).args(["run", "--fifo"]).arg(dir.path().join("other/bars.fifo")).arg("--status-file").arg(&status).output().unwrap();
+    let stderr = String::from_utf8(second.stderr).unwrap();
+    assert_eq!(second.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("is written by another consumer") && stderr.contains(&format!("pid {}", first.child.id())), "{stderr}");
+    assert!(!dir.path().join("other/bars.fifo").exists(), "the refused consumer created its FIFO");
+    kill(Pid::from_raw(first.child.id() as i32), Signal::SIGTERM).unwrap();
+    assert_eq!(wait_exit(&mut first).code(), Some(0));
+}
+
+/// `gaps` on a journal that holds only crypto pairs reports the pairs (with and without `--date`),
+/// and a day with no file at all is one sentence naming both files it looked for.
+#[test]
+fn gaps_on_a_crypto_only_journal_reports_the_pairs() {
+    let dir = tempfile::tempdir().unwrap();
+    let lines: String = [2, 3, 6].iter().map(|m| seed_line("BTC/USD", *m, 60_000.0)).collect();
+    std::fs::write(dir.path().join("crypto-2025-10-08.jsonl"), &lines).unwrap();
+    let out = Command::new(BIN).args(["gaps", "--date", "2025-10-08", "--journal"]).arg(dir.path()).output().unwrap();
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    assert_eq!(out.status.code(), Some(0), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains("crypto day 2025-10-08 UTC") && stdout.contains("BTC/USD"), "{stdout}");
+    let json = Command::new(BIN).args(["gaps", "--json", "--date", "2025-10-08", "--journal"]).arg(dir.path()).output().unwrap();
+    assert_eq!(json.status.code(), Some(0));
+    let doc: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
+    assert_eq!(doc["symbols"][0]["symbol"], "BTC/USD", "{doc}");
+    // Today (UTC) with no --date: a crypto-only journal of today.
+    let today = chrono::Utc::now().format("%Y-%m-%d").to_string();
+    std::fs::write(dir.path().join(format!("crypto-{today}.jsonl")), &lines).unwrap();
+    let out = Command::new(BIN).args(["gaps", "--journal"]).arg(dir.path()).output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8(out.stdout).unwrap().contains("BTC/USD"));
+    let out = Command::new(BIN).args(["gaps", "--date", "2025-10-09", "--journal"]).arg(dir.path()).output().unwrap();
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("no journal for 2025-10-09") && stderr.contains("crypto-2025-10-09.jsonl"), "{stderr}");
+}
+
 /// The README's hand-typed example: its three lines are three minutes, three bars (the loop is
 /// run into a file and replayed, so no timing is involved).
 #[test]

@@ -282,7 +282,7 @@ fn a_second_subscriber_on_one_status_file_is_refused() {
         Command::new(env!("CARGO_BIN_EXE_barbridge")).args(["run", "--source", &server.url(), "--status-file"]).arg(node.status()).output().unwrap();
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("in use by another consumer"), "{err}");
+    assert!(err.contains("is written by another consumer"), "{err}");
 }
 
 /// `barbridge run` with stderr collected (to wait for a log line).

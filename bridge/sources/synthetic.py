@@ -9,7 +9,7 @@ import threading
 import time
 from typing import TYPE_CHECKING, Optional
 
-from ..config import HALT_MINUTES
+from ..config import DEMO_HISTORY_MINUTES, HALT_MINUTES
 from ..protocol import MINUTE_MS
 from ..publisher import Publisher
 
@@ -17,6 +17,8 @@ if TYPE_CHECKING:
     from barbridge import BarDict
 
 log = logging.getLogger("bridge.synthetic")
+#: Seconds after a minute's end its bar is produced once caught up (Alpaca: about a second).
+CLOSE_DELAY = 1.0
 BASE = {"SPY": 671.0, "SPXL": 198.0, "SH": 36.5, "SDS": 15.2}
 BETA = {"SPY": 1.0, "SPXL": 3.0, "SH": -1.0, "SDS": -2.0}
 
@@ -29,27 +31,32 @@ class SyntheticSource:
     SDS ≈ −2×) plus idiosyncratic noise; OHLC comes from sub-minute steps; volume is lognormal.
 
     ``interval`` wall seconds between minutes (60 = real time, aligned to wall-clock minutes);
-    ``count`` minutes then stop (None = forever). Every ``halt_every`` minutes (0 = never) the
-    last symbol is halted for ``halt_minutes`` (a trading status, then no bars for it, then a
-    resumption), so the demo shows a halt as a halt."""
+    ``count`` minutes then stop (None = forever). The clock never runs ahead of the wall clock: a
+    minute is produced only once it has closed. Accelerated (``interval`` < 60) without
+    ``start_ms``, it starts ``count`` minutes ago (or ``history`` minutes ago, forever) and
+    catches up at ``interval`` seconds per minute, then goes on at one bar per minute, on time.
+    Every ``halt_every`` minutes (0 = never) the last symbol is halted for ``halt_minutes`` (a
+    trading status, then no bars for it, then a resumption), so the demo shows a halt as a halt."""
 
     def __init__(self, publisher: Publisher, symbols: list[str], *, interval: float = 60.0,
                  count: Optional[int] = None, seed: Optional[int] = None, start_ms: Optional[int] = None,
-                 halt_every: int = 0, halt_minutes: int = HALT_MINUTES) -> None:
+                 halt_every: int = 0, halt_minutes: int = HALT_MINUTES, history: int = DEMO_HISTORY_MINUTES) -> None:
         self.pub = publisher
         self.symbols = symbols
         self.interval = interval
         self.count = count
         self.rng = random.Random(seed)
         now_ms = int(time.time() * 1000)
-        # real time: the first bar is the minute that just closed; accelerated: start now
-        self.ts = (start_ms if start_ms is not None else now_ms - (MINUTE_MS if interval >= 60 else 0)) // MINUTE_MS * MINUTE_MS
+        # real time: the first bar is the minute that just closed; accelerated: catch up from the past
+        back = 1 if interval >= 60 else (count if count is not None else history)
+        self.ts = (start_ms if start_ms is not None else now_ms - back * MINUTE_MS) // MINUTE_MS * MINUTE_MS
         self.price = {s: BASE.get(s, 20 + self.rng.random() * 300) for s in symbols}
         if halt_every < 0 or 0 < halt_every <= halt_minutes:
             raise ValueError(f"--halt-every {halt_every} must be 0 (never) or more than the {halt_minutes} "
                              "minutes a synthetic halt lasts.")
         self.halt_every, self.halt_minutes = halt_every, halt_minutes
         self._stop = threading.Event()
+        self._caught_up = False
         self._lock = threading.Lock()  # the minute's bars vs a live symbol change
         self.done = threading.Event()
 
@@ -98,6 +105,14 @@ class SyntheticSource:
         while not self._stop.is_set() and (self.count is None or produced < self.count):
             if self._stop.wait(max(0.0, next_at - time.monotonic())):
                 break
+            ahead = (self.ts + MINUTE_MS) / 1000 - time.time()
+            if ahead > 0:  # caught up with the clock: the minute is produced once it has closed
+                if not self._caught_up:
+                    log.info("synthetic source caught up with the clock: one bar per minute from now on")
+                    self._caught_up = True
+                if self._stop.wait(ahead + CLOSE_DELAY):
+                    break
+                next_at = time.monotonic()
             with self._lock:
                 market = [self.rng.gauss(0, 0.00035) for _ in range(6)]
                 halted = self._trading_status(produced)

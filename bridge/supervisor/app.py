@@ -20,13 +20,14 @@ import datetime as dt
 import errno
 import json
 import os
+import re
 import signal
 import sys
 import time
 from pathlib import Path
 from typing import Any, Optional
 
-from bridge.config import ConfigError, mask
+from bridge.config import DEMO_HISTORY_MINUTES, ConfigError, mask
 from bridge.supervisor import display, natslocal, runtime
 from bridge.supervisor.control import current_symbols
 from bridge.supervisor.alerts import Alerter, local_ts
@@ -326,8 +327,10 @@ class Supervisor:
         if s.mode == "demo":
             argv += ["--source", "synthetic", "--interval", f"{s.demo_interval:g}",
                      "--halt-every", str(s.demo_halt_every)]
-            last = display.last_bar_ms(display.read_json(s.status_file), self.path("bars.jsonl"))
-            if last > 0:  # continue after the last bar the consumer holds (no repeated minutes)
+            last = await self.last_demo_bar_ms()
+            if s.demo_start_ms is not None and s.demo_start_ms > last:  # DEMO_START, unless journaled already
+                argv += ["--start-ms", str(s.demo_start_ms)]
+            elif last > 0:  # continue after the last bar the consumer holds (no repeated minutes)
                 argv += ["--start-ms", str(last + 60_000)]
             what = "synthetic"
         else:
@@ -338,6 +341,49 @@ class Supervisor:
         live = current_symbols(s)
         changed = f", symbols {','.join(live)} as changed live" if live != s.symbols else ""
         self.log(f"sidecar started (pid {pid}, source {what}{changed}; log {self.sidecar.log_file})")
+
+    async def last_demo_bar_ms(self) -> int:
+        """The newest bar of the demo's own symbols in the running consumer (it loads today's journal
+        before it opens the FIFO; its status file says what it holds): 0 when it holds none. Not the
+        terminal's bars.jsonl, which may hold an engine's output or another run's crypto bars. A
+        journal ahead of the clock (written by an older demo whose clock ran ahead) is not followed:
+        the demo stays in the present, and the overlap shows as conflicts, said once here."""
+        s = self.s
+        deadline = time.monotonic() + CONSUMER_FIFO_TIMEOUT
+        while True:  # the consumer's own report, not its predecessor's
+            status = display.read_json(s.status_file)
+            if status is not None and status.get("pid") == self.consumer.pid:
+                break
+            if time.monotonic() >= deadline or not self.consumer.running:
+                return 0
+            await self.nap(0.05)
+        wanted = set(current_symbols(s))
+        held = ((status.get("health") or {}).get("symbols") or {})
+        last = max((v["last_bar_ts_ms"] for sym, v in held.items()
+                    if sym in wanted and isinstance(v, dict) and isinstance(v.get("last_bar_ts_ms"), int)), default=0)
+        if last + 60_000 > time.time() * 1000:
+            self.log(f"warning: the demo journal {self.journal_dir()} holds bars up to "
+                     f"{time.strftime('%H:%M', time.localtime(last / 1000))}, ahead of the clock (an older demo ran "
+                     "ahead of it); the demo starts in the present, so those minutes show as conflicts. Fix: move "
+                     "that directory aside to start afresh.")
+            return 0
+        return last
+
+    async def show_page_address(self) -> None:
+        """METRICS_ADDR: print where the live page is, as the consumer bound it (port 0: any)."""
+        if not self.env.get("METRICS_ADDR", "").strip() or self.s.consumer_cmd:
+            return
+        pattern = re.compile(r"live page on (http://[0-9A-Za-z.:\[\]-]+/)")
+        deadline = time.monotonic() + CONSUMER_FIFO_TIMEOUT
+        while time.monotonic() < deadline:
+            try:
+                found = pattern.search(self.consumer.log_file.read_text(errors="replace")[-65536:])
+            except OSError:
+                found = None
+            if found:
+                self.log(f"live page: {found.group(1)} (metrics: {found.group(1)}metrics)")
+                return
+            await self.nap(0.05)
 
     async def wait_for_fifo(self) -> None:
         deadline = time.monotonic() + CONSUMER_FIFO_TIMEOUT
@@ -528,13 +574,15 @@ class Supervisor:
                 await self.start_nats()
             await self.start_consumer()
             await self.wait_for_fifo()
+            await self.show_page_address()
             if s.warmup:
                 await self.warm_up()
             await self.start_sidecar()
             self.write_state()
             if s.mode == "demo":
-                self.log(f"DEMO: bars below are synthetic, {s.demo_interval:g} s per minute bar; status every "
-                         f"{s.status_every:g}s; Ctrl-C to stop")
+                self.log(f"DEMO: bars below are synthetic: the last {DEMO_HISTORY_MINUTES} minutes at "
+                         f"{s.demo_interval:g} s per minute bar, then one bar per minute as the clock goes (never "
+                         f"ahead of it); status every {s.status_every:g}s; Ctrl-C to stop")
             await self.supervise(sched)
         except Stopped:
             if self.stop_signal:

@@ -96,27 +96,6 @@ def read_json(path: Path) -> Optional[dict[str, Any]]:
     return value if isinstance(value, dict) else None
 
 
-def last_bar_ms(status: Optional[dict[str, Any]], bars_file: Path) -> int:
-    """The newest bar time the consumer holds: its status file and its latest echoed bars (0 if none)."""
-    newest = 0
-    symbols = ((status or {}).get("health") or {}).get("symbols") or {}
-    for s in symbols.values():
-        if isinstance(s, dict) and isinstance(s.get("last_bar_ts_ms"), int):
-            newest = max(newest, s["last_bar_ts_ms"])
-    try:
-        with open(bars_file, "rb") as f:
-            f.seek(max(0, f.seek(0, 2) - 8192))
-            tail = f.read().splitlines()[-16:]
-    except OSError:
-        tail = []
-    for line in tail:
-        try:
-            newest = max(newest, int(json.loads(line)["timestamp_ms"]))
-        except (ValueError, KeyError, TypeError):
-            continue
-    return newest
-
-
 def render_state(state: dict[str, Any], alive: bool) -> str:
     """The supervisor's state file for a person."""
     def proc(name: str) -> str:

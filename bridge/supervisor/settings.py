@@ -5,10 +5,12 @@ default. Everything here is the standard library, so ``--help`` works before ``.
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import os
 import re
 import shlex
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import NoReturn, Optional
@@ -43,6 +45,7 @@ Options (each also settable in config.env / the environment, shown in brackets):
                       ASSET=crypto: BTC/USD,ETH/USD, streamed 24/7, no market-day schedule by default]
   --run-dir DIR       where dated run directories go [RUNS_DIR, default <repo>/runs]
   --interval SECS     demo: wall seconds per synthetic minute bar [DEMO_INTERVAL, default 1]
+                      (the last 390 minutes fast, then one bar per minute: never ahead of the clock)
   --halt-every MIN    demo: halt the last symbol 5 minutes every MIN minutes, with trading
                       statuses, so a halt shows as a halt [DEMO_HALT_EVERY, default 30; 0 = never]
   --schedule          follow the market-day schedule [SCHEDULE, default: on live, off demo]
@@ -95,9 +98,21 @@ class HelpShown(Exception):
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:
-        print(USAGE, file=sys.stderr)
+        # One sentence, never the whole help (which --help prints).
         m = re.search(r"unrecognized arguments: (\S+)", message)
-        raise ConfigError(f"unknown option {m.group(1)}." if m else f"{message}.", "see --help")
+        if m:
+            raise ConfigError(f"unknown option {m.group(1)}.", "see --help")
+        m = re.search(r"argument (\S+?)(?:/\S+)?: expected one argument", message)
+        if m:
+            flag = m.group(1)
+            raise ConfigError(f"{flag} needs a value.", f"give it one, e.g. {flag} {_EXAMPLES.get(flag, 'VALUE')}")
+        raise ConfigError(f"{message}.", "see --help")
+
+
+#: What the one-sentence error suggests when a flag is given without its value.
+_EXAMPLES = {"--subscribe": "QQQ,IWM", "--unsubscribe": "SH", "--symbols": "SPY,SPXL", "--config": "config.env",
+             "--run-dir": "runs", "--interval": "1", "--halt-every": "30", "--open": "09:30", "--eod": "15:55",
+             "--close": "16:00"}
 
 
 def _parser() -> _Parser:
@@ -120,6 +135,23 @@ def _parser() -> _Parser:
                              ("--warmup", "WARMUP", "1"), ("--no-warmup", "WARMUP", "0")):
         p.add_argument(flag, dest=key, action="store_const", const=value)
     return p
+
+
+def _demo_start(text: str) -> Optional[int]:
+    """DEMO_START: an ISO time with its zone (2025-10-08T10:00-04:00) or epoch milliseconds; not in
+    the future (the demo keeps to the clock)."""
+    text = text.strip()
+    if not text:
+        return None
+    try:
+        ms = int(text) if text.isdigit() else int(dt.datetime.fromisoformat(text).timestamp() * 1000)
+    except ValueError:
+        raise ConfigError(f"DEMO_START={text} is not a time.", "use an ISO time with its zone, e.g. "
+                          "2025-10-08T10:00-04:00, or epoch milliseconds") from None
+    if ms > time.time() * 1000:
+        raise ConfigError(f"DEMO_START={text} is in the future; the demo never runs ahead of the clock.",
+                          "give a past time, or leave DEMO_START unset")
+    return ms
 
 
 @dataclass(frozen=True)
@@ -151,6 +183,7 @@ class Settings:
     alert_cmd: str
     demo_interval: float
     demo_halt_every: int  # demo: halt the last symbol 5 minutes every this many minutes (0 = never)
+    demo_start_ms: Optional[int]  # demo: the first synthetic minute (DEMO_START); None = continue or catch up
     stale_after: float
     sidecar_stale_after: float
     stale_grace: float
@@ -313,6 +346,7 @@ def load(argv: Optional[list[str]], environ: dict[str, str], repo: Path) -> Sett
     demo_interval = seconds("DEMO_INTERVAL", get("DEMO_INTERVAL", "1"))
     if demo_interval <= 0:
         raise ConfigError("DEMO_INTERVAL must be more than 0 seconds.", "use e.g. --interval 1")
+    demo_start_ms = _demo_start(get("DEMO_START", ""))
     demo_halt_every = whole("DEMO_HALT_EVERY", get("DEMO_HALT_EVERY", "30"))
     if 0 < demo_halt_every <= HALT_MINUTES:
         raise ConfigError(f"DEMO_HALT_EVERY={demo_halt_every} must be 0 (never) or more than the "
@@ -337,6 +371,7 @@ def load(argv: Optional[list[str]], environ: dict[str, str], repo: Path) -> Sett
         open_time=hhmm("OPEN_TIME", get("OPEN_TIME", "09:30")), eod_time=hhmm("EOD_TIME", get("EOD_TIME", "15:58")),
         close_time=hhmm("CLOSE_TIME", get("CLOSE_TIME", "16:00")), eod_cmd=env.get("EOD_CMD", ""),
         alert_cmd=env.get("ALERT_CMD", ""), demo_interval=demo_interval, demo_halt_every=demo_halt_every,
+        demo_start_ms=demo_start_ms,
         stale_after=stale_after,
         sidecar_stale_after=seconds("SIDECAR_STALE_AFTER", get("SIDECAR_STALE_AFTER", "90")),
         stale_grace=seconds("STALE_GRACE", get("STALE_GRACE", get("STALE_AFTER", "60"))),

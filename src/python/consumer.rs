@@ -188,7 +188,11 @@ impl PyConsumer {
         // Resume warm, like `barbridge run --journal`: today's bars are back in the store.
         consumer.resume_from_journal(SystemClock.now_ms());
         let echo = echo.then(|| consumer.echo_to_stdout());
-        let status = status_file.as_ref().map(|path| StatusWriter::start(consumer.clone(), path.clone(), fifo, Duration::from_secs(1)));
+        let status = status_file
+            .as_ref()
+            .map(|path| StatusWriter::start(consumer.clone(), path.clone(), fifo, Duration::from_secs(1)))
+            .transpose()
+            .map_err(|e| PyOSError::new_err(e.to_string()))?;
         let py_consumer =
             PyConsumer { inner: consumer.clone(), status: Mutex::new(status), echo: Mutex::new(echo), status_file, http: Mutex::new(None) };
         Ok((py_consumer, consumer))
@@ -225,6 +229,9 @@ impl PyConsumer {
 impl PyConsumer {
     #[new]
     #[pyo3(signature = (capacity_per_symbol = Int::new(10_000), stale_after = Float(120.0), symbols = None, status_file = None, echo = false, journal = None, fsync = "interval"))]
+    #[pyo3(
+        text_signature = "(capacity_per_symbol=10000, stale_after=120.0, symbols=None, status_file=None, echo=False, journal=None, fsync='interval')"
+    )]
     #[allow(clippy::too_many_arguments)]
     fn new(
         capacity_per_symbol: Int,
@@ -420,6 +427,61 @@ impl PyConsumer {
             }
         }
         Ok(d)
+    }
+
+    /// Stored bars as a pandas DataFrame, as alpaca-py's ``BarSet.df``: indexed by
+    /// (``symbol``, ``timestamp``) with ``timestamp`` timezone-aware (UTC), columns ``open``,
+    /// ``high``, ``low``, ``close``, ``volume``, ``vwap`` (float64, NaN where absent) and
+    /// ``trade_count`` (nullable ``Int64``, ``<NA>`` where absent); symbols in sorted order, each
+    /// oldest first. ``symbols`` (default: every stored symbol), ``n``, ``from_ms`` and ``to_ms``
+    /// select as in :meth:`columns`. ImportError naming pandas when it is not installed.
+    #[pyo3(signature = (symbols = None, n = None, from_ms = None, to_ms = None))]
+    fn df<'py>(
+        &self,
+        py: Python<'py>,
+        symbols: Option<Vec<String>>,
+        n: Option<Int>,
+        from_ms: Option<Int>,
+        to_ms: Option<Int>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let pd = py
+            .import("pandas")
+            .map_err(|e| PyImportError::new_err(format!("df() needs pandas, which is not importable ({e}); pip install pandas, or use columns()")))?;
+        let n = n.map(|n| n.usize("n", 0, usize::MAX)).transpose()?;
+        let from_ms = from_ms.map(|t| t.i64("from_ms")).transpose()?;
+        let to_ms = to_ms.map(|t| t.i64("to_ms")).transpose()?;
+        let mut symbols = symbols.unwrap_or_else(|| self.symbols());
+        symbols.sort();
+        symbols.dedup();
+        let mut rows: Vec<(usize, Bar)> = Vec::new();
+        for (i, symbol) in symbols.iter().enumerate() {
+            rows.extend(self.bars(symbol, n, from_ms, to_ms).into_iter().map(|b| (i, b)));
+        }
+        let data = PyDict::new(py);
+        data.set_item("symbol", PyList::new(py, rows.iter().map(|(i, _)| symbols[*i].as_str()))?)?;
+        let ts = PyList::new(py, rows.iter().map(|(_, b)| b.timestamp_ms))?;
+        let to_datetime = pd.getattr("to_datetime")?;
+        let kwargs = PyDict::new(py);
+        kwargs.set_item("unit", "ms")?;
+        kwargs.set_item("utc", true)?;
+        data.set_item("timestamp", to_datetime.call((ts,), Some(&kwargs))?)?;
+        type Column = (&'static str, fn(&Bar) -> f64);
+        let f64_cols: [Column; 5] =
+            [("open", |b| b.open), ("high", |b| b.high), ("low", |b| b.low), ("close", |b| b.close), ("volume", |b| b.volume)];
+        let float64 = |values: Vec<f64>| -> PyResult<Bound<'py, PyAny>> {
+            let kwargs = PyDict::new(py);
+            kwargs.set_item("dtype", "float64")?;
+            pd.getattr("array")?.call((PyList::new(py, values)?,), Some(&kwargs))
+        };
+        for (name, get) in f64_cols {
+            data.set_item(name, float64(rows.iter().map(|(_, b)| get(b)).collect())?)?;
+        }
+        data.set_item("vwap", float64(rows.iter().map(|(_, b)| b.vwap.unwrap_or(f64::NAN)).collect())?)?;
+        let kwargs = PyDict::new(py);
+        kwargs.set_item("dtype", "Int64")?;
+        data.set_item("trade_count", pd.getattr("array")?.call((PyList::new(py, rows.iter().map(|(_, b)| b.trade_count))?,), Some(&kwargs))?)?;
+        let frame = pd.getattr("DataFrame")?.call1((data,))?;
+        frame.call_method1("set_index", (PyList::new(py, ["symbol", "timestamp"])?,))
     }
 
     /// The counters (dict): ``lines``, ``bars_accepted``, ``corrections``, ``duplicates``,

@@ -33,6 +33,7 @@ mod alpaca;
 mod bar;
 mod consumer;
 mod control;
+mod logs;
 mod metrics;
 mod nats;
 mod reader;
@@ -232,14 +233,16 @@ fn json_to_py<'py>(py: Python<'py>, v: &serde_json::Value) -> PyResult<Bound<'py
 ///     print(c.latest("SPY"))
 ///
 /// Bad bars raise :class:`WireError` (a ValueError) naming the field; ``err.reason`` is the
-/// reject code. The Rust side logs warnings (rejects, a stale feed) to stderr; set ``RUST_LOG``
-/// (``info``, ``error``, ``off``) before the import to change that.
+/// reject code. The Rust side's warnings (rejects, a stale feed) go to Python's ``logging``, to
+/// loggers named after the Rust module (``barbridge.pipe.writer``): quiet them with
+/// ``logging.getLogger("barbridge").setLevel(logging.ERROR)``. ``RUST_LOG`` (default ``warn``; set
+/// before the import) decides which records the Rust side makes at all.
 #[pymodule]
 fn barbridge(m: &Bound<'_, PyModule>) -> PyResult<()> {
     let py = m.py();
-    // The Rust side's warnings (rejects, staleness, dropped deliveries) go to stderr, as with the
-    // CLI; RUST_LOG adjusts the level (e.g. RUST_LOG=info, RUST_LOG=off).
-    let _ = env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).format_timestamp_millis().try_init();
+    // The Rust side's warnings (rejects, staleness, dropped deliveries) go to Python's logging
+    // (loggers named after the Rust module: `barbridge.…`); RUST_LOG decides which are made.
+    logs::register(m)?;
     m.add_class::<PyConsumer>()?;
     m.add_class::<PyBar>()?;
     m.add_class::<BatchResult>()?;

@@ -61,6 +61,9 @@ impl PyFifoReader {
 impl PyFifoReader {
     #[new]
     #[pyo3(signature = (path, symbols = None, stale_after = Float(120.0), capacity_per_symbol = Int::new(10_000), status_file = None, echo = false, consumer = None, once = false, timeout = None, capacity = Int::new(65_536), journal = None, fsync = "interval"))]
+    #[pyo3(
+        text_signature = "(path, symbols=None, stale_after=120.0, capacity_per_symbol=10000, status_file=None, echo=False, consumer=None, once=False, timeout=None, capacity=65536, journal=None, fsync='interval')"
+    )]
     #[allow(clippy::too_many_arguments)]
     fn new(
         py: Python<'_>,

@@ -78,6 +78,7 @@ fn level_name(level: log::Level) -> &'static str {
 impl PyFifoWriter {
     #[new]
     #[pyo3(signature = (path, *, writer, backlog = Int::new(100_000), heartbeat = Float(5.0), pipe_size = Int::new(1 << 20), unacked_bytes = Int::new(64 << 20), open_backoff_max = Float(1.0)))]
+    #[pyo3(text_signature = "(path, *, writer, backlog=100000, heartbeat=5.0, pipe_size=1048576, unacked_bytes=67108864, open_backoff_max=1.0)")]
     fn new(
         path: PathBuf,
         writer: String,

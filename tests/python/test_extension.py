@@ -722,3 +722,78 @@ def test_inprocess_sink_feeds_a_consumer_in_this_process():
     st = consumer.stats()
     assert (st["bars_accepted"], st["rejects_total"]) == (200, 0)
     assert sink.stats.bars_written == 200
+
+
+def test_df_is_indexed_like_alpaca_py_barset():
+    """`Consumer.df()` is what alpaca-py users know as `bars.df`: a (symbol, timestamp) index with a
+    UTC-aware timestamp, float columns, and `trade_count` an integer column with <NA> where absent."""
+    pd = pytest.importorskip("pandas")
+    c = barbridge.Consumer()
+    c.push({"symbol": "SPY", "timestamp_ms": T0, "open": 1, "high": 2, "low": 0.5, "close": 1.5, "volume": 10,
+            "vwap": 1.2, "trade_count": 7})
+    c.push({"symbol": "SPY", "timestamp_ms": T0 + MIN, "open": 1.5, "high": 2, "low": 1, "close": 1.8, "volume": 5})
+    c.push({"symbol": "AAPL", "timestamp_ms": T0, "open": 200, "high": 201, "low": 199, "close": 200.5,
+            "volume": 3.5, "trade_count": 2})
+    df = c.df()
+    assert list(df.index.names) == ["symbol", "timestamp"]
+    assert list(df.columns) == ["open", "high", "low", "close", "volume", "vwap", "trade_count"]
+    assert [s for s, _ in df.index] == ["AAPL", "SPY", "SPY"]
+    ts = df.index.get_level_values("timestamp")
+    assert str(ts.tz) == "UTC" and ts[1] == pd.Timestamp(T0, unit="ms", tz="UTC")
+    assert str(df["trade_count"].dtype) == "Int64" and df["trade_count"].tolist()[:2] == [2, 7]
+    assert pd.isna(df["trade_count"].iloc[2]) and pd.isna(df["vwap"].iloc[2])
+    assert df.loc[("SPY", pd.Timestamp(T0 + MIN, unit="ms", tz="UTC")), "close"] == 1.8
+    assert c.df(["SPY"], n=1).index.tolist() == [("SPY", pd.Timestamp(T0 + MIN, unit="ms", tz="UTC"))]
+    assert c.df(["NONE"]).empty
+
+
+def test_help_shows_the_real_defaults():
+    import inspect
+    for cls, name, default in ((barbridge.Consumer, "capacity_per_symbol", 10000),
+                               (barbridge.Consumer, "stale_after", 120.0),
+                               (barbridge.FifoReader, "capacity", 65536),
+                               (barbridge.FifoWriter, "unacked_bytes", 64 << 20)):
+        params = inspect.signature(cls).parameters
+        assert params[name].default == default, (cls, params)
+    assert "Ellipsis" not in str(inspect.signature(barbridge.Consumer))
+
+
+def test_rust_warnings_reach_python_logging_and_can_be_quieted():
+    """The Rust side's warnings go to Python's logging (loggers named after the Rust module), not
+    straight to stderr: a user quiets them the way they quiet any library."""
+    import logging
+
+    class Keep(logging.Handler):
+        def __init__(self) -> None:
+            super().__init__()
+            self.records: list[logging.LogRecord] = []
+
+        def emit(self, record: logging.LogRecord) -> None:
+            self.records.append(record)
+
+    keep = Keep()
+    root = logging.getLogger("barbridge")
+    root.addHandler(keep)
+    try:
+        c = barbridge.Consumer()
+        with pytest.raises(barbridge.WireError):
+            c.push_line("this is no bar")
+        wait_for(lambda: any("rejected line" in r.getMessage() for r in keep.records), timeout=10,
+                 what="the reject warning in Python's logging")
+        rec = next(r for r in keep.records if "rejected line" in r.getMessage())
+        assert rec.levelno == logging.WARNING and rec.name.startswith("barbridge."), rec
+        root.setLevel(logging.ERROR)
+        keep.records.clear()
+        bad = '{"symbol":"SPY","timestamp_ms":1759930080000,"open":1,"high":1,"low":2,"close":1,"volume":1}'
+        with pytest.raises(barbridge.WireError):
+            c.push_line(bad)  # another reason: not rate-limited away, a record is made
+        time.sleep(2)  # the pump hands a record over at once (it waits 1 s at most for one)
+        assert not keep.records, [r.getMessage() for r in keep.records]
+        root.setLevel(logging.NOTSET)
+        with pytest.raises(barbridge.WireError):
+            c.push_line(bad.replace('"low":2', '"low":1').replace('"volume":1', '"volume":-1'))
+        wait_for(lambda: keep.records, timeout=10, what="a record once the level allows it again")
+        assert "negative_volume" in keep.records[0].getMessage(), keep.records[0].getMessage()
+    finally:
+        root.removeHandler(keep)
+        root.setLevel(logging.NOTSET)

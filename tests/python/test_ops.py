@@ -15,6 +15,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import time
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -60,7 +61,7 @@ def metric(text: str, series: str) -> Optional[float]:
 
 
 def start_pair(procs, tmp_path, consumer_bin, *, stale_after: str = "2", interval: str = "0.05",
-               sidecar: Optional[list[str]] = None) -> tuple[Proc, Proc, str, str]:
+               sidecar: Optional[list[str]] = None, extra: tuple[str, ...] = ()) -> tuple[Proc, Proc, str, str]:
     """A consumer with --metrics-addr and a synthetic sidecar with its own metrics, both logging
     JSON; returns them and their metrics addresses."""
     fifo = tmp_path / "run" / "bars.fifo"
@@ -72,7 +73,7 @@ def start_pair(procs, tmp_path, consumer_bin, *, stale_after: str = "2", interva
     caddr = bound_addr(consumer, r"metrics on http://(127\.0\.0\.1:\d+)/metrics")
     argv = sidecar or [PY, "-m", "bridge"]
     side = Proc(argv + ["--source", "synthetic", "--interval", interval, "--fifo", str(fifo), "--heartbeat", "0.5",
-                        "--metrics-addr", "127.0.0.1:0", "--log-format", "json"],
+                        "--metrics-addr", "127.0.0.1:0", "--log-format", "json", *extra],
                 tmp_path, "sidecar", env={**os.environ, "PYTHONPATH": str(REPO), "PYTHONUNBUFFERED": "1"})
     procs.append(side)
     saddr = bound_addr(side, r"sidecar metrics on http://(127\.0\.0\.1:\d+)/metrics")
@@ -215,6 +216,33 @@ def test_page_in_headless_chromium_shows_the_symbols_and_turns_stale(procs, tmp_
     chromium(page, f"--screenshot={shot}")
     assert shot.stat().st_size > 10_000
     print(f"screenshots: {tmp_path / 'page-live.png'} {shot}")
+
+
+def test_page_shows_a_halt_the_last_bar_the_market_and_the_scale(procs, tmp_path, consumer_bin):
+    """A trader's page: a halted symbol says HALTED with its code (its bar-less minutes are halted,
+    not holes), each symbol its last bar's OHLCV, the change and the sparkline's scale, and the
+    header the market's session and New York's clock. The synthetic source starts 10 minutes ago
+    and halts SDS 5 minutes in every 6: it is halted from the 7th minute until after the 12th, so
+    for at least a minute after catching up."""
+    need("chromium")
+    start = (int(time.time()) // 60 - 10) * 60_000
+    _, _, caddr, _ = start_pair(procs, tmp_path, consumer_bin, stale_after="30",
+                                extra=("--halt-every", "6", "--start-ms", str(start)))
+    wait_for(lambda: "SDS" in json.loads(get(f"http://{caddr}/status.json")).get("halted", {}), timeout=30,
+             what="SDS halted in the status file")
+    session = json.loads(get(f"http://{caddr}/session.json"))
+    sds = next(s for s in session["symbols"] if s["symbol"] == "SDS")
+    assert sds["halted"]["code"] == "T1" and sds["holes"] == [], sds
+    assert session["market"] in ("pre_open", "open", "closed", "no_session") and session["symbols_halted"] == 1
+    dom = chromium(f"http://{caddr}/", "--dump-dom")
+    row = re.search(r'<tr[^>]*data-symbol="SDS"[^>]*>.*?</tr>', dom, re.S)
+    assert row and 'data-trading="halted"' in row.group(0) and "HALTED" in row.group(0) and "(T1)" in row.group(0), \
+        dom[:4000]
+    spy = re.search(r'<tr[^>]*data-symbol="SPY"[^>]*>.*?</tr>', dom, re.S)
+    assert spy and 'class="scale"' in spy.group(0) and re.search(r"[+-]\d+\.\d\d \([+-]\d+\.\d\d%\)", spy.group(0)), \
+        spy.group(0) if spy else dom[:4000]
+    assert re.search(r'id="market"[^>]*>(market|no session)', dom) and "New York " in dom, dom[:3000]
+    chromium(f"http://{caddr}/", f"--screenshot={tmp_path / 'page-halt.png'}")
 
 
 def test_page_and_endpoints_serve_nothing_else(procs, tmp_path, consumer_bin):
@@ -372,6 +400,7 @@ def test_launcher_with_metrics_addr_serves_the_session_and_a_killed_sidecar_turn
     wait_for(lambda: metric(scrape(), 'barbridge_feed_state{state="stale"}') == 1.0, timeout=30,
              what="the metrics to say stale")
     assert json.loads(get(f"{base}/session.json"))["state"] == "stale"
+    assert f"live page: {base}/ (metrics: {base}/metrics)" in launcher.stderr() + launcher.stdout()
     # The launcher keeps each process's log apart, and the consumer's and sidecar's are JSON.
     logs = next((tmp_path / "runs").glob("*/consumer.log")).parent
     for name in ("consumer.log", "sidecar.log"):

@@ -4,7 +4,6 @@ process-group cleanup in teardown."""
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 import os
 import shutil
@@ -14,7 +13,6 @@ import subprocess
 import time
 from pathlib import Path
 from typing import Optional
-from zoneinfo import ZoneInfo
 
 import pytest
 
@@ -234,13 +232,9 @@ def test_demo_shows_bars_status_and_sigterm_leaves_nothing(launcher, tmp_path, c
 def test_demo_shows_a_halt_as_a_halt(launcher, tmp_path, consumer_bin):
     """DEMO_HALT_EVERY: the demo halts its last symbol (SDS) 5 minutes in every 6; the bar lines and
     --status show it halted, and `barbridge gaps` on the demo's journal counts halted minutes, not
-    holes. The demo continues after the last bar the run dir holds: one seeded in a real session
-    (2025-10-08 10:00 New York) gives `gaps` a session to count in."""
+    holes. DEMO_START in a real session (2025-10-08 10:00 New York) gives `gaps` a session to count in."""
     session_start = 1_759_932_000_000
-    today = tmp_path / "runs" / dt.datetime.now(ZoneInfo("America/New_York")).strftime("%Y-%m-%d")
-    today.mkdir(parents=True)
-    (today / "bars.jsonl").write_text(json.dumps({"symbol": "SPY", "timestamp_ms": session_start}) + "\n")
-    lc = launcher(env={"DEMO_HALT_EVERY": "6"})
+    lc = launcher(env={"DEMO_HALT_EVERY": "6", "DEMO_START": str(session_start)})
 
     def status() -> Optional[str]:
         st = subprocess.run(["bash", str(LAUNCH), "--status"], env=base_env(tmp_path, consumer_bin),
@@ -261,6 +255,33 @@ def test_demo_shows_a_halt_as_a_halt(launcher, tmp_path, consumer_bin):
     assert all(g[s]["holes"] == [] and g[s]["halted_minutes"] == 0 for s in ("SPY", "SPXL", "SH")), g
     assert contiguous(lc.bars(), lc.runs) == {s: [] for s in ("SPY", "SPXL", "SH", "SDS")}
     assert contiguous(lc.bars())["SDS"], "the demo halted nothing"
+
+
+def test_demo_keeps_to_the_clock_and_a_relaunch_continues_without_conflicts(launcher, tmp_path):
+    """The demo once ran one minute per second into New York's next day (future-dated files), and a
+    relaunch after another run in the same run directory took its start from the terminal's
+    bars.jsonl (an engine's output, a crypto run's bars) and restarted inside journaled minutes:
+    0 accepted, only conflicts, for minutes. Now it catches up on the last 390 minutes, then keeps
+    to the clock; a relaunch continues after the last bar of the demo's own symbols."""
+    fast = {"DEMO_INTERVAL": "0.02", "DEMO_HALT_EVERY": "0", "STALE_AFTER": "30"}
+    lc = launcher(env=fast)
+    wait_for(lambda: lc.max_ts() >= (time.time() - 180) * 1000, timeout=90, what="the demo to catch up")
+    time.sleep(3)  # at 0.02 s a minute, a clock that does not stop at the present runs 150 minutes ahead
+    assert lc.max_ts() + 60_000 <= time.time() * 1000 + 1_000, "a bar of a minute that has not closed yet"
+    assert lc.stop() == 0, lc.stderr()[-2000:]
+    first_last = lc.max_ts()
+    with open(lc.run_dir() / "bars.jsonl", "a") as f:  # what another run leaves at the end of the file
+        f.write("engine: 2025-10-08 09:31 SPY close 671.40 sma20 671.10 -> above\n")
+        f.write(json.dumps({"symbol": "BTC/USD", "timestamp_ms": first_last - 120 * 60_000}) + "\n")
+    lc = launcher(env=fast)
+    wait_for(lambda: lc.max_ts() > first_last, timeout=150, what="a new demo bar after the relaunch")
+
+    def counters() -> Optional[dict]:
+        st = json.loads((lc.rt / "status.json").read_text())
+        return st["health"]["counters"] if st["health"]["counters"]["bars_accepted"] > 0 else None
+    c = wait_for(counters, timeout=30, what="the relaunched consumer's counters")
+    assert c["conflicts"] == 0, c
+    assert lc.stop() == 0, lc.stderr()[-2000:]
 
 
 # ---------------------------------------------------------------- supervision
@@ -396,6 +417,29 @@ def test_bad_config_is_a_clear_error(case, tmp_path, consumer_bin):
     assert "Fix:" in out, out
     assert SECRET not in out and KEY not in out
     assert not (tmp_path / "rt" / "bars.fifo").exists()
+
+
+@pytest.mark.parametrize("flag", ["--unsubscribe", "--subscribe", "--symbols"])
+def test_a_flag_without_its_value_is_one_sentence_not_the_help(flag, tmp_path, consumer_bin):
+    code, out = run_launcher(tmp_path, consumer_bin, [flag])
+    assert code == 2, out
+    assert f"{flag} needs a value" in out and "Fix:" in out, out
+    assert "Usage:" not in out and len(out.strip().splitlines()) == 1, out
+
+
+def test_status_into_a_closed_pipe_ends_quietly(launcher, tmp_path, consumer_bin):
+    lc = launcher()
+    wait_for(lambda: lc.stdout().count("SPY") >= 2, timeout=60, what="demo bars")
+    # `--status | head -1`, made deterministic: the reader is gone before the first write.
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    try:
+        r = subprocess.run(["bash", str(LAUNCH), "--status"], env=base_env(tmp_path, consumer_bin), stdout=write_end,
+                           stderr=subprocess.PIPE, text=True, timeout=60)
+    finally:
+        os.close(write_end)
+    assert r.returncode == 0, r.stderr
+    assert "Traceback" not in r.stderr and "BrokenPipe" not in r.stderr, r.stderr
 
 
 def test_check_offline_demo_passes_and_live_failure_masks_the_key(tmp_path, consumer_bin):
