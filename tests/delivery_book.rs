@@ -8,6 +8,7 @@
 mod common;
 
 use std::collections::HashMap;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
@@ -319,4 +320,40 @@ fn a_flood_of_writer_ids_is_counted_not_logged_line_by_line() {
     assert!(connects <= 50, "{connects} connect lines logged");
     assert!(text.contains("more like it not logged"), "the suppressed lines are counted");
     assert!(text.len() < 200_000, "the log stays small: {} bytes", text.len());
+}
+
+/// A consumer that lists a hole but reads slowly (its highest seq does not move) gets the hole
+/// re-sent once, not at every look at its ack; once it has read past that re-send and still
+/// lists the hole, it gets it again. The ack file here is written by hand, as a consumer writes it.
+#[test]
+fn a_hole_is_re_sent_once_per_read_past_not_once_per_poll() {
+    let setup = Setup::new();
+    let ack = barbridge::cursor::ack_path(&setup.fifo);
+    let plant_ack = |high: u64| {
+        let text = format!(r#"{{"consumer":"slow","pid":1,"writers":{{"{WRITER}":{{"prefix":0,"high":{high},"holes":[[1,5]]}}}}}}"#);
+        let tmp = ack.with_extension("tmp");
+        std::fs::write(&tmp, text).unwrap();
+        std::fs::set_permissions(&tmp, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+        std::fs::rename(&tmp, &ack).unwrap();
+    };
+    let options = WriterOptions { writer: WRITER.into(), heartbeat: None, ack_poll: Duration::from_millis(20), ..WriterOptions::default() };
+    let writer = FifoWriter::new(&setup.fifo, options);
+    send_minute(&writer, 0, 100);
+    writer.prepare().unwrap();
+    // The slow consumer: holds the FIFO open for reading and reads nothing.
+    let _reader = std::fs::OpenOptions::new().read(true).custom_flags(nix::libc::O_NONBLOCK).open(&setup.fifo).unwrap();
+    writer.start().unwrap();
+    assert!(wait_until(LONG, || writer.stats().lines_written == 100), "{:?}", writer.stats());
+    plant_ack(10);
+    assert!(wait_until(LONG, || writer.stats().hole_resends == 5), "{:?}", writer.stats());
+    std::thread::sleep(Duration::from_secs(1)); // 50 looks at the ack
+    assert_eq!(writer.stats().hole_resends, 5, "no storm while the consumer has not read past it");
+    send_minute(&writer, 1, 10);
+    assert!(wait_until(LONG, || writer.stats().lines_written == 110), "{:?}", writer.stats());
+    plant_ack(110); // read past the re-send (and the lines after it); the hole is still there
+    assert!(wait_until(LONG, || writer.stats().hole_resends == 10), "{:?}", writer.stats());
+    std::thread::sleep(Duration::from_secs(1));
+    assert_eq!(writer.stats().hole_resends, 10);
+    assert_eq!(writer.stats().replayed, 0, "first contact: no full re-send");
+    writer.close(Duration::ZERO);
 }

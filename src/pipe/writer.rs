@@ -536,6 +536,8 @@ struct Chunk {
     /// The last time it was re-sent, and the writer's highest seq then (a consumer whose
     /// highest seq of ours is beyond it has read past that re-send).
     resent: Option<(Instant, u64)>,
+    /// Waiting in the hole queue.
+    queued: bool,
 }
 
 /// What one `write()` of at most `PIPE_BUF` bytes did.
@@ -802,7 +804,7 @@ impl<'a> Connection<'a> {
                 bump(&self.s.counters.bars_written, bars as u64);
                 self.give_back(rest);
                 let bytes = if heartbeat { Box::default() } else { self.buf.as_slice().into() };
-                self.keep_unacked(Chunk { first, last: self.seq, bytes, heartbeat, resent: None });
+                self.keep_unacked(Chunk { first, last: self.seq, bytes, heartbeat, resent: None, queued: false });
             }
             Wrote::Full | Wrote::ReaderGone => {
                 let rest = std::mem::take(&mut self.batch);
@@ -929,7 +931,7 @@ impl<'a> Connection<'a> {
             self.say(log::Level::Info, format!("{why}: re-sending the {n} line(s) after seq {from} it has not acknowledged"));
         }
         self.resend_after = Some(from);
-        self.hole_queue.clear(); // the re-send covers every hole
+        self.clear_hole_queue(); // the re-send covers every hole
     }
 
     /// Queue the kept chunks covering the consumer's `holes` in our lines for re-sending: at
@@ -950,15 +952,13 @@ impl<'a> Connection<'a> {
                         (high > seq && waited >= self.s.options.ack_poll) || (high >= seq && waited >= HOLE_RESEND_RETRY)
                     }
                 };
-                if due && !self.hole_queue.iter().any(|(first, _)| *first == chunk.first) {
+                if due && !chunk.queued {
+                    chunk.queued = true;
                     chunk.resent = Some((now, self.seq));
                     let lines = chunk.last.min(b) - chunk.first.max(a) + 1;
                     self.hole_queue.push_back((chunk.first, lines));
                 }
             }
-        }
-        if self.hole_queue.len() > self.unacked.len() {
-            self.hole_queue.truncate(self.unacked.len()); // cannot happen: one entry per chunk
         }
     }
 
@@ -975,9 +975,9 @@ impl<'a> Connection<'a> {
             Wrote::All => {
                 self.hole_queue.pop_front();
                 let seq = self.seq;
-                if let Some(chunk) = self.unacked.get_mut(i) {
-                    chunk.resent = Some((Instant::now(), seq));
-                }
+                let chunk = &mut self.unacked[i];
+                chunk.resent = Some((Instant::now(), seq));
+                chunk.queued = false;
                 let total = bump(&self.s.counters.hole_resends, lines);
                 let before = total - lines;
                 if before == 0 || before.ilog2() != total.ilog2() {
@@ -985,9 +985,14 @@ impl<'a> Connection<'a> {
                 }
             }
             Wrote::Full => {}
-            Wrote::ReaderGone => self.hole_queue.clear(), // the returning reader gets a full re-send
+            Wrote::ReaderGone => self.clear_hole_queue(), // the returning reader gets a full re-send
         }
         Ok(())
+    }
+
+    fn clear_hole_queue(&mut self) {
+        self.hole_queue.clear();
+        self.unacked.iter_mut().for_each(|c| c.queued = false);
     }
 
     /// What a heartbeat written now with `seq` says.
