@@ -180,7 +180,7 @@ fn a_line_swallowed_by_a_foreign_unfinished_line_is_asked_for_and_re_sent() {
     // writes half a line and keeps the FIFO open (so that no EOF ends the line).
     assert!(wait_until(LONG, || barbridge::cursor::ack_path(&setup.fifo).exists()));
     let marker = setup.dir.path().join("foreign-wrote");
-    let script = r#"exec 3>"$1"; printf '%s' '{"symbol":"JUNK","timestamp_ms":17599' >&3; : > "$2"; sleep 120"#;
+    let script = r#"exec 3>"$1"; printf '%s' '{"symbol":"JUNK","timestamp_ms":17599' >&3; : > "$2"; exec sleep 120"#;
     let _foreign = Proc(Some(Command::new("sh").arg("-c").arg(script).arg("sh").arg(&setup.fifo).arg(&marker).spawn().unwrap()));
     assert!(wait_until(LONG, || marker.exists()), "the foreign process wrote its unfinished line");
     let writer = setup.writer();
