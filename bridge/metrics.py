@@ -27,6 +27,7 @@ _WRITER_COUNTERS = {
     "reader_lost": "Times the reader went away.",
     "pipe_full": "Writes that found the pipe full.",
     "replayed": "Lines re-sent to a new or returning consumer.",
+    "hole_resends": "Lines re-sent because the consumer's ack listed them as missing.",
     "acked": "Lines the consumer acknowledged.",
     "unacked_evicted": "Unacknowledged lines forgotten past their memory bound.",
 }

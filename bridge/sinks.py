@@ -66,6 +66,7 @@ class SinkStats:
     reader_lost: int = 0
     pipe_full: int = 0
     replayed: int = 0
+    hole_resends: int = 0
     acked: int = 0
     unacked: int = 0
     unacked_evicted: int = 0

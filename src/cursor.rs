@@ -18,8 +18,17 @@
 //!   [`crate::pipe::writer::WriterOptions::unacked_bytes`]). When the ack file names a new consumer
 //!   instance, or the FIFO's reader came back after `EPIPE`, it re-sends everything after the
 //!   consumer's prefix; the book skips what was processed and fills the holes.
+//! - The ack file lists each writer's holes too: a writer re-sends the kept chunks that cover a
+//!   hole listed for it (rate-limited), so a line lost on the way (say, merged with a foreign
+//!   process's unfinished line) is filled within about one acknowledgement period, without a
+//!   consumer restart.
 //! - Writers announce in each heartbeat the oldest seq they can still re-send (`retained_from`):
-//!   holes below it can never be filled and are closed for good.
+//!   holes below it can never be filled and are closed for good — as lost, except the lines up to
+//!   the writer's `acked` (an earlier consumer acknowledged them: they were processed there).
+//! - A heartbeat also says how far its writer has sent (`sent`). A position beyond it (a cursor
+//!   restored from elsewhere, a copied journal) is impossible: it is counted (`cursor_ahead`),
+//!   logged, and replaced by a hole up to `sent`, which the writer then fills: nothing is
+//!   skipped as a re-send that was never sent.
 //!
 //! Without a journal nothing is durable, and the ack is what the store holds.
 
@@ -33,6 +42,7 @@ use rustc_hash::FxHashMap;
 use serde::{Deserialize, Serialize};
 
 use crate::private::PrivateError;
+pub use crate::wire::MAX_SEQ_GAP;
 
 /// Writers tracked at once; beyond it the one silent longest is forgotten (counted, logged).
 pub const MAX_WRITERS: usize = 1024;
@@ -101,12 +111,18 @@ pub enum SeqVerdict {
         /// The last seq of the writer's previous session.
         after: u64,
     },
+    /// A seq more than [`MAX_SEQ_GAP`] beyond the writer's highest (or beyond 0 for a writer not
+    /// seen yet): no writer sends that many lines, so the line is refused and nothing recorded.
+    Impossible {
+        /// The writer's highest seq before this line (0: not seen yet).
+        high: u64,
+    },
 }
 
 impl SeqVerdict {
     /// False for a line that must not be processed again.
     pub fn is_new(self) -> bool {
-        self != SeqVerdict::AlreadySeen
+        !matches!(self, SeqVerdict::AlreadySeen | SeqVerdict::Impossible { .. })
     }
 }
 
@@ -138,6 +154,10 @@ impl SeqBook {
     pub fn observe(&mut self, writer: &str, seq: u64) -> SeqVerdict {
         self.clock += 1;
         let touched = self.clock;
+        let high = self.writers.get(writer).map_or(0, |t| t.high);
+        if seq > high && seq - high > MAX_SEQ_GAP {
+            return SeqVerdict::Impossible { high };
+        }
         let Some(t) = self.writers.get_mut(writer) else {
             self.make_room();
             // Lines 1..seq-1 are a hole: a writer that has them still (it wrote them before it
@@ -194,24 +214,43 @@ impl SeqBook {
     }
 
     /// The writer can no longer re-send anything below `from`: close the holes under it.
-    /// Returns the lines in holes closed this way.
-    pub fn retained_from(&mut self, writer: &str, from: u64) -> u64 {
-        let Some(t) = self.writers.get_mut(writer) else { return 0 };
-        let mut closed = 0;
+    /// Returns the lines in holes closed this way: `.0` those up to `acked` (an earlier consumer
+    /// acknowledged them to the writer, so they were processed there), `.1` the others (lost).
+    pub fn retained_from(&mut self, writer: &str, from: u64, acked: u64) -> (u64, u64) {
+        let Some(t) = self.writers.get_mut(writer) else { return (0, 0) };
+        let (mut known, mut lost) = (0, 0);
+        let mut close = |a: u64, b: u64| {
+            let k = if a <= acked { b.min(acked) - a + 1 } else { 0 };
+            known += k;
+            lost += b - a + 1 - k;
+        };
         while let Some(&(a, b)) = t.holes.front() {
             if a >= from {
                 break;
             }
             if b < from {
                 t.holes.pop_front();
-                closed += b - a + 1;
+                close(a, b);
             } else {
                 t.holes[0].0 = from;
-                closed += from - a;
+                close(a, from - 1);
             }
         }
         t.recompute_prefix();
-        closed
+        (known, lost)
+    }
+
+    /// `writer` has sent no line beyond `sent` (its heartbeat says so). A position beyond it
+    /// cannot be true: it is replaced by a hole over `1..=sent` (nothing of it is known to be
+    /// processed; what the writer re-sends fills it, re-sent lines already stored are
+    /// duplicates to the store). Returns the position replaced, or `None` when it was possible.
+    pub fn reset_if_ahead(&mut self, writer: &str, sent: u64) -> Option<WriterCursor> {
+        let t = self.writers.get_mut(writer).filter(|t| t.high > sent)?;
+        let was = WriterCursor { prefix: t.prefix, high: t.high, holes: t.holes.iter().copied().collect() };
+        t.high = sent;
+        t.holes = if sent > 0 { VecDeque::from([(1, sent)]) } else { VecDeque::new() };
+        t.recompute_prefix();
+        Some(was)
     }
 
     /// Writers forgotten to stay within [`MAX_WRITERS`].
@@ -406,19 +445,42 @@ mod tests {
         assert_eq!(b.observe("v", 1), SeqVerdict::FillsGap { closed: None });
         assert_eq!(b.observe("v", 11), SeqVerdict::InOrder);
         assert_eq!(b.cursors()["v"], WriterCursor { prefix: 1, high: 11, holes: vec![(2, 9)] });
-        assert_eq!(b.retained_from("v", 5), 3);
+        assert_eq!(b.retained_from("v", 5, 0), (0, 3));
         assert_eq!(b.cursors()["v"], WriterCursor { prefix: 4, high: 11, holes: vec![(5, 9)] });
     }
 
     #[test]
-    fn the_largest_seq_never_overflows() {
+    fn an_impossible_seq_is_refused_and_recorded_nowhere() {
         let mut b = SeqBook::default();
+        // The forged heartbeat of issue 22: seq u64::MAX from a writer not seen yet.
+        assert_eq!(b.observe("f", u64::MAX), SeqVerdict::Impossible { high: 0 });
+        assert!(b.cursors().is_empty(), "nothing recorded");
+        assert_eq!(b.observe("f", MAX_SEQ_GAP + 1), SeqVerdict::Impossible { high: 0 });
+        assert_eq!(b.observe("f", MAX_SEQ_GAP), SeqVerdict::FirstSeen { missing: MAX_SEQ_GAP - 1 });
         b.observe("w", 1);
-        assert_eq!(b.observe("w", u64::MAX), SeqVerdict::AfterGap { from: 2, to: u64::MAX - 1 });
+        assert_eq!(b.observe("w", MAX_SEQ_GAP + 2), SeqVerdict::Impossible { high: 1 });
+        assert_eq!(b.observe("w", MAX_SEQ_GAP + 1), SeqVerdict::AfterGap { from: 2, to: MAX_SEQ_GAP });
+        // Near the top of u64 nothing overflows either.
+        let mut b = SeqBook::default();
+        b.restore(&BTreeMap::from([("w".to_owned(), WriterCursor { prefix: u64::MAX - 10, high: u64::MAX - 10, holes: vec![] })]));
+        assert_eq!(b.observe("w", u64::MAX), SeqVerdict::AfterGap { from: u64::MAX - 9, to: u64::MAX - 1 });
         assert_eq!(b.observe("w", u64::MAX), SeqVerdict::AlreadySeen, "a repeated u64::MAX is a re-send");
         assert_eq!(b.observe("w", u64::MAX - 1), SeqVerdict::FillsGap { closed: None });
-        assert_eq!(b.retained_from("w", u64::MAX), u64::MAX - 3);
+        assert_eq!(b.retained_from("w", u64::MAX, 0), (0, 8));
         assert_eq!(b.cursors()["w"], WriterCursor { prefix: u64::MAX, high: u64::MAX, holes: vec![] });
+    }
+
+    #[test]
+    fn a_position_beyond_what_the_writer_sent_becomes_a_hole() {
+        let mut b = SeqBook::default();
+        b.restore(&BTreeMap::from([("w".to_owned(), WriterCursor { prefix: 10_000, high: 10_000, holes: vec![] })]));
+        assert_eq!(b.observe("w", 50), SeqVerdict::AlreadySeen, "the cursor claims it");
+        assert_eq!(b.reset_if_ahead("w", 10_000), None, "possible");
+        assert_eq!(b.reset_if_ahead("w", 60).map(|c| c.high), Some(10_000));
+        assert_eq!(b.cursors()["w"], WriterCursor { prefix: 0, high: 60, holes: vec![(1, 60)] });
+        assert_eq!(b.observe("w", 50), SeqVerdict::FillsGap { closed: None }, "a re-send is taken now");
+        assert_eq!(b.observe("w", 61), SeqVerdict::InOrder);
+        assert_eq!(b.reset_if_ahead("unknown", 1), None);
     }
 
     #[test]
@@ -427,11 +489,12 @@ mod tests {
         b.observe("w", 1);
         b.observe("w", 5); // hole 2..=4
         b.observe("w", 10); // hole 6..=9
-        assert_eq!(b.retained_from("w", 3), 1);
+        assert_eq!(b.retained_from("w", 3, 0), (0, 1));
         assert_eq!(b.cursors()["w"].holes, vec![(3, 4), (6, 9)]);
-        assert_eq!(b.retained_from("w", 8), 2 + 2);
+        // Up to `acked` an earlier consumer acknowledged them: closed, not lost.
+        assert_eq!(b.retained_from("w", 8, 6), (2 + 1, 1));
         assert_eq!(b.cursors()["w"], WriterCursor { prefix: 7, high: 10, holes: vec![(8, 9)] });
-        assert_eq!(b.retained_from("w", 11), 2);
+        assert_eq!(b.retained_from("w", 11, 100), (2, 0));
         assert_eq!(b.cursors()["w"], WriterCursor { prefix: 10, high: 10, holes: vec![] });
     }
 

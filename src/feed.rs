@@ -27,7 +27,7 @@ use crossbeam_channel::{Receiver, Sender, TrySendError};
 use crate::asset::AssetClass;
 use crate::bar::{Bar, BarKind, Source, Symbol};
 use crate::capacity::CapacityError;
-use crate::cursor::AckPublisher;
+use crate::cursor::{AckPublisher, SeqVerdict, MAX_SEQ_GAP};
 use crate::health::{Clock, Health, HealthSnapshot, RateLimitedLog, SystemClock};
 use crate::journal::{read_journal, Journal, JournalError, LoadReport};
 use crate::pipe::reader::{lock_reader, read_fifo, Flow, FrameSink, ReaderOptions};
@@ -349,7 +349,12 @@ impl Consumer {
                 self.health.restore_cursors(&saved.writers);
             }
             Ok(None) => {}
-            Err(e) => log::error!("{e}; writers' positions are unknown, so lines they re-send are judged by content"),
+            Err(e) => {
+                self.health.on_cursor_unreadable();
+                log::error!(
+                    "{e}; writers' positions are unknown: the lines they re-send are checked against the journal loaded into the store (a bar stored before is a duplicate, not stored twice), and the lines their heartbeats say an earlier consumer acknowledged are not counted lost"
+                );
+            }
         }
     }
 
@@ -554,18 +559,32 @@ impl Consumer {
                 return Err(e);
             }
         };
+        let mut new = true;
         if let Some((writer, seq)) = line.seq_stamp() {
-            if !self.health.on_seq(writer, seq).is_new() {
-                return Ok(Ingested::Resent);
+            let verdict = self.health.on_seq(writer, seq);
+            if let SeqVerdict::Impossible { high } = verdict {
+                let e = WireError::ImpossibleSeq {
+                    detail: format!("seq {seq} lies more than {MAX_SEQ_GAP} beyond the highest seq {high} seen of writer {writer:?}"),
+                };
+                self.reject(&e, bytes);
+                return Err(e);
             }
+            new = verdict.is_new();
+        }
+        // A heartbeat's claims are as of its writing (a writer re-sends a heartbeat written
+        // anew), so they count even when its seq was seen before.
+        if let Line::Heartbeat(h) = &line {
+            if let Some(writer) = h.writer.as_deref() {
+                self.health.on_heartbeat(writer, h.sent, h.acked, h.retained_from);
+            }
+        }
+        if !new {
+            return Ok(Ingested::Resent);
         }
         Ok(match line {
             Line::Bar(b) => self.accept(&b.symbol, b.bar, b.kind, b.source, held),
-            Line::Heartbeat(h) => {
+            Line::Heartbeat(_) => {
                 c.heartbeats.fetch_add(1, Ordering::Relaxed);
-                if let (Some(from), Some(writer)) = (h.retained_from, h.writer.as_deref()) {
-                    self.health.on_retained_from(writer, from);
-                }
                 Ingested::Heartbeat
             }
             Line::Status(s) => {

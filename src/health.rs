@@ -98,6 +98,14 @@ pub struct Counters {
     pub lines_recovered: AtomicU64,
     /// Re-sent lines this consumer had processed already (skipped).
     pub resent_skipped: AtomicU64,
+    /// Lines of a gap closed because an earlier consumer had acknowledged them to their writer
+    /// (processed there; not in this consumer's cursor): taken back off `lines_lost`.
+    pub lines_acked_before: AtomicU64,
+    /// Writer positions found beyond what the writer has sent (`cursor.json` from elsewhere):
+    /// each was replaced by a hole the writer fills.
+    pub cursor_ahead: AtomicU64,
+    /// Times the durable cursor could not be read at start (positions unknown).
+    pub cursor_unreadable: AtomicU64,
     /// Writer sessions seen (a sidecar start or restart).
     pub writer_sessions: AtomicU64,
     /// `reconnecting` status lines from the sidecar.
@@ -155,6 +163,15 @@ pub struct CounterSnapshot {
     /// Re-sent lines this consumer had processed already (skipped).
     #[serde(default)]
     pub resent_skipped: u64,
+    /// Lines of a gap an earlier consumer had acknowledged to their writer (not lost).
+    #[serde(default)]
+    pub lines_acked_before: u64,
+    /// Writer positions found beyond what the writer has sent, replaced by a hole.
+    #[serde(default)]
+    pub cursor_ahead: u64,
+    /// Times the durable cursor could not be read at start.
+    #[serde(default)]
+    pub cursor_unreadable: u64,
     /// Writer sessions seen (a sidecar start or restart).
     pub writer_sessions: u64,
     /// `reconnecting` status lines from the sidecar.
@@ -212,6 +229,9 @@ impl Counters {
             lines_lost: get(&self.lines_lost),
             lines_recovered: get(&self.lines_recovered),
             resent_skipped: get(&self.resent_skipped),
+            lines_acked_before: get(&self.lines_acked_before),
+            cursor_ahead: get(&self.cursor_ahead),
+            cursor_unreadable: get(&self.cursor_unreadable),
             writer_sessions: get(&self.writer_sessions),
             reconnects: get(&self.reconnects),
             disconnects: get(&self.disconnects),
@@ -280,6 +300,8 @@ pub struct Health {
     last_message_ms: AtomicI64,
     state: AtomicU8,
     inner: Mutex<Inner>,
+    /// Log lines any writer can trigger (sessions, gaps, claims) are rate-limited by kind.
+    log_limiter: RateLimitedLog,
 }
 
 /// A point-in-time copy of the health, for the status file and APIs.
@@ -328,6 +350,7 @@ impl Health {
             last_message_ms: AtomicI64::new(NEVER),
             state: AtomicU8::new(FeedState::Waiting as u8),
             inner: Mutex::new(Inner { started_ms: now, stale_since_ms: None, sidecar: None, seqs: SeqBook::default() }),
+            log_limiter: RateLimitedLog::new(Duration::from_secs(10), 20),
         }
     }
 
@@ -365,56 +388,118 @@ impl Health {
         self.state.store(FeedState::Live as u8, Ordering::Release);
     }
 
+    /// Log `message()` at `level` unless lines of `kind` exceed 20 per 10 s; the next line
+    /// logged says how many were not.
+    fn log_limited(&self, kind: &'static str, level: log::Level, message: impl FnOnce() -> String) {
+        let mut suppressed = 0;
+        if self.log_limiter.allow(kind, self.clock.now_ms(), &mut suppressed) {
+            let more = if suppressed > 0 { format!(" ({suppressed} more like it not logged)") } else { String::new() };
+            log::log!(level, "{}{more}", message());
+        }
+    }
+
     /// A line carried `seq` from `writer`: decide whether it is new (see [`crate::cursor`]),
-    /// and count and report gaps, re-sends that fill them, and new writer sessions.
+    /// and count and report gaps, re-sends that fill them, and new writer sessions. Every log
+    /// line here is rate-limited: any process that can write to the FIFO can trigger them.
+    /// [`SeqVerdict::Impossible`] is neither counted nor logged here: the caller rejects the line.
     pub fn on_seq(&self, writer: &str, seq: u64) -> SeqVerdict {
         let verdict = self.lock().seqs.observe(writer, seq);
         let c = &self.counters;
-        let who = if writer.is_empty() { "the writer".to_owned() } else { format!("writer {writer}") };
+        let who = || if writer.is_empty() { "the writer".to_owned() } else { format!("writer {writer}") };
         match verdict {
-            SeqVerdict::InOrder => {}
+            SeqVerdict::InOrder | SeqVerdict::Impossible { .. } => {}
             SeqVerdict::AlreadySeen => {
                 c.resent_skipped.fetch_add(1, Ordering::Relaxed);
             }
             SeqVerdict::FirstSeen { missing } => {
                 c.writer_sessions.fetch_add(1, Ordering::Relaxed);
                 if missing == 0 {
-                    log::info!("{who} connected (seq {seq})");
+                    self.log_limited("writer_session", log::Level::Info, || format!("{} connected (seq {seq})", who()));
                 } else {
                     c.seq_gaps.fetch_add(1, Ordering::Relaxed);
                     c.lines_lost.fetch_add(missing, Ordering::Relaxed);
-                    log::warn!(
-                        "{who} connected at seq {seq}: its {missing} earlier line(s) are not in this consumer's cursor (missing until the writer re-sends them)"
-                    );
+                    let why = if c.cursor_unreadable.load(Ordering::Relaxed) > 0 { " (the cursor was unreadable at start)" } else { "" };
+                    self.log_limited("writer_session", log::Level::Warn, || {
+                        format!(
+                            "{} connected at seq {seq}: its {missing} earlier line(s) are not in this consumer's cursor{why} (missing until the writer re-sends them or says an earlier consumer acknowledged them)",
+                            who()
+                        )
+                    });
                 }
             }
             SeqVerdict::AfterGap { from, to } => {
                 let lost = to - from + 1;
                 c.seq_gaps.fetch_add(1, Ordering::Relaxed);
                 c.lines_lost.fetch_add(lost, Ordering::Relaxed);
-                log::error!("{who} skipped seq {from}..={to}: {lost} line(s) missing between writer and consumer (a re-send may still fill them)");
+                self.log_limited("seq_gap", log::Level::Error, || {
+                    format!(
+                        "{} skipped seq {from}..={to}: {lost} line(s) missing between writer and consumer (the writer is asked to re-send them)",
+                        who()
+                    )
+                });
             }
             SeqVerdict::FillsGap { closed } => {
                 c.lines_recovered.fetch_add(1, Ordering::Relaxed);
-                let _ = c.lines_lost.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| Some(n.saturating_sub(1)));
+                take_back(&c.lines_lost, 1);
                 if let Some((from, to)) = closed {
-                    log::info!("{who}: re-sent lines filled the gap at seq {from}..={to}");
+                    self.log_limited("gap_filled", log::Level::Info, || format!("{}: re-sent lines filled the gap at seq {from}..={to}", who()));
                 }
             }
             SeqVerdict::Restarted { after } => {
                 c.writer_sessions.fetch_add(1, Ordering::Relaxed);
-                log::info!("{who} restarted its sequence (seq {seq} after {after}): new writer session");
+                self.log_limited("writer_session", log::Level::Info, || {
+                    format!("{} restarted its sequence (seq {seq} after {after}): new writer session", who())
+                });
             }
         }
         verdict
     }
 
-    /// A writer's heartbeat said it can re-send nothing below `from`: gaps under it are final.
-    pub fn on_retained_from(&self, writer: &str, from: u64) {
-        let closed = self.lock().seqs.retained_from(writer, from);
-        if closed > 0 {
-            log::error!("writer {writer} can no longer re-send {closed} missing line(s) below seq {from}: they are lost");
+    /// What a heartbeat of `writer` (already checked by [`crate::wire::Heartbeat::check_claims`])
+    /// says: it has sent up to `sent`, a consumer acknowledged up to `acked`, and it can re-send
+    /// nothing below `retained_from`.
+    ///
+    /// A position beyond `sent` is impossible (a cursor restored from elsewhere): it is counted
+    /// (`cursor_ahead`), logged, and replaced by a hole up to `sent` that the writer fills.
+    /// Holes below `retained_from` are final: their lines up to `acked` were processed by an
+    /// earlier consumer (`lines_acked_before`, taken off `lines_lost`), the rest are lost.
+    pub fn on_heartbeat(&self, writer: &str, sent: Option<u64>, acked: Option<u64>, retained_from: Option<u64>) {
+        let c = &self.counters;
+        if let Some(sent) = sent {
+            let reset = self.lock().seqs.reset_if_ahead(writer, sent);
+            if let Some(was) = reset {
+                c.cursor_ahead.fetch_add(1, Ordering::Relaxed);
+                // The new hole counts as missing until the writer fills or accounts for it.
+                c.seq_gaps.fetch_add(1, Ordering::Relaxed);
+                c.lines_lost.fetch_add(sent, Ordering::Relaxed);
+                self.log_limited("cursor_ahead", log::Level::Warn, || {
+                    format!(
+                        "the cursor says writer {writer} is at seq {} (prefix {}), but the writer has sent only {sent} line(s): the cursor is not this writer's truth (restored from elsewhere?); treating seq 1..={sent} as missing so that nothing it sends is skipped (the writer re-sends them; lines already stored are duplicates)",
+                        was.high, was.prefix
+                    )
+                });
+            }
         }
+        if let Some(from) = retained_from {
+            let (known, lost) = self.lock().seqs.retained_from(writer, from, acked.unwrap_or(0));
+            if known > 0 {
+                c.lines_acked_before.fetch_add(known, Ordering::Relaxed);
+                take_back(&c.lines_lost, known);
+                self.log_limited("retained_from", log::Level::Info, || {
+                    format!("writer {writer}: {known} line(s) missing from this consumer's cursor were acknowledged by an earlier consumer (up to seq {}): processed there, not lost", acked.unwrap_or(0))
+                });
+            }
+            if lost > 0 {
+                self.log_limited("retained_from", log::Level::Error, || {
+                    format!("writer {writer} can no longer re-send {lost} missing line(s) below seq {from}: they are lost")
+                });
+            }
+        }
+    }
+
+    /// The durable cursor could not be read at start: writers' positions are unknown.
+    pub fn on_cursor_unreadable(&self) {
+        self.counters.cursor_unreadable.fetch_add(1, Ordering::Relaxed);
     }
 
     /// Every writer's position (for the durable cursor and the ack file).
@@ -432,18 +517,23 @@ impl Health {
         let now = self.clock.now_ms();
         self.counters.status_lines.fetch_add(1, Ordering::Relaxed);
         let detail_text = detail.map(|d| format!(": {d}")).unwrap_or_default();
-        match state {
+        let level = match state {
             "reconnecting" => {
                 self.counters.reconnects.fetch_add(1, Ordering::Relaxed);
-                log::warn!("sidecar reconnecting{detail_text}");
+                log::Level::Warn
             }
             "disconnected" => {
                 self.counters.disconnects.fetch_add(1, Ordering::Relaxed);
-                log::warn!("sidecar disconnected{detail_text}");
+                log::Level::Warn
             }
-            "auth_failed" | "stale" | "error" => log::error!("sidecar reports {state}{detail_text}"),
-            _ => log::info!("sidecar {state}{detail_text}"),
-        }
+            "auth_failed" | "stale" | "error" => log::Level::Error,
+            _ => log::Level::Info,
+        };
+        self.log_limited("sidecar_status", level, || match state {
+            "reconnecting" | "disconnected" => format!("sidecar {state}{detail_text}"),
+            "auth_failed" | "stale" | "error" => format!("sidecar reports {state}{detail_text}"),
+            _ => format!("sidecar {state}{detail_text}"),
+        });
         self.lock().sidecar = Some(SidecarStatus { state: state.to_owned(), detail: detail.map(str::to_owned), received_ms: now });
     }
 
@@ -492,6 +582,11 @@ impl Health {
             symbols,
         }
     }
+}
+
+/// Subtract `n` from `counter`, stopping at 0.
+fn take_back(counter: &AtomicU64, n: u64) {
+    let _ = counter.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |v| Some(v.saturating_sub(n)));
 }
 
 /// Logs at most `burst` messages per key and `window`, then one summary of what was suppressed.

@@ -164,6 +164,9 @@ impl Collector for ReportCollector {
         gauge(e, "lines_lost", "Lines missing between writer and consumer (goes down when a re-send fills a hole).", c.lines_lost as f64)?;
         counter(e, "lines_recovered", "Missing lines a writer's re-send filled.", c.lines_recovered)?;
         counter(e, "resent_skipped", "Re-sent lines this consumer had processed already.", c.resent_skipped)?;
+        counter(e, "lines_acked_before", "Missing lines an earlier consumer had acknowledged to their writer (not lost).", c.lines_acked_before)?;
+        counter(e, "cursor_ahead", "Writer positions found beyond what the writer has sent (replaced by a hole the writer fills).", c.cursor_ahead)?;
+        counter(e, "cursor_unreadable", "Times the durable cursor could not be read at start.", c.cursor_unreadable)?;
         counter(e, "writer_sessions", "Writer sessions seen (a sidecar start or restart).", c.writer_sessions)?;
 
         // The sidecar, from its status lines.

@@ -36,6 +36,15 @@ pub const MAX_TIMESTAMP_MS: i64 = 4_102_444_800_000;
 /// Every bar is a minute bar: `timestamp_ms` is the start of its minute, a multiple of this.
 pub const MINUTE_MS: i64 = 60_000;
 
+/// Longest accepted writer id (`writer`), in bytes: printable ASCII, as a writer's own rule.
+pub const MAX_WRITER_BYTES: usize = 64;
+
+/// The most a line's `seq` may lie beyond the highest seq of its writer seen so far (or beyond 0
+/// for a writer not seen yet), and the most a heartbeat's `sent` may lie beyond its own `seq`:
+/// 2^32 lines, about 1,000 days of a 10,000-symbol market. A claim beyond it is no writer's
+/// (`impossible_seq`): a forged or corrupt line must not open a gap of 2^64 lines.
+pub const MAX_SEQ_GAP: u64 = 1 << 32;
+
 /// A bar line, decoded and validated.
 #[derive(Clone, Debug, PartialEq)]
 pub struct BarLine<'a> {
@@ -64,6 +73,12 @@ pub struct Heartbeat<'a> {
     pub writer: Option<Cow<'a, str>>,
     /// The oldest seq the writer can still re-send (see [`crate::cursor`]).
     pub retained_from: Option<u64>,
+    /// The highest seq the writer has written when it wrote this heartbeat (at least `seq`).
+    /// Absent from older writers: unknown.
+    pub sent: Option<u64>,
+    /// The highest seq a consumer has acknowledged to the writer (its lines up to it were
+    /// processed by a consumer of this FIFO, this one or an earlier one). Absent: unknown.
+    pub acked: Option<u64>,
 }
 
 /// `{"type":"status",...}`: the sidecar's connection state changed.
@@ -161,11 +176,15 @@ pub enum RejectReason {
     InvalidTimestamp,
     /// `timestamp_ms` is not the start of a minute.
     OffMinute,
+    /// `writer` is not 1-[`MAX_WRITER_BYTES`] printable ASCII characters.
+    InvalidWriter,
+    /// A `seq`, or a heartbeat's claim about seqs, that no writer can have made.
+    ImpossibleSeq,
 }
 
 impl RejectReason {
     /// Every reason, in counter order.
-    pub const ALL: [RejectReason; 13] = [
+    pub const ALL: [RejectReason; 15] = [
         RejectReason::InvalidUtf8,
         RejectReason::Oversize,
         RejectReason::MalformedJson,
@@ -179,6 +198,8 @@ impl RejectReason {
         RejectReason::InvalidSymbol,
         RejectReason::InvalidTimestamp,
         RejectReason::OffMinute,
+        RejectReason::InvalidWriter,
+        RejectReason::ImpossibleSeq,
     ];
 
     /// The stable snake_case code (counters, status file, test vectors).
@@ -197,6 +218,8 @@ impl RejectReason {
             RejectReason::InvalidSymbol => "invalid_symbol",
             RejectReason::InvalidTimestamp => "invalid_timestamp",
             RejectReason::OffMinute => "off_minute",
+            RejectReason::InvalidWriter => "invalid_writer",
+            RejectReason::ImpossibleSeq => "impossible_seq",
         }
     }
 
@@ -298,6 +321,20 @@ pub enum WireError {
         /// The value given.
         timestamp_ms: i64,
     },
+    /// The writer id breaks the writer id rule.
+    #[error("writer id {shown:?} ({len} bytes) is not 1-{MAX_WRITER_BYTES} printable ASCII characters")]
+    InvalidWriter {
+        /// The id given, cut to 80 characters.
+        shown: String,
+        /// Its length in bytes.
+        len: usize,
+    },
+    /// A seq, or a heartbeat's claim about seqs, that no writer can have made.
+    #[error("impossible seq claim: {detail}")]
+    ImpossibleSeq {
+        /// What was claimed, and the rule it breaks.
+        detail: String,
+    },
 }
 
 impl WireError {
@@ -317,6 +354,8 @@ impl WireError {
             WireError::InvalidSymbol { .. } => RejectReason::InvalidSymbol,
             WireError::InvalidTimestamp { .. } => RejectReason::InvalidTimestamp,
             WireError::OffMinute { .. } => RejectReason::OffMinute,
+            WireError::InvalidWriter { .. } => RejectReason::InvalidWriter,
+            WireError::ImpossibleSeq { .. } => RejectReason::ImpossibleSeq,
         }
     }
 }
@@ -343,6 +382,8 @@ struct RawLine<'a> {
     writer: Option<Cow<'a, str>>,
     ts_ms: Option<i64>,
     retained_from: Option<u64>,
+    sent: Option<u64>,
+    acked: Option<u64>,
     #[serde(borrow)]
     state: Option<Cow<'a, str>>,
     #[serde(borrow)]
@@ -378,11 +419,17 @@ pub fn parse_line(bytes: &[u8]) -> Result<Line<'_>, WireError> {
             serde_json::from_str(text).map_err(|e| classify_json_error(text, &e))?
         }
     };
+    if let Some(writer) = raw.writer.as_deref() {
+        validate_writer(writer)?;
+    }
     let kind = match raw.kind.as_deref() {
         None | Some("bar") => BarKind::Bar,
         Some("updated_bar") => BarKind::UpdatedBar,
         Some("heartbeat") => {
-            return Ok(Line::Heartbeat(Heartbeat { ts_ms: raw.ts_ms, seq: raw.seq, writer: raw.writer, retained_from: raw.retained_from }))
+            let heartbeat =
+                Heartbeat { ts_ms: raw.ts_ms, seq: raw.seq, writer: raw.writer, retained_from: raw.retained_from, sent: raw.sent, acked: raw.acked };
+            heartbeat.check_claims()?;
+            return Ok(Line::Heartbeat(heartbeat));
         }
         Some("status") => {
             let state = raw.state.ok_or(WireError::MissingField { field: "state" })?;
@@ -408,6 +455,48 @@ pub fn parse_line(bytes: &[u8]) -> Result<Line<'_>, WireError> {
     let line = BarLine { symbol, bar, kind, seq: raw.seq, source, writer: raw.writer };
     validate(&line.symbol, &line.bar)?;
     Ok(Line::Bar(line))
+}
+
+/// The writer id rule: 1-[`MAX_WRITER_BYTES`] printable ASCII characters (no space), the rule a
+/// [`crate::pipe::writer::FifoWriter`] checks its own id by.
+///
+/// # Errors
+/// [`WireError::InvalidWriter`] for an id that breaks it.
+pub fn validate_writer(writer: &str) -> Result<(), WireError> {
+    if writer.is_empty() || writer.len() > MAX_WRITER_BYTES || !writer.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(WireError::InvalidWriter { shown: writer.chars().take(80).collect(), len: writer.len() });
+    }
+    Ok(())
+}
+
+impl Heartbeat<'_> {
+    /// What a heartbeat claims must be possible on its own: `sent` (the highest seq written) is
+    /// at least the heartbeat's own `seq` and at most [`MAX_SEQ_GAP`] beyond it; `acked` is at
+    /// most `sent`; `retained_from` (the oldest seq the writer still holds) at most `sent + 1`.
+    /// Without `sent`, `acked` and `retained_from` are bounded by `seq` the same way.
+    ///
+    /// # Errors
+    /// [`WireError::ImpossibleSeq`] naming the claim that breaks it.
+    pub fn check_claims(&self) -> Result<(), WireError> {
+        let bad = |detail: String| Err(WireError::ImpossibleSeq { detail });
+        if self.sent.is_some() && self.seq.is_none() {
+            return bad("a heartbeat's `sent` needs its `seq`".into());
+        }
+        if let (Some(seq), Some(sent)) = (self.seq, self.sent) {
+            if sent < seq || sent - seq > MAX_SEQ_GAP {
+                return bad(format!("heartbeat seq {seq} says `sent` {sent}; it must be between its seq and seq + {MAX_SEQ_GAP}"));
+            }
+        }
+        if let Some(top) = self.sent.or(self.seq) {
+            if let Some(acked) = self.acked.filter(|a| *a > top) {
+                return bad(format!("heartbeat says `acked` {acked} beyond the {top} line(s) it has sent"));
+            }
+            if let Some(from) = self.retained_from.filter(|r| *r > top.saturating_add(1)) {
+                return bad(format!("heartbeat says `retained_from` {from} beyond the {top} line(s) it has sent"));
+            }
+        }
+        Ok(())
+    }
 }
 
 /// A `trading_status` line (README, "Wire protocol"): `symbol`, `ts_ms` and `status` required,
@@ -562,6 +651,8 @@ fn scan_flat(b: &[u8]) -> Option<RawLine<'_>> {
         volume: num_at(F_VOLUME),
         vwap: num_at(F_VWAP),
         retained_from: None,
+        sent: None,
+        acked: None,
         v: None,
         status: None,
         code: None,

@@ -60,6 +60,7 @@ fn every_vector_decodes_as_expected() {
                 let Ok(Line::Heartbeat(h)) = got else { panic!("{name}: {got:?}") };
                 assert_eq!(h.ts_ms, v["ts_ms"].as_i64(), "{name}");
                 assert_eq!(h.seq, v["seq"].as_u64(), "{name}");
+                assert_eq!((h.sent, h.acked), (v["sent"].as_u64(), v["acked"].as_u64()), "{name}");
             }
             "status" => {
                 let Ok(Line::Status(s)) = got else { panic!("{name}: {got:?}") };

@@ -18,6 +18,14 @@
 //!   `seq`: lines a dead consumer read but never journaled, or that died in its pipe, arrive
 //!   exactly once. Past the bound the oldest unacknowledged lines are forgotten, counted and
 //!   reported (a consumer restart would then report them as a gap).
+//! - The ack file also lists the consumer's holes in this writer's lines (a line lost on the way,
+//!   e.g. merged with a foreign process's unfinished line). The kept chunks covering a hole are
+//!   re-sent, byte for byte, at once; again only once the consumer has read past that re-send
+//!   and still lists the hole (or, with nothing written since, after 5 s): no storm when the
+//!   consumer is slow. Counted in `hole_resends`.
+//! - A heartbeat is written alone and re-sent written anew (same `seq`), so what it says is
+//!   always current: `sent` (the highest seq written), `acked`, `retained_from`. The consumer
+//!   trusts no position of this writer beyond `sent` (docs/ARCHITECTURE.md, "Delivery").
 //! - Backlog full: the oldest line is dropped, counted, and a `disconnected` status line tells the
 //!   consumer (the sidecar backfills the gap over REST). Heartbeats carry the backlog and the drop
 //!   count.
@@ -62,6 +70,9 @@ use crate::wire::{self, Envelope, WireError};
 
 /// Lines taken from the backlog per `write()` (at most `PIPE_BUF` bytes of them are written).
 const WRITE_BATCH: usize = 64;
+/// A hole's chunks are re-sent again after this long even if the consumer has not read past
+/// the last re-send (only when nothing was written since: heartbeats off and no bars).
+const HOLE_RESEND_RETRY: Duration = Duration::from_secs(5);
 /// The longest a status line's detail may be, in characters.
 const MAX_DETAIL_CHARS: usize = 1000;
 /// ... and in bytes, so that a status line always fits one atomic write of `PIPE_BUF`.
@@ -157,6 +168,9 @@ pub struct WriterStats {
     pub pipe_full: u64,
     /// Lines re-sent to a new consumer instance (or a reader back after `EPIPE`).
     pub replayed: u64,
+    /// Lines re-sent because the consumer's ack listed them in a hole (the chunks holding them
+    /// were re-sent whole; this counts the hole's lines).
+    pub hole_resends: u64,
     /// Highest seq the consumer has acknowledged (0: none yet, or no acknowledging consumer).
     pub acked: u64,
     /// Lines written and not yet acknowledged (a gauge).
@@ -238,6 +252,7 @@ struct Counters {
     reader_lost: AtomicU64,
     pipe_full: AtomicU64,
     replayed: AtomicU64,
+    hole_resends: AtomicU64,
     acked: AtomicU64,
     unacked: AtomicU64,
     unacked_evicted: AtomicU64,
@@ -337,7 +352,7 @@ impl FifoWriter {
     /// [`WriterError::InvalidWriterId`] or [`WriterError::InvalidOption`] for bad options; [`WriterError::Unusable`] when the FIFO or its directory cannot be used.
     pub fn prepare(&self) -> Result<(), WriterError> {
         let writer = &self.shared.options.writer;
-        if writer.is_empty() || writer.len() > 64 || !writer.bytes().all(|b| b.is_ascii_graphic()) {
+        if wire::validate_writer(writer).is_err() {
             return Err(WriterError::InvalidWriterId { writer: writer.clone() });
         }
         self.shared.options.validate()?;
@@ -448,6 +463,7 @@ impl FifoWriter {
             reader_lost: get(&c.reader_lost),
             pipe_full: get(&c.pipe_full),
             replayed: get(&c.replayed),
+            hole_resends: get(&c.hole_resends),
             acked: get(&c.acked),
             unacked: get(&c.unacked),
             unacked_evicted: get(&c.unacked_evicted),
@@ -514,7 +530,14 @@ pub struct UnknownState(pub String);
 struct Chunk {
     first: u64,
     last: u64,
+    /// The bytes written; empty for a heartbeat, which is written anew when re-sent.
     bytes: Box<[u8]>,
+    heartbeat: bool,
+    /// The last time it was re-sent, and the writer's highest seq then (a consumer whose
+    /// highest seq of ours is beyond it has read past that re-send).
+    resent: Option<(Instant, u64)>,
+    /// Waiting in the hole queue.
+    queued: bool,
 }
 
 /// What one `write()` of at most `PIPE_BUF` bytes did.
@@ -540,6 +563,10 @@ struct Connection<'a> {
     consumer: Option<String>,
     /// Re-send the unacknowledged lines after this seq before anything new.
     resend_after: Option<u64>,
+    /// Chunks to re-send for the consumer's holes: (the chunk's first seq, the hole's lines in it).
+    hole_queue: VecDeque<(u64, u64)>,
+    /// The consumer instance whose ack put this writer beyond what it has sent (reported once).
+    ahead_reported: Option<String>,
     next_ack_check: Instant,
     /// An acknowledging consumer has been seen (without one, forgetting old lines is normal).
     acks_seen: bool,
@@ -575,6 +602,8 @@ struct HeartbeatLine<'a> {
     backlog: usize,
     dropped: u64,
     retained_from: u64,
+    sent: u64,
+    acked: u64,
 }
 
 /// What [`encode`] puts into a heartbeat besides the envelope.
@@ -583,6 +612,9 @@ struct HeartbeatInfo {
     backlog: usize,
     dropped: u64,
     retained_from: u64,
+    /// The highest seq written, this heartbeat included.
+    sent: u64,
+    acked: u64,
 }
 
 impl<'a> Connection<'a> {
@@ -596,6 +628,8 @@ impl<'a> Connection<'a> {
             acked: 0,
             consumer: None,
             resend_after: None,
+            hole_queue: VecDeque::new(),
+            ahead_reported: None,
             next_ack_check: Instant::now(),
             acks_seen: false,
             ack_error_reported: false,
@@ -647,6 +681,12 @@ impl<'a> Connection<'a> {
             self.check_acks(false);
             if self.resend_after.is_some() {
                 if let Err(e) = self.resend_next() {
+                    break Err(e);
+                }
+                continue;
+            }
+            if !self.hole_queue.is_empty() {
+                if let Err(e) = self.resend_hole() {
                     break Err(e);
                 }
                 continue;
@@ -731,13 +771,16 @@ impl<'a> Connection<'a> {
     fn write_batch(&mut self, backlog: usize) -> Result<(), WriterError> {
         self.buf.clear();
         let writer = self.s.options.writer.as_str();
-        let info = HeartbeatInfo {
-            backlog,
-            dropped: self.s.counters.dropped_overflow.load(Ordering::Relaxed),
-            retained_from: self.unacked.front().map_or(self.seq + 1, |c| c.first),
-        };
+        let info = self.heartbeat_info(backlog, self.seq + 1);
         let mut taken = 0;
+        let mut heartbeat = false;
         for item in &self.batch {
+            // A heartbeat goes alone, so that it can be re-sent written anew.
+            heartbeat = matches!(item, Item::Heartbeat);
+            if heartbeat && taken > 0 {
+                heartbeat = false;
+                break;
+            }
             let start = self.buf.len();
             let seq = self.seq + 1 + taken as u64;
             encode(&mut self.buf, item, seq, writer, info);
@@ -746,6 +789,9 @@ impl<'a> Connection<'a> {
                 break;
             }
             taken += 1;
+            if heartbeat {
+                break;
+            }
         }
         match self.write_buf()? {
             Wrote::All => {
@@ -757,7 +803,8 @@ impl<'a> Connection<'a> {
                 let bars = self.batch.drain(..).filter(|item| matches!(item, Item::Bar(_))).count();
                 bump(&self.s.counters.bars_written, bars as u64);
                 self.give_back(rest);
-                self.keep_unacked(Chunk { first, last: self.seq, bytes: self.buf.as_slice().into() });
+                let bytes = if heartbeat { Box::default() } else { self.buf.as_slice().into() };
+                self.keep_unacked(Chunk { first, last: self.seq, bytes, heartbeat, resent: None, queued: false });
             }
             Wrote::Full | Wrote::ReaderGone => {
                 let rest = std::mem::take(&mut self.batch);
@@ -822,13 +869,39 @@ impl<'a> Connection<'a> {
         };
         self.ack_error_reported = false;
         self.acks_seen = true;
-        let mine = ack.writers.get(&self.s.options.writer).map(|c| c.prefix);
-        if self.consumer.as_deref() != Some(ack.consumer.as_str()) {
+        let mut entry = ack.writers.get(&self.s.options.writer);
+        let ahead = entry.is_some_and(|c| c.high > self.seq);
+        if let Some(c) = entry.filter(|_| ahead) {
+            // No consumer can have processed what was never sent: its cursor is not ours (a
+            // backup, a copied journal). A heartbeat now tells it how far we have sent; it then
+            // lists the truth as a hole, which the hole re-sends fill.
+            if self.ahead_reported.as_deref() != Some(ack.consumer.as_str()) {
+                self.ahead_reported = Some(ack.consumer.clone());
+                self.say(
+                    log::Level::Warn,
+                    format!(
+                        "the consumer's cursor puts this writer at seq {} but it has sent {}: sending a heartbeat so that the consumer corrects it",
+                        c.high, self.seq
+                    ),
+                );
+                self.s.queued.fetch_add(1, Ordering::Relaxed);
+                self.front.push_front(Item::Heartbeat);
+            }
+            entry = None;
+        }
+        let mine = entry.map(|c| c.prefix);
+        let new_instance = self.consumer.as_deref() != Some(ack.consumer.as_str());
+        if new_instance {
             let first_contact = self.consumer.is_none() && !self.lost;
-            self.consumer = Some(ack.consumer);
-            if !first_contact {
+            self.consumer = Some(ack.consumer.clone());
+            // A cursor ahead of us first hears the truth (the heartbeat above), then asks.
+            if !first_contact && !ahead {
                 let from = mine.unwrap_or(self.acked);
                 self.start_resend(from, "a new consumer instance started");
+            }
+        } else if self.resend_after.is_none() {
+            if let Some(c) = entry {
+                self.ask_holes(&c.holes, c.high);
             }
         }
         if let Some(prefix) = mine.filter(|p| *p > self.acked && *p <= self.seq) {
@@ -858,6 +931,93 @@ impl<'a> Connection<'a> {
             self.say(log::Level::Info, format!("{why}: re-sending the {n} line(s) after seq {from} it has not acknowledged"));
         }
         self.resend_after = Some(from);
+        self.clear_hole_queue(); // the re-send covers every hole
+    }
+
+    /// Queue the kept chunks covering the consumer's `holes` in our lines for re-sending: at
+    /// once the first time, again only when the consumer (`high`: its highest seq of ours) has
+    /// read past the last re-send of that chunk and still lacks it, or after
+    /// [`HOLE_RESEND_RETRY`] when nothing was written since.
+    fn ask_holes(&mut self, holes: &[(u64, u64)], high: u64) {
+        let now = Instant::now();
+        for &(a, b) in holes.iter().filter(|(a, b)| a <= b && *a <= self.seq) {
+            let b = b.min(self.seq);
+            let mut i = self.unacked.partition_point(|c| c.last < a);
+            while let Some(chunk) = self.unacked.get_mut(i).filter(|c| c.first <= b) {
+                i += 1;
+                let due = match chunk.resent {
+                    None => true,
+                    Some((at, seq)) => {
+                        let waited = now.duration_since(at);
+                        (high > seq && waited >= self.s.options.ack_poll) || (high >= seq && waited >= HOLE_RESEND_RETRY)
+                    }
+                };
+                if due && !chunk.queued {
+                    chunk.queued = true;
+                    chunk.resent = Some((now, self.seq));
+                    let lines = chunk.last.min(b) - chunk.first.max(a) + 1;
+                    self.hole_queue.push_back((chunk.first, lines));
+                }
+            }
+        }
+    }
+
+    /// Write the next chunk queued for a hole; one no longer kept is skipped.
+    fn resend_hole(&mut self) -> Result<(), WriterError> {
+        let Some(&(first, lines)) = self.hole_queue.front() else { return Ok(()) };
+        let i = self.unacked.partition_point(|c| c.last < first);
+        if self.unacked.get(i).is_none_or(|c| c.first != first) {
+            self.hole_queue.pop_front(); // acknowledged or forgotten meanwhile
+            return Ok(());
+        }
+        self.fill_buf_with_chunk(i);
+        match self.write_buf()? {
+            Wrote::All => {
+                self.hole_queue.pop_front();
+                let seq = self.seq;
+                let chunk = &mut self.unacked[i];
+                chunk.resent = Some((Instant::now(), seq));
+                chunk.queued = false;
+                let total = bump(&self.s.counters.hole_resends, lines);
+                let before = total - lines;
+                if before == 0 || before.ilog2() != total.ilog2() {
+                    self.say(log::Level::Info, format!("re-sent line(s) the consumer lacks (seq {first}..); {total} hole line(s) re-sent so far"));
+                }
+            }
+            Wrote::Full => {}
+            Wrote::ReaderGone => self.clear_hole_queue(), // the returning reader gets a full re-send
+        }
+        Ok(())
+    }
+
+    fn clear_hole_queue(&mut self) {
+        self.hole_queue.clear();
+        self.unacked.iter_mut().for_each(|c| c.queued = false);
+    }
+
+    /// What a heartbeat written now with `seq` says.
+    fn heartbeat_info(&self, backlog: usize, seq: u64) -> HeartbeatInfo {
+        HeartbeatInfo {
+            backlog,
+            dropped: self.s.counters.dropped_overflow.load(Ordering::Relaxed),
+            retained_from: self.unacked.front().map_or(self.seq + 1, |c| c.first),
+            sent: self.seq.max(seq),
+            acked: self.acked,
+        }
+    }
+
+    /// Put the kept chunk `i` into `self.buf` as it is re-sent: its bytes as first written, or
+    /// for a heartbeat, a heartbeat with its `seq` written now.
+    fn fill_buf_with_chunk(&mut self, i: usize) {
+        self.buf.clear();
+        let chunk = &self.unacked[i];
+        if chunk.heartbeat {
+            let seq = chunk.first;
+            let info = self.heartbeat_info(self.s.queued.load(Ordering::Relaxed), seq);
+            encode(&mut self.buf, &Item::Heartbeat, seq, &self.s.options.writer, info);
+        } else {
+            self.buf.extend_from_slice(&chunk.bytes);
+        }
     }
 
     /// Write the next kept chunk of a re-send (its bytes as first written: original `seq`s).
@@ -869,11 +1029,12 @@ impl<'a> Connection<'a> {
             return Ok(());
         };
         let (first, last) = (chunk.first, chunk.last);
-        self.buf.clear();
-        self.buf.extend_from_slice(&chunk.bytes);
+        self.fill_buf_with_chunk(i);
         if let Wrote::All = self.write_buf()? {
             bump(&self.s.counters.replayed, last - first.max(after + 1) + 1);
             self.resend_after = Some(last);
+            let seq = self.seq;
+            self.unacked[i].resent = Some((Instant::now(), seq));
         }
         if self.fd.is_none() {
             self.resend_after = None; // gone again: the next reader decides anew
@@ -949,8 +1110,8 @@ fn encode(out: &mut Vec<u8>, item: &Item, seq: u64, writer: &str, info: Heartbea
         }
         Item::TradingStatus(status) => crate::trading::write_status_line(out, status, Some(seq), Some(writer)),
         Item::Heartbeat => {
-            let HeartbeatInfo { backlog, dropped, retained_from } = info;
-            let line = HeartbeatLine { kind: "heartbeat", ts_ms: now_ms(), seq, writer, backlog, dropped, retained_from };
+            let HeartbeatInfo { backlog, dropped, retained_from, sent, acked } = info;
+            let line = HeartbeatLine { kind: "heartbeat", ts_ms: now_ms(), seq, writer, backlog, dropped, retained_from, sent, acked };
             serde_json::to_writer(&mut *out, &line).expect("writing to a Vec cannot fail");
             out.push(b'\n');
         }
@@ -967,7 +1128,7 @@ mod tests {
         writer.submit_status("reconnecting", &"𝄞".repeat(2_000)).unwrap(); // 4 bytes each
         let item = writer.shared.lines.1.try_recv().unwrap();
         let mut line = Vec::new();
-        let info = HeartbeatInfo { backlog: usize::MAX, dropped: u64::MAX, retained_from: u64::MAX };
+        let info = HeartbeatInfo { backlog: usize::MAX, dropped: u64::MAX, retained_from: u64::MAX, sent: u64::MAX, acked: u64::MAX };
         encode(&mut line, &item, u64::MAX, &"w".repeat(64), info);
         assert!(line.len() <= PIPE_BUF, "{} bytes", line.len());
         let v: serde_json::Value = serde_json::from_slice(&line).unwrap();

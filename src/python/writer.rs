@@ -144,7 +144,8 @@ impl PyFifoWriter {
     }
 
     /// Counters: lines_written, bars_written, dropped_overflow, dropped_invalid, reader_opens,
-    /// reader_lost, pipe_full, replayed (lines re-sent), acked (the consumer's acknowledged seq),
+    /// reader_lost, pipe_full, replayed (lines re-sent), hole_resends (lines re-sent for the
+    /// consumer's holes), acked (the consumer's acknowledged seq),
     /// unacked (lines kept for a re-send), unacked_evicted.
     fn stats<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
         to_py(py, &self.inner.stats())
