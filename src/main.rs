@@ -334,13 +334,13 @@ fn run(
         log::error!("cannot install the SIGINT/SIGTERM handler: {e}");
         return ExitCode::from(1);
     }
-    let options = FeedOptions { stop_when_writers_gone: once, stop_flag: Some(stop), ..FeedOptions::default() };
+    let options = FeedOptions { stop_when_writers_gone: once, stop_flag: Some(stop.clone()), ..FeedOptions::default() };
     let (feed, read_fifo) = match nats.start_feed(&consumer, &fifo, &status_file, options) {
         Ok(started) => started,
         Err(e) => return config_error(e),
     };
     let journal_dir = consumer.journal().map(|j| j.dir().to_path_buf());
-    let publishing = match nats.start_publishing(&consumer, journal_dir.as_deref()) {
+    let publishing = match nats.start_publishing(&consumer, journal_dir.as_deref(), stop) {
         Ok(p) => p,
         Err(e) => return config_error(e),
     };
@@ -356,7 +356,7 @@ fn run(
                 Err(e) => {
                     feed.stop();
                     let _ = feed.join();
-                    publishing.stop();
+                    let _ = publishing.stop();
                     status.stop();
                     return config_error(e);
                 }
@@ -364,9 +364,9 @@ fn run(
         }
         None => None,
     };
-    log::info!("barbridge consumer running on {} (Ctrl-C to stop)", nats.source.as_deref().map_or_else(|| fifo.display().to_string(), str::to_owned));
-    let result = feed.join();
-    publishing.stop();
+    log::info!("barbridge consumer running on {} (Ctrl-C to stop)", nats.source_shown().unwrap_or_else(|| fifo.display().to_string()));
+    // A publisher refused by its server ends the run with its error (exit 2).
+    let result = feed.join().and(publishing.stop());
     if let Some(http) = http {
         http.stop();
     }
