@@ -241,17 +241,21 @@ impl NatsConnect {
         }))
     }
 
-    /// What a failed first connection means: `Some(sentence)` when the server refused us (ends
-    /// the caller, exit 2), `None` for an outage (retried).
-    fn refused(&self, error: &async_nats::ConnectError) -> Option<String> {
+    /// What a failed first connection means: `Some(error)` when the server refused us or our
+    /// TLS settings cannot work (ends the caller, exit 2), `None` for an outage (retried).
+    fn refused(&self, error: &async_nats::ConnectError) -> Option<NatsError> {
         use async_nats::ConnectErrorKind as Kind;
         let chain = error_chain(error);
         let who = self.identity();
+        let refused = |what: String| Some(NatsError::Refused { server: self.shown.clone(), what });
         match error.kind() {
-            Kind::AuthorizationViolation => Some(format!("the connection as {who} (authorization violation: wrong or missing credentials)")),
-            Kind::Authentication => Some(format!("the connection as {who}: {chain}")),
-            Kind::Tls => Some(format!("the TLS setup ({chain})")),
-            _ if is_tls_failure(&chain) => Some(format!("the TLS handshake ({chain})")),
+            Kind::AuthorizationViolation => refused(format!("the connection as {who} (authorization violation: wrong or missing credentials)")),
+            Kind::Authentication => refused(format!("the connection as {who}: {chain}")),
+            Kind::Tls => Some(NatsError::Config(format!(
+                "cannot set up TLS for NATS {} ({chain}); check the CA, client certificate and key files (PEM, X.509 v3)",
+                self.shown
+            ))),
+            _ if is_tls_failure(&chain) => refused(format!("the TLS handshake ({chain})")),
             _ => None,
         }
     }
@@ -560,8 +564,8 @@ pub(super) async fn connect(target: &NatsConnect, role: &'static str, stop: &Ato
         match options.connect(target.servers.as_slice()).await {
             Ok(client) => return Ok(Some(Link { client, refusal, target: target.clone(), role })),
             Err(e) => {
-                if let Some(what) = target.refused(&e) {
-                    return Err(NatsError::Refused { server: target.shown.clone(), what });
+                if let Some(refusal) = target.refused(&e) {
+                    return Err(refusal);
                 }
                 if last_log.is_none_or(|t| t.elapsed() >= Duration::from_secs(10)) {
                     log::warn!("{role}: cannot connect to NATS {} ({}); retrying every second", target.shown, error_chain(&e));
@@ -581,7 +585,7 @@ pub(super) async fn connect_once(target: &NatsConnect, timeout: Duration) -> Res
     match tokio::time::timeout(timeout + Duration::from_millis(500), options.connect(target.servers.as_slice())).await {
         Ok(Ok(client)) => Ok(Link { client, refusal, target: target.clone(), role: "check" }),
         Ok(Err(e)) => Err(match target.refused(&e) {
-            Some(what) => format!("NATS {} refused {what}", target.shown),
+            Some(refusal) => refusal.to_string(),
             None => format!("NATS {} is not reachable ({})", target.shown, error_chain(&e)),
         }),
         Err(_) => Err(format!("NATS {} did not answer within {} s", target.shown, timeout.as_secs_f64())),
