@@ -304,7 +304,7 @@ class Supervisor:
         server = natslocal.binary()
         if server is None:
             raise Fatal(2, "NATS=local needs nats-server, which is not installed.", natslocal.INSTALL_HINT)
-        first = self.track["nats"].restarts == 0 and self.nats.pid is None
+        first = self.track["nats"].restarts == 0
         store = self.nats_store()
         if first:
             if self.nats_port == 0:
@@ -325,7 +325,8 @@ class Supervisor:
         self.log(f"nats-server started (pid {pid}, {natslocal.url(self.nats_port)}, JetStream files in {store}; "
                  f"log {self.nats.log_file})")
         if first:
-            self.log(f"NATS=local: clients need credentials (made for this run; URL in {natslocal.nats_dir(self.s.runtime_dir) / 'url'}); "
+            where = natslocal.nats_dir(self.s.runtime_dir) / "url"
+            self.log(f"NATS=local: clients need credentials (made for this run; URL in {where}); "
                      f"a subscriber here: {natslocal.subscriber_hint(self.s.runtime_dir, self.nats_port)}")
 
     async def start_sidecar(self) -> None:

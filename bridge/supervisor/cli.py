@@ -60,7 +60,7 @@ def check_nats(s: Settings) -> bool:
         print(f"  FAIL  NATS=local needs nats-server, which is not installed. Fix: {natslocal.INSTALL_HINT}.", flush=True)
         return False
     if s.nats_port and natslocal.accepts(s.nats_port):
-        state = display.read_json(s.state_file)
+        state = display.read_json(s.state_file) or {}
         ours = (state.get("nats") or {}).get("url") == natslocal.url(s.nats_port)
         if not ours:
             print(f"  FAIL  NATS_PORT {s.nats_port} on 127.0.0.1 is already in use. Fix: stop what listens there, or set "

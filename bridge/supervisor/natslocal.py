@@ -42,7 +42,7 @@ def password_file(runtime_dir: Path, identity: str) -> Path:
     return nats_dir(runtime_dir) / f"{identity.removeprefix('barbridge-')}.password"
 
 
-def permissions() -> dict[str, dict[str, object]]:
+def permissions() -> dict[str, dict[str, dict[str, list[str]]]]:
     """nats-server permissions per identity. The subscriber's are what ``barbridge run --source`` and
     ``NatsFeed`` use on stream BARS (src/nats/subscribe.rs, lease.rs), nothing that writes a bar:
     no publish to ``bars.>``, no stream creation or change (a stream's republish could write one)."""

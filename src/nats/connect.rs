@@ -155,6 +155,43 @@ pub struct NatsConnectBuilder {
     cert: Option<PathBuf>,
     key: Option<PathBuf>,
     timeout: Option<Duration>,
+    /// Credentials from the environment: used only when neither the URL nor a setter gives any.
+    env_auth: Option<Credentials>,
+}
+
+/// One source's credentials, before they are checked.
+#[derive(Clone, Debug, Default)]
+struct Credentials {
+    user: Option<String>,
+    password: Option<Secret>,
+    token: Option<Secret>,
+    nkey: Option<Secret>,
+    creds: Option<PathBuf>,
+}
+
+impl Credentials {
+    /// The ways to authenticate given, each named for a sentence.
+    fn methods(self, from: &str) -> Result<Vec<(String, Auth)>, NatsError> {
+        let mut methods = Vec::new();
+        match (self.user, self.password) {
+            (Some(user), Some(password)) => methods.push((format!("a user and password{from}"), Auth::UserPassword { user, password })),
+            (Some(user), None) => {
+                return Err(NatsError::Config(format!("NATS user {user:?} has no password; give it in a file (--nats-password-file) or {ENV_PASSWORD}")))
+            }
+            (None, Some(_)) => return Err(NatsError::Config(format!("a NATS password is given without a user; add --nats-user or {ENV_USER}"))),
+            (None, None) => {}
+        }
+        if let Some(token) = self.token {
+            methods.push((format!("a token{from}"), Auth::Token(token)));
+        }
+        if let Some(seed) = self.nkey {
+            methods.push((format!("an nkey seed{from}"), Auth::NKey(seed)));
+        }
+        if let Some(creds) = self.creds {
+            methods.push((format!("a credentials file{from}"), Auth::Creds(creds)));
+        }
+        Ok(methods)
+    }
 }
 
 impl NatsConnect {
@@ -306,18 +343,21 @@ fn nkey_pair(seed: &str) -> Result<nkeys::KeyPair, String> {
 }
 
 impl NatsConnectBuilder {
-    /// Fill what is not set yet from the environment: [`ENV_USER`], [`ENV_PASSWORD`] or
-    /// [`ENV_PASSWORD_FILE`], [`ENV_TOKEN`] or [`ENV_TOKEN_FILE`], [`ENV_NKEY`] or
-    /// [`ENV_NKEY_FILE`], [`ENV_CREDS`], [`ENV_TLS`], [`ENV_CA`], [`ENV_CERT`], [`ENV_KEY`].
-    /// Empty variables count as unset.
+    /// Take from the environment what is not set otherwise: credentials ([`ENV_USER`] with
+    /// [`ENV_PASSWORD`] or [`ENV_PASSWORD_FILE`], [`ENV_TOKEN`] or [`ENV_TOKEN_FILE`], [`ENV_NKEY`]
+    /// or [`ENV_NKEY_FILE`], [`ENV_CREDS`]) only when neither the URL nor a setter gives any;
+    /// TLS ([`ENV_TLS`], [`ENV_CA`], [`ENV_CERT`], [`ENV_KEY`]) where not set. Empty variables
+    /// count as unset.
     pub fn from_env(mut self) -> NatsConnectBuilder {
         let var = |name: &str| std::env::var(name).ok().filter(|v| !v.trim().is_empty());
         let secret = |value: &str, file: &str| var(value).map(Secret::Value).or_else(|| var(file).map(|f| Secret::File(f.into())));
-        self.user = self.user.or_else(|| var(ENV_USER));
-        self.password = self.password.or_else(|| secret(ENV_PASSWORD, ENV_PASSWORD_FILE));
-        self.token = self.token.or_else(|| secret(ENV_TOKEN, ENV_TOKEN_FILE));
-        self.nkey = self.nkey.or_else(|| secret(ENV_NKEY, ENV_NKEY_FILE));
-        self.creds = self.creds.or_else(|| var(ENV_CREDS).map(PathBuf::from));
+        self.env_auth = Some(Credentials {
+            user: var(ENV_USER),
+            password: secret(ENV_PASSWORD, ENV_PASSWORD_FILE),
+            token: secret(ENV_TOKEN, ENV_TOKEN_FILE),
+            nkey: secret(ENV_NKEY, ENV_NKEY_FILE),
+            creds: var(ENV_CREDS).map(PathBuf::from),
+        });
         self.tls |= var(ENV_TLS).is_some_and(|v| matches!(v.trim().to_lowercase().as_str(), "1" | "true" | "yes" | "on"));
         self.ca = self.ca.or_else(|| var(ENV_CA).map(PathBuf::from));
         self.cert = self.cert.or_else(|| var(ENV_CERT).map(PathBuf::from));
@@ -420,30 +460,22 @@ impl NatsConnectBuilder {
             servers.push(format!("{}://{host}{port}", parsed.scheme()));
             shown.push(mask_url(part));
         }
-        // Exactly one way to authenticate.
-        let mut methods: Vec<(&str, Auth)> = Vec::new();
+        // Exactly one way to authenticate: the URL's and the setters', else the environment's.
+        let mut methods: Vec<(String, Auth)> = Vec::new();
         match in_url {
-            Some((user, Some(password))) => methods.push(("a user and password in the URL", Auth::UserPassword { user, password: Secret::Value(password) })),
-            Some((token, None)) => methods.push(("a token in the URL", Auth::Token(Secret::Value(token)))),
+            Some((user, Some(password))) => methods.push(("a user and password in the URL".into(), Auth::UserPassword { user, password: Secret::Value(password) })),
+            Some((token, None)) => methods.push(("a token in the URL".into(), Auth::Token(Secret::Value(token)))),
             None => {}
         }
-        match (self.user, self.password) {
-            (Some(user), Some(password)) => methods.push(("a user and password", Auth::UserPassword { user, password })),
-            (Some(user), None) => return Err(config(format!("NATS user {user:?} has no password; give it in a file (--nats-password-file) or {ENV_PASSWORD}"))),
-            (None, Some(_)) => return Err(config(format!("a NATS password is given without a user; add --nats-user or {ENV_USER}"))),
-            (None, None) => {}
-        }
-        if let Some(token) = self.token {
-            methods.push(("a token", Auth::Token(token)));
-        }
-        if let Some(seed) = self.nkey {
-            methods.push(("an nkey seed", Auth::NKey(seed)));
-        }
-        if let Some(creds) = self.creds {
-            methods.push(("a credentials file", Auth::Creds(creds)));
+        let given = Credentials { user: self.user, password: self.password, token: self.token, nkey: self.nkey, creds: self.creds };
+        methods.extend(given.methods("")?);
+        if methods.is_empty() {
+            if let Some(env) = self.env_auth {
+                methods = env.methods(" (environment)")?;
+            }
         }
         if methods.len() > 1 {
-            let names: Vec<&str> = methods.iter().map(|(n, _)| *n).collect();
+            let names: Vec<&str> = methods.iter().map(|(n, _)| n.as_str()).collect();
             return Err(config(format!("more than one way to authenticate to NATS is given ({}); give one", names.join(", "))));
         }
         let auth = methods.pop().map_or(Auth::None, |(_, a)| a);

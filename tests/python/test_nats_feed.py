@@ -206,12 +206,12 @@ def test_natsfeed_credentials_from_the_environment_masked_and_refused(tmp_path, 
     sub = c.subscribe(timeout=20)
     with barbridge.NatsFeed(c, url, durable="env") as feed:
         assert [next(sub).close for _ in range(3)] == [600, 601, 602]
-    # a password in the URL is masked wherever the URL is shown
+    # a password in the URL (it beats the environment's) is masked wherever the URL is shown
     feed = barbridge.NatsFeed(c, f"nats://eng:pw-WRONG@127.0.0.1:{port}", durable="wrong")
     assert "WRONG" not in repr(feed) and feed.url == f"nats://eng:***@127.0.0.1:{port}"
     wait_for(lambda: not feed.running, 30, what="the refused feed to end")
     with pytest.raises(OSError, match=r"refused the connection as user \"eng\" \(authorization violation") as e:
         feed.close()
     assert "WRONG" not in str(e.value)
-    with pytest.raises(ValueError, match="more than one way"):
-        barbridge.NatsFeed(c, url, durable="x", token="t")  # the environment's user and password, and a token
+    with pytest.raises(ValueError, match=r"more than one way to authenticate to NATS is given \(a user and password, a token\)"):
+        barbridge.NatsFeed(c, url, durable="x", user="u", password="p", token="t")
