@@ -334,15 +334,20 @@ fn run(
         log::error!("cannot install the SIGINT/SIGTERM handler: {e}");
         return ExitCode::from(1);
     }
-    let options = FeedOptions { stop_when_writers_gone: once, stop_flag: Some(stop.clone()), ..FeedOptions::default() };
-    let (feed, read_fifo) = match nats.start_feed(&consumer, &fifo, &status_file, options) {
-        Ok(started) => started,
-        Err(e) => return config_error(e),
-    };
+    // The publisher first: its first start decides which day files are history (not published)
+    // before this run journals anything.
     let journal_dir = consumer.journal().map(|j| j.dir().to_path_buf());
-    let publishing = match nats.start_publishing(&consumer, journal_dir.as_deref(), stop) {
+    let publishing = match nats.start_publishing(&consumer, journal_dir.as_deref(), stop.clone()) {
         Ok(p) => p,
         Err(e) => return config_error(e),
+    };
+    let options = FeedOptions { stop_when_writers_gone: once, stop_flag: Some(stop), ..FeedOptions::default() };
+    let (feed, read_fifo) = match nats.start_feed(&consumer, &fifo, &status_file, options) {
+        Ok(started) => started,
+        Err(e) => {
+            let _ = publishing.stop();
+            return config_error(e);
+        }
     };
     let status = StatusWriter::start(consumer.clone(), status_file, read_fifo.clone(), Duration::from_secs(1));
     let http = match outputs.metrics_addr.as_deref() {

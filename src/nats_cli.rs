@@ -298,7 +298,12 @@ impl NatsArgs {
     /// Start publishing the journal when --publish is given; its state goes into the status
     /// file's `sections.publish`. When the publisher ends on its own (the server refused it),
     /// `stop` is set so that the run ends too, with the publisher's error.
-    pub fn start_publishing(&self, consumer: &Arc<barbridge::Consumer>, journal_dir: Option<&Path>, stop: Arc<AtomicBool>) -> Result<Publishing, String> {
+    pub fn start_publishing(
+        &self,
+        consumer: &Arc<barbridge::Consumer>,
+        journal_dir: Option<&Path>,
+        stop: Arc<AtomicBool>,
+    ) -> Result<Publishing, String> {
         #[cfg(feature = "nats")]
         if let (Some(url), Some(dir)) = (&self.publish, journal_dir) {
             let target = self.auth.connect(url, "BARBRIDGE_PUBLISH")?;

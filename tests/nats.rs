@@ -547,7 +547,12 @@ fn exit_code(proc: &mut Proc) -> Option<i32> {
 }
 
 /// Bars through a publisher and a subscriber started with these flags and environments.
-fn round_trip(pub_args: &[&str], pub_env: &[(&str, &str)], sub_args: &[&str], sub_env: &[(&str, &str)]) -> (Node, Arc<Mutex<String>>, Arc<Mutex<String>>) {
+fn round_trip(
+    pub_args: &[&str],
+    pub_env: &[(&str, &str)],
+    sub_args: &[&str],
+    sub_env: &[(&str, &str)],
+) -> (Node, Arc<Mutex<String>>, Arc<Mutex<String>>) {
     let (source, sub) = (Node::new(), Node::new());
     let (_publisher, pub_log) = run_env(&source, pub_args, pub_env);
     let (_subscriber, sub_log) = run_env(&sub, sub_args, sub_env);
@@ -613,7 +618,12 @@ fn token_and_nkey_authenticate() {
     let server = NatsServer::configured(dir.path(), &users);
     let url = server.url();
     let seed_file = secret_file(dir.path(), "sub.nk", &subscriber.seed().unwrap());
-    round_trip(&["--publish", &url], &[("BARBRIDGE_NATS_NKEY", &publisher.seed().unwrap())], &["--source", &url, "--nats-nkey-file", &seed_file], &[]);
+    round_trip(
+        &["--publish", &url],
+        &[("BARBRIDGE_NATS_NKEY", &publisher.seed().unwrap())],
+        &["--source", &url, "--nats-nkey-file", &seed_file],
+        &[],
+    );
     // An nkey the server does not know is refused in one sentence.
     let stranger = secret_file(dir.path(), "stranger.nk", &nkeys::KeyPair::new_user().seed().unwrap());
     let (mut refused, log) = run_env(&Node::new(), &["--source", &url, "--nats-nkey-file", &stranger], &[]);
@@ -653,7 +663,12 @@ fn tls_with_a_ca_and_a_client_certificate_and_an_untrusted_server_refused() {
     let (ca, cert, key) = (p("ca.pem"), p("client.pem"), p("client.key"));
     let flags = ["--nats-ca", &ca, "--nats-cert", &cert, "--nats-key", &key];
     let sub_args: Vec<&str> = ["--source", &url].into_iter().chain(flags).collect();
-    round_trip(&[], &[("BARBRIDGE_PUBLISH", &url), ("BARBRIDGE_NATS_CA", &ca), ("BARBRIDGE_NATS_CERT", &cert), ("BARBRIDGE_NATS_KEY", &key)], &sub_args, &[]);
+    round_trip(
+        &[],
+        &[("BARBRIDGE_PUBLISH", &url), ("BARBRIDGE_NATS_CA", &ca), ("BARBRIDGE_NATS_CERT", &cert), ("BARBRIDGE_NATS_KEY", &key)],
+        &sub_args,
+        &[],
+    );
 
     // A server certificate from a CA we do not trust: refused, one sentence, exit 2.
     let other = p("other-ca.pem");

@@ -176,7 +176,9 @@ impl Credentials {
         match (self.user, self.password) {
             (Some(user), Some(password)) => methods.push((format!("a user and password{from}"), Auth::UserPassword { user, password })),
             (Some(user), None) => {
-                return Err(NatsError::Config(format!("NATS user {user:?} has no password; give it in a file (--nats-password-file) or {ENV_PASSWORD}")))
+                return Err(NatsError::Config(format!(
+                    "NATS user {user:?} has no password; give it in a file (--nats-password-file) or {ENV_PASSWORD}"
+                )))
             }
             (None, Some(_)) => return Err(NatsError::Config(format!("a NATS password is given without a user; add --nats-user or {ENV_USER}"))),
             (None, None) => {}
@@ -339,7 +341,8 @@ fn auth_for(auth: &Auth, nonce: &[u8]) -> Result<async_nats::Auth, String> {
 }
 
 fn nkey_pair(seed: &str) -> Result<nkeys::KeyPair, String> {
-    nkeys::KeyPair::from_seed(seed).map_err(|_| "the NATS nkey seed is not a seed (expected one line starting with SU, e.g. from `nk -gen user`)".to_string())
+    nkeys::KeyPair::from_seed(seed)
+        .map_err(|_| "the NATS nkey seed is not a seed (expected one line starting with SU, e.g. from `nk -gen user`)".to_string())
 }
 
 impl NatsConnectBuilder {
@@ -444,7 +447,11 @@ impl NatsConnectBuilder {
             let part = part.trim();
             let parsed = url::Url::parse(part).map_err(|_| bad_url())?;
             let host = parsed.host_str().filter(|h| !h.is_empty()).ok_or_else(bad_url)?;
-            if !matches!(parsed.scheme(), "nats" | "tls") || !matches!(parsed.path(), "" | "/") || parsed.query().is_some() || parsed.fragment().is_some() {
+            if !matches!(parsed.scheme(), "nats" | "tls")
+                || !matches!(parsed.path(), "" | "/")
+                || parsed.query().is_some()
+                || parsed.fragment().is_some()
+            {
                 return Err(bad_url());
             }
             tls |= parsed.scheme() == "tls";
@@ -463,7 +470,9 @@ impl NatsConnectBuilder {
         // Exactly one way to authenticate: the URL's and the setters', else the environment's.
         let mut methods: Vec<(String, Auth)> = Vec::new();
         match in_url {
-            Some((user, Some(password))) => methods.push(("a user and password in the URL".into(), Auth::UserPassword { user, password: Secret::Value(password) })),
+            Some((user, Some(password))) => {
+                methods.push(("a user and password in the URL".into(), Auth::UserPassword { user, password: Secret::Value(password) }))
+            }
             Some((token, None)) => methods.push(("a token in the URL".into(), Auth::Token(Secret::Value(token)))),
             None => {}
         }
@@ -579,7 +588,10 @@ impl Link {
     /// [`NatsError::Refused`] when the server refused something on this connection.
     pub(super) fn check(&self) -> Result<(), NatsError> {
         match self.refusal.get() {
-            Some(what) => Err(NatsError::Refused { server: self.target.shown.clone(), what: format!("{what} (as barbridge-{} with {})", self.role, self.target.identity()) }),
+            Some(what) => Err(NatsError::Refused {
+                server: self.target.shown.clone(),
+                what: format!("{what} (as barbridge-{} with {})", self.role, self.target.identity()),
+            }),
             None => Ok(()),
         }
     }

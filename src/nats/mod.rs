@@ -29,8 +29,8 @@ mod subscribe;
 
 pub use check::{check_server, CheckFailed, CheckReport};
 pub use connect::{
-    mask_url, NatsConnect, NatsConnectBuilder, ENV_CA, ENV_CERT, ENV_CREDS, ENV_KEY, ENV_NKEY, ENV_NKEY_FILE, ENV_PASSWORD, ENV_PASSWORD_FILE, ENV_TLS,
-    ENV_TOKEN, ENV_TOKEN_FILE, ENV_USER,
+    mask_url, NatsConnect, NatsConnectBuilder, ENV_CA, ENV_CERT, ENV_CREDS, ENV_KEY, ENV_NKEY, ENV_NKEY_FILE, ENV_PASSWORD, ENV_PASSWORD_FILE,
+    ENV_TLS, ENV_TOKEN, ENV_TOKEN_FILE, ENV_USER,
 };
 pub use lease::{lease_subject, LEASE_STREAM, RENEW_EVERY, STALE_AFTER};
 
