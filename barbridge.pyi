@@ -247,6 +247,19 @@ class NatsFeed:
         stream: str = "BARS",
         feed: str = "iex",
         since: Optional[str] = None,
+        *,
+        user: Optional[str] = None,
+        password: Optional[str] = None,
+        password_file: Union[str, os.PathLike[str], None] = None,
+        token: Optional[str] = None,
+        token_file: Union[str, os.PathLike[str], None] = None,
+        nkey_seed: Optional[str] = None,
+        nkey_file: Union[str, os.PathLike[str], None] = None,
+        creds: Union[str, os.PathLike[str], None] = None,
+        tls: bool = False,
+        ca: Union[str, os.PathLike[str], None] = None,
+        cert: Union[str, os.PathLike[str], None] = None,
+        key: Union[str, os.PathLike[str], None] = None,
     ) -> NatsFeed: ...
     @property
     def url(self) -> str: ...

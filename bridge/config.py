@@ -102,7 +102,19 @@ KNOWN_KEYS: dict[str, str] = {
     # fan-out over NATS JetStream
     "NATS_URL": "nats://HOST:PORT: the consumer publishes every journaled bar to JetStream there",
     "NATS": "local: the launcher runs and supervises its own nats-server (JetStream) and publishes to it",
-    "NATS_PORT": "port of the local nats-server (NATS=local) on 127.0.0.1; default: a free one picked at start",
+    "NATS_PORT": "port of the local nats-server (NATS=local) on 127.0.0.1; default 4222, 0: a free one picked at start",
+    "NATS_USER": "NATS_URL: the user name (with NATS_PASSWORD or NATS_PASSWORD_FILE)",
+    "NATS_PASSWORD": "NATS_URL: the user's password",
+    "NATS_PASSWORD_FILE": "NATS_URL: a file (0600) holding the user's password",
+    "NATS_TOKEN": "NATS_URL: an authentication token",
+    "NATS_TOKEN_FILE": "NATS_URL: a file (0600) holding the token",
+    "NATS_NKEY": "NATS_URL: an nkey seed (SU...)",
+    "NATS_NKEY_FILE": "NATS_URL: a file (0600) holding an nkey seed",
+    "NATS_CREDS": "NATS_URL: a .creds file (user JWT and seed, e.g. Synadia Cloud)",
+    "NATS_TLS": "NATS_URL: 1 to require TLS (implied by tls:// and NATS_CA/NATS_CERT)",
+    "NATS_CA": "NATS_URL: a PEM file of root certificates to trust instead of the system's",
+    "NATS_CERT": "NATS_URL: a PEM client certificate (with NATS_KEY)",
+    "NATS_KEY": "NATS_URL: the client certificate's PEM private key (0600)",
     # your engine as the consumer
     "CONSUMER_CMD": "your program, run by the launcher instead of barbridge run (BARBRIDGE_FIFO etc. in its environment)",
 }

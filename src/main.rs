@@ -334,27 +334,28 @@ fn run(
         log::error!("cannot install the SIGINT/SIGTERM handler: {e}");
         return ExitCode::from(1);
     }
-    let options = FeedOptions { stop_when_writers_gone: once, stop_flag: Some(stop), ..FeedOptions::default() };
     // The status file first: it is this process's alone (a second consumer on it is refused
-    // before it reads anything).
+    // before it touches anything).
     let status_fifo = nats.source.is_none().then(|| fifo.clone());
     let status = match StatusWriter::start(consumer.clone(), status_file.clone(), status_fifo, Duration::from_secs(1)) {
         Ok(status) => status,
         Err(e) => return config_error(e),
     };
-    let (feed, read_fifo) = match nats.start_feed(&consumer, &fifo, &status_file, options) {
-        Ok(started) => started,
+    // Then the publisher: its first start decides which day files are history (not published)
+    // before this run journals anything.
+    let journal_dir = consumer.journal().map(|j| j.dir().to_path_buf());
+    let publishing = match nats.start_publishing(&consumer, journal_dir.as_deref(), stop.clone()) {
+        Ok(p) => p,
         Err(e) => {
             status.stop();
             return config_error(e);
         }
     };
-    let journal_dir = consumer.journal().map(|j| j.dir().to_path_buf());
-    let publishing = match nats.start_publishing(&consumer, journal_dir.as_deref()) {
-        Ok(p) => p,
+    let options = FeedOptions { stop_when_writers_gone: once, stop_flag: Some(stop), ..FeedOptions::default() };
+    let (feed, read_fifo) = match nats.start_feed(&consumer, &fifo, &status_file, options) {
+        Ok(started) => started,
         Err(e) => {
-            feed.stop();
-            let _ = feed.join();
+            let _ = publishing.stop();
             status.stop();
             return config_error(e);
         }
@@ -370,7 +371,7 @@ fn run(
                 Err(e) => {
                     feed.stop();
                     let _ = feed.join();
-                    publishing.stop();
+                    let _ = publishing.stop();
                     status.stop();
                     return config_error(e);
                 }
@@ -378,9 +379,9 @@ fn run(
         }
         None => None,
     };
-    log::info!("barbridge consumer running on {} (Ctrl-C to stop)", nats.source.as_deref().map_or_else(|| fifo.display().to_string(), str::to_owned));
-    let result = feed.join();
-    publishing.stop();
+    log::info!("barbridge consumer running on {} (Ctrl-C to stop)", nats.source_shown().unwrap_or_else(|| fifo.display().to_string()));
+    // A publisher refused by its server ends the run with its error (exit 2).
+    let result = feed.join().and(publishing.stop());
     if let Some(http) = http {
         http.stop();
     }

@@ -40,6 +40,16 @@ impl NatsServer {
         server
     }
 
+    /// A JetStream server storing under `dir`, with `settings` (nats-server config syntax:
+    /// authorization, tls) added to its config file.
+    fn configured(dir: &Path, settings: &str) -> NatsServer {
+        let port = free_port();
+        let conf = dir.join("server.conf");
+        let js = dir.join("js");
+        std::fs::write(&conf, format!("listen: 127.0.0.1:{port}\njetstream {{ store_dir: {js:?} }}\n{settings}\n")).unwrap();
+        NatsServer::spawn(vec!["-c".into(), conf.display().to_string()], port)
+    }
+
     /// A single JetStream server storing under `dir`.
     fn single(dir: &Path) -> NatsServer {
         let port = free_port();
@@ -252,6 +262,10 @@ fn two_engines_and_a_remote_subscriber_get_every_bar_once_with_corrections() {
         client.publish("bars.iex.S000", r#"{"type":"heartbeat"}"#.into()).await.unwrap();
         let other = format!(r#"{{"symbol":"QQQ","timestamp_ms":{BASE_MS},"open":1,"high":1,"low":1,"close":1,"volume":1}}"#);
         client.publish("bars.iex.S000", other.into()).await.unwrap();
+        // S000's bar on a subject that only ends in S000: not its subject.
+        let minute = BASE_MS + 30 * 60_000;
+        let evil = format!(r#"{{"symbol":"S000","timestamp_ms":{minute},"open":1,"high":1,"low":1,"close":1,"volume":1}}"#);
+        client.publish("bars.iex.EVIL.S000", evil.into()).await.unwrap();
         client.flush().await.unwrap();
     });
     send(&w, 20..22, 5, &mut expected);
@@ -259,12 +273,12 @@ fn two_engines_and_a_remote_subscriber_get_every_bar_once_with_corrections() {
     for (node, what) in [(&source, "publisher"), (&a, "engine a"), (&b, "engine b"), (&remote, "remote subscriber")] {
         assert_exact(node, &expected, what);
     }
-    // 110 bars, 10 corrections, 3 foreign messages; each version once.
-    assert!(wait_until(LONG, || stream_messages(&url) == 123), "stream holds {} messages, expected 123", stream_messages(&url));
+    // 110 bars, 10 corrections, 4 foreign messages; each version once.
+    assert!(wait_until(LONG, || stream_messages(&url) == 124), "stream holds {} messages, expected 124", stream_messages(&url));
     for (node, what) in [(&a, "engine a"), (&b, "engine b"), (&remote, "remote subscriber")] {
         assert!(
-            wait_until(LONG, || node.status_json()["health"]["counters"]["rejects_total"] == 3),
-            "{what}: the 3 foreign messages are counted as rejects: {}",
+            wait_until(LONG, || node.status_json()["health"]["counters"]["rejects_total"] == 4),
+            "{what}: the 4 foreign messages are counted as rejects: {}",
             node.status_json()["health"]["counters"]
         );
     }
@@ -287,13 +301,21 @@ fn a_second_subscriber_on_one_status_file_is_refused() {
 
 /// `barbridge run` with stderr collected (to wait for a log line).
 fn run_logged(node: &Node, extra: &[&str]) -> (Proc, Arc<Mutex<String>>) {
+    run_env(node, extra, &[])
+}
+
+/// `barbridge run` on `node`'s FIFO, journal and status file, with `env` added and stderr collected.
+fn run_env(node: &Node, extra: &[&str], env: &[(&str, &str)]) -> (Proc, Arc<Mutex<String>>) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_barbridge"))
         .arg("run")
+        .arg("--fifo")
+        .arg(node.fifo())
         .arg("--journal")
         .arg(node.journal())
         .arg("--status-file")
         .arg(node.status())
         .args(extra)
+        .envs(env.iter().copied())
         .env("RUST_LOG", "info")
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
@@ -504,4 +526,183 @@ fn three_node_cluster_survives_losing_a_node() {
     let survivor = format!("nats://127.0.0.1:{}", ports[1]);
     assert_eq!(stream_messages(&survivor), 100, "the replicated stream holds each bar once");
     w.close(Duration::from_secs(5));
+}
+
+// ------------------------------------------------------------------ credentials and TLS
+
+/// A 0600 file holding `text`.
+fn secret_file(dir: &Path, name: &str, text: &str) -> String {
+    use std::os::unix::fs::PermissionsExt;
+    let path = dir.join(name);
+    std::fs::write(&path, format!("{text}\n")).unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+    path.display().to_string()
+}
+
+/// Wait for `proc` to exit; its code.
+fn exit_code(proc: &mut Proc) -> Option<i32> {
+    let child = proc.0.as_mut().unwrap();
+    assert!(wait_until(LONG, || child.try_wait().unwrap().is_some()), "still running");
+    child.try_wait().unwrap().unwrap().code()
+}
+
+/// Bars through a publisher and a subscriber started with these flags and environments.
+fn round_trip(
+    pub_args: &[&str],
+    pub_env: &[(&str, &str)],
+    sub_args: &[&str],
+    sub_env: &[(&str, &str)],
+) -> (Node, Arc<Mutex<String>>, Arc<Mutex<String>>) {
+    let (source, sub) = (Node::new(), Node::new());
+    let (_publisher, pub_log) = run_env(&source, pub_args, pub_env);
+    let (_subscriber, sub_log) = run_env(&sub, sub_args, sub_env);
+    // The bars are of an earlier day: written before the publisher's first start, they would be
+    // taken as history journaled before publishing was turned on.
+    assert!(wait_until(LONG, || source.journal().join(barbridge::nats::PUBLISH_CURSOR_FILE).exists()), "{}", pub_log.lock().unwrap());
+    let w = writer(&source);
+    let mut expected = HashMap::new();
+    send(&w, 0..3, 2, &mut expected);
+    let arrived = wait_until(Duration::from_secs(60), || sub.finals() == expected);
+    assert!(arrived, "no bars through NATS\npublisher: {}\nsubscriber: {}", pub_log.lock().unwrap(), sub_log.lock().unwrap());
+    assert_exact(&sub, &expected, "subscriber");
+    w.close(Duration::from_secs(5));
+    (source, pub_log, sub_log)
+}
+
+#[test]
+fn user_and_password_from_a_file_or_the_url_in_the_environment_never_shown() {
+    let dir = tempfile::tempdir().unwrap();
+    let users = r#"authorization { users = [ {user: pub, password: "pw-SECRET-pub"}, {user: sub, password: "pw-SECRET-sub"} ] }"#;
+    let server = NatsServer::configured(dir.path(), users);
+    let port = server.port;
+    let url = server.url();
+    let with_password = format!("nats://pub:pw-SECRET-pub@127.0.0.1:{port}");
+    let password_file = secret_file(dir.path(), "sub.password", "pw-SECRET-sub");
+    let (source, pub_log, sub_log) = round_trip(
+        &[],
+        &[("BARBRIDGE_PUBLISH", &with_password)],
+        &["--source", &url, "--nats-user", "sub", "--nats-password-file", &password_file],
+        &[],
+    );
+    let status = std::fs::read_to_string(source.status()).unwrap();
+    assert!(status.contains(&format!("nats://pub:***@127.0.0.1:{port}")), "{status}");
+    for text in [status, pub_log.lock().unwrap().clone(), sub_log.lock().unwrap().clone()] {
+        assert!(!text.contains("SECRET"), "a password is shown: {text}");
+    }
+
+    // A wrong password: one sentence naming the server, exit 2, no retry loop.
+    let wrong = secret_file(dir.path(), "wrong.password", "pw-WRONG");
+    let (mut refused, log) = run_env(&Node::new(), &["--source", &url, "--nats-user", "sub", "--nats-password-file", &wrong], &[]);
+    assert_eq!(exit_code(&mut refused), Some(2), "{}", log.lock().unwrap());
+    let err = log.lock().unwrap().clone();
+    assert!(err.contains(&format!("NATS {url} refused the connection as user \"sub\" (authorization violation")), "{err}");
+    assert!(!err.contains("WRONG"), "{err}");
+    // A password typed on the command line is refused before anything starts (ps shows it).
+    let (mut typed, log) = run_env(&Node::new(), &["--source", &format!("nats://sub:pw-SECRET-sub@127.0.0.1:{port}")], &[]);
+    assert_eq!(exit_code(&mut typed), Some(2));
+    let err = log.lock().unwrap().clone();
+    assert!(err.contains("on the command line") && err.contains("BARBRIDGE_SOURCE") && !err.contains("SECRET"), "{err}");
+}
+
+#[test]
+fn token_and_nkey_authenticate() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = NatsServer::configured(dir.path(), r#"authorization { token: "tok-SECRET" }"#);
+    let url = server.url();
+    let token_file = secret_file(dir.path(), "token", "tok-SECRET");
+    round_trip(&["--publish", &url], &[("BARBRIDGE_NATS_TOKEN", "tok-SECRET")], &["--source", &url, "--nats-token-file", &token_file], &[]);
+
+    let dir = tempfile::tempdir().unwrap();
+    let (publisher, subscriber) = (nkeys::KeyPair::new_user(), nkeys::KeyPair::new_user());
+    let users = format!("authorization {{ users = [ {{nkey: {}}}, {{nkey: {}}} ] }}", publisher.public_key(), subscriber.public_key());
+    let server = NatsServer::configured(dir.path(), &users);
+    let url = server.url();
+    let seed_file = secret_file(dir.path(), "sub.nk", &subscriber.seed().unwrap());
+    round_trip(
+        &["--publish", &url],
+        &[("BARBRIDGE_NATS_NKEY", &publisher.seed().unwrap())],
+        &["--source", &url, "--nats-nkey-file", &seed_file],
+        &[],
+    );
+    // An nkey the server does not know is refused in one sentence.
+    let stranger = secret_file(dir.path(), "stranger.nk", &nkeys::KeyPair::new_user().seed().unwrap());
+    let (mut refused, log) = run_env(&Node::new(), &["--source", &url, "--nats-nkey-file", &stranger], &[]);
+    assert_eq!(exit_code(&mut refused), Some(2), "{}", log.lock().unwrap());
+    assert!(log.lock().unwrap().contains("refused the connection as nkey U"), "{}", log.lock().unwrap());
+}
+
+/// `openssl` in `dir`: a CA, a server certificate for 127.0.0.1 and a client certificate, both
+/// signed by it; and a second CA nobody trusts.
+fn make_certs(dir: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    let ssl = |args: &str| {
+        let out = Command::new("openssl").args(args.split(' ')).current_dir(dir).output().expect("openssl");
+        assert!(out.status.success(), "openssl {args}: {}", String::from_utf8_lossy(&out.stderr));
+    };
+    // Extensions make them X.509 v3 (webpki refuses v1 certificates).
+    std::fs::write(dir.join("server.ext"), "subjectAltName=IP:127.0.0.1\n").unwrap();
+    std::fs::write(dir.join("client.ext"), "extendedKeyUsage=clientAuth\n").unwrap();
+    for ca in ["ca", "other-ca"] {
+        ssl(&format!("req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 -subj /CN={ca} -keyout {ca}.key -out {ca}.pem"));
+    }
+    for name in ["server", "client"] {
+        ssl(&format!("req -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -subj /CN={name} -keyout {name}.key -out {name}.csr"));
+        ssl(&format!("x509 -req -in {name}.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 2 -out {name}.pem -extfile {name}.ext"));
+        std::fs::set_permissions(dir.join(format!("{name}.key")), std::fs::Permissions::from_mode(0o600)).unwrap();
+    }
+}
+
+#[test]
+fn tls_with_a_ca_and_a_client_certificate_and_an_untrusted_server_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    make_certs(dir.path());
+    let p = |name: &str| dir.path().join(name).display().to_string();
+    let tls = format!("tls {{ cert_file: {:?}, key_file: {:?}, ca_file: {:?}, verify: true }}", p("server.pem"), p("server.key"), p("ca.pem"));
+    let server = NatsServer::configured(dir.path(), &tls);
+    let url = format!("tls://127.0.0.1:{}", server.port);
+    let (ca, cert, key) = (p("ca.pem"), p("client.pem"), p("client.key"));
+    let flags = ["--nats-ca", &ca, "--nats-cert", &cert, "--nats-key", &key];
+    let sub_args: Vec<&str> = ["--source", &url].into_iter().chain(flags).collect();
+    round_trip(
+        &[],
+        &[("BARBRIDGE_PUBLISH", &url), ("BARBRIDGE_NATS_CA", &ca), ("BARBRIDGE_NATS_CERT", &cert), ("BARBRIDGE_NATS_KEY", &key)],
+        &sub_args,
+        &[],
+    );
+
+    // A server certificate from a CA we do not trust: refused, one sentence, exit 2.
+    let other = p("other-ca.pem");
+    let check = |extra: &[&str]| Command::new(env!("CARGO_BIN_EXE_barbridge")).args(["nats-check", &url]).args(extra).output().unwrap();
+    let out = check(&["--nats-ca", &other, "--nats-cert", &cert, "--nats-key", &key]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(2), "{text}");
+    assert!(text.contains(&format!("FAIL  NATS {url} refused the TLS handshake")) && text.contains("certificate"), "{text}");
+    // The right CA, no client certificate: the server refuses us.
+    let out = check(&["--nats-ca", &ca]);
+    assert_eq!(out.status.code(), Some(2), "{}", String::from_utf8_lossy(&out.stdout));
+    let (mut refused, log) = run_env(&Node::new(), &["--source", &url, "--nats-ca", &other], &[]);
+    assert_eq!(exit_code(&mut refused), Some(2), "{}", log.lock().unwrap());
+    assert!(log.lock().unwrap().contains("refused the TLS handshake"), "{}", log.lock().unwrap());
+}
+
+#[test]
+fn a_publisher_denied_the_stream_or_the_subjects_exits_2_in_one_sentence() {
+    let dir = tempfile::tempdir().unwrap();
+    let users = r#"authorization { users = [
+        {user: nojs, password: a, permissions: {publish: ["bars.>"], subscribe: ["_INBOX.>"]}},
+        {user: nobars, password: b, permissions: {publish: ["$JS.API.>"], subscribe: ["_INBOX.>"]}} ] }"#;
+    let server = NatsServer::configured(dir.path(), users);
+    let port = server.port;
+    for (user, refused) in [("nojs", "Publish to \"$JS.API.STREAM"), ("nobars", "Publish to \"bars.iex.S000\"")] {
+        let node = Node::new();
+        let url = format!("nats://{user}:{}@127.0.0.1:{port}", if user == "nojs" { "a" } else { "b" });
+        let (mut publisher, log) = run_env(&node, &[], &[("BARBRIDGE_PUBLISH", &url)]);
+        let w = writer(&node);
+        w.submit_bar("S000", bar(0, 1.0), BarKind::Bar, None).unwrap();
+        assert_eq!(exit_code(&mut publisher), Some(2), "{user}: {}", log.lock().unwrap());
+        let err = log.lock().unwrap().clone();
+        let sentence = format!("barbridge: NATS nats://{user}:***@127.0.0.1:{port} refused a request: Permissions Violation for {refused}");
+        assert!(err.contains(&sentence), "{user}: {err}");
+        w.close(Duration::from_secs(1));
+    }
 }

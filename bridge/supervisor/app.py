@@ -84,6 +84,7 @@ class Supervisor:
         self.sidecar = Child("sidecar", s.runtime_dir / "sidecar.pid", Path(os.devnull))
         self.nats = Child("nats", s.runtime_dir / "nats.pid", Path(os.devnull))
         self.nats_port = s.nats_port
+        self.nats_config = Path(os.devnull)  # NATS=local: written at the first start
         self.track = {"consumer": Tracked("consumer"), "sidecar": Tracked("sidecar"), "nats": Tracked("nats")}
         self.policy = RestartPolicy(Backoff(s.backoff_min, s.backoff_max), s.max_restarts, s.stable_after)
         self.flaps = FlapDetector(s.flap_threshold, s.flap_window)
@@ -266,14 +267,14 @@ class Supervisor:
                 "--journal", str(journal), "--stale-after", f"{s.stale_after:g}", "--echo"]
         # no --symbols filter: the sidecar sends only what it subscribed, and a live --subscribe must
         # reach the consumer without restarting it
-        nats_url = natslocal.url(self.nats_port) if s.nats_local else s.nats_url
-        if nats_url:
-            argv += ["--publish", nats_url]
+        # --publish's URL and credentials go in the environment (BARBRIDGE_PUBLISH, BARBRIDGE_NATS_*):
+        # a password in NATS_URL must not be on a command line that `ps` shows
+        env = natslocal.client_env(self.env, s.runtime_dir, self.nats_port, s.nats_local, s.nats_url)
         if self.env.get("METRICS_ADDR", "").strip():  # /metrics, /status.json and the live page
             argv += ["--metrics-addr", self.env["METRICS_ADDR"].strip()]
         if self.env.get("LOG_FORMAT", "").strip():
             argv = argv[:1] + ["--log-format", self.env["LOG_FORMAT"].strip()] + argv[1:]
-        env = {**self.env, "RUST_LOG": self.env.get("RUST_LOG") or "info"}
+        env = {**env, "RUST_LOG": self.env.get("RUST_LOG") or "info"}
         pid = await self.consumer.start(argv, env=env, cwd=s.repo, stdout=self.path("bars.jsonl"))
         self.log(f"consumer started (pid {pid}; log {self.consumer.log_file})")
 
@@ -298,19 +299,25 @@ class Supervisor:
         return self.s.runs_dir / "nats" if self.s.mode == "live" else self.path("demo-nats")
 
     async def start_nats(self) -> None:
-        """``NATS=local``: start nats-server (the same port on every restart) and wait until it accepts."""
+        """``NATS=local``: start nats-server (the same port and credentials on every restart) and wait
+        until it accepts. Its config, with this run's generated credentials, is written at the first
+        start."""
         server = natslocal.binary()
         if server is None:
             raise Fatal(2, "NATS=local needs nats-server, which is not installed.", natslocal.INSTALL_HINT)
-        first = self.nats_port == 0
-        if first:
-            self.nats_port = natslocal.free_port()
-        elif self.track["nats"].restarts == 0 and natslocal.accepts(self.nats_port):
-            raise Fatal(2, f"NATS_PORT {self.nats_port} on 127.0.0.1 is already in use.",
-                        "stop what listens there, or pick another NATS_PORT (or leave it unset)")
+        first = self.track["nats"].restarts == 0
         store = self.nats_store()
+        if first:
+            if self.nats_port == 0:
+                self.nats_port = natslocal.free_port()
+            elif natslocal.accepts(self.nats_port):
+                raise Fatal(2, f"NATS_PORT {self.nats_port} on 127.0.0.1 is already in use (another nats-server or "
+                               "program listens there), so NATS=local cannot start its server.",
+                            "stop what listens there, or set NATS_PORT to a free port in config.env (0 picks one at start)")
+            store.mkdir(parents=True, exist_ok=True)
+            self.nats_config = natslocal.write_config(self.s.runtime_dir, self.nats_port, store)
         store.mkdir(parents=True, exist_ok=True)
-        pid = await self.nats.start(natslocal.argv(server, self.nats_port, store), env=self.env, cwd=self.s.repo,
+        pid = await self.nats.start(natslocal.argv(server, self.nats_config), env=self.env, cwd=self.s.repo,
                                     stdout=self.nats.log_file, new_session=True)  # Ctrl-C: stopped last, not first
         assert self.nats.proc is not None
         why = await natslocal.wait_ready(self.nats_port, self.nats.proc)
@@ -318,6 +325,10 @@ class Supervisor:
             raise Fatal(1, f"{why}: {self.nats.last_message()}", f"see {self.nats.log_file}")
         self.log(f"nats-server started (pid {pid}, {natslocal.url(self.nats_port)}, JetStream files in {store}; "
                  f"log {self.nats.log_file})")
+        if first:
+            where = natslocal.nats_dir(self.s.runtime_dir) / "url"
+            self.log(f"NATS=local: clients need credentials (made for this run; URL in {where}); "
+                     f"a subscriber here: {natslocal.subscriber_hint(self.s.runtime_dir, self.nats_port)}")
 
     async def start_sidecar(self) -> None:
         s = self.s
@@ -620,6 +631,7 @@ class Supervisor:
                 f.unlink(missing_ok=True)
             if self.run_dir:
                 self.write_state(live=False)
+            natslocal.remove_config(s.runtime_dir)
             for lock in reversed(self.locks):
                 lock.release()
             try:

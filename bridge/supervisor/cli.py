@@ -45,24 +45,34 @@ def check(s: Settings, log: Log) -> int:
 
 
 def check_nats(s: Settings) -> bool:
-    """NATS_URL: the server is reachable and the stream usable (``barbridge nats-check``). NATS=local:
-    the same against a nats-server started for the check in a temporary directory, then stopped."""
+    """NATS_URL: the server is reachable with the configured credentials and TLS, and the stream
+    usable (``barbridge nats-check``; URL and secrets in its environment, never on its command line).
+    NATS=local: NATS_PORT is free, and the same check against a nats-server started for it with a
+    config like the launcher's (generated credentials) in a temporary directory, as the publisher
+    and as the subscriber identity, then stopped."""
     sys.stdout.flush()
+    check = [str(s.consumer_bin), "nats-check"]
     if s.nats_url:
-        return subprocess.run([str(s.consumer_bin), "nats-check", s.nats_url]).returncode == 0
+        env = natslocal.client_env(s.env, s.runtime_dir, 0, False, s.nats_url, url_var="BARBRIDGE_NATS_URL")
+        return subprocess.run(check, env=env).returncode == 0
     server = natslocal.binary()
     if server is None:
         print(f"  FAIL  NATS=local needs nats-server, which is not installed. Fix: {natslocal.INSTALL_HINT}.", flush=True)
         return False
-    port = s.nats_port or natslocal.free_port()
-    if s.nats_port and natslocal.accepts(port):
-        print(f"  FAIL  NATS_PORT {port} on 127.0.0.1 is already in use. Fix: stop what listens there, or pick another "
-              "NATS_PORT (or leave it unset).", flush=True)
-        return False
+    if s.nats_port and natslocal.accepts(s.nats_port):
+        state = display.read_json(s.state_file) or {}
+        ours = (state.get("nats") or {}).get("url") == natslocal.url(s.nats_port)
+        if not ours:
+            print(f"  FAIL  NATS_PORT {s.nats_port} on 127.0.0.1 is already in use. Fix: stop what listens there, or set "
+                  "NATS_PORT to a free port in config.env (0 picks one at start).", flush=True)
+            return False
+        print(f"  ok    NATS_PORT {s.nats_port}: this launcher's nats-server listens there", flush=True)
+    port = natslocal.free_port()
     with tempfile.TemporaryDirectory(prefix="barbridge-nats-check-") as tmp:
+        config = natslocal.write_config(Path(tmp), port, Path(tmp) / "store")
         log_path = Path(tmp) / "nats.log"
         with open(log_path, "wb") as log_file:
-            proc = subprocess.Popen(natslocal.argv(server, port, Path(tmp) / "store"), stdout=log_file, stderr=log_file,
+            proc = subprocess.Popen(natslocal.argv(server, config), stdout=log_file, stderr=log_file,
                                     stdin=subprocess.DEVNULL)
         try:
             deadline = time.monotonic() + natslocal.READY_TIMEOUT
@@ -71,10 +81,17 @@ def check_nats(s: Settings) -> bool:
             if proc.poll() is not None or not natslocal.accepts(port):
                 last = (log_path.read_text(errors="replace").strip().splitlines() or ["no output"])[-1]
                 print(f"  FAIL  nats-server ({server}) did not start on 127.0.0.1:{port}: {last}. Fix: run it by hand "
-                      f"to see why ({' '.join(natslocal.argv(server, port, Path('/tmp/nats-store')))}).", flush=True)
+                      f"to see why ({server} --config FILE, with a config like {config}).", flush=True)
                 return False
-            print(f"  ok    NATS=local: {server} starts with JetStream on 127.0.0.1:{port} (a test instance)", flush=True)
-            return subprocess.run([str(s.consumer_bin), "nats-check", natslocal.url(port)]).returncode == 0
+            print(f"  ok    NATS=local: {server} starts with JetStream and per-run credentials (a test instance on "
+                  f"127.0.0.1:{port})", flush=True)
+            ok = True
+            for identity in (natslocal.PUBLISHER, natslocal.SUBSCRIBER):
+                env = {k: v for k, v in s.env.items() if not k.startswith("BARBRIDGE_NATS_")}
+                env.update({"BARBRIDGE_NATS_URL": natslocal.url(port), "BARBRIDGE_NATS_USER": identity,
+                            "BARBRIDGE_NATS_PASSWORD_FILE": str(natslocal.password_file(Path(tmp), identity))})
+                ok = subprocess.run(check, env=env).returncode == 0 and ok
+            return ok
         finally:
             proc.terminate()
             try:

@@ -82,7 +82,10 @@ Supervision settings (environment/config.env; seconds may be fractional):
 Fan-out and your own engine (config.env):
   NATS_URL=nats://HOST:PORT  the consumer publishes every journaled bar to JetStream there
   NATS=local         run and supervise a local nats-server (JetStream files under the run dir,
-                     127.0.0.1:NATS_PORT, default a free port) and publish to it; stopped last
+                     127.0.0.1:NATS_PORT, default 4222; credentials made per run in
+                     <runtime>/nats/) and publish to it; stopped last
+  NATS_USER/NATS_PASSWORD, NATS_TOKEN, NATS_NKEY, NATS_CREDS (a file), NATS_TLS=1, NATS_CA,
+  NATS_CERT/NATS_KEY (files)  credentials and TLS for NATS_URL
   CONSUMER_CMD='prog args'  run your program instead of barbridge run; it gets BARBRIDGE_FIFO,
                      BARBRIDGE_JOURNAL, BARBRIDGE_STATUS_FILE and BARBRIDGE_SYMBOLS in its environment
 """
@@ -202,7 +205,7 @@ class Settings:
     quiet: bool
     nats_url: str  # "" = no publishing; with NATS=local, filled in by the supervisor
     nats_local: bool
-    nats_port: int  # NATS=local: 0 = pick a free port at start
+    nats_port: int  # NATS=local: default 4222; 0 = pick a free port at start
     consumer_cmd: list[str]  # [] = barbridge run
     schedule_now: Optional[str]  # tests only: the instant that decides today's phase
 
@@ -269,13 +272,19 @@ def fan_out(env: dict[str, str]) -> tuple[str, bool, int, list[str]]:
     if local and url:
         raise ConfigError("NATS=local and NATS_URL are both set: the consumer publishes to one server.",
                           "keep NATS=local (a server run by the launcher) or NATS_URL (your own server), not both")
-    if url and not all(u.startswith("nats://") and len(u) > len("nats://") for u in url.split(",")):
-        raise ConfigError(f"NATS_URL={url} is not a NATS URL.", "use NATS_URL=nats://HOST:PORT")
-    port_text = env.get("NATS_PORT", "").strip() or "0"
-    if not port_text.isdigit() or int(port_text) > 65535:
+    if url and not all(u.strip().startswith(("nats://", "tls://")) and len(u.strip()) > len("nats://") for u in url.split(",")):
+        # not echoed: it may hold a password
+        raise ConfigError("NATS_URL is not a NATS URL.", "use NATS_URL=nats://HOST:PORT (or tls://HOST:PORT)")
+    port_text = env.get("NATS_PORT", "").strip()
+    if port_text and (not port_text.isdigit() or int(port_text) > 65535):
         raise ConfigError(f"NATS_PORT={env['NATS_PORT']} is not a port number.", "set NATS_PORT to e.g. 4222, or leave it unset")
-    if port_text != "0" and not local:
+    if port_text and not local:
         raise ConfigError("NATS_PORT is set but NATS=local is not.", "add NATS=local, or remove NATS_PORT")
+    auth = [f"NATS_{k}" for k in ("USER", "PASSWORD", "PASSWORD_FILE", "TOKEN", "TOKEN_FILE", "NKEY", "NKEY_FILE", "CREDS", "TLS",
+                                  "CA", "CERT", "KEY") if env.get(f"NATS_{k}", "").strip()]
+    if auth and not url:
+        raise ConfigError(f"{auth[0]} is set but NATS_URL is not: NATS=local makes its own credentials." if local
+                          else f"{auth[0]} is set but NATS_URL is not.", "remove it, or set NATS_URL to your server")
     try:
         cmd = shlex.split(env.get("CONSUMER_CMD", ""))
     except ValueError as e:
@@ -285,7 +294,7 @@ def fan_out(env: dict[str, str]) -> tuple[str, bool, int, list[str]]:
                           "run, and your program would replace it.",
                           "keep barbridge run as the consumer and attach your engine to NATS (barbridge run --source, "
                           "or barbridge::nats::NatsFeed), or drop NATS_URL/NATS")
-    return url, local, int(port_text), cmd
+    return url, local, int(port_text or 4222), cmd
 
 
 def load(argv: Optional[list[str]], environ: dict[str, str], repo: Path) -> Settings:

@@ -6,7 +6,8 @@ use std::time::Duration;
 use async_nats::jetstream::context::GetStreamErrorKind;
 use async_nats::jetstream::ErrorCode;
 
-use super::{runtime, NatsError, StreamOptions};
+use super::connect::connect_once;
+use super::{runtime, NatsConnect, NatsError, StreamOptions};
 
 /// What [`check_server`] found: one sentence per check that passed.
 #[derive(Debug)]
@@ -21,26 +22,30 @@ pub struct CheckReport {
 #[error("{0}")]
 pub struct CheckFailed(pub String);
 
-/// Connect to `url` (waiting at most `timeout`) and look up the stream in JetStream: it must exist with subjects covering `bars.<feed>.>`, or be absent (the publisher
-/// creates it). Nothing is created or changed.
+/// Connect to `target` (waiting at most `timeout`) with its credentials and TLS, and look up the
+/// stream in JetStream: it must exist with subjects covering `bars.<feed>.>`, or be absent (the
+/// publisher creates it). Nothing is created or changed.
 ///
 /// # Errors
-/// [`CheckFailed`] with the sentence of the first check that failed.
-pub fn check_server(url: &str, stream: &StreamOptions, timeout: Duration) -> Result<CheckReport, CheckFailed> {
-    super::check_url(url).map_err(|e| CheckFailed(e.to_string()))?;
+/// [`CheckFailed`] with the sentence of the first check that failed (a refusal of our
+/// credentials or certificate, or of the stream lookup, names the server and what it refused).
+pub fn check_server(target: &NatsConnect, stream: &StreamOptions, timeout: Duration) -> Result<CheckReport, CheckFailed> {
+    let url = target.shown();
     let rt = runtime().map_err(|e| CheckFailed(NatsError::Thread(e).to_string()))?;
     rt.block_on(async {
-        let servers: Vec<String> = url.split(',').map(str::to_owned).collect();
-        let connect = async_nats::ConnectOptions::new().name("barbridge-check").connection_timeout(timeout).connect(servers.as_slice());
-        let client = match tokio::time::timeout(timeout, connect).await {
-            Ok(Ok(client)) => client,
-            Ok(Err(e)) => return Err(CheckFailed(format!("NATS {url} is not reachable ({e})"))),
-            Err(_) => return Err(CheckFailed(format!("NATS {url} did not answer within {} s", timeout.as_secs_f64()))),
-        };
-        let mut lines = vec![format!("NATS {url} is reachable (server {})", client.server_info().version)];
+        let link = connect_once(target, timeout).await.map_err(CheckFailed)?;
+        let client = link.client.clone();
+        let tls = if target.tls() { ", TLS" } else { "" };
+        let mut lines = vec![format!("NATS {url} is reachable (server {}{tls}) and accepts {}", client.server_info().version, target.identity())];
         let js = async_nats::jetstream::new(client);
         let name = &stream.name;
-        match tokio::time::timeout(timeout, js.get_stream(name)).await {
+        let found = tokio::time::timeout(timeout, js.get_stream(name)).await;
+        // Let a permission violation sent with the failure arrive.
+        if !matches!(found, Ok(Ok(_))) {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        link.check().map_err(|e| CheckFailed(e.to_string()))?;
+        match found {
             Err(_) => return Err(CheckFailed(format!("JetStream on {url} did not answer within {} s", timeout.as_secs_f64()))),
             Ok(Ok(mut found)) => {
                 let info = found.info().await.map_err(|e| CheckFailed(format!("cannot read stream {name} on {url} ({e})")))?;

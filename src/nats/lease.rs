@@ -25,6 +25,18 @@ pub const RENEW_EVERY: Duration = Duration::from_secs(1);
 /// A lease not renewed for this long belongs to a dead holder.
 pub const STALE_AFTER: Duration = Duration::from_secs(4);
 
+/// The lease stream's settings: one message per subject, kept an hour.
+pub(super) fn stream_config(replicas: usize) -> Config {
+    Config {
+        name: LEASE_STREAM.into(),
+        subjects: vec!["barbridge.lease.>".into()],
+        max_messages_per_subject: 1,
+        max_age: Duration::from_secs(3_600),
+        num_replicas: replicas,
+        ..Default::default()
+    }
+}
+
 /// A held lease: renewed by [`Lease::renew`], released by [`Lease::release`].
 pub(super) struct Lease {
     js: async_nats::jetstream::Context,
@@ -93,15 +105,9 @@ impl Lease {
         durable: &str,
         replicas: usize,
     ) -> Result<Result<Lease, String>, NatsError> {
-        let config = Config {
-            name: LEASE_STREAM.into(),
-            subjects: vec!["barbridge.lease.>".into()],
-            max_messages_per_subject: 1,
-            max_age: Duration::from_secs(3_600),
-            num_replicas: replicas,
-            ..Default::default()
-        };
-        let leases = match js.get_or_create_stream(config).await {
+        // The publisher creates it ([`super::ensure_stream`]); created here only for a stream
+        // published by something else, on a server that lets subscribers create streams.
+        let leases = match js.get_or_create_stream(stream_config(replicas)).await {
             Ok(s) => s,
             Err(e) => return Ok(Err(format!("stream {LEASE_STREAM}: {e}"))),
         };

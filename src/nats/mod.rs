@@ -22,11 +22,16 @@
 //! crate stays thread-based.
 
 mod check;
+mod connect;
 mod lease;
 mod publish;
 mod subscribe;
 
 pub use check::{check_server, CheckFailed, CheckReport};
+pub use connect::{
+    mask_url, NatsConnect, NatsConnectBuilder, ENV_CA, ENV_CERT, ENV_CREDS, ENV_KEY, ENV_NKEY, ENV_NKEY_FILE, ENV_PASSWORD, ENV_PASSWORD_FILE,
+    ENV_TLS, ENV_TOKEN, ENV_TOKEN_FILE, ENV_USER,
+};
 pub use lease::{lease_subject, LEASE_STREAM, RENEW_EVERY, STALE_AFTER};
 
 pub use publish::{PublishStatus, Publisher, PUBLISH_CURSOR_FILE};
@@ -34,16 +39,32 @@ pub use subscribe::{NatsFeed, SubscribeOptions};
 
 use std::time::Duration;
 
+use connect::{connect, Link};
+
 /// Errors of the NATS fan-out that end a [`Publisher`] or [`NatsFeed`] (or stop them starting).
-/// Unreachable servers are not errors: both wait and retry, logging the outage.
+/// Unreachable servers are not errors: both wait and retry, logging the outage. A server that
+/// refuses us is ([`NatsError::Refused`]).
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum NatsError {
-    /// Not a `nats://HOST:PORT` URL (or a comma-separated list of them).
-    #[error("{url:?} is not a NATS URL (expected nats://HOST:PORT)")]
+    /// Not a `nats://HOST:PORT` or `tls://HOST:PORT` URL (or a comma-separated list of them).
+    #[error("{url:?} is not a NATS URL (expected nats://HOST:PORT or tls://HOST:PORT)")]
     BadUrl {
-        /// The URL given.
+        /// The URL given, its password or token masked.
         url: String,
+    },
+    /// A connection setting that cannot work (two ways to authenticate, an unreadable or
+    /// world-readable secret file, a certificate without its key, …): one sentence.
+    #[error("{0}")]
+    Config(String),
+    /// The server refused us: wrong credentials, an untrusted certificate, a permission denied
+    /// on a subject or the stream. Never retried.
+    #[error("NATS {server} refused {what}")]
+    Refused {
+        /// The server URL(s), password masked.
+        server: String,
+        /// What was refused, and why.
+        what: String,
     },
     /// The thread or its tokio runtime could not start.
     #[error("cannot start the NATS thread: {0}")]
@@ -148,60 +169,21 @@ pub fn msg_id(symbol: &str, timestamp_ms: i64, revision: u64) -> String {
     format!("{symbol}:{timestamp_ms}:{revision}")
 }
 
-/// Check a `nats://HOST:PORT` URL (several, comma-separated, for a cluster).
-///
-/// # Errors
-/// [`NatsError::BadUrl`].
-pub fn check_url(url: &str) -> Result<(), NatsError> {
-    let ok = url.split(',').all(|u| u.strip_prefix("nats://").is_some_and(|rest| !rest.is_empty() && !rest.contains('/')));
-    if ok {
-        Ok(())
-    } else {
-        Err(NatsError::BadUrl { url: url.into() })
-    }
-}
-
-/// Connect, retrying without end (an outage is waited out and logged, never fatal).
-async fn connect(url: &str, role: &'static str) -> async_nats::Client {
-    let servers: Vec<String> = url.split(',').map(str::to_owned).collect();
-    let shown = url.to_owned();
-    loop {
-        let shown = shown.clone();
-        let options = async_nats::ConnectOptions::new()
-            .name(format!("barbridge-{role}"))
-            .retry_on_initial_connect()
-            .max_reconnects(None)
-            .connection_timeout(Duration::from_secs(2))
-            .event_callback(move |event| {
-                let shown = shown.clone();
-                async move {
-                    match event {
-                        async_nats::Event::Connected => log::info!("{role}: connected to NATS {shown}"),
-                        async_nats::Event::Disconnected => {
-                            log::warn!("{role}: disconnected from NATS {shown}; reconnecting (nothing is lost meanwhile)")
-                        }
-                        other => log::debug!("{role}: NATS event {other}"),
-                    }
-                }
-            });
-        match options.connect(servers.as_slice()).await {
-            Ok(client) => return client,
-            Err(e) => {
-                log::warn!("{role}: cannot connect to NATS {url}: {e}; retrying");
-                tokio::time::sleep(Duration::from_secs(1)).await;
-            }
-        }
-    }
-}
-
 /// Create the stream if absent (or find it), retrying while JetStream is unavailable.
 async fn ensure_stream(
     js: &async_nats::jetstream::Context,
     options: &StreamOptions,
+    link: &Link,
     stop: &std::sync::atomic::AtomicBool,
-) -> Option<async_nats::jetstream::stream::Stream> {
+) -> Result<Option<async_nats::jetstream::stream::Stream>, NatsError> {
     let not_usable = |e: &async_nats::jetstream::context::CreateStreamError| format!("is not usable yet ({e}); retrying every second");
-    retry_stream(&options.name, stop, || js.get_or_create_stream(options.config()), not_usable, "is usable again").await
+    // The lease stream first: a subscriber may then find it instead of having to create it
+    // (which the launcher's NATS=local subscriber identity may not do).
+    let leases = lease::stream_config(options.replicas);
+    if retry_stream(lease::LEASE_STREAM, link, stop, || js.get_or_create_stream(leases.clone()), not_usable, "is usable again").await?.is_none() {
+        return Ok(None);
+    }
+    retry_stream(&options.name, link, stop, || js.get_or_create_stream(options.config()), not_usable, "is usable again").await
 }
 
 /// Wait for the stream to exist (the publisher creates it; a subscriber never does, so the
@@ -209,8 +191,9 @@ async fn ensure_stream(
 async fn wait_for_stream(
     js: &async_nats::jetstream::Context,
     options: &StreamOptions,
+    link: &Link,
     stop: &std::sync::atomic::AtomicBool,
-) -> Option<async_nats::jetstream::stream::Stream> {
+) -> Result<Option<async_nats::jetstream::stream::Stream>, NatsError> {
     use async_nats::jetstream::context::{GetStreamError, GetStreamErrorKind};
     let waiting = |e: &GetStreamError| match e.kind() {
         GetStreamErrorKind::JetStream(j) if j.error_code() == async_nats::jetstream::ErrorCode::STREAM_NOT_FOUND => {
@@ -218,29 +201,34 @@ async fn wait_for_stream(
         }
         _ => format!("is not usable yet ({e}); retrying every second"),
     };
-    retry_stream(&options.name, stop, || js.get_stream(&options.name), waiting, "is there: subscribing").await
+    retry_stream(&options.name, link, stop, || js.get_stream(&options.name), waiting, "is there: subscribing").await
 }
 
-/// Try `attempt` every second until it gives the stream or `stop` is set. The first failure is
-/// logged once (`waiting` says why), and a success after it once (`ready`).
+/// Try `attempt` every second until it gives the stream (`Ok(Some)`) or `stop` is set
+/// (`Ok(None)`). The first failure is logged once (`waiting` says why), and a success after it
+/// once (`ready`). A refusal by the server (a permission denied) ends the wait with
+/// [`NatsError::Refused`].
 async fn retry_stream<E, Fut>(
     name: &str,
+    link: &Link,
     stop: &std::sync::atomic::AtomicBool,
     mut attempt: impl FnMut() -> Fut,
     waiting: impl Fn(&E) -> String,
     ready: &str,
-) -> Option<async_nats::jetstream::stream::Stream>
+) -> Result<Option<async_nats::jetstream::stream::Stream>, NatsError>
 where
     Fut: std::future::Future<Output = Result<async_nats::jetstream::stream::Stream, E>>,
 {
     let mut logged = false;
     while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-        match attempt().await {
+        let result = attempt().await;
+        link.check()?;
+        match result {
             Ok(stream) => {
                 if logged {
                     log::info!("JetStream stream {name} {ready}");
                 }
-                return Some(stream);
+                return Ok(Some(stream));
             }
             Err(e) => {
                 if !logged {
@@ -248,10 +236,11 @@ where
                     logged = true;
                 }
                 tokio::time::sleep(Duration::from_secs(1)).await;
+                link.check()?;
             }
         }
     }
-    None
+    Ok(None)
 }
 
 /// A current-thread runtime for one NATS thread.
@@ -288,9 +277,9 @@ mod tests {
 
     #[test]
     fn urls_and_since() {
-        assert!(check_url("nats://127.0.0.1:4222").is_ok());
-        assert!(check_url("nats://a:1,nats://b:2").is_ok());
-        assert!(check_url("http://x").is_err());
+        assert!(NatsConnect::new("nats://127.0.0.1:4222").is_ok());
+        assert!(NatsConnect::new("nats://a:1,nats://b:2").is_ok());
+        assert!(NatsConnect::new("http://x").is_err());
         assert_eq!(parse_since("2025-10-08T13:28:00Z").unwrap(), 1_759_930_080_000);
         assert_eq!(parse_since("2025-10-08").unwrap(), 1_759_881_600_000);
         assert!(parse_since("yesterday").is_err());

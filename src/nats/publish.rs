@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 use async_nats::jetstream::context::PublishAckFuture;
 use async_nats::jetstream::message::PublishMessage;
 
-use super::{connect, ensure_stream, msg_id, runtime, NatsError, StreamOptions};
+use super::{connect, ensure_stream, msg_id, runtime, NatsConnect, NatsError, StreamOptions};
 use crate::asset::JournalDay;
 use crate::bar::BarKind;
 use crate::private::{write_atomic, Durability};
@@ -47,7 +47,7 @@ const IDLE_RECHECK: Duration = Duration::from_millis(500);
 /// What the publisher is doing, for the status file and logs.
 #[derive(Clone, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct PublishStatus {
-    /// The NATS server URL.
+    /// The NATS server URL (its password or token masked).
     pub url: String,
     /// The JetStream stream published to.
     pub stream: String,
@@ -86,18 +86,19 @@ pub struct Publisher {
 }
 
 impl Publisher {
-    /// Start publishing the journal in `journal_dir` to `url` (`nats://HOST:PORT`, several
-    /// comma-separated for a cluster). An unreachable server is waited for, never an error.
+    /// Start publishing the journal in `journal_dir` to the server(s) of `target`. An
+    /// unreachable server is waited for, never an error; a server that refuses us ends the
+    /// thread with [`NatsError::Refused`] ([`Publisher::join`]).
     ///
     /// # Errors
-    /// [`NatsError::BadUrl`], or [`NatsError::Thread`] when the thread cannot start.
-    pub fn start(url: &str, journal_dir: &Path, stream: StreamOptions) -> Result<Publisher, NatsError> {
-        super::check_url(url)?;
+    /// [`NatsError::Thread`] when the thread cannot start.
+    pub fn start(target: NatsConnect, journal_dir: &Path, stream: StreamOptions) -> Result<Publisher, NatsError> {
         let stop = Arc::new(AtomicBool::new(false));
         let wake = Arc::new(tokio::sync::Notify::new());
-        let status = Arc::new(Mutex::new(PublishStatus { url: url.into(), stream: stream.name.clone(), ..PublishStatus::default() }));
+        let status = Arc::new(Mutex::new(PublishStatus { url: target.shown().into(), stream: stream.name.clone(), ..PublishStatus::default() }));
         let mut task = Task {
-            url: url.into(),
+            url: target.shown().into(),
+            target,
             dir: journal_dir.to_path_buf(),
             stream,
             stop: stop.clone(),
@@ -120,6 +121,13 @@ impl Publisher {
                 let rt = runtime().map_err(NatsError::Thread)?;
                 let result = rt.block_on(task.run());
                 task.save_cursor();
+                if let Err(e) = &result {
+                    task.set_status(|s| {
+                        s.connected = false;
+                        s.error = Some(e.to_string());
+                    });
+                    log::error!("the publisher stopped: {e}");
+                }
                 result
             })
             .map_err(NatsError::Thread)?;
@@ -159,8 +167,9 @@ impl Publisher {
     /// Wait for the thread.
     ///
     /// # Errors
-    /// What ended it: [`NatsError::Journal`] when the journal directory cannot be listed,
-    /// [`NatsError::Thread`], or [`NatsError::Panicked`].
+    /// What ended it: [`NatsError::Refused`] when the server refused us, [`NatsError::Journal`]
+    /// when the journal directory cannot be listed, [`NatsError::Thread`], or
+    /// [`NatsError::Panicked`].
     pub fn join(self) -> Result<(), NatsError> {
         self.thread.join().unwrap_or(Err(NatsError::Panicked))
     }
@@ -205,7 +214,9 @@ fn day_of(name: &str) -> Option<&str> {
 }
 
 struct Task {
+    /// The server(s), password masked: for logs.
     url: String,
+    target: NatsConnect,
     dir: PathBuf,
     stream: StreamOptions,
     stop: Arc<AtomicBool>,
@@ -231,12 +242,15 @@ impl Task {
     }
 
     async fn run(&mut self) -> Result<(), NatsError> {
-        let client = connect(&self.url, "publisher").await;
-        let js = async_nats::jetstream::new(client.clone());
-        let Some(_stream) = ensure_stream(&js, &self.stream, &self.stop).await else { return Ok(()) };
+        let Some(link) = connect(&self.target, "publisher", &self.stop).await? else { return Ok(()) };
+        let js = async_nats::jetstream::new(link.client.clone());
+        let Some(_stream) = ensure_stream(&js, &self.stream, &link, &self.stop).await? else { return Ok(()) };
         log::info!("publishing the journal {} to stream {} on {}", self.dir.display(), self.stream.name, self.url);
         while !self.stop.load(Ordering::Relaxed) {
-            let progressed = match self.pass(&js).await {
+            let passed = self.pass(&js).await;
+            // A permission denied on a subject or the stream: not an outage to wait out.
+            link.check()?;
+            let progressed = match passed {
                 Ok(progressed) => {
                     if self.status.lock().unwrap_or_else(|e| e.into_inner()).error.is_some() {
                         log::info!("publishing to {} again", self.url);
@@ -252,7 +266,7 @@ impl Task {
                     if e.contains("no stream found") {
                         // The stream is gone (deleted, or lost with the nodes that held it):
                         // create it again, as at start, before publishing on.
-                        if ensure_stream(&js, &self.stream, &self.stop).await.is_none() {
+                        if ensure_stream(&js, &self.stream, &link, &self.stop).await?.is_none() {
                             break;
                         }
                     }

@@ -1,8 +1,9 @@
 //! [`NatsFeed`]: a JetStream durable consumer feeding a [`Consumer`], like [`crate::FifoFeed`].
 //!
 //! Messages are fetched in batches of up to 1,000. Each payload must be one bar or
-//! `updated_bar` wire line whose symbol matches its subject; anything else is rejected and
-//! counted like a bad FIFO line, and acknowledged (it would never get better). After a batch
+//! `updated_bar` (or trading status) wire line on exactly its symbol's subject
+//! `bars.<feed>.<SYMBOL>` ([`StreamOptions::subject`]); anything else (`bars.iex.EVIL.SPY`
+//! carrying SPY, a bar of QQQ on SPY's subject) is rejected and counted like a bad FIFO line, and acknowledged (it would never get better). After a batch
 //! the journal is flushed, and the batch is acknowledged only once everything is on disk (or at
 //! once without a journal): a subscriber killed at any point resumes at the first message it
 //! had not journaled, and what it gets again is recognised as a duplicate by the store.
@@ -16,7 +17,7 @@ use async_nats::jetstream::consumer::{pull, AckPolicy, DeliverPolicy};
 use futures_util::StreamExt;
 
 use super::lease::Lease;
-use super::{connect, runtime, subject_token, wait_for_stream, NatsError, StreamOptions};
+use super::{connect, runtime, wait_for_stream, NatsConnect, NatsError, StreamOptions};
 use crate::feed::Consumer;
 use crate::wire::{parse_line, Line, WireError};
 
@@ -46,10 +47,12 @@ impl SubscribeOptions {
 ///
 /// ```no_run
 /// use barbridge::{Consumer, Subscription};
-/// use barbridge::nats::{NatsFeed, SubscribeOptions};
+/// use barbridge::nats::{NatsConnect, NatsFeed, SubscribeOptions};
 /// let consumer = Consumer::builder().build()?;
 /// let bars = consumer.subscribe(Subscription::symbols(["SPY"])?);
-/// let feed = NatsFeed::start(consumer.clone(), "nats://127.0.0.1:4222", SubscribeOptions::new("my-engine"))?;
+/// // credentials from BARBRIDGE_NATS_* (e.g. BARBRIDGE_NATS_USER and BARBRIDGE_NATS_PASSWORD_FILE)
+/// let server = NatsConnect::builder("nats://127.0.0.1:4222").from_env().build()?;
+/// let feed = NatsFeed::start(consumer.clone(), server, SubscribeOptions::new("my-engine"))?;
 /// for event in bars.iter().take(10) {
 ///     println!("{} {:?}", event.symbol, event.bar);
 /// }
@@ -65,21 +68,20 @@ pub struct NatsFeed {
 
 impl NatsFeed {
     /// Start the subscriber thread. Call [`Consumer::resume_from_journal`] first. An
-    /// unreachable server is waited for (and logged), never an error.
+    /// unreachable server is waited for (and logged), never an error; a server that refuses us
+    /// ends the thread with [`NatsError::Refused`] ([`NatsFeed::join`]).
     ///
     /// # Errors
-    /// [`NatsError::BadUrl`], or [`NatsError::Thread`] when the thread cannot start.
-    pub fn start(consumer: Arc<Consumer>, url: &str, options: SubscribeOptions) -> Result<NatsFeed, NatsError> {
-        super::check_url(url)?;
+    /// [`NatsError::Thread`] when the thread cannot start.
+    pub fn start(consumer: Arc<Consumer>, target: NatsConnect, options: SubscribeOptions) -> Result<NatsFeed, NatsError> {
         let stop = options.stop_flag.clone().unwrap_or_default();
-        let url = url.to_owned();
         let thread = {
             let stop = stop.clone();
             std::thread::Builder::new()
                 .name("barbridge-nats".into())
                 .spawn(move || {
                     let rt = runtime().map_err(NatsError::Thread)?;
-                    let result = rt.block_on(subscribe(&consumer, &url, &options, &stop));
+                    let result = rt.block_on(subscribe(&consumer, &target, &options, &stop));
                     consumer.flush();
                     stop.store(true, Ordering::Relaxed);
                     if let Err(e) = &result {
@@ -110,7 +112,8 @@ impl NatsFeed {
     /// Wait for the subscriber thread.
     ///
     /// # Errors
-    /// What ended it: [`NatsError::BadSince`] for a start time out of range,
+    /// What ended it: [`NatsError::Refused`] when the server refused us,
+    /// [`NatsError::DurableInUse`], [`NatsError::BadSince`] for a start time out of range,
     /// [`NatsError::Thread`], or [`NatsError::Panicked`].
     pub fn join(self) -> Result<(), NatsError> {
         self.thread.join().unwrap_or(Err(NatsError::Panicked))
@@ -137,22 +140,34 @@ fn pull_config(options: &SubscribeOptions) -> Result<pull::Config, NatsError> {
     })
 }
 
-async fn subscribe(consumer: &Consumer, url: &str, options: &SubscribeOptions, stop: &AtomicBool) -> Result<(), NatsError> {
+async fn subscribe(consumer: &Consumer, target: &NatsConnect, options: &SubscribeOptions, stop: &AtomicBool) -> Result<(), NatsError> {
     let config = pull_config(options)?;
-    let client = connect(url, "subscriber").await;
-    let js = async_nats::jetstream::new(client);
+    let Some(link) = connect(target, "subscriber", stop).await? else { return Ok(()) };
+    let url = target.shown();
+    let js = async_nats::jetstream::new(link.client.clone());
     let mut unacked: Vec<async_nats::jetstream::Message> = Vec::new();
     let mut failing = false;
     let mut lease: Option<Lease> = None;
     let mut result = Ok(());
     'attach: while !stop.load(Ordering::Relaxed) {
         // The publisher owns the stream and its settings: a subscriber waits for it.
-        let Some(stream) = wait_for_stream(&js, &options.stream, stop).await else { break };
+        let stream = match wait_for_stream(&js, &options.stream, &link, stop).await {
+            Ok(Some(stream)) => stream,
+            Ok(None) => break,
+            Err(e) => {
+                result = Err(e);
+                break;
+            }
+        };
         if lease.is_none() {
             let replicas = stream.cached_info().config.num_replicas;
             match Lease::acquire(&js, &options.stream.name, &options.durable, replicas).await {
                 Ok(Ok(held)) => lease = Some(held),
                 Ok(Err(why)) => {
+                    if let Err(e) = link.check() {
+                        result = Err(e);
+                        break;
+                    }
                     if !failing {
                         log::warn!("cannot take the lease of durable {:?} yet ({why}); retrying", options.durable);
                         failing = true;
@@ -169,6 +184,10 @@ async fn subscribe(consumer: &Consumer, url: &str, options: &SubscribeOptions, s
         let pull = match stream.get_or_create_consumer(&options.durable, config.clone()).await {
             Ok(c) => c,
             Err(e) => {
+                if let Err(e) = link.check() {
+                    result = Err(e);
+                    break;
+                }
                 log::warn!("cannot attach durable consumer {:?} on stream {}: {e}; retrying", options.durable, options.stream.name);
                 tokio::time::sleep(Duration::from_secs(1)).await;
                 continue;
@@ -176,6 +195,10 @@ async fn subscribe(consumer: &Consumer, url: &str, options: &SubscribeOptions, s
         };
         log::info!("subscribed to stream {} on {url} as durable {:?}", options.stream.name, options.durable);
         while !stop.load(Ordering::Relaxed) {
+            if let Err(e) = link.check() {
+                result = Err(e);
+                break 'attach;
+            }
             if let Some(held) = lease.as_mut() {
                 if let Err(e) = held.renew(&options.durable).await {
                     lease = None;
@@ -209,7 +232,7 @@ async fn subscribe(consumer: &Consumer, url: &str, options: &SubscribeOptions, s
                     consumer.health().on_message();
                     stamped = true;
                 }
-                ingest_message(consumer, &message.subject, &message.payload);
+                ingest_message(consumer, &options.stream, &message.subject, &message.payload);
                 unacked.push(message);
             }
             consumer.flush();
@@ -237,13 +260,12 @@ async fn subscribe(consumer: &Consumer, url: &str, options: &SubscribeOptions, s
     result
 }
 
-/// Ingest one message: a bar or trading status line whose symbol matches its subject, else a
+/// Ingest one message: a bar or trading status line on exactly its symbol's subject, else a
 /// counted reject.
-fn ingest_message(consumer: &Consumer, subject: &str, payload: &[u8]) {
+fn ingest_message(consumer: &Consumer, stream: &StreamOptions, subject: &str, payload: &[u8]) {
     match parse_line(payload) {
         Ok(Line::Bar(b)) => {
-            let token = subject.rsplit('.').next().unwrap_or("");
-            if token != subject_token(&b.symbol) {
+            if subject != stream.subject(&b.symbol) {
                 let detail = format!("a message on {subject} carries a bar of {}", b.symbol);
                 consumer.ingest_rejected(&WireError::WrongType { detail }, payload);
                 return;
@@ -251,8 +273,7 @@ fn ingest_message(consumer: &Consumer, subject: &str, payload: &[u8]) {
             let _ = consumer.ingest_bar(&b.symbol, b.bar, b.kind, b.source);
         }
         Ok(Line::TradingStatus(t)) => {
-            let token = subject.rsplit('.').next().unwrap_or("");
-            if token != subject_token(&t.status.symbol) {
+            if subject != stream.subject(&t.status.symbol) {
                 let detail = format!("a message on {subject} carries a trading status of {}", t.status.symbol);
                 consumer.ingest_rejected(&WireError::WrongType { detail }, payload);
                 return;

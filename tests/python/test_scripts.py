@@ -728,22 +728,33 @@ def echoed(text: str) -> set:
     return out
 
 
+def free_tcp_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
 @needs_nats
 def test_nats_local_is_supervised_published_to_and_stopped_last(launcher, tmp_path, consumer_bin, procs):
-    (tmp_path / "config.env").write_text("NATS=local\n")
+    port = free_tcp_port()
+    (tmp_path / "config.env").write_text(f"NATS=local\nNATS_PORT={port}\n")
     lc = launcher()
     wait_for(lambda: len(lc.bars()) >= 8, 30, what="bars through the launcher")
     nats_pid = lc.pid_of("nats")
     assert nats_pid and alive(nats_pid)
     state = json.loads((lc.rt / "supervisor.json").read_text())
     url = state["nats"]["url"]
-    assert url.startswith("nats://127.0.0.1:"), state
+    assert url == f"nats://127.0.0.1:{port}", state  # the configured port, every run
+    assert (lc.rt / "nats" / "url").read_text().strip() == url  # where a subscriber finds it
+    assert f"a subscriber here: barbridge run --source {url} --nats-user barbridge-subscriber" in lc.stderr()
     assert (lc.run_dir() / "demo-nats" / "jetstream").is_dir()  # JetStream's files under the run directory
-    # a subscriber in its own runtime directory receives what the launcher's consumer journals
+    # a subscriber in its own runtime directory, with the subscriber identity's password file from the
+    # launcher's runtime directory, receives what the launcher's consumer journals
     sub = tmp_path / "sub"
     sub.mkdir(mode=0o700)
-    procs.append(Proc([str(consumer_bin), "run", "--source", url, "--durable", "t", "--status-file", str(sub / "s.json"),
-                       "--journal", str(sub / "j"), "--echo"], sub, "subscriber"))
+    procs.append(Proc([str(consumer_bin), "run", "--source", url, "--nats-user", "barbridge-subscriber",
+                       "--nats-password-file", str(lc.rt / "nats" / "subscriber.password"), "--durable", "t",
+                       "--status-file", str(sub / "s.json"), "--journal", str(sub / "j"), "--echo"], sub, "subscriber"))
     wait_for(lambda: len(echoed(procs[-1].stdout())) >= 8, 30, what="bars through the local nats-server")
     # the server is supervised: killed, it is restarted on the same URL and publishing goes on
     os.kill(nats_pid, signal.SIGKILL)
@@ -759,14 +770,23 @@ def test_nats_local_is_supervised_published_to_and_stopped_last(launcher, tmp_pa
     assert new_pid and not alive(new_pid)
     journaled = {(b["symbol"], b["timestamp_ms"], b["close"]) for b in lc.bars()}
     wait_for(lambda: journaled <= echoed(procs[-1].stdout()), 20, what="every journaled bar at the subscriber")
-    assert not (lc.rt / "nats.pid").exists()
+    assert not (lc.rt / "nats.pid").exists() and not (lc.rt / "nats").exists()  # config and passwords removed
 
 
 @needs_nats
 def test_check_verifies_nats_in_one_sentence_each(tmp_path, consumer_bin):
-    code, out = run_launcher(tmp_path, consumer_bin, ["--check", "--demo"], config="NATS=local\n")
+    code, out = run_launcher(tmp_path, consumer_bin, ["--check", "--demo"], config=f"NATS=local\nNATS_PORT={free_tcp_port()}\n")
     assert code == 0, out
-    assert "ok    NATS=local:" in out and "JetStream is enabled" in out, out
+    assert "ok    NATS=local:" in out and "per-run credentials" in out, out
+    assert 'accepts user "barbridge-publisher"' in out and 'accepts user "barbridge-subscriber"' in out, out
+    assert "JetStream is enabled" in out, out
+    with socket.socket() as busy:  # NATS_PORT taken: one sentence, from --check and from a run
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        taken = busy.getsockname()[1]
+        for args in (["--check", "--demo"], ["--demo"]):
+            code, out = run_launcher(tmp_path, consumer_bin, args, config=f"NATS=local\nNATS_PORT={taken}\n")
+            assert code == 2 and f"NATS_PORT {taken} on 127.0.0.1 is already in use" in out and "Fix:" in out, out
     with socket.socket() as s:  # a port nothing listens on
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]

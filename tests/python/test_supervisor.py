@@ -89,6 +89,22 @@ def test_settings_precedence_and_validation(tmp_path):
         settings.load(["--bogus"], {}, REPO)
 
 
+def test_nats_settings_a_stable_port_credentials_for_your_own_server_and_no_password_shown(tmp_path):
+    from bridge.supervisor import natslocal
+    assert load(tmp_path, "NATS=local\n").nats_port == 4222  # stable: subscribers find it every run
+    assert load(tmp_path, "NATS=local\nNATS_PORT=0\n").nats_port == 0  # 0: a free port picked at start
+    with pytest.raises(ConfigError, match="NATS=local makes its own credentials"):
+        load(tmp_path, "NATS=local\nNATS_PASSWORD=x\n")
+    with pytest.raises(ConfigError) as e:
+        load(tmp_path, "NATS_URL=http://u:hunter2@h:1\n")
+    assert "hunter2" not in str(e.value)
+    s = load(tmp_path, "NATS_URL=tls://h:4222\nNATS_USER=eng\nNATS_PASSWORD=pw\nNATS_CA=/ca.pem\n")
+    env = natslocal.client_env({**s.env, "BARBRIDGE_NATS_TOKEN": "stale"}, s.runtime_dir, 0, False, s.nats_url)
+    assert {k: v for k, v in env.items() if k.startswith("BARBRIDGE_NATS_") or k == "BARBRIDGE_PUBLISH"} == {
+        "BARBRIDGE_PUBLISH": "tls://h:4222", "BARBRIDGE_NATS_USER": "eng", "BARBRIDGE_NATS_PASSWORD": "pw",
+        "BARBRIDGE_NATS_CA": "/ca.pem"}
+
+
 def test_help_needs_only_the_standard_library():
     # -S: no site-packages (a fresh clone has no .venv/ yet)
     r = subprocess.run([sys.executable, "-S", "-m", "bridge.supervisor", "--help"], cwd=REPO, capture_output=True,
