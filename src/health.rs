@@ -80,6 +80,8 @@ pub struct Counters {
     pub conflicts: AtomicU64,
     /// Bars older than everything the store keeps for their symbol.
     pub too_old: AtomicU64,
+    /// Bars and trading statuses of a new symbol refused: the store held its `max_symbols` already.
+    pub symbol_bound_refused: AtomicU64,
     /// Bars of symbols outside the consumer's filter.
     pub filtered: AtomicU64,
     /// Heartbeat lines.
@@ -133,6 +135,9 @@ pub struct CounterSnapshot {
     pub conflicts: u64,
     /// Bars older than everything the store keeps for their symbol.
     pub too_old: u64,
+    /// Bars and trading statuses of a new symbol refused: the store held its `max_symbols` already.
+    #[serde(default)]
+    pub symbol_bound_refused: u64,
     /// Bars of symbols outside the consumer's filter.
     pub filtered: u64,
     /// Heartbeat lines.
@@ -202,6 +207,7 @@ impl Counters {
             duplicates: get(&self.duplicates),
             conflicts: get(&self.conflicts),
             too_old: get(&self.too_old),
+            symbol_bound_refused: get(&self.symbol_bound_refused),
             filtered: get(&self.filtered),
             heartbeats: get(&self.heartbeats),
             status_lines: get(&self.status_lines),
@@ -280,6 +286,8 @@ pub struct Health {
     last_message_ms: AtomicI64,
     state: AtomicU8,
     inner: Mutex<Inner>,
+    /// Lines a writer can trigger (gaps, its status lines) are logged at this rate at most.
+    log_limiter: RateLimitedLog,
 }
 
 /// A point-in-time copy of the health, for the status file and APIs.
@@ -328,6 +336,7 @@ impl Health {
             last_message_ms: AtomicI64::new(NEVER),
             state: AtomicU8::new(FeedState::Waiting as u8),
             inner: Mutex::new(Inner { started_ms: now, stale_since_ms: None, sidecar: None, seqs: SeqBook::default() }),
+            log_limiter: RateLimitedLog::new(Duration::from_secs(10), 5),
         }
     }
 
@@ -392,18 +401,26 @@ impl Health {
                 let lost = to - from + 1;
                 c.seq_gaps.fetch_add(1, Ordering::Relaxed);
                 c.lines_lost.fetch_add(lost, Ordering::Relaxed);
-                log::error!("{who} skipped seq {from}..={to}: {lost} line(s) missing between writer and consumer (a re-send may still fill them)");
+                if let Some(more) = self.limited("seq_gap") {
+                    log::error!(
+                        "{who} skipped seq {from}..={to}: {lost} line(s) missing between writer and consumer (a re-send may still fill them){more}"
+                    );
+                }
             }
             SeqVerdict::FillsGap { closed } => {
                 c.lines_recovered.fetch_add(1, Ordering::Relaxed);
                 let _ = c.lines_lost.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| Some(n.saturating_sub(1)));
                 if let Some((from, to)) = closed {
-                    log::info!("{who}: re-sent lines filled the gap at seq {from}..={to}");
+                    if let Some(more) = self.limited("gap_filled") {
+                        log::info!("{who}: re-sent lines filled the gap at seq {from}..={to}{more}");
+                    }
                 }
             }
             SeqVerdict::Restarted { after } => {
                 c.writer_sessions.fetch_add(1, Ordering::Relaxed);
-                log::info!("{who} restarted its sequence (seq {seq} after {after}): new writer session");
+                if let Some(more) = self.limited("seq_restart") {
+                    log::info!("{who} restarted its sequence (seq {seq} after {after}): new writer session{more}");
+                }
             }
         }
         verdict
@@ -412,8 +429,8 @@ impl Health {
     /// A writer's heartbeat said it can re-send nothing below `from`: gaps under it are final.
     pub fn on_retained_from(&self, writer: &str, from: u64) {
         let closed = self.lock().seqs.retained_from(writer, from);
-        if closed > 0 {
-            log::error!("writer {writer} can no longer re-send {closed} missing line(s) below seq {from}: they are lost");
+        if let Some(more) = (closed > 0).then(|| self.limited("gap_final")).flatten() {
+            log::error!("writer {writer} can no longer re-send {closed} missing line(s) below seq {from}: they are lost{more}");
         }
     }
 
@@ -431,20 +448,34 @@ impl Health {
     pub fn on_sidecar_status(&self, state: &str, detail: Option<&str>) {
         let now = self.clock.now_ms();
         self.counters.status_lines.fetch_add(1, Ordering::Relaxed);
-        let detail_text = detail.map(|d| format!(": {d}")).unwrap_or_default();
-        match state {
+        // A writer chooses the state, the detail and how often: logged in part, at a bounded rate.
+        let detail_text = detail.map(|d| format!(": {}", clip(d, 300))).unwrap_or_default();
+        let (key, level): (&'static str, log::Level) = match state {
             "reconnecting" => {
                 self.counters.reconnects.fetch_add(1, Ordering::Relaxed);
-                log::warn!("sidecar reconnecting{detail_text}");
+                ("status_reconnecting", log::Level::Warn)
             }
             "disconnected" => {
                 self.counters.disconnects.fetch_add(1, Ordering::Relaxed);
-                log::warn!("sidecar disconnected{detail_text}");
+                ("status_disconnected", log::Level::Warn)
             }
-            "auth_failed" | "stale" | "error" => log::error!("sidecar reports {state}{detail_text}"),
-            _ => log::info!("sidecar {state}{detail_text}"),
+            "auth_failed" | "stale" | "error" => ("status_error", log::Level::Error),
+            _ => ("status_other", log::Level::Info),
+        };
+        if let Some(more) = self.limited(key) {
+            match level {
+                log::Level::Info => log::info!("sidecar {}{detail_text}{more}", clip(state, 40)),
+                log::Level::Error => log::error!("sidecar reports {state}{detail_text}{more}"),
+                _ => log::warn!("sidecar {state}{detail_text}{more}"),
+            }
         }
         self.lock().sidecar = Some(SidecarStatus { state: state.to_owned(), detail: detail.map(str::to_owned), received_ms: now });
+    }
+
+    /// `Some(suffix)` when a line of kind `key` may be logged now (the suffix counts those that
+    /// were not since the last one); `None` past the rate (5 per 10 s per kind).
+    fn limited(&self, key: &'static str) -> Option<String> {
+        self.log_limiter.allow_noting(key, self.clock.now_ms())
     }
 
     /// Re-evaluate staleness; call periodically. Logs once when a stale episode starts.
@@ -494,6 +525,14 @@ impl Health {
     }
 }
 
+/// `text` cut to at most `max` characters (an ellipsis says it was cut).
+fn clip(text: &str, max: usize) -> std::borrow::Cow<'_, str> {
+    match text.char_indices().nth(max) {
+        Some((at, _)) => format!("{}…", &text[..at]).into(),
+        None => text.into(),
+    }
+}
+
 /// Logs at most `burst` messages per key and `window`, then one summary of what was suppressed.
 #[derive(Debug)]
 pub struct RateLimitedLog {
@@ -525,6 +564,14 @@ impl RateLimitedLog {
             slot.2 += 1;
             false
         }
+    }
+
+    /// [`RateLimitedLog::allow`] as the end of the line to log: `Some("")`, or
+    /// `Some(" (N more like it not logged)")` after suppressed ones; `None` when not to log.
+    pub fn allow_noting(&self, key: &'static str, now_ms: i64) -> Option<String> {
+        let mut suppressed = 0;
+        self.allow(key, now_ms, &mut suppressed)
+            .then(|| if suppressed > 0 { format!(" ({suppressed} more like it not logged)") } else { String::new() })
     }
 }
 
