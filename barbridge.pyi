@@ -43,7 +43,7 @@ class BarDict(_BarFields, total=False):
 _BarInput = Union[Mapping[str, Any], str, bytes, bytearray, "Bar"]
 _PathLike = Union[str, "os.PathLike[str]"]
 _Outcome = Literal[
-    "appended", "inserted", "corrected", "duplicate", "conflict", "too_old", "filtered",
+    "appended", "inserted", "corrected", "duplicate", "conflict", "too_old", "symbol_bound", "filtered",
     "heartbeat", "status", "ignored",
 ]
 
@@ -115,6 +115,7 @@ class BatchResult:
     duplicates: int
     conflicts: int
     too_old: int
+    refused: int
     filtered: int
     control: int
     rejected: int

@@ -359,12 +359,17 @@ def main(argv: Optional[list[str]] = None) -> int:
         control_server.start()
     next_stats = time.monotonic() + args.stats_interval
     reader = _ReaderNotice(sink, args.fifo) if isinstance(sink, FifoSink) else None
+    control_alarm = False
     while not done.wait(0.2):
         if reader:
             reader.check()
         if args.stats_interval > 0 and time.monotonic() >= next_stats:
             next_stats = time.monotonic() + args.stats_interval
-            _log_stats(pub, sink, source)
+            _log_stats(pub, sink, source, control_server.stats() if control_server is not None else None)
+        if control_server is not None and not control_server.alive() and not control_alarm:
+            control_alarm = True  # the endpoint's threads restart themselves: this is the last line of defence
+            log.error("the control endpoint on %s stopped: --subscribe/--unsubscribe cannot reach this sidecar "
+                      "until it restarts", args.control)
 
     # ---- shutdown: stop the source first, then flush what is pending
     if control_server is not None:
@@ -410,7 +415,7 @@ class _ReaderNotice:
             self.waiting_said = True
 
 
-def _log_stats(pub: Publisher, sink, source) -> None:
+def _log_stats(pub: Publisher, sink, source, control: Optional[dict] = None) -> None:
     c = pub.counts
     st = {"state": pub.state, "published": c["published"], "duplicates": c["duplicates_suppressed"],
           "received_stream": c["received_stream"], "received_backfill": c["received_backfill"],
@@ -420,6 +425,7 @@ def _log_stats(pub: Publisher, sink, source) -> None:
         st.update(source.counts)
     if hasattr(source, "tracker"):
         st.update(connects=source.tracker.connects, reconnects=source.tracker.reconnects)
+    st.update(control or {})
     log.info("stats %s", json.dumps(st, sort_keys=True))
 
 

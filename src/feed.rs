@@ -32,7 +32,7 @@ use crate::health::{Clock, Health, HealthSnapshot, RateLimitedLog, SystemClock};
 use crate::journal::{read_journal, Journal, JournalError, LoadReport};
 use crate::pipe::reader::{lock_reader, read_fifo, Flow, FrameSink, ReaderOptions};
 use crate::pipe::{prepare_fifo, FifoError};
-use crate::store::{BarStore, InsertMode, Inserted, DEFAULT_CAPACITY_PER_SYMBOL};
+use crate::store::{BarStore, InsertMode, Inserted, DEFAULT_CAPACITY_PER_SYMBOL, DEFAULT_MAX_SYMBOLS};
 use crate::trading::{Applied, TradingBook, TradingStatus};
 use crate::wire::{parse_line, validate, Line, WireError};
 
@@ -213,6 +213,7 @@ fn checked_symbols<I: IntoIterator<Item = S>, S: Into<String>>(symbols: I) -> Re
 #[derive(Debug)]
 pub struct ConsumerBuilder {
     capacity_per_symbol: usize,
+    max_symbols: usize,
     stale_after: Duration,
     clock: Arc<dyn Clock>,
     symbols: Vec<String>,
@@ -228,6 +229,13 @@ impl ConsumerBuilder {
     /// Bound of the store per symbol (default 10,000; at least 1).
     pub fn capacity_per_symbol(mut self, n: usize) -> Self {
         self.capacity_per_symbol = n;
+        self
+    }
+    /// Symbols the store keeps at most (default 20,000, twice the full US market; 1 to
+    /// 10,000,000). A bar or trading status of a further symbol is refused, counted
+    /// (`symbol_bound_refused`) and logged (rate-limited); the symbols already kept go on.
+    pub fn max_symbols(mut self, n: usize) -> Self {
+        self.max_symbols = n;
         self
     }
     /// No line for this long → state `stale` (default 120 s; more than 0).
@@ -249,16 +257,18 @@ impl ConsumerBuilder {
     /// The consumer, ready to ingest: `Arc` because its feed thread, subscribers and bindings share it.
     ///
     /// # Errors
-    /// [`ConfigError::Capacity`] for a capacity per symbol of 0, [`ConfigError::ZeroStaleAfter`],
+    /// [`ConfigError::Capacity`] for a capacity per symbol of 0 or a `max_symbols` out of
+    /// range, [`ConfigError::ZeroStaleAfter`],
     /// [`ConfigError::Symbol`] for a symbol that breaks the wire protocol's symbol rule.
     pub fn build(self) -> Result<Arc<Consumer>, ConfigError> {
         let capacity = crate::store::check_capacity_per_symbol(self.capacity_per_symbol)?;
+        let max_symbols = crate::store::check_max_symbols(self.max_symbols)?;
         if self.stale_after.is_zero() {
             return Err(ConfigError::ZeroStaleAfter);
         }
         let symbols = checked_symbols(self.symbols)?;
         Ok(Arc::new(Consumer {
-            store: Arc::new(BarStore::with_capacity(capacity)),
+            store: Arc::new(BarStore::with_bounds(capacity, max_symbols)),
             health: Arc::new(Health::new(self.clock, self.stale_after)),
             symbols: (!symbols.is_empty()).then_some(symbols),
             journal: self.journal,
@@ -266,7 +276,7 @@ impl ConsumerBuilder {
             callbacks: AtomicUsize::new(0),
             log_limiter: RateLimitedLog::new(Duration::from_secs(10), 5),
             status_sections: RwLock::new(Vec::new()),
-            trading: TradingBook::default(),
+            trading: TradingBook::with_max_symbols(max_symbols.get()),
         }))
     }
 }
@@ -311,6 +321,7 @@ impl Consumer {
     pub fn builder() -> ConsumerBuilder {
         ConsumerBuilder {
             capacity_per_symbol: DEFAULT_CAPACITY_PER_SYMBOL,
+            max_symbols: DEFAULT_MAX_SYMBOLS,
             stale_after: Duration::from_secs(120),
             clock: Arc::new(SystemClock),
             symbols: Vec::new(),
@@ -381,26 +392,36 @@ impl Consumer {
     pub fn restore(&self, path: &Path) -> Result<LoadReport, JournalError> {
         let now = Some(self.health.now_ms());
         let wanted = |symbol: &str| self.symbols.as_ref().is_none_or(|f| f.contains(symbol));
+        let refused = AtomicU64::new(0); // past the symbol bound (a journal of a consumer with a larger one)
         let report = read_journal(
             path,
             |symbol, bar, kind| {
                 if wanted(symbol) {
                     let mode = if kind == BarKind::UpdatedBar { InsertMode::Correction } else { InsertMode::FirstReport };
-                    self.store.insert_received(symbol, bar, mode, now);
+                    if self.store.insert_received(symbol, bar, mode, now).1 == Inserted::SymbolBound {
+                        refused.fetch_add(1, Ordering::Relaxed);
+                    }
                 }
             },
             |status| {
-                if wanted(&status.symbol) {
-                    self.trading.apply(&status);
+                if wanted(&status.symbol) && self.trading.apply(&status) == Applied::SymbolBound {
+                    refused.fetch_add(1, Ordering::Relaxed);
                 }
             },
         )?;
+        let refused = refused.into_inner();
+        self.health.counters.symbol_bound_refused.fetch_add(refused, Ordering::Relaxed);
         log::info!(
-            "restored {} records from {}{}{}",
+            "restored {} records from {}{}{}{}",
             report.records,
             path.display(),
             if report.corrupt > 0 { format!(", {} corrupt skipped", report.corrupt) } else { String::new() },
-            if report.torn_tail { ", torn last record skipped" } else { "" }
+            if report.torn_tail { ", torn last record skipped" } else { "" },
+            if refused > 0 {
+                format!(", {refused} not kept: their symbols are past the store's bound of {} symbols (--max-symbols)", self.store.max_symbols())
+            } else {
+                String::new()
+            }
         );
         Ok(report)
     }
@@ -643,18 +664,33 @@ impl Consumer {
         self.load_journal_day_of(AssetClass::of(&status.symbol), status.ts_ms);
         let was_halted = self.trading.is_halted(&status.symbol);
         let applied = self.trading.apply(&status);
+        if applied == Applied::SymbolBound {
+            self.refuse_new_symbol(&status.symbol);
+        }
         if applied == Applied::New {
             let c = &self.health.counters;
             c.trading_statuses.fetch_add(1, Ordering::Relaxed);
             let at = crate::calendar::fmt_ny(status.ts_ms);
             let why = [status.code.as_str(), status.reason.as_str()].iter().filter(|s| !s.is_empty()).copied().collect::<Vec<_>>().join(" ");
+            // A writer decides how many: logged at a bounded rate (a market-wide halt is counted
+            // in full in `halts` and listed by `barbridge status`).
             match (was_halted, status.state.is_halted()) {
                 (false, true) => {
                     c.halts.fetch_add(1, Ordering::Relaxed);
-                    log::warn!("{} {} at {at} ({why}): no bars expected until it trades again", status.symbol, status.state.as_str());
+                    if let Some(more) = self.log_allowed("halt") {
+                        log::warn!("{} {} at {at} ({why}): no bars expected until it trades again{more}", status.symbol, status.state.as_str());
+                    }
                 }
-                (true, false) => log::info!("{} trading again at {at} ({why})", status.symbol),
-                _ => log::info!("{} {} at {at} ({why})", status.symbol, status.state.as_str()),
+                (true, false) => {
+                    if let Some(more) = self.log_allowed("trading_again") {
+                        log::info!("{} trading again at {at} ({why}){more}", status.symbol);
+                    }
+                }
+                _ => {
+                    if let Some(more) = self.log_allowed("trading_status") {
+                        log::info!("{} {} at {at} ({why}){more}", status.symbol, status.state.as_str());
+                    }
+                }
             }
             if let Some(j) = &self.journal {
                 j.record_trading_status(&status);
@@ -700,6 +736,10 @@ impl Consumer {
             Inserted::Replaced => c.corrections.fetch_add(1, Ordering::Relaxed),
             Inserted::Duplicate => c.duplicates.fetch_add(1, Ordering::Relaxed),
             Inserted::TooOld => c.too_old.fetch_add(1, Ordering::Relaxed),
+            Inserted::SymbolBound => {
+                self.refuse_new_symbol(symbol);
+                0
+            }
             Inserted::Conflict => {
                 let mut suppressed = 0;
                 if self.log_limiter.allow("conflict", self.health.now_ms(), &mut suppressed) {
@@ -723,6 +763,24 @@ impl Consumer {
             self.deliver(BarEvent { symbol: name, bar, correction: outcome == Inserted::Replaced, source }, held);
         }
         Ingested::Bar(outcome)
+    }
+
+    /// `Some(suffix)` when a line of kind `key` may be logged now (the suffix counts those that
+    /// were not since the last one); `None` past the rate (5 per 10 s per kind).
+    fn log_allowed(&self, key: &'static str) -> Option<String> {
+        self.log_limiter.allow_noting(key, self.health.now_ms())
+    }
+
+    /// Count and log (rate-limited) a bar or status of a symbol past the store's symbol bound.
+    fn refuse_new_symbol(&self, symbol: &str) {
+        self.health.counters.symbol_bound_refused.fetch_add(1, Ordering::Relaxed);
+        if let Some(more) = self.log_allowed("symbol_bound") {
+            log::warn!(
+                "refused a bar or status of the new symbol {symbol:?}: the store holds its bound of {} symbols (--max-symbols); \
+                 the symbols it holds go on{more}",
+                self.store.max_symbols()
+            );
+        }
     }
 
     fn deliver(&self, event: BarEvent, held: Option<&mut Vec<BarEvent>>) {

@@ -80,6 +80,8 @@ pub struct Counters {
     pub conflicts: AtomicU64,
     /// Bars older than everything the store keeps for their symbol.
     pub too_old: AtomicU64,
+    /// Bars and trading statuses of a new symbol refused: the store held its `max_symbols` already.
+    pub symbol_bound_refused: AtomicU64,
     /// Bars of symbols outside the consumer's filter.
     pub filtered: AtomicU64,
     /// Heartbeat lines.
@@ -141,6 +143,9 @@ pub struct CounterSnapshot {
     pub conflicts: u64,
     /// Bars older than everything the store keeps for their symbol.
     pub too_old: u64,
+    /// Bars and trading statuses of a new symbol refused: the store held its `max_symbols` already.
+    #[serde(default)]
+    pub symbol_bound_refused: u64,
     /// Bars of symbols outside the consumer's filter.
     pub filtered: u64,
     /// Heartbeat lines.
@@ -219,6 +224,7 @@ impl Counters {
             duplicates: get(&self.duplicates),
             conflicts: get(&self.conflicts),
             too_old: get(&self.too_old),
+            symbol_bound_refused: get(&self.symbol_bound_refused),
             filtered: get(&self.filtered),
             heartbeats: get(&self.heartbeats),
             status_lines: get(&self.status_lines),
@@ -350,7 +356,7 @@ impl Health {
             last_message_ms: AtomicI64::new(NEVER),
             state: AtomicU8::new(FeedState::Waiting as u8),
             inner: Mutex::new(Inner { started_ms: now, stale_since_ms: None, sidecar: None, seqs: SeqBook::default() }),
-            log_limiter: RateLimitedLog::new(Duration::from_secs(10), 20),
+            log_limiter: RateLimitedLog::new(Duration::from_secs(10), 5),
         }
     }
 
@@ -516,25 +522,34 @@ impl Health {
     pub fn on_sidecar_status(&self, state: &str, detail: Option<&str>) {
         let now = self.clock.now_ms();
         self.counters.status_lines.fetch_add(1, Ordering::Relaxed);
-        let detail_text = detail.map(|d| format!(": {d}")).unwrap_or_default();
-        let level = match state {
+        // A writer chooses the state, the detail and how often: logged in part, at a bounded rate.
+        let detail_text = detail.map(|d| format!(": {}", clip(d, 300))).unwrap_or_default();
+        let (key, level): (&'static str, log::Level) = match state {
             "reconnecting" => {
                 self.counters.reconnects.fetch_add(1, Ordering::Relaxed);
-                log::Level::Warn
+                ("status_reconnecting", log::Level::Warn)
             }
             "disconnected" => {
                 self.counters.disconnects.fetch_add(1, Ordering::Relaxed);
-                log::Level::Warn
+                ("status_disconnected", log::Level::Warn)
             }
-            "auth_failed" | "stale" | "error" => log::Level::Error,
-            _ => log::Level::Info,
+            "auth_failed" | "stale" | "error" => ("status_error", log::Level::Error),
+            _ => ("status_other", log::Level::Info),
         };
-        self.log_limited("sidecar_status", level, || match state {
-            "reconnecting" | "disconnected" => format!("sidecar {state}{detail_text}"),
-            "auth_failed" | "stale" | "error" => format!("sidecar reports {state}{detail_text}"),
-            _ => format!("sidecar {state}{detail_text}"),
-        });
+        if let Some(more) = self.limited(key) {
+            match level {
+                log::Level::Info => log::info!("sidecar {}{detail_text}{more}", clip(state, 40)),
+                log::Level::Error => log::error!("sidecar reports {state}{detail_text}{more}"),
+                _ => log::warn!("sidecar {state}{detail_text}{more}"),
+            }
+        }
         self.lock().sidecar = Some(SidecarStatus { state: state.to_owned(), detail: detail.map(str::to_owned), received_ms: now });
+    }
+
+    /// `Some(suffix)` when a line of kind `key` may be logged now (the suffix counts those that
+    /// were not since the last one); `None` past the rate (5 per 10 s per kind).
+    fn limited(&self, key: &'static str) -> Option<String> {
+        self.log_limiter.allow_noting(key, self.clock.now_ms())
     }
 
     /// Re-evaluate staleness; call periodically. Logs once when a stale episode starts.
@@ -589,6 +604,14 @@ fn take_back(counter: &AtomicU64, n: u64) {
     let _ = counter.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |v| Some(v.saturating_sub(n)));
 }
 
+/// `text` cut to at most `max` characters (an ellipsis says it was cut).
+fn clip(text: &str, max: usize) -> std::borrow::Cow<'_, str> {
+    match text.char_indices().nth(max) {
+        Some((at, _)) => format!("{}…", &text[..at]).into(),
+        None => text.into(),
+    }
+}
+
 /// Logs at most `burst` messages per key and `window`, then one summary of what was suppressed.
 #[derive(Debug)]
 pub struct RateLimitedLog {
@@ -620,6 +643,14 @@ impl RateLimitedLog {
             slot.2 += 1;
             false
         }
+    }
+
+    /// [`RateLimitedLog::allow`] as the end of the line to log: `Some("")`, or
+    /// `Some(" (N more like it not logged)")` after suppressed ones; `None` when not to log.
+    pub fn allow_noting(&self, key: &'static str, now_ms: i64) -> Option<String> {
+        let mut suppressed = 0;
+        self.allow(key, now_ms, &mut suppressed)
+            .then(|| if suppressed > 0 { format!(" ({suppressed} more like it not logged)") } else { String::new() })
     }
 }
 

@@ -76,6 +76,10 @@ enum Command {
         /// Bars kept per symbol.
         #[arg(long, default_value_t = 10_000)]
         capacity: usize,
+        /// Symbols kept at most (1 to 10,000,000); bars of further symbols are refused and counted
+        /// (`symbol_bound_refused`).
+        #[arg(long, default_value_t = barbridge::store::DEFAULT_MAX_SYMBOLS)]
+        max_symbols: usize,
         /// Exit when the first writer session ends (benchmarks, batch loads).
         #[arg(long)]
         once: bool,
@@ -159,6 +163,7 @@ fn main() -> ExitCode {
             stale_after,
             echo,
             capacity,
+            max_symbols,
             once,
             drain_subscriber,
             journal,
@@ -178,7 +183,7 @@ fn main() -> ExitCode {
             let outputs = Outputs { echo, drain_subscriber, metrics_addr, metrics };
             // Each FIFO's consumer has its own status file: two instances never share one.
             let status_file = status_file.unwrap_or_else(|| fifo.with_file_name("status.json"));
-            run(fifo, symbols, status_file, stale_after, outputs, capacity, once, journal, &nats)
+            run(fifo, symbols, status_file, stale_after, outputs, (capacity, max_symbols), once, journal, &nats)
         }
         Command::Gaps { journal, date, symbols, json } => match check_symbols(&symbols) {
             Ok(()) => gaps(&journal, date.as_deref(), &symbols, json),
@@ -307,12 +312,12 @@ fn run(
     status_file: PathBuf,
     stale_after: Duration,
     outputs: Outputs,
-    capacity: usize,
+    (capacity, max_symbols): (usize, usize),
     once: bool,
     journal: Option<Journal>,
     nats: &NatsArgs,
 ) -> ExitCode {
-    let mut builder = Consumer::builder().symbols(symbols).stale_after(stale_after).capacity_per_symbol(capacity);
+    let mut builder = Consumer::builder().symbols(symbols).stale_after(stale_after).capacity_per_symbol(capacity).max_symbols(max_symbols);
     if let Some(j) = journal {
         builder = builder.journal(j);
     }
@@ -619,7 +624,8 @@ fn render_gaps(session: &barbridge::calendar::Session, until: i64, report: &[bar
 }
 
 fn replay(files: &[PathBuf], symbols: Vec<String>, echo: bool, journal: Option<Journal>) -> ExitCode {
-    let mut builder = Consumer::builder().symbols(symbols).capacity_per_symbol(1 << 20);
+    // A file of the user's own: its symbols are bounded by its size, not by a live feed's bound.
+    let mut builder = Consumer::builder().symbols(symbols).capacity_per_symbol(1 << 20).max_symbols(barbridge::store::MAX_MAX_SYMBOLS);
     if let Some(j) = journal {
         builder = builder.journal(j);
     }

@@ -147,6 +147,7 @@ impl Collector for ReportCollector {
         counter(e, "duplicates", "Bars identical to a stored minute (ignored).", c.duplicates)?;
         counter(e, "conflicts", "Bars differing from a stored minute without being a correction (first kept).", c.conflicts)?;
         counter(e, "too_old", "Bars older than everything a full symbol store keeps.", c.too_old)?;
+        counter(e, "symbol_bound_refused", "Bars and statuses of new symbols refused past --max-symbols.", c.symbol_bound_refused)?;
         counter(e, "filtered", "Bars of symbols outside the --symbols filter.", c.filtered)?;
         counter(e, "heartbeats", "Heartbeat lines from writers.", c.heartbeats)?;
         counter(e, "backfilled_bars", "Bars from the sidecar's REST backfill that were stored.", c.backfilled)?;

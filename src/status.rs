@@ -310,6 +310,12 @@ impl StatusReport {
             "bars      {} accepted, {} corrections, {} duplicates, {} conflicts, {} filtered\n",
             c.bars_accepted, c.corrections, c.duplicates, c.conflicts, c.filtered
         ));
+        if c.symbol_bound_refused > 0 {
+            out.push_str(&format!(
+                "refused   {} bars/statuses of new symbols past the store's symbol bound (--max-symbols)\n",
+                c.symbol_bound_refused
+            ));
+        }
         let rejects =
             if c.rejects.is_empty() { "0".to_owned() } else { c.rejects.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(" ") };
         out.push_str(&format!("rejects   {rejects}\n"));

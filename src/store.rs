@@ -23,6 +23,19 @@ use crate::health::SymbolHealth;
 /// Default bound on stored bars per symbol.
 pub const DEFAULT_CAPACITY_PER_SYMBOL: usize = 10_000;
 
+/// Default bound on the symbols a store holds: twice the full US market (about 10,000), so a
+/// real feed never meets it while a writer sending made-up symbols cannot grow memory without end.
+pub const DEFAULT_MAX_SYMBOLS: usize = 20_000;
+
+/// Largest symbol bound accepted: past it the bound would bound nothing (10 million symbols are
+/// gigabytes of per-symbol overhead).
+pub const MAX_MAX_SYMBOLS: usize = 10_000_000;
+
+/// The store's symbol bound, checked: 1 to [`MAX_MAX_SYMBOLS`].
+pub(crate) fn check_max_symbols(n: usize) -> Result<NonZeroUsize, CapacityError> {
+    crate::capacity::check("symbols kept in the store (max_symbols)", n, MAX_MAX_SYMBOLS)
+}
+
 /// The store's bound per symbol, checked: at least 1 (no upper bound: memory follows the bars
 /// held, not the bound).
 pub(crate) fn check_capacity_per_symbol(n: usize) -> Result<NonZeroUsize, CapacityError> {
@@ -53,6 +66,9 @@ pub enum Inserted {
     Conflict,
     /// Older than everything a full series holds: not stored.
     TooOld,
+    /// A new symbol while the store already holds its bound of symbols ([`BarStore::max_symbols`]):
+    /// not stored. The symbols it holds go on.
+    SymbolBound,
 }
 
 impl Inserted {
@@ -122,22 +138,34 @@ struct Series {
 #[derive(Debug)]
 pub struct BarStore {
     capacity: usize,
+    max_symbols: usize,
     /// Symbols are our own sidecar's, so a fast non-DoS-resistant hash is fine.
     series: RwLock<FxHashMap<Symbol, Arc<Mutex<Series>>>>,
 }
 
 impl BarStore {
-    /// A store holding at most `capacity_per_symbol` bars per symbol (oldest evicted first).
+    /// A store holding at most `capacity_per_symbol` bars per symbol (oldest evicted first) and
+    /// at most [`DEFAULT_MAX_SYMBOLS`] symbols.
     ///
     /// # Errors
     /// [`CapacityError::Zero`] for a capacity of 0. Memory grows with the bars actually held,
     /// never with the bound.
     pub fn new(capacity_per_symbol: usize) -> Result<BarStore, CapacityError> {
-        Ok(BarStore::with_capacity(check_capacity_per_symbol(capacity_per_symbol)?))
+        BarStore::with_max_symbols(capacity_per_symbol, DEFAULT_MAX_SYMBOLS)
     }
 
-    pub(crate) fn with_capacity(capacity_per_symbol: NonZeroUsize) -> BarStore {
-        BarStore { capacity: capacity_per_symbol.get(), series: RwLock::new(FxHashMap::default()) }
+    /// [`BarStore::new`] holding at most `max_symbols` symbols: a bar of a new symbol past it is
+    /// [`Inserted::SymbolBound`].
+    ///
+    /// # Errors
+    /// [`CapacityError`] for a capacity or a symbol bound of 0, or a symbol bound over
+    /// [`MAX_MAX_SYMBOLS`].
+    pub fn with_max_symbols(capacity_per_symbol: usize, max_symbols: usize) -> Result<BarStore, CapacityError> {
+        Ok(BarStore::with_bounds(check_capacity_per_symbol(capacity_per_symbol)?, check_max_symbols(max_symbols)?))
+    }
+
+    pub(crate) fn with_bounds(capacity_per_symbol: NonZeroUsize, max_symbols: NonZeroUsize) -> BarStore {
+        BarStore { capacity: capacity_per_symbol.get(), max_symbols: max_symbols.get(), series: RwLock::new(FxHashMap::default()) }
     }
 
     /// Bars kept per symbol before the oldest is evicted.
@@ -145,24 +173,38 @@ impl BarStore {
         self.capacity
     }
 
+    /// Symbols the store holds at most; bars of further symbols are refused.
+    pub fn max_symbols(&self) -> usize {
+        self.max_symbols
+    }
+
+    /// Symbols the store holds now.
+    pub fn symbol_count(&self) -> usize {
+        self.series.read().unwrap_or_else(|e| e.into_inner()).len()
+    }
+
     fn series(&self, symbol: &str) -> Option<(Symbol, Arc<Mutex<Series>>)> {
         let map = self.series.read().unwrap_or_else(|e| e.into_inner());
         map.get_key_value(symbol).map(|(k, v)| (k.clone(), v.clone()))
     }
 
-    fn series_or_create(&self, symbol: &str) -> (Symbol, Arc<Mutex<Series>>) {
+    /// The symbol's series, created if the store holds fewer than `max_symbols`; `None` past it.
+    fn series_or_create(&self, symbol: &str) -> Option<(Symbol, Arc<Mutex<Series>>)> {
         if let Some(found) = self.series(symbol) {
-            return found;
+            return Some(found);
         }
         let mut map = self.series.write().unwrap_or_else(|e| e.into_inner());
         if let Some((k, v)) = map.get_key_value(symbol) {
-            return (k.clone(), v.clone()); // created by another thread meanwhile
+            return Some((k.clone(), v.clone())); // created by another thread meanwhile
+        }
+        if map.len() >= self.max_symbols {
+            return None;
         }
         let name: Symbol = Arc::from(symbol);
         let health = SymbolHealth { bars: 0, last_bar_ts_ms: i64::MIN, last_received_ms: i64::MIN };
         let series = Arc::new(Mutex::new(Series { bars: VecDeque::new(), large_trade_counts: FxHashMap::default(), health }));
         map.insert(name.clone(), series.clone());
-        (name, series)
+        Some((name, series))
     }
 
     /// Insert one bar; returns the shared symbol name and what happened.
@@ -181,7 +223,9 @@ impl BarStore {
                 return (name.clone(), s.insert(bar, mode, self.capacity, received_ms));
             }
         }
-        let (name, series) = self.series_or_create(symbol);
+        let Some((name, series)) = self.series_or_create(symbol) else {
+            return (Symbol::from(symbol), Inserted::SymbolBound);
+        };
         let mut s = series.lock().unwrap_or_else(|e| e.into_inner());
         let outcome = s.insert(bar, mode, self.capacity, received_ms);
         (name, outcome)
@@ -501,6 +545,22 @@ mod tests {
     fn a_capacity_of_zero_is_an_error() {
         assert_eq!(BarStore::new(0).unwrap_err(), CapacityError::Zero { what: "bars kept per symbol" });
         assert_eq!(BarStore::new(1).unwrap().capacity_per_symbol(), 1);
+    }
+
+    #[test]
+    fn a_new_symbol_past_the_bound_is_refused_and_known_ones_go_on() {
+        let store = BarStore::with_max_symbols(100, 2).unwrap();
+        assert_eq!(store.insert("A", bar(60_000, 1.0), InsertMode::FirstReport).1, Inserted::Appended);
+        assert_eq!(store.insert("B", bar(60_000, 1.0), InsertMode::FirstReport).1, Inserted::Appended);
+        assert_eq!(store.insert("C", bar(60_000, 1.0), InsertMode::FirstReport).1, Inserted::SymbolBound);
+        assert_eq!(store.insert("A", bar(120_000, 1.0), InsertMode::FirstReport).1, Inserted::Appended);
+        assert_eq!(store.insert("B", bar(60_000, 2.0), InsertMode::Correction).1, Inserted::Replaced);
+        assert!(!Inserted::SymbolBound.is_delivered());
+        assert_eq!((store.symbol_count(), store.len("A"), store.len("C")), (2, 2, 0));
+        assert_eq!(store.symbols().len(), 2);
+        assert_eq!(BarStore::new(1).unwrap().max_symbols(), DEFAULT_MAX_SYMBOLS);
+        assert_eq!(BarStore::with_max_symbols(1, 0).unwrap_err(), CapacityError::Zero { what: "symbols kept in the store (max_symbols)" });
+        assert!(matches!(BarStore::with_max_symbols(1, MAX_MAX_SYMBOLS + 1), Err(CapacityError::TooLarge { .. })));
     }
 
     #[test]

@@ -224,15 +224,30 @@ pub enum Applied {
     New,
     /// The same status (time, state, code) was applied before: nothing changed.
     Duplicate,
+    /// A new symbol while the book already holds its bound of symbols: not kept.
+    SymbolBound,
 }
 
-/// Each symbol's trading state and its recent halted intervals. Thread-safe.
-#[derive(Debug, Default)]
+/// Each symbol's trading state and its recent halted intervals, for at most
+/// [`crate::store::DEFAULT_MAX_SYMBOLS`] symbols unless told otherwise. Thread-safe.
+#[derive(Debug)]
 pub struct TradingBook {
     inner: Mutex<HashMap<String, Entry>>,
+    max_symbols: usize,
+}
+
+impl Default for TradingBook {
+    fn default() -> Self {
+        TradingBook::with_max_symbols(crate::store::DEFAULT_MAX_SYMBOLS)
+    }
 }
 
 impl TradingBook {
+    /// A book of at most `max_symbols` symbols (a status of a further one is [`Applied::SymbolBound`]).
+    pub fn with_max_symbols(max_symbols: usize) -> TradingBook {
+        TradingBook { inner: Mutex::default(), max_symbols }
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Entry>> {
         self.inner.lock().unwrap_or_else(|e| e.into_inner())
     }
@@ -242,6 +257,9 @@ impl TradingBook {
     /// symbol arrive in order from one stream; a journal replays them in order).
     pub fn apply(&self, s: &TradingStatus) -> Applied {
         let mut map = self.lock();
+        if map.len() >= self.max_symbols && !map.contains_key(&s.symbol) {
+            return Applied::SymbolBound;
+        }
         let e = map.entry(s.symbol.clone()).or_default();
         let key = (s.ts_ms, s.state, s.code.clone());
         if e.seen.contains(&key) {
@@ -315,6 +333,15 @@ mod tests {
 
     fn st(sym: &str, min: i64, state: TradingState, code: &str) -> TradingStatus {
         TradingStatus::new(sym, T + min * 60_000, state, code, "")
+    }
+
+    #[test]
+    fn a_new_symbol_past_the_bound_is_refused() {
+        let book = TradingBook::with_max_symbols(1);
+        assert_eq!(book.apply(&st("A", 1, TradingState::Halted, "T1")), Applied::New);
+        assert_eq!(book.apply(&st("B", 1, TradingState::Halted, "T1")), Applied::SymbolBound);
+        assert_eq!(book.apply(&st("A", 2, TradingState::Trading, "")), Applied::New);
+        assert!(!book.is_halted("B"));
     }
 
     #[test]

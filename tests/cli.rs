@@ -397,3 +397,90 @@ fn echo_into_a_stdout_nobody_reads_never_stalls_ingest_or_sigint() {
     kill(Pid::from_raw(r.child.id() as i32), Signal::SIGINT).unwrap();
     assert!(wait_exit(&mut r).success(), "SIGINT stops it although stdout is blocked");
 }
+
+#[test]
+fn a_new_symbol_past_max_symbols_is_refused_counted_and_known_ones_go_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut r = spawn(dir.path(), &["--once", "--max-symbols", "3"]);
+    let fifo = dir.path().join("run/bars.fifo");
+    let mut w = open_writer(&fifo);
+    let known = ["SPY", "SH", "SDS"];
+    for (i, sym) in known.iter().enumerate() {
+        write_line(&mut w, &seed_line(sym, i as i64, 10.0));
+    }
+    // A flood of made-up symbols, interleaved with more bars of the known ones.
+    for i in 0..2_000 {
+        write_line(&mut w, &seed_line(&format!("X{i}"), 1, 10.0));
+        if i % 100 == 0 {
+            write_line(&mut w, &seed_line(known[(i / 100) % 3], 10 + i as i64 / 100, 10.0));
+        }
+    }
+    drop(w);
+    assert_eq!(wait_exit(&mut r).code(), Some(0));
+    let file = dir.path().join("run/status.json");
+    let status: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&file).unwrap()).unwrap();
+    let c = &status["health"]["counters"];
+    assert_eq!(c["symbol_bound_refused"], 2_000, "{c}");
+    assert_eq!(c["bars_accepted"], 3 + 20, "every bar of the known symbols is stored: {c}");
+    let symbols = status["health"]["symbols"].as_object().unwrap();
+    assert_eq!(symbols.keys().collect::<Vec<_>>(), ["SDS", "SH", "SPY"]);
+    let (_, text) = status_of(&file, &[]);
+    assert!(text.contains("refused   2000 bars/statuses of new symbols"), "{text}");
+    let report: barbridge::status::StatusReport = serde_json::from_str(&std::fs::read_to_string(&file).unwrap()).unwrap();
+    let metrics = barbridge::metrics::render(report);
+    assert!(metrics.lines().any(|l| l == "barbridge_symbol_bound_refused_total 2000"), "{metrics}");
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut r.child.stderr.take().unwrap(), &mut stderr).unwrap();
+    let logged = stderr.lines().filter(|l| l.contains("refused a bar or status of the new symbol")).count();
+    assert!((1..=10).contains(&logged), "rate-limited: {logged} lines\n{stderr}");
+
+    for (n, expect) in [("0", "must be at least 1, got 0"), ("10000001", "must be at most 10000000")] {
+        let out = Command::new(BIN).args(["run", "--fifo"]).arg(dir.path().join("run/f.fifo")).args(["--max-symbols", n]).output().unwrap();
+        assert_eq!(out.status.code(), Some(2), "{n}");
+        let stderr = String::from_utf8(out.stderr).unwrap();
+        assert!(stderr.contains(expect) && stderr.contains("max_symbols"), "{stderr}");
+    }
+}
+
+#[test]
+fn a_writer_cannot_flood_the_log_with_status_lines_halts_or_gaps() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("stderr.log");
+    // The log goes to a file: a pipe nobody reads would stall a consumer that floods it.
+    let child = Command::new(BIN)
+        .args(["run", "--once", "--fifo"])
+        .arg(dir.path().join("run/bars.fifo"))
+        .arg("--status-file")
+        .arg(dir.path().join("run/status.json"))
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let mut r = Running { child };
+    let fifo = dir.path().join("run/bars.fifo");
+    let mut w = open_writer(&fifo);
+    let detail = "d".repeat(3000);
+    for i in 0..500 {
+        for state in ["reconnecting", "disconnected", "error", "subscribed"] {
+            write_line(&mut w, &format!("{{\"type\":\"status\",\"ts_ms\":1759930085000,\"state\":\"{state}\",\"detail\":\"{detail}\"}}\n"));
+        }
+        write_line(
+            &mut w,
+            &format!("{{\"type\":\"trading_status\",\"v\":1,\"symbol\":\"H{i}\",\"ts_ms\":1759932432491,\"status\":\"halted\",\"code\":\"T1\"}}\n"),
+        );
+        // seq 1, 3, 5, ...: a gap before every line
+        let bar = seed_line("SPY", i, 10.0);
+        write_line(&mut w, &format!("{},\"seq\":{},\"writer\":\"flood\"}}\n", bar.trim_end().trim_end_matches('}'), 2 * i + 1));
+    }
+    drop(w);
+    assert_eq!(wait_exit(&mut r).code(), Some(0));
+    let status: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(dir.path().join("run/status.json")).unwrap()).unwrap();
+    let c = &status["health"]["counters"];
+    assert_eq!((c["reconnects"].as_u64(), c["halts"].as_u64(), c["bars_accepted"].as_u64()), (Some(500), Some(500), Some(500)), "{c}");
+    let stderr = std::fs::read_to_string(&log).unwrap();
+    for what in ["sidecar reconnecting", "sidecar disconnected", "sidecar reports error", "sidecar subscribed", "no bars expected", "skipped seq"] {
+        let n = stderr.lines().filter(|l| l.contains(what)).count();
+        assert!((1..=10).contains(&n), "{what}: {n} lines, not rate-limited");
+    }
+    assert!(stderr.lines().all(|l| l.len() < 1000), "a writer's detail is cut in the log");
+}

@@ -29,6 +29,7 @@ fn outcome(i: Ingested) -> &'static str {
         Ingested::Bar(Inserted::Duplicate) => "duplicate",
         Ingested::Bar(Inserted::Conflict) => "conflict",
         Ingested::Bar(Inserted::TooOld) => "too_old",
+        Ingested::Bar(Inserted::SymbolBound) => "symbol_bound",
         Ingested::Filtered => "filtered",
         Ingested::Heartbeat => "heartbeat",
         Ingested::Status => "status",
@@ -41,7 +42,8 @@ fn outcome(i: Ingested) -> &'static str {
 /// What :meth:`Consumer.push_batch` did. The good bars are stored; the bad ones are listed.
 ///
 /// Counts: ``accepted`` (new minutes), ``corrections``, ``duplicates``, ``conflicts`` (same minute,
-/// different values, not sent as a correction: first report kept), ``too_old``, ``filtered`` (not
+/// different values, not sent as a correction: first report kept), ``too_old``, ``refused`` (a new
+/// symbol past the store's symbol bound), ``filtered`` (not
 /// in the consumer's ``symbols``), ``control`` (heartbeat / status / trading status / unknown-type /
 /// blank lines),
 /// ``rejected``; ``errors`` is a list of ``(index, reason_code, message)`` for the rejected items
@@ -54,6 +56,7 @@ pub struct BatchResult {
     duplicates: u64,
     conflicts: u64,
     too_old: u64,
+    refused: u64,
     filtered: u64,
     control: u64,
     rejected: u64,
@@ -68,6 +71,7 @@ impl BatchResult {
             Ok(Ingested::Bar(Inserted::Duplicate) | Ingested::Resent) => self.duplicates += 1,
             Ok(Ingested::Bar(Inserted::Conflict)) => self.conflicts += 1,
             Ok(Ingested::Bar(Inserted::TooOld)) => self.too_old += 1,
+            Ok(Ingested::Bar(Inserted::SymbolBound)) => self.refused += 1,
             Ok(Ingested::Filtered) => self.filtered += 1,
             Ok(Ingested::Heartbeat | Ingested::Status | Ingested::TradingStatus(_) | Ingested::Ignored) => self.control += 1,
             Err(e) => {
@@ -93,6 +97,7 @@ impl BatchResult {
         d.set_item("duplicates", self.duplicates)?;
         d.set_item("conflicts", self.conflicts)?;
         d.set_item("too_old", self.too_old)?;
+        d.set_item("refused", self.refused)?;
         d.set_item("filtered", self.filtered)?;
         d.set_item("control", self.control)?;
         d.set_item("rejected", self.rejected)?;
@@ -102,12 +107,13 @@ impl BatchResult {
 
     fn __repr__(&self) -> String {
         format!(
-            "BatchResult(accepted={}, corrections={}, duplicates={}, conflicts={}, too_old={}, filtered={}, control={}, rejected={}, errors={:?})",
+            "BatchResult(accepted={}, corrections={}, duplicates={}, conflicts={}, too_old={}, refused={}, filtered={}, control={}, rejected={}, errors={:?})",
             self.accepted,
             self.corrections,
             self.duplicates,
             self.conflicts,
             self.too_old,
+            self.refused,
             self.filtered,
             self.control,
             self.rejected,
@@ -250,7 +256,8 @@ impl PyConsumer {
     ///
     /// Returns what happened: ``"appended"``, ``"inserted"`` (older than the newest bar, put in
     /// time order), ``"corrected"``, ``"duplicate"``, ``"conflict"`` (same minute, different values,
-    /// not sent as ``updated_bar``: the first report is kept), ``"too_old"``, ``"filtered"``,
+    /// not sent as ``updated_bar``: the first report is kept), ``"too_old"``, ``"symbol_bound"`` (a new
+    /// symbol past the store's symbol bound: not stored, counted), ``"filtered"``,
     /// ``"heartbeat"``, ``"status"`` or ``"ignored"``.
     ///
     /// Raises :class:`WireError` (a ValueError naming the field) for a bar that breaks the

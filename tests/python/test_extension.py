@@ -177,6 +177,17 @@ def test_batch_keeps_good_rows_and_reports_bad():
     assert c.push_batch([]).accepted == 0
 
 
+def test_symbols_past_the_store_bound_are_refused_counted_and_known_ones_go_on():
+    c = barbridge.Consumer()
+    full = b"\n".join(line(symbol=f"S{i}", minute=0) for i in range(20_000)) + b"\n"
+    assert c.push_batch(full).accepted == 20_000  # the default bound: twice the full market
+    res = c.push_batch([bar(symbol="NEW1"), bar(symbol="NEW2"), bar(symbol="S7", minute=1)])
+    assert (res.accepted, res.refused) == (1, 2) and res.to_dict()["refused"] == 2
+    assert c.push(bar(symbol="NEW3")) == "symbol_bound"
+    assert c.stats()["symbol_bound_refused"] == 3
+    assert c.count("S7") == 2 and c.count("NEW1") == 0
+
+
 def test_dedupe_and_corrections():
     c = barbridge.Consumer()
     assert c.push(bar(minute=1)) == "appended"
