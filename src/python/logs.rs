@@ -10,7 +10,6 @@
 //! made at all.
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
 
 use crossbeam_channel::{Receiver, Sender, TrySendError};
 use pyo3::prelude::*;
@@ -60,29 +59,26 @@ impl log::Log for ToPython {
 
 static RECORDS: std::sync::OnceLock<Receiver<(String, u8, String)>> = std::sync::OnceLock::new();
 
-/// Up to `max` records, waiting at most `timeout` seconds for the first (GIL released).
+/// Up to `max` waiting records, without waiting (and with the GIL held throughout: the daemon
+/// thread that calls this must never be inside Rust while the interpreter finalizes, or CPython
+/// ending the thread unwinds through Rust frames and aborts the process).
 #[pyfunction]
-#[pyo3(signature = (timeout, max = 1000))]
-fn _log_records(py: Python<'_>, timeout: f64, max: usize) -> Vec<(String, u8, String)> {
-    let Some(rx) = RECORDS.get() else { return Vec::new() };
-    let wait = Duration::try_from_secs_f64(timeout.max(0.0)).unwrap_or(Duration::from_secs(1));
-    py.allow_threads(|| {
-        let mut out = Vec::new();
-        if let Ok(first) = rx.recv_timeout(wait) {
-            out.push(first);
-            out.extend(rx.try_iter().take(max.saturating_sub(1)));
-        }
-        out
-    })
+#[pyo3(signature = (max = 1000))]
+fn _log_records(max: usize) -> Vec<(String, u8, String)> {
+    RECORDS.get().map(|rx| rx.try_iter().take(max).collect()).unwrap_or_default()
 }
 
-/// The Python side: a daemon thread that hands each record to `logging`.
+/// The Python side: a daemon thread that hands each record to `logging`; between polls it sleeps
+/// in Python, so at exit it is never inside Rust.
 const PUMP: &std::ffi::CStr = c"
-import logging, threading
+import logging, threading, time
 
 def _pump(records=_log_records):
     while True:
-        for target, level, message in records(1.0):
+        batch = records()
+        if not batch:
+            time.sleep(0.1)
+        for target, level, message in batch:
             try:
                 logging.getLogger(target).log(level, '%s', message)
             except Exception:

@@ -127,9 +127,10 @@ def test_status_temp_name_symlink_does_not_clobber_its_target(attacker, shared_t
     before = victim.stat()
     status = shared_tmp / "status.json"
     attacker.run("ln", "-s", str(victim), str(shared_tmp / f"status.tmp.{os.getpid()}"))
-    c = barbridge.Consumer(status_file=str(status))
-    c.push({"symbol": "SPY", "timestamp_ms": 1759930080000, "open": 1, "high": 1, "low": 1, "close": 1, "volume": 1})
-    c.close()  # the writer has written (or refused) at least twice: at start and on close
+    # The status writer holds its file alone (a lock beside it), so a directory another user can
+    # write to is refused before anything is written there.
+    with pytest.raises(OSError, match="writable by other users"):
+        barbridge.Consumer(status_file=str(status))
     assert victim.read_text() == "precious\n", "the status writer followed a planted symlink"
     assert victim.stat().st_mtime_ns == before.st_mtime_ns
     assert not status.exists() or not status.is_symlink()
