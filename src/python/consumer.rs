@@ -508,6 +508,18 @@ impl PyConsumer {
         to_py(py, &self.inner.health_snapshot())
     }
 
+    /// Symbols not trading now (dict): symbol → ``{"state": "halted"|"paused"|"quoting",
+    /// "since_ms", "code", "reason"}`` (Alpaca's trading statuses; a halted symbol sends no bars).
+    fn halted<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        to_py(py, &self.inner.trading().halted_now())
+    }
+
+    /// ``symbol``'s recent times without trading (list of dicts, oldest first): ``start_ms``,
+    /// ``end_ms`` (None while it lasts), ``code``, ``reason``.
+    fn halts<'py>(&self, py: Python<'py>, symbol: &str) -> PyResult<Bound<'py, PyAny>> {
+        to_py(py, &self.inner.trading().halts(symbol))
+    }
+
     /// The status report (dict), as written to the status file: health, stored bars per symbol,
     /// subscribers.
     fn status<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {

@@ -808,3 +808,15 @@ def test_rust_warnings_reach_python_logging_and_can_be_quieted():
     finally:
         root.removeHandler(keep)
         root.setLevel(logging.NOTSET)
+
+
+def test_halts_have_a_python_accessor():
+    c = barbridge.Consumer()
+    assert c.halted() == {} and c.halts("SPY") == []
+    c.push_line('{"type":"trading_status","v":1,"symbol":"SPY","ts_ms":%d,"status":"halted","code":"T1",'
+                '"reason":"news"}' % (T0 + 5_000))
+    assert c.halted() == {"SPY": {"state": "halted", "since_ms": T0 + 5_000, "code": "T1", "reason": "news"}}
+    c.push_line('{"type":"trading_status","v":1,"symbol":"SPY","ts_ms":%d,"status":"trading","code":"",'
+                '"reason":""}' % (T0 + 9 * MIN))
+    assert c.halted() == {}
+    assert c.halts("SPY") == [{"start_ms": T0 + 5_000, "end_ms": T0 + 9 * MIN, "code": "T1", "reason": "news"}]
