@@ -529,7 +529,7 @@ class Supervisor:
 
     async def supervise(self, sched: Optional[tuple[int, int, str, str]]) -> None:
         s = self.s
-        bars = display.BarTail(self.path("bars.jsonl"), s.status_file)
+        bars = display.BarTail(self.path("bars.jsonl"), s.status_file, symbols=lambda: current_symbols(s))
         eod_done = False
         symbols = current_symbols(s)
         next_status = time.monotonic() + min(s.status_every, 3.0)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 from zoneinfo import ZoneInfo
 
 NY = ZoneInfo("America/New_York")
@@ -17,12 +17,15 @@ class BarTail:
     end, and turns new bars into one terminal line per minute:
     ``2026-11-23 10:41 NY   SPY      671.4  SH       36.52  SDS HALTED since 10:38 (T1)``: a symbol
     the consumer's status file (``status_file``) lists as ``halted`` and without a bar that minute
-    is shown halted, not dropped. Other lines (a ``CONSUMER_CMD`` program's output) are shown
-    unchanged."""
+    is shown halted, not dropped, while it is subscribed (``symbols``, the launcher's live list:
+    a symbol unsubscribed during its halt is no ghost). Other lines (a ``CONSUMER_CMD`` program's
+    output) are shown unchanged."""
 
-    def __init__(self, path: Path, status_file: Optional[Path] = None) -> None:
+    def __init__(self, path: Path, status_file: Optional[Path] = None,
+                 symbols: Optional[Callable[[], list[str]]] = None) -> None:
         self.path = path
         self.status_file = status_file
+        self.symbols = symbols
         self.offset = path.stat().st_size if path.exists() else 0
         self.partial = b""
         self.seen = 0
@@ -41,6 +44,9 @@ class BarTail:
         group, group_ts = "", None
         group_syms: set[str] = set()
         halted = halted_now(read_json(self.status_file)) if self.status_file and chunks else {}
+        if halted and self.symbols is not None:
+            subscribed = set(self.symbols())
+            halted = {sym: h for sym, h in halted.items() if sym in subscribed}
 
         def close_group() -> str:
             return f"{_ny_minute(group_ts)} NY {group}" + "".join(

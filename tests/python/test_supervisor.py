@@ -161,6 +161,22 @@ def test_bar_tail_groups_minutes_and_render_state_is_for_a_person(tmp_path):
     assert "NOT RUNNING" in text and "restarts 2 (1 for a stale feed)" in text and "{" not in text
 
 
+def test_bar_lines_show_a_halt_only_while_the_symbol_is_subscribed(tmp_path):
+    """A symbol halted and then unsubscribed is no ghost "HALTED since" on every later bar line."""
+    f, status = tmp_path / "bars.jsonl", tmp_path / "status.json"
+    status.write_text(json.dumps({"halted": {"SDS": {"state": "halted", "since_ms": 1764599400000, "code": "T1",
+                                                     "reason": ""}}}))
+    live = ["SPY", "SDS"]
+    tail = display.BarTail(f, status, symbols=lambda: list(live))
+    with open(f, "a") as w:
+        w.write('{"symbol":"SPY","timestamp_ms":1764599460000,"close":671.4}\n')
+    assert "SDS   HALTED since 09:30 (T1)" in tail.lines()[0]
+    live.remove("SDS")
+    with open(f, "a") as w:
+        w.write('{"symbol":"SPY","timestamp_ms":1764599520000,"close":671.5}\n')
+    assert "SDS" not in tail.lines()[0]
+
+
 def test_python_requirement_matches_alpaca_py():
     import tomllib
     meta = tomllib.loads((REPO / "pyproject.toml").read_text())
