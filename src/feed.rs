@@ -856,6 +856,9 @@ impl FrameSink for FifoSinkAdapter<'_> {
         self.release_held();
         self.acknowledge(false);
     }
+    fn open_failed(&mut self) {
+        self.consumer.health.counters.fifo_open_errors.fetch_add(1, Ordering::Relaxed);
+    }
     fn idle(&mut self) {
         self.consumer.health.tick();
         self.consumer.flush();

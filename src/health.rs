@@ -124,6 +124,9 @@ pub struct Counters {
     pub trading_statuses: AtomicU64,
     /// Times a symbol stopped trading (a halt or pause began).
     pub halts: AtomicU64,
+    /// Failed attempts to reopen the FIFO for want of a file descriptor (`EMFILE`/`ENFILE`);
+    /// the reader kept its old descriptor (nothing lost) and retried.
+    pub fifo_open_errors: AtomicU64,
 }
 
 /// A copy of the counters for reports.
@@ -194,6 +197,9 @@ pub struct CounterSnapshot {
     /// Times a symbol stopped trading (a halt or pause began).
     #[serde(default)]
     pub halts: u64,
+    /// Failed attempts to reopen the FIFO for want of a file descriptor (nothing lost; retried).
+    #[serde(default)]
+    pub fifo_open_errors: u64,
 }
 
 impl Counters {
@@ -241,6 +247,7 @@ impl Counters {
             last_bar_received_ms: get(&self.last_bar_received_ms),
             trading_statuses: get(&self.trading_statuses),
             halts: get(&self.halts),
+            fifo_open_errors: get(&self.fifo_open_errors),
         }
     }
 }

@@ -168,6 +168,12 @@ impl Collector for ReportCollector {
         counter(e, "cursor_ahead", "Writer positions found beyond what the writer has sent (replaced by a hole the writer fills).", c.cursor_ahead)?;
         counter(e, "cursor_unreadable", "Times the durable cursor could not be read at start.", c.cursor_unreadable)?;
         counter(e, "writer_sessions", "Writer sessions seen (a sidecar start or restart).", c.writer_sessions)?;
+        counter(
+            e,
+            "fifo_open_errors",
+            "Failed reopens of the FIFO for want of a file descriptor (EMFILE/ENFILE); the old descriptor was kept, nothing lost.",
+            c.fifo_open_errors,
+        )?;
 
         // The sidecar, from its status lines.
         counter(e, "sidecar_reconnects", "Reconnects the sidecar reported.", c.reconnects)?;

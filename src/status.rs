@@ -317,6 +317,12 @@ impl StatusReport {
             "link      {} heartbeats, {} reconnects, {} disconnects, {} seq gaps ({} lines lost), {} stale episodes, {} delivery drops\n",
             c.heartbeats, c.reconnects, c.disconnects, c.seq_gaps, c.lines_lost, c.stale_episodes, c.delivery_drops
         ));
+        if c.fifo_open_errors > 0 {
+            out.push_str(&format!(
+                "fifo      {} failed reopen(s) for want of a file descriptor (EMFILE/ENFILE; old descriptor kept, nothing lost)\n",
+                c.fifo_open_errors
+            ));
+        }
         if let Some(j) = &self.journal {
             out.push_str(&format!(
                 "journal   {}: {} written, {} pending, {} dropped{}\n",
