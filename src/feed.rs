@@ -708,10 +708,12 @@ impl Consumer {
                         bar.timestamp_ms
                     );
                 }
+                self.health.on_conflict();
                 c.conflicts.fetch_add(1, Ordering::Relaxed)
             }
         };
         if outcome.is_delivered() {
+            self.health.on_delivered();
             c.last_bar_received_ms.store(u64::try_from(received_ms).unwrap_or(0), Ordering::Relaxed);
             if source == Some(Source::Backfill) {
                 c.backfilled.fetch_add(1, Ordering::Relaxed);

@@ -17,7 +17,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::feed::{Consumer, SubscriberStatus};
-use crate::health::{FeedState, HealthSnapshot};
+use crate::health::{FeedState, HealthSnapshot, StaleReason};
 use crate::journal::JournalStatus;
 use crate::private::{ensure_private_dir, Durability, PrivateError};
 
@@ -284,6 +284,14 @@ impl StatusReport {
         out.push_str(&format!("barbridge consumer pid {}  state {state}", self.pid));
         if let Some(since) = h.stale_since_ms {
             out.push_str(&format!(" for {}", age(since)));
+        }
+        match h.stale_reason.filter(|_| h.state == FeedState::Stale) {
+            Some(StaleReason::NothingReceived) => out.push_str(" (nothing received)"),
+            Some(StaleReason::OnlyConflicts) => out.push_str(&format!(
+                " (only conflicts: {} bar(s) for stored minutes with different values, none delivered; a source restarted inside minutes it already sent? send corrections as updated_bar)",
+                h.conflicts_since_delivered
+            )),
+            None => {}
         }
         if !h.symbols.is_empty() && h.symbols.keys().all(|s| self.halted.contains_key(s)) {
             out.push_str("  (every symbol halted: no bars expected, the link is watched by heartbeats)");

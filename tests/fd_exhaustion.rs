@@ -20,14 +20,14 @@ const BIN: &str = env!("CARGO_BIN_EXE_barbridge");
 
 /// Set the soft `RLIMIT_NOFILE` of process `pid` to `soft` (hard limit unchanged); returns the
 /// old soft limit.
-fn set_soft_nofile(pid: u32, soft: u64) -> u64 {
+fn set_soft_nofile(pid: u32, soft: libc::rlim_t) -> libc::rlim_t {
     let mut old = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
     // SAFETY: plain syscall on valid pointers; a null new limit only reads.
     assert_eq!(unsafe { libc::prlimit(pid as libc::pid_t, libc::RLIMIT_NOFILE, std::ptr::null(), &mut old) }, 0);
-    let new = libc::rlimit { rlim_cur: soft as libc::rlim_t, rlim_max: old.rlim_max };
+    let new = libc::rlimit { rlim_cur: soft, rlim_max: old.rlim_max };
     // SAFETY: as above.
     assert_eq!(unsafe { libc::prlimit(pid as libc::pid_t, libc::RLIMIT_NOFILE, &new, std::ptr::null_mut()) }, 0, "prlimit");
-    old.rlim_cur as u64
+    old.rlim_cur
 }
 
 /// Open the FIFO for writing like the sidecar (non-blocking; ENXIO while it has no reader),
@@ -105,8 +105,12 @@ fn reopen_without_a_free_descriptor_keeps_the_old_one_and_loses_nothing() {
     drop(w); // all writers gone: the reader tries to reopen, and fails
     assert!(wait_until(LONG, || logged_has("Too many open files")), "{:?}", logged.lock().unwrap());
     for round in 0..5 {
-        let mut w = try_open_writer(&fifo, Duration::from_secs(10))
-            .unwrap_or_else(|| panic!("round {round}: the FIFO has no reader while descriptors are exhausted (the reader dropped its descriptor): {:?}", logged.lock().unwrap()));
+        let mut w = try_open_writer(&fifo, Duration::from_secs(10)).unwrap_or_else(|| {
+            panic!(
+                "round {round}: the FIFO has no reader while descriptors are exhausted (the reader dropped its descriptor): {:?}",
+                logged.lock().unwrap()
+            )
+        });
         write_session(&mut w);
         drop(w);
         let want = 10 * (round + 2);
