@@ -748,10 +748,12 @@ impl Consumer {
                         bar.timestamp_ms
                     );
                 }
+                self.health.on_conflict();
                 c.conflicts.fetch_add(1, Ordering::Relaxed)
             }
         };
         if outcome.is_delivered() {
+            self.health.on_delivered();
             c.last_bar_received_ms.store(u64::try_from(received_ms).unwrap_or(0), Ordering::Relaxed);
             if source == Some(Source::Backfill) {
                 c.backfilled.fetch_add(1, Ordering::Relaxed);
@@ -913,6 +915,9 @@ impl FrameSink for FifoSinkAdapter<'_> {
         self.consumer.flush();
         self.release_held();
         self.acknowledge(false);
+    }
+    fn open_failed(&mut self) {
+        self.consumer.health.counters.fifo_open_errors.fetch_add(1, Ordering::Relaxed);
     }
     fn idle(&mut self) {
         self.consumer.health.tick();

@@ -3,7 +3,7 @@
 //! Time comes from an injectable [`Clock`] so tests drive staleness without sleeping.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::atomic::{AtomicI64, AtomicU64, AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -61,8 +61,31 @@ pub enum FeedState {
     Waiting,
     /// Lines are arriving.
     Live,
-    /// Nothing arrived for `stale_after`.
+    /// Nothing arrived for `stale_after`, or only conflicting bars did (see [`StaleReason`]).
     Stale,
+}
+
+/// Why the feed is [`FeedState::Stale`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StaleReason {
+    /// No line of any kind arrived for `stale_after`.
+    NothingReceived,
+    /// Bars kept arriving for `stale_after`, but every one was a conflict (a stored minute with
+    /// different values, the first report kept) and none was delivered: a source that restarted
+    /// inside minutes it had already sent, and sends its new values as first reports. Heartbeats
+    /// and more conflicts do not end it; the next delivered bar does.
+    OnlyConflicts,
+}
+
+impl StaleReason {
+    /// The reason's name in the status file and metrics.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StaleReason::NothingReceived => "nothing_received",
+            StaleReason::OnlyConflicts => "only_conflicts",
+        }
+    }
 }
 
 /// Monotonic counters, cheap to bump from the reader thread.
@@ -126,6 +149,9 @@ pub struct Counters {
     pub trading_statuses: AtomicU64,
     /// Times a symbol stopped trading (a halt or pause began).
     pub halts: AtomicU64,
+    /// Failed attempts to reopen the FIFO for want of a file descriptor (`EMFILE`/`ENFILE`);
+    /// the reader kept its old descriptor (nothing lost) and retried.
+    pub fifo_open_errors: AtomicU64,
 }
 
 /// A copy of the counters for reports.
@@ -199,6 +225,9 @@ pub struct CounterSnapshot {
     /// Times a symbol stopped trading (a halt or pause began).
     #[serde(default)]
     pub halts: u64,
+    /// Failed attempts to reopen the FIFO for want of a file descriptor (nothing lost; retried).
+    #[serde(default)]
+    pub fifo_open_errors: u64,
 }
 
 impl Counters {
@@ -247,6 +276,7 @@ impl Counters {
             last_bar_received_ms: get(&self.last_bar_received_ms),
             trading_statuses: get(&self.trading_statuses),
             halts: get(&self.halts),
+            fifo_open_errors: get(&self.fifo_open_errors),
         }
     }
 }
@@ -286,10 +316,25 @@ impl FeedState {
     }
 }
 
+/// Conflicting bars since the last delivered one (see [`StaleReason::OnlyConflicts`]).
+#[derive(Clone, Copy, Debug)]
+struct ConflictRun {
+    /// When the first of them arrived.
+    since_ms: i64,
+    /// When the newest arrived.
+    last_ms: i64,
+    /// How many.
+    count: u64,
+}
+
 #[derive(Debug)]
 struct Inner {
     started_ms: i64,
     stale_since_ms: Option<i64>,
+    stale_reason: Option<StaleReason>,
+    /// Conflicts arriving with no bar delivered; ended by a delivered bar, or restarted by a
+    /// conflict after `stale_after` without one.
+    conflicts: Option<ConflictRun>,
     sidecar: Option<SidecarStatus>,
     /// What was processed of each writer's numbered lines.
     seqs: SeqBook,
@@ -305,6 +350,8 @@ pub struct Health {
     /// Hot-path state as atomics: a line costs no lock unless the state changes.
     last_message_ms: AtomicI64,
     state: AtomicU8,
+    /// True while `Inner::conflicts` holds a run: a delivered bar then takes the lock to end it.
+    conflict_run: AtomicBool,
     inner: Mutex<Inner>,
     /// Log lines any writer can trigger (sessions, gaps, claims) are rate-limited by kind.
     log_limiter: RateLimitedLog,
@@ -325,6 +372,12 @@ pub struct HealthSnapshot {
     pub last_message_ms: Option<i64>,
     /// When the feed turned stale, while it is.
     pub stale_since_ms: Option<i64>,
+    /// Why the feed is stale, while it is.
+    #[serde(default)]
+    pub stale_reason: Option<StaleReason>,
+    /// Conflicting bars since the last delivered one, while they keep arriving (0 otherwise).
+    #[serde(default)]
+    pub conflicts_since_delivered: u64,
     /// The sidecar's last status line, if any.
     pub sidecar: Option<SidecarStatus>,
     /// Every counter.
@@ -355,7 +408,15 @@ impl Health {
             counters: Counters::default(),
             last_message_ms: AtomicI64::new(NEVER),
             state: AtomicU8::new(FeedState::Waiting as u8),
-            inner: Mutex::new(Inner { started_ms: now, stale_since_ms: None, sidecar: None, seqs: SeqBook::default() }),
+            conflict_run: AtomicBool::new(false),
+            inner: Mutex::new(Inner {
+                started_ms: now,
+                stale_since_ms: None,
+                stale_reason: None,
+                conflicts: None,
+                sidecar: None,
+                seqs: SeqBook::default(),
+            }),
             log_limiter: RateLimitedLog::new(Duration::from_secs(10), 5),
         }
     }
@@ -378,7 +439,9 @@ impl Health {
         Some(self.last_message_ms.load(Ordering::Acquire)).filter(|t| *t != NEVER)
     }
 
-    /// Any line arrived (bar, heartbeat, status, even a reject: the writer is alive).
+    /// Any line arrived (bar, heartbeat, status, even a reject: the writer is alive). Ends a
+    /// stale episode, unless only conflicting bars caused it ([`StaleReason::OnlyConflicts`]:
+    /// only a delivered bar ends that one, see [`Health::on_delivered`]).
     pub fn on_message(&self) {
         let now = self.clock.now_ms();
         self.last_message_ms.store(now, Ordering::Release);
@@ -387,11 +450,77 @@ impl Health {
         }
         let mut inner = self.lock();
         if self.state() == FeedState::Stale {
+            if inner.stale_reason == Some(StaleReason::OnlyConflicts) {
+                return;
+            }
             let since = inner.stale_since_ms.unwrap_or(now);
             log::warn!("feed recovered: data arriving again after {:.1} s stale", (now - since) as f64 / 1000.0);
         }
         inner.stale_since_ms = None;
+        inner.stale_reason = None;
         self.state.store(FeedState::Live as u8, Ordering::Release);
+    }
+
+    /// A bar was delivered (a new minute or a correction): ends a run of conflicts, and a stale
+    /// episode they caused. Costs no lock unless such a run is open or the feed is stale.
+    pub fn on_delivered(&self) {
+        if !self.conflict_run.load(Ordering::Acquire) && self.state.load(Ordering::Acquire) != FeedState::Stale as u8 {
+            return;
+        }
+        let now = self.clock.now_ms();
+        let mut inner = self.lock();
+        let run = inner.conflicts.take();
+        self.conflict_run.store(false, Ordering::Release);
+        if self.state() == FeedState::Stale {
+            let since = inner.stale_since_ms.unwrap_or(now);
+            let conflicts = run.map_or(0, |r| r.count);
+            log::warn!(
+                "feed recovered: a bar was delivered again after {:.1} s stale ({conflicts} conflicting bar(s) since the last delivered one)",
+                (now - since) as f64 / 1000.0
+            );
+            inner.stale_since_ms = None;
+            inner.stale_reason = None;
+            self.state.store(FeedState::Live as u8, Ordering::Release);
+        }
+    }
+
+    /// A bar arrived for a stored minute with different values and was not a correction (the
+    /// first report is kept, [`crate::Inserted::Conflict`]). When conflicts keep arriving for
+    /// `stale_after` with no bar delivered, the feed is stale ([`StaleReason::OnlyConflicts`]).
+    /// Identical re-sends (duplicates) are not conflicts and do not come here.
+    pub fn on_conflict(&self) {
+        let now = self.clock.now_ms();
+        let mut inner = self.lock();
+        // A run ends when conflicts stop for `stale_after`: this one then starts a new run.
+        let run = match inner.conflicts {
+            Some(run) if now - run.last_ms < self.stale_after_ms => run,
+            _ => ConflictRun { since_ms: now, last_ms: now, count: 0 },
+        };
+        inner.conflicts = Some(ConflictRun { last_ms: now, count: run.count + 1, ..run });
+        self.conflict_run.store(true, Ordering::Release);
+        self.check_conflicts(&mut inner, now);
+    }
+
+    /// Enter [`StaleReason::OnlyConflicts`] when conflicts have arrived for `stale_after`, the
+    /// newest within `stale_after`, and no bar was delivered since the first.
+    fn check_conflicts(&self, inner: &mut Inner, now: i64) {
+        if self.state() == FeedState::Stale {
+            return;
+        }
+        let Some(run) = inner.conflicts else { return };
+        if now - run.since_ms < self.stale_after_ms || now - run.last_ms >= self.stale_after_ms {
+            return;
+        }
+        self.state.store(FeedState::Stale as u8, Ordering::Release);
+        inner.stale_since_ms = Some(now);
+        inner.stale_reason = Some(StaleReason::OnlyConflicts);
+        self.counters.stale_episodes.fetch_add(1, Ordering::Relaxed);
+        log::error!(
+            "feed stale: bars keep arriving but for {:.0} s (threshold {:.0} s) every one was a conflict ({} bar(s) for stored minutes with different values, the first report kept) and none was delivered; a source restarted inside minutes it already sent? send corrections as updated_bar",
+            (now - run.since_ms) as f64 / 1000.0,
+            self.stale_after_ms as f64 / 1000.0,
+            run.count
+        );
     }
 
     /// Log `message()` at `level` unless lines of `kind` exceed 20 per 10 s; the next line
@@ -562,6 +691,7 @@ impl Health {
             if now - since >= self.stale_after_ms {
                 self.state.store(FeedState::Stale as u8, Ordering::Release);
                 inner.stale_since_ms = Some(now);
+                inner.stale_reason = Some(StaleReason::NothingReceived);
                 self.counters.stale_episodes.fetch_add(1, Ordering::Relaxed);
                 match last {
                     Some(_) => log::error!(
@@ -576,6 +706,7 @@ impl Health {
                 }
             }
         }
+        self.check_conflicts(&mut inner, now);
         drop(inner);
         self.state()
     }
@@ -592,6 +723,8 @@ impl Health {
             stale_after_ms: self.stale_after_ms,
             last_message_ms: self.last_message(),
             stale_since_ms: inner.stale_since_ms,
+            stale_reason: inner.stale_reason,
+            conflicts_since_delivered: inner.conflicts.filter(|r| now - r.last_ms < self.stale_after_ms).map_or(0, |r| r.count),
             sidecar: inner.sidecar.clone(),
             counters: self.counters.snapshot(),
             symbols,
@@ -685,6 +818,135 @@ mod tests {
         let health = Health::new(clock.clone(), Duration::from_secs(5));
         clock.advance(Duration::from_secs(5));
         assert_eq!(health.tick(), FeedState::Stale);
+    }
+
+    /// What the status file would say: (state, reason).
+    fn seen(health: &Health) -> (FeedState, Option<StaleReason>) {
+        health.tick();
+        let s = health.snapshot(BTreeMap::new());
+        (s.state, s.stale_reason)
+    }
+
+    #[test]
+    fn only_conflicts_for_stale_after_is_stale_until_a_bar_is_delivered() {
+        let clock = ManualClock::new(1_000_000);
+        let health = Health::new(clock.clone(), Duration::from_secs(120));
+        health.on_message();
+        health.on_delivered();
+        // A conflict every 30 s, heartbeats between: live until the run lasts 120 s.
+        for _ in 0..4 {
+            health.on_message();
+            health.on_conflict();
+            clock.advance(Duration::from_secs(15));
+            health.on_message(); // a heartbeat
+            assert_eq!(seen(&health), (FeedState::Live, None));
+            clock.advance(Duration::from_secs(15));
+        }
+        health.on_message();
+        health.on_conflict();
+        assert_eq!(seen(&health), (FeedState::Stale, Some(StaleReason::OnlyConflicts)));
+        assert_eq!(health.snapshot(BTreeMap::new()).conflicts_since_delivered, 5);
+        // Heartbeats and more conflicts do not revive it, nor do ticks open a second episode.
+        for _ in 0..10 {
+            clock.advance(Duration::from_secs(30));
+            health.on_message();
+            health.on_conflict();
+            assert_eq!(seen(&health), (FeedState::Stale, Some(StaleReason::OnlyConflicts)));
+        }
+        assert_eq!(health.counters.stale_episodes.load(Ordering::Relaxed), 1);
+        // The next delivered bar does.
+        health.on_message();
+        health.on_delivered();
+        assert_eq!(seen(&health), (FeedState::Live, None));
+        assert_eq!(health.snapshot(BTreeMap::new()).conflicts_since_delivered, 0);
+        clock.advance(Duration::from_secs(119));
+        health.on_message();
+        health.on_conflict();
+        assert_eq!(seen(&health), (FeedState::Live, None), "a new run starts with the first conflict after the delivered bar");
+    }
+
+    #[test]
+    fn a_delivered_bar_among_the_conflicts_keeps_the_feed_live() {
+        let clock = ManualClock::new(0);
+        let health = Health::new(clock.clone(), Duration::from_secs(60));
+        for i in 0..20 {
+            health.on_message();
+            health.on_conflict();
+            if i % 3 == 0 {
+                health.on_delivered();
+            }
+            clock.advance(Duration::from_secs(20));
+            assert_eq!(seen(&health), (FeedState::Live, None), "step {i}");
+        }
+    }
+
+    #[test]
+    fn a_burst_of_conflicts_then_heartbeats_only_is_live() {
+        // A restart re-sent a few minutes with other values, then the market is quiet: the
+        // conflicts stopped, so they say nothing about the feed now.
+        let clock = ManualClock::new(0);
+        let health = Health::new(clock.clone(), Duration::from_secs(60));
+        for _ in 0..50 {
+            health.on_message();
+            health.on_conflict();
+        }
+        for _ in 0..20 {
+            clock.advance(Duration::from_secs(20));
+            health.on_message();
+            assert_eq!(seen(&health), (FeedState::Live, None));
+        }
+        // Conflicts arriving again after a pause start a new run.
+        health.on_conflict();
+        assert_eq!(seen(&health), (FeedState::Live, None));
+        assert_eq!(health.snapshot(BTreeMap::new()).conflicts_since_delivered, 1);
+    }
+
+    #[test]
+    fn nothing_received_is_its_own_reason_and_any_line_ends_it() {
+        let clock = ManualClock::new(0);
+        let health = Health::new(clock.clone(), Duration::from_secs(5));
+        clock.advance(Duration::from_secs(5));
+        assert_eq!(seen(&health), (FeedState::Stale, Some(StaleReason::NothingReceived)));
+        health.on_message();
+        assert_eq!(seen(&health), (FeedState::Live, None));
+    }
+
+    /// Through the consumer: identical re-sends (duplicates, normal after a restart) never make
+    /// the feed stale; the same minutes with other values do, and a new minute ends it.
+    #[test]
+    fn consumer_duplicates_are_not_conflicts_and_a_new_minute_revives() {
+        const T0: i64 = 1_759_930_080_000;
+        let line = |minute: i64, close: f64| {
+            format!(
+                r#"{{"symbol":"SPY","timestamp_ms":{},"open":{close},"high":{close},"low":{close},"close":{close},"volume":1}}"#,
+                T0 + minute * 60_000
+            )
+        };
+        let clock = ManualClock::new(T0 + 3_600_000);
+        let consumer = crate::Consumer::builder().clock(clock.clone()).stale_after(Duration::from_secs(60)).build().unwrap();
+        for m in 0..5 {
+            consumer.ingest_line(line(m, 10.0).as_bytes()).unwrap();
+        }
+        let health = consumer.health();
+        for round in 0..10 {
+            clock.advance(Duration::from_secs(20));
+            consumer.ingest_line(line(round % 5, 10.0).as_bytes()).unwrap();
+            assert_eq!(seen(health), (FeedState::Live, None), "duplicates, round {round}");
+        }
+        for round in 0..3 {
+            clock.advance(Duration::from_secs(20));
+            consumer.ingest_line(line(round % 5, 11.0).as_bytes()).unwrap();
+            assert_eq!(seen(health), (FeedState::Live, None), "conflicts for {} s", 20 * round);
+        }
+        clock.advance(Duration::from_secs(20));
+        consumer.ingest_line(line(4, 11.0).as_bytes()).unwrap();
+        assert_eq!(seen(health), (FeedState::Stale, Some(StaleReason::OnlyConflicts)));
+        consumer.ingest_line(line(0, 10.0).as_bytes()).unwrap(); // a duplicate: still nothing delivered
+        assert_eq!(seen(health), (FeedState::Stale, Some(StaleReason::OnlyConflicts)));
+        consumer.ingest_line(line(5, 12.0).as_bytes()).unwrap();
+        assert_eq!(seen(health), (FeedState::Live, None));
+        let c = health.counters.snapshot();
+        assert_eq!((c.bars_accepted, c.duplicates, c.conflicts, c.stale_episodes), (6, 11, 4, 1));
     }
 
     #[test]

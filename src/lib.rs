@@ -68,7 +68,7 @@ pub use bar::{Bar, BarKind, Source, Symbol};
 pub use capacity::CapacityError;
 pub use error::{Error, Result};
 pub use feed::{BarEvent, BarReceiver, ConfigError, Consumer, ConsumerBuilder, FeedOptions, FifoFeed, Ingested, Overflow, Subscription};
-pub use health::{Clock, FeedState, Health, ManualClock, SystemClock};
+pub use health::{Clock, FeedState, Health, ManualClock, StaleReason, SystemClock};
 pub use pipe::reader::ReaderOptions;
 pub use pipe::FifoError;
 pub use status::{StatusError, StatusReport, StatusWriter};

@@ -18,7 +18,7 @@ use prometheus_client::metrics::info::Info;
 use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::Registry;
 
-use crate::health::FeedState;
+use crate::health::{FeedState, StaleReason};
 use crate::http::server::ServerStatus;
 use crate::status::StatusReport;
 use crate::wire::RejectReason;
@@ -121,6 +121,15 @@ impl Collector for ReportCollector {
             [("waiting", FeedState::Waiting), ("live", FeedState::Live), ("stale", FeedState::Stale)]
                 .map(|(name, s)| (name, f64::from(u8::from(s == state)))),
         )?;
+        family(
+            e,
+            "feed_stale_reason",
+            "Why the feed is stale: 1 for the current reason (all 0 unless stale): nothing_received, or only_conflicts (bars arrive but every one conflicts with a stored minute; none delivered).",
+            MetricType::Gauge,
+            "reason",
+            [StaleReason::NothingReceived, StaleReason::OnlyConflicts]
+                .map(|r| (r.as_str(), f64::from(u8::from(state == FeedState::Stale && h.stale_reason == Some(r))))),
+        )?;
         let in_session =
             crate::calendar::session_on(crate::calendar::ny_date(now)).ok().flatten().is_some_and(|s| s.open_ms <= now && now < s.close_ms);
         gauge(e, "session_open", "1 during today's regular NYSE session (New York calendar), else 0.", f64::from(u8::from(in_session)))?;
@@ -169,6 +178,12 @@ impl Collector for ReportCollector {
         counter(e, "cursor_ahead", "Writer positions found beyond what the writer has sent (replaced by a hole the writer fills).", c.cursor_ahead)?;
         counter(e, "cursor_unreadable", "Times the durable cursor could not be read at start.", c.cursor_unreadable)?;
         counter(e, "writer_sessions", "Writer sessions seen (a sidecar start or restart).", c.writer_sessions)?;
+        counter(
+            e,
+            "fifo_open_errors",
+            "Failed reopens of the FIFO for want of a file descriptor (EMFILE/ENFILE); the old descriptor was kept, nothing lost.",
+            c.fifo_open_errors,
+        )?;
 
         // The sidecar, from its status lines.
         counter(e, "sidecar_reconnects", "Reconnects the sidecar reported.", c.reconnects)?;
@@ -362,6 +377,27 @@ mod tests {
         let text = render(StatusReport::collect_capped(&consumer, None, 10));
         assert_eq!(value(&text, "barbridge_feed_state{state=\"stale\"}"), Some(1.0));
         assert_eq!(value(&text, "barbridge_stale_episodes_total"), Some(1.0));
+        assert_eq!(value(&text, "barbridge_feed_stale_reason{reason=\"nothing_received\"}"), Some(1.0));
+        assert_eq!(value(&text, "barbridge_feed_stale_reason{reason=\"only_conflicts\"}"), Some(0.0));
+        assert_eq!(value(&text, "barbridge_fifo_open_errors_total"), Some(0.0));
+    }
+
+    #[test]
+    fn a_feed_of_only_conflicts_is_stale_with_its_reason() {
+        let clock = ManualClock::new(1_000_000);
+        let consumer = Consumer::builder().clock(clock.clone()).stale_after(Duration::from_secs(60)).build().unwrap();
+        consumer.ingest_line(line("SPY", 0).as_bytes()).unwrap();
+        let conflict = line("SPY", 0).replace("\"close\":1.5", "\"close\":1.25");
+        for _ in 0..4 {
+            consumer.ingest_line(conflict.as_bytes()).unwrap();
+            clock.advance(Duration::from_secs(20));
+        }
+        consumer.health().tick();
+        let text = render(StatusReport::collect_capped(&consumer, None, 10));
+        assert_eq!(value(&text, "barbridge_conflicts_total"), Some(4.0));
+        assert_eq!(value(&text, "barbridge_feed_state{state=\"stale\"}"), Some(1.0));
+        assert_eq!(value(&text, "barbridge_feed_stale_reason{reason=\"only_conflicts\"}"), Some(1.0));
+        assert_eq!(value(&text, "barbridge_feed_stale_reason{reason=\"nothing_received\"}"), Some(0.0));
     }
 
     #[test]

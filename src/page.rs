@@ -140,6 +140,10 @@ enum Market {
 pub(crate) struct SessionView {
     now_ms: i64,
     state: FeedState,
+    /// Why the feed is stale, while it is.
+    stale_reason: Option<crate::health::StaleReason>,
+    /// Conflicting bars since the last delivered one, while they keep arriving.
+    conflicts_since_delivered: u64,
     stale_after_ms: i64,
     last_message_ms: Option<i64>,
     started_ms: i64,
@@ -212,6 +216,8 @@ pub(crate) fn session_view(consumer: &Consumer, timeline: &Timeline) -> SessionV
     SessionView {
         now_ms: now,
         state: health.state,
+        stale_reason: health.stale_reason,
+        conflicts_since_delivered: health.conflicts_since_delivered,
         stale_after_ms: health.stale_after_ms,
         last_message_ms: health.last_message_ms,
         started_ms: health.started_ms,

@@ -17,7 +17,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::feed::{Consumer, SubscriberStatus};
-use crate::health::{FeedState, HealthSnapshot};
+use crate::health::{FeedState, HealthSnapshot, StaleReason};
 use crate::journal::JournalStatus;
 use crate::private::{ensure_private_dir, Durability, PrivateError};
 
@@ -285,6 +285,14 @@ impl StatusReport {
         if let Some(since) = h.stale_since_ms {
             out.push_str(&format!(" for {}", age(since)));
         }
+        match h.stale_reason.filter(|_| h.state == FeedState::Stale) {
+            Some(StaleReason::NothingReceived) => out.push_str(" (nothing received)"),
+            Some(StaleReason::OnlyConflicts) => out.push_str(&format!(
+                " (only conflicts: {} bar(s) for stored minutes with different values, none delivered; a source restarted inside minutes it already sent? send corrections as updated_bar)",
+                h.conflicts_since_delivered
+            )),
+            None => {}
+        }
         if !h.symbols.is_empty() && h.symbols.keys().all(|s| self.halted.contains_key(s)) {
             out.push_str("  (every symbol halted: no bars expected, the link is watched by heartbeats)");
         }
@@ -323,6 +331,12 @@ impl StatusReport {
             "link      {} heartbeats, {} reconnects, {} disconnects, {} seq gaps ({} lines lost), {} stale episodes, {} delivery drops\n",
             c.heartbeats, c.reconnects, c.disconnects, c.seq_gaps, c.lines_lost, c.stale_episodes, c.delivery_drops
         ));
+        if c.fifo_open_errors > 0 {
+            out.push_str(&format!(
+                "fifo      {} failed reopen(s) for want of a file descriptor (EMFILE/ENFILE; old descriptor kept, nothing lost)\n",
+                c.fifo_open_errors
+            ));
+        }
         if let Some(j) = &self.journal {
             out.push_str(&format!(
                 "journal   {}: {} written, {} pending, {} dropped{}\n",

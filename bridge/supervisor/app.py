@@ -491,7 +491,11 @@ class Supervisor:
             self.track["consumer"].restart_at = time.monotonic()
             return
         if state == "stale" and self.sidecar.running and time.monotonic() - self.sidecar.started >= s.stale_grace:
-            reason = f"the consumer reports the feed stale (nothing received for {s.stale_after:g} s)"
+            if (status.get("health") or {}).get("stale_reason") == "only_conflicts":
+                reason = (f"the consumer reports the feed stale (for {s.stale_after:g} s only bars conflicting with "
+                          "stored minutes, none delivered)")
+            else:
+                reason = f"the consumer reports the feed stale (nothing received for {s.stale_after:g} s)"
             self.log(f"error: {reason}: restarting the sidecar (pid {self.sidecar.pid})")
             await self.alerter.send("stale", "sidecar", reason)
             await self.sidecar.stop(s.stop_timeout, self.log)

@@ -8,6 +8,11 @@
 //!   the old one: the pipe always has a reader, so a writer that opens, writes and closes in that
 //!   moment loses nothing, and the fresh descriptor does not report the old hang-up, so there is
 //!   no busy loop while waiting for the next writer.
+//! - When that new descriptor cannot be opened because the process has no descriptor left
+//!   (`EMFILE`/`ENFILE`, something else in the process used them up), the old one is kept:
+//!   writers can still connect, what they write is read through it, and the open is retried
+//!   with backoff (counted through [`FrameSink::open_failed`], logged rate-limited) until a
+//!   descriptor is free again. The old descriptor is never closed before a new one is open.
 //! - Lines longer than the limit are discarded up to their newline and reported; the line after
 //!   them is intact.
 
@@ -17,7 +22,7 @@ use std::os::fd::AsFd;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use nix::libc;
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
@@ -78,6 +83,16 @@ pub fn lock_reader(path: &Path) -> Result<ReaderLock, FifoError> {
 const MAX_READS_PER_BATCH: usize = 16;
 /// On a stop request, the longest time spent reading what the pipe still holds.
 const DRAIN_ON_STOP: Duration = Duration::from_secs(2);
+/// First wait before retrying an open that failed for want of a file descriptor; it doubles
+/// with each failure up to [`FD_RETRY_MAX`].
+const FD_RETRY_FIRST: Duration = Duration::from_millis(50);
+/// Longest wait between two such retries.
+const FD_RETRY_MAX: Duration = Duration::from_secs(1);
+/// While waiting to retry, the kept descriptor is looked at this often (no writer: it reports
+/// a hang-up at once, so `poll()` cannot do the waiting), so a writer's lines wait at most this.
+const FD_WAIT_TICK: Duration = Duration::from_millis(20);
+/// While the open keeps failing, at most one log line per this period.
+const FD_LOG_EVERY: Duration = Duration::from_secs(10);
 
 /// Open the FIFO for reading without blocking and without following symlinks, then check what
 /// was actually opened (no window between check and open).
@@ -114,6 +129,10 @@ pub trait FrameSink {
     fn batch_end(&mut self) {}
     /// Called whenever the reader is idle for one poll interval (for periodic checks).
     fn idle(&mut self) {}
+    /// Reopening the FIFO failed because the process has no file descriptor left
+    /// (`EMFILE`/`ENFILE`); the reader keeps its old descriptor (nothing is lost) and retries.
+    /// Called once per failed attempt (for a counter; the reader logs, rate-limited).
+    fn open_failed(&mut self) {}
 }
 
 /// Tuning of the reader.
@@ -229,12 +248,17 @@ pub fn read_fifo(path: &Path, options: &ReaderOptions, stop: &AtomicBool, sink: 
     let timeout = PollTimeout::try_from(options.poll_interval).unwrap_or(PollTimeout::MAX); // validated: never the fallback
     let mut file = open_read(path)?;
     let mut framer = Framer::new(options.read_buffer_bytes, options.max_line_bytes);
+    // Set while reopening fails for want of a file descriptor (see [`FdWait`]).
+    let mut fd_wait: Option<FdWait> = None;
+    let mut read_since_eof = false;
+    let mut last_idle = Instant::now();
     log::info!("reading {}", path.display());
     while !stop.load(Ordering::Relaxed) {
         let revents = {
             let mut fds = [PollFd::new(file.as_fd(), PollFlags::POLLIN)];
             match poll(&mut fds, timeout) {
                 Ok(0) => {
+                    last_idle = Instant::now();
                     sink.idle();
                     continue;
                 }
@@ -251,7 +275,10 @@ pub fn read_fifo(path: &Path, options: &ReaderOptions, stop: &AtomicBool, sink: 
             reads += 1;
             match file.read(framer.spare()) {
                 Ok(0) => eof = true,
-                Ok(n) => framer.consume(n, sink),
+                Ok(n) => {
+                    read_since_eof = true;
+                    framer.consume(n, sink);
+                }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(source) => return Err(FifoError::Read { path: path.to_path_buf(), source }),
@@ -261,17 +288,104 @@ pub fn read_fifo(path: &Path, options: &ReaderOptions, stop: &AtomicBool, sink: 
         if eof {
             framer.finish(sink);
             sink.batch_end();
-            log::debug!("all writers closed {}", path.display());
-            if sink.writers_gone() == Flow::Stop {
-                break;
+            // While waiting for a descriptor, the kept one reports the same hang-up again and
+            // again: only one after lines were read is a new one.
+            if fd_wait.is_none() || read_since_eof {
+                log::debug!("all writers closed {}", path.display());
+                if sink.writers_gone() == Flow::Stop {
+                    break;
+                }
+            }
+            read_since_eof = false;
+            if let Some(wait) = &fd_wait {
+                let now = Instant::now();
+                if now < wait.next_try {
+                    std::thread::sleep(FD_WAIT_TICK.min(wait.next_try - now));
+                    if last_idle.elapsed() >= options.poll_interval {
+                        last_idle = Instant::now();
+                        sink.idle();
+                    }
+                    continue;
+                }
             }
             match reopen(path, file, options, stop, sink) {
-                Some(new) => file = new,
-                None => return Ok(()), // stopped while the FIFO was gone
+                Reopen::New(new) => {
+                    file = new;
+                    if let Some(wait) = fd_wait.take() {
+                        log::warn!(
+                            "reopened {} after {} failed attempt(s) over {:.1} s without a free file descriptor; nothing was lost",
+                            path.display(),
+                            wait.failures,
+                            wait.since.elapsed().as_secs_f64()
+                        );
+                    }
+                }
+                Reopen::Kept(old, e) => {
+                    file = old;
+                    sink.open_failed();
+                    fd_wait.get_or_insert_with(FdWait::new).failed(path, &e);
+                }
+                Reopen::Stopped => return Ok(()), // stopped while the FIFO was gone
             }
         }
     }
     drain(path, &mut file, &mut framer, sink)
+}
+
+/// The process had no file descriptor left when the reader tried to reopen the FIFO: the old
+/// descriptor is kept and the open retried with backoff.
+#[derive(Debug)]
+struct FdWait {
+    /// Failed attempts in this episode.
+    failures: u64,
+    /// When the first one failed.
+    since: Instant,
+    /// The next attempt's earliest time.
+    next_try: Instant,
+    /// The wait before the attempt after the next failure.
+    delay: Duration,
+    /// When a failure was last logged, and how many were not logged since.
+    logged: Option<Instant>,
+    unlogged: u64,
+}
+
+impl FdWait {
+    fn new() -> FdWait {
+        let now = Instant::now();
+        FdWait { failures: 0, since: now, next_try: now, delay: FD_RETRY_FIRST, logged: None, unlogged: 0 }
+    }
+
+    /// One more failed attempt: back off and log (the first at once, then one line per
+    /// [`FD_LOG_EVERY`] saying how many failed meanwhile).
+    fn failed(&mut self, path: &Path, e: &FifoError) {
+        self.failures += 1;
+        self.next_try = Instant::now() + self.delay;
+        self.delay = (self.delay * 2).min(FD_RETRY_MAX);
+        match self.logged {
+            None => log::error!(
+                "{e}: the process has no file descriptor left (raise `ulimit -n`, or find what holds them); keeping the old descriptor of {} so writers still connect and nothing is lost, retrying every {:?} at most",
+                path.display(),
+                FD_RETRY_MAX
+            ),
+            Some(at) if at.elapsed() >= FD_LOG_EVERY => log::error!(
+                "still no file descriptor to reopen {}: {} more failed attempt(s), {} in all (still reading through the old descriptor)",
+                path.display(),
+                self.unlogged + 1,
+                self.failures
+            ),
+            Some(_) => {
+                self.unlogged += 1;
+                return;
+            }
+        }
+        self.logged = Some(Instant::now());
+        self.unlogged = 0;
+    }
+}
+
+/// An open that failed because the process or the system has no file descriptor left.
+fn out_of_descriptors(e: &FifoError) -> bool {
+    matches!(e, FifoError::Open { source, .. } if matches!(source.raw_os_error(), Some(libc::EMFILE | libc::ENFILE)))
 }
 
 /// Asked to stop: read what the pipe holds (for at most [`DRAIN_ON_STOP`]) so that it is
@@ -301,35 +415,52 @@ fn drain(path: &Path, file: &mut File, framer: &mut Framer, sink: &mut impl Fram
     Ok(())
 }
 
+/// What [`reopen`] did.
+enum Reopen {
+    /// A fresh descriptor (the old one is closed).
+    New(File),
+    /// No file descriptor was free: the old descriptor, still open, and the error.
+    Kept(File, FifoError),
+    /// A stop was requested while the FIFO could not be reopened.
+    Stopped,
+}
+
 /// Open a fresh descriptor before dropping the old one, so the pipe never loses its last reader.
-/// `None` when a stop was requested while the FIFO could not be reopened.
-fn reopen(path: &Path, old: File, options: &ReaderOptions, stop: &AtomicBool, sink: &mut impl FrameSink) -> Option<File> {
+/// Out of file descriptors, the old one is handed back ([`Reopen::Kept`]) for the caller to
+/// retry later; a FIFO removed or replaced under us is recreated (the old descriptor is kept
+/// until the new one is open).
+fn reopen(path: &Path, old: File, options: &ReaderOptions, stop: &AtomicBool, sink: &mut impl FrameSink) -> Reopen {
     match open_read(path) {
         Ok(new) => {
             drop(old);
-            return Some(new);
+            return Reopen::New(new);
         }
+        Err(e) if out_of_descriptors(&e) => return Reopen::Kept(old, e),
         Err(e) => log::error!("{e}; recreating the FIFO"),
     }
-    drop(old);
     // The FIFO was removed or replaced under us: recreate it, retrying until stopped.
     let mut warned = false;
     while !stop.load(Ordering::Relaxed) {
         match prepare_fifo(path).and_then(|()| open_read(path)) {
             Ok(new) => {
+                drop(old);
                 log::info!("FIFO {} is back; reading again", path.display());
-                return Some(new);
+                return Reopen::New(new);
             }
-            Err(e) if !warned => {
-                log::error!("{e}; retrying every {:?}", options.poll_interval);
-                warned = true;
+            Err(e) => {
+                if out_of_descriptors(&e) {
+                    sink.open_failed();
+                }
+                if !warned {
+                    log::error!("{e}; retrying every {:?}", options.poll_interval);
+                    warned = true;
+                }
             }
-            Err(_) => {}
         }
         sink.idle();
         std::thread::sleep(options.poll_interval);
     }
-    None
+    Reopen::Stopped
 }
 
 #[cfg(test)]
