@@ -34,7 +34,8 @@ use crate::wire::{parse_line, Line};
 pub const PUBLISH_CURSOR_FILE: &str = "publish-cursor.json";
 
 /// Messages awaiting their acknowledgement at most (256 held a 3-subscriber flood to ~10k bars/s,
-/// 4,096 to ~15k: README, Performance).
+/// 4,096 to ~15k: README, Performance). A day file that grows while it is published is read on
+/// without waiting for these acks first.
 const IN_FLIGHT: usize = 4096;
 /// Bytes of a day file read at a time.
 const READ_CHUNK: usize = 1 << 20;

@@ -1,12 +1,15 @@
 //! [`NatsFeed`]: a JetStream durable consumer feeding a [`Consumer`], like [`crate::FifoFeed`].
 //!
-//! Messages are fetched in batches of up to 1,000. Each payload must be one bar or
-//! `updated_bar` (or trading status) wire line on exactly its symbol's subject
-//! `bars.<feed>.<SYMBOL>` ([`StreamOptions::subject`]); anything else (`bars.iex.EVIL.SPY`
-//! carrying SPY, a bar of QQQ on SPY's subject) is rejected and counted like a bad FIFO line, and acknowledged (it would never get better). After a batch
-//! the journal is flushed, and the batch is acknowledged only once everything is on disk (or at
-//! once without a journal): a subscriber killed at any point resumes at the first message it
-//! had not journaled, and what it gets again is recognised as a duplicate by the store.
+//! A prefetching pull: requests of 1,000 messages, the next one sent when half of the last is
+//! left, so messages arrive while a chunk is ingested. Everything that has arrived (up to 1,000)
+//! is ingested as one chunk. Each payload must be one bar or `updated_bar` (or trading status)
+//! wire line on exactly its symbol's subject `bars.<feed>.<SYMBOL>` ([`StreamOptions::subject`]);
+//! anything else (`bars.iex.EVIL.SPY` carrying SPY, a bar of QQQ on SPY's subject) is rejected
+//! and counted like a bad FIFO line, and acknowledged (it would never get better). After a
+//! chunk the journal is flushed, and the chunk's messages are acknowledged only once everything
+//! is on disk (or at once without a journal), each ack sent without waiting for a reply: a
+//! subscriber killed at any point resumes at the first message it had not journaled, and what
+//! it gets again is recognised as a duplicate by the store.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -200,18 +203,19 @@ async fn subscribe(consumer: &Consumer, target: &NatsConnect, options: &Subscrib
         // A prefetching pull: the next messages are on their way while a chunk is ingested.
         // At most 1.5 × BATCH are requested ahead (the next request goes out when half of one
         // is left), far below the client's subscription buffer, so none is dropped there.
-        let messages = match pull.stream().max_messages_per_batch(BATCH).expires(Duration::from_secs(30)).heartbeat(Duration::from_secs(5)).messages().await {
-            Ok(m) => m,
-            Err(e) => {
-                if let Err(e) = link.check() {
-                    result = Err(e);
-                    break;
+        let messages =
+            match pull.stream().max_messages_per_batch(BATCH).expires(Duration::from_secs(30)).heartbeat(Duration::from_secs(5)).messages().await {
+                Ok(m) => m,
+                Err(e) => {
+                    if let Err(e) = link.check() {
+                        result = Err(e);
+                        break;
+                    }
+                    log::warn!("cannot pull from durable consumer {:?} on stream {}: {e}; retrying", options.durable, options.stream.name);
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    continue;
                 }
-                log::warn!("cannot pull from durable consumer {:?} on stream {}: {e}; retrying", options.durable, options.stream.name);
-                tokio::time::sleep(Duration::from_secs(1)).await;
-                continue;
-            }
-        };
+            };
         let mut chunks = messages.ready_chunks(BATCH);
         let mut idle = tokio::time::interval(Duration::from_millis(250));
         idle.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
