@@ -18,15 +18,23 @@ For 1 and then 3 subscribers (fresh server, consumers and directories each time)
   steady    --rate bars/s for --seconds: per-bar latency p50/p99, FIFO consumer vs subscribers
   burst     --burst bars submitted at once: time from the first submit until the last bar is
             stored (the FIFO consumer, each subscriber)
-Then, with 3 subscribers and no --echo:
+Then, with 1 and then 3 subscribers and no --echo:
   flood     --flood bars at once: throughput = bars / time from the first submit until the
-            consumer's counter has them all, for the FIFO consumer and each subscriber
+            consumer's counter has them all, for the FIFO consumer and each subscriber; the
+            CPU each process used per bar during the flood (utime + stime deltas from
+            /proc/PID/stat: nats-server, the publishing consumer, each subscriber, this driver
+            with its writer), and every journal checked exact (each bar once, none missing)
+
+The 1-minute load average is printed at the start and before each phase: on a shared machine
+the numbers mean something only while it is low.
 
 Usage: scripts/bench_nats.sh [--rate 1000] [--seconds 10] [--burst 10000] [--flood 100000]
+                             [--skip-latency]
 """
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import re
 import shutil
@@ -106,14 +114,24 @@ class Rig:
     """nats-server, the publishing FIFO consumer, `subscribers` subscribers and the writer."""
 
     def __init__(self, work: Path, binary: str, subscribers: int, echo: bool = True) -> None:
+        self.procs: List[subprocess.Popen[bytes]] = []
+        self.writer = None
+        try:
+            self._start(work, binary, subscribers, echo)
+        except BaseException:
+            self.close()  # never leave a process behind
+            raise
+
+    def _start(self, work: Path, binary: str, subscribers: int, echo: bool) -> None:
         import barbridge  # the extension (scripts/ensure_extension.sh builds it)
 
         self.work = work
-        self.procs: List[subprocess.Popen[bytes]] = []
         port = free_port()
         (work / "nats").mkdir()
+        self.monitor = f"127.0.0.1:{free_port()}"  # nats-server's /jsz: messages in the streams
         self.nats = self._spawn(["nats-server", "-js", "-a", "127.0.0.1", "-p", str(port),
-                                 "-sd", str(work / "nats")], stdout=subprocess.DEVNULL)
+                                 "-m", self.monitor.split(":")[1], "-sd", str(work / "nats")],
+                                stdout=subprocess.DEVNULL)
         url = f"nats://127.0.0.1:{port}"
         wait_for("nats-server", lambda: _connects(port))
         env = {**os.environ, "RUST_LOG": "warn"}
@@ -122,6 +140,7 @@ class Rig:
         # Each consumer's /metrics on a port of its own (counts every bar, unlike --echo).
         self.metrics = [f"127.0.0.1:{free_port()}" for _ in range(subscribers + 1)]
         out = ["--echo"] if echo else []
+        self.journals = [pub / "journal", *(work / f"sub{i + 1}" / "journal" for i in range(subscribers))]
         self.fifo_reader = Reader("FIFO consumer", self._spawn(
             [binary, "run", "--fifo", str(self.fifo), "--journal", str(pub / "journal"),
              "--status-file", str(pub / "run" / "status.json"), "--publish", url,
@@ -145,7 +164,7 @@ class Rig:
         if echo:
             wait_for("the first bar in every subscriber", lambda: all(r.has(warm) for r in self.readers))
         else:
-            wait_for("the first bar in every subscriber", lambda: min(self.accepted()) >= 1)
+            wait_for("the first bar in every subscriber", self._warm)
 
     @property
     def readers(self) -> List[Reader]:
@@ -156,6 +175,12 @@ class Rig:
         p = subprocess.Popen(cmd, stderr=subprocess.PIPE if "env" not in kw else None, **kw)
         self.procs.append(p)
         return p
+
+    def _warm(self) -> bool:
+        try:
+            return min(self.accepted()) >= 1
+        except OSError:  # a /metrics not listening yet
+            return False
 
     def accepted(self) -> List[int]:
         """`barbridge_bars_accepted_total` of the FIFO consumer, then of each subscriber."""
@@ -193,7 +218,8 @@ class Rig:
 
     def close(self) -> None:
         """Stop the consumers, then nats-server (so they do not log its shutdown)."""
-        self.writer.close(2.0)
+        if self.writer is not None:
+            self.writer.close(2.0)
         for group in (self.procs[1:], self.procs[:1]):
             for p in group:
                 p.terminate()
@@ -203,6 +229,27 @@ class Rig:
                 except subprocess.TimeoutExpired:
                     p.kill()
                     p.wait()
+
+
+def cpu_seconds(pid: int) -> float:
+    """utime + stime of process `pid` (all its threads), in seconds."""
+    with open(f"/proc/{pid}/stat", "rb") as f:
+        fields = f.read().rsplit(b")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def load1() -> str:
+    return f"{os.getloadavg()[0]:.2f}"
+
+
+def journal_keys(journal: Path) -> Tuple[int, int]:
+    """(records, distinct (symbol, minute)) in the day files of `journal`."""
+    records, keys = 0, set()
+    for path in sorted(journal.glob("*.jsonl")):
+        for m in KEY.finditer(path.read_bytes()):
+            records += 1
+            keys.add((m[1], m[2]))
+    return records, len(keys)
 
 
 def _accepted(addr: str) -> int:
@@ -248,12 +295,20 @@ def burst(rig: Rig, n: int) -> Dict[str, float]:
     return {r.name: max(r.times(keys)) - first for r in rig.readers}
 
 
-def flood(rig: Rig, n: int, timeout: float = 600.0) -> List[float]:
+def stream_messages(monitor: str) -> int:
+    """Messages in nats-server's streams (its /jsz)."""
+    with urllib.request.urlopen(f"http://{monitor}/jsz", timeout=5) as r:
+        return int(json.load(r)["messages"])
+
+
+def flood(rig: Rig, n: int, timeout: float = 600.0) -> Tuple[List[float], float]:
     """Submit `n` bars at once; seconds from the first submit until each consumer's own counter
-    has them all (FIFO consumer first, then each subscriber)."""
+    has them all (FIFO consumer first, then each subscriber), and until the stream has them."""
     before = rig.accepted()
+    stored0 = stream_messages(rig.monitor)
     t0 = rig.sent[rig.submit(n)[0]] / 1e9  # the first submit (same monotonic clock)
     done: List[Optional[float]] = [None] * len(before)
+    published: Optional[float] = None
     while None in done:
         now = time.monotonic()
         if now - t0 > timeout:
@@ -262,26 +317,51 @@ def flood(rig: Rig, n: int, timeout: float = 600.0) -> List[float]:
         for i, (a, b) in enumerate(zip(rig.accepted(), before, strict=True)):
             if done[i] is None and a - b >= n:
                 done[i] = now - t0
+        if published is None and stream_messages(rig.monitor) - stored0 >= n:
+            published = now - t0
         time.sleep(0.01)
-    return [d for d in done if d is not None]
+    return [d for d in done if d is not None], published or 0.0
 
 
-def run_flood(work: Path, binary: str, subscribers: int, n: int) -> None:
+def run_flood(work: Path, binary: str, subscribers: int, n: int) -> bool:
+    print(f"\n(load average before the {subscribers}-subscriber flood: {load1()})")
     rig = Rig(work, binary, subscribers, echo=False)
     try:
-        secs = flood(rig, n)
+        # procs: nats-server, the publishing FIFO consumer, the subscribers
+        pids = [p.pid for p in rig.procs]
+        cpu0 = [cpu_seconds(pid) for pid in pids] + [cpu_seconds(os.getpid())]
+        secs, published = flood(rig, n)
+        # everything is stored; the publisher may still be settling its last acks: let it idle
+        time.sleep(0.5)
+        cpu = [cpu_seconds(pid) - c for pid, c in zip([*pids, os.getpid()], cpu0, strict=True)]
+        expected = rig.next  # the warm-up bar and the flood, each a distinct (symbol, minute)
+        exact = [journal_keys(j) for j in rig.journals]
     finally:
         rig.close()
     base = n / secs[0]
-    print(f"\nthroughput, {n:,} bars submitted at once, {subscribers} subscribers (no --echo; counted by each "
+    print(f"throughput, {n:,} bars submitted at once, {subscribers} subscriber(s) (no --echo; counted by each "
           "consumer's barbridge_bars_accepted_total): first submit -> the consumer has them all")
-    print(f"  {'reader':<15} {'all stored':>11} {'bars/s':>10} {'vs FIFO':>8}")
+    print(f"  {'reader':<15} {'all stored':>11} {'bars/s':>10} {'vs FIFO':>8}   journal (records / distinct / sent)")
     names = ["FIFO consumer", *(f"subscriber {i + 1}" for i in range(subscribers))]
-    for name, t in zip(names, secs, strict=True):
-        print(f"  {name:<15} {t * 1e3:>8.0f} ms {n / t:>10,.0f} {n / t / base:>7.2f}x")
+    ok = True
+    for name, t, (records, distinct) in zip(names, secs, exact, strict=True):
+        good = records == distinct == expected
+        ok &= good
+        print(f"  {name:<15} {t * 1e3:>8.0f} ms {n / t:>10,.0f} {n / t / base:>7.2f}x   "
+              f"{records:,} / {distinct:,} / {expected:,} {'exact' if good else 'NOT EXACT'}")
+    print(f"  {'in the stream':<15} {published * 1e3:>8.0f} ms {n / published:>10,.0f} {n / published / base:>7.2f}x"
+          "   (nats-server's /jsz: the publisher's pace)")
+    print(f"  CPU per bar during the flood (utime + stime, {n:,} bars; wall {secs[-1]:.2f} s of 2 shared cores):")
+    who = ["nats-server", "publishing consumer", *(f"subscriber {i + 1}" for i in range(subscribers)),
+           "driver (writer)"]
+    for name, c in zip(who, cpu, strict=True):
+        print(f"    {name:<20} {c * 1e6 / n:>6.1f} us/bar  ({c:.2f} s)")
+    print(f"    {'total':<20} {sum(cpu) * 1e6 / n:>6.1f} us/bar  ({sum(cpu):.2f} s)")
+    return ok
 
 
 def run_phase(work: Path, binary: str, subscribers: int, args: argparse.Namespace) -> bool:
+    print(f"\n(load average before the {subscribers}-subscriber latency phase: {load1()})")
     rig = Rig(work, binary, subscribers)
     try:
         lat = steady(rig, args.rate, args.seconds)
@@ -289,7 +369,7 @@ def run_phase(work: Path, binary: str, subscribers: int, args: argparse.Namespac
     finally:
         rig.close()
     base_p50, base_p99 = lat["FIFO consumer"]
-    print(f"\n{subscribers} subscriber(s): {args.rate:,.0f} bars/s for {args.seconds:g} s "
+    print(f"{subscribers} subscriber(s): {args.rate:,.0f} bars/s for {args.seconds:g} s "
           f"({int(args.rate * args.seconds):,} bars, {SYMBOLS} symbols): submit -> stored")
     print(f"  {'reader':<15} {'p50':>10} {'p99':>10}   {'p50/FIFO':>8} {'p99/FIFO':>8}   "
           f"{args.burst:,}-bar burst: last stored")
@@ -305,21 +385,28 @@ def main() -> int:
     ap.add_argument("--seconds", type=float, default=10.0, help="length of the steady phase")
     ap.add_argument("--burst", type=int, default=10_000)
     ap.add_argument("--flood", type=int, default=100_000, help="bars of the throughput run (0: skipped)")
+    ap.add_argument("--skip-latency", action="store_true", help="only the floods")
     ap.add_argument("--bin", default=os.environ.get("BARBRIDGE_BIN", str(REPO / "target/release/barbridge")))
     args = ap.parse_args()
     if shutil.which("nats-server") is None:
         raise SystemExit("bench_nats: nats-server is not on PATH (apt-get install nats-server)")
-    print(f"bench_nats: {os.cpu_count()} cores; latency = submitted to the FIFO writer -> printed by "
-          "the reader's --echo after it stored the bar (same monotonic clock)")
+    print(f"bench_nats: {os.cpu_count()} cores, load average {load1()}; latency = submitted to the FIFO "
+          "writer -> printed by the reader's --echo after it stored the bar (same monotonic clock)")
+    exact = True
     with tempfile.TemporaryDirectory(prefix="barbridge-bench-nats-") as tmp:
-        for subscribers in (1, 3):
-            work = Path(tmp) / f"s{subscribers}"
-            work.mkdir(mode=0o700)
-            run_phase(work, args.bin, subscribers, args)
+        if not args.skip_latency:
+            for subscribers in (1, 3):
+                work = Path(tmp) / f"s{subscribers}"
+                work.mkdir(mode=0o700)
+                run_phase(work, args.bin, subscribers, args)
         if args.flood:
-            work = Path(tmp) / "flood"
-            work.mkdir(mode=0o700)
-            run_flood(work, args.bin, 3, args.flood)
+            for subscribers in (1, 3):
+                work = Path(tmp) / f"flood{subscribers}"
+                work.mkdir(mode=0o700)
+                exact &= run_flood(work, args.bin, subscribers, args.flood)
+    if not exact:
+        print("bench_nats: a journal is not exact (see above)")
+        return 1
     return 0
 
 

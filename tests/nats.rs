@@ -436,6 +436,34 @@ fn sigkilled_publisher_and_subscriber_end_exact() {
     w.close(Duration::from_secs(5));
 }
 
+/// A subscriber SIGKILLed three times in the middle of a 20,000-bar flood (prefetched
+/// messages in hand, a chunk ingested and not yet acknowledged) and restarted each time stores
+/// every bar once.
+#[test]
+fn subscriber_sigkilled_mid_flood_stores_every_bar_once() {
+    let store = tempfile::tempdir().unwrap();
+    let server = NatsServer::single(store.path());
+    let url = server.url();
+    let (source, sub) = (Node::new(), Node::new());
+    let _publisher = source.publisher(&url, &[]);
+    let mut subscriber = sub.subscriber(&url, &["--durable", "killed"]);
+    let w = writer(&source);
+    let mut expected = HashMap::new();
+    send(&w, 0..200, 100, &mut expected);
+    let journaled = |node: &Node| node.records().values().map(Vec::len).sum::<usize>();
+    for kill in 1..=3 {
+        // SIGKILL once it holds part of the flood, then restart on the same durable.
+        let target = expected.len() * kill / 4;
+        assert!(wait_until(LONG, || journaled(&sub) >= target), "kill {kill}: the subscriber journals ({} of {target})", journaled(&sub));
+        drop(subscriber);
+        subscriber = sub.subscriber(&url, &["--durable", "killed"]);
+    }
+    assert_exact(&source, &expected, "publisher's journal");
+    assert_exact(&sub, &expected, "subscriber killed mid-flood");
+    drop(subscriber);
+    w.close(Duration::from_secs(5));
+}
+
 /// The case: NATS stopped for 30 s while bars stream in (one minute of 10 symbols a
 /// second). The only long test of this file.
 #[test]

@@ -34,7 +34,8 @@ use crate::wire::{parse_line, Line};
 pub const PUBLISH_CURSOR_FILE: &str = "publish-cursor.json";
 
 /// Messages awaiting their acknowledgement at most (256 held a 3-subscriber flood to ~10k bars/s,
-/// 4,096 to ~15k: README, Performance).
+/// 4,096 to ~15k: README, Performance). A day file that grows while it is published is read on
+/// without waiting for these acks first.
 const IN_FLIGHT: usize = 4096;
 /// Bytes of a day file read at a time.
 const READ_CHUNK: usize = 1 << 20;
@@ -351,11 +352,29 @@ impl Task {
             let mut file = std::fs::File::open(self.dir.join(&name)).map_err(|e| format!("{name}: {e}"))?;
             let mut in_flight = std::collections::VecDeque::new();
             let mut buf = Vec::with_capacity(READ_CHUNK);
-            while offset < meta.len() && !self.stop.load(Ordering::Relaxed) {
+            let mut len = meta.len(); // the file's length when last looked at
+            let mut exhausted = false; // nothing complete left before `len`
+            loop {
+                if offset >= len || exhausted || self.stop.load(Ordering::Relaxed) {
+                    // The consumer may have journaled more meanwhile (a flood arrives in many
+                    // batches): go on with it while the acks are still coming, rather than
+                    // waiting for them all and starting a new pass.
+                    match std::fs::symlink_metadata(self.dir.join(&name)) {
+                        Ok(now) if now.ino() == meta.ino() && now.len() > len && !self.stop.load(Ordering::Relaxed) => {
+                            len = now.len();
+                            exhausted = false;
+                        }
+                        _ => break,
+                    }
+                }
                 buf.clear();
                 file.seek(SeekFrom::Start(offset)).map_err(|e| format!("{name}: {e}"))?;
                 (&mut file).take(READ_CHUNK as u64).read_to_end(&mut buf).map_err(|e| format!("{name}: {e}"))?;
-                let Some(last_nl) = memchr::memrchr(b'\n', &buf) else { break }; // a record still being written
+                let Some(last_nl) = memchr::memrchr(b'\n', &buf) else {
+                    // a record still being written: read again once the file has grown
+                    exhausted = true;
+                    continue;
+                };
                 let mut start = 0;
                 for line in buf[..=last_nl].split_inclusive(|b| *b == b'\n') {
                     let at = offset + start as u64;

@@ -1,12 +1,15 @@
 //! [`NatsFeed`]: a JetStream durable consumer feeding a [`Consumer`], like [`crate::FifoFeed`].
 //!
-//! Messages are fetched in batches of up to 1,000. Each payload must be one bar or
-//! `updated_bar` (or trading status) wire line on exactly its symbol's subject
-//! `bars.<feed>.<SYMBOL>` ([`StreamOptions::subject`]); anything else (`bars.iex.EVIL.SPY`
-//! carrying SPY, a bar of QQQ on SPY's subject) is rejected and counted like a bad FIFO line, and acknowledged (it would never get better). After a batch
-//! the journal is flushed, and the batch is acknowledged only once everything is on disk (or at
-//! once without a journal): a subscriber killed at any point resumes at the first message it
-//! had not journaled, and what it gets again is recognised as a duplicate by the store.
+//! A prefetching pull: requests of 1,000 messages, the next one sent when half of the last is
+//! left, so messages arrive while a chunk is ingested. Everything that has arrived (up to 1,000)
+//! is ingested as one chunk. Each payload must be one bar or `updated_bar` (or trading status)
+//! wire line on exactly its symbol's subject `bars.<feed>.<SYMBOL>` ([`StreamOptions::subject`]);
+//! anything else (`bars.iex.EVIL.SPY` carrying SPY, a bar of QQQ on SPY's subject) is rejected
+//! and counted like a bad FIFO line, and acknowledged (it would never get better). After a
+//! chunk the journal is flushed, and the chunk's messages are acknowledged only once everything
+//! is on disk (or at once without a journal), each ack sent without waiting for a reply: a
+//! subscriber killed at any point resumes at the first message it had not journaled, and what
+//! it gets again is recognised as a duplicate by the store.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -17,6 +20,9 @@ use async_nats::jetstream::consumer::{pull, AckPolicy, DeliverPolicy};
 use futures_util::StreamExt;
 
 use super::lease::Lease;
+
+/// Messages per pull request, and at most per chunk ingested between two journal flushes.
+const BATCH: usize = 1_000;
 use super::{connect, runtime, wait_for_stream, NatsConnect, NatsError, StreamOptions};
 use crate::feed::Consumer;
 use crate::wire::{parse_line, Line, WireError};
@@ -194,6 +200,25 @@ async fn subscribe(consumer: &Consumer, target: &NatsConnect, options: &Subscrib
             }
         };
         log::info!("subscribed to stream {} on {url} as durable {:?}", options.stream.name, options.durable);
+        // A prefetching pull: the next messages are on their way while a chunk is ingested.
+        // At most 1.5 × BATCH are requested ahead (the next request goes out when half of one
+        // is left), far below the client's subscription buffer, so none is dropped there.
+        let messages =
+            match pull.stream().max_messages_per_batch(BATCH).expires(Duration::from_secs(30)).heartbeat(Duration::from_secs(5)).messages().await {
+                Ok(m) => m,
+                Err(e) => {
+                    if let Err(e) = link.check() {
+                        result = Err(e);
+                        break;
+                    }
+                    log::warn!("cannot pull from durable consumer {:?} on stream {}: {e}; retrying", options.durable, options.stream.name);
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    continue;
+                }
+            };
+        let mut chunks = messages.ready_chunks(BATCH);
+        let mut idle = tokio::time::interval(Duration::from_millis(250));
+        idle.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         while !stop.load(Ordering::Relaxed) {
             if let Err(e) = link.check() {
                 result = Err(e);
@@ -206,58 +231,65 @@ async fn subscribe(consumer: &Consumer, target: &NatsConnect, options: &Subscrib
                     break 'attach;
                 }
             }
-            let batch = pull.fetch().max_messages(1_000).expires(Duration::from_millis(500)).messages().await;
-            let mut batch = match batch {
-                Ok(b) => b,
-                Err(e) => {
-                    log::warn!("fetching from stream {} failed: {e}; retrying", options.stream.name);
-                    tokio::time::sleep(Duration::from_millis(500)).await;
-                    continue 'attach;
+            // Everything that has arrived, up to BATCH messages, or a tick when idle.
+            let chunk = tokio::select! {
+                chunk = chunks.next() => chunk,
+                _ = idle.tick() => {
+                    consumer.health().tick();
+                    continue;
                 }
             };
-            let mut stamped = false;
-            while let Some(message) = batch.next().await {
-                let message = match message {
-                    Ok(m) => m,
-                    Err(e) => {
-                        if !failing {
-                            log::warn!("receiving from stream {} failed: {e}; retrying", options.stream.name);
-                            failing = true;
-                        }
-                        break;
+            let Some(chunk) = chunk else { continue 'attach };
+            let mut broken = None;
+            for message in chunk {
+                match message {
+                    Ok(m) => {
+                        ingest_message(consumer, &options.stream, &m.subject, &m.payload);
+                        unacked.push(m);
                     }
-                };
+                    Err(e) => broken = Some(e),
+                }
+            }
+            if !unacked.is_empty() {
                 failing = false;
-                if !stamped {
-                    consumer.health().on_message();
-                    stamped = true;
-                }
-                ingest_message(consumer, &options.stream, &message.subject, &message.payload);
-                unacked.push(message);
+                consumer.health().on_message();
             }
+            // On disk first, then acknowledged.
             consumer.flush();
-            if !stamped {
-                consumer.health().tick();
-            }
             if consumer.durable() {
-                for message in unacked.drain(..) {
-                    if let Err(e) = message.ack().await {
-                        log::debug!("ack failed ({e}): the message comes again and is recognised as a duplicate");
-                    }
+                ack(&mut unacked).await;
+            }
+            if let Some(e) = broken {
+                if !failing {
+                    log::warn!("receiving from stream {} failed: {e}; pulling again", options.stream.name);
+                    failing = true;
                 }
+                continue 'attach;
             }
         }
     }
     consumer.flush();
     if consumer.durable() {
-        for message in unacked.drain(..) {
-            let _ = message.ack().await;
-        }
+        // Bounded: with the server gone, a stop must not wait for it.
+        let _ = tokio::time::timeout(Duration::from_secs(2), ack(&mut unacked)).await;
     }
     if let Some(held) = lease {
-        held.release().await;
+        let _ = tokio::time::timeout(Duration::from_secs(2), held.release()).await;
     }
     result
+}
+
+/// Acknowledge each message of `unacked` (journaled already), without waiting for a reply: a
+/// lost ack only means the message comes again and is recognised as a duplicate. Not
+/// `AckPolicy::All` (one ack per chunk): the server applies such an ack to every message
+/// delivered before it, including messages delivered to a subscriber killed before it journaled
+/// them, or lost with a dropped connection, which would then never come again.
+async fn ack(unacked: &mut Vec<async_nats::jetstream::Message>) {
+    for message in unacked.drain(..) {
+        if let Err(e) = message.ack().await {
+            log::debug!("ack failed ({e}): the message comes again and is recognised as a duplicate");
+        }
+    }
 }
 
 /// Ingest one message: a bar or trading status line on exactly its symbol's subject, else a
