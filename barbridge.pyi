@@ -160,6 +160,7 @@ class Consumer:
         echo: bool = False,
         journal: Optional[_PathLike] = None,
         fsync: Literal["interval", "always", "never"] = "interval",
+        max_symbols: int = 20000,
     ) -> Consumer: ...
     def push(self, bar: _BarInput) -> _Outcome:
         """Push one bar (dict with wire field names, wire line, or Bar). Raises WireError."""

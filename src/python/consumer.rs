@@ -176,16 +176,22 @@ impl PyConsumer {
         journal: Option<PathBuf>,
         fsync: &str,
         fifo: Option<PathBuf>,
+        max_symbols: Int,
     ) -> PyResult<(PyConsumer, Arc<Consumer>)> {
         let stale_after = stale_after.seconds("stale_after", true)?;
         let capacity_per_symbol = capacity_per_symbol.usize("capacity_per_symbol", 0, usize::MAX)?;
+        let max_symbols = max_symbols.usize("max_symbols", 0, usize::MAX)?;
         let policy = match fsync {
             "always" => FsyncPolicy::Always,
             "interval" => FsyncPolicy::default(),
             "never" => FsyncPolicy::Never,
             other => return Err(PyValueError::new_err(format!("fsync must be \"always\", \"interval\" or \"never\", got {other:?}"))),
         };
-        let mut builder = Consumer::builder().capacity_per_symbol(capacity_per_symbol).stale_after(stale_after).symbols(symbols.unwrap_or_default());
+        let mut builder = Consumer::builder()
+            .capacity_per_symbol(capacity_per_symbol)
+            .stale_after(stale_after)
+            .symbols(symbols.unwrap_or_default())
+            .max_symbols(max_symbols);
         if let Some(dir) = journal {
             let j = Journal::open(dir, policy).map_err(|e| PyOSError::new_err(e.to_string()))?;
             builder = builder.journal(j);
@@ -234,9 +240,9 @@ impl PyConsumer {
 #[pymethods]
 impl PyConsumer {
     #[new]
-    #[pyo3(signature = (capacity_per_symbol = Int::new(10_000), stale_after = Float(120.0), symbols = None, status_file = None, echo = false, journal = None, fsync = "interval"))]
+    #[pyo3(signature = (capacity_per_symbol = Int::new(10_000), stale_after = Float(120.0), symbols = None, status_file = None, echo = false, journal = None, fsync = "interval", max_symbols = Int::new(crate::store::DEFAULT_MAX_SYMBOLS as i128)))]
     #[pyo3(
-        text_signature = "(capacity_per_symbol=10000, stale_after=120.0, symbols=None, status_file=None, echo=False, journal=None, fsync='interval')"
+        text_signature = "(capacity_per_symbol=10000, stale_after=120.0, symbols=None, status_file=None, echo=False, journal=None, fsync='interval', max_symbols=20000)"
     )]
     #[allow(clippy::too_many_arguments)]
     fn new(
@@ -247,8 +253,9 @@ impl PyConsumer {
         echo: bool,
         journal: Option<PathBuf>,
         fsync: &str,
+        max_symbols: Int,
     ) -> PyResult<PyConsumer> {
-        Ok(PyConsumer::build(capacity_per_symbol, stale_after, symbols, status_file, echo, journal, fsync, None)?.0)
+        Ok(PyConsumer::build(capacity_per_symbol, stale_after, symbols, status_file, echo, journal, fsync, None, max_symbols)?.0)
     }
 
     /// Push one bar: a dict with the wire field names, a wire JSON line (str or bytes, trailing

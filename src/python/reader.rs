@@ -86,7 +86,17 @@ impl PyFifoReader {
         let consumer = match consumer {
             Some(c) => c,
             None => {
-                let (c, _) = PyConsumer::build(capacity_per_symbol, stale_after, symbols, status_file, echo, journal, fsync, Some(path.clone()))?;
+                let (c, _) = PyConsumer::build(
+                    capacity_per_symbol,
+                    stale_after,
+                    symbols,
+                    status_file,
+                    echo,
+                    journal,
+                    fsync,
+                    Some(path.clone()),
+                    Int::new(crate::store::DEFAULT_MAX_SYMBOLS as i128),
+                )?;
                 Py::new(py, c)?
             }
         };

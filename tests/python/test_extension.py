@@ -820,3 +820,15 @@ def test_halts_have_a_python_accessor():
                 '"reason":""}' % (T0 + 9 * MIN))
     assert c.halted() == {}
     assert c.halts("SPY") == [{"start_ms": T0 + 5_000, "end_ms": T0 + 9 * MIN, "code": "T1", "reason": "news"}]
+
+
+def test_consumer_symbol_bound_is_settable_and_validated():
+    c = barbridge.Consumer(max_symbols=2)
+    for sym in ("A", "B"):
+        assert c.push({"symbol": sym, "timestamp_ms": T0, "open": 1, "high": 1, "low": 1, "close": 1, "volume": 1}) \
+            == "appended"
+    assert c.push({"symbol": "C", "timestamp_ms": T0, "open": 1, "high": 1, "low": 1, "close": 1,
+                   "volume": 1}) == "symbol_bound"
+    assert c.stats()["symbol_bound_refused"] == 1 and sorted(c.symbols()) == ["A", "B"]
+    with pytest.raises(ValueError, match="max_symbols|symbol"):
+        barbridge.Consumer(max_symbols=0)
