@@ -29,13 +29,14 @@ if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ] || [ ! -f "$dev_stamp" 
     echo "$dev_want" > "$dev_stamp"
 fi
 
-log "System tools for the monitoring tests (promtool, prometheus, chromium, systemd-analyze)"
+log "System tools for the monitoring and TLS tests (promtool, prometheus, chromium, systemd-analyze, openssl)"
 # Debian packages; installed when missing and we are root, else the tests that need them skip
 # with the reason.
 missing=()
 command -v promtool >/dev/null || missing+=(prometheus)
 command -v chromium >/dev/null || missing+=(chromium fonts-dejavu-core)  # a font for the page's screenshot
 command -v systemd-analyze >/dev/null || missing+=(systemd)
+command -v openssl >/dev/null || missing+=(openssl)  # the NATS TLS tests make their certificates
 if [ ${#missing[@]} -gt 0 ]; then
     if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null &&
         apt-get update -qq >/dev/null 2>&1 &&
