@@ -710,10 +710,8 @@ impl Consumer {
     /// Count and log (rate-limited) a rejected line.
     pub fn reject(&self, err: &WireError, bytes: &[u8]) {
         self.health.counters.reject(err.reason());
-        let mut suppressed = 0;
-        if self.log_limiter.allow(err.reason().code(), self.health.now_ms(), &mut suppressed) {
+        if let Some(more) = self.log_allowed(err.reason().code()) {
             let shown = String::from_utf8_lossy(&bytes[..bytes.len().min(160)]);
-            let more = if suppressed > 0 { format!(" ({suppressed} more like it not logged)") } else { String::new() };
             log::warn!("rejected line ({}): {err}: {shown}{more}", err.reason().code());
         }
     }

@@ -526,9 +526,7 @@ impl Health {
     /// Log `message()` at `level` unless lines of `kind` exceed 20 per 10 s; the next line
     /// logged says how many were not.
     fn log_limited(&self, kind: &'static str, level: log::Level, message: impl FnOnce() -> String) {
-        let mut suppressed = 0;
-        if self.log_limiter.allow(kind, self.clock.now_ms(), &mut suppressed) {
-            let more = if suppressed > 0 { format!(" ({suppressed} more like it not logged)") } else { String::new() };
+        if let Some(more) = self.limited(kind) {
             log::log!(level, "{}{more}", message());
         }
     }

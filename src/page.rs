@@ -38,14 +38,15 @@ pub(crate) struct Timeline {
     seq_gaps: u64,
 }
 
-impl Timeline {
-    fn push(&mut self, t_ms: i64, kind: &'static str) {
-        self.events.push_back(Event { t_ms, kind });
-        while self.events.len() > MAX_EVENTS {
-            self.events.pop_front();
-        }
+/// Add an event, dropping the oldest past [`MAX_EVENTS`].
+fn push(events: &mut VecDeque<Event>, t_ms: i64, kind: &'static str) {
+    events.push_back(Event { t_ms, kind });
+    while events.len() > MAX_EVENTS {
+        events.pop_front();
     }
+}
 
+impl Timeline {
     /// Take note of what changed in `consumer` since the last call.
     pub(crate) fn sample(&mut self, consumer: &Consumer) {
         let health = consumer.health();
@@ -53,7 +54,7 @@ impl Timeline {
         let state = health.tick();
         if self.state != Some(state) {
             self.state = Some(state);
-            self.push(now, state_name(state));
+            push(&mut self.events, now, state_name(state));
         }
         let c = health.counters.snapshot();
         for (seen, current, kind) in [
@@ -64,11 +65,8 @@ impl Timeline {
             let new = current > *seen;
             *seen = current;
             if new {
-                self.events.push_back(Event { t_ms: now, kind });
+                push(&mut self.events, now, kind);
             }
-        }
-        while self.events.len() > MAX_EVENTS {
-            self.events.pop_front();
         }
     }
 }
@@ -187,10 +185,12 @@ pub(crate) fn session_view(consumer: &Consumer, timeline: &Timeline) -> SessionV
             let step = bars.len().div_ceil(SPARKLINE_POINTS).max(1);
             let closes = bars.iter().step_by(step).map(|b| b.close).collect();
             let own_session = crate::asset::session_today(sym, now);
+            // The session lies within the symbol's day: its first bar is among the day's.
             let session_open = own_session
                 .as_ref()
-                .and_then(|s| store.range(sym, s.open_ms, s.close_ms).first().map(|b| b.open))
-                .or_else(|| bars.first().map(|b| b.open));
+                .and_then(|s| bars.iter().find(|b| (s.open_ms..s.close_ms).contains(&b.timestamp_ms)))
+                .or_else(|| bars.first())
+                .map(|b| b.open);
             let gaps = consumer.session_gaps(sym, now);
             let latest = store.latest(sym);
             SymbolView {

@@ -218,9 +218,7 @@ impl Stats {
 
     /// Log `message` at `level` unless `key` was logged too often lately (see [`RateLimitedLog`]).
     fn log(&self, level: log::Level, key: &'static str, message: impl FnOnce() -> String) {
-        let mut suppressed = 0;
-        if self.log.allow(key, now_ms(), &mut suppressed) {
-            let more = if suppressed > 0 { format!(" ({suppressed} more like it not logged)") } else { String::new() };
+        if let Some(more) = self.log.allow_noting(key, now_ms()) {
             log::log!(level, "{}{more}", message());
         }
     }
