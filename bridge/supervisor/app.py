@@ -20,12 +20,11 @@ import datetime as dt
 import errno
 import json
 import os
-import re
 import signal
 import sys
 import time
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 from bridge.config import DEMO_HISTORY_MINUTES, ConfigError, mask
 from bridge.supervisor import display, natslocal, runtime
@@ -360,14 +359,9 @@ class Supervisor:
         journal ahead of the clock (written by an older demo whose clock ran ahead) is not followed:
         the demo stays in the present, and the overlap shows as conflicts, said once here."""
         s = self.s
-        deadline = time.monotonic() + CONSUMER_FIFO_TIMEOUT
-        while True:  # the consumer's own report, not its predecessor's
-            status = display.read_json(s.status_file)
-            if status is not None and status.get("pid") == self.consumer.pid:
-                break
-            if time.monotonic() >= deadline or not self.consumer.running:
-                return 0
-            await self.nap(0.05)
+        status = await self.own_status()
+        if status is None:
+            return 0
         wanted = set(current_symbols(s))
         held = ((status.get("health") or {}).get("symbols") or {})
         last = max((v["last_bar_ts_ms"] for sym, v in held.items()
@@ -384,16 +378,22 @@ class Supervisor:
         """METRICS_ADDR: print where the live page is, as the consumer bound it (port 0: any)."""
         if not self.env.get("METRICS_ADDR", "").strip() or self.s.consumer_cmd:
             return
-        pattern = re.compile(r"live page on (http://[0-9A-Za-z.:\[\]-]+/)")
+        status = await self.own_status(lambda st: bool(((st.get("sections") or {}).get("http") or {}).get("addr")))
+        if status is not None:
+            base = f"http://{status['sections']['http']['addr']}/"
+            self.log(f"live page: {base} (metrics: {base}metrics)")
+
+    async def own_status(self, ready: Callable[[dict[str, Any]], bool] = lambda _: True) -> Optional[dict[str, Any]]:
+        """The running consumer's own status report (not its predecessor's: the pid says whose)
+        once ``ready`` holds for it; None when it does not within CONSUMER_FIFO_TIMEOUT or the
+        consumer is gone."""
         deadline = time.monotonic() + CONSUMER_FIFO_TIMEOUT
-        while time.monotonic() < deadline:
-            try:
-                found = pattern.search(self.consumer.log_file.read_text(errors="replace")[-65536:])
-            except OSError:
-                found = None
-            if found:
-                self.log(f"live page: {found.group(1)} (metrics: {found.group(1)}metrics)")
-                return
+        while True:
+            status = display.read_json(self.s.status_file)
+            if status is not None and status.get("pid") == self.consumer.pid and ready(status):
+                return status
+            if time.monotonic() >= deadline or not self.consumer.running:
+                return None
             await self.nap(0.05)
 
     async def wait_for_fifo(self) -> None:
