@@ -340,10 +340,9 @@ fn run(
         return ExitCode::from(1);
     }
     // The status file first: it is this process's alone (a second consumer on it is refused
-    // before it touches anything).
-    let status_fifo = nats.source.is_none().then(|| fifo.clone());
-    let status = match StatusWriter::start(consumer.clone(), status_file.clone(), status_fifo, Duration::from_secs(1)) {
-        Ok(status) => status,
+    // before it touches anything). Its writer starts once the sections it reports are there.
+    let status_lock = match barbridge::status::StatusLock::take(status_file.clone()) {
+        Ok(lock) => lock,
         Err(e) => return config_error(e),
     };
     // Then the publisher: its first start decides which day files are history (not published)
@@ -351,20 +350,17 @@ fn run(
     let journal_dir = consumer.journal().map(|j| j.dir().to_path_buf());
     let publishing = match nats.start_publishing(&consumer, journal_dir.as_deref(), stop.clone()) {
         Ok(p) => p,
-        Err(e) => {
-            status.stop();
-            return config_error(e);
-        }
+        Err(e) => return config_error(e),
     };
     let options = FeedOptions { stop_when_writers_gone: once, stop_flag: Some(stop), ..FeedOptions::default() };
     let (feed, read_fifo) = match nats.start_feed(&consumer, &fifo, &status_file, options) {
         Ok(started) => started,
         Err(e) => {
             let _ = publishing.stop();
-            status.stop();
             return config_error(e);
         }
     };
+    let status = StatusWriter::start_locked(consumer.clone(), status_lock, read_fifo.clone(), Duration::from_secs(1));
     let http = match outputs.metrics_addr.as_deref() {
         Some(addr) => {
             let options = barbridge::http::HttpOptions { metrics: outputs.metrics, fifo: read_fifo };

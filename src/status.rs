@@ -417,16 +417,24 @@ pub struct StatusWriter {
     _lock: crate::pipe::reader::ReaderLock,
 }
 
-impl StatusWriter {
-    /// Start writing `path` (its directory is created, mode 0700, if absent; a directory that
-    /// is not private is refused on every write, logged once). The writer holds `path` alone
-    /// (an exclusive lock on `<path>.lock`, released when it stops or the process ends).
+/// A status file held by this process alone (an exclusive lock on `<path>.lock`, released when
+/// dropped or the process ends): [`StatusLock::take`] it before anything else starts, so that a
+/// second consumer on the same file is refused before it touches anything, then hand it to
+/// [`StatusWriter::start_locked`].
+#[derive(Debug)]
+pub struct StatusLock {
+    path: PathBuf,
+    lock: crate::pipe::reader::ReaderLock,
+}
+
+impl StatusLock {
+    /// Hold `path` alone (its directory is created, mode 0700, if absent).
     ///
     /// # Errors
     /// [`StatusError::InUse`] when another process writes `path`, [`StatusError::Lock`] or
     /// [`StatusError::Write`] when its lock file cannot be created (a directory that is not
     /// private, a symlink).
-    pub fn start(consumer: Arc<Consumer>, path: PathBuf, fifo: Option<PathBuf>, period: Duration) -> Result<StatusWriter, StatusError> {
+    pub fn take(path: PathBuf) -> Result<StatusLock, StatusError> {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             crate::private::ensure_private_dir(dir)?;
         }
@@ -434,6 +442,23 @@ impl StatusWriter {
             crate::FifoError::Busy { holder, .. } => StatusError::InUse { path: path.clone(), holder },
             other => StatusError::Lock { path: path.clone(), detail: other.to_string() },
         })?;
+        Ok(StatusLock { path, lock })
+    }
+}
+
+impl StatusWriter {
+    /// Hold `path` alone ([`StatusLock::take`]) and start writing it (a directory that is not
+    /// private is refused on every write, logged once).
+    ///
+    /// # Errors
+    /// Those of [`StatusLock::take`].
+    pub fn start(consumer: Arc<Consumer>, path: PathBuf, fifo: Option<PathBuf>, period: Duration) -> Result<StatusWriter, StatusError> {
+        Ok(Self::start_locked(consumer, StatusLock::take(path)?, fifo, period))
+    }
+
+    /// Start writing the status file `held` holds, every `period`, until stopped.
+    pub fn start_locked(consumer: Arc<Consumer>, held: StatusLock, fifo: Option<PathBuf>, period: Duration) -> StatusWriter {
+        let StatusLock { path, lock } = held;
         let stop = Arc::new(AtomicBool::new(false));
         let thread = {
             let stop = stop.clone();
@@ -473,7 +498,7 @@ impl StatusWriter {
                 })
                 .expect("spawning the status thread")
         };
-        Ok(StatusWriter { stop, thread, _lock: lock })
+        StatusWriter { stop, thread, _lock: lock }
     }
 
     /// Stop after one final write.
