@@ -108,6 +108,11 @@ def build_parser() -> argparse.ArgumentParser:
                         "statuses (the launcher's demo: 30, so it shows a halt; default 0 = never)")
     p.add_argument("--start-ms", type=int, default=None,
                    help="synthetic: timestamp (epoch ms) of the first minute, e.g. to continue after a restart (default: now)")
+    p.add_argument("--minute-deadline", type=float, default=_env_seconds_or_off("MINUTE_DEADLINE", 10.0),
+                   metavar="SECS",
+                   help="the minute barrier: a minute_closed line per minute, as soon as every subscribed, non-halted "
+                        "symbol has its bar, else SECS after the minute's end (Alpaca sends bars 20-100 ms after the "
+                        "minute, late trades may take 10 s; 0 = no barrier; env MINUTE_DEADLINE)")
     p.add_argument("--heartbeat", type=float, default=5.0, help="seconds between heartbeat lines")
     p.add_argument("--backlog", type=int, default=100_000, help="max lines kept while the consumer is away")
     p.add_argument("--pipe-size", type=int, default=1 << 20, help="F_SETPIPE_SZ request in bytes")
@@ -153,6 +158,13 @@ def _env_seconds(name: str, default: float) -> float:
     v = config.env_float(os.environ, name, default)
     if v <= 0:
         raise ConfigError(f"{name}={v:g} must be more than 0 seconds.", f"set {name} to e.g. {default:g}")
+    return v
+
+
+def _env_seconds_or_off(name: str, default: float) -> float:
+    v = config.env_float(os.environ, name, default)
+    if v < 0:
+        raise ConfigError(f"{name}={v:g} must be 0 (off) or more seconds.", f"set {name} to e.g. {default:g}")
     return v
 
 
@@ -252,6 +264,13 @@ def main(argv: Optional[list[str]] = None) -> int:
         return _fail(2, f"cannot prepare the FIFO {args.fifo}: {e.strerror or e}.")
 
     pub = Publisher(sink, symbols)
+    ticker = None
+    if args.minute_deadline < 0 or args.minute_deadline > 3600:
+        return _fail(2, f"--minute-deadline {args.minute_deadline:g} must be 0 (off) to 3600 seconds.")
+    if args.minute_deadline > 0:
+        from bridge.barrier import MinuteTicker
+        pub.enable_minutes(args.minute_deadline, every_minute=asset == "crypto" or args.market_hours == "always")
+        ticker = MinuteTicker(pub.native)
     done = threading.Event()
     failure: list[tuple[int, str]] = []  # the first fatal error: (exit code, one sentence)
 
@@ -343,6 +362,8 @@ def main(argv: Optional[list[str]] = None) -> int:
         except control.ControlError as e:
             return _fail(2, str(e))
     sink.start()
+    if ticker is not None:
+        ticker.start()
     finished = threading.Event()
     if live is not None:
         live.start()
@@ -375,6 +396,8 @@ def main(argv: Optional[list[str]] = None) -> int:
     if control_server is not None:
         control_server.stop()
     source.stop()
+    if ticker is not None:
+        ticker.stop()
     if failure:
         pub.status("auth_failed" if failure[0][0] == 3 else "disconnected", failure[0][1])
     else:

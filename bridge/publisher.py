@@ -24,14 +24,31 @@ class Publisher:
         import barbridge  # type: ignore[import-not-found]
 
         self.sink = sink
-        self.symbols = list(symbols)
         self.native = barbridge.Publisher(sink.native)
+        self._minutes = False
+        self.symbols = list(symbols)
         self.submit_alpaca = self.native.submit_alpaca  # one stream message → one call into Rust
         self.submit_backfill = self.native.submit_backfill
         self.publish: Callable[[BarDict], bool] = self.native.submit_bar  # a bar dict (replay, synthetic)
         self.mark = self.native.mark
         self.last_seen = self.native.last_seen
         self.state = "starting"
+
+    @property
+    def symbols(self) -> list[str]:
+        return self._symbols
+
+    @symbols.setter
+    def symbols(self, symbols: list[str]) -> None:
+        """The subscription; a live change reaches the minute barrier at once."""
+        self._symbols = list(symbols)
+        if self._minutes:
+            self.native.minute_symbols(self._symbols)
+
+    def enable_minutes(self, deadline: float, every_minute: bool) -> None:
+        """Start the minute barrier over the current symbols (``bridge.barrier``)."""
+        self.native.minute_barrier(self._symbols, deadline=deadline, every_minute=every_minute)
+        self._minutes = True
 
     @property
     def counts(self) -> dict[str, int]:

@@ -29,7 +29,7 @@ use crate::bar::{Bar, BarKind, Source, Symbol};
 use crate::capacity::CapacityError;
 use crate::cursor::{AckPublisher, SeqVerdict, MAX_SEQ_GAP};
 use crate::health::{Clock, Health, HealthSnapshot, RateLimitedLog, SystemClock};
-use crate::journal::{read_journal, Journal, JournalError, LoadReport};
+use crate::journal::{Journal, JournalError, LoadReport};
 use crate::pipe::reader::{lock_reader, read_fifo, Flow, FrameSink, ReaderOptions};
 use crate::pipe::{prepare_fifo, FifoError};
 use crate::store::{BarStore, InsertMode, Inserted, DEFAULT_CAPACITY_PER_SYMBOL, DEFAULT_MAX_SYMBOLS};
@@ -174,6 +174,8 @@ pub enum Ingested {
     Status,
     /// A trading status (halt, resumption): new, or already known (then nothing changed).
     TradingStatus(Applied),
+    /// A part of a closed minute, taken (see [`crate::minute`]).
+    MinuteClosed,
     /// A blank line or a `type` this version does not know.
     Ignored,
     /// A writer re-sent a line this consumer had processed already: skipped.
@@ -277,6 +279,7 @@ impl ConsumerBuilder {
             log_limiter: RateLimitedLog::new(Duration::from_secs(10), 5),
             status_sections: RwLock::new(Vec::new()),
             trading: TradingBook::with_max_symbols(max_symbols.get()),
+            minutes: crate::minute::MinuteBook::default(),
         }))
     }
 }
@@ -306,6 +309,8 @@ pub struct Consumer {
     status_sections: RwLock<Vec<(String, StatusSection)>>,
     /// Each symbol's trading state (docs/ARCHITECTURE.md, "Trading statuses").
     trading: TradingBook,
+    /// Closed minutes: parts assembled, delivered once (docs/ARCHITECTURE.md, "Minute barrier").
+    pub(crate) minutes: crate::minute::MinuteBook,
 }
 
 type StatusSection = Box<dyn Fn() -> serde_json::Value + Send + Sync>;
@@ -393,7 +398,8 @@ impl Consumer {
         let now = Some(self.health.now_ms());
         let wanted = |symbol: &str| self.symbols.as_ref().is_none_or(|f| f.contains(symbol));
         let refused = AtomicU64::new(0); // past the symbol bound (a journal of a consumer with a larger one)
-        let report = read_journal(
+        let minutes = &self.minutes;
+        let report = crate::journal::read_journal_with_minutes(
             path,
             |symbol, bar, kind| {
                 if wanted(symbol) {
@@ -407,6 +413,10 @@ impl Consumer {
                 if wanted(&status.symbol) && self.trading.apply(&status) == Applied::SymbolBound {
                     refused.fetch_add(1, Ordering::Relaxed);
                 }
+            },
+            |writer, part| {
+                // Known, not delivered again: a restarted consumer sees each minute close once.
+                let _ = minutes.add_part(writer, &part);
             },
         )?;
         let refused = refused.into_inner();
@@ -479,6 +489,23 @@ impl Consumer {
         BarReceiver { rx, alive, dropped }
     }
 
+    /// Closed minutes over a bounded channel of `capacity` (full: the oldest dropped, counted in
+    /// `minute_delivery_drops`). A minute arrives after the bars it covers are in the store and
+    /// in the bar channels of the same consumer: on one, drain your bar channel, then act.
+    pub fn subscribe_minutes(&self, capacity: usize) -> crate::minute::MinuteReceiver {
+        self.minutes.subscribe(capacity)
+    }
+
+    /// Call `f` on the ingesting thread for each closed minute (after its bars' callbacks).
+    pub fn on_minute_closed(&self, f: impl Fn(&crate::minute::MinuteClosed) + Send + Sync + 'static) {
+        self.minutes.on_closed(f);
+    }
+
+    /// The minute counters (status file `minutes`, `/metrics`).
+    pub fn minute_stats(&self) -> crate::minute::MinuteStats {
+        self.minutes.stats()
+    }
+
     /// Call `f` on the ingesting thread for each delivered bar of `symbols` (empty = all).
     pub fn on_bar<F>(&self, symbols: &[&str], f: F)
     where
@@ -496,6 +523,7 @@ impl Consumer {
     /// Call [`Echo::finish`] before exiting so that what is queued gets printed.
     pub fn echo_to_stdout(&self) -> Echo {
         let rx = self.subscribe(Subscription::all().name("echo"));
+        let minutes = self.subscribe_minutes(4096);
         let stop = Arc::new(AtomicBool::new(false));
         let stopping = stop.clone();
         let thread = std::thread::Builder::new()
@@ -505,20 +533,35 @@ impl Consumer {
                 let mut out = std::io::BufWriter::with_capacity(1 << 16, std::io::stdout().lock());
                 let mut line = Vec::with_capacity(256);
                 loop {
-                    let first = match rx.recv_timeout(Duration::from_millis(100)) {
-                        Ok(event) => event,
-                        Err(crossbeam_channel::RecvTimeoutError::Timeout) if !stopping.load(Ordering::Relaxed) => continue,
-                        Err(_) => break,
-                    };
+                    let mut ready = crossbeam_channel::Select::new();
+                    ready.recv(&rx);
+                    ready.recv(&minutes);
+                    if ready.ready_timeout(Duration::from_millis(100)).is_err() {
+                        if stopping.load(Ordering::Relaxed) {
+                            break;
+                        }
+                        continue;
+                    }
                     let mut result = Ok(());
-                    for event in std::iter::once(first).chain(rx.try_iter()) {
+                    let mut write_bar = |event: BarEvent, out: &mut std::io::BufWriter<_>| {
                         let kind = if event.correction { BarKind::UpdatedBar } else { BarKind::Bar };
                         line.clear();
                         crate::wire::write_bar_line(&mut line, &event.symbol, &event.bar, kind, &Default::default());
-                        result = out.write_all(&line);
+                        out.write_all(&line)
+                    };
+                    for event in rx.try_iter() {
+                        result = write_bar(event, &mut out);
                         if result.is_err() {
                             break;
                         }
+                    }
+                    // A closed minute after every bar sent before it (its bars are queued first).
+                    while result.is_ok() {
+                        let Ok(m) = minutes.try_recv() else { break };
+                        for event in rx.try_iter() {
+                            result = result.and_then(|()| write_bar(event, &mut out));
+                        }
+                        result = result.and_then(|()| out.write_all(&crate::minute::lines_of(&m)));
                     }
                     match result.and_then(|()| out.flush()) {
                         Ok(()) => {}
@@ -613,6 +656,7 @@ impl Consumer {
                 Ingested::Status
             }
             Line::TradingStatus(t) => self.accept_trading_status(t.status),
+            Line::MinuteClosed(m) => self.accept_minute_part(m.writer.as_deref().unwrap_or(""), m.part, held.is_some()),
             Line::Unknown { type_name, .. } => {
                 c.unknown_types.fetch_add(1, Ordering::Relaxed);
                 let mut suppressed = 0;
@@ -652,6 +696,53 @@ impl Consumer {
             return Err(e);
         }
         Ok(self.accept_trading_status(status))
+    }
+
+    /// Ingest one part of a closed minute (the one-process mode's path; a wire line goes
+    /// through [`Consumer::ingest_line`]). `writer` keys the minute (a sidecar closes each
+    /// minute once).
+    pub fn ingest_minute_part(&self, writer: &str, part: crate::minute::MinuteClosedPart) -> Ingested {
+        self.health.counters.lines.fetch_add(1, Ordering::Relaxed);
+        self.health.on_message();
+        self.accept_minute_part(writer, part, false)
+    }
+
+    /// Journal a new part of a closed minute (into the day file of its minute, before the
+    /// minute is delivered), and deliver the minute when it is whole. A part naming a symbol
+    /// outside `--symbols` is rejected and counted (`minute_rejected`).
+    fn accept_minute_part(&self, writer: &str, part: crate::minute::MinuteClosedPart, hold: bool) -> Ingested {
+        let book = &self.minutes;
+        if let Some(filter) = &self.symbols {
+            if let Some(s) = part.bars.iter().chain(&part.halted).chain(&part.none).find(|s| !filter.contains(*s)) {
+                book.counters.minute_rejected.fetch_add(1, Ordering::Relaxed);
+                if let Some(more) = self.log_allowed("minute_rejected") {
+                    log::warn!("rejected minute_closed of {}: {s:?} is not one of --symbols{more}", crate::calendar::fmt_ny(part.minute_ms));
+                }
+                return Ingested::Ignored;
+            }
+        }
+        let asset = part.bars.iter().chain(&part.halted).chain(&part.none).next().map_or(AssetClass::Stock, |s| AssetClass::of(s));
+        self.load_journal_day_of(asset, part.minute_ms);
+        match book.add_part(writer, &part) {
+            crate::minute::PartOutcome::Rejected(why) => {
+                if let Some(more) = self.log_allowed("minute_rejected") {
+                    log::warn!("rejected minute_closed of {}: {why}{more}", crate::calendar::fmt_ny(part.minute_ms));
+                }
+                return Ingested::Ignored;
+            }
+            crate::minute::PartOutcome::Duplicate => return Ingested::Ignored,
+            outcome => {
+                if let Some(j) = &self.journal {
+                    let mut line = Vec::with_capacity(256);
+                    crate::minute::write_part_line(&mut line, &part, None, (!writer.is_empty()).then_some(writer));
+                    j.queue(asset, part.minute_ms, &line);
+                }
+                if let crate::minute::PartOutcome::Closed(m) = outcome {
+                    book.deliver(m, hold);
+                }
+            }
+        }
+        Ingested::MinuteClosed
     }
 
     /// Keep, journal and log a new trading status; one already known changes nothing.
@@ -880,6 +971,7 @@ impl FifoSinkAdapter<'_> {
             self.consumer.send_to_channels(&self.held);
             self.held.clear();
         }
+        self.consumer.minutes.release(); // after the bars they cover
     }
 
     /// Publish the writers' positions if every line processed so far is durable.

@@ -308,7 +308,7 @@ impl Journal {
     }
 
     /// Queue one record (`line`, newline included) for the day file of `asset` and `ts_ms`.
-    fn queue(&self, asset: AssetClass, ts_ms: i64, line: &[u8]) {
+    pub(crate) fn queue(&self, asset: AssetClass, ts_ms: i64, line: &[u8]) {
         let mut guard = self.lock();
         let st = &mut *guard;
         let day = match st.open.iter().find(|d| d.day.asset == asset) {
@@ -561,10 +561,19 @@ pub fn read_records(path: &Path, f: impl FnMut(&str, Bar, BarKind)) -> Result<Lo
 ///
 /// # Errors
 /// [`JournalError::Read`] when the file cannot be opened or read.
-pub fn read_journal(
+pub fn read_journal(path: &Path, f: impl FnMut(&str, Bar, BarKind), on_status: impl FnMut(TradingStatus)) -> Result<LoadReport, JournalError> {
+    read_journal_with_minutes(path, f, on_status, |_, _| {})
+}
+
+/// [`read_journal`], and `on_minute` for each `minute_closed` part (its writer, "" if none).
+///
+/// # Errors
+/// [`JournalError::Read`] when the file cannot be opened or read.
+pub fn read_journal_with_minutes(
     path: &Path,
     mut f: impl FnMut(&str, Bar, BarKind),
     mut on_status: impl FnMut(TradingStatus),
+    mut on_minute: impl FnMut(&str, crate::minute::MinuteClosedPart),
 ) -> Result<LoadReport, JournalError> {
     let file = File::open(path).map_err(|source| JournalError::Read { path: path.to_path_buf(), source })?;
     let mut reader = BufReader::new(file);
@@ -591,6 +600,7 @@ pub fn read_journal(
                 f(&b.symbol, b.bar, b.kind);
             }
             Ok(Line::TradingStatus(t)) => on_status(t.status),
+            Ok(Line::MinuteClosed(m)) => on_minute(m.writer.as_deref().unwrap_or(""), m.part),
             Ok(_) => {}
             Err(e) => {
                 report.corrupt += 1;

@@ -48,6 +48,7 @@ pub mod health;
 pub mod http;
 pub mod journal;
 pub mod metrics;
+pub mod minute;
 pub mod page;
 pub mod pipe;
 pub mod private;

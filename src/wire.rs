@@ -118,6 +118,8 @@ pub enum Line<'a> {
     Status(StatusLine<'a>),
     /// A symbol stopped or resumed trading.
     TradingStatus(TradingStatusLine<'a>),
+    /// A part of a closed minute (see [`crate::minute`]).
+    MinuteClosed(crate::minute::MinuteClosedLine<'a>),
     /// A `type` this version does not know: counted and ignored (forward compatibility).
     Unknown {
         /// The unknown `type`.
@@ -139,6 +141,7 @@ impl Line<'_> {
             Line::Heartbeat(h) => (&h.writer, h.seq),
             Line::Status(s) => (&s.writer, s.seq),
             Line::TradingStatus(t) => (&t.writer, t.seq),
+            Line::MinuteClosed(m) => (&m.writer, m.seq),
             Line::Unknown { writer, seq, .. } => (writer, *seq),
             Line::Empty => return None,
         };
@@ -436,6 +439,9 @@ pub fn parse_line(bytes: &[u8]) -> Result<Line<'_>, WireError> {
             return Ok(Line::Status(StatusLine { ts_ms: raw.ts_ms, state, detail: raw.detail, seq: raw.seq, writer: raw.writer }));
         }
         Some("trading_status") if raw.v.unwrap_or(1) <= TRADING_STATUS_VERSION => return trading_status_line(raw),
+        Some("minute_closed") if raw.v.unwrap_or(1) <= crate::minute::MINUTE_CLOSED_VERSION => {
+            return crate::minute::parse_part(bytes).map(|m| m.map_or(Line::Empty, Line::MinuteClosed));
+        }
         Some(other) => return Ok(Line::Unknown { type_name: other.to_owned(), seq: raw.seq, writer: raw.writer }),
     };
     let field = |v: Option<f64>, name: &'static str| v.ok_or(WireError::MissingField { field: name });

@@ -232,6 +232,7 @@ enum Item {
     Bar(BarItem),
     Status { ts_ms: i64, state: &'static str, detail: String },
     TradingStatus(Box<TradingStatus>),
+    MinuteClosed(Box<crate::minute::MinuteClosedPart>),
     Heartbeat,
 }
 
@@ -438,6 +439,14 @@ impl FifoWriter {
         }
         self.shared.enqueue(Item::TradingStatus(Box::new(status)));
         Ok(())
+    }
+
+    /// Queue a closed minute as its `minute_closed` line(s) ([`crate::minute`]), after every
+    /// line queued before (the minute's bars).
+    pub fn submit_minute_closed(&self, minute: &crate::minute::MinuteClosed) {
+        for part in crate::minute::split(minute) {
+            self.shared.enqueue(Item::MinuteClosed(Box::new(part)));
+        }
     }
 
     /// Lines waiting to be written.
@@ -1109,6 +1118,7 @@ fn encode(out: &mut Vec<u8>, item: &Item, seq: u64, writer: &str, info: Heartbea
             out.push(b'\n');
         }
         Item::TradingStatus(status) => crate::trading::write_status_line(out, status, Some(seq), Some(writer)),
+        Item::MinuteClosed(part) => crate::minute::write_part_line(out, part, Some(seq), Some(writer)),
         Item::Heartbeat => {
             let HeartbeatInfo { backlog, dropped, retained_from, sent, acked } = info;
             let line = HeartbeatLine { kind: "heartbeat", ts_ms: now_ms(), seq, writer, backlog, dropped, retained_from, sent, acked };

@@ -44,6 +44,19 @@ impl Sink {
         }
     }
 
+    /// A closed minute (see [`crate::minute`]): the FIFO writer queues its line(s) after the
+    /// minute's bars; an in-process consumer takes its parts at once.
+    fn send_minute_closed(&self, minute: &crate::minute::MinuteClosed) {
+        match self {
+            Sink::Writer(w) => w.get().inner.submit_minute_closed(minute),
+            Sink::Consumer(c) => {
+                for part in crate::minute::split(minute) {
+                    c.get().inner.ingest_minute_part("", part);
+                }
+            }
+        }
+    }
+
     /// Count and report a bar refused before or by the sink.
     fn reject(&self, symbol: &str, e: &WireError) {
         match self {
@@ -73,6 +86,9 @@ impl Sink {
 pub(crate) struct PyPublisher {
     core: Arc<Publisher>,
     sink: Sink,
+    /// The minute barrier, once [`PyPublisher::minute_barrier`] set it up: held across a bar's
+    /// hand-over to the sink and its note, so a minute's close never overtakes its bars.
+    barrier: std::sync::Mutex<Option<crate::minute::Barrier>>,
 }
 
 fn str_field(d: &Bound<'_, PyDict>, key: &Bound<'_, PyString>, name: &'static str) -> Result<String, WireError> {
@@ -155,8 +171,34 @@ fn symbol_of(py: Python<'_>, d: &Bound<'_, PyDict>, key: &str) -> String {
 }
 
 impl PyPublisher {
+    fn barrier(&self) -> std::sync::MutexGuard<'_, Option<crate::minute::Barrier>> {
+        self.barrier.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Hand a bar to the sink and note it in the barrier (if any).
+    fn send_noting(&self, barrier: &mut Option<crate::minute::Barrier>, s: &str, b: Bar, k: BarKind, src: Option<Source>) -> Result<(), WireError> {
+        self.sink.send(s, b, k, src)?;
+        if let Some(barrier) = barrier {
+            barrier.note(s, b.timestamp_ms, matches!(src, Some(Source::Stream | Source::Synthetic)));
+        }
+        Ok(())
+    }
+
+    /// Close the minutes that are complete or past their deadline; how many.
+    fn close_minutes(&self, barrier: &mut Option<crate::minute::Barrier>) -> usize {
+        let Some(b) = barrier else { return 0 };
+        let closed = b.poll(self.core.trading(), SystemClock.now_ms());
+        for m in &closed {
+            self.sink.send_minute_closed(m);
+        }
+        closed.len()
+    }
+
     fn publish(&self, symbol: &str, bar: Bar, kind: BarKind, source: Source, since: Option<u64>) -> bool {
-        let out = self.core.publish(symbol, bar, kind, Some(source), since, |s, b, k, src| self.sink.send(s, b, k, src));
+        let mut barrier = self.barrier();
+        let out = self.core.publish(symbol, bar, kind, Some(source), since, |s, b, k, src| self.send_noting(&mut barrier, s, b, k, src));
+        self.close_minutes(&mut barrier);
+        drop(barrier);
         if let Outcome::Invalid(e) = &out {
             // A bar the sink refused was counted there; one refused here is counted now.
             if crate::wire::validate(symbol, &bar).is_err() {
@@ -187,7 +229,52 @@ impl PyPublisher {
                 type_name(sink)
             )));
         };
-        Ok(PyPublisher { core: Arc::new(Publisher::new(remember)), sink })
+        Ok(PyPublisher { core: Arc::new(Publisher::new(remember)), sink, barrier: Default::default() })
+    }
+
+    /// Start the minute barrier (docs/ARCHITECTURE.md, "Minute barrier") over ``symbols``: a
+    /// minute closes, as ``minute_closed`` line(s) after its bars, as soon as every subscribed,
+    /// non-halted symbol has its bar, or ``deadline`` seconds after its end. ``every_minute``:
+    /// close every minute (crypto, ``--market-hours always``), else the NYSE session's minutes
+    /// and those with a bar.
+    #[pyo3(signature = (symbols, *, deadline = super::Float(crate::minute::DEFAULT_DEADLINE_MS as f64 / 1000.0), every_minute = false))]
+    fn minute_barrier(&self, symbols: Vec<String>, deadline: super::Float, every_minute: bool) -> PyResult<()> {
+        let deadline = deadline.seconds("deadline", true)?;
+        for s in &symbols {
+            crate::wire::validate_symbol(s).map_err(|e| PyValueError::new_err(e.to_string()))?;
+        }
+        let ms = i64::try_from(deadline.as_millis()).unwrap_or(i64::MAX / 4);
+        *self.barrier() = Some(crate::minute::Barrier::new(symbols, ms, every_minute));
+        Ok(())
+    }
+
+    /// The barrier's symbols changed (a live ``--subscribe`` / ``--unsubscribe``).
+    fn minute_symbols(&self, symbols: Vec<String>) -> PyResult<()> {
+        for s in &symbols {
+            crate::wire::validate_symbol(s).map_err(|e| PyValueError::new_err(e.to_string()))?;
+        }
+        if let Some(b) = self.barrier().as_mut() {
+            b.set_symbols(symbols);
+        }
+        Ok(())
+    }
+
+    /// Close the minutes past their deadline (the sidecar calls it a few times a second);
+    /// returns how many closed. GIL released.
+    fn tick_minutes(&self, py: Python<'_>) -> usize {
+        py.allow_threads(|| {
+            let mut barrier = self.barrier();
+            let n = self.close_minutes(&mut barrier);
+            drop(barrier);
+            self.sink.settle();
+            n
+        })
+    }
+
+    /// Minutes the barrier closed so far (0 without one).
+    #[getter]
+    fn minutes_closed(&self) -> u64 {
+        self.barrier().as_ref().map_or(0, |b| b.closed())
     }
 
     /// One bar message from Alpaca's stream, as the SDK hands it over with ``raw_data=True``
@@ -226,9 +313,10 @@ impl PyPublisher {
                 }
             }
             let bars = rest.iter().filter_map(|b| b.bar.as_ref().ok().map(|(s, bar, k)| (*s, *bar, *k)));
+            let mut barrier = self.barrier();
             self.core.publish_stream_batch(
                 bars,
-                |s, b, k, src| self.sink.send(s, b, k, src),
+                |s, b, k, src| self.send_noting(&mut barrier, s, b, k, src),
                 |symbol, out| {
                     // Refused by the rules here (the sink counts what it refuses itself).
                     if let Outcome::Invalid(e) = out {
@@ -238,6 +326,7 @@ impl PyPublisher {
                     }
                 },
             );
+            drop(barrier); // the frame's last bar comes through submit_alpaca, which closes minutes
             self.sink.settle();
             Some(last.raw)
         })?;

@@ -34,6 +34,7 @@ fn outcome(i: Ingested) -> &'static str {
         Ingested::Heartbeat => "heartbeat",
         Ingested::Status => "status",
         Ingested::TradingStatus(_) => "trading_status",
+        Ingested::MinuteClosed => "minute_closed",
         Ingested::Ignored => "ignored",
         Ingested::Resent => "resent",
     }
@@ -73,7 +74,7 @@ impl BatchResult {
             Ok(Ingested::Bar(Inserted::TooOld)) => self.too_old += 1,
             Ok(Ingested::Bar(Inserted::SymbolBound)) => self.refused += 1,
             Ok(Ingested::Filtered) => self.filtered += 1,
-            Ok(Ingested::Heartbeat | Ingested::Status | Ingested::TradingStatus(_) | Ingested::Ignored) => self.control += 1,
+            Ok(Ingested::Heartbeat | Ingested::Status | Ingested::TradingStatus(_) | Ingested::MinuteClosed | Ingested::Ignored) => self.control += 1,
             Err(e) => {
                 self.rejected += 1;
                 self.errors.push((index, e.reason().code(), e.to_string()));
@@ -507,6 +508,13 @@ impl PyConsumer {
         to_py(py, &self.inner.health().counters.snapshot())
     }
 
+    /// The minute counters (dict): ``minutes_closed``, ``minutes_incomplete``, ``minute_parts``,
+    /// ``minute_duplicates``, ``minute_rejected``, ``minute_parts_evicted``,
+    /// ``minute_delivery_drops``, ``last_minute_ms``.
+    fn minute_stats<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        to_py(py, &self.inner.minute_stats())
+    }
+
     /// Feed health (dict): ``state`` (``waiting`` / ``live`` / ``stale``), times (UTC epoch ms),
     /// the sidecar's last reported ``status``, ``counters`` (as :meth:`stats`) and per-symbol
     /// ``symbols`` (bars, last bar time, last arrival). Re-evaluates staleness first.
@@ -549,8 +557,9 @@ impl PyConsumer {
     ///     capacity: bars buffered for a slow reader (1 to 4,194,304); when full the oldest is
     ///         dropped (and counted in ``dropped`` and ``stats()['delivery_drops']``).
     ///     timeout: seconds ``next()`` waits for a bar before ending the iteration; None = forever.
-    #[pyo3(signature = (symbols = None, capacity = Int::new(65_536), timeout = None))]
-    fn subscribe(&self, py: Python<'_>, symbols: Option<Vec<String>>, capacity: Int, timeout: Option<Float>) -> PyResult<PySubscription> {
+    ///     minutes: yield :class:`MinuteClosed` events too, each after the bars it covers.
+    #[pyo3(signature = (symbols = None, capacity = Int::new(65_536), timeout = None, minutes = false))]
+    fn subscribe(&self, py: Python<'_>, symbols: Option<Vec<String>>, capacity: Int, timeout: Option<Float>, minutes: bool) -> PyResult<PySubscription> {
         let timeout = parse_timeout(timeout)?;
         let sub = match symbols {
             Some(s) => Subscription::symbols(s).map_err(config_error)?,
@@ -559,7 +568,8 @@ impl PyConsumer {
         let sub = subscription(sub, "capacity", capacity)?.name("python");
         let consumer = self.inner.clone();
         let rx = py.allow_threads(|| consumer.subscribe(sub));
-        Ok(PySubscription::new(rx, timeout, self.inner.clone()))
+        let sub = PySubscription::new(rx, timeout, self.inner.clone());
+        Ok(if minutes { sub.with_minutes(self.inner.subscribe_minutes(4096)) } else { sub })
     }
 
     /// Serve ``/metrics`` (Prometheus), ``/status.json`` and the live page on ``addr``

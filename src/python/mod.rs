@@ -35,6 +35,7 @@ mod consumer;
 mod control;
 mod logs;
 mod metrics;
+mod minute;
 mod nats;
 mod reader;
 mod subscription;
@@ -247,6 +248,7 @@ fn barbridge(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<PyBar>()?;
     m.add_class::<BatchResult>()?;
     m.add_class::<PySubscription>()?;
+    m.add_class::<minute::PyMinuteClosed>()?;
     m.add_class::<PyFifoReader>()?;
     m.add_class::<PyFifoWriter>()?;
     alpaca::register(m)?;

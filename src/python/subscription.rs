@@ -8,6 +8,9 @@ use pyo3::prelude::*;
 use pyo3::types::PyTuple;
 
 use super::bar::PyBar;
+use super::minute::PyMinuteClosed;
+use crate::minute::{MinuteClosed, MinuteReceiver};
+use std::collections::VecDeque;
 use super::{lock, parse_timeout, Float};
 use crate::feed::{BarEvent, BarReceiver, Consumer};
 
@@ -61,12 +64,73 @@ pub struct PySubscription {
     rx: Mutex<Option<BarReceiver>>,
     pub(super) timeout: Option<Duration>,
     _consumer: Arc<Consumer>,
+    /// Closed minutes too (``subscribe(minutes=True)``), and one taken while a bar it covers
+    /// was still queued (it waits for that bar to be yielded first).
+    minutes: Mutex<Option<(MinuteReceiver, VecDeque<Arc<MinuteClosed>>)>>,
 }
 
 impl PySubscription {
     /// A subscription reading `rx`; `consumer` is kept alive as long as the subscription is.
     pub(super) fn new(rx: BarReceiver, timeout: Option<Duration>, consumer: Arc<Consumer>) -> PySubscription {
-        PySubscription { rx: Mutex::new(Some(rx)), timeout, _consumer: consumer }
+        PySubscription { rx: Mutex::new(Some(rx)), timeout, _consumer: consumer, minutes: Mutex::new(None) }
+    }
+
+    /// Yield closed minutes too, each after the bars queued before it.
+    pub(super) fn with_minutes(self, minutes: MinuteReceiver) -> PySubscription {
+        *lock(&self.minutes) = Some((minutes, VecDeque::new()));
+        self
+    }
+
+    /// The next bar or, with minutes, closed minute: bars queued before a minute come first.
+    fn next_item(&self, py: Python<'_>, timeout: Option<Duration>) -> PyResult<Option<PyObject>> {
+        let mrx = lock(&self.minutes).as_ref().map(|(m, _)| (**m).clone());
+        let Some(mrx) = mrx else {
+            return self.next_event(py, timeout, &|| false)?.map(|b| Ok(Py::new(py, b)?.into_any())).transpose();
+        };
+        let Some(rx) = self.receiver() else { return Ok(None) };
+        let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
+        loop {
+            if let Some(item) = self.take_ready(py, &rx, &mrx)? {
+                return Ok(Some(item));
+            }
+            py.check_signals()?;
+            if lock(&self.rx).is_none() {
+                return Ok(None);
+            }
+            let slice = match deadline {
+                None => WAIT_SLICE,
+                Some(d) => {
+                    let now = Instant::now();
+                    if now >= d {
+                        return Ok(None);
+                    }
+                    (d - now).min(WAIT_SLICE)
+                }
+            };
+            py.allow_threads(|| {
+                let mut sel = crossbeam_channel::Select::new();
+                sel.recv(&rx);
+                sel.recv(&mrx);
+                let _ = sel.ready_timeout(slice);
+            });
+        }
+    }
+
+    /// A bar if one is queued, else a closed minute (re-checking the bars after taking it).
+    fn take_ready(&self, py: Python<'_>, rx: &Receiver<BarEvent>, mrx: &Receiver<Arc<MinuteClosed>>) -> PyResult<Option<PyObject>> {
+        if let Ok(ev) = rx.try_recv() {
+            return Ok(Some(Py::new(py, PyBar::from_event(ev))?.into_any()));
+        }
+        let mut slot = lock(&self.minutes);
+        let Some((_, stash)) = slot.as_mut() else { return Ok(None) };
+        let Some(m) = stash.pop_front().or_else(|| mrx.try_recv().ok()) else { return Ok(None) };
+        if let Ok(ev) = rx.try_recv() {
+            stash.push_front(m); // a bar sent before the minute: it goes first
+            drop(slot);
+            return Ok(Some(Py::new(py, PyBar::from_event(ev))?.into_any()));
+        }
+        drop(slot);
+        Ok(Some(Py::new(py, PyMinuteClosed::new(m))?.into_any()))
     }
 
     fn receiver(&self) -> Option<Receiver<BarEvent>> {
@@ -90,24 +154,36 @@ impl PySubscription {
         slf
     }
 
-    fn __next__(&self, py: Python<'_>) -> PyResult<Option<PyBar>> {
-        self.next_event(py, self.timeout, &|| false)
+    fn __next__(&self, py: Python<'_>) -> PyResult<Option<PyObject>> {
+        self.next_item(py, self.timeout)
     }
 
     /// Wait up to ``timeout`` seconds (None = the subscription's timeout; forever if that is
     /// None too) for the next bar; None if none came.
     #[pyo3(signature = (timeout = None))]
-    fn get(&self, py: Python<'_>, timeout: Option<Float>) -> PyResult<Option<PyBar>> {
+    fn get(&self, py: Python<'_>, timeout: Option<Float>) -> PyResult<Option<PyObject>> {
         let timeout = parse_timeout(timeout)?.or(self.timeout);
-        self.next_event(py, timeout, &|| false)
+        self.next_item(py, timeout)
     }
 
-    /// Every bar queued now, without waiting.
-    fn drain(&self) -> Vec<PyBar> {
-        match self.receiver() {
-            Some(rx) => rx.try_iter().map(PyBar::from_event).collect(),
-            None => Vec::new(),
+    /// Every bar (and, with minutes, closed minute) queued now, in order, without waiting.
+    fn drain(&self, py: Python<'_>) -> PyResult<Vec<PyObject>> {
+        let mut out = Vec::new();
+        let Some(rx) = self.receiver() else { return Ok(out) };
+        let mrx = lock(&self.minutes).as_ref().map(|(m, _)| (**m).clone());
+        match mrx {
+            None => {
+                for ev in rx.try_iter() {
+                    out.push(Py::new(py, PyBar::from_event(ev))?.into_any());
+                }
+            }
+            Some(mrx) => {
+                while let Some(item) = self.take_ready(py, &rx, &mrx)? {
+                    out.push(item);
+                }
+            }
         }
+        Ok(out)
     }
 
     /// Bars dropped because this subscription's buffer was full.
