@@ -701,6 +701,55 @@ mod tests {
         assert_eq!(parse_part(br#"{"type":"minute_closed","v":2,"anything":[1]}"#).unwrap(), None);
     }
 
+    fn bar_line(symbol: &str, seq: u64) -> String {
+        format!(r#"{{"symbol":"{symbol}","timestamp_ms":{M},"open":1,"high":1,"low":1,"close":1,"volume":1,"seq":{seq},"writer":"w1"}}"#)
+    }
+
+    #[test]
+    fn a_consumer_delivers_each_minute_once_after_its_bars_and_a_restart_does_not_repeat_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let open = || {
+            let journal = crate::journal::Journal::open(dir.path(), crate::journal::FsyncPolicy::Always).unwrap();
+            let c = crate::Consumer::builder().journal(journal).build().unwrap();
+            c.resume_from_journal(M);
+            c
+        };
+        let c = open();
+        let rx = c.subscribe_minutes(16);
+        let seen = Arc::new(AtomicU64::new(0));
+        let counted = seen.clone();
+        c.on_minute_closed(move |_| {
+            counted.fetch_add(1, Ordering::Relaxed);
+        });
+        c.ingest_line(bar_line("SPY", 1).as_bytes()).unwrap();
+        let m = MinuteClosed { writer: None, ..closed(3) };
+        let mut lines = Vec::new();
+        for p in split(&MinuteClosed { bars: vec!["SPY".into()], halted: vec![], none: vec!["SH".into()], ..m.clone() }) {
+            write_part_line(&mut lines, &p, Some(2), Some("w1"));
+        }
+        c.ingest_line(&lines[..lines.len() - 1]).unwrap();
+        let got = rx.try_recv().unwrap();
+        assert_eq!((got.bars.clone(), got.none.clone(), got.writer.as_deref()), (vec!["SPY".to_string()], vec!["SH".to_string()], Some("w1")));
+        assert_eq!(seen.load(Ordering::Relaxed), 1);
+        // A newer version is counted as an unknown line and ignored.
+        c.ingest_line(br#"{"type":"minute_closed","v":2,"minute_ms":1759930140000,"seq":3,"writer":"w1"}"#).unwrap();
+        assert_eq!(c.health().counters.snapshot().unknown_types, 1);
+        c.flush();
+        drop(c);
+        // Restarted on the same journal without the cursor (the line comes again as new): known,
+        // not delivered a second time.
+        std::fs::remove_file(dir.path().join(crate::cursor::DURABLE_FILE)).ok();
+        let c = open();
+        let rx = c.subscribe_minutes(16);
+        c.ingest_line(&lines[..lines.len() - 1]).unwrap();
+        assert!(rx.try_recv().is_err(), "delivered twice");
+        assert_eq!(c.minute_stats().minute_duplicates, 1);
+        // A consumer limited to --symbols rejects a minute naming another symbol, counted.
+        let only = crate::Consumer::builder().symbols(["QQQ"]).build().unwrap();
+        only.ingest_line(&lines[..lines.len() - 1]).unwrap();
+        assert_eq!((only.minute_stats().minute_rejected, only.minute_stats().minutes_closed), (1, 0));
+    }
+
     #[test]
     fn the_barrier_closes_when_complete_or_at_the_deadline_and_names_halts() {
         let trading = TradingBook::default();

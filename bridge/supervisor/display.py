@@ -55,6 +55,8 @@ class BarTail:
         for raw in chunks:
             try:
                 bar = json.loads(raw)
+                if isinstance(bar, dict) and bar.get("type") == "minute_closed":
+                    continue  # the minute barrier's line: the group of bars already shows that minute
                 sym, ts = str(bar["symbol"]), int(bar["timestamp_ms"])
             except (ValueError, KeyError, TypeError):
                 text = raw.decode(errors="replace").rstrip()

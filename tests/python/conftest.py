@@ -155,7 +155,8 @@ def start_sidecar(procs, tmp_path):
 
 
 class Consumer(Proc):
-    def bars(self) -> list[dict]:
+    def lines(self) -> list[dict]:
+        """Every JSON line ``--echo`` printed so far."""
         out = []
         for line in self.stdout().splitlines():
             line = line.strip()
@@ -165,6 +166,13 @@ class Consumer(Proc):
                 except ValueError:
                     pass  # a line being written right now
         return out
+
+    def bars(self) -> list[dict]:
+        return [b for b in self.lines() if b.get("type") != "minute_closed"]
+
+    def minutes(self) -> list[dict]:
+        """The ``minute_closed`` lines printed so far (a minute of many symbols has several parts)."""
+        return [b for b in self.lines() if b.get("type") == "minute_closed"]
 
 
 @pytest.fixture

@@ -24,6 +24,8 @@ def journal_bars(path: Path) -> dict:
     versions: set = set()
     for line in path.read_text().splitlines():
         b = json.loads(line)
+        if b.get("type") == "minute_closed":
+            continue
         key = (b["symbol"], b["timestamp_ms"], b["close"], b["volume"])
         assert key not in versions, f"{key} journaled twice in {path.name}"
         versions.add(key)

@@ -116,7 +116,8 @@ def test_launcher_subscribe_reaches_the_running_launcher(tmp_path, consumer_bin)
     try:
         def bars() -> list[dict]:
             files = sorted((tmp_path / "runs").glob("*/bars.jsonl"))
-            return [json.loads(x) for x in files[-1].read_text().splitlines() if x.startswith("{")] if files else []
+            lines = [json.loads(x) for x in files[-1].read_text().splitlines() if x.startswith("{")] if files else []
+            return [b for b in lines if b.get("type") != "minute_closed"]
 
         wait_for(lambda: len(bars()) >= 6 and (tmp_path / "rt" / "control.sock").exists(), timeout=60,
                  what="demo bars and the control socket")

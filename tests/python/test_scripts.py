@@ -80,9 +80,11 @@ class Launcher:
         if d:
             for line in (d / "bars.jsonl").read_text(errors="replace").splitlines():
                 try:
-                    out.append(json.loads(line))
+                    b = json.loads(line)
                 except ValueError:
-                    pass
+                    continue
+                if b.get("type") != "minute_closed":
+                    out.append(b)
         return out
 
     def log(self) -> str:
