@@ -414,9 +414,14 @@ impl Consumer {
                     refused.fetch_add(1, Ordering::Relaxed);
                 }
             },
-            |writer, part| {
+            |record| match record {
                 // Known, not delivered again: a restarted consumer sees each minute close once.
-                let _ = minutes.add_part(writer, &part);
+                crate::journal::MinuteRecord::Closed(writer, part) => {
+                    let _ = minutes.add_part(&writer, &part);
+                }
+                crate::journal::MinuteRecord::Quiet(writer, minute, quiet) => {
+                    let _ = minutes.mark_quiet(&writer, minute, &quiet);
+                }
             },
         )?;
         let refused = refused.into_inner();
@@ -454,7 +459,8 @@ impl Consumer {
     pub fn session_gaps(&self, symbol: &str, now_ms: i64) -> Option<crate::gaps::SymbolGaps> {
         let session = crate::asset::session_today(symbol, now_ms)?;
         let minutes = self.store.timestamps(symbol, session.open_ms, session.close_ms);
-        Some(crate::gaps::session_gaps_halted(symbol, &session, now_ms, minutes, &self.trading.halts(symbol)))
+        let quiet = self.minutes.quiet_minutes(symbol, session.open_ms, session.close_ms);
+        Some(crate::gaps::session_gaps_quiet(symbol, &session, now_ms, minutes.into_iter().collect(), &self.trading.halts(symbol), &quiet))
     }
 
     /// Feed health and counters.
@@ -657,6 +663,7 @@ impl Consumer {
             }
             Line::TradingStatus(t) => self.accept_trading_status(t.status),
             Line::MinuteClosed(m) => self.accept_minute_part(m.writer.as_deref().unwrap_or(""), m.part, held.is_some()),
+            Line::MinuteQuiet(m) => self.accept_minute_quiet(m.writer.as_deref().unwrap_or(""), m.minute_ms, &m.quiet),
             Line::Unknown { type_name, .. } => {
                 c.unknown_types.fetch_add(1, Ordering::Relaxed);
                 let mut suppressed = 0;
@@ -745,6 +752,33 @@ impl Consumer {
         Ingested::MinuteClosed
     }
 
+    /// Ingest quiet marks (the one-process mode's path; a wire line goes through
+    /// [`Consumer::ingest_line`]).
+    pub fn ingest_minute_quiet(&self, writer: &str, minute_ms: i64, quiet: &[String]) -> Ingested {
+        self.health.counters.lines.fetch_add(1, Ordering::Relaxed);
+        self.health.on_message();
+        self.accept_minute_quiet(writer, minute_ms, quiet)
+    }
+
+    /// Keep and journal the quiet marks of a closed minute; a symbol the minute did not close
+    /// without is refused, counted (`quiet_rejected`) and logged (rate-limited).
+    fn accept_minute_quiet(&self, writer: &str, minute_ms: i64, quiet: &[String]) -> Ingested {
+        let asset = quiet.first().map_or(AssetClass::Stock, |s| AssetClass::of(s));
+        self.load_journal_day_of(asset, minute_ms);
+        let (taken, refused) = self.minutes.mark_quiet(writer, minute_ms, quiet);
+        if let Some(why) = refused {
+            if let Some(more) = self.log_allowed("quiet_rejected") {
+                log::warn!("refused a quiet mark of {}: {why}{more}", crate::calendar::fmt_ny(minute_ms));
+            }
+        }
+        if let (Some(j), false) = (&self.journal, taken.is_empty()) {
+            let mut line = Vec::with_capacity(128);
+            crate::minute::write_quiet_line(&mut line, minute_ms, &taken, None, (!writer.is_empty()).then_some(writer));
+            j.queue(asset, minute_ms, &line);
+        }
+        Ingested::MinuteClosed
+    }
+
     /// Keep, journal and log a new trading status; one already known changes nothing.
     fn accept_trading_status(&self, status: TradingStatus) -> Ingested {
         if self.symbols.as_ref().is_some_and(|f| !f.contains(&status.symbol)) {
@@ -821,7 +855,10 @@ impl Consumer {
         let received_ms = self.health.last_message().unwrap_or_else(|| self.health.now_ms());
         let (name, outcome) = self.store.insert_received(symbol, bar, mode, Some(received_ms));
         match outcome {
-            Inserted::Appended | Inserted::InsertedOutOfOrder => c.bars_accepted.fetch_add(1, Ordering::Relaxed),
+            Inserted::Appended | Inserted::InsertedOutOfOrder => {
+                self.minutes.on_bar(symbol, bar.timestamp_ms); // late: its minute closed without it
+                c.bars_accepted.fetch_add(1, Ordering::Relaxed)
+            }
             Inserted::Replaced => c.corrections.fetch_add(1, Ordering::Relaxed),
             Inserted::Duplicate => c.duplicates.fetch_add(1, Ordering::Relaxed),
             Inserted::TooOld => c.too_old.fetch_add(1, Ordering::Relaxed),

@@ -50,6 +50,10 @@ pub struct SymbolGaps {
     pub halted_minutes: i64,
     /// The halts that touched the session.
     pub halts: Vec<HaltedSpan>,
+    /// Session minutes without a bar that REST confirmed quiet (no trade: the sidecar's quiet
+    /// marks, [`crate::minute`]); in no other class.
+    #[serde(default)]
+    pub quiet_minutes: i64,
 }
 
 impl SymbolGaps {
@@ -57,6 +61,45 @@ impl SymbolGaps {
     pub fn hole_minutes(&self) -> i64 {
         self.holes.iter().map(|h| h.minutes).sum()
     }
+}
+
+/// [`session_gaps_halted`] knowing the minutes confirmed quiet too: a bar-less minute marked
+/// quiet (and not halted) is quiet, in no other class: not a hole, not before the first bar or
+/// after the last. `bars + before_first + after_last + hole minutes + halted_minutes +
+/// quiet_minutes` is still the session's minutes up to `until_ms`.
+pub fn session_gaps_quiet(symbol: &str, session: &Session, until_ms: i64, bar_minutes: Vec<i64>, halts: &[Halt], quiet: &[i64]) -> SymbolGaps {
+    let end = until_ms.min(session.close_ms);
+    let mut bars: Vec<i64> = bar_minutes.iter().filter(|t| **t >= session.open_ms && **t < end).map(|t| t - t.rem_euclid(60_000)).collect();
+    bars.sort_unstable();
+    bars.dedup();
+    let mut g = session_gaps_halted(symbol, session, until_ms, bar_minutes, halts);
+    let halted = |m: i64| halts.iter().any(|h| h.start_ms < m + 60_000 && h.end_ms.unwrap_or(end).min(end) > m);
+    let mut quiet: Vec<i64> = quiet.iter().filter(|t| **t >= session.open_ms && **t < end).map(|t| t - t.rem_euclid(60_000)).collect();
+    quiet.sort_unstable();
+    quiet.dedup();
+    for q in quiet {
+        if bars.binary_search(&q).is_ok() || halted(q) {
+            continue;
+        }
+        match (bars.first(), bars.last()) {
+            (Some(&first), Some(&last)) if q > first && q < last => {
+                let Some(i) = g.holes.iter().position(|h| h.start_ms <= q && q < h.start_ms + h.minutes * 60_000) else { continue };
+                let h = g.holes.remove(i);
+                let before = (q - h.start_ms) / 60_000;
+                let after = h.minutes - before - 1;
+                if after > 0 {
+                    g.holes.insert(i, Hole { start_ms: q + 60_000, minutes: after });
+                }
+                if before > 0 {
+                    g.holes.insert(i, Hole { start_ms: h.start_ms, minutes: before });
+                }
+            }
+            (Some(&last), _) | (_, Some(&last)) if q > last => g.after_last -= 1,
+            _ => g.before_first -= 1,
+        }
+        g.quiet_minutes += 1;
+    }
+    g
 }
 
 /// Compute the gaps of one symbol. `bar_minutes` are bar timestamps (any order, duplicates
@@ -134,6 +177,7 @@ fn plain_gaps(symbol: &str, session: &Session, until_ms: i64, bar_minutes: impl 
             holes: Vec::new(),
             halted_minutes: 0,
             halts: Vec::new(),
+            quiet_minutes: 0,
         };
     };
     let holes =
@@ -146,6 +190,7 @@ fn plain_gaps(symbol: &str, session: &Session, until_ms: i64, bar_minutes: impl 
         holes,
         halted_minutes: 0,
         halts: Vec::new(),
+        quiet_minutes: 0,
     }
 }
 
@@ -156,6 +201,20 @@ mod tests {
 
     fn session() -> Session {
         Session { date: NaiveDate::from_ymd_opt(2025, 10, 8).unwrap(), open_ms: 1_759_930_200_000, close_ms: 1_759_953_600_000 }
+    }
+
+    #[test]
+    fn quiet_minutes_are_no_holes_and_halts_win() {
+        let s = session();
+        let m = |i: i64| s.open_ms + i * 60_000;
+        // Bars at 0, 5, 9; quiet at 2, 3 (in the hole 1..=4), 7, 12 (after the last), 5 (has a
+        // bar: not quiet) and 8 (halted 8..9: halted wins).
+        let halts = [Halt { start_ms: m(8), end_ms: Some(m(9)), code: "T1".into(), reason: String::new() }];
+        let g = session_gaps_quiet("SPY", &s, m(14), vec![m(0), m(5), m(9)], &halts, &[m(2), m(3), m(5), m(7), m(8), m(12)]);
+        assert_eq!(g.quiet_minutes, 4, "{g:?}");
+        assert_eq!(g.holes, vec![Hole { start_ms: m(1), minutes: 1 }, Hole { start_ms: m(4), minutes: 1 }, Hole { start_ms: m(6), minutes: 1 }]);
+        assert_eq!((g.halted_minutes, g.after_last), (1, 3));
+        assert_eq!(g.bars + g.before_first + g.after_last + g.hole_minutes() + g.halted_minutes + g.quiet_minutes, 14);
     }
 
     #[test]

@@ -562,10 +562,20 @@ pub fn read_records(path: &Path, f: impl FnMut(&str, Bar, BarKind)) -> Result<Lo
 /// # Errors
 /// [`JournalError::Read`] when the file cannot be opened or read.
 pub fn read_journal(path: &Path, f: impl FnMut(&str, Bar, BarKind), on_status: impl FnMut(TradingStatus)) -> Result<LoadReport, JournalError> {
-    read_journal_with_minutes(path, f, on_status, |_, _| {})
+    read_journal_with_minutes(path, f, on_status, |_| {})
 }
 
-/// [`read_journal`], and `on_minute` for each `minute_closed` part (its writer, "" if none).
+/// A minute record of a journal: a `minute_closed` part or a `minute_quiet` mark, with its
+/// writer ("" if none).
+#[derive(Clone, Debug, PartialEq)]
+pub enum MinuteRecord {
+    /// A part of a closed minute.
+    Closed(String, crate::minute::MinuteClosedPart),
+    /// Symbols confirmed quiet in a minute: (writer, minute, symbols).
+    Quiet(String, i64, Vec<String>),
+}
+
+/// [`read_journal`], and `on_minute` for each minute record.
 ///
 /// # Errors
 /// [`JournalError::Read`] when the file cannot be opened or read.
@@ -573,7 +583,7 @@ pub fn read_journal_with_minutes(
     path: &Path,
     mut f: impl FnMut(&str, Bar, BarKind),
     mut on_status: impl FnMut(TradingStatus),
-    mut on_minute: impl FnMut(&str, crate::minute::MinuteClosedPart),
+    mut on_minute: impl FnMut(MinuteRecord),
 ) -> Result<LoadReport, JournalError> {
     let file = File::open(path).map_err(|source| JournalError::Read { path: path.to_path_buf(), source })?;
     let mut reader = BufReader::new(file);
@@ -600,7 +610,8 @@ pub fn read_journal_with_minutes(
                 f(&b.symbol, b.bar, b.kind);
             }
             Ok(Line::TradingStatus(t)) => on_status(t.status),
-            Ok(Line::MinuteClosed(m)) => on_minute(m.writer.as_deref().unwrap_or(""), m.part),
+            Ok(Line::MinuteClosed(m)) => on_minute(MinuteRecord::Closed(m.writer.unwrap_or_default().into_owned(), m.part)),
+            Ok(Line::MinuteQuiet(m)) => on_minute(MinuteRecord::Quiet(m.writer.unwrap_or_default().into_owned(), m.minute_ms, m.quiet)),
             Ok(_) => {}
             Err(e) => {
                 report.corrupt += 1;

@@ -461,7 +461,8 @@ fn gaps(journal: &std::path::Path, date: Option<&str>, symbols: &[String], json:
     let mut minutes: std::collections::BTreeMap<String, Vec<i64>> = symbols.iter().map(|s| (s.clone(), Vec::new())).collect();
     let wanted = |symbol: &str| symbols.is_empty() || symbols.iter().any(|s| s == symbol);
     let trading = barbridge::trading::TradingBook::default();
-    let read = barbridge::journal::read_journal(
+    let mut quiet: std::collections::BTreeMap<String, Vec<i64>> = std::collections::BTreeMap::new();
+    let read = barbridge::journal::read_journal_with_minutes(
         &path,
         |symbol, bar, _| {
             if wanted(symbol) {
@@ -473,6 +474,14 @@ fn gaps(journal: &std::path::Path, date: Option<&str>, symbols: &[String], json:
                 trading.apply(&status);
             }
         },
+        |record| {
+            // Quiet marks were checked against their minute's close when journaled.
+            if let barbridge::journal::MinuteRecord::Quiet(_, minute, symbols) = record {
+                for s in symbols.into_iter().filter(|s| wanted(s)) {
+                    quiet.entry(s).or_default().push(minute);
+                }
+            }
+        },
     );
     if let Err(e) = read {
         eprintln!("barbridge: {e}");
@@ -481,9 +490,17 @@ fn gaps(journal: &std::path::Path, date: Option<&str>, symbols: &[String], json:
     for symbol in trading.all_halts().into_keys() {
         minutes.entry(symbol).or_default(); // a symbol halted all day has no bar, but halts
     }
+    for symbol in quiet.keys() {
+        minutes.entry(symbol.clone()).or_default(); // a symbol quiet all day: no bar, quiet minutes
+    }
     let until = SystemClock.now_ms();
-    let report: Vec<_> =
-        minutes.into_iter().map(|(sym, ts)| barbridge::gaps::session_gaps_halted(&sym, &session, until, ts, &trading.halts(&sym))).collect();
+    let report: Vec<_> = minutes
+        .into_iter()
+        .map(|(sym, ts)| {
+            let q = quiet.get(&sym).map_or(&[][..], |v| &v[..]);
+            barbridge::gaps::session_gaps_quiet(&sym, &session, until, ts, &trading.halts(&sym), q)
+        })
+        .collect();
     let text = if json {
         let mut doc = serde_json::json!({"date": date.to_string(), "open_ms": session.open_ms, "close_ms": session.close_ms, "symbols": report});
         if let Some((_, crypto)) = crypto_part {
@@ -589,20 +606,21 @@ fn render_gaps(session: &barbridge::calendar::Session, until: i64, report: &[bar
     );
     let _ = writeln!(
         out,
-        "{:<10} {:>6} {:>13} {:>12} {:>7} {:>12} {:>8}",
-        "SYMBOL", "BARS", "BEFORE FIRST", "AFTER LAST", "HOLES", "HOLE MINUTES", "HALTED"
+        "{:<10} {:>6} {:>13} {:>12} {:>7} {:>12} {:>8} {:>7}",
+        "SYMBOL", "BARS", "BEFORE FIRST", "AFTER LAST", "HOLES", "HOLE MINUTES", "HALTED", "QUIET"
     );
     for g in report {
         let _ = writeln!(
             out,
-            "{:<10} {:>6} {:>13} {:>12} {:>7} {:>12} {:>8}",
+            "{:<10} {:>6} {:>13} {:>12} {:>7} {:>12} {:>8} {:>7}",
             g.symbol,
             g.bars,
             g.before_first,
             g.after_last,
             g.holes.len(),
             g.hole_minutes(),
-            g.halted_minutes
+            g.halted_minutes,
+            g.quiet_minutes
         );
         for h in &g.holes {
             let _ = writeln!(out, "    hole at {}: {} minute(s)", fmt_ny_time(h.start_ms), h.minutes);

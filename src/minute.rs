@@ -55,6 +55,16 @@ pub const DEFAULT_DEADLINE_MS: i64 = 10_000;
 /// dropped beyond it, counted (`minute_parts_evicted`).
 pub const MAX_PENDING_MINUTES: usize = 64;
 
+/// Closed minutes waiting for the sidecar's REST confirmation, at most.
+pub const MAX_UNCONFIRMED_MINUTES: usize = 256;
+
+/// Closed minutes whose symbols without a bar a consumer remembers (to check quiet marks and
+/// count late bars): two hours.
+pub const NONE_REMEMBERED_MINUTES: usize = 120;
+
+/// Quiet minutes remembered per symbol (more than a session's 390 and a crypto day's 1,440).
+pub const MAX_QUIET_PER_SYMBOL: usize = 2048;
+
 /// Closed (writer, minute) pairs remembered to recognise a minute closed twice.
 const CLOSED_REMEMBERED: usize = 4096;
 
@@ -182,6 +192,95 @@ pub fn parse_part(bytes: &[u8]) -> Result<Option<MinuteClosedLine<'_>>, WireErro
     Ok(Some(MinuteClosedLine { part, seq: raw.seq, writer: raw.writer }))
 }
 
+/// A decoded `minute_quiet` line: REST confirmed these symbols had no bar in the minute (no
+/// trade), so their missing bar is no hole.
+#[derive(Clone, Debug, PartialEq)]
+pub struct MinuteQuietLine<'a> {
+    /// Start of the minute (UTC epoch ms).
+    pub minute_ms: i64,
+    /// The symbols confirmed quiet.
+    pub quiet: Vec<String>,
+    /// The writer's sequence number, if the line had one.
+    pub seq: Option<u64>,
+    /// The writer's id, if the line had one.
+    pub writer: Option<Cow<'a, str>>,
+}
+
+#[derive(Deserialize)]
+struct RawQuiet<'a> {
+    v: Option<u64>,
+    minute_ms: Option<i64>,
+    #[serde(default, borrow)]
+    quiet: Vec<Cow<'a, str>>,
+    seq: Option<u64>,
+    #[serde(borrow)]
+    writer: Option<Cow<'a, str>>,
+}
+
+/// Decode a `minute_quiet` line. `Ok(None)`: a newer `v` (ignored like an unknown type).
+///
+/// # Errors
+/// The [`WireError`] of the first rule it breaks (as [`parse_part`]).
+pub fn parse_quiet(bytes: &[u8]) -> Result<Option<MinuteQuietLine<'_>>, WireError> {
+    let text = std::str::from_utf8(bytes).map_err(|e| WireError::InvalidUtf8 { valid_up_to: e.valid_up_to() })?;
+    let raw: RawQuiet<'_> = serde_json::from_str(text).map_err(|e| WireError::WrongType { detail: format!("minute_quiet: {e}") })?;
+    if raw.v.unwrap_or(1) > MINUTE_CLOSED_VERSION {
+        return Ok(None);
+    }
+    if let Some(w) = raw.writer.as_deref() {
+        validate_writer(w)?;
+    }
+    let minute_ms = raw.minute_ms.ok_or(WireError::MissingField { field: "minute_ms" })?;
+    if !(MIN_TIMESTAMP_MS..MAX_TIMESTAMP_MS).contains(&minute_ms) {
+        return Err(WireError::InvalidTimestamp { timestamp_ms: minute_ms });
+    }
+    if minute_ms % MINUTE_MS != 0 {
+        return Err(WireError::OffMinute { timestamp_ms: minute_ms });
+    }
+    let quiet = raw
+        .quiet
+        .into_iter()
+        .map(|s| {
+            validate_symbol(&s)?;
+            Ok(s.into_owned())
+        })
+        .collect::<Result<Vec<_>, WireError>>()?;
+    Ok(Some(MinuteQuietLine { minute_ms, quiet, seq: raw.seq, writer: raw.writer }))
+}
+
+/// `quiet` cut into lists whose `minute_quiet` lines fit in [`MAX_LINE_BYTES`].
+pub fn split_quiet(quiet: &[String]) -> Vec<Vec<String>> {
+    let budget = MAX_LINE_BYTES - HEADER_RESERVE;
+    let mut out = vec![Vec::new()];
+    let mut used = 0;
+    for s in quiet {
+        let cost = json_str_len(s) + 1;
+        if used + cost > budget {
+            out.push(Vec::new());
+            used = 0;
+        }
+        used += cost;
+        out.last_mut().expect("one list at least").push(s.clone());
+    }
+    out
+}
+
+/// Append one `minute_quiet` line (newline included):
+/// `{"type":"minute_quiet","v":1,"minute_ms":…,"quiet":[…],"seq":…,"writer":…}`.
+pub fn write_quiet_line(out: &mut Vec<u8>, minute_ms: i64, quiet: &[String], seq: Option<u64>, writer: Option<&str>) {
+    use std::io::Write;
+    let _ = write!(out, r#"{{"type":"minute_quiet","v":{MINUTE_CLOSED_VERSION},"minute_ms":{minute_ms},"quiet":"#);
+    serde_json::to_writer(&mut *out, quiet).expect("writing to a Vec cannot fail");
+    if let Some(seq) = seq {
+        let _ = write!(out, r#","seq":{seq}"#);
+    }
+    if let Some(writer) = writer {
+        out.extend_from_slice(br#","writer":"#);
+        serde_json::to_writer(&mut *out, writer).expect("writing to a Vec cannot fail");
+    }
+    out.extend_from_slice(b"}\n");
+}
+
 fn json_str_len(s: &str) -> usize {
     serde_json::to_string(s).map_or(s.len() + 2, |j| j.len())
 }
@@ -269,6 +368,8 @@ pub struct Barrier {
     /// (data time, when it was seen).
     data_clock: Option<(i64, Instant)>,
     closed: u64,
+    /// Closed minutes with symbols still without a bar, for the REST confirmation to take.
+    unconfirmed: VecDeque<(i64, Vec<String>)>,
 }
 
 impl Barrier {
@@ -284,6 +385,7 @@ impl Barrier {
             next_minute: None,
             data_clock: None,
             closed: 0,
+            unconfirmed: VecDeque::new(),
         }
     }
 
@@ -301,6 +403,13 @@ impl Barrier {
     /// Minutes closed so far.
     pub fn closed(&self) -> u64 {
         self.closed
+    }
+
+    /// The closed minutes with symbols still without a bar (oldest first), taken: the sidecar's
+    /// REST confirmation asks about them (bounded: the oldest beyond
+    /// [`MAX_UNCONFIRMED_MINUTES`] stay unknown).
+    pub fn take_unconfirmed(&mut self) -> Vec<(i64, Vec<String>)> {
+        self.unconfirmed.drain(..).collect()
     }
 
     /// A bar of `symbol` for `minute_ms` went to the sink. `live`: from the stream (or a
@@ -367,6 +476,12 @@ impl Barrier {
             bars.sort_unstable();
             halted.sort_unstable();
             none.sort_unstable();
+            if !none.is_empty() {
+                if self.unconfirmed.len() >= MAX_UNCONFIRMED_MINUTES {
+                    self.unconfirmed.pop_front();
+                }
+                self.unconfirmed.push_back((next, none.clone()));
+            }
             out.push(MinuteClosed { minute_ms: next, closed_ms: wall_ms, complete: none.is_empty(), bars, halted, none, writer: None });
             self.closed += 1;
             next += MINUTE_MS;
@@ -396,6 +511,14 @@ pub struct MinuteCounters {
     pub minute_parts_evicted: AtomicU64,
     /// Minute events dropped because a minute subscriber's channel was full.
     pub minute_delivery_drops: AtomicU64,
+    /// Bars that arrived after their minute closed without them (the stream lost or delayed
+    /// them; the sidecar's REST confirmation recovers them): stored, delivered, counted.
+    pub late_bars: AtomicU64,
+    /// (symbol, minute) pairs marked quiet (REST has no bar: no trade): never a hole.
+    pub quiet_marks: AtomicU64,
+    /// Quiet marks refused: the symbol was not without a bar in that closed minute (not
+    /// subscribed, or the minute unknown).
+    pub quiet_rejected: AtomicU64,
 }
 
 /// A snapshot of [`MinuteCounters`].
@@ -415,6 +538,12 @@ pub struct MinuteStats {
     pub minute_parts_evicted: u64,
     /// See [`MinuteCounters::minute_delivery_drops`].
     pub minute_delivery_drops: u64,
+    /// See [`MinuteCounters::late_bars`].
+    pub late_bars: u64,
+    /// See [`MinuteCounters::quiet_marks`].
+    pub quiet_marks: u64,
+    /// See [`MinuteCounters::quiet_rejected`].
+    pub quiet_rejected: u64,
     /// The last minute closed (UTC epoch ms), 0 before the first.
     pub last_minute_ms: i64,
 }
@@ -432,6 +561,10 @@ struct BookState {
     closed_order: VecDeque<(String, i64)>,
     held: Vec<Arc<MinuteClosed>>,
     last_minute_ms: i64,
+    /// minute → writer → symbols without a bar when it closed (bar or quiet mark removes one).
+    none: BTreeMap<i64, HashMap<String, HashSet<String>>>,
+    /// symbol → minutes confirmed quiet.
+    quiet: HashMap<String, std::collections::BTreeSet<i64>>,
 }
 
 /// The receiving end of [`crate::Consumer::subscribe_minutes`]. Dropping it unsubscribes.
@@ -466,6 +599,9 @@ struct MinuteChannel {
 #[derive(Default)]
 pub struct MinuteBook {
     state: Mutex<BookState>,
+    /// The newest minute with symbols left without a bar (a bar of a later minute cannot be late:
+    /// no lock taken for it).
+    newest_none: std::sync::atomic::AtomicI64,
     channels: RwLock<Vec<MinuteChannel>>,
     callbacks: RwLock<Vec<MinuteCallback>>,
     /// The counters.
@@ -552,11 +688,65 @@ impl MinuteBook {
         st.closed.insert(key.clone());
         st.closed_order.push_back(key);
         st.last_minute_ms = st.last_minute_ms.max(done.minute_ms);
+        if !done.none.is_empty() {
+            st.none.entry(done.minute_ms).or_default().insert(writer.to_owned(), done.none.iter().cloned().collect());
+            while st.none.len() > NONE_REMEMBERED_MINUTES {
+                st.none.pop_first();
+            }
+            self.newest_none.fetch_max(done.minute_ms, Ordering::Relaxed);
+        }
         c.minutes_closed.fetch_add(1, Ordering::Relaxed);
         if !done.none.is_empty() {
             c.minutes_incomplete.fetch_add(1, Ordering::Relaxed);
         }
         PartOutcome::Closed(Arc::new(done))
+    }
+
+    /// A bar of `symbol` for `minute_ms` was stored as a first report: if its minute closed
+    /// without it, it is late (counted in `late_bars`). True when late.
+    pub fn on_bar(&self, symbol: &str, minute_ms: i64) -> bool {
+        if minute_ms > self.newest_none.load(Ordering::Relaxed) {
+            return false;
+        }
+        let mut st = self.lock();
+        let Some(writers) = st.none.get_mut(&minute_ms) else { return false };
+        let late = writers.values_mut().fold(false, |late, none| none.remove(symbol) || late);
+        if late {
+            self.counters.late_bars.fetch_add(1, Ordering::Relaxed);
+        }
+        late
+    }
+
+    /// Quiet marks of `writer` for `minute_ms`: each symbol must be one the minute closed without
+    /// (else refused, counted). Returns the symbols taken (to journal), or why none was.
+    ///
+    /// # Errors
+    /// A sentence naming the first refused symbol (the others may have been taken).
+    pub fn mark_quiet(&self, writer: &str, minute_ms: i64, symbols: &[String]) -> (Vec<String>, Option<String>) {
+        let mut st = self.lock();
+        let mut taken = Vec::new();
+        let mut refused = None;
+        for s in symbols {
+            let ok = st.none.get_mut(&minute_ms).and_then(|w| w.get_mut(writer)).is_some_and(|none| none.remove(s));
+            if ok {
+                let minutes = st.quiet.entry(s.clone()).or_default();
+                minutes.insert(minute_ms);
+                while minutes.len() > MAX_QUIET_PER_SYMBOL {
+                    minutes.pop_first();
+                }
+                taken.push(s.clone());
+            } else {
+                self.counters.quiet_rejected.fetch_add(1, Ordering::Relaxed);
+                refused.get_or_insert_with(|| format!("{s:?} was not without a bar in that minute's close by writer {writer:?}"));
+            }
+        }
+        self.counters.quiet_marks.fetch_add(taken.len() as u64, Ordering::Relaxed);
+        (taken, refused)
+    }
+
+    /// The minutes marked quiet for `symbol` in `[from_ms, to_ms)`.
+    pub fn quiet_minutes(&self, symbol: &str, from_ms: i64, to_ms: i64) -> Vec<i64> {
+        self.lock().quiet.get(symbol).map(|m| m.range(from_ms..to_ms).copied().collect()).unwrap_or_default()
     }
 
     /// Deliver a closed minute: callbacks now; channels now, or (`hold`) at
@@ -625,6 +815,9 @@ impl MinuteBook {
             minute_rejected: l(&c.minute_rejected),
             minute_parts_evicted: l(&c.minute_parts_evicted),
             minute_delivery_drops: l(&c.minute_delivery_drops),
+            late_bars: l(&c.late_bars),
+            quiet_marks: l(&c.quiet_marks),
+            quiet_rejected: l(&c.quiet_rejected),
             last_minute_ms: self.lock().last_minute_ms,
         }
     }

@@ -120,6 +120,8 @@ pub enum Line<'a> {
     TradingStatus(TradingStatusLine<'a>),
     /// A part of a closed minute (see [`crate::minute`]).
     MinuteClosed(crate::minute::MinuteClosedLine<'a>),
+    /// Symbols REST confirmed quiet in a closed minute (see [`crate::minute`]).
+    MinuteQuiet(crate::minute::MinuteQuietLine<'a>),
     /// A `type` this version does not know: counted and ignored (forward compatibility).
     Unknown {
         /// The unknown `type`.
@@ -142,6 +144,7 @@ impl Line<'_> {
             Line::Status(s) => (&s.writer, s.seq),
             Line::TradingStatus(t) => (&t.writer, t.seq),
             Line::MinuteClosed(m) => (&m.writer, m.seq),
+            Line::MinuteQuiet(m) => (&m.writer, m.seq),
             Line::Unknown { writer, seq, .. } => (writer, *seq),
             Line::Empty => return None,
         };
@@ -441,6 +444,9 @@ pub fn parse_line(bytes: &[u8]) -> Result<Line<'_>, WireError> {
         Some("trading_status") if raw.v.unwrap_or(1) <= TRADING_STATUS_VERSION => return trading_status_line(raw),
         Some("minute_closed") if raw.v.unwrap_or(1) <= crate::minute::MINUTE_CLOSED_VERSION => {
             return crate::minute::parse_part(bytes).map(|m| m.map_or(Line::Empty, Line::MinuteClosed));
+        }
+        Some("minute_quiet") if raw.v.unwrap_or(1) <= crate::minute::MINUTE_CLOSED_VERSION => {
+            return crate::minute::parse_quiet(bytes).map(|m| m.map_or(Line::Empty, Line::MinuteQuiet));
         }
         Some(other) => return Ok(Line::Unknown { type_name: other.to_owned(), seq: raw.seq, writer: raw.writer }),
     };

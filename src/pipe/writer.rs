@@ -233,6 +233,7 @@ enum Item {
     Status { ts_ms: i64, state: &'static str, detail: String },
     TradingStatus(Box<TradingStatus>),
     MinuteClosed(Box<crate::minute::MinuteClosedPart>),
+    MinuteQuiet(i64, Box<[String]>),
     Heartbeat,
 }
 
@@ -446,6 +447,13 @@ impl FifoWriter {
     pub fn submit_minute_closed(&self, minute: &crate::minute::MinuteClosed) {
         for part in crate::minute::split(minute) {
             self.shared.enqueue(Item::MinuteClosed(Box::new(part)));
+        }
+    }
+
+    /// Queue quiet marks of a closed minute as `minute_quiet` line(s) ([`crate::minute`]).
+    pub fn submit_minute_quiet(&self, minute_ms: i64, quiet: &[String]) {
+        for list in crate::minute::split_quiet(quiet) {
+            self.shared.enqueue(Item::MinuteQuiet(minute_ms, list.into_boxed_slice()));
         }
     }
 
@@ -1119,6 +1127,7 @@ fn encode(out: &mut Vec<u8>, item: &Item, seq: u64, writer: &str, info: Heartbea
         }
         Item::TradingStatus(status) => crate::trading::write_status_line(out, status, Some(seq), Some(writer)),
         Item::MinuteClosed(part) => crate::minute::write_part_line(out, part, Some(seq), Some(writer)),
+        Item::MinuteQuiet(minute, quiet) => crate::minute::write_quiet_line(out, *minute, quiet, Some(seq), Some(writer)),
         Item::Heartbeat => {
             let HeartbeatInfo { backlog, dropped, retained_from, sent, acked } = info;
             let line = HeartbeatLine { kind: "heartbeat", ts_ms: now_ms(), seq, writer, backlog, dropped, retained_from, sent, acked };

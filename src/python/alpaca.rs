@@ -57,6 +57,16 @@ impl Sink {
         }
     }
 
+    /// Quiet marks of a closed minute (REST has no bar: no trade).
+    fn send_minute_quiet(&self, minute_ms: i64, quiet: &[String]) {
+        match self {
+            Sink::Writer(w) => w.get().inner.submit_minute_quiet(minute_ms, quiet),
+            Sink::Consumer(c) => {
+                c.get().inner.ingest_minute_quiet("", minute_ms, quiet);
+            }
+        }
+    }
+
     /// Count and report a bar refused before or by the sink.
     fn reject(&self, symbol: &str, e: &WireError) {
         match self {
@@ -269,6 +279,29 @@ impl PyPublisher {
             self.sink.settle();
             n
         })
+    }
+
+    /// The closed minutes with symbols still without a bar, taken (oldest first): ``[(minute_ms,
+    /// [symbol, ...]), ...]`` for the REST confirmation (``bridge.confirm``) to ask about.
+    fn take_unconfirmed(&self) -> Vec<(i64, Vec<String>)> {
+        self.barrier().as_mut().map(|b| b.take_unconfirmed()).unwrap_or_default()
+    }
+
+    /// REST confirmed that ``symbols`` had no bar in the closed minute ``minute_ms`` (no trade):
+    /// sent as ``minute_quiet`` line(s), so the minute is no hole for them.
+    fn mark_quiet(&self, minute_ms: i64, symbols: Vec<String>) -> PyResult<()> {
+        if minute_ms % crate::wire::MINUTE_MS != 0 {
+            return Err(PyValueError::new_err(format!("minute_ms {minute_ms} is not the start of a minute")));
+        }
+        for s in &symbols {
+            crate::wire::validate_symbol(s).map_err(|e| PyValueError::new_err(e.to_string()))?;
+        }
+        if !symbols.is_empty() {
+            let _guard = self.barrier(); // after any minute_closed being written now
+            self.sink.send_minute_quiet(minute_ms, &symbols);
+            self.sink.settle();
+        }
+        Ok(())
     }
 
     /// Minutes the barrier closed so far (0 without one).
