@@ -113,6 +113,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="the minute barrier: a minute_closed line per minute, as soon as every subscribed, non-halted "
                         "symbol has its bar, else SECS after the minute's end (Alpaca sends bars 20-100 ms after the "
                         "minute, late trades may take 10 s; 0 = no barrier; env MINUTE_DEADLINE)")
+    p.add_argument("--no-confirm-quiet", action="store_true",
+                   help="--source alpaca: do not ask REST about the symbols a minute closed without (by default a bar "
+                        "REST has is delivered late, counted; none makes the minute quiet, not a hole)")
+    p.add_argument("--confirm-rate", type=float, default=150.0, metavar="N",
+                   help="REST requests a minute at most for the quiet/lost confirmation (Alpaca's basic plan allows "
+                        "200 for all of a key's REST calls)")
     p.add_argument("--heartbeat", type=float, default=5.0, help="seconds between heartbeat lines")
     p.add_argument("--backlog", type=int, default=100_000, help="max lines kept while the consumer is away")
     p.add_argument("--pipe-size", type=int, default=1 << 20, help="F_SETPIPE_SZ request in bytes")
@@ -365,6 +371,14 @@ def main(argv: Optional[list[str]] = None) -> int:
     if ticker is not None:
         ticker.start()
     finished = threading.Event()
+    confirmer = None
+    if live is not None and ticker is not None and not args.no_confirm_quiet and hasattr(live, "fetch_minute"):
+        from bridge.confirm import Confirmer
+        try:
+            confirmer = Confirmer(pub, live.fetch_minute, rate=args.confirm_rate)
+        except ValueError as e:
+            return _fail(2, f"--confirm-rate: {e}.")
+        confirmer.start()
     if live is not None:
         live.start()
     else:
@@ -386,7 +400,8 @@ def main(argv: Optional[list[str]] = None) -> int:
             reader.check()
         if args.stats_interval > 0 and time.monotonic() >= next_stats:
             next_stats = time.monotonic() + args.stats_interval
-            _log_stats(pub, sink, source, control_server.stats() if control_server is not None else None)
+            _log_stats(pub, sink, source, {**(control_server.stats() if control_server is not None else {}),
+                                           **(confirmer.stats() if confirmer is not None else {})})
         if control_server is not None and not control_server.alive() and not control_alarm:
             control_alarm = True  # the endpoint's threads restart themselves: this is the last line of defence
             log.error("the control endpoint on %s stopped: --subscribe/--unsubscribe cannot reach this sidecar "
@@ -396,6 +411,8 @@ def main(argv: Optional[list[str]] = None) -> int:
     if control_server is not None:
         control_server.stop()
     source.stop()
+    if confirmer is not None:
+        confirmer.stop()
     if ticker is not None:
         ticker.stop()
     if failure:
@@ -406,7 +423,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     sink.close(flush_timeout=flush)
     if sink.backlog():
         log.warning("%d line(s) not delivered at exit (no consumer reading)", sink.backlog())
-    _log_stats(pub, sink, source)
+    _log_stats(pub, sink, source, confirmer.stats() if confirmer is not None else None)
     if metrics_server is not None:
         metrics_server.stop()
     if failure:
@@ -443,7 +460,8 @@ def _log_stats(pub: Publisher, sink, source, control: Optional[dict] = None) -> 
     st = {"state": pub.state, "published": c["published"], "duplicates": c["duplicates_suppressed"],
           "received_stream": c["received_stream"], "received_backfill": c["received_backfill"],
           "backfill_superseded": c["backfill_superseded"], "invalid": c["invalid"], "frames": c["frames"],
-          "backlog": sink.backlog(), **{k: v for k, v in vars(sink.stats).items()}}
+          "backlog": sink.backlog(), "minutes_closed": pub.native.minutes_closed,
+          **{k: v for k, v in vars(sink.stats).items()}}
     if hasattr(source, "counts"):
         st.update(source.counts)
     if hasattr(source, "tracker"):

@@ -26,7 +26,11 @@ reset), ``mute:SECS`` (connection alive, pings answered, no data), ``blackhole``
 connection goes dead without closing: nothing sent, pings unanswered; its slot is free at once), ``auth402:N`` (next N
 auths fail), ``limit406:SECS`` (auths answered 406 for that long), ``sub409`` (insufficient
 subscription on every auth until cleared with ``sub409:0``), ``http429:N`` (next N websocket
-handshakes get HTTP 429).
+handshakes get HTTP 429), ``rest429:N`` (the next N REST requests get 429).
+
+The minute barrier's tape: ``no_trade_prob`` (quiet minutes: no bar anywhere), ``lost_prob`` (a bar
+in REST history never sent on the stream), ``late_prob`` (a bar sent one data minute late, after
+the next minute's bars); ``lost`` and ``late`` list what was done.
 
 Trading statuses (``"T":"s"``, to clients subscribed to ``statuses``): ``halt:SYM[+SYM...]``
 (status H, reason T1 "Halt News Pending"), ``halt_all`` (every symbol, reason MWC1: a market-wide
@@ -157,7 +161,7 @@ class FakeAlpacaServer:
                  epoch_wall: Optional[float] = None, prefill: int = 30,
                  updated_every: int = 0, no_trade_prob: float = 0.0, page_size: int = 10_000,
                  single_connection: bool = True, faults: Optional[list[tuple[int, str]]] = None,
-                 burst: bool = False) -> None:
+                 burst: bool = False, lost_prob: float = 0.0, late_prob: float = 0.0) -> None:
         self.symbols = list(symbols)
         self.burst = burst
         self.burst_sent: dict[int, float] = {}  # minute → wall time its frame was sent (last client)
@@ -174,6 +178,15 @@ class FakeAlpacaServer:
         self.prefill = prefill
         self.updated_every = updated_every
         self.no_trade_prob = no_trade_prob
+        # The minute barrier's faults: a bar in REST history but never sent on the stream (lost), or
+        # sent one data minute late, after the next minute's bars (late). Deterministic per
+        # (seed, symbol, minute); `lost`/`late` list what was done.
+        self.lost_prob = lost_prob
+        self.late_prob = late_prob
+        self.lost: list[tuple[str, int]] = []
+        self.late: list[tuple[str, int]] = []
+        self._late_queue: list[tuple[str, dict]] = []
+        self.rest429 = 0  # the next N REST requests are refused with 429 (fault rest429:N)
         self.page_size = page_size
         self.single_connection = single_connection
         self.script = sorted(faults or [])
@@ -189,7 +202,7 @@ class FakeAlpacaServer:
         self.http429 = 0
         self.halted: dict[str, int] = {}  # symbol → data time its halt began
         self.stats = {"connections": 0, "auth_ok": 0, "auth_failed": 0, "limit406": 0, "sub409": 0,
-                      "http429": 0, "subscribes": 0, "bars_sent": 0, "updated_sent": 0, "rest_requests": 0,
+                      "http429": 0, "rest429": 0, "subscribes": 0, "bars_sent": 0, "updated_sent": 0, "rest_requests": 0,
                       "statuses_sent": 0}
         self.subscribe_log: list[dict] = []
         self._loop: Optional[asyncio.AbstractEventLoop] = None
@@ -275,13 +288,24 @@ class FakeAlpacaServer:
     # ------------------------------------------------------------------ production
     def _produce_minute(self, ts: int, send: bool = True) -> None:
         frames: dict[int, list] = {}  # burst mode: client index → this minute's messages
+        late, self._late_queue = self._late_queue, []
         for sym in self.symbols:
             b = None if sym in self.halted else make_bar(self.seed, sym, ts, no_trade_prob=self.no_trade_prob)
             if b is None:
                 continue
             self.history[sym][ts] = b
+            fate = _rng(self.seed, sym, ts, "fate").random() if send and (self.lost_prob or self.late_prob) else 1.0
+            if fate < self.lost_prob:
+                self.lost.append((sym, ts))
+                continue
+            if fate < self.lost_prob + self.late_prob:
+                self.late.append((sym, ts))
+                self._late_queue.append((sym, b))
+                continue
             if send:
                 self._broadcast("bars", "b", sym, b, frames if self.burst else None)
+        for sym, b in late:  # last minute's late bars, after this minute's
+            self._broadcast("bars", "b", sym, self.history[sym].get(b["t"], b), frames if self.burst else None)
             if self.updated_every and (ts // MINUTE_MS) % self.updated_every == 0:
                 pass  # the correction of this minute is published two minutes later (below)
         if self.updated_every:
@@ -357,6 +381,9 @@ class FakeAlpacaServer:
             for c in list(self.clients):
                 await c.ws.close(code, "going away" if code == 1000 else "internal error")
             return f"closed {code}"
+        if action == "rest429":
+            self.rest429 = int(arg or 1)
+            return f"the next {self.rest429} REST request(s) get 429"
         if action == "drop":
             for c in list(self.clients):
                 c.ws.transport.abort()
@@ -533,6 +560,10 @@ class FakeAlpacaServer:
     def _rest_bars(self, req: Request, q: dict, pairs: bool = False) -> Response:
         """Stock bars, or (``pairs``) crypto bars, which need no keys (but refuse wrong ones)."""
         self.stats["rest_requests"] += 1
+        if self.rest429 > 0:
+            self.rest429 -= 1
+            self.stats["rest429"] += 1
+            return self._json(429, {"code": 42910000, "message": "rate limit exceeded"})
         keys = (req.headers.get("APCA-API-KEY-ID"), req.headers.get("APCA-API-SECRET-KEY"))
         if keys != (self.key, self.secret) and not (pairs and keys == (None, None)):
             return self._json(401, {"code": 40110000, "message": "request is not authorized"})
@@ -595,7 +626,9 @@ def main(argv: Optional[list[str]] = None) -> int:
                     help="wall time (epoch seconds) at which the data clock reads --epoch-ms (default: --epoch-ms itself)")
     ap.add_argument("--prefill", type=int, default=30, help="minutes of history before start")
     ap.add_argument("--updated-every", type=int, default=0, help="publish an updated bar for every Nth minute (0 = never)")
-    ap.add_argument("--no-trade-prob", type=float, default=0.0)
+    ap.add_argument("--no-trade-prob", type=float, default=0.0, help="share of minutes without trades: no bar anywhere (quiet)")
+    ap.add_argument("--lost-prob", type=float, default=0.0, help="share of bars in REST history but never sent on the stream")
+    ap.add_argument("--late-prob", type=float, default=0.0, help="share of bars sent one data minute late on the stream")
     ap.add_argument("--page-size", type=int, default=10_000)
     ap.add_argument("--fault", action="append", default=[], metavar="TICK:ACTION[:ARG]")
     ap.add_argument("-v", "--verbose", action="store_true")
@@ -609,6 +642,7 @@ def main(argv: Optional[list[str]] = None) -> int:
                            seed=a.seed, epoch_ms=a.epoch_ms, epoch_wall=a.epoch_wall, prefill=a.prefill,
                            updated_every=a.updated_every,
                            no_trade_prob=a.no_trade_prob, page_size=a.page_size,
+                           lost_prob=a.lost_prob, late_prob=a.late_prob,
                            faults=[_parse_fault(f) for f in a.fault])
 
     async def run() -> None:

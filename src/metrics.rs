@@ -269,6 +269,21 @@ impl Collector for ReportCollector {
             "symbol",
             r.session_holes.iter().map(|(s, m)| (s.as_str(), (*m * 60) as f64)),
         )?;
+        let m = &r.minutes;
+        counter(e, "minutes_closed", "Minutes closed by the sidecar's minute barrier and delivered (once each).", m.minutes_closed)?;
+        counter(e, "minutes_incomplete", "Closed minutes with subscribed symbols still without a bar at the deadline.", m.minutes_incomplete)?;
+        counter(e, "late_bars", "Bars that arrived after their minute closed without them (lost or late in the stream, recovered).", m.late_bars)?;
+        counter(e, "quiet_marks", "Symbol-minutes REST confirmed quiet (no trade, no bar): never holes.", m.quiet_marks)?;
+        counter(e, "quiet_rejected", "Quiet marks refused: the symbol was not without a bar in that minute's close.", m.quiet_rejected)?;
+        counter(e, "minute_rejected", "minute_closed parts refused (contradicting parts, or a symbol outside --symbols).", m.minute_rejected)?;
+        family(
+            e,
+            "symbol_session_quiet_seconds",
+            "Time of today's session without a bar that REST confirmed quiet for this symbol (not in the holes).",
+            MetricType::Gauge,
+            "symbol",
+            r.session_quiet.iter().map(|(s, m)| (s.as_str(), (*m * 60) as f64)),
+        )?;
         counter(e, "trading_statuses", "New trading statuses received (halts, pauses, resumptions).", c.trading_statuses)?;
         counter(e, "halts", "Times a symbol stopped trading (a halt or a pause began).", c.halts)?;
         gauge(e, "symbols_halted", "Symbols not trading now (halted, paused or quoting only).", r.halted.len() as f64)?;

@@ -413,22 +413,25 @@ impl Barrier {
     }
 
     /// A bar of `symbol` for `minute_ms` went to the sink. `live`: from the stream (or a
-    /// synthetic source): it moves the data clock.
-    pub fn note(&mut self, symbol: &str, minute_ms: i64, live: bool) {
+    /// synthetic source): it moves the data clock. True when the data clock moved to a later
+    /// minute (time to [`Barrier::poll`]: earlier minutes may be due).
+    pub fn note(&mut self, symbol: &str, minute_ms: i64, live: bool) -> bool {
+        let mut advanced = false;
         if live {
             let end = minute_ms + MINUTE_MS;
             if self.data_clock.is_none_or(|(t, _)| end > t) {
+                advanced = self.data_clock.is_some();
                 self.data_clock = Some((end, Instant::now()));
             }
             if self.next_minute.is_none() {
                 self.next_minute = Some(minute_ms);
             }
         }
-        let Some(next) = self.next_minute else { return };
-        if minute_ms < next || !self.subscribed.contains(symbol) {
-            return; // closed already (a late bar), or not subscribed
-        }
-        self.open.entry(minute_ms).or_default().insert(symbol.to_owned());
+        let Some(next) = self.next_minute else { return advanced };
+        if minute_ms >= next && self.subscribed.contains(symbol) {
+            self.open.entry(minute_ms).or_default().insert(symbol.to_owned());
+        } // else: closed already (a late bar), or not subscribed
+        advanced
     }
 
     /// The data clock now (ms), if any live bar was seen.
@@ -445,6 +448,9 @@ impl Barrier {
         if now - next > 24 * 3_600_000 {
             next = (now - 24 * 3_600_000) / MINUTE_MS * MINUTE_MS;
             self.open.retain(|m, _| *m >= next);
+        }
+        if next + MINUTE_MS > now {
+            return out; // nothing can be due yet (the common case: no lock taken below)
         }
         let halted_now = trading.halted_now();
         loop {

@@ -96,6 +96,13 @@ pub struct StatusReport {
     /// halted (not in `session_holes`; only symbols with any).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub session_halted: BTreeMap<String, i64>,
+    /// Per symbol: minutes of today's session without a bar that REST confirmed quiet (no
+    /// trade; not in `session_holes`; only symbols with any).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub session_quiet: BTreeMap<String, i64>,
+    /// The minute barrier's counters (docs/ARCHITECTURE.md, "Minute barrier").
+    #[serde(default)]
+    pub minutes: crate::minute::MinuteStats,
     /// Symbols not trading now (halted, paused, quoting), with since when and why.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub halted: BTreeMap<String, crate::trading::SymbolTrading>,
@@ -185,6 +192,7 @@ impl StatusReport {
         // Each symbol's own session: a stock's NYSE session, a crypto pair's UTC day (crate::asset).
         let trading = consumer.trading();
         let mut session_halted = BTreeMap::new();
+        let mut session_quiet = BTreeMap::new();
         let session_holes = health
             .symbols
             .keys()
@@ -193,11 +201,16 @@ impl StatusReport {
                 if g.halted_minutes > 0 {
                     session_halted.insert(sym.clone(), g.halted_minutes);
                 }
+                if g.quiet_minutes > 0 {
+                    session_quiet.insert(sym.clone(), g.quiet_minutes);
+                }
                 Some((sym.clone(), g.hole_minutes()))
             })
             .collect();
         StatusReport {
             session_halted,
+            session_quiet,
+            minutes: consumer.minute_stats(),
             halted: trading.halted_now(),
             symbols_omitted,
             session_holes,

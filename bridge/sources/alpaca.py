@@ -195,6 +195,7 @@ class AlpacaSource:
         for subscribe, handler in self.channels().values():
             subscribe(handler, *symbols)
         self.rest = self.new_rest_client()
+        self._confirm_rest: Any = None  # fetch_minute's own client (no retries of its own)
         self._threads: list[threading.Thread] = []
 
     # ------------------------------------------------------------------ what differs per asset class (crypto.py)
@@ -212,10 +213,21 @@ class AlpacaSource:
         return StockHistoricalDataClient(self.creds.api_key, self.creds.secret_key, raw_data=True,
                                          url_override=self.data_url)
 
-    def fetch_bars(self, symbols: list[str], start: dt.datetime) -> Any:
-        """REST minute bars of ``symbols`` from ``start``: ``{symbol: [bar, ...]}`` (raw data)."""
-        req = StockBarsRequest(symbol_or_symbols=symbols, timeframe=TimeFrame.Minute, feed=self.feed, start=start)
-        return self.rest.get_stock_bars(req)
+    def fetch_bars(self, symbols: list[str], start: dt.datetime, end: Optional[dt.datetime] = None,
+                   rest: Any = None) -> Any:
+        """REST minute bars of ``symbols`` from ``start`` (to ``end``): ``{symbol: [bar, ...]}`` (raw data)."""
+        req = StockBarsRequest(symbol_or_symbols=symbols, timeframe=TimeFrame.Minute, feed=self.feed, start=start, end=end)
+        return (rest or self.rest).get_stock_bars(req)
+
+    def fetch_minute(self, symbols: list[str], minute_ms: int) -> Any:
+        """The bars of one minute (the minute barrier's REST confirmation, ``bridge.confirm``), on a
+        client of its own that does not retry by itself: a 429 comes back at once and the caller
+        backs off."""
+        if self._confirm_rest is None:
+            self._confirm_rest = self.new_rest_client()
+            self._confirm_rest._retry = 0
+        start = dt.datetime.fromtimestamp(minute_ms / 1000, UTC)
+        return self.fetch_bars(symbols, start, start + dt.timedelta(seconds=59), rest=self._confirm_rest)
 
     def fresh_start_ms(self) -> int:
         """Where a first backfill starts: today's session open (stocks)."""

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import datetime as dt
 import time
-from typing import Any
+from typing import Any, Optional
 
 from alpaca.data.enums import CryptoFeed
 from alpaca.data.historical.crypto import CryptoHistoricalDataClient
@@ -62,9 +62,10 @@ class CryptoSource(AlpacaSource):
         return CryptoHistoricalDataClient(self.creds.api_key, self.creds.secret_key, raw_data=True,
                                           url_override=self.data_url)
 
-    def fetch_bars(self, symbols: list[str], start: dt.datetime) -> Any:
-        req = CryptoBarsRequest(symbol_or_symbols=symbols, timeframe=TimeFrame.Minute, start=start)
-        return self.rest.get_crypto_bars(req, feed=self.feed)
+    def fetch_bars(self, symbols: list[str], start: dt.datetime, end: Optional[dt.datetime] = None,
+                   rest: Any = None) -> Any:
+        req = CryptoBarsRequest(symbol_or_symbols=symbols, timeframe=TimeFrame.Minute, start=start, end=end)
+        return (rest or self.rest).get_crypto_bars(req, feed=self.feed)
 
     def fresh_start_ms(self) -> int:
         """The top of the current UTC day: the start of the crypto journal day."""

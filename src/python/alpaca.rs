@@ -188,8 +188,11 @@ impl PyPublisher {
     /// Hand a bar to the sink and note it in the barrier (if any).
     fn send_noting(&self, barrier: &mut Option<crate::minute::Barrier>, s: &str, b: Bar, k: BarKind, src: Option<Source>) -> Result<(), WireError> {
         self.sink.send(s, b, k, src)?;
-        if let Some(barrier) = barrier {
-            barrier.note(s, b.timestamp_ms, matches!(src, Some(Source::Stream | Source::Synthetic)));
+        let advanced = barrier.as_mut().is_some_and(|br| br.note(s, b.timestamp_ms, matches!(src, Some(Source::Stream | Source::Synthetic))));
+        if advanced {
+            // The first bar of a later minute: earlier minutes may be past their deadline now,
+            // and close before the rest of this frame's bars (a late bar among them is late).
+            self.close_minutes(barrier);
         }
         Ok(())
     }

@@ -5,8 +5,11 @@ close sees it close exactly once."""
 
 from __future__ import annotations
 
+import json
 import signal
+import subprocess
 import time
+from pathlib import Path
 
 import pytest
 
@@ -139,3 +142,101 @@ def test_python_subscription_yields_the_minute_after_its_bars():
                     "volume": 1, "source": "synthetic"})
     assert [type(x).__name__ for x in plain] == ["Bar"], "a subscription without minutes=True yields bars only"
     consumer.close()
+
+
+# Data minutes inside a real NYSE session (2025-10-08 10:00 New York), so that `barbridge gaps`
+# has a session to count in; the data clock runs from there at 0.25 s a minute.
+SESSION_DATE = "2025-10-08"
+EPOCH_MS = 1_759_932_000_000
+
+
+def journal_records(journal: Path, kind: str) -> list[dict]:
+    out = []
+    for f in sorted(journal.glob("bars-*.jsonl")):
+        for line in f.read_text().splitlines():
+            r = json.loads(line)
+            if r.get("type") == kind:
+                out.append(r)
+    return out
+
+
+def gaps(consumer_bin: Path, journal: Path) -> dict:
+    r = subprocess.run([str(consumer_bin), "gaps", "--journal", str(journal), "--date", SESSION_DATE, "--json"],
+                       capture_output=True, text=True, timeout=30)
+    assert r.returncode == 0, r.stderr
+    return {g["symbol"]: g for g in json.loads(r.stdout)["symbols"]}
+
+
+def test_lost_bars_are_recovered_late_and_quiet_minutes_are_no_holes(start_sidecar, start_consumer, fifo_path,
+                                                                      tmp_path, consumer_bin):
+    srv = FakeAlpacaServer(symbols=SYMBOLS, interval=0.25, key=KEY, secret=SECRET, prefill=0, epoch_ms=EPOCH_MS,
+                           epoch_wall=time.time(), no_trade_prob=0.25, lost_prob=0.15, late_prob=0.1).start_in_thread()
+    try:
+        journal = tmp_path / "journal"
+        consumer = start_consumer(fifo_path, "--journal", str(journal))
+        sidecar = start_sidecar(fifo_path, "--symbols", ",".join(SYMBOLS), "--minute-deadline", "5", server=srv)
+        wait_for(lambda: len(closed_minutes(consumer)) >= 16, timeout=90, what="sixteen closed minutes")
+        srv.call(lambda: setattr(srv, "paused", True))
+        minutes = closed_minutes(consumer)
+        first, last = min(minutes), max(minutes)
+        truth = srv.snapshot_history()
+        assert srv.lost and srv.late, (srv.lost, srv.late)
+
+        def settled() -> bool:
+            got = {(b["symbol"], b["timestamp_ms"]) for b in consumer.bars()}
+            want = {(s, t) for s in SYMBOLS for t in truth[s] if first <= t <= last}
+            quiet = {(s, q["minute_ms"]) for q in journal_records(journal, "minute_quiet") for s in q["quiet"]}
+            silent = {(s, t) for s in SYMBOLS for t in minutes if t not in truth[s]}
+            return want <= got and silent <= quiet
+        wait_for(settled, timeout=60, what="every lost bar recovered and every quiet minute marked")
+        # Quiet is never a hole, and a quiet mark never names a minute that had a bar.
+        quiet = {(s, q["minute_ms"]) for q in journal_records(journal, "minute_quiet") for s in q["quiet"]}
+        assert all(t not in truth[s] for s, t in quiet), [k for k in quiet if k[1] in truth[k[0]]]
+        # Every bar the stream lost or sent late, inside the closed minutes, came as a late bar.
+        missed = {(s, t) for s, t in srv.lost + srv.late if first <= t <= last}
+        for s, t in missed:
+            assert s in minutes[t]["none"], (s, t, minutes[t])
+        st = wait_for(lambda: (x := status(tmp_path, consumer)).get("minutes", {}).get("late_bars", 0) >= len(missed)
+                      and x, timeout=30, what="late bars counted")
+        assert st["minutes"]["late_bars"] == len(missed), (st["minutes"], missed)
+        assert st["minutes"]["quiet_rejected"] == 0
+        consumer.signal(signal.SIGINT)
+        consumer.wait(30)
+        g = gaps(consumer_bin, journal)
+        for s in SYMBOLS:
+            assert g[s]["holes"] == [], g[s]
+            assert g[s]["quiet_minutes"] >= sum(1 for k in quiet if k[0] == s) - 0, g[s]
+        assert sum(g[s]["quiet_minutes"] for s in SYMBOLS) > 0
+        assert "confirm_late_bars" in sidecar.stderr()
+    finally:
+        srv.stop()
+
+
+def test_rest_429_leaves_minutes_unknown_not_quiet(start_sidecar, start_consumer, fifo_path, tmp_path):
+    srv = FakeAlpacaServer(symbols=SYMBOLS, interval=0.25, key=KEY, secret=SECRET, prefill=0).start_in_thread()
+    try:
+        journal = tmp_path / "journal"
+        srv.inject("rest429:100000")  # every REST request refused from now on
+        consumer = start_consumer(fifo_path, "--journal", str(journal))
+        # QQQ: subscribed, never a bar: each minute asks REST about it.
+        sidecar = start_sidecar(fifo_path, "--symbols", ",".join(SYMBOLS) + ",QQQ", "--minute-deadline", "5",
+                                "--no-backfill", server=srv)
+        wait_for(lambda: len(closed_minutes(consumer)) >= 6, timeout=60, what="six closed minutes")
+        wait_for(lambda: srv.stats["rest429"] >= 3, timeout=60, what="REST refused with 429 several times")
+        assert journal_records(journal, "minute_quiet") == [], "a minute REST did not answer for is not quiet"
+        assert all(m["none"] == ["QQQ"] for m in closed_minutes(consumer).values())
+        wait_for(lambda: any(s.get("confirm_rest_429", 0) >= 1 for s in sidecar.stats()), timeout=30,
+                 what="the sidecar counting 429s")
+        # REST answers again: the unknown minutes are confirmed quiet (QQQ never trades).
+        srv.call(lambda: setattr(srv, "rest429", 0))
+        wait_for(lambda: journal_records(journal, "minute_quiet"), timeout=90, what="quiet marks after the 429s")
+        assert all(q["quiet"] == ["QQQ"] for q in journal_records(journal, "minute_quiet"))
+    finally:
+        srv.stop()
+
+
+def status(tmp_path: Path, consumer: Consumer) -> dict:
+    try:
+        return json.loads((tmp_path / f"{consumer.name}.status.json").read_text())
+    except (OSError, ValueError):
+        return {}
