@@ -7,9 +7,9 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, Callable, Dict, Iterable, Iterator, List, Literal, Mapping, Optional, Sequence, Tuple, TypedDict, Union, final
+from typing import Any, Callable, Dict, Generic, Iterable, Iterator, List, Literal, Mapping, Optional, Sequence, Tuple, TypedDict, TypeVar, Union, final, overload
 
-__all__ = ["Consumer", "Bar", "BatchResult", "Subscription", "FifoReader", "FifoWriter", "WireError", "__version__",
+__all__ = ["Consumer", "Bar", "BatchResult", "Subscription", "MinuteClosed", "FifoReader", "FifoWriter", "WireError", "__version__",
            "MAX_LINE_BYTES", "REJECT_REASONS", "default_fifo_path", "default_status_path", "Publisher",
            "normalise_alpaca", "encode_bar", "decode_line", "timestamp_ms", "in_session", "last_session_open",
            "session", "calendar_coverage", "NatsFeed", "MetricsServer"]
@@ -126,22 +126,45 @@ class BatchResult:
         """True when nothing was rejected."""
     def to_dict(self) -> Dict[str, Any]: ...
 
-@final
-class Subscription(Iterator[Bar]):
-    """New bars of a :meth:`Consumer.subscribe`; ``next()`` waits with the GIL released."""
+_Item = TypeVar("_Item", Bar, Union[Bar, "MinuteClosed"])
 
-    def __iter__(self) -> Subscription: ...
-    def __next__(self) -> Bar: ...
-    def get(self, timeout: Optional[float] = None) -> Optional[Bar]:
-        """Wait up to ``timeout`` s for the next bar; None if none came."""
-    def drain(self) -> List[Bar]:
-        """Every bar queued now, without waiting."""
+@final
+class MinuteClosed:
+    """One closed minute (``Consumer.subscribe(minutes=True)``), after the bars it covers."""
+    @property
+    def minute_ms(self) -> int: ...
+    @property
+    def closed_ms(self) -> int: ...
+    @property
+    def complete(self) -> bool:
+        """Every subscribed, non-halted symbol had its bar (else closed by the deadline)."""
+    @property
+    def bars(self) -> List[str]: ...
+    @property
+    def halted(self) -> List[str]: ...
+    @property
+    def none(self) -> List[str]:
+        """Symbols without a bar at the deadline: late, lost or quiet."""
+    @property
+    def writer(self) -> Optional[str]: ...
+
+@final
+class Subscription(Iterator[_Item], Generic[_Item]):
+    """New bars of a :meth:`Consumer.subscribe` (and closed minutes with ``minutes=True``);
+    ``next()`` waits with the GIL released."""
+
+    def __iter__(self) -> Subscription[_Item]: ...
+    def __next__(self) -> _Item: ...
+    def get(self, timeout: Optional[float] = None) -> Optional[_Item]:
+        """Wait up to ``timeout`` s for the next item; None if none came."""
+    def drain(self) -> List[_Item]:
+        """Every item queued now, without waiting."""
     @property
     def dropped(self) -> int:
         """Bars dropped because this subscription's buffer was full."""
     def close(self) -> None:
         """Unsubscribe; iteration ends."""
-    def __enter__(self) -> Subscription: ...
+    def __enter__(self) -> Subscription[_Item]: ...
     def __exit__(self, *args: object) -> bool: ...
 
 @final
@@ -206,12 +229,25 @@ class Consumer:
     def status(self) -> Dict[str, Any]: ...
     @property
     def status_file(self) -> Optional[Path]: ...
+    @overload
     def subscribe(
         self,
         symbols: Optional[Sequence[str]] = None,
         capacity: int = 65536,
         timeout: Optional[float] = None,
-    ) -> Subscription: ...
+        minutes: Literal[False] = False,
+    ) -> Subscription[Bar]: ...
+    @overload
+    def subscribe(
+        self,
+        symbols: Optional[Sequence[str]] = None,
+        capacity: int = 65536,
+        timeout: Optional[float] = None,
+        *,
+        minutes: Literal[True],
+    ) -> Subscription[Union[Bar, MinuteClosed]]: ...
+    def minute_stats(self) -> Dict[str, int]:
+        """The minute barrier's counters: minutes_closed, minutes_incomplete, late_bars, quiet_marks, ..."""
     def serve_metrics(self, addr: str, max_symbol_labels: int = 100) -> int:
         """Serve /metrics, /status.json and the live page on ``addr`` (HOST:PORT; port 0: any
         free port) until :meth:`close`; returns the port."""
@@ -366,6 +402,15 @@ class Publisher:
     def halted(self) -> List[str]: ...
     def all_halted(self, symbols: Sequence[str]) -> bool: ...
     def status(self, state: str, detail: str = "") -> None: ...
+    def minute_barrier(self, symbols: Sequence[str], *, deadline: float = 10.0, every_minute: bool = False) -> None:
+        """Start the minute barrier: minute_closed line(s) after each minute's bars."""
+    def minute_symbols(self, symbols: Sequence[str]) -> None: ...
+    def tick_minutes(self) -> int:
+        """Close the minutes past their deadline; how many."""
+    def take_unconfirmed(self) -> List[Tuple[int, List[str]]]: ...
+    def mark_quiet(self, minute_ms: int, symbols: Sequence[str]) -> None: ...
+    @property
+    def minutes_closed(self) -> int: ...
 
 def normalise_alpaca(msg: Mapping[str, Any], *, source: str = "stream", symbol: Optional[str] = None) -> BarDict: ...
 def encode_bar(bar: Mapping[str, Any]) -> bytes: ...
