@@ -1,5 +1,8 @@
 //! A minimal Rust trading engine on barbridge: subscribes to symbols, keeps a moving average
-//! from the store, and prints a signal per bar. Stops on Ctrl-C or SIGTERM.
+//! from the store, prints a signal per bar, and once per minute — when the sidecar's minute
+//! barrier closes it — evaluates the whole cross-section it trades (which symbols have their
+//! bar, which are halted, which none), without guessing how long to wait. Stops on Ctrl-C or
+//! SIGTERM.
 //!
 //! ```text
 //! cargo run --example engine -- /path/to/bars.fifo SPY,SPXL
@@ -40,6 +43,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let consumer = builder.build()?;
     consumer.resume_from_journal(SystemClock.now_ms());
     let bars = consumer.subscribe(Subscription::symbols(symbols.clone())?.name("engine").capacity(4096)?);
+    let minutes = consumer.subscribe_minutes(64);
     let feed = FifoFeed::start(consumer.clone(), &fifo, FeedOptions::default())?;
     let status = var("BARBRIDGE_STATUS_FILE")
         .map(|path| StatusWriter::start(consumer.clone(), path.into(), Some(fifo.clone()), Duration::from_secs(1)))
@@ -49,7 +53,33 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("engine: waiting for {symbols:?} on {}", fifo.display());
 
     while !feed.is_finished() {
-        let Ok(event) = bars.recv_timeout(Duration::from_millis(200)) else { continue };
+        let mut ready = crossbeam_channel::Select::new();
+        ready.recv(&bars);
+        ready.recv(&minutes);
+        if ready.ready_timeout(Duration::from_millis(200)).is_err() {
+            continue;
+        }
+        if bars.is_empty() {
+            // A closed minute comes after the bars it covers: with none queued, act on it.
+            if let Ok(minute) = minutes.try_recv() {
+                let ours = |list: &[String]| list.iter().filter(|s| symbols.contains(s)).cloned().collect::<Vec<_>>();
+                let (have, halted, none) = (ours(&minute.bars), ours(&minute.halted), ours(&minute.none));
+                let closes: Vec<String> = have
+                    .iter()
+                    .filter_map(|s| consumer.store().latest(s).filter(|b| b.timestamp_ms == minute.minute_ms).map(|b| format!("{s} {:.2}", b.close)))
+                    .collect();
+                println!(
+                    "{} minute closed ({}): {}{}{}",
+                    barbridge::calendar::fmt_ny(minute.minute_ms),
+                    if minute.complete { "complete" } else { "deadline" },
+                    closes.join(", "),
+                    if halted.is_empty() { String::new() } else { format!("; halted {halted:?}") },
+                    if none.is_empty() { String::new() } else { format!("; no bar {none:?}") },
+                );
+            }
+            continue;
+        }
+        let Ok(event) = bars.try_recv() else { continue };
         let window = consumer.store().last_n(&event.symbol, 20);
         let sma = window.iter().map(|b| b.close).sum::<f64>() / window.len() as f64;
         let signal = if event.bar.close > sma { "above" } else { "below" };

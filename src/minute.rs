@@ -188,7 +188,8 @@ pub fn parse_part(bytes: &[u8]) -> Result<Option<MinuteClosedLine<'_>>, WireErro
             })
             .collect()
     };
-    let part = MinuteClosedPart { minute_ms, closed_ms, complete, part, parts, bars: list(raw.bars)?, halted: list(raw.halted)?, none: list(raw.none)? };
+    let part =
+        MinuteClosedPart { minute_ms, closed_ms, complete, part, parts, bars: list(raw.bars)?, halted: list(raw.halted)?, none: list(raw.none)? };
     Ok(Some(MinuteClosedLine { part, seq: raw.seq, writer: raw.writer }))
 }
 
@@ -475,8 +476,7 @@ impl Barrier {
             let mut halted = Vec::new();
             let mut none = Vec::new();
             for s in self.subscribed.iter().filter(|s| !have.contains(*s)) {
-                let was_halted = halted_now.contains_key(s)
-                    || trading.halts(s).iter().any(|h| h.start_ms < end && h.end_ms.is_none_or(|e| e > next));
+                let was_halted = halted_now.contains_key(s) || trading.halts(s).iter().any(|h| h.start_ms < end && h.end_ms.is_none_or(|e| e > next));
                 if was_halted { &mut halted } else { &mut none }.push(s.clone());
             }
             bars.sort_unstable();
@@ -716,7 +716,10 @@ impl MinuteBook {
         }
         let mut st = self.lock();
         let Some(writers) = st.none.get_mut(&minute_ms) else { return false };
-        let late = writers.values_mut().fold(false, |late, none| none.remove(symbol) || late);
+        let mut late = false;
+        for none in writers.values_mut() {
+            late |= none.remove(symbol); // from every writer's close that listed it
+        }
         if late {
             self.counters.late_bars.fetch_add(1, Ordering::Relaxed);
         }
@@ -895,7 +898,10 @@ mod tests {
         assert!(matches!(bad(r#"{"type":"minute_closed","minute_ms":1759930080001}"#), WireError::OffMinute { .. }));
         assert!(matches!(bad(r#"{"type":"minute_closed","minute_ms":1759930080000,"part":2,"parts":1}"#), WireError::WrongType { .. }));
         assert!(matches!(bad(r#"{"type":"minute_closed","minute_ms":1759930080000,"bars":["spy"]}"#), WireError::InvalidSymbol { .. }));
-        assert!(matches!(bad(r#"{"type":"minute_closed","minute_ms":1759930080000,"bars":["SPY"],"none":["SPY"]}"#), WireError::InvalidSymbol { .. }));
+        assert!(matches!(
+            bad(r#"{"type":"minute_closed","minute_ms":1759930080000,"bars":["SPY"],"none":["SPY"]}"#),
+            WireError::InvalidSymbol { .. }
+        ));
         assert!(matches!(bad(r#"{"type":"minute_closed"}"#), WireError::MissingField { field: "minute_ms" }));
         assert_eq!(parse_part(br#"{"type":"minute_closed","v":2,"anything":[1]}"#).unwrap(), None);
     }
@@ -967,7 +973,10 @@ mod tests {
         std::thread::sleep(std::time::Duration::from_millis(1_100));
         let got = b.poll(&trading, 0);
         assert_eq!(got.len(), 1);
-        assert_eq!((got[0].bars.clone(), got[0].halted.clone(), got[0].none.clone()), (vec!["SPY".to_string()], vec!["SDS".to_string()], vec!["SH".to_string()]));
+        assert_eq!(
+            (got[0].bars.clone(), got[0].halted.clone(), got[0].none.clone()),
+            (vec!["SPY".to_string()], vec!["SDS".to_string()], vec!["SH".to_string()])
+        );
         assert!(!got[0].complete);
         // A late bar of a closed minute changes nothing.
         b.note("SH", M + 60_000, false);

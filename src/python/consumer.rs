@@ -559,7 +559,14 @@ impl PyConsumer {
     ///     timeout: seconds ``next()`` waits for a bar before ending the iteration; None = forever.
     ///     minutes: yield :class:`MinuteClosed` events too, each after the bars it covers.
     #[pyo3(signature = (symbols = None, capacity = Int::new(65_536), timeout = None, minutes = false))]
-    fn subscribe(&self, py: Python<'_>, symbols: Option<Vec<String>>, capacity: Int, timeout: Option<Float>, minutes: bool) -> PyResult<PySubscription> {
+    fn subscribe(
+        &self,
+        py: Python<'_>,
+        symbols: Option<Vec<String>>,
+        capacity: Int,
+        timeout: Option<Float>,
+        minutes: bool,
+    ) -> PyResult<PySubscription> {
         let timeout = parse_timeout(timeout)?;
         let sub = match symbols {
             Some(s) => Subscription::symbols(s).map_err(config_error)?,

@@ -9,10 +9,10 @@ use pyo3::types::PyTuple;
 
 use super::bar::PyBar;
 use super::minute::PyMinuteClosed;
-use crate::minute::{MinuteClosed, MinuteReceiver};
-use std::collections::VecDeque;
 use super::{lock, parse_timeout, Float};
 use crate::feed::{BarEvent, BarReceiver, Consumer};
+use crate::minute::{MinuteClosed, MinuteReceiver};
+use std::collections::VecDeque;
 
 // ---------------------------------------------------------------------- waiting for bars
 
