@@ -280,6 +280,7 @@ impl ConsumerBuilder {
             status_sections: RwLock::new(Vec::new()),
             trading: TradingBook::with_max_symbols(max_symbols.get()),
             minutes: crate::minute::MinuteBook::default(),
+            latency: crate::latency::Latency::default(),
         }))
     }
 }
@@ -311,6 +312,8 @@ pub struct Consumer {
     trading: TradingBook,
     /// Closed minutes: parts assembled, delivered once (docs/ARCHITECTURE.md, "Minute barrier").
     pub(crate) minutes: crate::minute::MinuteBook,
+    /// How late the bars and minutes are ([`crate::latency`]).
+    latency: crate::latency::Latency,
 }
 
 type StatusSection = Box<dyn Fn() -> serde_json::Value + Send + Sync>;
@@ -652,7 +655,7 @@ impl Consumer {
             return Ok(Ingested::Resent);
         }
         Ok(match line {
-            Line::Bar(b) => self.accept(&b.symbol, b.bar, b.kind, b.source, held),
+            Line::Bar(b) => self.accept(&b.symbol, b.bar, b.kind, b.source, held, b.received_ms),
             Line::Heartbeat(_) => {
                 c.heartbeats.fetch_add(1, Ordering::Relaxed);
                 Ingested::Heartbeat
@@ -681,13 +684,34 @@ impl Consumer {
     /// # Errors
     /// The [`WireError`] of a bar that breaks the protocol's rules (already counted and logged).
     pub fn ingest_bar(&self, symbol: &str, bar: Bar, kind: BarKind, source: Option<Source>) -> Result<Ingested, WireError> {
+        self.ingest_bar_received(symbol, bar, kind, source, None)
+    }
+
+    /// [`Consumer::ingest_bar`] with the time the sidecar received the bar (UTC epoch ms), for
+    /// the latency histograms and the journal ([`crate::latency`]).
+    ///
+    /// # Errors
+    /// The [`WireError`] of a bar that breaks the protocol's rules (already counted and logged).
+    pub fn ingest_bar_received(
+        &self,
+        symbol: &str,
+        bar: Bar,
+        kind: BarKind,
+        source: Option<Source>,
+        received_ms: Option<i64>,
+    ) -> Result<Ingested, WireError> {
         self.health.counters.lines.fetch_add(1, Ordering::Relaxed);
         self.health.on_message();
         if let Err(e) = validate(symbol, &bar) {
             self.reject(&e, symbol.as_bytes());
             return Err(e);
         }
-        Ok(self.accept(symbol, bar, kind, source, None))
+        Ok(self.accept(symbol, bar, kind, source, None, received_ms))
+    }
+
+    /// The latency histograms (minute end → receipt → store; minute end → minute_closed).
+    pub fn latency(&self) -> crate::latency::LatencySnapshot {
+        self.latency.snapshot()
     }
 
     /// Ingest an already-decoded trading status (Python push, a NATS message). Validated like a
@@ -745,6 +769,7 @@ impl Consumer {
                     j.queue(asset, part.minute_ms, &line);
                 }
                 if let crate::minute::PartOutcome::Closed(m) = outcome {
+                    self.latency.close.record(self.health.now_ms() - (m.minute_ms + crate::wire::MINUTE_MS));
                     book.deliver(m, hold);
                 }
             }
@@ -841,7 +866,15 @@ impl Consumer {
         }
     }
 
-    fn accept(&self, symbol: &str, bar: Bar, kind: BarKind, source: Option<Source>, held: Option<&mut Vec<BarEvent>>) -> Ingested {
+    fn accept(
+        &self,
+        symbol: &str,
+        bar: Bar,
+        kind: BarKind,
+        source: Option<Source>,
+        held: Option<&mut Vec<BarEvent>>,
+        received: Option<i64>,
+    ) -> Ingested {
         let c = &self.health.counters;
         if let Some(filter) = &self.symbols {
             if !filter.contains(symbol) {
@@ -857,6 +890,9 @@ impl Consumer {
         match outcome {
             Inserted::Appended | Inserted::InsertedOutOfOrder => {
                 self.minutes.on_bar(symbol, bar.timestamp_ms); // late: its minute closed without it
+                if let Some(r) = received.filter(|_| source != Some(Source::Backfill)) {
+                    self.latency.on_stored(bar.timestamp_ms, r, self.health.now_ms());
+                }
                 c.bars_accepted.fetch_add(1, Ordering::Relaxed)
             }
             Inserted::Replaced => c.corrections.fetch_add(1, Ordering::Relaxed),
@@ -886,7 +922,7 @@ impl Consumer {
             }
             if let Some(j) = &self.journal {
                 let kind = if outcome == Inserted::Replaced { BarKind::UpdatedBar } else { BarKind::Bar };
-                j.record(&name, &bar, kind);
+                j.record_received(&name, &bar, kind, received);
             }
             self.deliver(BarEvent { symbol: name, bar, correction: outcome == Inserted::Replaced, source }, held);
         }

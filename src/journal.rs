@@ -44,7 +44,7 @@ use crate::asset::{AssetClass, JournalDay};
 use crate::bar::{Bar, BarKind};
 use crate::private::{check_private_file, ensure_private_dir, open_private_file, PrivateError};
 use crate::trading::{write_status_line, TradingStatus};
-use crate::wire::{encode_bar, parse_line, Line};
+use crate::wire::{parse_line, Line};
 
 /// When to `fsync` the journal.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -294,8 +294,14 @@ impl Journal {
 
     /// Queue one accepted bar; written at the next [`Journal::flush`].
     pub fn record(&self, symbol: &str, bar: &Bar, kind: BarKind) {
-        let mut line = encode_bar(symbol, bar, kind).into_bytes();
-        line.push(b'\n');
+        self.record_received(symbol, bar, kind, None);
+    }
+
+    /// [`Journal::record`] keeping when the sidecar received the bar (`received_ms`), so the
+    /// history has the latency too.
+    pub fn record_received(&self, symbol: &str, bar: &Bar, kind: BarKind, received_ms: Option<i64>) {
+        let mut line = Vec::with_capacity(200);
+        crate::wire::write_bar_line(&mut line, symbol, bar, kind, &crate::wire::Envelope { received_ms, ..Default::default() });
         self.queue(AssetClass::of(symbol), bar.timestamp_ms, &line);
     }
 
@@ -706,7 +712,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let date = ny_date(1_759_930_080_000);
         let path = day_path(dir.path(), date);
-        let good = encode_bar("SPY", &bar(1_759_930_080_000), BarKind::Bar);
+        let good = crate::wire::encode_bar("SPY", &bar(1_759_930_080_000), BarKind::Bar);
         std::fs::write(&path, format!("{good}\n{{\"symbol\":\"SP")).unwrap();
         let r = read_records(&path, |_, _, _| {}).unwrap();
         assert_eq!(r, LoadReport { records: 1, corrupt: 0, torn_tail: true });
@@ -750,7 +756,7 @@ mod tests {
         let s = j.status();
         assert!(s.dropped_records > 0, "nothing dropped: {s:?}");
         assert_eq!(s.pending_records + s.dropped_records, n as u64, "{s:?}");
-        let line = encode_bar("SPY", &bar(1_759_930_080_000), BarKind::Bar).len() as u64 + 1;
+        let line = crate::wire::encode_bar("SPY", &bar(1_759_930_080_000), BarKind::Bar).len() as u64 + 1;
         assert!(
             s.pending_records * line <= 16 << 10,
             "{} records ({} bytes) pending over a 16 KiB bound",

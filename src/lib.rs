@@ -47,6 +47,7 @@ pub mod gaps;
 pub mod health;
 pub mod http;
 pub mod journal;
+pub mod latency;
 pub mod metrics;
 pub mod minute;
 pub mod page;

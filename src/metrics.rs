@@ -71,6 +71,18 @@ fn counter(enc: &mut DescriptorEncoder, name: &str, help: &str, value: u64) -> f
     m.encode(enc.encode_descriptor(name, help, None, m.metric_type())?)
 }
 
+/// A histogram in seconds from a [`crate::latency::HistogramSnapshot`] in milliseconds.
+fn histogram(enc: &mut DescriptorEncoder, name: &str, help: &str, h: &crate::latency::HistogramSnapshot) -> fmt::Result {
+    let buckets: Vec<(f64, u64)> =
+        h.buckets.iter().enumerate().map(|(i, n)| (crate::latency::BOUNDS_MS.get(i).map_or(f64::INFINITY, |b| b / 1000.0), *n)).collect();
+    enc.encode_descriptor(name, help, None, MetricType::Histogram)?.encode_histogram::<prometheus_client::encoding::NoLabelSet>(
+        h.sum_ms as f64 / 1000.0,
+        h.count,
+        &buckets,
+        None,
+    )
+}
+
 fn gauge(enc: &mut DescriptorEncoder, name: &str, help: &str, value: f64) -> fmt::Result {
     let m = ConstGauge::new(value);
     m.encode(enc.encode_descriptor(name, help, None, m.metric_type())?)
@@ -276,6 +288,21 @@ impl Collector for ReportCollector {
         counter(e, "quiet_marks", "Symbol-minutes REST confirmed quiet (no trade, no bar): never holes.", m.quiet_marks)?;
         counter(e, "quiet_rejected", "Quiet marks refused: the symbol was not without a bar in that minute's close.", m.quiet_rejected)?;
         counter(e, "minute_rejected", "minute_closed parts refused (contradicting parts, or a symbol outside --symbols).", m.minute_rejected)?;
+        for (name, help, h) in [
+            (
+                "latency_minute_end_to_receipt_seconds",
+                "Minute end to the sidecar's receipt of the bar (Alpaca's part; the sidecar's clock).",
+                &r.latency.minute_end_to_receipt,
+            ),
+            (
+                "latency_receipt_to_store_seconds",
+                "The sidecar's receipt of a bar to its store here (ours; clocks of two hosts may differ).",
+                &r.latency.receipt_to_store,
+            ),
+            ("latency_minute_end_to_closed_seconds", "Minute end to its minute_closed delivered here.", &r.latency.minute_end_to_closed),
+        ] {
+            histogram(e, name, help, h)?;
+        }
         family(
             e,
             "symbol_session_quiet_seconds",

@@ -150,6 +150,10 @@ pub(crate) struct SessionView {
     open_ms: Option<i64>,
     close_ms: Option<i64>,
     market: Market,
+    /// How late bars and minutes were this session (p50/p99 on the page).
+    latency: crate::latency::LatencySnapshot,
+    /// The minute barrier's counters.
+    minutes: crate::minute::MinuteStats,
     day_start_ms: i64,
     day_end_ms: i64,
     bars_accepted: u64,
@@ -232,6 +236,8 @@ pub(crate) fn session_view(consumer: &Consumer, timeline: &Timeline) -> SessionV
         symbols_halted: halted_now.len(),
         symbols,
         events: timeline.events.iter().cloned().collect(),
+        latency: consumer.latency(),
+        minutes: consumer.minute_stats(),
     }
 }
 

@@ -103,6 +103,9 @@ pub struct StatusReport {
     /// The minute barrier's counters (docs/ARCHITECTURE.md, "Minute barrier").
     #[serde(default)]
     pub minutes: crate::minute::MinuteStats,
+    /// How late bars and minutes were since the start ([`crate::latency`]).
+    #[serde(default)]
+    pub latency: crate::latency::LatencySnapshot,
     /// Symbols not trading now (halted, paused, quoting), with since when and why.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub halted: BTreeMap<String, crate::trading::SymbolTrading>,
@@ -211,6 +214,7 @@ impl StatusReport {
             session_halted,
             session_quiet,
             minutes: consumer.minute_stats(),
+            latency: consumer.latency(),
             halted: trading.halted_now(),
             symbols_omitted,
             session_holes,

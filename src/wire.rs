@@ -60,6 +60,8 @@ pub struct BarLine<'a> {
     pub source: Option<Source>,
     /// The writer's id, if the line had one.
     pub writer: Option<Cow<'a, str>>,
+    /// When the sidecar received the bar's websocket frame (its clock, UTC epoch ms), if stamped.
+    pub received_ms: Option<i64>,
 }
 
 /// `{"type":"heartbeat",...}`: the sidecar is alive.
@@ -381,6 +383,7 @@ struct RawLine<'a> {
     volume: Option<f64>,
     vwap: Option<f64>,
     trade_count: Option<u64>,
+    received_ms: Option<i64>,
     seq: Option<u64>,
     #[serde(borrow)]
     source: Option<Cow<'a, str>>,
@@ -464,7 +467,7 @@ pub fn parse_line(bytes: &[u8]) -> Result<Line<'_>, WireError> {
         trade_count: raw.trade_count,
     };
     let source = raw.source.as_deref().and_then(Source::parse);
-    let line = BarLine { symbol, bar, kind, seq: raw.seq, source, writer: raw.writer };
+    let line = BarLine { symbol, bar, kind, seq: raw.seq, source, writer: raw.writer, received_ms: raw.received_ms };
     validate(&line.symbol, &line.bar)?;
     Ok(Line::Bar(line))
 }
@@ -598,7 +601,7 @@ pub fn validate_symbol(symbol: &str) -> Result<(), WireError> {
 /// checked with two masked 8-byte compares, and digits are read 8 at a time (SWAR).
 fn scan_flat(b: &[u8]) -> Option<RawLine<'_>> {
     let mut strs: [&str; 6] = [""; 6];
-    let mut ints = [0u64; 4];
+    let mut ints = [0u64; 5];
     let mut nums = [0f64; 6];
     let mut seen = 0u32;
     let mut i = skip_ws(b, 0);
@@ -623,7 +626,7 @@ fn scan_flat(b: &[u8]) -> Option<RawLine<'_>> {
                 strs[field as usize] = value;
                 end
             }
-            F_TIMESTAMP_MS..=F_TRADE_COUNT => {
+            F_TIMESTAMP_MS..=F_RECEIVED_MS => {
                 let (value, end) = plain_integer(b, i)?;
                 ints[field as usize - F_TIMESTAMP_MS as usize] = value;
                 end
@@ -656,6 +659,7 @@ fn scan_flat(b: &[u8]) -> Option<RawLine<'_>> {
         ts_ms: signed(int_at(F_TS_MS))?,
         seq: int_at(F_SEQ),
         trade_count: int_at(F_TRADE_COUNT),
+        received_ms: signed(int_at(F_RECEIVED_MS))?,
         open: num_at(F_OPEN),
         high: num_at(F_HIGH),
         low: num_at(F_LOW),
@@ -683,14 +687,15 @@ const F_TIMESTAMP_MS: u32 = 6;
 const F_TS_MS: u32 = 7;
 const F_SEQ: u32 = 8;
 const F_TRADE_COUNT: u32 = 9;
-const F_OPEN: u32 = 10;
-const F_HIGH: u32 = 11;
-const F_LOW: u32 = 12;
-const F_CLOSE: u32 = 13;
-const F_VOLUME: u32 = 14;
-const F_VWAP: u32 = 15;
+const F_RECEIVED_MS: u32 = 10;
+const F_OPEN: u32 = 11;
+const F_HIGH: u32 = 12;
+const F_LOW: u32 = 13;
+const F_CLOSE: u32 = 14;
+const F_VOLUME: u32 = 15;
+const F_VWAP: u32 = 16;
 
-const FIELD_NAMES: [&str; 16] = [
+const FIELD_NAMES: [&str; 17] = [
     "symbol",
     "type",
     "source",
@@ -701,6 +706,7 @@ const FIELD_NAMES: [&str; 16] = [
     "ts_ms",
     "seq",
     "trade_count",
+    "received_ms",
     "open",
     "high",
     "low",
@@ -710,9 +716,9 @@ const FIELD_NAMES: [&str; 16] = [
 ];
 
 /// Multiplier of the perfect hash on a key's first 4 bytes (a 3-letter name's closing quote
-/// included): `(prefix × KEY_HASH) >> 28` is different for each of the 16 names (found by
+/// included): `(prefix × KEY_HASH) >> 27` is different for each of the 17 names (found by
 /// search; the `key_hash_is_perfect` test checks it).
-const KEY_HASH: u32 = 0xb50e_272b;
+const KEY_HASH: u32 = 0xbd6b_881b;
 
 /// A known name followed by its closing quote, as up to 16 bytes read little-endian:
 /// `(first 8, mask, next 8, mask)`, so that checking a key is two masked compares.
@@ -742,12 +748,13 @@ const fn key_pattern(field: u32) -> KeyPattern {
 }
 
 const fn key_slot(prefix: u32) -> usize {
-    (prefix.wrapping_mul(KEY_HASH) >> 28) as usize
+    (prefix.wrapping_mul(KEY_HASH) >> 27) as usize
 }
 
 /// Hash slot of a key's first 4 bytes → the one name that can start that way.
-const KEY_TABLE: [KeyPattern; 16] = {
-    let mut table = [KeyPattern { head: 0, head_mask: u64::MAX, tail: 0, tail_mask: 0, len: 0, field: 0 }; 16];
+const KEY_TABLE: [KeyPattern; 32] = {
+    // An empty slot matches no key (no head is 1 under a mask of 0).
+    let mut table = [KeyPattern { head: 1, head_mask: 0, tail: 0, tail_mask: 0, len: 0, field: 0 }; 32];
     let mut f = 0;
     while f < FIELD_NAMES.len() {
         let pattern = key_pattern(f as u32);
@@ -953,6 +960,8 @@ pub struct Envelope<'a> {
     pub seq: Option<u64>,
     /// The writer's id (`writer`).
     pub writer: Option<&'a str>,
+    /// When the sidecar received the bar (`received_ms`, its clock, UTC epoch ms).
+    pub received_ms: Option<i64>,
 }
 
 /// Append one bar as a wire line, newline included, to `out`: the bar's fields in the order of
@@ -987,6 +996,10 @@ pub fn write_bar_line(out: &mut Vec<u8>, symbol: &str, bar: &Bar, kind: BarKind,
         out.extend_from_slice(b",\"source\":\"");
         out.extend_from_slice(source.as_str().as_bytes());
         out.push(b'"');
+    }
+    if let Some(received_ms) = envelope.received_ms {
+        out.extend_from_slice(b",\"received_ms\":");
+        out.extend_from_slice(ints.format(received_ms).as_bytes());
     }
     if let Some(seq) = envelope.seq {
         out.extend_from_slice(b",\"seq\":");

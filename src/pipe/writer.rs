@@ -225,6 +225,7 @@ struct BarItem {
     bar: Bar,
     kind: BarKind,
     source: Option<Source>,
+    received_ms: Option<i64>,
 }
 
 #[derive(Debug)]
@@ -392,11 +393,27 @@ impl FifoWriter {
     /// # Errors
     /// The [`WireError`] of a bar the protocol's rules refuse (counted and reported; nothing queued).
     pub fn submit_bar(&self, symbol: &str, bar: Bar, kind: BarKind, source: Option<Source>) -> Result<(), WireError> {
+        self.submit_bar_received(symbol, bar, kind, source, None)
+    }
+
+    /// [`FifoWriter::submit_bar`] stamped with when the sidecar received it (`received_ms`, UTC
+    /// epoch ms: the consumer's latency histograms, [`crate::latency`]).
+    ///
+    /// # Errors
+    /// The [`WireError`] of a bar the protocol's rules refuse (counted and reported; nothing queued).
+    pub fn submit_bar_received(
+        &self,
+        symbol: &str,
+        bar: Bar,
+        kind: BarKind,
+        source: Option<Source>,
+        received_ms: Option<i64>,
+    ) -> Result<(), WireError> {
         if let Err(e) = wire::validate(symbol, &bar) {
             self.reject(symbol, &e);
             return Err(e);
         }
-        self.shared.enqueue(Item::Bar(BarItem { symbol: symbol.into(), bar, kind, source }));
+        self.shared.enqueue(Item::Bar(BarItem { symbol: symbol.into(), bar, kind, source, received_ms }));
         Ok(())
     }
 
@@ -1117,7 +1134,7 @@ impl<'a> Connection<'a> {
 fn encode(out: &mut Vec<u8>, item: &Item, seq: u64, writer: &str, info: HeartbeatInfo) {
     match item {
         Item::Bar(b) => {
-            let envelope = Envelope { source: b.source, seq: Some(seq), writer: Some(writer) };
+            let envelope = Envelope { source: b.source, seq: Some(seq), writer: Some(writer), received_ms: b.received_ms };
             wire::write_bar_line(out, &b.symbol, &b.bar, b.kind, &envelope);
         }
         Item::Status { ts_ms, state, detail } => {

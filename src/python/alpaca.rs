@@ -30,10 +30,10 @@ enum Sink {
 }
 
 impl Sink {
-    fn send(&self, symbol: &str, bar: Bar, kind: BarKind, source: Option<Source>) -> Result<(), WireError> {
+    fn send(&self, symbol: &str, bar: Bar, kind: BarKind, source: Option<Source>, received_ms: Option<i64>) -> Result<(), WireError> {
         match self {
-            Sink::Writer(w) => w.get().inner.submit_bar(symbol, bar, kind, source),
-            Sink::Consumer(c) => c.get().inner.ingest_bar(symbol, bar, kind, source).map(|_| ()),
+            Sink::Writer(w) => w.get().inner.submit_bar_received(symbol, bar, kind, source, received_ms),
+            Sink::Consumer(c) => c.get().inner.ingest_bar_received(symbol, bar, kind, source, received_ms).map(|_| ()),
         }
     }
 
@@ -99,6 +99,21 @@ pub(crate) struct PyPublisher {
     /// The minute barrier, once [`PyPublisher::minute_barrier`] set it up: held across a bar's
     /// hand-over to the sink and its note, so a minute's close never overtakes its bars.
     barrier: std::sync::Mutex<Option<crate::minute::Barrier>>,
+    /// The receipt time of the frame whose last bar the SDK hands back to `submit_alpaca`.
+    frame_received: AtomicCell,
+}
+
+/// An `Option<i64>` shared between the SDK's thread calls (one frame at a time).
+#[derive(Default)]
+struct AtomicCell(std::sync::atomic::AtomicI64);
+
+impl AtomicCell {
+    fn set(&self, v: Option<i64>) {
+        self.0.store(v.unwrap_or(i64::MIN), std::sync::atomic::Ordering::Relaxed);
+    }
+    fn take(&self) -> Option<i64> {
+        Some(self.0.swap(i64::MIN, std::sync::atomic::Ordering::Relaxed)).filter(|v| *v != i64::MIN)
+    }
 }
 
 fn str_field(d: &Bound<'_, PyDict>, key: &Bound<'_, PyString>, name: &'static str) -> Result<String, WireError> {
@@ -186,8 +201,16 @@ impl PyPublisher {
     }
 
     /// Hand a bar to the sink and note it in the barrier (if any).
-    fn send_noting(&self, barrier: &mut Option<crate::minute::Barrier>, s: &str, b: Bar, k: BarKind, src: Option<Source>) -> Result<(), WireError> {
-        self.sink.send(s, b, k, src)?;
+    fn send_noting(
+        &self,
+        barrier: &mut Option<crate::minute::Barrier>,
+        s: &str,
+        b: Bar,
+        k: BarKind,
+        src: Option<Source>,
+        received: i64,
+    ) -> Result<(), WireError> {
+        self.sink.send(s, b, k, src, Some(received))?;
         let advanced = barrier.as_mut().is_some_and(|br| br.note(s, b.timestamp_ms, matches!(src, Some(Source::Stream | Source::Synthetic))));
         if advanced {
             // The first bar of a later minute: earlier minutes may be past their deadline now,
@@ -208,8 +231,10 @@ impl PyPublisher {
     }
 
     fn publish(&self, symbol: &str, bar: Bar, kind: BarKind, source: Source, since: Option<u64>) -> bool {
+        let received = SystemClock.now_ms(); // when the sidecar got it (a frame's bars: its receipt)
+        let received = self.frame_received.take().filter(|_| source == Source::Stream).unwrap_or(received);
         let mut barrier = self.barrier();
-        let out = self.core.publish(symbol, bar, kind, Some(source), since, |s, b, k, src| self.send_noting(&mut barrier, s, b, k, src));
+        let out = self.core.publish(symbol, bar, kind, Some(source), since, |s, b, k, src| self.send_noting(&mut barrier, s, b, k, src, received));
         self.close_minutes(&mut barrier);
         drop(barrier);
         if let Outcome::Invalid(e) = &out {
@@ -242,7 +267,12 @@ impl PyPublisher {
                 type_name(sink)
             )));
         };
-        Ok(PyPublisher { core: Arc::new(Publisher::new(remember)), sink, barrier: Default::default() })
+        Ok(PyPublisher {
+            core: Arc::new(Publisher::new(remember)),
+            sink,
+            barrier: Default::default(),
+            frame_received: AtomicCell(std::sync::atomic::AtomicI64::new(i64::MIN)),
+        })
     }
 
     /// Start the minute barrier (docs/ARCHITECTURE.md, "Minute barrier") over ``symbols``: a
@@ -337,6 +367,7 @@ impl PyPublisher {
     /// dispatch as usual (its data clock sees data; the bar reaches :meth:`submit_alpaca`).
     /// None when the frame is anything else: the SDK handles it unchanged.
     fn submit_frame<'py>(&self, py: Python<'py>, frame: &[u8]) -> Option<Bound<'py, pyo3::types::PyBytes>> {
+        let received = SystemClock.now_ms(); // the frame's receipt: every bar of it carries it
         let last = py.allow_threads(|| {
             let bars = crate::alpaca_frame::read_bar_frame(frame)?;
             let (last, rest) = bars.split_last()?;
@@ -352,7 +383,7 @@ impl PyPublisher {
             let mut barrier = self.barrier();
             self.core.publish_stream_batch(
                 bars,
-                |s, b, k, src| self.send_noting(&mut barrier, s, b, k, src),
+                |s, b, k, src| self.send_noting(&mut barrier, s, b, k, src, received),
                 |symbol, out| {
                     // Refused by the rules here (the sink counts what it refuses itself).
                     if let Outcome::Invalid(e) = out {
@@ -364,6 +395,7 @@ impl PyPublisher {
             );
             drop(barrier); // the frame's last bar comes through submit_alpaca, which closes minutes
             self.sink.settle();
+            self.frame_received.set(Some(received)); // the last bar, back through the SDK, was received with its frame
             Some(last.raw)
         })?;
         let mut out = Vec::with_capacity(last.len() + 1);

@@ -199,6 +199,13 @@ def test_lost_bars_are_recovered_late_and_quiet_minutes_are_no_holes(start_sidec
         st = wait_for(lambda: (x := status(tmp_path, consumer)).get("minutes", {}).get("late_bars", 0) >= len(missed)
                       and x, timeout=30, what="late bars counted")
         assert st["minutes"]["late_bars"] == len(missed), (st["minutes"], missed)
+        # Latency: every streamed bar carries the sidecar's receipt time, into the journal too.
+        lat = st["latency"]
+        assert lat["receipt_to_store"]["count"] > 0 and lat["minute_end_to_receipt"]["count"] > 0, lat
+        assert lat["minute_end_to_closed"]["count"] >= len(minutes), lat
+        assert lat["receipt_to_store"]["p99_ms"] <= 5_000, lat  # same host: a generous bound
+        journaled = [json.loads(x) for f in journal.glob("bars-*.jsonl") for x in f.read_text().splitlines()]
+        assert all("received_ms" in b for b in journaled if "symbol" in b and b.get("source") is None), journaled[:3]
         assert st["minutes"]["quiet_rejected"] == 0
         consumer.signal(signal.SIGINT)
         consumer.wait(30)
