@@ -247,3 +247,44 @@ def status(tmp_path: Path, consumer: Consumer) -> dict:
         return json.loads((tmp_path / f"{consumer.name}.status.json").read_text())
     except (OSError, ValueError):
         return {}
+
+
+def test_a_full_market_universe_closes_each_minute_once_and_confirms_the_quiet(start_sidecar, start_consumer,
+                                                                                fifo_path, tmp_path):
+    """The barrier and the REST confirmation at scale: burst frames (the whole minute in one
+    websocket frame, as Alpaca's SIP feed sends the top of a minute), 20 % of the minutes quiet,
+    two symbols halted. 2,000 symbols in the suite; BARBRIDGE_SCALE_SYMBOLS=10000 for the full
+    universe (the sidecar's CPU then decides the pace: give it --interval time)."""
+    import os
+    from fake_alpaca import burst_symbols
+    n = int(os.environ.get("BARBRIDGE_SCALE_SYMBOLS", "2000"))
+    symbols = burst_symbols(n)
+    srv = FakeAlpacaServer(symbols=symbols, interval=max(0.5, n / 4000), key=KEY, secret=SECRET, prefill=0,
+                           burst=True, no_trade_prob=0.2).start_in_thread()
+    try:
+        journal = tmp_path / "journal"
+        consumer = start_consumer(fifo_path, "--journal", str(journal))
+        start_sidecar(fifo_path, "--symbols", ",".join(symbols), "--minute-deadline", "20", server=srv)
+        wait_for(lambda: len(closed_minutes(consumer)) >= 2, timeout=120, what="two closed minutes")
+        srv.inject(f"halt:{symbols[0]}+{symbols[1]}")
+        halted_at = srv.data_minute()
+        wait_for(lambda: sum(1 for t in closed_minutes(consumer) if t > halted_at + 60_000) >= 2, timeout=120,
+                 what="two minutes closed during the halt")
+        srv.inject("pause")
+        minutes = closed_minutes(consumer)
+        truth_ = srv.snapshot_history()
+        for minute, m in minutes.items():
+            assert len(m["bars"]) + len(m["halted"]) + len(m["none"]) == n, (minute, len(m["bars"]))
+            assert sorted(m["bars"]) == sorted(s for s in symbols if minute in truth_[s]), minute
+            assert not set(m["none"]) & set(m["bars"]), minute
+            if minute > halted_at + 60_000:
+                assert set(m["halted"]) == {symbols[0], symbols[1]}, (minute, m["halted"])
+        silent = {(s, t) for t, m in minutes.items() for s in m["none"]}
+        assert len(silent) > n // 10, len(silent)
+
+        def quiet() -> set:
+            return {(s, q["minute_ms"]) for q in journal_records(journal, "minute_quiet") for s in q["quiet"]}
+        wait_for(lambda: silent <= quiet(), timeout=120, what="every symbol-minute without a bar confirmed quiet")
+        assert srv.stats["rest_requests"] <= 10 + len(minutes) * (n // 500 + 2), srv.stats["rest_requests"]
+    finally:
+        srv.stop()
