@@ -54,6 +54,7 @@ KNOWN_KEYS: dict[str, str] = {
     "WS_PING_INTERVAL": "seconds between websocket keepalive pings",
     "WS_PING_TIMEOUT": "seconds a keepalive ping may wait for its pong before the socket is closed",
     "TRADING_STATUSES": "0: do not subscribe to trading statuses (halts are then indistinguishable from lost bars)",
+    "MINUTE_DEADLINE": "seconds after a minute's end at which the sidecar closes it without the bars still missing (0 = off)",
     "BARBRIDGE_FIFO": "FIFO path of a sidecar started by hand",
     "BARBRIDGE_LOG": "sidecar log level",
     # monitoring

@@ -98,6 +98,21 @@ def read_journal(jdir) -> tuple[dict, dict]:
     return final, versions
 
 
+def read_quiet(jdir) -> set:
+    """(symbol, minute) pairs the sidecar's REST confirmation marked quiet (``minute_quiet``)."""
+    out: set = set()
+    for path in sorted(glob.glob(os.path.join(str(jdir), "bars-*.jsonl"))):
+        with open(path, errors="replace") as f:
+            for line in f:
+                try:
+                    r = json.loads(line)
+                except ValueError:
+                    continue
+                if r.get("type") == "minute_quiet":
+                    out |= {(s, int(r["minute_ms"])) for s in r.get("quiet", [])}
+    return out
+
+
 def holes_of(minutes, open_ms: int, close_ms: int) -> list:
     m = sorted({t for t in minutes if open_ms <= t < close_ms})
     return [[a + MINUTE, (b - a) // MINUTE - 1] for a, b in zip(m, m[1:], strict=False) if b - a > MINUTE]
@@ -129,8 +144,15 @@ def verdict(a) -> int:
         problems.append(f"barbridge gaps failed: {r.stderr.strip()}")
     else:
         report = json.loads(r.stdout)
+        # A minute REST confirmed quiet is no hole (README, "Every minute accounted for"); a quiet
+        # mark must never hide a bar the server had.
+        quiet = read_quiet(a.journal)
+        hiding = sorted(k for k in quiet if k in expected)
+        if hiding:
+            problems.append(f"{len(hiding)} quiet mark(s) on minutes the server has a bar for (e.g. {hiding[:3]})")
         for g in report["symbols"]:
-            want = holes_of([t for (s, t) in expected if s == g["symbol"]], open_ms, close_ms)
+            covered = [t for (s, t) in expected if s == g["symbol"]] + [t for (s, t) in quiet if s == g["symbol"]]
+            want = holes_of(covered, open_ms, close_ms)
             got = [[h["start_ms"], h["minutes"]] for h in g["holes"]]
             if got != want:
                 problems.append(f"{g['symbol']}: gaps reports holes {got}, the server's history has {want}")

@@ -704,7 +704,8 @@ def test_sidecar_inprocess_synthetic_delivers_every_bar(tmp_path, procs):
     procs.append(p)
     rc = p.wait(timeout=120)
     assert rc == 0, p.stderr()
-    echoed = [json.loads(l) for l in p.stdout().splitlines() if l.startswith("{")]
+    echoed = [b for b in (json.loads(l) for l in p.stdout().splitlines() if l.startswith("{"))
+              if b.get("type") != "minute_closed"]
     keys = {(b["symbol"], b["timestamp_ms"]) for b in echoed}
     assert len(echoed) == len(keys) == n * len(syms), "every bar exactly once"
     assert {s for s, _ in keys} == set(syms)

@@ -33,7 +33,7 @@ from bridge.protocol import _ts_to_ms
 from conftest import KEY, PY, REPO, SECRET, Proc, sidecar_env, wait_for
 
 sys.path.insert(0, str(REPO / "scripts"))
-from chaos_check import read_journal  # noqa: E402  (the same check scripts/chaos_demo.sh runs)
+from chaos_check import read_journal, read_quiet  # noqa: E402  (the same check scripts/chaos_demo.sh runs)
 
 SYMS = ("SPY", "SH")
 MINUTE = 60_000
@@ -234,8 +234,12 @@ def test_kill_everything_journal_ends_exact(start_sidecar, start_consumer, fifo_
     report = {g["symbol"]: g for g in json.loads(r.stdout)["symbols"]}
     assert set(report) == set(SYMS)
     n_holes = 0
+    # A minute the sidecar's REST confirmation marked quiet is no hole; a quiet mark never hides a
+    # bar the server had (README, "Every minute accounted for").
+    quiet = read_quiet(jdir)
+    assert not [k for k in quiet if k in expected], "a quiet mark on a minute with a bar"
     for sym in SYMS:
-        src_minutes = [ts for (s, ts) in expected if s == sym]
+        src_minutes = [ts for (s, ts) in expected if s == sym] + [t for (s, t) in quiet if s == sym]
         want = holes_of(src_minutes, open_ms, close_ms)
         got = [(h["start_ms"], h["minutes"]) for h in report[sym]["holes"]]
         assert got == want, f"{sym}: gaps reports holes {got}, the server's history has {want}"
