@@ -257,30 +257,43 @@ def test_a_full_market_universe_closes_each_minute_once_and_confirms_the_quiet(s
     universe (the sidecar's CPU then decides the pace: give it --interval time)."""
     import os
     from fake_alpaca import burst_symbols
+    from bridge import control
     n = int(os.environ.get("BARBRIDGE_SCALE_SYMBOLS", "2000"))
-    symbols = burst_symbols(n)
-    srv = FakeAlpacaServer(symbols=symbols, interval=max(0.5, n / 4000), key=KEY, secret=SECRET, prefill=0,
+    everyone = burst_symbols(n + 100)
+    symbols, later = everyone[:n], everyone[n:]  # 100 more subscribed live, below
+    srv = FakeAlpacaServer(symbols=everyone, interval=max(0.5, n / 4000), key=KEY, secret=SECRET, prefill=0,
                            burst=True, no_trade_prob=0.2).start_in_thread()
     try:
         journal = tmp_path / "journal"
+        sock = fifo_path.parent / "control.sock"
         consumer = start_consumer(fifo_path, "--journal", str(journal))
-        start_sidecar(fifo_path, "--symbols", ",".join(symbols), "--minute-deadline", "20", server=srv)
+        start_sidecar(fifo_path, "--symbols", ",".join(symbols), "--minute-deadline", "20", "--control", str(sock),
+                      server=srv)
         wait_for(lambda: len(closed_minutes(consumer)) >= 2, timeout=120, what="two closed minutes")
+        assert all(len(m["bars"]) + len(m["none"]) + len(m["halted"]) == n for m in closed_minutes(consumer).values())
+        ok = control.request(sock, "subscribe", later)
+        assert ok["ok"], ok
+        subscribed_at = srv.data_minute()
+        n += len(later)
+        symbols = everyone
         srv.inject(f"halt:{symbols[0]}+{symbols[1]}")
         halted_at = srv.data_minute()
-        wait_for(lambda: sum(1 for t in closed_minutes(consumer) if t > halted_at + 60_000) >= 2, timeout=120,
-                 what="two minutes closed during the halt")
+        wait_for(lambda: sum(1 for t in closed_minutes(consumer) if t > max(halted_at + 60_000, subscribed_at + 180_000))
+                 >= 2, timeout=120, what="two minutes closed during the halt, with the new symbols")
         srv.inject("pause")
         minutes = closed_minutes(consumer)
         truth_ = srv.snapshot_history()
         for minute, m in minutes.items():
+            if minute <= subscribed_at + 3 * 60_000:
+                continue  # while the live subscribe reaches the server (before it: checked above)
             assert len(m["bars"]) + len(m["halted"]) + len(m["none"]) == n, (minute, len(m["bars"]))
             assert sorted(m["bars"]) == sorted(s for s in symbols if minute in truth_[s]), minute
             assert not set(m["none"]) & set(m["bars"]), minute
             if minute > halted_at + 60_000:
                 assert set(m["halted"]) == {symbols[0], symbols[1]}, (minute, m["halted"])
-        silent = {(s, t) for t, m in minutes.items() for s in m["none"]}
+        silent = {(s, t) for t, m in minutes.items() for s in m["none"] if t > subscribed_at + 3 * 60_000}
         assert len(silent) > n // 10, len(silent)
+        assert any(set(later) & set(m["bars"]) for m in minutes.values()), "the live-subscribed symbols' bars"
 
         def quiet() -> set:
             return {(s, q["minute_ms"]) for q in journal_records(journal, "minute_quiet") for s in q["quiet"]}
