@@ -739,17 +739,13 @@ impl Consumer {
     }
 
     /// Journal a new part of a closed minute (into the day file of its minute, before the
-    /// minute is delivered), and deliver the minute when it is whole. A part naming a symbol
-    /// outside `--symbols` is rejected and counted (`minute_rejected`).
-    fn accept_minute_part(&self, writer: &str, part: crate::minute::MinuteClosedPart, hold: bool) -> Ingested {
+    /// minute is delivered), and deliver the minute when it is whole. With `--symbols`, the
+    /// minute lists only those (as its bars are filtered).
+    fn accept_minute_part(&self, writer: &str, mut part: crate::minute::MinuteClosedPart, hold: bool) -> Ingested {
         let book = &self.minutes;
         if let Some(filter) = &self.symbols {
-            if let Some(s) = part.bars.iter().chain(&part.halted).chain(&part.none).find(|s| !filter.contains(*s)) {
-                book.counters.minute_rejected.fetch_add(1, Ordering::Relaxed);
-                if let Some(more) = self.log_allowed("minute_rejected") {
-                    log::warn!("rejected minute_closed of {}: {s:?} is not one of --symbols{more}", crate::calendar::fmt_ny(part.minute_ms));
-                }
-                return Ingested::Ignored;
+            for list in [&mut part.bars, &mut part.halted, &mut part.none] {
+                list.retain(|s| filter.contains(s));
             }
         }
         let asset = part.bars.iter().chain(&part.halted).chain(&part.none).next().map_or(AssetClass::Stock, |s| AssetClass::of(s));

@@ -287,7 +287,7 @@ impl Collector for ReportCollector {
         counter(e, "late_bars", "Bars that arrived after their minute closed without them (lost or late in the stream, recovered).", m.late_bars)?;
         counter(e, "quiet_marks", "Symbol-minutes REST confirmed quiet (no trade, no bar): never holes.", m.quiet_marks)?;
         counter(e, "quiet_rejected", "Quiet marks refused: the symbol was not without a bar in that minute's close.", m.quiet_rejected)?;
-        counter(e, "minute_rejected", "minute_closed parts refused (contradicting parts, or a symbol outside --symbols).", m.minute_rejected)?;
+        counter(e, "minute_rejected", "minute_closed parts refused (they contradict the parts before them).", m.minute_rejected)?;
         for (name, help, h) in [
             (
                 "latency_minute_end_to_receipt_seconds",

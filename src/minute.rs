@@ -394,6 +394,9 @@ impl Barrier {
     /// decided against the new list.
     pub fn set_symbols<I: IntoIterator<Item = S>, S: Into<String>>(&mut self, symbols: I) {
         self.subscribed = symbols.into_iter().map(Into::into).collect();
+        for have in self.open.values_mut() {
+            have.retain(|s| self.subscribed.contains(s)); // an unsubscribed symbol counts no more
+        }
     }
 
     /// The subscribed symbols.
@@ -510,8 +513,7 @@ pub struct MinuteCounters {
     pub minute_parts: AtomicU64,
     /// A minute (or part) closed again by the same writer: not delivered twice.
     pub minute_duplicates: AtomicU64,
-    /// Parts that contradict the parts before them, or name a symbol outside the consumer's
-    /// `--symbols`: rejected.
+    /// Parts that contradict the parts before them: rejected.
     pub minute_rejected: AtomicU64,
     /// Incomplete minutes dropped past [`MAX_PENDING_MINUTES`].
     pub minute_parts_evicted: AtomicU64,
@@ -949,10 +951,12 @@ mod tests {
         c.ingest_line(&lines[..lines.len() - 1]).unwrap();
         assert!(rx.try_recv().is_err(), "delivered twice");
         assert_eq!(c.minute_stats().minute_duplicates, 1);
-        // A consumer limited to --symbols rejects a minute naming another symbol, counted.
-        let only = crate::Consumer::builder().symbols(["QQQ"]).build().unwrap();
+        // A consumer limited to --symbols sees the minute with its own symbols only.
+        let only = crate::Consumer::builder().symbols(["SH"]).build().unwrap();
+        let rx = only.subscribe_minutes(4);
         only.ingest_line(&lines[..lines.len() - 1]).unwrap();
-        assert_eq!((only.minute_stats().minute_rejected, only.minute_stats().minutes_closed), (1, 0));
+        let got = rx.try_recv().unwrap();
+        assert_eq!((got.bars.len(), got.none.clone()), (0, vec!["SH".to_string()]));
     }
 
     #[test]
