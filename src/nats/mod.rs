@@ -125,7 +125,13 @@ impl Default for StreamOptions {
 }
 
 impl StreamOptions {
-    /// `bars.<feed>.<SYMBOL>`.
+    /// The subject of the minute barrier's lines (`minute_closed`, `minute_quiet`):
+    /// `bars.<feed>._minute` (lower case: no symbol's token can be it).
+    pub fn minute_subject(&self) -> String {
+        format!("bars.{}._minute", self.feed)
+    }
+
+    /// The subject of `symbol`'s bars: `bars.<feed>.<SYMBOL>`.
     pub fn subject(&self, symbol: &str) -> String {
         format!("bars.{}.{}", self.feed, subject_token(symbol))
     }

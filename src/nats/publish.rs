@@ -392,6 +392,12 @@ impl Task {
                             let id = format!("{}:status:{}:{}", t.status.symbol, t.status.ts_ms, t.status.state.as_str());
                             Some((self.stream.subject(&t.status.symbol), id))
                         }
+                        // The minute barrier's lines go to the feed's minute subject, once each
+                        // (their place in the day file is their identity).
+                        Ok(Line::MinuteClosed(m)) => {
+                            Some((self.stream.minute_subject(), format!("_minute:{}:{}:{}", m.part.minute_ms, m.part.part, at)))
+                        }
+                        Ok(Line::MinuteQuiet(m)) => Some((self.stream.minute_subject(), format!("_quiet:{}:{at}", m.minute_ms))),
                         _ => None, // a corrupt record: the consumer's loader skips it too
                     };
                     match message {

@@ -302,7 +302,8 @@ fn ingest_message(consumer: &Consumer, stream: &StreamOptions, subject: &str, pa
                 consumer.ingest_rejected(&WireError::WrongType { detail }, payload);
                 return;
             }
-            let _ = consumer.ingest_bar(&b.symbol, b.bar, b.kind, b.source);
+            // The sidecar's receipt time rides along; the store time is this subscriber's own.
+            let _ = consumer.ingest_bar_received(&b.symbol, b.bar, b.kind, b.source, b.received_ms);
         }
         Ok(Line::TradingStatus(t)) => {
             if subject != stream.subject(&t.status.symbol) {
@@ -311,6 +312,14 @@ fn ingest_message(consumer: &Consumer, stream: &StreamOptions, subject: &str, pa
                 return;
             }
             let _ = consumer.ingest_trading_status(t.status);
+        }
+        // Closed minutes and quiet marks on the feed's minute subject (docs/ARCHITECTURE.md,
+        // "Minute barrier").
+        Ok(Line::MinuteClosed(m)) if subject == stream.minute_subject() => {
+            let _ = consumer.ingest_minute_part(m.writer.as_deref().unwrap_or(""), m.part);
+        }
+        Ok(Line::MinuteQuiet(m)) if subject == stream.minute_subject() => {
+            let _ = consumer.ingest_minute_quiet(m.writer.as_deref().unwrap_or(""), m.minute_ms, &m.quiet);
         }
         Ok(_) => {
             let detail = format!("a message on {subject} is not a bar line");

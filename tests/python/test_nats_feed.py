@@ -215,3 +215,22 @@ def test_natsfeed_credentials_from_the_environment_masked_and_refused(tmp_path, 
     assert "WRONG" not in str(e.value)
     with pytest.raises(ValueError, match=r"more than one way to authenticate to NATS is given \(a user and password, a token\)"):
         barbridge.NatsFeed(c, url, durable="x", user="u", password="p", token="t")
+
+
+def test_natsfeed_delivers_the_minute_barrier_and_quiet_marks(tmp_path, procs, consumer_bin, nats_url):
+    """A closed minute and its quiet mark reach a NATS subscriber (subject bars.<feed>._minute),
+    after the minute's bars; the subscriber counts the quiet mark like the FIFO consumer."""
+    closed = json.dumps({"type": "minute_closed", "v": 1, "minute_ms": T0, "closed_ms": T0 + 70_000,
+                         "by": "deadline", "part": 1, "parts": 1, "bars": ["SH", "SPY"], "halted": [],
+                         "none": ["QQQ"]}, separators=(",", ":"))
+    quiet = json.dumps({"type": "minute_quiet", "v": 1, "minute_ms": T0, "quiet": ["QQQ"]}, separators=(",", ":"))
+    publish(tmp_path, procs, consumer_bin, nats_url, [line("SPY", 0, 600), line("SH", 0, 30), closed, quiet])
+    c = barbridge.Consumer()
+    sub = c.subscribe(timeout=10, minutes=True)
+    with barbridge.NatsFeed(c, nats_url, durable="minutes"):
+        got = [next(sub) for _ in range(3)]
+        wait_for(lambda: c.minute_stats()["quiet_marks"] == 1, 15, what="the quiet mark")
+    assert [type(x).__name__ for x in got] == ["Bar", "Bar", "MinuteClosed"], got
+    m = got[2]
+    assert (m.minute_ms, m.bars, m.none, m.complete) == (T0, ["SH", "SPY"], ["QQQ"], False)
+    assert c.stats()["rejects_total"] == 0
