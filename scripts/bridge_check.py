@@ -87,9 +87,12 @@ def _echoed(path: str) -> list[tuple[float, dict]]:
     for line in text.splitlines():
         wall, _, js = line.partition(" ")
         try:
-            rows.append((float(wall), json.loads(js)))
+            row = json.loads(js)
+            wall_s = float(wall)
         except ValueError:
             continue  # a line being written
+        if isinstance(row, dict) and "symbol" in row:  # bars (not the minute barrier's lines)
+            rows.append((wall_s, row))
     return rows
 
 
