@@ -378,6 +378,7 @@ def main(argv: Optional[list[str]] = None) -> int:
             confirmer = Confirmer(pub, live.fetch_minute, rate=args.confirm_rate)
         except ValueError as e:
             return _fail(2, f"--confirm-rate: {e}.")
+        pub.confirmer = confirmer
         confirmer.start()
     if live is not None:
         live.start()

@@ -33,6 +33,16 @@ _WRITER_COUNTERS = {
 }
 
 
+_CONFIRM_COUNTERS = {
+    "confirm_rest_requests": "REST requests about symbols a minute closed without.",
+    "confirm_rest_429": "Of those, refused with 429 (rate limit): retried later, the minutes unknown meanwhile.",
+    "confirm_rest_errors": "Of those, failed otherwise: retried later.",
+    "confirm_late_bars": "Bars REST had that the stream did not deliver by the deadline (sent late).",
+    "confirm_quiet": "Symbol-minutes REST confirmed quiet (no bar: no trade).",
+    "confirm_unknown": "Symbol-minutes given up on without an answer (never quiet).",
+}
+
+
 class SidecarCollector:
     """Reads the publisher, the sink and the source at every scrape."""
 
@@ -81,6 +91,17 @@ class SidecarCollector:
         for code, n in sorted((getattr(self.source, "close_codes", {}) or {}).items()):
             disconnects.add_metric([code], n)
         yield disconnects
+
+        # The minute barrier (README, "Every minute accounted for").
+        yield CounterMetricFamily(PREFIX + "minute_closes", "Minutes the barrier closed (minute_closed sent).",
+                                  value=getattr(self.pub.native, "minutes_closed", 0))
+        confirmer = getattr(self.pub, "confirmer", None)
+        if confirmer is not None:
+            for name, value in sorted(confirmer.stats().items()):
+                if name == "confirm_pending":
+                    yield GaugeMetricFamily(PREFIX + name, "Minute/symbol batches waiting for a REST answer.", value=value)
+                else:
+                    yield CounterMetricFamily(PREFIX + name, _CONFIRM_COUNTERS[name], value=value)
 
         stats = vars(self.sink.stats)
         for name, value in sorted(stats.items()):

@@ -26,6 +26,7 @@ class Publisher:
         self.sink = sink
         self.native = barbridge.Publisher(sink.native)
         self._minutes = False
+        self.confirmer: Any = None  # bridge.confirm.Confirmer, when REST confirmation runs (metrics read it)
         self.symbols = list(symbols)
         self.submit_alpaca = self.native.submit_alpaca  # one stream message → one call into Rust
         self.submit_backfill = self.native.submit_backfill

@@ -6,9 +6,11 @@ close sees it close exactly once."""
 from __future__ import annotations
 
 import json
+import re
 import signal
 import subprocess
 import time
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -227,13 +229,20 @@ def test_rest_429_leaves_minutes_unknown_not_quiet(start_sidecar, start_consumer
         consumer = start_consumer(fifo_path, "--journal", str(journal))
         # QQQ: subscribed, never a bar: each minute asks REST about it.
         sidecar = start_sidecar(fifo_path, "--symbols", ",".join(SYMBOLS) + ",QQQ", "--minute-deadline", "5",
-                                "--no-backfill", server=srv)
+                                "--no-backfill", "--metrics-addr", "127.0.0.1:0", server=srv)
         wait_for(lambda: len(closed_minutes(consumer)) >= 6, timeout=60, what="six closed minutes")
         wait_for(lambda: srv.stats["rest429"] >= 3, timeout=60, what="REST refused with 429 several times")
         assert journal_records(journal, "minute_quiet") == [], "a minute REST did not answer for is not quiet"
         assert all(m["none"] == ["QQQ"] for m in closed_minutes(consumer).values())
         wait_for(lambda: any(s.get("confirm_rest_429", 0) >= 1 for s in sidecar.stats()), timeout=30,
                  what="the sidecar counting 429s")
+        addr = wait_for(lambda: re.search(r"sidecar metrics on http://(127\.0\.0\.1:\d+)/metrics", sidecar.stderr()),
+                        timeout=30, what="the sidecar's metrics address").group(1)
+        with urllib.request.urlopen(f"http://{addr}/metrics", timeout=10) as r:
+            text = r.read().decode()
+        scraped = {k: float(v) for k, v in (x.rsplit(" ", 1) for x in text.splitlines() if x.startswith("barbridge_"))}
+        assert scraped["barbridge_sidecar_confirm_rest_429_total"] >= 1, scraped
+        assert scraped["barbridge_sidecar_confirm_quiet_total"] == 0 and scraped["barbridge_sidecar_minute_closes_total"] >= 6
         # REST answers again: the unknown minutes are confirmed quiet (QQQ never trades).
         srv.call(lambda: setattr(srv, "rest429", 0))
         wait_for(lambda: journal_records(journal, "minute_quiet"), timeout=90, what="quiet marks after the 429s")
