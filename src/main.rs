@@ -11,12 +11,12 @@ use std::time::Duration;
 
 use barbridge::asset::{AssetClass, JournalDay};
 use barbridge::calendar::{fmt_ny_time, ny_date, session_on};
-use barbridge::journal::{day_path, FsyncPolicy, Journal};
+use barbridge::consumer::journal::{day_path, FsyncPolicy, Journal};
 use barbridge::{Clock, Consumer, FeedOptions, StatusReport, StatusWriter, SystemClock};
 use clap::{Parser, Subcommand, ValueEnum};
 
-mod nats_cli;
-use nats_cli::NatsArgs;
+mod cli;
+use cli::nats::NatsArgs;
 
 #[derive(Clone, Copy, ValueEnum)]
 enum Fsync {
@@ -78,7 +78,7 @@ enum Command {
         capacity: usize,
         /// Symbols kept at most (1 to 10,000,000); bars of further symbols are refused and counted
         /// (`symbol_bound_refused`).
-        #[arg(long, default_value_t = barbridge::store::DEFAULT_MAX_SYMBOLS)]
+        #[arg(long, default_value_t = barbridge::consumer::store::DEFAULT_MAX_SYMBOLS)]
         max_symbols: usize,
         /// Exit when the first writer session ends (benchmarks, batch loads).
         #[arg(long)]
@@ -100,7 +100,7 @@ enum Command {
         #[arg(long, env = "BARBRIDGE_METRICS_ADDR")]
         metrics_addr: Option<String>,
         /// Symbols given their own `symbol` label in /metrics (the least recently updated).
-        #[arg(long, default_value_t = barbridge::metrics::DEFAULT_MAX_SYMBOL_LABELS)]
+        #[arg(long, default_value_t = barbridge::ops::metrics::DEFAULT_MAX_SYMBOL_LABELS)]
         metrics_max_symbols: usize,
     },
     /// List, per symbol, the regular-session minutes without a bar in a journal (times of day
@@ -133,7 +133,7 @@ enum Command {
     },
     /// Check a NATS server for `run --publish`/`--source`: reachable, JetStream enabled, the
     /// stream usable (nothing is created). One line per check; exit 0 all good, 2 otherwise.
-    NatsCheck(nats_cli::NatsCheckArgs),
+    NatsCheck(cli::nats::NatsCheckArgs),
     /// Show a running consumer's status. Times of day are New York time.
     ///
     /// Exit code: 0 live; 1 stale or waiting for the first line; 2 not running (its process is
@@ -179,7 +179,7 @@ fn main() -> ExitCode {
                 Ok(j) => j,
                 Err(e) => return config_error(e),
             };
-            let metrics = barbridge::metrics::MetricsOptions { max_symbol_labels: metrics_max_symbols };
+            let metrics = barbridge::ops::metrics::MetricsOptions { max_symbol_labels: metrics_max_symbols };
             let outputs = Outputs { echo, drain_subscriber, metrics_addr, metrics };
             // Each FIFO's consumer has its own status file: two instances never share one.
             let status_file = status_file.unwrap_or_else(|| fifo.with_file_name("status.json"));
@@ -302,7 +302,7 @@ struct Outputs {
     drain_subscriber: bool,
     /// Where to serve /metrics, /status.json and the page.
     metrics_addr: Option<String>,
-    metrics: barbridge::metrics::MetricsOptions,
+    metrics: barbridge::ops::metrics::MetricsOptions,
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -341,7 +341,7 @@ fn run(
     }
     // The status file first: it is this process's alone (a second consumer on it is refused
     // before it touches anything). Its writer starts once the sections it reports are there.
-    let status_lock = match barbridge::status::StatusLock::take(status_file.clone()) {
+    let status_lock = match barbridge::ops::status::StatusLock::take(status_file.clone()) {
         Ok(lock) => lock,
         Err(e) => return config_error(e),
     };
@@ -363,8 +363,8 @@ fn run(
     let status = StatusWriter::start_locked(consumer.clone(), status_lock, read_fifo.clone(), Duration::from_secs(1));
     let http = match outputs.metrics_addr.as_deref() {
         Some(addr) => {
-            let options = barbridge::http::HttpOptions { metrics: outputs.metrics, fifo: read_fifo };
-            match barbridge::http::HttpServer::start(consumer.clone(), addr, options) {
+            let options = barbridge::ops::http::HttpOptions { metrics: outputs.metrics, fifo: read_fifo };
+            match barbridge::ops::http::HttpServer::start(consumer.clone(), addr, options) {
                 Ok(server) => {
                     log::info!("metrics on http://{}/metrics, live page on http://{}/", server.local_addr(), server.local_addr());
                     Some(server)
@@ -461,7 +461,7 @@ fn gaps(journal: &std::path::Path, date: Option<&str>, symbols: &[String], json:
     let mut minutes: std::collections::BTreeMap<String, Vec<i64>> = symbols.iter().map(|s| (s.clone(), Vec::new())).collect();
     let wanted = |symbol: &str| symbols.is_empty() || symbols.iter().any(|s| s == symbol);
     let trading = barbridge::trading::TradingBook::default();
-    let read = barbridge::journal::read_journal(
+    let read = barbridge::consumer::journal::read_journal(
         &path,
         |symbol, bar, _| {
             if wanted(symbol) {
@@ -482,8 +482,10 @@ fn gaps(journal: &std::path::Path, date: Option<&str>, symbols: &[String], json:
         minutes.entry(symbol).or_default(); // a symbol halted all day has no bar, but halts
     }
     let until = SystemClock.now_ms();
-    let report: Vec<_> =
-        minutes.into_iter().map(|(sym, ts)| barbridge::gaps::session_gaps_halted(&sym, &session, until, ts, &trading.halts(&sym))).collect();
+    let report: Vec<_> = minutes
+        .into_iter()
+        .map(|(sym, ts)| barbridge::consumer::gaps::session_gaps_halted(&sym, &session, until, ts, &trading.halts(&sym)))
+        .collect();
     let text = if json {
         let mut doc = serde_json::json!({"date": date.to_string(), "open_ms": session.open_ms, "close_ms": session.close_ms, "symbols": report});
         if let Some((_, crypto)) = crypto_part {
@@ -519,7 +521,7 @@ fn crypto_gaps(
     let session = barbridge::asset::crypto_session(day.date);
     let mut minutes: std::collections::BTreeMap<String, Vec<i64>> = pairs.iter().map(|s| (s.clone(), Vec::new())).collect();
     if path.exists() {
-        if let Err(e) = barbridge::journal::read_records(&path, |symbol, bar, _| {
+        if let Err(e) = barbridge::consumer::journal::read_records(&path, |symbol, bar, _| {
             if pairs.is_empty() || pairs.iter().any(|s| s == symbol) {
                 minutes.entry(symbol.to_owned()).or_default().push(bar.timestamp_ms);
             }
@@ -528,7 +530,7 @@ fn crypto_gaps(
             return Err(ExitCode::from(1));
         }
     }
-    let report: Vec<_> = minutes.into_iter().map(|(sym, ts)| barbridge::gaps::session_gaps(&sym, &session, now, ts)).collect();
+    let report: Vec<_> = minutes.into_iter().map(|(sym, ts)| barbridge::consumer::gaps::session_gaps(&sym, &session, now, ts)).collect();
     const NOTE: &str = "crypto: every UTC minute counts; Alpaca sends no bar for a minute without trades, so a hole is a quiet minute or a loss (compare with REST bars to tell)";
     let value =
         serde_json::json!({"date": day.date.to_string(), "open_ms": session.open_ms, "close_ms": session.close_ms, "symbols": report, "note": NOTE});
@@ -575,7 +577,12 @@ fn crypto_gaps(
 }
 
 /// The `gaps` table for a person; times of day in New York time, with the zone.
-fn render_gaps(session: &barbridge::calendar::Session, until: i64, report: &[barbridge::gaps::SymbolGaps], path: &std::path::Path) -> String {
+fn render_gaps(
+    session: &barbridge::calendar::Session,
+    until: i64,
+    report: &[barbridge::consumer::gaps::SymbolGaps],
+    path: &std::path::Path,
+) -> String {
     use std::fmt::Write as _;
     let mut out = String::new();
     let _ = writeln!(
@@ -621,7 +628,7 @@ fn render_gaps(session: &barbridge::calendar::Session, until: i64, report: &[bar
 
 fn replay(files: &[PathBuf], symbols: Vec<String>, echo: bool, journal: Option<Journal>) -> ExitCode {
     // A file of the user's own: its symbols are bounded by its size, not by a live feed's bound.
-    let mut builder = Consumer::builder().symbols(symbols).capacity_per_symbol(1 << 20).max_symbols(barbridge::store::MAX_MAX_SYMBOLS);
+    let mut builder = Consumer::builder().symbols(symbols).capacity_per_symbol(1 << 20).max_symbols(barbridge::consumer::store::MAX_MAX_SYMBOLS);
     if let Some(j) = journal {
         builder = builder.journal(j);
     }

@@ -426,8 +426,8 @@ fn a_new_symbol_past_max_symbols_is_refused_counted_and_known_ones_go_on() {
     assert_eq!(symbols.keys().collect::<Vec<_>>(), ["SDS", "SH", "SPY"]);
     let (_, text) = status_of(&file, &[]);
     assert!(text.contains("refused   2000 bars/statuses of new symbols"), "{text}");
-    let report: barbridge::status::StatusReport = serde_json::from_str(&std::fs::read_to_string(&file).unwrap()).unwrap();
-    let metrics = barbridge::metrics::render(report);
+    let report: barbridge::ops::status::StatusReport = serde_json::from_str(&std::fs::read_to_string(&file).unwrap()).unwrap();
+    let metrics = barbridge::ops::metrics::render(report);
     assert!(metrics.lines().any(|l| l == "barbridge_symbol_bound_refused_total 2000"), "{metrics}");
     let mut stderr = String::new();
     std::io::Read::read_to_string(&mut r.child.stderr.take().unwrap(), &mut stderr).unwrap();

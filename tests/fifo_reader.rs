@@ -8,8 +8,8 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use barbridge::pipe::prepare_fifo;
-use barbridge::pipe::reader::{read_fifo, Flow, FrameSink, ReaderOptions};
+use barbridge::consumer::reader::{read_fifo, Flow, FrameSink, ReaderOptions};
+use barbridge::fifo::prepare_fifo;
 use barbridge::{Consumer, FeedOptions, FifoFeed};
 use common::*;
 

@@ -6,7 +6,7 @@ mod common;
 use std::sync::Arc;
 use std::time::Duration;
 
-use barbridge::pipe::writer::{FifoWriter, WriterError, WriterOptions};
+use barbridge::sidecar::writer::{FifoWriter, WriterError, WriterOptions};
 use barbridge::{Bar, BarKind, Consumer, FeedOptions, FifoError, FifoFeed, Source};
 use common::*;
 

@@ -152,7 +152,7 @@ impl Publisher {
     }
 
     /// A callback that makes an idle publisher read the journal now. Give it to
-    /// [`crate::Journal::on_written`] of the journal being published: a bar is then published as
+    /// [`crate::consumer::journal::Journal::on_written`] of the journal being published: a bar is then published as
     /// soon as its line is in the day file, never before (without it, the journal is read every
     /// half second when idle).
     pub fn waker(&self) -> impl Fn() + Send + Sync + 'static {
@@ -190,7 +190,7 @@ fn load_cursor(dir: &Path) -> (Cursor, bool) {
     // First start: the history already in the journal before today is not published (it was
     // journaled before publishing was turned on); today's file and every file created from now
     // on are, from their start.
-    let now = crate::health::Clock::now_ms(&crate::health::SystemClock);
+    let now = crate::consumer::health::Clock::now_ms(&crate::consumer::health::SystemClock);
     let mut files = BTreeMap::new();
     if let Ok(entries) = std::fs::read_dir(dir) {
         for entry in entries.flatten() {

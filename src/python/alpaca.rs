@@ -1,5 +1,5 @@
 //! The sidecar's hot path in the extension: Alpaca's raw bar messages → bars, the publisher's
-//! bookkeeping ([`crate::publish`]) and the sink, in one call per bar; and the NYSE session
+//! bookkeeping ([`crate::sidecar::gate`]) and the sink, in one call per bar; and the NYSE session
 //! clock ([`crate::calendar`]) for the sidecar's staleness watchdog.
 //!
 //! Registered by the module init in `mod.rs` (`register`).
@@ -18,8 +18,8 @@ use super::writer::PyFifoWriter;
 use super::{to_py, type_name, Int};
 use crate::bar::{Bar, BarKind, Source};
 use crate::calendar;
-use crate::health::{Clock as _, SystemClock};
-use crate::publish::{Outcome, Publisher, DEFAULT_REMEMBER};
+use crate::consumer::health::{Clock as _, SystemClock};
+use crate::sidecar::gate::{Outcome, Publisher, DEFAULT_REMEMBER};
 use crate::trading::TradingStatus;
 use crate::wire::WireError;
 
@@ -215,7 +215,7 @@ impl PyPublisher {
     /// None when the frame is anything else: the SDK handles it unchanged.
     fn submit_frame<'py>(&self, py: Python<'py>, frame: &[u8]) -> Option<Bound<'py, pyo3::types::PyBytes>> {
         let last = py.allow_threads(|| {
-            let bars = crate::alpaca_frame::read_bar_frame(frame)?;
+            let bars = crate::sidecar::alpaca_frame::read_bar_frame(frame)?;
             let (last, rest) = bars.split_last()?;
             if rest.is_empty() {
                 return None;
@@ -373,7 +373,7 @@ impl PyPublisher {
         match &self.sink {
             Sink::Writer(w) => w.get().inner.submit_status(state, detail).map_err(|e| PyValueError::new_err(e.to_string())),
             Sink::Consumer(c) => {
-                if !crate::pipe::writer::STATES.contains(&state) {
+                if !crate::sidecar::writer::STATES.contains(&state) {
                     return Err(PyValueError::new_err(format!("unknown status state {state:?}")));
                 }
                 let c = &c.get().inner;

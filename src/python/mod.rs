@@ -26,7 +26,7 @@ use pyo3::prelude::*;
 use pyo3::types::{PyBool, PyDict, PyFloat, PyInt, PyList, PyString, PyTuple};
 use pyo3::{intern, IntoPyObjectExt};
 
-use crate::feed::{ConfigError, Subscription};
+use crate::consumer::{ConfigError, Subscription};
 use crate::wire;
 
 mod alpaca;
@@ -279,7 +279,7 @@ mod tests {
     use pyo3::types::PyDict;
 
     use super::*;
-    use crate::feed::Consumer;
+    use crate::consumer::Consumer;
 
     /// The module as `import barbridge` gives it, and a scope where `barbridge` names it.
     fn with_module(f: impl FnOnce(Python<'_>, &Bound<'_, PyDict>)) {

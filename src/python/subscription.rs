@@ -9,7 +9,7 @@ use pyo3::types::PyTuple;
 
 use super::bar::PyBar;
 use super::{lock, parse_timeout, Float};
-use crate::feed::{BarEvent, BarReceiver, Consumer};
+use crate::consumer::{BarEvent, BarReceiver, Consumer};
 
 // ---------------------------------------------------------------------- waiting for bars
 

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use super::bar::{bar_from_dict, bar_kind_from_dict, dict_field};
 use super::{lock, to_py, type_name, Float, Int};
-use crate::pipe::writer::WriterError;
+use crate::sidecar::writer::WriterError;
 use pyo3::exceptions::{PyOSError, PyTypeError, PyValueError};
 use pyo3::intern;
 use pyo3::prelude::*;
@@ -61,7 +61,7 @@ impl WriterEvents {
 /// starts, or a reader returns after EPIPE, what it has not acknowledged is re-sent.
 #[pyclass(name = "FifoWriter", module = "barbridge", frozen)]
 pub(crate) struct PyFifoWriter {
-    pub(crate) inner: crate::pipe::writer::FifoWriter,
+    pub(crate) inner: crate::sidecar::writer::FifoWriter,
     events: Arc<WriterEvents>,
 }
 
@@ -88,7 +88,7 @@ impl PyFifoWriter {
         unacked_bytes: Int,
         open_backoff_max: Float,
     ) -> PyResult<PyFifoWriter> {
-        let options = crate::pipe::writer::WriterOptions {
+        let options = crate::sidecar::writer::WriterOptions {
             writer,
             // The backlog grows with what waits, not with its bound; 0 would drop every line.
             backlog: backlog.usize("backlog", 1, usize::MAX)?,
@@ -97,12 +97,12 @@ impl PyFifoWriter {
             pipe_size: pipe_size.usize("pipe_size", 4096, 1 << 30)?,
             unacked_bytes: unacked_bytes.usize("unacked_bytes", 0, usize::MAX)?,
             open_backoff_max: open_backoff_max.seconds("open_backoff_max", true)?,
-            ..crate::pipe::writer::WriterOptions::default()
+            ..crate::sidecar::writer::WriterOptions::default()
         };
         let events = Arc::new(WriterEvents::default());
         let sink = events.clone();
-        let report: crate::pipe::writer::Reporter = Arc::new(move |level, message| sink.push(level, message));
-        Ok(PyFifoWriter { inner: crate::pipe::writer::FifoWriter::with_reporter(path, options, report), events })
+        let report: crate::sidecar::writer::Reporter = Arc::new(move |level, message| sink.push(level, message));
+        Ok(PyFifoWriter { inner: crate::sidecar::writer::FifoWriter::with_reporter(path, options, report), events })
     }
 
     /// Create or check the FIFO (private directory, a FIFO of this user's). OSError with one

@@ -71,7 +71,7 @@ pub struct Heartbeat<'a> {
     pub seq: Option<u64>,
     /// The writer's id, if the line had one.
     pub writer: Option<Cow<'a, str>>,
-    /// The oldest seq the writer can still re-send (see [`crate::cursor`]).
+    /// The oldest seq the writer can still re-send (see [`crate::consumer::cursor`]).
     pub retained_from: Option<u64>,
     /// The highest seq the writer has written when it wrote this heartbeat (at least `seq`).
     /// Absent from older writers: unknown.
@@ -458,7 +458,7 @@ pub fn parse_line(bytes: &[u8]) -> Result<Line<'_>, WireError> {
 }
 
 /// The writer id rule: 1-[`MAX_WRITER_BYTES`] printable ASCII characters (no space), the rule a
-/// [`crate::pipe::writer::FifoWriter`] checks its own id by.
+/// [`crate::sidecar::writer::FifoWriter`] checks its own id by.
 ///
 /// # Errors
 /// [`WireError::InvalidWriter`] for an id that breaks it.

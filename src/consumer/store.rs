@@ -18,7 +18,7 @@ use rustc_hash::FxHashMap;
 
 use crate::bar::{Bar, Symbol};
 use crate::capacity::CapacityError;
-use crate::health::SymbolHealth;
+use crate::consumer::health::SymbolHealth;
 
 /// Default bound on stored bars per symbol.
 pub const DEFAULT_CAPACITY_PER_SYMBOL: usize = 10_000;

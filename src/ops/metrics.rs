@@ -18,9 +18,9 @@ use prometheus_client::metrics::info::Info;
 use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::Registry;
 
-use crate::health::{FeedState, StaleReason};
-use crate::http::server::ServerStatus;
-use crate::status::StatusReport;
+use crate::consumer::health::{FeedState, StaleReason};
+use crate::ops::http::server::ServerStatus;
+use crate::ops::status::StatusReport;
 use crate::wire::RejectReason;
 
 /// The `Content-Type` of what [`render`] returns.
@@ -230,7 +230,7 @@ impl Collector for ReportCollector {
         }
 
         // The metrics server itself (its status section), when one runs.
-        if let Some(http) = r.sections.get(crate::http::STATUS_SECTION).and_then(|v| serde_json::from_value::<ServerStatus>(v.clone()).ok()) {
+        if let Some(http) = r.sections.get(crate::ops::http::STATUS_SECTION).and_then(|v| serde_json::from_value::<ServerStatus>(v.clone()).ok()) {
             http_server(e, "http_", &http)?;
         }
 
@@ -292,7 +292,7 @@ impl Collector for ReportCollector {
     }
 }
 
-/// The counters of a metrics server ([`crate::http::server`]), named `{prefix}...` under the
+/// The counters of a metrics server ([`crate::ops::http::server`]), named `{prefix}...` under the
 /// registry's prefix (`barbridge_http_...` for the consumer's).
 pub fn http_server(e: &mut DescriptorEncoder, prefix: &str, s: &ServerStatus) -> fmt::Result {
     let name = |n: &str| format!("{prefix}{n}");
@@ -336,8 +336,8 @@ pub fn render_http_server(prefix: &str, status: &ServerStatus) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::feed::Consumer;
-    use crate::health::ManualClock;
+    use crate::consumer::health::ManualClock;
+    use crate::consumer::Consumer;
     use std::time::Duration;
 
     fn line(symbol: &str, minute: i64) -> String {

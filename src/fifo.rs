@@ -1,5 +1,6 @@
-//! The named pipe between the sidecar and the consumer, both ends: [`writer`] (the sidecar's
-//! side, a Rust thread inside the Python process) and [`reader`] (the consumer's side). What both
+//! The named pipe between the sidecar and the consumer, both ends: [`crate::sidecar::writer`] (the
+//! sidecar's side, a Rust thread inside the Python process) and [`crate::consumer::reader`] (the
+//! consumer's side). What both
 //! ends rely on lives here: the rules for the FIFO itself (a FIFO this user owns, never through a
 //! symlink, in a private directory: [`prepare_fifo`], checked again on what was opened) and
 //! [`PIPE_BUF`], the write size up to which lines never interleave.
@@ -14,9 +15,6 @@ use std::path::{Path, PathBuf};
 
 use nix::sys::stat::Mode;
 use thiserror::Error;
-
-pub mod reader;
-pub mod writer;
 
 /// A `write()` of at most this many bytes to a pipe is atomic.
 pub const PIPE_BUF: usize = 4096;
@@ -68,7 +66,7 @@ pub enum FifoError {
         /// What the OS said.
         source: io::Error,
     },
-    /// A reader option is out of range (see [`reader::ReaderOptions::validate`]).
+    /// A reader option is out of range (see [`crate::consumer::reader::ReaderOptions::validate`]).
     #[error("reader option {name} is {value}; it must be {rule}")]
     InvalidOption {
         /// The option's name.

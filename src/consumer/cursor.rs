@@ -15,7 +15,7 @@
 //!   consumer knows each writer's position — and then to `<fifo>.ack`, which the writers read.
 //!   What is published is therefore never ahead of what is durable.
 //! - A writer keeps every line it wrote until the ack covers it (bounded; see
-//!   [`crate::pipe::writer::WriterOptions::unacked_bytes`]). When the ack file names a new consumer
+//!   [`crate::sidecar::writer::WriterOptions::unacked_bytes`]). When the ack file names a new consumer
 //!   instance, or the FIFO's reader came back after `EPIPE`, it re-sends everything after the
 //!   consumer's prefix; the book skips what was processed and fills the holes.
 //! - The ack file lists each writer's holes too: a writer re-sends the kept chunks that cover a

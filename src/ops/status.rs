@@ -16,9 +16,9 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::feed::{Consumer, SubscriberStatus};
-use crate::health::{FeedState, HealthSnapshot, StaleReason};
-use crate::journal::JournalStatus;
+use crate::consumer::health::{FeedState, HealthSnapshot, StaleReason};
+use crate::consumer::journal::JournalStatus;
+use crate::consumer::{Consumer, SubscriberStatus};
 use crate::private::{ensure_private_dir, Durability, PrivateError};
 
 /// Why a status file cannot be read or written. Each message is one sentence a user can act on.
@@ -414,7 +414,7 @@ fn fmt_age(ms: i64) -> String {
 pub struct StatusWriter {
     stop: Arc<AtomicBool>,
     thread: JoinHandle<()>,
-    _lock: crate::pipe::reader::ReaderLock,
+    _lock: crate::consumer::reader::ReaderLock,
 }
 
 /// A status file held by this process alone (an exclusive lock on `<path>.lock`, released when
@@ -424,7 +424,7 @@ pub struct StatusWriter {
 #[derive(Debug)]
 pub struct StatusLock {
     path: PathBuf,
-    lock: crate::pipe::reader::ReaderLock,
+    lock: crate::consumer::reader::ReaderLock,
 }
 
 impl StatusLock {
@@ -438,7 +438,7 @@ impl StatusLock {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             crate::private::ensure_private_dir(dir)?;
         }
-        let lock = crate::pipe::reader::lock_reader(&path).map_err(|e| match e {
+        let lock = crate::consumer::reader::lock_reader(&path).map_err(|e| match e {
             crate::FifoError::Busy { holder, .. } => StatusError::InUse { path: path.clone(), holder },
             other => StatusError::Lock { path: path.clone(), detail: other.to_string() },
         })?;
@@ -559,7 +559,7 @@ mod tests {
 
     #[test]
     fn per_symbol_detail_is_capped_least_recently_updated_first() {
-        let clock = crate::health::ManualClock::new(1_759_930_100_000);
+        let clock = crate::consumer::health::ManualClock::new(1_759_930_100_000);
         let consumer = Consumer::builder().clock(clock.clone()).build().unwrap();
         let n = DEFAULT_MAX_SYMBOLS + 500;
         for i in 0..n {

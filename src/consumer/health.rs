@@ -9,7 +9,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::Serialize;
 
-use crate::cursor::{SeqBook, SeqVerdict, WriterCursor};
+use crate::consumer::cursor::{SeqBook, SeqVerdict, WriterCursor};
 use crate::wire::RejectReason;
 
 /// Wall-clock milliseconds since the Unix epoch, UTC.
@@ -531,7 +531,7 @@ impl Health {
         }
     }
 
-    /// A line carried `seq` from `writer`: decide whether it is new (see [`crate::cursor`]),
+    /// A line carried `seq` from `writer`: decide whether it is new (see [`crate::consumer::cursor`]),
     /// and count and report gaps, re-sends that fill them, and new writer sessions. Every log
     /// line here is rate-limited: any process that can write to the FIFO can trigger them.
     /// [`SeqVerdict::Impossible`] is neither counted nor logged here: the caller rejects the line.

@@ -15,6 +15,13 @@
 //! keep them short. Bars read from the FIFO reach channel subscribers at the end of each read
 //! batch (at most 16 reads, about 1 MiB), so a subscriber wakes once per batch, not once per bar.
 
+pub mod cursor;
+pub mod gaps;
+pub mod health;
+pub mod journal;
+pub mod reader;
+pub mod store;
+
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -27,12 +34,12 @@ use crossbeam_channel::{Receiver, Sender, TrySendError};
 use crate::asset::AssetClass;
 use crate::bar::{Bar, BarKind, Source, Symbol};
 use crate::capacity::CapacityError;
-use crate::cursor::{AckPublisher, SeqVerdict, MAX_SEQ_GAP};
-use crate::health::{Clock, Health, HealthSnapshot, RateLimitedLog, SystemClock};
-use crate::journal::{read_journal, Journal, JournalError, LoadReport};
-use crate::pipe::reader::{lock_reader, read_fifo, Flow, FrameSink, ReaderOptions};
-use crate::pipe::{prepare_fifo, FifoError};
-use crate::store::{BarStore, InsertMode, Inserted, DEFAULT_CAPACITY_PER_SYMBOL, DEFAULT_MAX_SYMBOLS};
+use crate::consumer::cursor::{AckPublisher, SeqVerdict, MAX_SEQ_GAP};
+use crate::consumer::health::{Clock, Health, HealthSnapshot, RateLimitedLog, SystemClock};
+use crate::consumer::journal::{read_journal, Journal, JournalError, LoadReport};
+use crate::consumer::reader::{lock_reader, read_fifo, Flow, FrameSink, ReaderOptions};
+use crate::consumer::store::{BarStore, InsertMode, Inserted, DEFAULT_CAPACITY_PER_SYMBOL, DEFAULT_MAX_SYMBOLS};
+use crate::fifo::{prepare_fifo, FifoError};
 use crate::trading::{Applied, TradingBook, TradingStatus};
 use crate::wire::{parse_line, validate, Line, WireError};
 
@@ -221,7 +228,7 @@ pub struct ConsumerBuilder {
 }
 
 impl ConsumerBuilder {
-    /// Append every accepted bar and correction to this journal (see [`crate::journal`]).
+    /// Append every accepted bar and correction to this journal (see [`crate::consumer::journal`]).
     pub fn journal(mut self, journal: Journal) -> Self {
         self.journal = Some(journal);
         self
@@ -261,8 +268,8 @@ impl ConsumerBuilder {
     /// range, [`ConfigError::ZeroStaleAfter`],
     /// [`ConfigError::Symbol`] for a symbol that breaks the wire protocol's symbol rule.
     pub fn build(self) -> Result<Arc<Consumer>, ConfigError> {
-        let capacity = crate::store::check_capacity_per_symbol(self.capacity_per_symbol)?;
-        let max_symbols = crate::store::check_max_symbols(self.max_symbols)?;
+        let capacity = crate::consumer::store::check_capacity_per_symbol(self.capacity_per_symbol)?;
+        let max_symbols = crate::consumer::store::check_max_symbols(self.max_symbols)?;
         if self.stale_after.is_zero() {
             return Err(ConfigError::ZeroStaleAfter);
         }
@@ -346,15 +353,15 @@ impl Consumer {
     /// `now_ms`, see [`crate::asset`]) into the store: a restarted consumer resumes warm. Other days' files are loaded when their first bar arrives.
     ///
     /// Also takes up each writer's position from the journal's durable cursor (see
-    /// [`crate::cursor`]), so that lines re-sent after the restart are recognised and real gaps
+    /// [`crate::consumer::cursor`]), so that lines re-sent after the restart are recognised and real gaps
     /// are reported.
     pub fn resume_from_journal(&self, now_ms: i64) {
         for asset in AssetClass::ALL {
             self.load_journal_day_of(asset, now_ms);
         }
         let Some(journal) = &self.journal else { return };
-        let path = journal.dir().join(crate::cursor::DURABLE_FILE);
-        match crate::cursor::read_ack_file(&path) {
+        let path = journal.dir().join(crate::consumer::cursor::DURABLE_FILE);
+        match crate::consumer::cursor::read_ack_file(&path) {
             Ok(Some(saved)) => {
                 log::info!("resuming {} writer position(s) from {}", saved.writers.len(), path.display());
                 self.health.restore_cursors(&saved.writers);
@@ -441,10 +448,10 @@ impl Consumer {
     /// holes and halted minutes, a bar-less minute during a halt counting as halted, never as a
     /// hole. The one per-symbol session view the status file, `/metrics` and the page render.
     /// `None` when the symbol has no session today (a weekend or holiday for a stock).
-    pub fn session_gaps(&self, symbol: &str, now_ms: i64) -> Option<crate::gaps::SymbolGaps> {
+    pub fn session_gaps(&self, symbol: &str, now_ms: i64) -> Option<crate::consumer::gaps::SymbolGaps> {
         let session = crate::asset::session_today(symbol, now_ms)?;
         let minutes = self.store.timestamps(symbol, session.open_ms, session.close_ms);
-        Some(crate::gaps::session_gaps_halted(symbol, &session, now_ms, minutes, &self.trading.halts(symbol)))
+        Some(crate::consumer::gaps::session_gaps_halted(symbol, &session, now_ms, minutes, &self.trading.halts(symbol)))
     }
 
     /// Feed health and counters.
@@ -963,7 +970,7 @@ impl FifoFeed {
     /// The feed takes the FIFO's reader lock (a second reader is refused with
     /// [`FifoError::Busy`]) and, before it opens the FIFO, publishes the writers' positions
     /// under a new consumer id, so that writers re-send what this consumer has not made durable
-    /// (see [`crate::cursor`]). Call [`Consumer::resume_from_journal`] first.
+    /// (see [`crate::consumer::cursor`]). Call [`Consumer::resume_from_journal`] first.
     ///
     /// # Errors
     /// [`FifoError::InvalidOption`] for reader options out of range, the FIFO path is unusable
@@ -974,10 +981,10 @@ impl FifoFeed {
         prepare_fifo(&path)?;
         let reader_lock = lock_reader(&path)?;
         let journal = consumer.journal();
-        let sync = journal.is_some_and(|j| j.policy() == crate::journal::FsyncPolicy::Always);
+        let sync = journal.is_some_and(|j| j.policy() == crate::consumer::journal::FsyncPolicy::Always);
         let mut acks = AckPublisher::new(&path, journal.map(|j| j.dir()), sync);
         acks.publish(consumer.health.cursors(), true);
-        log::info!("consumer instance {} (delivery cursor {})", acks.instance(), crate::cursor::ack_path(&path).display());
+        log::info!("consumer instance {} (delivery cursor {})", acks.instance(), crate::consumer::cursor::ack_path(&path).display());
         let stop = options.stop_flag.clone().unwrap_or_default();
         let thread = {
             let (reader_path, stop) = (path.clone(), stop.clone());
@@ -997,7 +1004,7 @@ impl FifoFeed {
                     sink.release_held();
                     sink.acknowledge(true);
                     // The durable cursor stays in the journal; the next consumer publishes anew.
-                    let _ = std::fs::remove_file(crate::cursor::ack_path(&reader_path));
+                    let _ = std::fs::remove_file(crate::consumer::cursor::ack_path(&reader_path));
                     if let Err(e) = &result {
                         log::error!("FIFO reader stopped: {e}");
                     }

@@ -6,7 +6,7 @@
 //! stop ingest; its own counters are the status file's `http` section and `barbridge_http_*`.
 //!
 //! The server thread also keeps the session's timeline (feed state changes, sidecar reconnects
-//! and disconnects, seq gaps), sampled twice a second and bounded to [`crate::page::MAX_EVENTS`].
+//! and disconnects, seq gaps), sampled twice a second and bounded to [`crate::ops::page::MAX_EVENTS`].
 
 pub mod server;
 
@@ -15,13 +15,13 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use crate::feed::Consumer;
-use crate::metrics::{self, MetricsOptions};
-use crate::status::StatusReport;
+use crate::consumer::Consumer;
+use crate::ops::metrics::{self, MetricsOptions};
+use crate::ops::status::StatusReport;
 use server::{Reply, Server};
 
 /// The page, with its script and style inline.
-const INDEX_HTML: &str = include_str!("../assets/index.html");
+const INDEX_HTML: &str = include_str!("../../../assets/index.html");
 
 /// How often the timeline is sampled.
 const SAMPLE_EVERY: Duration = Duration::from_millis(500);
@@ -82,7 +82,7 @@ impl HttpServer {
     /// [`HttpError::BadAddress`] for an address that is not `HOST:PORT`, [`HttpError::Bind`] when it cannot be bound, [`HttpError::Start`] when the server does not start.
     pub fn start(consumer: Arc<Consumer>, addr: &str, options: HttpOptions) -> Result<HttpServer, HttpError> {
         let listener = server::bind(addr)?;
-        let timeline = Arc::new(Mutex::new(crate::page::Timeline::default()));
+        let timeline = Arc::new(Mutex::new(crate::ops::page::Timeline::default()));
         let (sampled, sampler) = (timeline.clone(), consumer.clone());
         let tick: server::Tick = (SAMPLE_EVERY, Box::new(move || lock(&sampled).sample(&sampler)));
         let served = consumer.clone();
@@ -109,11 +109,11 @@ impl HttpServer {
     }
 }
 
-fn lock(timeline: &Mutex<crate::page::Timeline>) -> std::sync::MutexGuard<'_, crate::page::Timeline> {
+fn lock(timeline: &Mutex<crate::ops::page::Timeline>) -> std::sync::MutexGuard<'_, crate::ops::page::Timeline> {
     timeline.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-fn respond(path: &str, consumer: &Consumer, options: &HttpOptions, timeline: &Mutex<crate::page::Timeline>) -> Reply {
+fn respond(path: &str, consumer: &Consumer, options: &HttpOptions, timeline: &Mutex<crate::ops::page::Timeline>) -> Reply {
     let fifo = options.fifo.as_deref();
     match path {
         "/metrics" => {
@@ -125,7 +125,7 @@ fn respond(path: &str, consumer: &Consumer, options: &HttpOptions, timeline: &Mu
             Reply::ok("application/json", serde_json::to_string(&report).unwrap_or_default())
         }
         "/session.json" => {
-            let view = crate::page::session_view(consumer, &lock(timeline));
+            let view = crate::ops::page::session_view(consumer, &lock(timeline));
             Reply::ok("application/json", serde_json::to_string(&view).unwrap_or_default())
         }
         "/" | "/index.html" => Reply::ok("text/html; charset=utf-8", INDEX_HTML.to_owned()),

@@ -38,7 +38,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::{Notify, Semaphore};
 
 use super::HttpError;
-use crate::health::RateLimitedLog;
+use crate::consumer::health::RateLimitedLog;
 
 /// Connections served at once; more are closed at once and counted.
 pub const MAX_CONNECTIONS: usize = 64;

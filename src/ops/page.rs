@@ -2,14 +2,14 @@
 //! changes, sidecar reconnects and disconnects, seq gaps), the market's session and clock, and per
 //! symbol its last bar (OHLCV), change since the session's first bar, halt, holes and halted
 //! minutes (from [`Consumer::session_gaps`], the same view as the status file's) and a sparkline.
-//! The HTTP server ([`crate::http`]) samples the timeline and serves the view; it computes nothing.
+//! The HTTP server ([`crate::ops::http`]) samples the timeline and serves the view; it computes nothing.
 
 use std::collections::VecDeque;
 
 use serde::Serialize;
 
-use crate::feed::Consumer;
-use crate::health::FeedState;
+use crate::consumer::health::FeedState;
+use crate::consumer::Consumer;
 
 /// Timeline events kept (the oldest are dropped first).
 pub const MAX_EVENTS: usize = 2_000;
@@ -139,13 +139,13 @@ pub(crate) struct SessionView {
     now_ms: i64,
     state: FeedState,
     /// Why the feed is stale, while it is.
-    stale_reason: Option<crate::health::StaleReason>,
+    stale_reason: Option<crate::consumer::health::StaleReason>,
     /// Conflicting bars since the last delivered one, while they keep arriving.
     conflicts_since_delivered: u64,
     stale_after_ms: i64,
     last_message_ms: Option<i64>,
     started_ms: i64,
-    sidecar: Option<crate::health::SidecarStatus>,
+    sidecar: Option<crate::consumer::health::SidecarStatus>,
     /// Today's regular session (New York), if today has one.
     open_ms: Option<i64>,
     close_ms: Option<i64>,
@@ -310,7 +310,7 @@ mod tests {
         assert_eq!(eth.halted.as_ref().map(|h| h.code.as_str()), Some("T1"));
         assert_eq!(view.symbols_halted, 1);
         assert!(eth.holes.is_empty(), "{:?}", eth.holes);
-        let report = crate::status::StatusReport::collect(&consumer, None);
+        let report = crate::ops::status::StatusReport::collect(&consumer, None);
         assert_eq!(report.session_halted.get("ETH/USD").copied(), Some(eth.halted_minutes), "page and status file agree");
     }
 }

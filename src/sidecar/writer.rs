@@ -12,7 +12,7 @@
 //!   interleave with another writer's.
 //! - Pipe full (`EAGAIN`): the lines stay first in the backlog; the thread polls for room.
 //! - Every line written is kept until the consumer acknowledges it (the ack file beside the FIFO,
-//!   read every 100 ms; see [`crate::cursor`]), up to [`WriterOptions::unacked_bytes`]. When the
+//!   read every 100 ms; see [`crate::consumer::cursor`]), up to [`WriterOptions::unacked_bytes`]. When the
 //!   ack file names a new consumer instance, or a reader returns after `EPIPE`, everything after
 //!   the consumer's acknowledged position is re-sent first, byte for byte with its original
 //!   `seq`: lines a dead consumer read but never journaled, or that died in its pipe, arrive
@@ -31,7 +31,7 @@
 //!   count.
 //!
 //! ```no_run
-//! use barbridge::pipe::writer::{FifoWriter, WriterOptions};
+//! use barbridge::sidecar::writer::{FifoWriter, WriterOptions};
 //! use barbridge::{Bar, BarKind};
 //! let writer = FifoWriter::new("/run/user/1000/barbridge/bars.fifo", WriterOptions::default());
 //! writer.start()?;
@@ -63,8 +63,8 @@ use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use serde::Serialize;
 use thiserror::Error;
 
-use super::{check_opened, prepare_fifo, FifoError, PIPE_BUF};
 use crate::bar::{Bar, BarKind, Source};
+use crate::fifo::{check_opened, prepare_fifo, FifoError, PIPE_BUF};
 use crate::trading::TradingStatus;
 use crate::wire::{self, Envelope, WireError};
 
@@ -856,7 +856,7 @@ impl<'a> Connection<'a> {
             return;
         }
         self.next_ack_check = now + self.s.options.ack_poll;
-        let ack = match crate::cursor::read_ack_file(&crate::cursor::ack_path(&self.s.path)) {
+        let ack = match crate::consumer::cursor::read_ack_file(&crate::consumer::cursor::ack_path(&self.s.path)) {
             Ok(Some(ack)) => ack,
             Ok(None) => return,
             Err(e) => {

@@ -27,7 +27,7 @@ use std::time::{Duration, Instant};
 use nix::libc;
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 
-use super::{check_opened, prepare_fifo, FifoError};
+use crate::fifo::{check_opened, prepare_fifo, FifoError};
 use crate::wire::MAX_LINE_BYTES;
 
 /// Held for a reader's life: an exclusive `flock` on `<fifo>.lock` beside the FIFO (holding the

@@ -1,0 +1,8 @@
+//! Operations: what a person or a monitor sees of a running consumer. The status file
+//! ([`status`]), Prometheus metrics ([`metrics`]), the HTTP endpoint ([`http`]) and its live page
+//! ([`page`]) each render the consumer's own view; none computes a rule of its own.
+
+pub mod http;
+pub mod metrics;
+pub mod page;
+pub mod status;
