@@ -43,7 +43,8 @@ use thiserror::Error;
 use crate::asset::{AssetClass, JournalDay};
 use crate::bar::{Bar, BarKind};
 use crate::private::{check_private_file, ensure_private_dir, open_private_file, PrivateError};
-use crate::trading::{write_status_line, TradingStatus};
+use crate::wire::trading::TradingStatus;
+use crate::wire::write_trading_status_line;
 use crate::wire::{encode_bar, parse_line, Line};
 
 /// When to `fsync` the journal.
@@ -303,7 +304,7 @@ impl Journal {
     /// of its day (module docs: readers of bars skip it).
     pub fn record_trading_status(&self, status: &TradingStatus) {
         let mut line = Vec::with_capacity(160);
-        write_status_line(&mut line, status, None, None);
+        write_trading_status_line(&mut line, status, None, None);
         self.queue(AssetClass::of(&status.symbol), status.ts_ms, &line);
     }
 

@@ -40,7 +40,8 @@ use crate::consumer::journal::{read_journal, Journal, JournalError, LoadReport};
 use crate::consumer::reader::{lock_reader, read_fifo, Flow, FrameSink, ReaderOptions};
 use crate::consumer::store::{BarStore, InsertMode, Inserted, DEFAULT_CAPACITY_PER_SYMBOL, DEFAULT_MAX_SYMBOLS};
 use crate::fifo::{prepare_fifo, FifoError};
-use crate::trading::{Applied, TradingBook, TradingStatus};
+use crate::trading::{Applied, TradingBook};
+use crate::wire::trading::TradingStatus;
 use crate::wire::{parse_line, validate, Line, WireError};
 
 /// A bar delivered to subscribers: a new minute, or a correction of a stored one.

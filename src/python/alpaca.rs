@@ -20,7 +20,7 @@ use crate::bar::{Bar, BarKind, Source};
 use crate::calendar;
 use crate::consumer::health::{Clock as _, SystemClock};
 use crate::sidecar::gate::{Outcome, Publisher, DEFAULT_REMEMBER};
-use crate::trading::TradingStatus;
+use crate::wire::trading::TradingStatus;
 use crate::wire::WireError;
 
 /// Where published bars go.

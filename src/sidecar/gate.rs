@@ -21,7 +21,8 @@ use rustc_hash::FxHashMap as HashMap;
 use serde::Serialize;
 
 use crate::bar::{Bar, BarKind, Source, Symbol};
-use crate::trading::{Applied, TradingBook, TradingStatus};
+use crate::trading::{Applied, TradingBook};
+use crate::wire::trading::TradingStatus;
 use crate::wire::{self, WireError};
 
 /// Bars remembered for duplicate suppression by default: 50 minutes of a 10,000-symbol feed.
@@ -370,7 +371,7 @@ mod tests {
 
     #[test]
     fn every_symbol_halted_is_not_stale() {
-        use crate::trading::TradingState;
+        use crate::wire::trading::TradingState;
         let p = Publisher::default();
         let halt = |sym: &str, state| TradingStatus::new(sym, T, state, "MWC1", "");
         assert_eq!(p.trading_status(halt("SPY", TradingState::Halted), |_| Ok(())), Ok(true));

@@ -65,7 +65,7 @@ use thiserror::Error;
 
 use crate::bar::{Bar, BarKind, Source};
 use crate::fifo::{check_opened, prepare_fifo, FifoError, PIPE_BUF};
-use crate::trading::TradingStatus;
+use crate::wire::trading::TradingStatus;
 use crate::wire::{self, Envelope, WireError};
 
 /// Lines taken from the backlog per `write()` (at most `PIPE_BUF` bytes of them are written).
@@ -581,31 +581,6 @@ struct Connection<'a> {
     buf: Vec<u8>,
 }
 
-#[derive(Serialize)]
-struct StatusLine<'a> {
-    #[serde(rename = "type")]
-    kind: &'static str,
-    ts_ms: i64,
-    state: &'a str,
-    detail: &'a str,
-    seq: u64,
-    writer: &'a str,
-}
-
-#[derive(Serialize)]
-struct HeartbeatLine<'a> {
-    #[serde(rename = "type")]
-    kind: &'static str,
-    ts_ms: i64,
-    seq: u64,
-    writer: &'a str,
-    backlog: usize,
-    dropped: u64,
-    retained_from: u64,
-    sent: u64,
-    acked: u64,
-}
-
 /// What [`encode`] puts into a heartbeat besides the envelope.
 #[derive(Clone, Copy)]
 struct HeartbeatInfo {
@@ -1103,17 +1078,11 @@ fn encode(out: &mut Vec<u8>, item: &Item, seq: u64, writer: &str, info: Heartbea
             let envelope = Envelope { source: b.source, seq: Some(seq), writer: Some(writer) };
             wire::write_bar_line(out, &b.symbol, &b.bar, b.kind, &envelope);
         }
-        Item::Status { ts_ms, state, detail } => {
-            let line = StatusLine { kind: "status", ts_ms: *ts_ms, state, detail, seq, writer };
-            serde_json::to_writer(&mut *out, &line).expect("writing to a Vec cannot fail");
-            out.push(b'\n');
-        }
-        Item::TradingStatus(status) => crate::trading::write_status_line(out, status, Some(seq), Some(writer)),
+        Item::Status { ts_ms, state, detail } => wire::write_connection_state_line(out, *ts_ms, state, detail, seq, writer),
+        Item::TradingStatus(status) => wire::write_trading_status_line(out, status, Some(seq), Some(writer)),
         Item::Heartbeat => {
             let HeartbeatInfo { backlog, dropped, retained_from, sent, acked } = info;
-            let line = HeartbeatLine { kind: "heartbeat", ts_ms: now_ms(), seq, writer, backlog, dropped, retained_from, sent, acked };
-            serde_json::to_writer(&mut *out, &line).expect("writing to a Vec cannot fail");
-            out.push(b'\n');
+            wire::write_heartbeat_line(out, &wire::HeartbeatOut { ts_ms: now_ms(), seq, writer, backlog, dropped, retained_from, sent, acked });
         }
     }
 }
