@@ -18,7 +18,7 @@ use prometheus_client::metrics::info::Info;
 use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::Registry;
 
-use crate::consumer::health::{FeedState, StaleReason};
+use crate::consumer::health::{Exported, FeedState, StaleReason};
 use crate::ops::http::server::ServerStatus;
 use crate::ops::status::StatusReport;
 use crate::wire::RejectReason;
@@ -147,19 +147,15 @@ impl Collector for ReportCollector {
             "Seconds since the last stored bar arrived; since the start before the first.",
             ms_to_s(now - last_bar.unwrap_or(h.started_ms)),
         )?;
-        counter(e, "stale_episodes", "Times the feed went stale.", c.stale_episodes)?;
 
-        // Lines and bars.
-        counter(e, "lines", "Lines received (bars, heartbeats, status lines, rejects).", c.lines)?;
-        counter(e, "bars_accepted", "Bars stored for a new minute.", c.bars_accepted)?;
-        counter(e, "corrections", "Bars that replaced a stored minute (updated_bar or backfill).", c.corrections)?;
-        counter(e, "duplicates", "Bars identical to a stored minute (ignored).", c.duplicates)?;
-        counter(e, "conflicts", "Bars differing from a stored minute without being a correction (first kept).", c.conflicts)?;
-        counter(e, "too_old", "Bars older than everything a full symbol store keeps.", c.too_old)?;
-        counter(e, "symbol_bound_refused", "Bars and statuses of new symbols refused past --max-symbols.", c.symbol_bound_refused)?;
-        counter(e, "filtered", "Bars of symbols outside the --symbols filter.", c.filtered)?;
-        counter(e, "heartbeats", "Heartbeat lines from writers.", c.heartbeats)?;
-        counter(e, "backfilled_bars", "Bars from the sidecar's REST backfill that were stored.", c.backfilled)?;
+        // Every counter of the table (crate::consumer::health::counters), then the rejects.
+        for (export, value) in c.exported() {
+            match export {
+                Exported::Counter(name, help) => counter(e, name, help, value)?,
+                Exported::Gauge(name, help) => gauge(e, name, help, value as f64)?,
+                Exported::No => {}
+            }
+        }
         family(
             e,
             "rejects",
@@ -169,25 +165,7 @@ impl Collector for ReportCollector {
             RejectReason::ALL.iter().map(|r| (r.code(), c.rejects.get(r.code()).copied().unwrap_or(0) as f64)),
         )?;
 
-        // Delivery between writer and consumer.
-        counter(e, "seq_gaps", "Holes in a writer's sequence numbers.", c.seq_gaps)?;
-        gauge(e, "lines_lost", "Lines missing between writer and consumer (goes down when a re-send fills a hole).", c.lines_lost as f64)?;
-        counter(e, "lines_recovered", "Missing lines a writer's re-send filled.", c.lines_recovered)?;
-        counter(e, "resent_skipped", "Re-sent lines this consumer had processed already.", c.resent_skipped)?;
-        counter(e, "lines_acked_before", "Missing lines an earlier consumer had acknowledged to their writer (not lost).", c.lines_acked_before)?;
-        counter(e, "cursor_ahead", "Writer positions found beyond what the writer has sent (replaced by a hole the writer fills).", c.cursor_ahead)?;
-        counter(e, "cursor_unreadable", "Times the durable cursor could not be read at start.", c.cursor_unreadable)?;
-        counter(e, "writer_sessions", "Writer sessions seen (a sidecar start or restart).", c.writer_sessions)?;
-        counter(
-            e,
-            "fifo_open_errors",
-            "Failed reopens of the FIFO for want of a file descriptor (EMFILE/ENFILE); the old descriptor was kept, nothing lost.",
-            c.fifo_open_errors,
-        )?;
-
         // The sidecar, from its status lines.
-        counter(e, "sidecar_reconnects", "Reconnects the sidecar reported.", c.reconnects)?;
-        counter(e, "sidecar_disconnects", "Disconnects the sidecar reported.", c.disconnects)?;
         let sidecar = h.sidecar.as_ref().map(|s| s.state.as_str());
         let known = sidecar.is_none_or(|s| SIDECAR_STATES.contains(&s));
         family(
@@ -203,7 +181,6 @@ impl Collector for ReportCollector {
         )?;
 
         // Subscribers.
-        counter(e, "delivery_drops", "Bars dropped because a subscriber's channel was full (all subscribers).", c.delivery_drops)?;
         family(
             e,
             "subscriber_dropped",
@@ -269,8 +246,6 @@ impl Collector for ReportCollector {
             "symbol",
             r.session_holes.iter().map(|(s, m)| (s.as_str(), (*m * 60) as f64)),
         )?;
-        counter(e, "trading_statuses", "New trading statuses received (halts, pauses, resumptions).", c.trading_statuses)?;
-        counter(e, "halts", "Times a symbol stopped trading (a halt or a pause began).", c.halts)?;
         gauge(e, "symbols_halted", "Symbols not trading now (halted, paused or quoting only).", r.halted.len() as f64)?;
         family(
             e,
@@ -347,6 +322,24 @@ mod tests {
 
     fn value(text: &str, series: &str) -> Option<f64> {
         text.lines().find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+    }
+
+    #[test]
+    fn every_counter_of_the_table_is_in_the_status_file_and_exported_as_declared() {
+        let consumer = Consumer::builder().build().unwrap();
+        let report = StatusReport::collect_capped(&consumer, None, 10);
+        let json = serde_json::to_value(&report).unwrap();
+        let keys = json["health"]["counters"].as_object().unwrap().len();
+        let exported = report.health.counters.exported();
+        assert_eq!(keys, exported.len() + 2, "every table entry is a status key (besides rejects_total, rejects)");
+        let text = render(report);
+        for (export, _) in exported {
+            match export {
+                Exported::Counter(name, _) => assert!(text.contains(&format!("# TYPE barbridge_{name}_total counter")), "{name}: {text}"),
+                Exported::Gauge(name, _) => assert!(text.contains(&format!("# TYPE barbridge_{name} gauge")), "{name}: {text}"),
+                Exported::No => {}
+            }
+        }
     }
 
     #[test]
