@@ -219,15 +219,14 @@ impl NatsArgs {
         if self.publish.is_some() && !journal {
             return Err("--publish needs --journal DIR: the journal is the publisher's durable backlog".into());
         }
-        let positive = |v: f64| v > 0.0; // false for NaN too
-        if self.stream_replicas == 0 || !positive(self.stream_max_age_hours) || !positive(self.stream_duplicate_window_minutes) {
-            return Err("--stream-replicas, --stream-max-age-hours and --stream-duplicate-window-minutes must be positive".into());
-        }
-        if self.stream_duplicate_window_minutes > self.stream_max_age_hours * 60.0 {
-            return Err("--stream-duplicate-window-minutes cannot be longer than --stream-max-age-hours".into());
-        }
         #[cfg(feature = "nats")]
         {
+            let positive = |v: f64| v > 0.0; // false for NaN too, which no Duration holds
+            if !positive(self.stream_max_age_hours) || !positive(self.stream_duplicate_window_minutes) {
+                return Err(barbridge::nats::StreamOptionsError::NotPositive.to_string());
+            }
+            // The stream's own rules live in the library (barbridge::nats::StreamOptions::validate).
+            self.stream_options().validate().map_err(|e| e.to_string())?;
             if let Some(url) = &self.publish {
                 self.auth.connect(url, "BARBRIDGE_PUBLISH")?;
             }
@@ -236,9 +235,6 @@ impl NatsArgs {
             }
             if let Some(since) = &self.since {
                 barbridge::nats::parse_since(since).map_err(|e| e.to_string())?;
-            }
-            if self.feed.is_empty() || self.feed.contains(['.', '*', '>', ' ']) {
-                return Err(format!("--feed {:?} must be one subject token (no '.', '*', '>' or space)", self.feed));
             }
         }
         Ok(())

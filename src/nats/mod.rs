@@ -24,6 +24,7 @@
 mod check;
 mod connect;
 mod lease;
+mod options;
 mod publish;
 mod subscribe;
 
@@ -33,6 +34,7 @@ pub use connect::{
     ENV_TLS, ENV_TOKEN, ENV_TOKEN_FILE, ENV_USER,
 };
 pub use lease::{lease_subject, LEASE_STREAM, RENEW_EVERY, STALE_AFTER};
+pub use options::{validate_feed, StreamOptionsError};
 
 pub use publish::{PublishStatus, Publisher, PUBLISH_CURSOR_FILE};
 pub use subscribe::{NatsFeed, SubscribeOptions};
