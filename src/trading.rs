@@ -77,7 +77,7 @@ pub enum Applied {
 }
 
 /// Each symbol's trading state and its recent halted intervals, for at most
-/// [`crate::consumer::store::DEFAULT_MAX_SYMBOLS`] symbols unless told otherwise. Thread-safe.
+/// [`crate::capacity::DEFAULT_MAX_SYMBOLS`] symbols unless told otherwise. Thread-safe.
 #[derive(Debug)]
 pub struct TradingBook {
     inner: Mutex<HashMap<String, Entry>>,
@@ -86,7 +86,7 @@ pub struct TradingBook {
 
 impl Default for TradingBook {
     fn default() -> Self {
-        TradingBook::with_max_symbols(crate::consumer::store::DEFAULT_MAX_SYMBOLS)
+        TradingBook::with_max_symbols(crate::capacity::DEFAULT_MAX_SYMBOLS)
     }
 }
 

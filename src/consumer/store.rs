@@ -23,13 +23,7 @@ use crate::consumer::health::SymbolHealth;
 /// Default bound on stored bars per symbol.
 pub const DEFAULT_CAPACITY_PER_SYMBOL: usize = 10_000;
 
-/// Default bound on the symbols a store holds: twice the full US market (about 10,000), so a
-/// real feed never meets it while a writer sending made-up symbols cannot grow memory without end.
-pub const DEFAULT_MAX_SYMBOLS: usize = 20_000;
-
-/// Largest symbol bound accepted: past it the bound would bound nothing (10 million symbols are
-/// gigabytes of per-symbol overhead).
-pub const MAX_MAX_SYMBOLS: usize = 10_000_000;
+pub use crate::capacity::{DEFAULT_MAX_SYMBOLS, MAX_MAX_SYMBOLS};
 
 /// The store's symbol bound, checked: 1 to [`MAX_MAX_SYMBOLS`].
 pub(crate) fn check_max_symbols(n: usize) -> Result<NonZeroUsize, CapacityError> {

@@ -19,7 +19,7 @@ use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::Registry;
 
 use crate::consumer::health::{Exported, FeedState, StaleReason};
-use crate::ops::http::server::ServerStatus;
+use crate::ops::server::ServerStatus;
 use crate::ops::status::StatusReport;
 use crate::wire::RejectReason;
 
@@ -207,7 +207,7 @@ impl Collector for ReportCollector {
         }
 
         // The metrics server itself (its status section), when one runs.
-        if let Some(http) = r.sections.get(crate::ops::http::STATUS_SECTION).and_then(|v| serde_json::from_value::<ServerStatus>(v.clone()).ok()) {
+        if let Some(http) = r.sections.get(crate::ops::server::STATUS_SECTION).and_then(|v| serde_json::from_value::<ServerStatus>(v.clone()).ok()) {
             http_server(e, "http_", &http)?;
         }
 
@@ -267,7 +267,7 @@ impl Collector for ReportCollector {
     }
 }
 
-/// The counters of a metrics server ([`crate::ops::http::server`]), named `{prefix}...` under the
+/// The counters of a metrics server ([`crate::ops::server`]), named `{prefix}...` under the
 /// registry's prefix (`barbridge_http_...` for the consumer's).
 pub fn http_server(e: &mut DescriptorEncoder, prefix: &str, s: &ServerStatus) -> fmt::Result {
     let name = |n: &str| format!("{prefix}{n}");

@@ -1,4 +1,4 @@
-//! `MetricsServer`: the sidecar's `/metrics` on the crate's HTTP server ([`crate::ops::http::server`]),
+//! `MetricsServer`: the sidecar's `/metrics` on the crate's HTTP server ([`crate::ops::server`]),
 //! so the sidecar's endpoint has the same bounds as the consumer's (one implementation). The
 //! server's thread calls the Python `render` callable for each scrape, holding the GIL only for
 //! that call and no lock of the crate meanwhile.
@@ -8,8 +8,8 @@ use std::sync::{Arc, Mutex, OnceLock};
 use pyo3::exceptions::{PyOSError, PyValueError};
 use pyo3::prelude::*;
 
-use crate::ops::http::server::{self, Reply, Server};
 use crate::ops::http::HttpError;
+use crate::ops::server::{self, Reply, Server};
 
 /// Content type of the Prometheus text format (what ``prometheus_client.generate_latest`` writes).
 const TEXT_FORMAT: &str = "text/plain; version=0.0.4; charset=utf-8";

@@ -2,13 +2,11 @@
 //! `/status.json` (the status report), `/` (a self-contained page for a person: no CDN, works
 //! offline) and `/session.json` (what the page draws). It only reads the consumer; nothing secret
 //! is served (the status report holds no credentials, and the sidecar masks them in its status
-//! lines). The server under it ([`server`]) bounds what any client can make it spend and cannot
+//! lines). The server under it ([`crate::ops::server`]) bounds what any client can make it spend and cannot
 //! stop ingest; its own counters are the status file's `http` section and `barbridge_http_*`.
 //!
 //! The server thread also keeps the session's timeline (feed state changes, sidecar reconnects
 //! and disconnects, seq gaps), sampled twice a second and bounded to [`crate::ops::page::MAX_EVENTS`].
-
-pub mod server;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -17,45 +15,15 @@ use std::time::Duration;
 
 use crate::consumer::Consumer;
 use crate::ops::metrics::{self, MetricsOptions};
+use crate::ops::server::{self, Reply, Server};
+pub use crate::ops::server::{HttpError, STATUS_SECTION};
 use crate::ops::status::StatusReport;
-use server::{Reply, Server};
 
 /// The page, with its script and style inline.
-const INDEX_HTML: &str = include_str!("../../../assets/index.html");
+const INDEX_HTML: &str = include_str!("../../assets/index.html");
 
 /// How often the timeline is sampled.
 const SAMPLE_EVERY: Duration = Duration::from_millis(500);
-
-/// The status file's section with the server's own counters ([`server::ServerStatus`]).
-pub const STATUS_SECTION: &str = "http";
-
-/// Why the server did not start.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum HttpError {
-    /// The address is not `HOST:PORT`.
-    #[error("--metrics-addr {addr:?} is not an address (use HOST:PORT, e.g. 127.0.0.1:9464)")]
-    BadAddress {
-        /// The address given.
-        addr: String,
-    },
-    /// The address could not be bound (in use, not permitted).
-    #[error("cannot listen on {addr} for metrics: {source}")]
-    Bind {
-        /// The address given.
-        addr: String,
-        /// What the OS said.
-        source: std::io::Error,
-    },
-    /// The server could not start for another reason.
-    #[error("cannot start the metrics server on {addr}: {detail}")]
-    Start {
-        /// The address given.
-        addr: String,
-        /// What the server library said.
-        detail: String,
-    },
-}
 
 /// What the server serves besides the consumer itself.
 #[derive(Clone, Debug, Default)]

@@ -37,8 +37,38 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use serde::{Deserialize, Serialize};
 use tokio::sync::{Notify, Semaphore};
 
-use super::HttpError;
 use crate::consumer::health::RateLimitedLog;
+
+/// The status file's section with the server's own counters ([`server::ServerStatus`]).
+pub const STATUS_SECTION: &str = "http";
+
+/// Why the server did not start.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum HttpError {
+    /// The address is not `HOST:PORT`.
+    #[error("--metrics-addr {addr:?} is not an address (use HOST:PORT, e.g. 127.0.0.1:9464)")]
+    BadAddress {
+        /// The address given.
+        addr: String,
+    },
+    /// The address could not be bound (in use, not permitted).
+    #[error("cannot listen on {addr} for metrics: {source}")]
+    Bind {
+        /// The address given.
+        addr: String,
+        /// What the OS said.
+        source: std::io::Error,
+    },
+    /// The server could not start for another reason.
+    #[error("cannot start the metrics server on {addr}: {detail}")]
+    Start {
+        /// The address given.
+        addr: String,
+        /// What the server library said.
+        detail: String,
+    },
+}
 
 /// Connections served at once; more are closed at once and counted.
 pub const MAX_CONNECTIONS: usize = 64;
