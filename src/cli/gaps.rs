@@ -86,34 +86,14 @@ fn gaps(journal: &std::path::Path, date: Option<&str>, symbols: &[String], json:
             }
         };
     }
-    let mut minutes: std::collections::BTreeMap<String, Vec<i64>> = symbols.iter().map(|s| (s.clone(), Vec::new())).collect();
-    let wanted = |symbol: &str| symbols.is_empty() || symbols.iter().any(|s| s == symbol);
-    let trading = barbridge::trading::TradingBook::default();
-    let read = barbridge::consumer::journal::read_journal(
-        &path,
-        |symbol, bar, _| {
-            if wanted(symbol) {
-                minutes.entry(symbol.to_owned()).or_default().push(bar.timestamp_ms);
-            }
-        },
-        |status| {
-            if wanted(&status.symbol) {
-                trading.apply(&status);
-            }
-        },
-    );
-    if let Err(e) = read {
-        eprintln!("barbridge: {e}");
-        return ExitCode::from(1);
-    }
-    for symbol in trading.all_halts().into_keys() {
-        minutes.entry(symbol).or_default(); // a symbol halted all day has no bar, but halts
-    }
     let until = SystemClock.now_ms();
-    let report: Vec<_> = minutes
-        .into_iter()
-        .map(|(sym, ts)| barbridge::consumer::gaps::session_gaps_halted(&sym, &session, until, ts, &trading.halts(&sym)))
-        .collect();
+    let report = match barbridge::consumer::gaps::journal_session_gaps(&path, &session, until, symbols) {
+        Ok(report) => report,
+        Err(e) => {
+            eprintln!("barbridge: {e}");
+            return ExitCode::from(1);
+        }
+    };
     let text = if json {
         let mut doc = serde_json::json!({"date": date.to_string(), "open_ms": session.open_ms, "close_ms": session.close_ms, "symbols": report});
         if let Some((_, crypto)) = crypto_part {
@@ -147,18 +127,18 @@ fn crypto_gaps(
         return Ok(None);
     }
     let session = barbridge::asset::crypto_session(day.date);
-    let mut minutes: std::collections::BTreeMap<String, Vec<i64>> = pairs.iter().map(|s| (s.clone(), Vec::new())).collect();
-    if path.exists() {
-        if let Err(e) = barbridge::consumer::journal::read_records(&path, |symbol, bar, _| {
-            if pairs.is_empty() || pairs.iter().any(|s| s == symbol) {
-                minutes.entry(symbol.to_owned()).or_default().push(bar.timestamp_ms);
+    // The same view as stocks', halts included; a day without a file has no bar.
+    let report = if path.exists() {
+        match barbridge::consumer::gaps::journal_session_gaps(&path, &session, now, pairs) {
+            Ok(report) => report,
+            Err(e) => {
+                eprintln!("barbridge: {e}");
+                return Err(ExitCode::from(1));
             }
-        }) {
-            eprintln!("barbridge: {e}");
-            return Err(ExitCode::from(1));
         }
-    }
-    let report: Vec<_> = minutes.into_iter().map(|(sym, ts)| barbridge::consumer::gaps::session_gaps(&sym, &session, now, ts)).collect();
+    } else {
+        pairs.iter().map(|p| barbridge::consumer::gaps::session_gaps(p, &session, now, [])).collect()
+    };
     let value = serde_json::json!({"date": day.date.to_string(), "open_ms": session.open_ms, "close_ms": session.close_ms, "symbols": report, "note": CRYPTO_NOTE});
     let text = if json { value.to_string() + "\n" } else { render_crypto_gaps(day.date, &session, now, &report, &path) };
     Ok(Some((text, value)))

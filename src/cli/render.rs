@@ -73,16 +73,21 @@ pub fn render_crypto_gaps(date: chrono::NaiveDate, session: &Session, now: i64, 
         let _ =
             writeln!(out, "{:<12} {:>6} {:>13} {:>12} {:>7} {:>12}", g.symbol, g.bars, g.before_first, g.after_last, g.holes.len(), g.hole_minutes());
         for h in &g.holes {
-            let _ = writeln!(
-                out,
-                "    hole at {} UTC: {} minute(s)",
-                chrono::DateTime::from_timestamp_millis(h.start_ms).unwrap_or_default().format("%H:%M"),
-                h.minutes
-            );
+            let _ = writeln!(out, "    hole at {} UTC: {} minute(s)", utc_time(h.start_ms), h.minutes);
+        }
+        for h in &g.halts {
+            let end = h.end_ms.map_or_else(|| "(still halted)".to_owned(), |t| utc_time(t).to_string());
+            let code = if h.code.is_empty() { String::new() } else { format!(", code {}", h.code) };
+            let _ = writeln!(out, "    halted {}-{end} UTC: {} minute(s) without bars{code}", utc_time(h.start_ms), h.minutes);
         }
     }
     if report.is_empty() {
         let _ = writeln!(out, "(no crypto bars in {})", path.display());
     }
     out
+}
+
+/// `HH:MM` in UTC.
+fn utc_time(ms: i64) -> impl std::fmt::Display {
+    chrono::DateTime::from_timestamp_millis(ms).unwrap_or_default().format("%H:%M")
 }

@@ -6,10 +6,14 @@
 //! trading halt of the symbol ([`crate::trading`]) is *halted*: no trades, so no bar, and nothing
 //! lost; it is counted apart and in none of the other classes.
 
+use std::collections::BTreeMap;
+use std::path::Path;
+
 use serde::Serialize;
 
 use crate::calendar::Session;
-use crate::trading::Halt;
+use crate::consumer::journal::{read_journal, JournalError};
+use crate::trading::{Halt, TradingBook};
 
 /// A halt as it touched one session: when, how many of its minutes have no bar, why.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -117,6 +121,36 @@ pub fn session_gaps_halted(symbol: &str, session: &Session, until_ms: i64, bar_m
         .map(|((s, _, h), minutes)| HaltedSpan { start_ms: *s, end_ms: h.end_ms.filter(|e| *e <= end), minutes, code: h.code.clone() })
         .collect();
     g
+}
+
+/// The session view of the symbols of one journal day file, as the running consumer computes it
+/// ([`crate::Consumer::session_gaps`]): its bars and trading statuses read back, a bar-less minute
+/// during a halt halted, never a hole. `symbols`: these (each listed even without a bar), or every
+/// symbol of the file when empty. `gaps` renders this for stocks and crypto pairs alike.
+///
+/// # Errors
+/// [`JournalError::Read`] when the file cannot be read.
+pub fn journal_session_gaps(path: &Path, session: &Session, until_ms: i64, symbols: &[String]) -> Result<Vec<SymbolGaps>, JournalError> {
+    let mut minutes: BTreeMap<String, Vec<i64>> = symbols.iter().map(|s| (s.clone(), Vec::new())).collect();
+    let wanted = |symbol: &str| symbols.is_empty() || symbols.iter().any(|s| s == symbol);
+    let trading = TradingBook::default();
+    read_journal(
+        path,
+        |symbol, bar, _| {
+            if wanted(symbol) {
+                minutes.entry(symbol.to_owned()).or_default().push(bar.timestamp_ms);
+            }
+        },
+        |status| {
+            if wanted(&status.symbol) {
+                trading.apply(&status);
+            }
+        },
+    )?;
+    for symbol in trading.all_halts().into_keys() {
+        minutes.entry(symbol).or_default(); // a symbol halted all day has no bar, but halts
+    }
+    Ok(minutes.into_iter().map(|(sym, ts)| session_gaps_halted(&sym, session, until_ms, ts, &trading.halts(&sym))).collect())
 }
 
 fn plain_gaps(symbol: &str, session: &Session, until_ms: i64, bar_minutes: impl IntoIterator<Item = i64>) -> SymbolGaps {
