@@ -163,7 +163,7 @@ fn nats_exit_code(e: &barbridge::nats::NatsError) -> u8 {
 /// A running publisher (or nothing).
 pub struct Publishing {
     #[cfg(feature = "nats")]
-    publisher: Arc<Mutex<Option<barbridge::nats::Publisher>>>,
+    publisher: Arc<Mutex<Option<barbridge::nats::NatsPublisher>>>,
 }
 
 impl Publishing {
@@ -291,7 +291,7 @@ impl NatsArgs {
         #[cfg(feature = "nats")]
         if let (Some(url), Some(dir)) = (&self.publish, journal_dir) {
             let target = self.auth.connect(url, "BARBRIDGE_PUBLISH")?;
-            let publisher = barbridge::nats::Publisher::start(target, dir, self.stream_options()).map_err(|e| e.to_string())?;
+            let publisher = barbridge::nats::NatsPublisher::start(target, dir, self.stream_options()).map_err(|e| e.to_string())?;
             // Woken by each journal write instead of polling (docs/ARCHITECTURE.md, NATS).
             if let Some(journal) = consumer.journal() {
                 journal.on_written(publisher.waker());

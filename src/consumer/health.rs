@@ -67,7 +67,7 @@ pub struct SymbolHealth {
 
 /// The sidecar's last `status` line.
 #[derive(Clone, Debug, PartialEq, Serialize, serde::Deserialize)]
-pub struct SidecarStatus {
+pub struct SidecarState {
     /// The state the sidecar reported (`connected`, `disconnected`, `stale`, ...).
     pub state: String,
     /// The sidecar's words about it, if any.
@@ -108,7 +108,7 @@ struct Inner {
     /// Conflicts arriving with no bar delivered; ended by a delivered bar, or restarted by a
     /// conflict after `stale_after` without one.
     conflicts: Option<ConflictRun>,
-    sidecar: Option<SidecarStatus>,
+    sidecar: Option<SidecarState>,
     /// What was processed of each writer's numbered lines.
     seqs: SeqBook,
 }
@@ -152,7 +152,7 @@ pub struct HealthSnapshot {
     #[serde(default)]
     pub conflicts_since_delivered: u64,
     /// The sidecar's last status line, if any.
-    pub sidecar: Option<SidecarStatus>,
+    pub sidecar: Option<SidecarState>,
     /// Every counter.
     pub counters: CounterSnapshot,
     /// Per-symbol freshness.
@@ -443,7 +443,7 @@ impl Health {
                 _ => log::warn!("sidecar {state}{detail_text}{more}"),
             }
         }
-        self.lock().sidecar = Some(SidecarStatus { state: state.to_owned(), detail: detail.map(str::to_owned), received_ms: now });
+        self.lock().sidecar = Some(SidecarState { state: state.to_owned(), detail: detail.map(str::to_owned), received_ms: now });
     }
 
     /// `Some(suffix)` when a line of kind `key` may be logged now (the suffix counts those that

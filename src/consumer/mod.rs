@@ -50,7 +50,7 @@ pub enum Ingested {
     /// A heartbeat line: the sidecar is alive.
     Heartbeat,
     /// A status line: the sidecar's connection state.
-    Status,
+    ConnectionState,
     /// A trading status (halt, resumption): new, or already known (then nothing changed).
     TradingStatus(Applied),
     /// A blank line or a `type` this version does not know.
@@ -287,9 +287,9 @@ impl Consumer {
                 c.heartbeats.fetch_add(1, Ordering::Relaxed);
                 Ingested::Heartbeat
             }
-            Line::Status(s) => {
+            Line::ConnectionState(s) => {
                 self.health.on_sidecar_status(&s.state, s.detail.as_deref());
-                Ingested::Status
+                Ingested::ConnectionState
             }
             Line::TradingStatus(t) => self.accept_trading_status(t.status),
             Line::Unknown { type_name, .. } => {

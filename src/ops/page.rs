@@ -145,7 +145,7 @@ pub(crate) struct SessionView {
     stale_after_ms: i64,
     last_message_ms: Option<i64>,
     started_ms: i64,
-    sidecar: Option<crate::consumer::health::SidecarStatus>,
+    sidecar: Option<crate::consumer::health::SidecarState>,
     /// Today's regular session (New York), if today has one.
     open_ms: Option<i64>,
     close_ms: Option<i64>,

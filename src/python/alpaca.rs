@@ -19,7 +19,7 @@ use super::{to_py, type_name, Int};
 use crate::bar::{Bar, BarKind, Source};
 use crate::calendar;
 use crate::consumer::health::{Clock as _, SystemClock};
-use crate::sidecar::gate::{Outcome, Publisher, DEFAULT_REMEMBER};
+use crate::sidecar::gate::{BarGate, Outcome, DEFAULT_REMEMBER};
 use crate::wire::trading::TradingStatus;
 use crate::wire::WireError;
 
@@ -71,7 +71,7 @@ impl Sink {
 /// sink and reported, never raised: a handler on the SDK's event loop must not fail.
 #[pyclass(name = "Publisher", module = "barbridge", frozen)]
 pub(crate) struct PyPublisher {
-    core: Arc<Publisher>,
+    core: Arc<BarGate>,
     sink: Sink,
 }
 
@@ -187,7 +187,7 @@ impl PyPublisher {
                 type_name(sink)
             )));
         };
-        Ok(PyPublisher { core: Arc::new(Publisher::new(remember)), sink })
+        Ok(PyPublisher { core: Arc::new(BarGate::new(remember)), sink })
     }
 
     /// One bar message from Alpaca's stream, as the SDK hands it over with ``raw_data=True``
@@ -371,7 +371,7 @@ impl PyPublisher {
     #[pyo3(signature = (state, detail = ""))]
     fn status(&self, state: &str, detail: &str) -> PyResult<()> {
         match &self.sink {
-            Sink::Writer(w) => w.get().inner.submit_status(state, detail).map_err(|e| PyValueError::new_err(e.to_string())),
+            Sink::Writer(w) => w.get().inner.submit_connection_state(state, detail).map_err(|e| PyValueError::new_err(e.to_string())),
             Sink::Consumer(c) => {
                 if !crate::sidecar::writer::STATES.contains(&state) {
                     return Err(PyValueError::new_err(format!("unknown status state {state:?}")));

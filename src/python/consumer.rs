@@ -32,7 +32,7 @@ fn outcome(i: Ingested) -> &'static str {
         Ingested::Bar(Inserted::SymbolBound) => "symbol_bound",
         Ingested::Filtered => "filtered",
         Ingested::Heartbeat => "heartbeat",
-        Ingested::Status => "status",
+        Ingested::ConnectionState => "status",
         Ingested::TradingStatus(_) => "trading_status",
         Ingested::Ignored => "ignored",
         Ingested::Resent => "resent",
@@ -73,7 +73,7 @@ impl BatchResult {
             Ok(Ingested::Bar(Inserted::TooOld)) => self.too_old += 1,
             Ok(Ingested::Bar(Inserted::SymbolBound)) => self.refused += 1,
             Ok(Ingested::Filtered) => self.filtered += 1,
-            Ok(Ingested::Heartbeat | Ingested::Status | Ingested::TradingStatus(_) | Ingested::Ignored) => self.control += 1,
+            Ok(Ingested::Heartbeat | Ingested::ConnectionState | Ingested::TradingStatus(_) | Ingested::Ignored) => self.control += 1,
             Err(e) => {
                 self.rejected += 1;
                 self.errors.push((index, e.reason().code(), e.to_string()));

@@ -135,7 +135,7 @@ impl PyFifoWriter {
     /// Queue a status line. ValueError for a state the protocol does not know.
     #[pyo3(signature = (state, detail = ""))]
     fn submit_status(&self, state: &str, detail: &str) -> PyResult<()> {
-        self.inner.submit_status(state, detail).map_err(|e| PyValueError::new_err(e.to_string()))
+        self.inner.submit_connection_state(state, detail).map_err(|e| PyValueError::new_err(e.to_string()))
     }
 
     /// Lines waiting to be written.

@@ -1,7 +1,7 @@
 //! The sidecar's bookkeeping between a source (the Alpaca stream, its REST backfill, a replay)
 //! and its sink (the FIFO writer or an in-process consumer).
 //!
-//! One [`Publisher`] per sidecar remembers, per (symbol, minute), the values last sent and when
+//! One [`BarGate`] per sidecar remembers, per (symbol, minute), the values last sent and when
 //! the stream last delivered that minute; it suppresses exact duplicates (a backfilled minute the
 //! stream already delivered), keeps a backfill answer from replacing a newer stream version, tracks
 //! the last minute seen per symbol (where the next backfill starts) and when the stream last
@@ -28,7 +28,7 @@ use crate::wire::{self, WireError};
 /// Bars remembered for duplicate suppression by default: 50 minutes of a 10,000-symbol feed.
 pub const DEFAULT_REMEMBER: usize = 500_000;
 
-/// What [`Publisher::publish`] did with a bar.
+/// What [`BarGate::publish`] did with a bar.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Outcome {
     /// Handed to the sink.
@@ -46,7 +46,7 @@ pub enum Outcome {
 pub struct PublishCounts {
     /// Bars handed to the sink.
     pub published: u64,
-    /// Whole frames of stream bars decided in one go ([`Publisher::publish_stream_batch`]).
+    /// Whole frames of stream bars decided in one go ([`BarGate::publish_stream_batch`]).
     pub frames: u64,
     /// Bars not published: the same values were sent for that minute already.
     pub duplicates_suppressed: u64,
@@ -85,25 +85,25 @@ struct State {
 }
 
 /// See the module documentation. Cheap to share: clone the `Arc`.
-pub struct Publisher {
+pub struct BarGate {
     state: Mutex<State>,
     remember: usize,
     epoch: Instant,
-    /// Nanoseconds after `epoch` of the last stream bar (or of the last [`Publisher::reset_clock`]).
+    /// Nanoseconds after `epoch` of the last stream bar (or of the last [`BarGate::reset_clock`]).
     last_stream_ns: AtomicU64,
     trading: TradingBook,
 }
 
-impl Default for Publisher {
+impl Default for BarGate {
     fn default() -> Self {
-        Publisher::new(DEFAULT_REMEMBER)
+        BarGate::new(DEFAULT_REMEMBER)
     }
 }
 
-impl Publisher {
+impl BarGate {
     /// A publisher remembering up to `remember` (symbol, minute) entries (at least one minute).
-    pub fn new(remember: usize) -> Publisher {
-        Publisher { state: Mutex::default(), remember, epoch: Instant::now(), last_stream_ns: AtomicU64::new(0), trading: TradingBook::default() }
+    pub fn new(remember: usize) -> BarGate {
+        BarGate { state: Mutex::default(), remember, epoch: Instant::now(), last_stream_ns: AtomicU64::new(0), trading: TradingBook::default() }
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
@@ -119,7 +119,7 @@ impl Publisher {
     /// Decide on one bar and, when it is new, hand it to `send` (inside the lock).
     ///
     /// `stream_since` (backfill bars): when the stream delivered this minute after that
-    /// [`Publisher::mark`], the REST answer may be older than the stream's version (a correction
+    /// [`BarGate::mark`], the REST answer may be older than the stream's version (a correction
     /// that arrived while the request was in flight), so the backfill bar is not sent.
     pub fn publish<F>(&self, symbol: &str, bar: Bar, kind: BarKind, source: Option<Source>, stream_since: Option<u64>, send: F) -> Outcome
     where
@@ -129,7 +129,7 @@ impl Publisher {
         self.decide(&mut st, symbol, bar, kind, source, stream_since, send)
     }
 
-    /// [`Publisher::publish`] for many stream bars under one lock (a minute's burst); `on_outcome`
+    /// [`BarGate::publish`] for many stream bars under one lock (a minute's burst); `on_outcome`
     /// hears about each.
     pub fn publish_stream_batch<'a, I, F, O>(&self, bars: I, mut send: F, mut on_outcome: O)
     where
@@ -242,7 +242,7 @@ impl Publisher {
         self.lock().last_seen.get(symbol).copied()
     }
 
-    /// [`Publisher::last_seen`] of every symbol sent so far.
+    /// [`BarGate::last_seen`] of every symbol sent so far.
     pub fn last_seen_all(&self) -> Vec<(Symbol, i64)> {
         self.lock().last_seen.iter().map(|(s, t)| (s.clone(), *t)).collect()
     }
@@ -267,7 +267,7 @@ impl Publisher {
         self.touch();
     }
 
-    /// Time since the stream's last bar (or the last [`Publisher::reset_clock`]).
+    /// Time since the stream's last bar (or the last [`BarGate::reset_clock`]).
     pub fn silent_for(&self) -> Duration {
         let since = Duration::from_nanos(self.last_stream_ns.load(Ordering::Relaxed));
         self.epoch.elapsed().saturating_sub(since)
@@ -281,7 +281,7 @@ impl Publisher {
         self.stale_verdict(active, stale_after, in_session, self.silent_for())
     }
 
-    /// [`Publisher::check_stale`] for a stream subscribed to `symbols`: while every one of them
+    /// [`BarGate::check_stale`] for a stream subscribed to `symbols`: while every one of them
     /// is halted, silence is expected and never stale (the clock restarts, so that a resumption
     /// gets a full period before silence counts again).
     pub fn check_stale_of<S: AsRef<str>>(&self, active: bool, stale_after: Duration, in_session: bool, symbols: &[S]) -> bool {
@@ -316,7 +316,7 @@ mod tests {
 
     const T: i64 = 1_759_930_080_000;
 
-    fn run(p: &Publisher, sent: &mut Vec<(String, Bar)>, b: Bar, src: Source, since: Option<u64>) -> Outcome {
+    fn run(p: &BarGate, sent: &mut Vec<(String, Bar)>, b: Bar, src: Source, since: Option<u64>) -> Outcome {
         p.publish("SPY", b, BarKind::Bar, Some(src), since, |s, b, _, _| {
             sent.push((s.to_owned(), b));
             Ok(())
@@ -325,7 +325,7 @@ mod tests {
 
     #[test]
     fn duplicates_are_suppressed_and_changes_sent() {
-        let p = Publisher::default();
+        let p = BarGate::default();
         let mut sent = vec![];
         assert_eq!(run(&p, &mut sent, bar(T, 10.0), Source::Stream, None), Outcome::Sent);
         assert_eq!(run(&p, &mut sent, bar(T, 10.0), Source::Backfill, None), Outcome::Duplicate);
@@ -337,7 +337,7 @@ mod tests {
 
     #[test]
     fn a_backfill_answer_never_replaces_a_newer_stream_version() {
-        let p = Publisher::default();
+        let p = BarGate::default();
         let mut sent = vec![];
         let mark = p.mark();
         run(&p, &mut sent, bar(T, 10.5), Source::Stream, None);
@@ -349,7 +349,7 @@ mod tests {
 
     #[test]
     fn invalid_bars_are_not_sent_or_remembered() {
-        let p = Publisher::default();
+        let p = BarGate::default();
         let mut sent = vec![];
         let out = run(&p, &mut sent, bar(T + 1, 10.0), Source::Stream, None);
         assert!(matches!(out, Outcome::Invalid(WireError::OffMinute { .. })), "{out:?}");
@@ -359,7 +359,7 @@ mod tests {
 
     #[test]
     fn stale_only_when_active_in_session_for_a_full_period() {
-        let p = Publisher::default();
+        let p = BarGate::default();
         let secs = Duration::from_secs;
         assert!(!p.stale_verdict(true, secs(5), true, secs(4)));
         assert!(p.stale_verdict(true, secs(5), true, secs(6)));
@@ -372,7 +372,7 @@ mod tests {
     #[test]
     fn every_symbol_halted_is_not_stale() {
         use crate::wire::trading::TradingState;
-        let p = Publisher::default();
+        let p = BarGate::default();
         let halt = |sym: &str, state| TradingStatus::new(sym, T, state, "MWC1", "");
         assert_eq!(p.trading_status(halt("SPY", TradingState::Halted), |_| Ok(())), Ok(true));
         assert_eq!(p.trading_status(halt("SPY", TradingState::Halted), |_| Ok(())), Ok(false), "sent once");
@@ -388,7 +388,7 @@ mod tests {
 
     #[test]
     fn the_oldest_minutes_are_forgotten_first() {
-        let p = Publisher::new(3);
+        let p = BarGate::new(3);
         let mut sent = vec![];
         for m in 0..5 {
             run(&p, &mut sent, bar(T + m * 60_000, 10.0), Source::Stream, None);

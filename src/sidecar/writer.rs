@@ -1,7 +1,7 @@
 //! The sidecar's end of the pipe (FIFO writer), in Rust so that a full-market minute costs the
 //! sidecar microseconds, not milliseconds.
 //!
-//! Producers call [`FifoWriter::submit_bar`] / [`FifoWriter::submit_status`] from any thread: the
+//! Producers call [`FifoWriter::submit_bar`] / [`FifoWriter::submit_connection_state`] from any thread: the
 //! bar is validated, appended to a bounded backlog under a short lock, and the call returns. The
 //! writer's own thread encodes and writes. Nothing a producer calls waits for the consumer.
 //!
@@ -226,7 +226,7 @@ struct BarItem {
 #[derive(Debug)]
 enum Item {
     Bar(BarItem),
-    Status { ts_ms: i64, state: &'static str, detail: String },
+    ConnectionState { ts_ms: i64, state: &'static str, detail: String },
     TradingStatus(Box<TradingStatus>),
     Heartbeat,
 }
@@ -408,7 +408,7 @@ impl FifoWriter {
     ///
     /// # Errors
     /// [`UnknownState`] for a `state` not in [`STATES`].
-    pub fn submit_status(&self, state: &str, detail: &str) -> Result<(), UnknownState> {
+    pub fn submit_connection_state(&self, state: &str, detail: &str) -> Result<(), UnknownState> {
         let state = *STATES.iter().find(|s| **s == state).ok_or_else(|| UnknownState(state.to_owned()))?;
         // At most 1,000 characters and 3,000 bytes: the line must fit one atomic write.
         let mut end = 0;
@@ -419,7 +419,7 @@ impl FifoWriter {
             end = i + c.len_utf8();
         }
         let detail = detail[..end].to_owned();
-        self.shared.enqueue(Item::Status { ts_ms: now_ms(), state, detail });
+        self.shared.enqueue(Item::ConnectionState { ts_ms: now_ms(), state, detail });
         Ok(())
     }
 

@@ -84,7 +84,7 @@ fn write_json_str(out: &mut Vec<u8>, s: &str) {
 }
 
 #[derive(Serialize)]
-struct StatusLineOut<'a> {
+struct TradingStatusOut<'a> {
     #[serde(rename = "type")]
     kind: &'static str,
     v: u64,
@@ -103,7 +103,7 @@ struct StatusLineOut<'a> {
 /// protocol"): `{"type":"trading_status","v":1,"symbol":..,"ts_ms":..,"status":..,"code":..,
 /// "reason":..}` and the writer's envelope when given. The journal writes it without one.
 pub fn write_trading_status_line(out: &mut Vec<u8>, status: &TradingStatus, seq: Option<u64>, writer: Option<&str>) {
-    let line = StatusLineOut {
+    let line = TradingStatusOut {
         kind: "trading_status",
         v: TRADING_STATUS_VERSION,
         symbol: &status.symbol,

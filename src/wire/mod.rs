@@ -92,7 +92,7 @@ pub struct Heartbeat<'a> {
 
 /// `{"type":"status",...}`: the sidecar's connection state changed.
 #[derive(Clone, Debug, PartialEq)]
-pub struct StatusLine<'a> {
+pub struct ConnectionStateLine<'a> {
     /// When the sidecar sent it (its clock, UTC epoch ms).
     pub ts_ms: Option<i64>,
     /// The new state (`connected`, `disconnected`, `reconnecting`, `stale`, ...).
@@ -124,7 +124,7 @@ pub enum Line<'a> {
     /// The sidecar is alive.
     Heartbeat(Heartbeat<'a>),
     /// The sidecar's connection state changed.
-    Status(StatusLine<'a>),
+    ConnectionState(ConnectionStateLine<'a>),
     /// A symbol stopped or resumed trading.
     TradingStatus(TradingStatusLine<'a>),
     /// A `type` this version does not know: counted and ignored (forward compatibility).
@@ -146,7 +146,7 @@ impl Line<'_> {
         let (writer, seq) = match self {
             Line::Bar(b) => (&b.writer, b.seq),
             Line::Heartbeat(h) => (&h.writer, h.seq),
-            Line::Status(s) => (&s.writer, s.seq),
+            Line::ConnectionState(s) => (&s.writer, s.seq),
             Line::TradingStatus(t) => (&t.writer, t.seq),
             Line::Unknown { writer, seq, .. } => (writer, *seq),
             Line::Empty => return None,
@@ -228,7 +228,7 @@ pub fn parse_line(bytes: &[u8]) -> Result<Line<'_>, WireError> {
         }
         Some("status") => {
             let state = raw.state.ok_or(WireError::MissingField { field: "state" })?;
-            return Ok(Line::Status(StatusLine { ts_ms: raw.ts_ms, state, detail: raw.detail, seq: raw.seq, writer: raw.writer }));
+            return Ok(Line::ConnectionState(ConnectionStateLine { ts_ms: raw.ts_ms, state, detail: raw.detail, seq: raw.seq, writer: raw.writer }));
         }
         Some("trading_status") if raw.v.unwrap_or(1) <= TRADING_STATUS_VERSION => return trading_status_line(raw),
         Some(other) => return Ok(Line::Unknown { type_name: other.to_owned(), seq: raw.seq, writer: raw.writer }),

@@ -556,7 +556,7 @@ impl<'a> Connection<'a> {
         self.say(log::Level::Error, format!("backlog overflow: {dropped} line(s) dropped in total (backlog limit {limit})"));
         let detail = format!("sidecar backlog overflow: {dropped} line(s) dropped while the consumer was away or slow; they will be backfilled");
         self.s.queued.fetch_add(1, Ordering::Relaxed);
-        self.front.push_front(Item::Status { ts_ms: now_ms(), state: "disconnected", detail });
+        self.front.push_front(Item::ConnectionState { ts_ms: now_ms(), state: "disconnected", detail });
     }
 }
 
@@ -567,7 +567,7 @@ pub(super) fn encode(out: &mut Vec<u8>, item: &Item, seq: u64, writer: &str, inf
             let envelope = Envelope { source: b.source, seq: Some(seq), writer: Some(writer) };
             wire::write_bar_line(out, &b.symbol, &b.bar, b.kind, &envelope);
         }
-        Item::Status { ts_ms, state, detail } => wire::write_connection_state_line(out, *ts_ms, state, detail, seq, writer),
+        Item::ConnectionState { ts_ms, state, detail } => wire::write_connection_state_line(out, *ts_ms, state, detail, seq, writer),
         Item::TradingStatus(status) => wire::write_trading_status_line(out, status, Some(seq), Some(writer)),
         Item::Heartbeat => {
             let HeartbeatInfo { backlog, dropped, retained_from, sent, acked } = info;
@@ -584,7 +584,7 @@ mod tests {
     #[test]
     fn a_status_line_always_fits_one_atomic_write() {
         let writer = FifoWriter::new("/nonexistent/bars.fifo", WriterOptions::default());
-        writer.submit_status("reconnecting", &"𝄞".repeat(2_000)).unwrap(); // 4 bytes each
+        writer.submit_connection_state("reconnecting", &"𝄞".repeat(2_000)).unwrap(); // 4 bytes each
         let item = writer.shared.lines.1.try_recv().unwrap();
         let mut line = Vec::new();
         let info = HeartbeatInfo { backlog: usize::MAX, dropped: u64::MAX, retained_from: u64::MAX, sent: u64::MAX, acked: u64::MAX };
@@ -592,8 +592,8 @@ mod tests {
         assert!(line.len() <= PIPE_BUF, "{} bytes", line.len());
         let v: serde_json::Value = serde_json::from_slice(&line).unwrap();
         assert_eq!(v["detail"].as_str().unwrap().chars().count(), 750);
-        writer.submit_status("stale", &"x".repeat(5_000)).unwrap();
-        let Item::Status { detail, .. } = writer.shared.lines.1.try_recv().unwrap() else { panic!() };
+        writer.submit_connection_state("stale", &"x".repeat(5_000)).unwrap();
+        let Item::ConnectionState { detail, .. } = writer.shared.lines.1.try_recv().unwrap() else { panic!() };
         assert_eq!(detail.len(), 1_000);
     }
 }
