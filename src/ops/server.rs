@@ -39,7 +39,7 @@ use tokio::sync::{Notify, Semaphore};
 
 use crate::consumer::health::RateLimitedLog;
 
-/// The status file's section with the server's own counters ([`server::ServerStatus`]).
+/// The status file's section with the server's own counters ([`ServerStatus`]).
 pub const STATUS_SECTION: &str = "http";
 
 /// Why the server did not start.
