@@ -6,8 +6,8 @@
 //! trading engine over channels or callbacks.
 //!
 //! ```text
-//! FIFO ──▶ pipe::reader (framing) ──▶ wire (parse + validate) ──▶ store (per symbol) ──▶ subscribers
-//!                                        └──────────────▶ health (staleness, seq gaps, counters)
+//! FIFO ──▶ consumer::reader (framing) ──▶ wire (parse + validate) ──▶ store (per symbol) ──▶ subscribers
+//!                                            └──────────────▶ health (staleness, seq gaps, counters)
 //! ```
 //!
 //! ## Embedding in a trading engine
@@ -33,7 +33,7 @@
 //! See `examples/engine.rs` for a complete program.
 
 #![deny(missing_docs)]
-#![deny(unsafe_code)] // one exception: wire::ascii_str, documented and tested there
+#![deny(unsafe_code)] // one exception: wire::scan::ascii_str, documented and tested there
 
 // Shared by every product: the bar, asset classes and the trading calendar, bounds, private files.
 pub mod asset;

@@ -54,7 +54,7 @@ impl WriterEvents {
 /// The sidecar's FIFO writer: bars are validated and queued by the calling thread (a few hundred
 /// nanoseconds, never waiting for the consumer); a Rust thread encodes and writes them.
 ///
-/// Semantics (see the Rust module ``pipe::writer``): non-blocking open with retry while no reader is
+/// Semantics (see the Rust module ``sidecar::writer``): non-blocking open with retry while no reader is
 /// there, atomic writes of whole lines, a bounded backlog (oldest dropped, counted, and announced
 /// with a ``disconnected`` status line), ``seq``/``writer`` on every line, heartbeats, and every
 /// line kept until the consumer acknowledges it (up to ``unacked_bytes``): when a new consumer
