@@ -1,8 +1,12 @@
 //! `run`'s NATS flags: `--publish nats://…` and `--source nats://…` (cargo feature `nats`).
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::AtomicBool;
+#[cfg(feature = "nats")]
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+#[cfg(feature = "nats")]
+use std::sync::Mutex;
 
 /// How to authenticate to NATS and whether to use TLS, for `run` and `nats-check`. Secrets are
 /// given as files (or in the environment: BARBRIDGE_NATS_PASSWORD, BARBRIDGE_NATS_TOKEN,
