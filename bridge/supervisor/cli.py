@@ -33,9 +33,10 @@ def check(s: Settings, log: Log) -> int:
         return 2
     print(f"preflight ({s.mode} mode):\n  ok    python: {sys.version.split()[0]} in .venv/\n"
           f"  ok    consumer: {s.consumer_bin}", flush=True)
-    env = {**s.env, "PYTHONPATH": str(s.repo)}
-    rc = subprocess.run([s.python, "-m", "bridge.preflight", "--mode", s.mode, "--fifo", str(s.fifo), "--feed", s.feed],
-                        env=env, cwd=s.repo).returncode
+    from bridge import preflight
+
+    rc = preflight.run(s.mode, s.fifo, s.env.get("ALPACA_STREAM_URL") or None, s.env.get("ALPACA_TRADING_URL") or None,
+                       s.feed, preflight.TIMEOUT, environ=dict(s.env))
     if (s.nats_url or s.nats_local) and not check_nats(s):
         rc = rc or 2
     if rc == 0:
