@@ -337,7 +337,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     if args.control:
         from bridge import control
         control_server = control.ControlServer(Path(args.control), source,  # type: ignore[arg-type]
-                                               Path(args.symbols_state) if args.symbols_state else None)
+                                               Path(args.symbols_state) if args.symbols_state else None, asset=asset)
         try:
             control_server.bind()
         except control.ControlError as e:

@@ -344,6 +344,8 @@ def load(argv: Optional[list[str]], environ: dict[str, str], repo: Path) -> Sett
 
     live = mode == "live"
     asset = config.parse_asset(get("ASSET", "stock"))
+    if change_symbols:  # a live change keeps to the running stream's asset class (the extension's shape rule)
+        config.check_asset_symbols(asset, change_symbols)
     symbols = config.parse_symbols(env.get("SYMBOLS", "").strip() or None, asset)
     config.check_asset_symbols(asset, symbols)
     runs = Path(get("RUNS_DIR", str(repo / "runs")))

@@ -131,6 +131,17 @@ def test_idle_connections_do_not_lock_out_subscribe(start_sidecar, fifo_path):
             s.close()
 
 
+def test_a_lower_case_symbol_or_a_pair_on_a_stock_sidecar_is_refused(start_sidecar, fifo_path):
+    side, sock, _ = start_endpoint(start_sidecar, fifo_path)
+    low = control.request(sock, "subscribe", ["qqq"], timeout=10)
+    assert not low["ok"] and "'qqq' has lower-case letters" in low["error"] and "write QQQ" in low["error"], low
+    pair = control.request(sock, "subscribe", ["QQQ", "BTC/USD"], timeout=10)
+    assert not pair["ok"] and "BTC/USD look like crypto pairs: set ASSET=crypto" in pair["error"], pair
+    now = control.request(sock, "symbols", timeout=10)
+    assert now["symbols"] == ["SPY", "SH"], now  # nothing changed, nothing subscribed
+    assert side.alive()
+
+
 @pytest.mark.parametrize("break_it", ["directory at the path", "parent directory gone"])
 def test_saving_the_symbol_list_fails_the_change_stays_and_the_endpoint_lives(start_sidecar, tmp_path, break_it):
     fifo = tmp_path / "run" / "bars.fifo"

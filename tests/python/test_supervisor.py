@@ -81,7 +81,8 @@ def test_settings_precedence_and_validation(tmp_path):
     assert live.mode == "live" and live.schedule and live.status_every == 60
     for config, message in [("TICK=0\n", "TICK must be more than 0"), ("MAX_RESTARTS=x\n", "not a whole number"),
                             ("WARMUP=maybe\n", "must be 1 or 0"), ("CLOSE_TIME=4pm\n", "not a HH:MM time"),
-                            ("ALPACA_FEED=opra\n", "must be iex or sip"), ("SYMBOLS=SPY;SH\n", "not a valid ticker"),
+                            ("ALPACA_FEED=opra\n", "must be iex or sip"), ("SYMBOLS=BTC/USD/X\n", "not a valid symbol"),
+                                ("SYMBOLS=SPY spy\n", "'spy' has lower-case letters"),
                             ("ALPACA_API_KEY=k\n", "needs both halves of ALPACA_API_KEY/ALPACA_SECRET_KEY")]:
         with pytest.raises(ConfigError, match=message):
             load(tmp_path, config)
@@ -163,9 +164,14 @@ def test_bar_tail_groups_minutes_and_render_state_is_for_a_person(tmp_path):
 
 def test_bar_lines_show_a_halt_only_while_the_symbol_is_subscribed(tmp_path):
     """A symbol halted and then unsubscribed is no ghost "HALTED since" on every later bar line."""
-    f, status = tmp_path / "bars.jsonl", tmp_path / "status.json"
-    status.write_text(json.dumps({"halted": {"SDS": {"state": "halted", "since_ms": 1764599400000, "code": "T1",
-                                                     "reason": ""}}}))
+    f, written, status = tmp_path / "bars.jsonl", tmp_path / "written.json", tmp_path / "status.json"
+    import barbridge  # a real status report (the supervisor reads it through barbridge.read_status), plus a halt
+    c = barbridge.Consumer(status_file=written)
+    wait_for(written.exists, timeout=30, what="the status file")
+    report = json.loads(written.read_text())
+    del c
+    report["halted"] = {"SDS": {"state": "halted", "since_ms": 1764599400000, "code": "T1", "reason": ""}}
+    status.write_text(json.dumps(report))
     live = ["SPY", "SDS"]
     tail = display.BarTail(f, status, symbols=lambda: list(live))
     with open(f, "a") as w:
