@@ -119,5 +119,5 @@ def prepare_private_dir(path: Path) -> None:
     try:
         barbridge.ensure_private_dir(path)
     except ValueError as e:
-        raise ConfigError(f"runtime directory refused: {e}.", "or set BARBRIDGE_RUNTIME_DIR to a private directory "
-                          "of yours") from None
+        raise ConfigError(f"runtime directory refused: {e}.", "set BARBRIDGE_RUNTIME_DIR to a private directory of "
+                          "yours") from None
