@@ -27,7 +27,7 @@ if __package__ in (None, ""):  # run as a script: make `import bridge` work
 from bridge import config  # noqa: E402
 from bridge.config import ConfigError  # noqa: E402
 from bridge import jsonlog  # noqa: E402
-from bridge.publisher import Publisher  # noqa: E402
+from bridge.gate import BarGate  # noqa: E402
 from bridge.sinks import FifoSink, InProcessSink, Sink, SinkError  # noqa: E402
 from bridge.sources import FiniteSource, LiveSource, Source  # noqa: E402
 
@@ -213,9 +213,9 @@ def main(argv: Optional[list[str]] = None) -> int:
             raise ConfigError("--symbols-state needs --control SOCKET (the endpoint whose changes it keeps).")
         live_symbols = None
         if args.symbols_state:
-            from bridge import control
+            from bridge import control_endpoint
             try:
-                live_symbols = control.read_state(Path(args.symbols_state))
+                live_symbols = control_endpoint.read_state(Path(args.symbols_state))
             except ValueError as e:
                 raise ConfigError(str(e)) from None
             if live_symbols is not None:
@@ -251,7 +251,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     except OSError as e:
         return _fail(2, f"cannot prepare the FIFO {args.fifo}: {e.strerror or e}.")
 
-    pub = Publisher(sink, symbols)
+    pub = BarGate(sink, symbols)
     done = threading.Event()
     failure: list[tuple[int, str]] = []  # the first fatal error: (exit code, one sentence)
 
@@ -335,12 +335,12 @@ def main(argv: Optional[list[str]] = None) -> int:
         log.info("symbols %s from %s (changed live in this launcher run)", ",".join(symbols), args.symbols_state)
     control_server = None
     if args.control:
-        from bridge import control
-        control_server = control.ControlServer(Path(args.control), source,  # type: ignore[arg-type]
+        from bridge import control_endpoint
+        control_server = control_endpoint.ControlServer(Path(args.control), source,  # type: ignore[arg-type]
                                                Path(args.symbols_state) if args.symbols_state else None, asset=asset)
         try:
             control_server.bind()
-        except control.ControlError as e:
+        except control_endpoint.ControlError as e:
             return _fail(2, str(e))
     sink.start()
     finished = threading.Event()
@@ -415,7 +415,7 @@ class _ReaderNotice:
             self.waiting_said = True
 
 
-def _log_stats(pub: Publisher, sink, source, control: Optional[dict] = None) -> None:
+def _log_stats(pub: BarGate, sink, source, control: Optional[dict] = None) -> None:
     c = pub.counts
     st = {"state": pub.state, "published": c["published"], "duplicates": c["duplicates_suppressed"],
           "received_stream": c["received_stream"], "received_backfill": c["received_backfill"],

@@ -5,7 +5,7 @@
 * :class:`InProcessSink` - a ``barbridge.Consumer`` in this process (one-process mode).
 
 Either one's ``native`` object is what the extension's ``barbridge.Publisher`` sends bars into
-(``bridge.publisher``): nothing a producer calls waits for the consumer.
+(``bridge.gate``): nothing a producer calls waits for the consumer.
 """
 
 from __future__ import annotations

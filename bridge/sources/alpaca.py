@@ -45,7 +45,7 @@ import barbridge  # type: ignore[import-not-found]
 from ..config import Credentials, ca_bundle, mask
 from ..exitcodes import ExitCode
 from ..flap import DEFAULT_THRESHOLD, DEFAULT_WINDOW, FlapDetector
-from ..publisher import Publisher
+from ..gate import BarGate
 
 log = logging.getLogger("bridge.alpaca")
 UTC = dt.timezone.utc
@@ -131,7 +131,7 @@ class AlpacaSource:
     #: What is streamed, for logs and status details.
     asset = "stock"
 
-    def __init__(self, publisher: Publisher, symbols: list[str], creds: Credentials, *,
+    def __init__(self, publisher: BarGate, symbols: list[str], creds: Credentials, *,
                  feed: str = "iex", stream_url: Optional[str] = None, data_url: Optional[str] = None,
                  stale_after: float = 90.0, market_hours: str = "regular",
                  ping_interval: float = 10.0, ping_timeout: float = 180.0,

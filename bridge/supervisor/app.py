@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any, Callable, Optional
 from bridge.config import DEMO_HISTORY_MINUTES, ConfigError, mask
 from bridge.exitcodes import ExitCode
 from bridge.supervisor import display, natslocal, runtime
-from bridge.supervisor.control import current_symbols
+from bridge.supervisor.symbol_change import current_symbols
 from bridge.supervisor.alerts import Alerter, local_ts
 from bridge.supervisor.children import Child, run as run_to_end
 from bridge.supervisor.policy import Backoff, FlapDetector, RestartPolicy, Tracked

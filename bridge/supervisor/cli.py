@@ -137,6 +137,6 @@ def main(argv: Optional[list[str]] = None) -> int:
     if s.action == "check":
         return check(s, log)
     if s.action in ("subscribe", "unsubscribe"):
-        from bridge.supervisor import control
-        return control.main_change(s)
+        from bridge.supervisor import symbol_change
+        return symbol_change.main_change(s)
     return asyncio.run(Supervisor(s, log).main())

@@ -218,7 +218,7 @@ class Settings:
 
     @property
     def control_socket(self) -> Path:
-        """The sidecar's control endpoint (``bridge/control.py``): ``--subscribe``/``--unsubscribe``."""
+        """The sidecar's control endpoint (``bridge/control_endpoint.py``): ``--subscribe``/``--unsubscribe``."""
         return self.runtime_dir / "control.sock"
 
     @property

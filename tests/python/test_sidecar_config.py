@@ -86,12 +86,12 @@ def test_stream_url_only_in_config_file_is_used(tmp_path, fake_server, fifo_path
 
 def test_keepalive_does_not_cut_a_busy_connection(tmp_path):
     from bridge.alpaca_websocket_bridge import build_parser
-    from bridge.publisher import Publisher
+    from bridge.gate import BarGate
     from bridge.sources.alpaca import AlpacaSource
 
     args = build_parser().parse_args([])
     assert args.ping_timeout == 180
-    src = AlpacaSource(Publisher(_NullSink(), ["SPY"]), ["SPY"], config.Credentials(KEY, SECRET, "test"))
+    src = AlpacaSource(BarGate(_NullSink(), ["SPY"]), ["SPY"], config.Credentials(KEY, SECRET, "test"))
     assert src.stream._websocket_params["ping_timeout"] == 180  # what the SDK passes to websockets.connect
     os.environ["WS_PING_TIMEOUT"] = "45"
     try:

@@ -41,6 +41,15 @@ def test_restart_policy_gives_up_on_codes_retrying_cannot_fix_and_after_max_rest
     assert "restarting cannot fix" in (policy.on_exit(Tracked("consumer"), 2, 0, "x").give_up or "")
 
 
+def test_one_exit_code_enum_and_the_consumer_agrees_on_config(consumer_bin):
+    """``bridge.exitcodes.ExitCode`` is the sidecar's and the launcher's; its CONFIG is what ``barbridge
+    run`` exits with for a setting it refuses, and the give-up sets are made of it."""
+    from bridge.exitcodes import GIVE_UP, ExitCode
+    r = subprocess.run([str(consumer_bin), "run", "--symbols", "spy"], capture_output=True, text=True, timeout=60)
+    assert r.returncode == ExitCode.CONFIG, r.stderr
+    assert GIVE_UP["consumer"] == {ExitCode.CONFIG} and ExitCode.AUTH in GIVE_UP["sidecar"]
+
+
 def test_flap_alert_once_per_episode():
     f = FlapDetector(threshold=2, window=10)
     assert [f.note(t) for t in (0, 1, 2, 3)] == [None, None, 3, None]

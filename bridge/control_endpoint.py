@@ -38,7 +38,7 @@ import barbridge  # type: ignore[import-not-found]
 
 from bridge import config
 
-log = logging.getLogger("bridge.control")
+log = logging.getLogger("bridge.control_endpoint")
 
 MAX_REQUEST_BYTES = 1 << 20  # a full-market list (10,000 symbols) is about 70 KB
 REQUEST_DEADLINE = 5.0  # seconds a client has to send its whole request line (and to read the answer)
