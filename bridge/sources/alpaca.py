@@ -53,7 +53,7 @@ UTC = dt.timezone.utc
 # A reconnect backfill starts this long before the last bar seen: a correction (updated bar) of a
 # minute before it may have been published while the stream was down, and REST serves the
 # corrected version. Re-fetched unchanged minutes are suppressed by the Publisher.
-BACKFILL_LOOKBACK_MS = 5 * 60_000
+BACKFILL_LOOKBACK_MS = 5 * barbridge.MINUTE_MS
 # Symbols per REST request: the symbols go into the URL, and servers refuse request lines much
 # beyond 8 KiB (a full-market list is 60 KiB and more).
 BACKFILL_SYMBOLS_PER_REQUEST = 500

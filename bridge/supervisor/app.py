@@ -41,6 +41,13 @@ if TYPE_CHECKING:
 CONSUMER_FIFO_TIMEOUT = 15.0
 
 
+def _minute_ms() -> int:
+    """The minute, in ms (every bar is a minute bar): the extension's, loaded when a consumer runs."""
+    import barbridge  # type: ignore[import-not-found]
+
+    return int(barbridge.MINUTE_MS)
+
+
 class Fatal(Exception):
     """Stop with ``code`` after logging ``error: sentence Fix: fix.``"""
 
@@ -350,7 +357,7 @@ class Supervisor:
             if s.demo_start_ms is not None and s.demo_start_ms > last:  # DEMO_START, unless journaled already
                 argv += ["--start-ms", str(s.demo_start_ms)]
             elif last > 0:  # continue after the last bar the consumer holds (no repeated minutes)
-                argv += ["--start-ms", str(last + 60_000)]
+                argv += ["--start-ms", str(last + _minute_ms())]
             what = "synthetic"
         else:
             argv += ["--source", "alpaca", "--feed", s.feed, "--stale-after", f"{s.sidecar_stale_after:g}",
@@ -374,7 +381,7 @@ class Supervisor:
         wanted = set(current_symbols(s))
         held = status["health"]["symbols"]
         last = max((v["last_bar_ts_ms"] for sym, v in held.items() if sym in wanted), default=0)
-        if last + 60_000 > time.time() * 1000:
+        if last + _minute_ms() > time.time() * 1000:
             self.log(f"warning: the demo journal {self.journal_dir()} holds bars up to "
                      f"{time.strftime('%H:%M', time.localtime(last / 1000))}, ahead of the clock (an older demo ran "
                      "ahead of it); the demo starts in the present, so those minutes show as conflicts. Fix: move "

@@ -51,10 +51,13 @@ class BarTail:
             subscribed = set(self.symbols())
             halted = {sym: h for sym, h in halted.items() if sym in subscribed}
 
+        import barbridge  # type: ignore[import-not-found]  # loaded when a consumer runs
+        minute_ms: int = barbridge.MINUTE_MS
+
         def close_group() -> str:
             return f"{_ny_minute(group_ts)} NY {group}" + "".join(
                 f"  {sym:<5} {text}" for sym, (since, text) in halted.items()
-                if sym not in group_syms and since < (group_ts or 0) + 60_000)
+                if sym not in group_syms and since < (group_ts or 0) + minute_ms)
         for raw in chunks:
             try:
                 bar = json.loads(raw)

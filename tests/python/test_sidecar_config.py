@@ -40,6 +40,13 @@ def test_values_parse_like_dotenv(tmp_path):
     assert config.parse_symbols(got["SYMBOLS"]) == ["SPY", "SPXL"]
 
 
+def test_the_parser_is_python_dotenv_without_expansion(tmp_path):
+    """python-dotenv's parser: double quotes know its escapes (\\n is a newline, where the hand-written
+    parser kept it as two characters), a quoted value may span lines, ``$X`` is never expanded."""
+    got = parse(tmp_path, 'EOD_CMD="a\\nb"\nALERT_CMD="line1\nline2"\nRUST_LOG=${HOME}\n')
+    assert got == {"EOD_CMD": "a\nb", "ALERT_CMD": "line1\nline2", "RUST_LOG": "${HOME}"}
+
+
 @pytest.mark.parametrize("text,message", [
     ("SYMBOL=SPY\n", "config.env:1: unknown key SYMBOL; did you mean SYMBOLS?"),
     ("# c\nALPACA_APIKEY=x\n", "config.env:2: unknown key ALPACA_APIKEY; did you mean ALPACA_API_KEY?"),
