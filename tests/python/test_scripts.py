@@ -589,9 +589,11 @@ def holiday_run(tmp_path, consumer_bin, config: str, *args: str):
 
 
 def test_config_file_spaces_separate_symbols_and_hash_needs_a_space(tmp_path, consumer_bin):
-    code, out = holiday_run(tmp_path, consumer_bin, "SYMBOLS=spy SPXL, sh # the comment\n")
+    code, out = holiday_run(tmp_path, consumer_bin, "SYMBOLS=SPY SPXL, SH # the comment\n")
     assert code == 0, out
     assert "symbols SPY,SPXL,SH," in out, out  # not SPYSPXL
+    code, out = holiday_run(tmp_path, consumer_bin, "SYMBOLS=spy SPXL\n")  # the wire rule: refused, not upper-cased
+    assert code == 2 and "symbol 'spy' has lower-case letters" in out and "Fix: write SPY." in out, out
 
 
 def test_config_file_unknown_key_names_the_nearest_and_fails_check(tmp_path, consumer_bin):
