@@ -50,6 +50,26 @@ def test_one_exit_code_enum_and_the_consumer_agrees_on_config(consumer_bin):
     assert GIVE_UP["consumer"] == {ExitCode.CONFIG} and ExitCode.AUTH in GIVE_UP["sidecar"]
 
 
+def test_read_status_is_the_extensions_typed_reader(tmp_path):
+    """The supervisor reads the consumer's state through ``barbridge.read_status`` (the Rust
+    StatusReport), not raw keys of whatever JSON is there: errors are one sentence each."""
+    import barbridge
+    with pytest.raises(FileNotFoundError, match="cannot read status file .*is `barbridge run --status-file"):
+        barbridge.read_status(tmp_path / "none.json")
+    (tmp_path / "bad.json").write_text('{"pid": 1}')
+    with pytest.raises(ValueError, match="is not a valid status report: missing field `version`"):
+        barbridge.read_status(tmp_path / "bad.json")
+    assert display.read_status(tmp_path / "bad.json") is None
+    c = barbridge.Consumer(status_file=tmp_path / "status.json")
+    c.push({"symbol": "SPY", "timestamp_ms": 1759930080000, "open": 1.0, "high": 1.0, "low": 1.0, "close": 1.0,
+            "volume": 1.0})
+    report = wait_for(lambda: (r := display.read_status(tmp_path / "status.json")) and r["health"]["symbols"] and r,
+                      timeout=30, what="a status report with SPY")
+    assert report["pid"] == os.getpid() and report["liveness"] in ("LIVE", "WAITING", "STALE")
+    assert report["health"]["symbols"]["SPY"]["last_bar_ts_ms"] == 1759930080000
+    del c
+
+
 def test_flap_alert_once_per_episode():
     f = FlapDetector(threshold=2, window=10)
     assert [f.note(t) for t in (0, 1, 2, 3)] == [None, None, 3, None]
