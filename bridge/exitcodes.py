@@ -19,6 +19,8 @@ class ExitCode(enum.IntEnum):
     SUBSCRIPTION = 4
     #: Alpaca kept refusing the connection (connection limit exceeded).
     CONN_LIMIT = 5
+    #: The sink failed at run time (the FIFO writer stopped); restarting may help.
+    SINK = 6
 
 
 #: Per supervised process, the exit codes that mean "restarting cannot help".

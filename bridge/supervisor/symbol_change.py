@@ -11,6 +11,7 @@ import os
 import sys
 from typing import Callable
 
+from bridge.exitcodes import ExitCode
 from bridge.supervisor import runtime
 from bridge.supervisor.settings import PROG, Settings
 
@@ -51,7 +52,7 @@ def change(s: Settings, say: Callable[[str], None] = print) -> int:
     if not launcher_running(s):
         say(f"{PROG}: error: no launcher is running on {s.runtime_dir}, so there is nothing to {op} to: start it "
             f"with --symbols, or set SYMBOLS in {s.config_file}.")
-        return 1
+        return ExitCode.FAILURE
     pid = runtime.read_pid(s.runtime_dir / "launcher.lock")
     try:
         answer = control_endpoint.request(s.control_socket, op, symbols)
@@ -59,12 +60,12 @@ def change(s: Settings, say: Callable[[str], None] = print) -> int:
         say(f"{PROG}: error: the launcher (pid {pid}) runs but its sidecar does not answer on {s.control_socket} "
             f"({getattr(e, 'strerror', None) or e}): it is starting, restarting or waiting for the open; try again "
             "in a few seconds.")
-        return 1
+        return ExitCode.FAILURE
     if not answer.get("ok"):
         say(f"{PROG}: error: {answer.get('error') or 'the sidecar refused the change.'}")
-        return 2
+        return ExitCode.CONFIG
     say(f"{PROG}: {answer.get('message')} (launcher pid {pid}; until it stops, sidecar restarts included)")
-    return 0
+    return ExitCode.OK
 
 
 def main_change(s: Settings) -> int:
