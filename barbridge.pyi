@@ -54,6 +54,7 @@ MINUTE_MS: int  # every bar is a minute bar: timestamp_ms is a multiple of this
 
 def asset_class(symbol: str) -> Literal["stock", "crypto"]: ...  # WireError for a symbol breaking the wire rule
 def default_writer_id() -> str: ...
+def check_fifo(path: _PathLike) -> bool: ...  # False: none yet; ValueError (one sentence) if refused
 
 class SymbolHealth(TypedDict):
     bars: int

@@ -16,7 +16,6 @@ import json
 import os
 import socket
 import ssl
-import stat
 import sys
 import urllib.error
 import urllib.parse
@@ -142,7 +141,8 @@ def check_stream(url: str, ctx: ssl.SSLContext, timeout: float) -> str:
 
 
 def check_fifo(path: Path) -> str:
-    uid = os.getuid()
+    """The FIFO and its directory by the crate's rules (``src/private.rs``, ``src/pipe/mod.rs``,
+    through the extension), changing nothing."""
     parent = path.parent
     try:
         os.lstat(parent)
@@ -154,20 +154,18 @@ def check_fifo(path: Path) -> str:
             raise Fail(f"the FIFO directory {parent} does not exist and {anc} is not writable",
                        "set BARBRIDGE_RUNTIME_DIR to a directory you own")
         return f"FIFO {path} (its private directory will be created 0700)"
-    import barbridge  # type: ignore[import-not-found]  # the crate's private-directory rules (src/private.rs)
+    import barbridge  # type: ignore[import-not-found]
 
     try:
         barbridge.ensure_private_dir(parent)  # it exists: checked (parents included), never changed
     except ValueError as e:
         raise Fail(f"the FIFO directory is refused: {e}", "set BARBRIDGE_RUNTIME_DIR to a private directory of yours")
     try:
-        fst = os.lstat(path)
-    except FileNotFoundError:
+        exists = barbridge.check_fifo(path)
+    except ValueError as e:
+        raise Fail(f"the FIFO is refused: {e}", f"remove {path} or choose another runtime dir")
+    if not exists:
         return f"FIFO {path} (will be created 0600 in a private directory)"
-    if not stat.S_ISFIFO(fst.st_mode):
-        raise Fail(f"{path} exists and is not a FIFO", f"remove {path} (it is not ours) or choose another runtime dir")
-    if fst.st_uid != uid:
-        raise Fail(f"the FIFO {path} belongs to uid {fst.st_uid}, not to you", f"remove {path}")
     return f"FIFO {path} is a private FIFO you own"
 
 

@@ -130,8 +130,27 @@ pub fn prepare_fifo(path: &Path) -> Result<(), FifoError> {
         Err(source) => return Err(FifoError::Open { path: path.to_path_buf(), source }),
     }
     let meta = std::fs::symlink_metadata(path).map_err(|source| FifoError::Open { path: path.to_path_buf(), source })?;
-    check_fifo(path, &meta, me)?;
-    // Refused, never tightened: whoever opened it while it was open to them keeps their handle.
+    check_private_fifo(path, &meta, me)
+}
+
+/// Check what is at `path` without creating or changing anything (what a preflight asks):
+/// `Ok(false)` when nothing is there, `Ok(true)` for a FIFO this user owns that others can
+/// neither read nor write. Its directory is not checked here ([`prepare_fifo`] does).
+///
+/// # Errors
+/// [`FifoError::NotAFifo`], [`FifoError::Symlink`], [`FifoError::ForeignOwner`] or [`FifoError::OpenToOthers`] for what is at `path`; [`FifoError::Open`] when it cannot be inspected.
+pub fn check_existing_fifo(path: &Path) -> Result<bool, FifoError> {
+    match std::fs::symlink_metadata(path) {
+        Ok(meta) => check_private_fifo(path, &meta, nix::unistd::getuid().as_raw()).map(|()| true),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
+        Err(source) => Err(FifoError::Open { path: path.to_path_buf(), source }),
+    }
+}
+
+/// [`check_fifo`], and nobody else may open it: refused, never tightened, because whoever opened
+/// it while it was open to them keeps their handle.
+fn check_private_fifo(path: &Path, meta: &std::fs::Metadata, me: u32) -> Result<(), FifoError> {
+    check_fifo(path, meta, me)?;
     if meta.mode() & 0o066 != 0 {
         return Err(FifoError::OpenToOthers { path: path.to_path_buf(), mode: meta.mode() & 0o7777 });
     }

@@ -1,7 +1,8 @@
 //! The crate's rules that the Python side (`bridge/`) applies, so that Python states none of its
 //! own: a symbol's asset class ([`crate::asset::AssetClass::of`]), the minute ([`wire::MINUTE_MS`]),
 //! the FIFO writer's id ([`crate::pipe::writer::default_writer_id`]) and the consumer's status
-//! file, read and checked by [`crate::StatusReport::read`] (`barbridge.read_status`). The symbol
+//! file, read and checked by [`crate::StatusReport::read`] (`barbridge.read_status`), and the FIFO
+//! as the preflight sees it ([`crate::pipe::check_existing_fifo`]). The symbol
 //! rule itself and the private-path rules are in [`super::control`].
 
 use std::path::PathBuf;
@@ -48,7 +49,17 @@ fn read_status<'py>(py: Python<'py>, path: PathBuf) -> PyResult<Bound<'py, PyAny
     Ok(out)
 }
 
+/// Check the FIFO at ``path`` without creating or changing anything (the preflight's question):
+/// ``False`` when there is none yet, ``True`` for a FIFO of this user that others can neither read
+/// nor write; ``ValueError`` with one sentence for anything else (not a FIFO, a symlink, another
+/// user's, open to others: refused, never tightened).
+#[pyfunction]
+fn check_fifo(path: PathBuf) -> PyResult<bool> {
+    crate::pipe::check_existing_fifo(&path).map_err(|e| PyValueError::new_err(e.to_string()))
+}
+
 pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_function(wrap_pyfunction!(check_fifo, m)?)?;
     m.add_function(wrap_pyfunction!(asset_class, m)?)?;
     m.add_function(wrap_pyfunction!(default_writer_id, m)?)?;
     m.add_function(wrap_pyfunction!(read_status, m)?)?;

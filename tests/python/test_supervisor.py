@@ -70,6 +70,24 @@ def test_read_status_is_the_extensions_typed_reader(tmp_path):
     del c
 
 
+def test_preflight_checks_the_fifo_by_the_consumers_rules(tmp_path):
+    """The preflight says what the consumer will do, by the same rules (through the extension): a
+    0755 directory of ours is accepted as the consumer accepts it (the old preflight refused it), a
+    FIFO others can open is refused (the old one accepted it), and nothing is changed."""
+    from bridge import preflight
+    run = tmp_path / "run"
+    run.mkdir(mode=0o755)
+    os.chmod(run, 0o755)
+    fifo = run / "bars.fifo"
+    assert "will be created" in preflight.check_fifo(fifo)
+    os.mkfifo(fifo, 0o600)
+    assert "private FIFO you own" in preflight.check_fifo(fifo)
+    os.chmod(fifo, 0o666)
+    with pytest.raises(preflight.Fail, match="mode 666: other users can open it.*never tightened"):
+        preflight.check_fifo(fifo)
+    assert (fifo.stat().st_mode & 0o777, run.stat().st_mode & 0o777) == (0o666, 0o755)
+
+
 def test_flap_alert_once_per_episode():
     f = FlapDetector(threshold=2, window=10)
     assert [f.note(t) for t in (0, 1, 2, 3)] == [None, None, 3, None]
