@@ -10,7 +10,7 @@
 
 use std::fs::File;
 use std::io;
-use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
+use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
 
 use nix::sys::stat::Mode;
@@ -46,6 +46,15 @@ pub enum FifoError {
         owner: u32,
         /// This process's uid.
         me: u32,
+    },
+    /// The FIFO is readable or writable by other users: they may hold it open already (a chmod
+    /// would not take their handle away), so it is refused rather than tightened.
+    #[error("{path} has mode {mode:o}: other users can open it (and may hold it open already, to read bars or inject prices), so it is refused, never tightened; remove it and let barbridge create a fresh 0600 one")]
+    OpenToOthers {
+        /// The path given.
+        path: PathBuf,
+        /// Its permission bits.
+        mode: u32,
     },
     /// The FIFO's directory is not private (see [`crate::private`]).
     #[error(transparent)]
@@ -119,11 +128,29 @@ pub fn prepare_fifo(path: &Path) -> Result<(), FifoError> {
         Err(source) => return Err(FifoError::Open { path: path.to_path_buf(), source }),
     }
     let meta = std::fs::symlink_metadata(path).map_err(|source| FifoError::Open { path: path.to_path_buf(), source })?;
-    check_fifo(path, &meta, me)?;
-    if meta.mode() & 0o077 != 0 {
-        log::warn!("{} had mode {:o}; tightening to 0600", path.display(), meta.mode() & 0o777);
-        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
-            .map_err(|source| FifoError::Open { path: path.to_path_buf(), source })?;
+    check_private_fifo(path, &meta, me)
+}
+
+/// Check what is at `path` without creating or changing anything (what a preflight asks):
+/// `Ok(false)` when nothing is there, `Ok(true)` for a FIFO this user owns that others can
+/// neither read nor write. Its directory is not checked here ([`prepare_fifo`] does).
+///
+/// # Errors
+/// [`FifoError::NotAFifo`], [`FifoError::Symlink`], [`FifoError::ForeignOwner`] or [`FifoError::OpenToOthers`] for what is at `path`; [`FifoError::Open`] when it cannot be inspected.
+pub fn check_existing_fifo(path: &Path) -> Result<bool, FifoError> {
+    match std::fs::symlink_metadata(path) {
+        Ok(meta) => check_private_fifo(path, &meta, nix::unistd::getuid().as_raw()).map(|()| true),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
+        Err(source) => Err(FifoError::Open { path: path.to_path_buf(), source }),
+    }
+}
+
+/// [`check_fifo`], and nobody else may open it: refused, never tightened, because whoever opened
+/// it while it was open to them keeps their handle.
+fn check_private_fifo(path: &Path, meta: &std::fs::Metadata, me: u32) -> Result<(), FifoError> {
+    check_fifo(path, meta, me)?;
+    if meta.mode() & 0o066 != 0 {
+        return Err(FifoError::OpenToOthers { path: path.to_path_buf(), mode: meta.mode() & 0o7777 });
     }
     Ok(())
 }

@@ -37,6 +37,7 @@ mod logs;
 mod metrics;
 mod nats;
 mod reader;
+mod rules;
 mod subscription;
 mod writer;
 
@@ -251,6 +252,7 @@ fn barbridge(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<PyFifoWriter>()?;
     alpaca::register(m)?;
     control::register(m)?;
+    rules::register(m)?;
     metrics::register(m)?;
     nats::register(m)?;
     m.add("WireError", py.get_type::<exc::WireError>())?;

@@ -1,4 +1,5 @@
-"""The path every bar takes from a source to the sink: the extension's ``barbridge.Publisher``.
+"""The sidecar's bar gate: the path every bar takes from a source to the sink, the extension's
+``barbridge.Publisher`` (:class:`BarGate`).
 
 The bookkeeping (normalising Alpaca's messages, validation, duplicate suppression, a backfill
 never replacing a newer stream version, the last minute seen per symbol, the staleness clock) is
@@ -16,9 +17,9 @@ if TYPE_CHECKING:
 log = logging.getLogger("bridge")
 
 
-class Publisher:
-    """``barbridge.Publisher`` on ``sink.native`` (a FifoWriter or a Consumer); its methods are
-    the native ones (no Python frame per bar)."""
+class BarGate:
+    """The sidecar's bar gate: ``barbridge.Publisher`` on ``sink.native`` (a FifoWriter or a
+    Consumer); its methods are the native ones (no Python frame per bar)."""
 
     def __init__(self, sink: Any, symbols: list[str]) -> None:
         import barbridge  # type: ignore[import-not-found]

@@ -1,6 +1,6 @@
 """The launcher's side of a live symbol change: ``--subscribe LIST`` / ``--unsubscribe LIST``
 reach the launcher running on the same runtime directory (its lock says whether one runs) through
-its sidecar's control endpoint (``bridge/control.py``), and the symbol list the supervisor shows
+its sidecar's control endpoint (``bridge/control_endpoint.py``), and the symbol list the supervisor shows
 and restarts the sidecar with."""
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ import os
 import sys
 from typing import Callable
 
+from bridge.exitcodes import ExitCode
 from bridge.supervisor import runtime
 from bridge.supervisor.settings import PROG, Settings
 
@@ -45,26 +46,26 @@ def current_symbols(s: Settings) -> list[str]:
 def change(s: Settings, say: Callable[[str], None] = print) -> int:
     """``--subscribe``/``--unsubscribe``: 0 and one sentence of what changed, 1 when no launcher
     (or no sidecar) is there to ask, 2 when the sidecar refused the change (and why)."""
-    from bridge import control
+    from bridge import control_endpoint
 
     op, symbols = s.action, s.change_symbols
     if not launcher_running(s):
         say(f"{PROG}: error: no launcher is running on {s.runtime_dir}, so there is nothing to {op} to: start it "
             f"with --symbols, or set SYMBOLS in {s.config_file}.")
-        return 1
+        return ExitCode.FAILURE
     pid = runtime.read_pid(s.runtime_dir / "launcher.lock")
     try:
-        answer = control.request(s.control_socket, op, symbols)
+        answer = control_endpoint.request(s.control_socket, op, symbols)
     except (OSError, ValueError) as e:
         say(f"{PROG}: error: the launcher (pid {pid}) runs but its sidecar does not answer on {s.control_socket} "
             f"({getattr(e, 'strerror', None) or e}): it is starting, restarting or waiting for the open; try again "
             "in a few seconds.")
-        return 1
+        return ExitCode.FAILURE
     if not answer.get("ok"):
         say(f"{PROG}: error: {answer.get('error') or 'the sidecar refused the change.'}")
-        return 2
+        return ExitCode.CONFIG
     say(f"{PROG}: {answer.get('message')} (launcher pid {pid}; until it stops, sidecar restarts included)")
-    return 0
+    return ExitCode.OK
 
 
 def main_change(s: Settings) -> int:

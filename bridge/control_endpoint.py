@@ -36,7 +36,9 @@ from typing import Any, Optional, Protocol
 
 import barbridge  # type: ignore[import-not-found]
 
-log = logging.getLogger("bridge.control")
+from bridge import config
+
+log = logging.getLogger("bridge.control_endpoint")
 
 MAX_REQUEST_BYTES = 1 << 20  # a full-market list (10,000 symbols) is about 70 KB
 REQUEST_DEADLINE = 5.0  # seconds a client has to send its whole request line (and to read the answer)
@@ -67,10 +69,9 @@ def check_symbols(symbols: object) -> list[str]:
     out: list[str] = []
     for s in symbols:
         try:
-            barbridge.validate_symbol(s)
-        except ValueError:
-            raise ValueError(f"{s!r} is not a valid symbol (1-32 printable characters, upper case, no space, "
-                             "e.g. QQQ or BRK.B)") from None
+            config.check_symbol(s)  # the wire rule, through the extension
+        except config.ConfigError as e:
+            raise ValueError(str(e).rstrip(".")) from None
         if s not in out:
             out.append(s)
     return out
@@ -207,9 +208,10 @@ class ControlServer:
 
     def __init__(self, path: Path, source: SymbolSource, state_file: Optional[Path] = None,
                  on_change: Any = None, *, request_deadline: float = REQUEST_DEADLINE,
-                 max_clients: int = MAX_CLIENTS) -> None:
+                 max_clients: int = MAX_CLIENTS, asset: Optional[str] = None) -> None:
         self.path = path
         self.source = source
+        self.asset = asset  # "stock" or "crypto": a subscribe of the other shape is refused
         self.state_file = state_file
         self.on_change = on_change
         self.request_deadline = request_deadline
@@ -549,6 +551,11 @@ class ControlServer:
             return {"ok": False, "error": f"{e}."}
         if op == "subscribe":
             add, remove = [s for s in wanted if s not in now], []
+            if self.asset is not None:
+                try:
+                    config.check_asset_symbols(self.asset, add)  # the extension's shape rule
+                except config.ConfigError as e:
+                    return {"ok": False, "error": str(e)}
         else:
             unknown = [s for s in wanted if s not in now]
             if unknown:
