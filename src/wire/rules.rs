@@ -58,8 +58,9 @@ pub fn validate(symbol: &str, bar: &Bar) -> Result<(), WireError> {
     Ok(())
 }
 
-/// The symbol rule: 1-[`MAX_SYMBOL_BYTES`] printable ASCII characters without spaces and without
-/// lower-case letters. Symbols are written as the exchange lists them (`SPY`, `BRK.B`,
+/// The symbol rule: 1-[`MAX_SYMBOL_BYTES`] characters out of upper-case ASCII letters, digits,
+/// `.`, `-`, `^` and `/` (what Alpaca lists: `BRK.B`, `BTC/USD`; nothing a shell, a page or a log
+/// line would read as syntax, like `;`, `"` or `<`). Symbols are written as the exchange lists them (`SPY`, `BRK.B`,
 /// `BTC/USD`); a lower-case one is a writer's mistake, rejected rather than silently merged with
 /// its upper-case twin, so that what is stored, echoed and journaled is what was sent.
 /// A `/` makes a crypto pair, which must have the pair's shape (`BASE/QUOTE`, see
@@ -69,7 +70,7 @@ pub fn validate(symbol: &str, bar: &Bar) -> Result<(), WireError> {
 /// # Errors
 /// [`WireError::InvalidSymbol`].
 pub fn validate_symbol(symbol: &str) -> Result<(), WireError> {
-    let valid = !symbol.is_empty() && symbol.len() <= MAX_SYMBOL_BYTES && symbol.bytes().all(|b| b.is_ascii_graphic() && !b.is_ascii_lowercase());
+    let valid = !symbol.is_empty() && symbol.len() <= MAX_SYMBOL_BYTES && symbol.bytes().all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || matches!(b, b'.' | b'-' | b'^' | b'/'));
     let valid = valid && (!symbol.as_bytes().contains(&b'/') || crate::asset::is_crypto_pair(symbol));
     if valid {
         Ok(())
