@@ -225,7 +225,8 @@ impl NatsArgs {
         }
         #[cfg(feature = "nats")]
         {
-            let positive = |v: f64| v > 0.0; // false for NaN too, which no Duration holds
+            // false for NaN too, which no Duration holds; the bound keeps from_secs_f64 from overflowing
+            let positive = |v: f64| v > 0.0 && v <= 1_000_000.0;
             if !positive(self.stream_max_age_hours) || !positive(self.stream_duplicate_window_minutes) {
                 return Err(barbridge::nats::StreamOptionsError::NotPositive.to_string());
             }

@@ -8,7 +8,9 @@ use super::StreamOptions;
 #[non_exhaustive]
 pub enum StreamOptionsError {
     /// Zero replicas, or a max age or duplicate window that is not positive.
-    #[error("--stream-replicas, --stream-max-age-hours and --stream-duplicate-window-minutes must be positive")]
+    #[error(
+        "--stream-replicas, --stream-max-age-hours and --stream-duplicate-window-minutes must be positive (hours and minutes at most 1,000,000)"
+    )]
     NotPositive,
     /// A duplicate window longer than the stream keeps messages.
     #[error("--stream-duplicate-window-minutes cannot be longer than --stream-max-age-hours")]

@@ -1,8 +1,8 @@
 //! The crate's rules that the Python side (`bridge/`) applies, so that Python states none of its
 //! own: a symbol's asset class ([`crate::asset::AssetClass::of`]), the minute ([`wire::MINUTE_MS`]),
-//! the FIFO writer's id ([`crate::pipe::writer::default_writer_id`]) and the consumer's status
+//! the FIFO writer's id ([`crate::sidecar::writer::default_writer_id`]) and the consumer's status
 //! file, read and checked by [`crate::StatusReport::read`] (`barbridge.read_status`), and the FIFO
-//! as the preflight sees it ([`crate::pipe::check_existing_fifo`]). The symbol
+//! as the preflight sees it ([`crate::fifo::check_existing_fifo`]). The symbol
 //! rule itself and the private-path rules are in [`super::control`].
 
 use std::path::PathBuf;
@@ -29,7 +29,7 @@ fn asset_class(py: Python<'_>, symbol: &str) -> PyResult<&'static str> {
 /// ``FifoWriter`` uses when given none.
 #[pyfunction]
 fn default_writer_id() -> String {
-    crate::pipe::writer::default_writer_id()
+    crate::sidecar::writer::default_writer_id()
 }
 
 /// The consumer's status file at ``path`` (``barbridge run --status-file``), read and checked
@@ -55,7 +55,7 @@ fn read_status<'py>(py: Python<'py>, path: PathBuf) -> PyResult<Bound<'py, PyAny
 /// user's, open to others: refused, never tightened).
 #[pyfunction]
 fn check_fifo(path: PathBuf) -> PyResult<bool> {
-    crate::pipe::check_existing_fifo(&path).map_err(|e| PyValueError::new_err(e.to_string()))
+    crate::fifo::check_existing_fifo(&path).map_err(|e| PyValueError::new_err(e.to_string()))
 }
 
 pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {

@@ -70,7 +70,9 @@ pub fn validate(symbol: &str, bar: &Bar) -> Result<(), WireError> {
 /// # Errors
 /// [`WireError::InvalidSymbol`].
 pub fn validate_symbol(symbol: &str) -> Result<(), WireError> {
-    let valid = !symbol.is_empty() && symbol.len() <= MAX_SYMBOL_BYTES && symbol.bytes().all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || matches!(b, b'.' | b'-' | b'^' | b'/'));
+    let valid = !symbol.is_empty()
+        && symbol.len() <= MAX_SYMBOL_BYTES
+        && symbol.bytes().all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || matches!(b, b'.' | b'-' | b'^' | b'/'));
     let valid = valid && (!symbol.as_bytes().contains(&b'/') || crate::asset::is_crypto_pair(symbol));
     if valid {
         Ok(())
