@@ -484,3 +484,17 @@ fn a_writer_cannot_flood_the_log_with_status_lines_halts_or_gaps() {
     }
     assert!(stderr.lines().all(|l| l.len() < 1000), "a writer's detail is cut in the log");
 }
+
+#[cfg(feature = "nats")]
+#[test]
+fn a_stream_age_no_duration_can_hold_is_refused_in_one_sentence() {
+    // 1e300 hours overflowed Duration::from_secs_f64: a panic instead of exit 2.
+    let dir = tempfile::tempdir().unwrap();
+    for flag in ["--stream-max-age-hours", "--stream-duplicate-window-minutes"] {
+        let out =
+            Command::new(BIN).args(["run", "--publish", "nats://127.0.0.1:1", "--journal"]).arg(dir.path()).args([flag, "1e300"]).output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{flag}: {err}");
+        assert!(err.contains("must be positive") && !err.contains("panicked"), "{flag}: {err}");
+    }
+}
