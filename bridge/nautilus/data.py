@@ -58,7 +58,7 @@ class BarbridgeDataClient(LiveMarketDataClient):
         self._feed: Any = None  # barbridge.NatsFeed
         self._sub: Any = None  # barbridge.Subscription (NATS)
         self._thread: Optional[threading.Thread] = None
-        self._stop = threading.Event()
+        self._stopping = threading.Event()
         self._bar_subs: set[InstrumentId] = set()
         self._status_subs: set[InstrumentId] = set()
         self._seq = Sequencer()
@@ -85,12 +85,12 @@ class BarbridgeDataClient(LiveMarketDataClient):
                                             feed=cfg.nats_feed, user=cfg.nats_user, password_file=cfg.nats_password_file,
                                             creds=cfg.nats_creds, tls=cfg.nats_tls, ca=cfg.nats_ca)
             self._log.info(f"subscribed to barbridge on {cfg.nats_url} as {cfg.nats_durable}")
-        self._stop.clear()
+        self._stopping.clear()
         self._thread = threading.Thread(target=self._pump, name="barbridge-nautilus", daemon=True)
         self._thread.start()
 
     async def _disconnect(self) -> None:
-        self._stop.set()
+        self._stopping.set()
         thread, self._thread = self._thread, None
         if thread is not None:
             await asyncio.get_running_loop().run_in_executor(None, thread.join, 5.0)
@@ -112,7 +112,7 @@ class BarbridgeDataClient(LiveMarketDataClient):
         halted: dict[str, tuple[str, int]] = {}
         next_poll = 0.0
         loop = self._loop
-        while not self._stop.is_set():
+        while not self._stopping.is_set():
             out: list[Any] = []
             b = self._next(0.2)
             while b is not None and len(out) < BATCH:
@@ -160,7 +160,9 @@ class BarbridgeDataClient(LiveMarketDataClient):
             out.append(status_event(inst.id, key[0], key[1], st.get("code"), st.get("reason"), ts))
         for sym in [s for s in halted if s not in now_halted]:
             del halted[sym]
-            out.append(status_event(self._instruments[sym].id, "trading", ts // 1_000_000, None, None, ts))
+            ended = [h.get("end_ms") for h in self._consumer.halts(sym) if h.get("end_ms") is not None]
+            out.append(status_event(self._instruments[sym].id, "trading", int(ended[-1]) if ended else ts // 1_000_000,
+                                    None, None, ts))
         self.counters["statuses"] += len(out)
         return out
 

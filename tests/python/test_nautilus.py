@@ -1,0 +1,212 @@
+"""NautilusTrader fed by barbridge (bridge/nautilus/, README "NautilusTrader"): the mapping, bad
+input, the journal export, and live/backtest parity of the example strategy on a real
+TradingNode fed by the real sidecar against the fake Alpaca server."""
+
+from __future__ import annotations
+
+import json
+import signal
+import time
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("nautilus_trader", reason="NautilusTrader is not installed (pip install 'barbridge[nautilus]')")
+
+import barbridge  # noqa: E402
+from fake_alpaca.server import FakeAlpacaServer  # noqa: E402
+from bridge.nautilus.common import (MappingError, PrecisionError, Sequencer, instrument_id, make_instrument,  # noqa: E402
+                                    to_bar)
+from bridge.nautilus.history import catalog_bars, export, sequence, stored_bars  # noqa: E402
+
+from conftest import KEY, PY, REPO, SECRET, Proc, sidecar_env, truth, wait_for  # noqa: E402
+
+T0 = 1_759_932_000_000  # 2025-10-08 10:00 New York (14:00 UTC): a real session minute
+DAY = "2025-10-08"
+SPY = {"symbol": "SPY", "timestamp_ms": T0, "open": 671.2, "high": 671.5, "low": 671.1, "close": 671.4, "volume": 18234,
+       "vwap": 671.33, "trade_count": 212}
+
+
+def journal_with(tmp_path: Path, bars: list[dict]) -> Path:
+    """A real journal written by the extension's consumer."""
+    j = tmp_path / "journal"
+    c = barbridge.Consumer(journal=j, fsync="always")
+    for b in bars:
+        c.push(b)
+    c.close()
+    return j
+
+
+def run_export(*args: str) -> tuple[int, str, str]:
+    import subprocess
+    r = subprocess.run([PY, "-m", "bridge.nautilus", "export", *args], capture_output=True, text=True, timeout=120,
+                       env=sidecar_env(), cwd=REPO)
+    return r.returncode, r.stdout, r.stderr
+
+
+def test_minute_bar_maps_to_a_one_minute_external_bar_stamped_at_its_close():
+    spy = make_instrument("SPY")
+    b = to_bar(SPY, spy, 123, False)
+    assert str(b.bar_type) == "SPY.ALPACA-1-MINUTE-LAST-EXTERNAL"
+    assert b.ts_event == (T0 + 60_000) * 1_000_000 and b.ts_init == 123 and not b.is_revision
+    assert (str(b.open), str(b.close), str(b.volume)) == ("671.2000", "671.4000", "18234")
+    pair = make_instrument("BTC/USD")
+    c = to_bar({**SPY, "symbol": "BTC/USD", "open": 97012.5, "high": 97020.0, "low": 97000.25, "close": 97015.0,
+                "volume": 0.123456}, pair, 1, False)
+    assert str(c.bar_type) == "BTC/USD.ALPACA-1-MINUTE-LAST-EXTERNAL" and float(c.volume) == 0.123456
+
+
+def test_values_beyond_the_precision_are_refused_in_one_sentence_never_rounded():
+    spy = make_instrument("SPY")
+    with pytest.raises(PrecisionError, match=r"SPY bar of minute \d+ has close 671.40005, more decimals than SPY.ALPACA's precision 4"):
+        to_bar({**SPY, "close": 671.40005}, spy, 0, False)
+    with pytest.raises(PrecisionError, match="has volume 10.5"):  # an equity's volume is whole shares
+        to_bar({**SPY, "volume": 10.5}, spy, 0, False)
+    assert str(to_bar({**SPY, "low": 671.1234}, spy, 0, False).low) == "671.1234"  # a sub-penny trade is kept exactly
+
+
+def test_symbols_nautilus_cannot_represent_are_one_sentence():
+    with pytest.raises(MappingError, match="is not BASE/QUOTE"):
+        make_instrument("BTC/")
+    with pytest.raises(MappingError, match="cannot be a NautilusTrader instrument"):
+        instrument_id("SPY", venue="")
+    assert str(make_instrument("DOGE/BTC").id) == "DOGE/BTC.ALPACA"  # a coin NautilusTrader knows as a currency
+
+
+def test_revisions_corrections_and_late_minutes():
+    s = Sequencer()
+    assert [s.is_revision("SPY", t) for t in (T0, T0 + 60_000, T0, T0 + 120_000, T0 + 60_000)] == [False, False, True, False, True]
+    assert s.is_revision("SH", T0) is False  # per instrument
+
+
+def test_export_is_the_live_sequence_and_restores_revisions(tmp_path):
+    bars = [SPY, {**SPY, "timestamp_ms": T0 + 60_000}, {**SPY, "kind": "updated_bar", "close": 671.45},
+            {**SPY, "timestamp_ms": T0 + 120_000}, {**SPY, "symbol": "SH", "open": 36.4, "high": 36.5, "low": 36.3, "close": 36.4}]
+    j = journal_with(tmp_path, bars)
+    seq = sequence(j, [__import__("datetime").date.fromisoformat(DAY)])
+    assert [(str(b.bar_type.instrument_id), b.is_revision, float(b.close)) for b in seq.out] == [
+        ("SPY.ALPACA", False, 671.4), ("SPY.ALPACA", False, 671.4), ("SPY.ALPACA", True, 671.45),
+        ("SPY.ALPACA", False, 671.4), ("SH.ALPACA", False, 36.4)]
+    code, out, err = run_export("--journal", str(j), "--day", DAY, "--catalog", str(tmp_path / "cat"))
+    assert code == 0, err
+    assert "exported 5 bar(s) (1 revision(s)) of 2 instrument(s)" in out
+    back = catalog_bars(tmp_path / "cat")
+    spy = [(b.is_revision, float(b.close)) for b in back if str(b.bar_type.instrument_id) == "SPY.ALPACA"]
+    assert spy == [(False, 671.4), (False, 671.4), (True, 671.45), (False, 671.4)]
+    # request_bars' source: the final bars of the journal (the correction applied)
+    assert [b["close"] for b in stored_bars(j, "SPY", T0, T0 + 180_000)] == [671.45, 671.4, 671.4]
+
+
+def test_export_bad_input_is_one_sentence_and_exit_2(tmp_path):
+    j = journal_with(tmp_path, [SPY])
+    cases = [
+        (["--symbols", "BTC/USD"], f"holds us_equity bars for {DAY}, not crypto as configured"),
+        (["--day", "2025-10-07"], "has no day file for 2025-10-07"),
+        (["--equity-price-precision", "0"], "has open 671.2, more decimals than SPY.ALPACA's precision 0"),
+        (["--symbols", "BAD SYMBOL"], "symbol"),
+    ]
+    for extra, want in cases:
+        args = ["--journal", str(j), "--catalog", str(tmp_path / "cat")] + (["--day", DAY] if "--day" not in extra else []) + extra
+        code, out, err = run_export(*args)
+        assert code == 2 and want in err, (extra, code, err)
+        assert len(err.strip().splitlines()) == 1, err
+    assert not (tmp_path / "cat").exists()  # nothing half-written
+
+
+def records(path: Path, kinds=("decision", "revision")) -> dict[str, list[tuple]]:
+    """Per instrument, the strategy's decisions and revisions in order."""
+    out: dict[str, list[tuple]] = {}
+    if not path.exists():
+        return out
+    for line in path.read_text().splitlines():
+        r = json.loads(line)
+        if r["kind"] in kinds:
+            out.setdefault(r["instrument"], []).append((r["kind"], r["minute"], r.get("decision"), r["close"]))
+    return out
+
+
+def test_live_node_and_backtest_make_the_same_decisions(tmp_path, procs, start_sidecar):
+    """A TradingNode runs the example strategy on the sidecar's bars (FIFO, journal, acks) through a
+    dropped connection, corrections and a halt; the journal's export replayed by a BacktestEngine
+    makes the same decisions at the same minutes."""
+    syms = ("SPY", "SH")
+    srv = FakeAlpacaServer(symbols=syms, interval=0.5, key=KEY, secret=SECRET, prefill=5, page_size=4, updated_every=3,
+                           epoch_ms=T0, epoch_wall=time.time()).start_in_thread()
+    try:
+        fifo, journal = tmp_path / "run" / "bars.fifo", tmp_path / "journal"
+        live_out, bt_out = tmp_path / "live.jsonl", tmp_path / "backtest.jsonl"
+        example = str(REPO / "examples" / "nautilus" / "sma_strategy.py")
+        node = Proc([PY, example, "live", "--fifo", str(fifo), "--journal", str(journal), "--status-file",
+                     str(tmp_path / "status.json"), "--symbols", ",".join(syms), "--decisions", str(live_out),
+                     "--log-level", "INFO"], tmp_path, "node", env=sidecar_env())
+        procs.append(node)
+        wait_for(lambda: "reading barbridge FIFO" in node.stdout() or not node.alive(), timeout=60, what="node connected")
+        assert node.alive(), node.stderr()[-2000:]
+        side = start_sidecar(fifo, "--symbols", ",".join(syms), "--backfill-from", "2025-10-08T13:30:00Z", server=srv)
+        n_decisions = lambda: sum(len(v) for v in records(live_out, ("decision",)).values())
+        streamed = lambda: (side.stats() or [{}])[-1].get("received_stream", 0)
+        wait_for(lambda: n_decisions() >= 10 and streamed() >= 6, timeout=60, what="live decisions on streamed bars")
+        subs = srv.stats["subscribes"]
+        srv.inject("drop")
+        wait_for(lambda: srv.stats["subscribes"] > subs and srv.authenticated_clients() == 1, timeout=60,
+                 what="sidecar reconnected")
+        after = streamed()
+        wait_for(lambda: streamed() >= after + 4, timeout=60, what="streamed bars after the reconnect")
+        assert "status disconnected" in side.stderr()
+        srv.inject("halt:SH")
+        wait_for(lambda: any(r[0] == "status" for r in status_records(live_out)), timeout=60, what="HALT in on_instrument_status")
+        srv.inject("unhalt:SH")
+        wait_for(lambda: [r[1] for r in status_records(live_out)][-1:] == ["TRADING"], timeout=60,
+                 what="TRADING in on_instrument_status")
+        seen = n_decisions()
+        wait_for(lambda: n_decisions() >= seen + 6, timeout=60, what="decisions after the resumption")
+        srv.inject("pause")
+        expected = truth(srv, syms)
+        def differences() -> list:
+            want = {(s, ts): v[3] for (s, ts), v in expected.items()}
+            got = {(s, ts): c for s in syms for ts, c in stored(journal, s).items()}
+            return sorted(set(want.items()) ^ set(got.items()))[:6]
+        try:
+            wait_for(lambda: not differences(), timeout=60, what="the journal to hold every bar the server produced")
+        except AssertionError:
+            assert differences() == [], "the journal differs from the server's bars (final values)"
+        n_live = len(live_out.read_text().splitlines())
+        time.sleep(1.0)  # the node has the bars the journal has (same batch); nothing more is coming
+        wait_for(lambda: len(live_out.read_text().splitlines()) == n_live, what="the live node to be quiet")
+        side.signal(signal.SIGTERM)
+        assert side.wait(10) == 0
+        node.signal(signal.SIGTERM)
+        assert node.wait(60) == 0, node.stderr()[-2000:]
+
+        code, out, err = run_export("--journal", str(journal), "--day", DAY, "--catalog", str(tmp_path / "catalog"))
+        assert code == 0, err
+        bt = Proc([PY, example, "backtest", "--catalog", str(tmp_path / "catalog"), "--symbols", ",".join(syms),
+                   "--decisions", str(bt_out)], tmp_path, "backtest", env=sidecar_env())
+        procs.append(bt)
+        assert bt.wait(180) == 0, bt.stderr()[-2000:]
+
+        live, back = records(live_out), records(bt_out)
+        assert set(live) == {"SPY.ALPACA", "SH.ALPACA"}
+        assert live == back
+        assert sum(k == "revision" for v in live.values() for k, *_ in v) >= 2, "corrections reached on_bar as revisions"
+        for inst, recs in live.items():  # new minutes strictly in order, each once
+            minutes = [m for k, m, *_ in recs if k == "decision"]
+            assert minutes == sorted(set(minutes)), inst
+        assert [a for _, a in status_records(live_out)] == ["HALT", "TRADING"]
+        assert any(st.get("backfills", 0) >= 2 for st in side.stats()), "the reconnect was backfilled over REST"
+        assert f"{sum(len(v) for v in live.values()) + 4} bar(s)" in out  # window 3: two bars per instrument before the first decision
+    finally:
+        srv.stop()
+
+
+def status_records(path: Path) -> list[tuple[str, str]]:
+    if not path.exists():
+        return []
+    return [(r["kind"], r["action"]) for r in map(json.loads, path.read_text().splitlines()) if r["kind"] == "status"]
+
+
+def stored(journal: Path, symbol: str) -> dict[int, float]:
+    try:
+        return {int(b["timestamp_ms"]): float(b["close"]) for b in stored_bars(journal, symbol, T0 - 86_400_000, T0 + 86_400_000)}
+    except (MappingError, OSError):
+        return {}
