@@ -45,7 +45,9 @@ def main(argv: Optional[list[str]] = None) -> int:
     except (MappingError, ValueError) as e:
         print(str(e), file=sys.stderr)
         return 2
-    skipped = f"; skipped {sum(r.skipped_symbols.values())} bar(s) of {','.join(sorted(r.skipped_symbols))}" if r.skipped_symbols else ""
+    skipped = ""
+    if r.skipped_symbols:
+        skipped = f"; skipped {sum(r.skipped_symbols.values())} bar(s) of {','.join(sorted(r.skipped_symbols))}"
     print(f"exported {r.bars} bar(s) ({r.revisions} revision(s)) of {len(r.instruments)} instrument(s) "
           f"({','.join(sorted(r.instruments))}) for {days[0]}..{days[-1]} to {a.catalog}{skipped}")
     return 0

@@ -7,7 +7,7 @@ from nautilus_trader.config import LiveDataClientConfig
 from .common import CRYPTO_PRICE_PRECISION, CRYPTO_SIZE_PRECISION, DEFAULT_VENUE, EQUITY_PRICE_PRECISION
 
 
-class BarbridgeDataClientConfig(LiveDataClientConfig, frozen=True):
+class BarbridgeDataClientConfig(LiveDataClientConfig, frozen=True):  # type: ignore[call-arg]  # msgspec Struct option
     """Where the node reads barbridge, and what it makes of the symbols.
 
     Exactly one source:

@@ -78,6 +78,7 @@ class BarbridgeDataClient(LiveMarketDataClient):
             self._consumer = self._reader.consumer
             self._log.info(f"reading barbridge FIFO {cfg.fifo} (journal {cfg.journal}, status {cfg.status_file})")
         else:
+            assert cfg.nats_url is not None and cfg.nats_durable is not None  # checked in __init__
             self._consumer = barbridge.Consumer(symbols=syms or None, stale_after=cfg.stale_after_secs,
                                                 status_file=cfg.status_file, journal=cfg.journal)
             self._sub = self._consumer.subscribe(symbols=syms or None)

@@ -81,11 +81,12 @@ class Export:
 
 
 def sequence(journal: Path, days: Sequence[dt.date], symbols: Optional[Sequence[str]] = None,
-             venue: str = DEFAULT_VENUE, precisions: Precisions = Precisions()) -> Export:
+             venue: str = DEFAULT_VENUE, precisions: Optional[Precisions] = None) -> Export:
     """The live node's bar sequence for ``days`` from the journal (see the module docstring).
     ``symbols`` None: every symbol of the journal. :class:`MappingError` (one sentence) for a
     journal of another asset class than the symbols, a symbol NautilusTrader cannot represent, a
     value beyond its precision."""
+    precisions = precisions or Precisions()
     precisions.check()
     wanted = sorted({asset_class(s) for s in symbols}) if symbols else sorted(DAY_FILE)
     present = classes_present(journal, days)
@@ -118,7 +119,7 @@ def sequence(journal: Path, days: Sequence[dt.date], symbols: Optional[Sequence[
 
 
 def export(journal: Path, days: Sequence[dt.date], catalog: Path, symbols: Optional[Sequence[str]] = None,
-           venue: str = DEFAULT_VENUE, precisions: Precisions = Precisions()) -> Export:
+           venue: str = DEFAULT_VENUE, precisions: Optional[Precisions] = None) -> Export:
     """Write :func:`sequence` to the ``ParquetDataCatalog`` at ``catalog`` (instruments and bars)."""
     from nautilus_trader.persistence.catalog import ParquetDataCatalog
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import Any, Optional, Sequence
 
 from nautilus_trader.common.providers import InstrumentProvider
 from nautilus_trader.config import InstrumentProviderConfig
@@ -17,9 +17,10 @@ class BarbridgeInstrumentProvider(InstrumentProvider):
     A symbol NautilusTrader cannot represent raises :class:`~bridge.nautilus.common.MappingError`
     at construction, before the node starts."""
 
-    def __init__(self, symbols: Sequence[str], venue: str = DEFAULT_VENUE, precisions: Precisions = Precisions(),
+    def __init__(self, symbols: Sequence[str], venue: str = DEFAULT_VENUE, precisions: Optional[Precisions] = None,
                  config: InstrumentProviderConfig | None = None) -> None:
         super().__init__(config=config)
+        precisions = precisions or Precisions()
         precisions.check()
         self.venue = venue
         self.precisions = precisions

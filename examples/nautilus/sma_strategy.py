@@ -32,7 +32,7 @@ from nautilus_trader.trading.strategy import Strategy
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the checkout's bridge/ when run as a script
 
 
-class SmaSignalConfig(StrategyConfig, frozen=True):
+class SmaSignalConfig(StrategyConfig, frozen=True):  # type: ignore[call-arg]  # msgspec Struct option
     bar_types: tuple[str, ...]
     window: int = 3
     decisions_path: Optional[str] = None

@@ -17,7 +17,7 @@ import barbridge  # noqa: E402
 from fake_alpaca.server import FakeAlpacaServer  # noqa: E402
 from bridge.nautilus.common import (MappingError, PrecisionError, Sequencer, instrument_id, make_instrument,  # noqa: E402
                                     to_bar)
-from bridge.nautilus.history import catalog_bars, export, sequence, stored_bars  # noqa: E402
+from bridge.nautilus.history import catalog_bars, sequence, stored_bars  # noqa: E402
 
 from conftest import KEY, PY, REPO, SECRET, Proc, sidecar_env, truth, wait_for  # noqa: E402
 
@@ -58,7 +58,8 @@ def test_minute_bar_maps_to_a_one_minute_external_bar_stamped_at_its_close():
 
 def test_values_beyond_the_precision_are_refused_in_one_sentence_never_rounded():
     spy = make_instrument("SPY")
-    with pytest.raises(PrecisionError, match=r"SPY bar of minute \d+ has close 671.40005, more decimals than SPY.ALPACA's precision 4"):
+    want = r"SPY bar of minute \d+ has close 671.40005, more decimals than SPY.ALPACA's precision 4"
+    with pytest.raises(PrecisionError, match=want):
         to_bar({**SPY, "close": 671.40005}, spy, 0, False)
     with pytest.raises(PrecisionError, match="has volume 10.5"):  # an equity's volume is whole shares
         to_bar({**SPY, "volume": 10.5}, spy, 0, False)
@@ -75,13 +76,15 @@ def test_symbols_nautilus_cannot_represent_are_one_sentence():
 
 def test_revisions_corrections_and_late_minutes():
     s = Sequencer()
-    assert [s.is_revision("SPY", t) for t in (T0, T0 + 60_000, T0, T0 + 120_000, T0 + 60_000)] == [False, False, True, False, True]
+    minutes = (T0, T0 + 60_000, T0, T0 + 120_000, T0 + 60_000)
+    assert [s.is_revision("SPY", t) for t in minutes] == [False, False, True, False, True]
     assert s.is_revision("SH", T0) is False  # per instrument
 
 
 def test_export_is_the_live_sequence_and_restores_revisions(tmp_path):
     bars = [SPY, {**SPY, "timestamp_ms": T0 + 60_000}, {**SPY, "kind": "updated_bar", "close": 671.45},
-            {**SPY, "timestamp_ms": T0 + 120_000}, {**SPY, "symbol": "SH", "open": 36.4, "high": 36.5, "low": 36.3, "close": 36.4}]
+            {**SPY, "timestamp_ms": T0 + 120_000},
+            {**SPY, "symbol": "SH", "open": 36.4, "high": 36.5, "low": 36.3, "close": 36.4}]
     j = journal_with(tmp_path, bars)
     seq = sequence(j, [__import__("datetime").date.fromisoformat(DAY)])
     assert [(str(b.bar_type.instrument_id), b.is_revision, float(b.close)) for b in seq.out] == [
@@ -106,7 +109,8 @@ def test_export_bad_input_is_one_sentence_and_exit_2(tmp_path):
         (["--symbols", "BAD SYMBOL"], "symbol"),
     ]
     for extra, want in cases:
-        args = ["--journal", str(j), "--catalog", str(tmp_path / "cat")] + (["--day", DAY] if "--day" not in extra else []) + extra
+        day = ["--day", DAY] if "--day" not in extra else []
+        args = ["--journal", str(j), "--catalog", str(tmp_path / "cat"), *day, *extra]
         code, out, err = run_export(*args)
         assert code == 2 and want in err, (extra, code, err)
         assert len(err.strip().splitlines()) == 1, err
@@ -194,7 +198,8 @@ def test_live_node_and_backtest_make_the_same_decisions(tmp_path, procs, start_s
             assert minutes == sorted(set(minutes)), inst
         assert [a for _, a in status_records(live_out)] == ["HALT", "TRADING"]
         assert any(st.get("backfills", 0) >= 2 for st in side.stats()), "the reconnect was backfilled over REST"
-        assert f"{sum(len(v) for v in live.values()) + 4} bar(s)" in out  # window 3: two bars per instrument before the first decision
+        # every bar the node saw is in the catalog; window 3: two bars per instrument before the first decision
+        assert f"{sum(len(v) for v in live.values()) + 4} bar(s)" in out
     finally:
         srv.stop()
 
