@@ -36,6 +36,7 @@ class SmaSignalConfig(StrategyConfig, frozen=True):  # type: ignore[call-arg]  #
     bar_types: tuple[str, ...]
     window: int = 3
     decisions_path: Optional[str] = None
+    history_from: Optional[str] = None  # ISO time: request_bars from then on start (answered from the journal)
 
 
 class SmaSignal(Strategy):
@@ -56,6 +57,11 @@ class SmaSignal(Strategy):
             bt = BarType.from_str(s)
             self.subscribe_bars(bt)
             self.subscribe_instrument_status(bt.instrument_id)
+            if cfg.history_from:
+                import pandas as pd
+                from nautilus_trader.model.identifiers import ClientId
+
+                self.request_bars(bt, start=pd.Timestamp(cfg.history_from).to_pydatetime(), client_id=ClientId("BARBRIDGE"))
 
     def on_stop(self) -> None:
         if self._out is not None:
@@ -88,6 +94,11 @@ class SmaSignal(Strategy):
         self._record({"kind": "decision", "instrument": key, "minute": minute, "decision": decision,
                       "close": close, "sma": round(sma, 6)})
 
+    def on_historical_data(self, data: Any) -> None:
+        if isinstance(data, Bar):
+            self._record({"kind": "history", "instrument": str(data.bar_type.instrument_id), "minute": data.ts_event,
+                          "close": float(data.close)})
+
     def on_instrument_status(self, data: InstrumentStatus) -> None:
         self._record({"kind": "status", "instrument": str(data.instrument_id), "action": data.action.name,
                       "minute": data.ts_event, "reason": data.reason})
@@ -113,7 +124,7 @@ def run_live(a: argparse.Namespace) -> int:
     node = TradingNode(TradingNodeConfig(trader_id=TraderId("BARBRIDGE-001"), logging=LoggingConfig(log_level=a.log_level),
                                          data_clients={BARBRIDGE: client}))
     node.trader.add_strategy(SmaSignal(SmaSignalConfig(bar_types=_bar_types(symbols, a.venue), window=a.window,
-                                                       decisions_path=a.decisions)))
+                                                       decisions_path=a.decisions, history_from=a.history_from)))
     node.add_data_client_factory(BARBRIDGE, BarbridgeLiveDataClientFactory)
     node.build()
     try:
@@ -165,6 +176,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     live.add_argument("--nats-durable")
     live.add_argument("--nats-user")
     live.add_argument("--nats-password-file")
+    live.add_argument("--history-from", help="ISO time: request_bars from then at start (the journal answers)")
     bt = sub.add_parser("backtest", help="run on a BacktestEngine over an exported catalog")
     bt.add_argument("--catalog", required=True)
     for p in (live, bt):

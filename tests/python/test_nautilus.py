@@ -5,6 +5,7 @@ TradingNode fed by the real sidecar against the fake Alpaca server."""
 from __future__ import annotations
 
 import json
+import shutil
 import signal
 import time
 from pathlib import Path
@@ -20,6 +21,7 @@ from bridge.nautilus.common import (MappingError, PrecisionError, Sequencer, ins
 from bridge.nautilus.history import catalog_bars, sequence, stored_bars  # noqa: E402
 
 from conftest import KEY, PY, REPO, SECRET, Proc, sidecar_env, truth, wait_for  # noqa: E402
+from test_nats_feed import nats_url  # noqa: E402,F401  (the fixture: a real nats-server)
 
 T0 = 1_759_932_000_000  # 2025-10-08 10:00 New York (14:00 UTC): a real session minute
 DAY = "2025-10-08"
@@ -215,3 +217,44 @@ def stored(journal: Path, symbol: str) -> dict[int, float]:
         return {int(b["timestamp_ms"]): float(b["close"]) for b in stored_bars(journal, symbol, T0 - 86_400_000, T0 + 86_400_000)}
     except (MappingError, OSError):
         return {}
+
+
+@pytest.mark.skipif(shutil.which("nats-server") is None, reason="nats-server is not installed (scripts/test_all.sh installs it)")
+def test_nats_subscriber_node_and_request_bars_from_its_journal(tmp_path, procs, consumer_bin, nats_url):  # noqa: F811
+    """A node on another host's stream (a JetStream durable): every bar once, the correction as a
+    revision; restarted on the same durable it gets nothing twice, and request_bars is answered
+    from its journal with the corrected values."""
+    from test_nats_feed import T0 as N0, line, publish
+
+    publish(tmp_path, procs, consumer_bin, nats_url,
+            [line("SPY", m, 600 + m) for m in range(12)] + [line("SPY", 5, 1.5, "updated_bar")])
+    example = str(REPO / "examples" / "nautilus" / "sma_strategy.py")
+    out = tmp_path / "nats.jsonl"
+
+    def node(name: str, *extra: str) -> Proc:
+        p = Proc([PY, example, "live", "--nats-url", nats_url, "--nats-durable", "nautilus", "--journal",
+                  str(tmp_path / "subj"), "--symbols", "SPY", "--decisions", str(out), *extra], tmp_path, name,
+                 env=sidecar_env())
+        procs.append(p)
+        return p
+
+    first = node("node1")
+    wait_for(lambda: len(records(out).get("SPY.ALPACA", [])) >= 11, timeout=60, what="decisions and the revision")
+    time.sleep(1.0)
+    first.signal(signal.SIGTERM)
+    assert first.wait(60) == 0, first.stderr()[-2000:]
+    recs = records(out)["SPY.ALPACA"]
+    assert [k for k, *_ in recs] == ["decision"] * 10 + ["revision"]
+    assert [m for _, m, *_ in recs[:10]] == [(N0 + (m + 1) * 60_000) * 1_000_000 for m in range(2, 12)]
+    assert recs[-1][1:] == ((N0 + 6 * 60_000) * 1_000_000, None, 1.5)
+
+    start = __import__("datetime").datetime.fromtimestamp(N0 / 1000, __import__("datetime").timezone.utc).isoformat()
+    second = node("node2", "--history-from", start)
+    wait_for(lambda: len(records(out, ("history",)).get("SPY.ALPACA", [])) >= 12, timeout=60, what="request_bars answered")
+    time.sleep(1.0)
+    second.signal(signal.SIGTERM)
+    assert second.wait(60) == 0, second.stderr()[-2000:]
+    history = records(out, ("history",))["SPY.ALPACA"]
+    assert [(m, c) for _, m, _, c in history] == [((N0 + (m + 1) * 60_000) * 1_000_000, 1.5 if m == 5 else 600.0 + m)
+                                                 for m in range(12)]
+    assert len(records(out)["SPY.ALPACA"]) == 11, "the restarted node got no bar twice"
