@@ -51,7 +51,9 @@ class SmaSignal(Strategy):
 
     def on_start(self) -> None:
         cfg: SmaSignalConfig = self.config  # type: ignore[assignment]
-        if cfg.decisions_path:
+        if cfg.decisions_path == "-":
+            self._out = sys.stdout
+        elif cfg.decisions_path:
             self._out = open(cfg.decisions_path, "a", encoding="utf-8")
         for s in cfg.bar_types:
             bt = BarType.from_str(s)
@@ -64,9 +66,9 @@ class SmaSignal(Strategy):
                 self.request_bars(bt, start=pd.Timestamp(cfg.history_from).to_pydatetime(), client_id=ClientId("BARBRIDGE"))
 
     def on_stop(self) -> None:
-        if self._out is not None:
+        if self._out is not None and self._out is not sys.stdout:
             self._out.close()
-            self._out = None
+        self._out = None
 
     def _record(self, rec: dict[str, Any]) -> None:
         self.records.append(rec)
@@ -183,7 +185,7 @@ def main(argv: Optional[list[str]] = None) -> int:
         p.add_argument("--symbols", default=env("BARBRIDGE_SYMBOLS", "SPY"))
         p.add_argument("--venue", default="ALPACA")
         p.add_argument("--window", type=int, default=3)
-        p.add_argument("--decisions", help="append each decision as a JSON line here")
+        p.add_argument("--decisions", default="-", help="append each decision as a JSON line to this file (default: stdout)")
         p.add_argument("--log-level", default="WARNING")
     a = ap.parse_args(argv)
     return run_live(a) if a.mode == "live" else run_backtest(a)

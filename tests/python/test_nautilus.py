@@ -227,13 +227,14 @@ def test_nats_subscriber_node_and_request_bars_from_its_journal(tmp_path, procs,
     from test_nats_feed import T0 as N0, line, publish
 
     publish(tmp_path, procs, consumer_bin, nats_url,
-            [line("SPY", m, 600 + m) for m in range(12)] + [line("SPY", 5, 1.5, "updated_bar")])
+            [line("SPY", m, 600 + m) for m in range(12)] + [line("SPY", 5, 1.5, "updated_bar"), line("SPY", 12, 612.00001)])
     example = str(REPO / "examples" / "nautilus" / "sma_strategy.py")
     out = tmp_path / "nats.jsonl"
 
     def node(name: str, *extra: str) -> Proc:
         p = Proc([PY, example, "live", "--nats-url", nats_url, "--nats-durable", "nautilus", "--journal",
-                  str(tmp_path / "subj"), "--symbols", "SPY", "--decisions", str(out), *extra], tmp_path, name,
+                  str(tmp_path / "subj"), "--symbols", "SPY", "--decisions", str(out), "--log-level", "INFO", *extra],
+                 tmp_path, name,
                  env=sidecar_env())
         procs.append(p)
         return p
@@ -247,6 +248,10 @@ def test_nats_subscriber_node_and_request_bars_from_its_journal(tmp_path, procs,
     assert [k for k, *_ in recs] == ["decision"] * 10 + ["revision"]
     assert [m for _, m, *_ in recs[:10]] == [(N0 + (m + 1) * 60_000) * 1_000_000 for m in range(2, 12)]
     assert recs[-1][1:] == ((N0 + 6 * 60_000) * 1_000_000, None, 1.5)
+    # minute 12's close has five decimals: one sentence, counted, not rounded into a decision
+    assert "SPY bar of minute 1759930800000 has open 612.00001, more decimals than SPY.ALPACA's precision 4: refused, " \
+        "not rounded" in first.stderr()
+    assert "'refused_precision': 1" in first.stdout()
 
     start = __import__("datetime").datetime.fromtimestamp(N0 / 1000, __import__("datetime").timezone.utc).isoformat()
     second = node("node2", "--history-from", start)
