@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import shutil
 import signal
+import subprocess
 import time
 from pathlib import Path
 
@@ -22,6 +23,7 @@ from bridge.nautilus.history import catalog_bars, sequence, stored_bars  # noqa:
 
 from conftest import KEY, PY, REPO, SECRET, Proc, sidecar_env, truth, wait_for  # noqa: E402
 from test_nats_feed import nats_url  # noqa: E402,F401  (the fixture: a real nats-server)
+from test_scripts import launcher  # noqa: E402,F401  (the fixture: the real launcher, demo mode)
 
 T0 = 1_759_932_000_000  # 2025-10-08 10:00 New York (14:00 UTC): a real session minute
 DAY = "2025-10-08"
@@ -40,7 +42,6 @@ def journal_with(tmp_path: Path, bars: list[dict]) -> Path:
 
 
 def run_export(*args: str) -> tuple[int, str, str]:
-    import subprocess
     r = subprocess.run([PY, "-m", "bridge.nautilus", "export", *args], capture_output=True, text=True, timeout=120,
                        env=sidecar_env(), cwd=REPO)
     return r.returncode, r.stdout, r.stderr
@@ -263,3 +264,19 @@ def test_nats_subscriber_node_and_request_bars_from_its_journal(tmp_path, procs,
     assert [(m, c) for _, m, _, c in history] == [((N0 + (m + 1) * 60_000) * 1_000_000, 1.5 if m == 5 else 600.0 + m)
                                                  for m in range(12)]
     assert len(records(out)["SPY.ALPACA"]) == 11, "the restarted node got no bar twice"
+
+
+def test_the_node_as_the_launchers_consumer(launcher, tmp_path, consumer_bin):  # noqa: F811
+    """README "NautilusTrader": CONSUMER_CMD runs the example node in the consumer's place (the FIFO,
+    journal, status file and symbols from the launcher's environment); its decisions show on the
+    launcher's terminal, the launcher's health check reads its status file, and it stops cleanly."""
+    example = REPO / "examples" / "nautilus" / "sma_strategy.py"
+    (tmp_path / "config.env").write_text(f"CONSUMER_CMD={PY} {example} live\nSYMBOLS=SPY,SH\n")
+    lc = launcher()
+    wait_for(lambda: lc.stdout().count('"kind": "decision", "instrument": "SPY.ALPACA"') >= 5
+             and '"instrument": "SH.ALPACA"' in lc.stdout(), 90, what="the node's decisions on the launcher's terminal")
+    status = subprocess.run([str(consumer_bin), "status", "--status-file", str(lc.rt / "status.json"), "--check"],
+                            capture_output=True, text=True)
+    assert status.stdout.strip() == "LIVE", status.stdout + status.stderr
+    wait_for(lambda: list((lc.run_dir() / "demo-journal").glob("bars-*.jsonl")), 10, what="the node's journal")
+    assert lc.stop(60) == 0, lc.stderr()
