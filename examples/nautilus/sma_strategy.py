@@ -188,7 +188,13 @@ def main(argv: Optional[list[str]] = None) -> int:
         p.add_argument("--decisions", default="-", help="append each decision as a JSON line to this file (default: stdout)")
         p.add_argument("--log-level", default="WARNING")
     a = ap.parse_args(argv)
-    return run_live(a) if a.mode == "live" else run_backtest(a)
+    from bridge.nautilus.common import MappingError
+
+    try:
+        return run_live(a) if a.mode == "live" else run_backtest(a)
+    except (MappingError, ValueError) as e:  # a symbol, precision or source NautilusTrader cannot take
+        print(f"sma_strategy: {e}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

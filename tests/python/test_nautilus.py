@@ -120,6 +120,25 @@ def test_export_bad_input_is_one_sentence_and_exit_2(tmp_path):
     assert not (tmp_path / "cat").exists()  # nothing half-written
 
 
+def test_crypto_journal_exports_pairs_and_refuses_stock_symbols(tmp_path):
+    pair = {**SPY, "symbol": "BTC/USD", "open": 97012.5, "high": 97020.0, "low": 97000.25, "close": 97015.0,
+            "volume": 0.123456}
+    j = journal_with(tmp_path, [pair, {**pair, "timestamp_ms": T0 + 60_000, "volume": 1.5}])
+    utc_day = "2025-10-08"  # a pair's day file is its UTC day
+    code, out, err = run_export("--journal", str(j), "--day", utc_day, "--catalog", str(tmp_path / "cat"), "--symbols", "BTC/USD")
+    assert code == 0 and "exported 2 bar(s) (0 revision(s)) of 1 instrument(s) (BTC/USD)" in out, err
+    assert [float(b.volume) for b in catalog_bars(tmp_path / "cat")] == [0.123456, 1.5]
+    code, out, err = run_export("--journal", str(j), "--day", utc_day, "--catalog", str(tmp_path / "c2"), "--symbols", "SPY")
+    assert code == 2 and err.strip() == f"journal {j} holds crypto bars for {utc_day}, not us_equity as configured (symbols SPY)"
+
+
+def test_a_node_with_a_symbol_it_cannot_take_exits_2_in_one_sentence(tmp_path):
+    r = subprocess.run([PY, str(REPO / "examples" / "nautilus" / "sma_strategy.py"), "live", "--fifo",
+                        str(tmp_path / "run" / "bars.fifo"), "--symbols", "SPY,BTC/"], capture_output=True, text=True,
+                       timeout=120, env=sidecar_env(), cwd=tmp_path)
+    assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1 and '"BTC/"' in r.stderr, r.stderr
+
+
 def records(path: Path, kinds=("decision", "revision")) -> dict[str, list[tuple]]:
     """Per instrument, the strategy's decisions and revisions in order."""
     out: dict[str, list[tuple]] = {}
