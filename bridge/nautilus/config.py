@@ -21,6 +21,8 @@ class BarbridgeDataClientConfig(LiveDataClientConfig, frozen=True):  # type: ign
     ``symbols``: the US equities (``SPY``) and crypto pairs (``BTC/USD``) the instrument provider
     makes; bars of other symbols are not delivered (counted, logged once per symbol).
     Precisions: see README, "NautilusTrader" (a bar with more decimals is refused, never rounded).
+    ``backfill_rest``: ``request_bars`` takes the minutes the journal lacks from Alpaca's REST
+    history (``alpaca_data_url``, ``alpaca_feed``; the sidecar's credential variables).
     """
 
     symbols: tuple[str, ...] = ()
@@ -42,3 +44,6 @@ class BarbridgeDataClientConfig(LiveDataClientConfig, frozen=True):  # type: ign
     crypto_price_precision: int = CRYPTO_PRICE_PRECISION
     crypto_size_precision: int = CRYPTO_SIZE_PRECISION
     status_poll_secs: float = 0.5
+    backfill_rest: bool = False
+    alpaca_data_url: str | None = None
+    alpaca_feed: str = "iex"

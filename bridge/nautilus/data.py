@@ -27,6 +27,7 @@ from nautilus_trader.model.identifiers import ClientId, InstrumentId
 
 from .common import BARBRIDGE, MINUTE_NS, MappingError, PrecisionError, Sequencer, status_event, to_bar
 from .config import BarbridgeDataClientConfig
+from .backfill import fill, rest_bars
 from .history import stored_bars
 from .providers import BarbridgeInstrumentProvider
 
@@ -212,6 +213,14 @@ class BarbridgeDataClient(LiveMarketDataClient):
                 None, stored_bars, Path(self._config.journal), sym, from_ms, to_ms)
         else:
             rows = [b.to_dict() for b in self._consumer.range(sym, from_ms, to_ms)]
+        if self._config.backfill_rest:
+            try:
+                rest = await asyncio.get_running_loop().run_in_executor(
+                    None, rest_bars, sym, from_ms, to_ms, self._config.alpaca_data_url, self._config.alpaca_feed)
+                rows, filled = fill(rows, rest)
+                self._log.info(f"request for {bt}: {filled} minute(s) the journal lacks from Alpaca's REST history")
+            except Exception as e:  # the journal's answer still goes out, with the reason
+                self._log.error(f"request for {bt}: REST history failed, answering from the journal only: {e}")
         bars = []
         for r in rows:
             try:

@@ -122,7 +122,8 @@ def run_live(a: argparse.Namespace) -> int:
     symbols = [s for s in a.symbols.split(",") if s]
     client = BarbridgeDataClientConfig(symbols=tuple(symbols), venue=a.venue, fifo=a.fifo, journal=a.journal,
                                        status_file=a.status_file, nats_url=a.nats_url, nats_durable=a.nats_durable,
-                                       nats_user=a.nats_user, nats_password_file=a.nats_password_file)
+                                       nats_user=a.nats_user, nats_password_file=a.nats_password_file,
+                                       backfill_rest=a.backfill_rest, alpaca_data_url=a.alpaca_data_url)
     node = TradingNode(TradingNodeConfig(trader_id=TraderId("BARBRIDGE-001"), logging=LoggingConfig(log_level=a.log_level),
                                          data_clients={BARBRIDGE: client}))
     node.trader.add_strategy(SmaSignal(SmaSignalConfig(bar_types=_bar_types(symbols, a.venue), window=a.window,
@@ -179,6 +180,8 @@ def main(argv: Optional[list[str]] = None) -> int:
     live.add_argument("--nats-user")
     live.add_argument("--nats-password-file")
     live.add_argument("--history-from", help="ISO time: request_bars from then at start (the journal answers)")
+    live.add_argument("--backfill-rest", action="store_true", help="request_bars: minutes the journal lacks from REST")
+    live.add_argument("--alpaca-data-url", default=env("ALPACA_DATA_URL"))
     bt = sub.add_parser("backtest", help="run on a BacktestEngine over an exported catalog")
     bt.add_argument("--catalog", required=True)
     for p in (live, bt):

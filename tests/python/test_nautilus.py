@@ -4,6 +4,7 @@ TradingNode fed by the real sidecar against the fake Alpaca server."""
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import shutil
 import signal
@@ -89,7 +90,7 @@ def test_export_is_the_live_sequence_and_restores_revisions(tmp_path):
             {**SPY, "timestamp_ms": T0 + 120_000},
             {**SPY, "symbol": "SH", "open": 36.4, "high": 36.5, "low": 36.3, "close": 36.4}]
     j = journal_with(tmp_path, bars)
-    seq = sequence(j, [__import__("datetime").date.fromisoformat(DAY)])
+    seq = sequence(j, [dt.date.fromisoformat(DAY)])
     assert [(str(b.bar_type.instrument_id), b.is_revision, float(b.close)) for b in seq.out] == [
         ("SPY.ALPACA", False, 671.4), ("SPY.ALPACA", False, 671.4), ("SPY.ALPACA", True, 671.45),
         ("SPY.ALPACA", False, 671.4), ("SH.ALPACA", False, 36.4)]
@@ -273,7 +274,7 @@ def test_nats_subscriber_node_and_request_bars_from_its_journal(tmp_path, procs,
         "not rounded" in first.stderr()
     assert "'refused_precision': 1" in first.stdout()
 
-    start = __import__("datetime").datetime.fromtimestamp(N0 / 1000, __import__("datetime").timezone.utc).isoformat()
+    start = dt.datetime.fromtimestamp(N0 / 1000, dt.timezone.utc).isoformat()
     second = node("node2", "--history-from", start)
     wait_for(lambda: len(records(out, ("history",)).get("SPY.ALPACA", [])) >= 12, timeout=60, what="request_bars answered")
     time.sleep(1.0)
@@ -299,3 +300,34 @@ def test_the_node_as_the_launchers_consumer(launcher, tmp_path, consumer_bin):  
     assert status.stdout.strip() == "LIVE", status.stdout + status.stderr
     wait_for(lambda: list((lc.run_dir() / "demo-journal").glob("bars-*.jsonl")), 10, what="the node's journal")
     assert lc.stop(60) == 0, lc.stderr()
+
+
+def test_request_bars_fills_the_journals_gap_from_rest_history(tmp_path, procs):
+    """request_bars with backfill_rest: the journal's bars as they are, and the minutes it lacks
+    from the fake server's REST history (through the sidecar's Publisher.submit_backfill)."""
+    srv = FakeAlpacaServer(symbols=("SPY",), interval=60, key=KEY, secret=SECRET, prefill=12, epoch_ms=T0,
+                           epoch_wall=time.time()).start_in_thread()
+    try:
+        hist = srv.snapshot_history()["SPY"]
+        minutes = sorted(hist)
+        gap = set(minutes[4:7])
+        wire = lambda b: {"symbol": "SPY", "timestamp_ms": b["t"], "open": b["o"], "high": b["h"], "low": b["l"],
+                          "close": b["c"], "volume": b["v"], "vwap": b["vw"], "trade_count": b["n"]}
+        j = journal_with(tmp_path, [wire(hist[m]) for m in minutes if m not in gap])
+        start = dt.datetime.fromtimestamp(minutes[0] / 1000, dt.timezone.utc)
+        out = tmp_path / "history.jsonl"
+        example = str(REPO / "examples" / "nautilus" / "sma_strategy.py")
+        node = Proc([PY, example, "live", "--fifo", str(tmp_path / "run" / "bars.fifo"),
+                     "--journal", str(j), "--symbols", "SPY", "--decisions", str(out), "--log-level", "INFO",
+                     "--history-from", start.isoformat(), "--backfill-rest", "--alpaca-data-url", srv.data_url],
+                    tmp_path, "node", env=sidecar_env())
+        procs.append(node)
+        wait_for(lambda: len(records(out, ("history",)).get("SPY.ALPACA", [])) >= len(minutes), timeout=90,
+                 what="request_bars answered with the gap filled")
+        assert "3 minute(s) the journal lacks from Alpaca's REST history" in node.stdout()
+        node.signal(signal.SIGTERM)
+        assert node.wait(60) == 0, node.stderr()[-2000:]
+        got = [(m, c) for _, m, _, c in records(out, ("history",))["SPY.ALPACA"]]
+        assert got == [((m + 60_000) * 1_000_000, float(hist[m]["c"])) for m in minutes]
+    finally:
+        srv.stop()
