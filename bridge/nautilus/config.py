@@ -19,7 +19,8 @@ class BarbridgeDataClientConfig(LiveDataClientConfig, frozen=True):  # type: ign
       durable pull consumer, ``nats_durable``), on this host or another.
 
     ``symbols``: the US equities (``SPY``) and crypto pairs (``BTC/USD``) the instrument provider
-    makes; bars of other symbols are not delivered (counted, logged once per symbol).
+    makes; bars of other symbols are stored and journaled (the journal stays complete) but not
+    delivered (counted in ``unconfigured``, logged once per symbol).
     Precisions: see README, "NautilusTrader" (a bar with more decimals is refused, never rounded).
     ``backfill_rest``: ``request_bars`` takes the minutes the journal lacks from Alpaca's REST
     history (``alpaca_data_url``, ``alpaca_feed``; the sidecar's credential variables).

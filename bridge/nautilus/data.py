@@ -72,17 +72,19 @@ class BarbridgeDataClient(LiveMarketDataClient):
         for inst in self._provider.list_all():
             self._handle_data(inst)
         cfg = self._config
-        syms = list(self._instruments)
+        # The reader stores and journals every symbol the writer sends (the journal stays complete,
+        # e.g. after the launcher's --subscribe); bars of symbols without an instrument are counted
+        # and skipped in _map.
         if cfg.fifo is not None:
-            self._reader = barbridge.FifoReader(cfg.fifo, symbols=syms or None, stale_after=cfg.stale_after_secs,
+            self._reader = barbridge.FifoReader(cfg.fifo, stale_after=cfg.stale_after_secs,
                                                 status_file=cfg.status_file, journal=cfg.journal)
             self._consumer = self._reader.consumer
             self._log.info(f"reading barbridge FIFO {cfg.fifo} (journal {cfg.journal}, status {cfg.status_file})")
         else:
             assert cfg.nats_url is not None and cfg.nats_durable is not None  # checked in __init__
-            self._consumer = barbridge.Consumer(symbols=syms or None, stale_after=cfg.stale_after_secs,
-                                                status_file=cfg.status_file, journal=cfg.journal)
-            self._sub = self._consumer.subscribe(symbols=syms or None)
+            self._consumer = barbridge.Consumer(stale_after=cfg.stale_after_secs, status_file=cfg.status_file,
+                                                journal=cfg.journal)
+            self._sub = self._consumer.subscribe()
             self._feed = barbridge.NatsFeed(self._consumer, cfg.nats_url, cfg.nats_durable, stream=cfg.nats_stream,
                                             feed=cfg.nats_feed, user=cfg.nats_user, password_file=cfg.nats_password_file,
                                             creds=cfg.nats_creds, tls=cfg.nats_tls, ca=cfg.nats_ca)

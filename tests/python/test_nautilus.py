@@ -157,7 +157,8 @@ def test_live_node_and_backtest_make_the_same_decisions(tmp_path, procs, start_s
     dropped connection, corrections and a halt; the journal's export replayed by a BacktestEngine
     makes the same decisions at the same minutes."""
     syms = ("SPY", "SH")
-    srv = FakeAlpacaServer(symbols=syms, interval=0.5, key=KEY, secret=SECRET, prefill=5, page_size=4, updated_every=3,
+    sent = (*syms, "SDS")  # the sidecar sends one symbol more than the node has instruments for
+    srv = FakeAlpacaServer(symbols=sent, interval=0.5, key=KEY, secret=SECRET, prefill=5, page_size=4, updated_every=3,
                            epoch_ms=T0, epoch_wall=time.time()).start_in_thread()
     try:
         fifo, journal = tmp_path / "run" / "bars.fifo", tmp_path / "journal"
@@ -169,7 +170,7 @@ def test_live_node_and_backtest_make_the_same_decisions(tmp_path, procs, start_s
         procs.append(node)
         wait_for(lambda: "reading barbridge FIFO" in node.stdout() or not node.alive(), timeout=60, what="node connected")
         assert node.alive(), node.stderr()[-2000:]
-        side = start_sidecar(fifo, "--symbols", ",".join(syms), "--backfill-from", "2025-10-08T13:30:00Z", server=srv)
+        side = start_sidecar(fifo, "--symbols", ",".join(sent), "--backfill-from", "2025-10-08T13:30:00Z", server=srv)
         n_decisions = lambda: sum(len(v) for v in records(live_out, ("decision",)).values())
         streamed = lambda: (side.stats() or [{}])[-1].get("received_stream", 0)
         wait_for(lambda: n_decisions() >= 10 and streamed() >= 6, timeout=60, what="live decisions on streamed bars")
@@ -188,10 +189,11 @@ def test_live_node_and_backtest_make_the_same_decisions(tmp_path, procs, start_s
         seen = n_decisions()
         wait_for(lambda: n_decisions() >= seen + 6, timeout=60, what="decisions after the resumption")
         srv.inject("pause")
-        expected = truth(srv, syms)
-        def differences() -> list:
+        expected = truth(srv, sent)
+
+        def differences() -> list:  # the journal holds every symbol sent, exactly the server's bars
             want = {(s, ts): v[3] for (s, ts), v in expected.items()}
-            got = {(s, ts): c for s in syms for ts, c in stored(journal, s).items()}
+            got = {(s, ts): c for s in sent for ts, c in stored(journal, s).items()}
             return sorted(set(want.items()) ^ set(got.items()))[:6]
         try:
             wait_for(lambda: not differences(), timeout=60, what="the journal to hold every bar the server produced")
@@ -205,7 +207,9 @@ def test_live_node_and_backtest_make_the_same_decisions(tmp_path, procs, start_s
         node.signal(signal.SIGTERM)
         assert node.wait(60) == 0, node.stderr()[-2000:]
 
-        code, out, err = run_export("--journal", str(journal), "--day", DAY, "--catalog", str(tmp_path / "catalog"))
+        assert "bars of SDS are not delivered: it is not among the configured symbols" in node.stdout() + node.stderr()
+        code, out, err = run_export("--journal", str(journal), "--day", DAY, "--catalog", str(tmp_path / "catalog"),
+                                    "--symbols", ",".join(syms))
         assert code == 0, err
         bt = Proc([PY, example, "backtest", "--catalog", str(tmp_path / "catalog"), "--symbols", ",".join(syms),
                    "--decisions", str(bt_out)], tmp_path, "backtest", env=sidecar_env())
