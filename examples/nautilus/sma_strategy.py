@@ -154,7 +154,7 @@ def run_backtest(a: argparse.Namespace) -> int:
     engine = BacktestEngine(BacktestEngineConfig(trader_id=TraderId("BACKTESTER-001"),
                                                  logging=LoggingConfig(log_level=a.log_level)))
     engine.add_venue(Venue(a.venue), oms_type=OmsType.NETTING, account_type=AccountType.CASH,
-                     starting_balances=[Money(1_000_000, USD)], base_currency=USD)
+                     starting_balances=[Money(1_000_000, USD)], base_currency=None)  # multi-currency: pairs too
     wanted = {BarType.from_str(b).instrument_id for b in bar_types}
     for inst in cat.instruments():
         if inst.id in wanted:

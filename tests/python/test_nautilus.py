@@ -335,3 +335,40 @@ def test_request_bars_fills_the_journals_gap_from_rest_history(tmp_path, procs):
         assert got == [((m + 60_000) * 1_000_000, float(hist[m]["c"])) for m in minutes]
     finally:
         srv.stop()
+
+
+def test_crypto_pairs_live_and_backtest_make_the_same_decisions(tmp_path, procs, start_sidecar):
+    """Crypto pairs (CurrencyPair, fractional volumes) through the crypto sidecar: the same parity."""
+    pairs = ("BTC/USD", "ETH/USD")
+    srv = FakeAlpacaServer(symbols=pairs, interval=0.5, key=KEY, secret=SECRET, prefill=5, updated_every=3, epoch_ms=T0,
+                           epoch_wall=time.time()).start_in_thread()
+    try:
+        fifo, journal = tmp_path / "run" / "bars.fifo", tmp_path / "journal"
+        live_out, bt_out = tmp_path / "live.jsonl", tmp_path / "backtest.jsonl"
+        example = str(REPO / "examples" / "nautilus" / "sma_strategy.py")
+        node = Proc([PY, example, "live", "--fifo", str(fifo), "--journal", str(journal), "--symbols", ",".join(pairs),
+                     "--decisions", str(live_out), "--log-level", "INFO"], tmp_path, "node", env=sidecar_env())
+        procs.append(node)
+        wait_for(lambda: "reading barbridge FIFO" in node.stdout() or not node.alive(), timeout=60, what="node connected")
+        side = start_sidecar(fifo, "--asset", "crypto", "--symbols", ",".join(pairs), "--stream-url", srv.crypto_ws_url,
+                             "--data-url", srv.data_url, "--backfill-from", "2025-10-08T13:30:00Z")
+        wait_for(lambda: sum(k == "revision" for v in records(live_out).values() for k, *_ in v) >= 4
+                 and all(len(records(live_out).get(f"{p}.ALPACA", [])) >= 8 for p in pairs), timeout=60,
+                 what="decisions and revisions for both pairs")
+        srv.inject("pause")
+        time.sleep(1.5)
+        side.signal(signal.SIGTERM)
+        assert side.wait(10) == 0
+        node.signal(signal.SIGTERM)
+        assert node.wait(60) == 0, node.stderr()[-2000:]
+        code, out, err = run_export("--journal", str(journal), "--day", DAY, "--catalog", str(tmp_path / "catalog"),
+                                    "--symbols", ",".join(pairs))
+        assert code == 0, err
+        bt = Proc([PY, example, "backtest", "--catalog", str(tmp_path / "catalog"), "--symbols", ",".join(pairs),
+                   "--decisions", str(bt_out)], tmp_path, "backtest", env=sidecar_env())
+        procs.append(bt)
+        assert bt.wait(180) == 0, bt.stderr()[-2000:]
+        assert records(live_out) == records(bt_out)
+        assert any(float(b.volume) % 1 for b in catalog_bars(tmp_path / "catalog")), "fractional volumes kept"
+    finally:
+        srv.stop()
