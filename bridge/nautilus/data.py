@@ -89,6 +89,12 @@ class BarbridgeDataClient(LiveMarketDataClient):
                                             feed=cfg.nats_feed, user=cfg.nats_user, password_file=cfg.nats_password_file,
                                             creds=cfg.nats_creds, tls=cfg.nats_tls, ca=cfg.nats_ca)
             self._log.info(f"subscribed to barbridge on {cfg.nats_url} as {cfg.nats_durable}")
+        # A restarted node: the store holds today's journal again; a bar at or before its latest
+        # minute is a revision, as it was for the node before (and for the export).
+        for sym in self._instruments:
+            latest = self._consumer.latest(sym)
+            if latest is not None:
+                self._seq.is_revision(sym, latest.timestamp_ms)
         self._stopping.clear()
         self._thread = threading.Thread(target=self._pump, name="barbridge-nautilus", daemon=True)
         self._thread.start()

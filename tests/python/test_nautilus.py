@@ -249,7 +249,20 @@ def test_nats_subscriber_node_and_request_bars_from_its_journal(tmp_path, procs,
     """A node on another host's stream (a JetStream durable): every bar once, the correction as a
     revision; restarted on the same durable it gets nothing twice, and request_bars is answered
     from its journal with the corrected values."""
-    from test_nats_feed import T0 as N0, line, publish
+    from zoneinfo import ZoneInfo
+
+    from test_nats_feed import publish
+
+    # minutes of today's New York day (a restarted node reloads today's journal): the last 15, or
+    # from midnight on if that is nearer (minutes a little ahead of the clock are fine)
+    now = int(time.time() * 1000) // 60_000 * 60_000
+    midnight = int(dt.datetime.now(ZoneInfo("America/New_York")).replace(hour=0, minute=0, second=0, microsecond=0)
+                   .timestamp() * 1000)
+    N0 = max(now - 15 * 60_000, midnight)
+
+    def line(symbol: str, minute: int, close: float, kind: str = "bar") -> str:
+        return json.dumps({"type": kind, "symbol": symbol, "timestamp_ms": N0 + minute * 60_000, "open": close,
+                           "high": close, "low": close, "close": close, "volume": 100, "vwap": close, "trade_count": 3})
 
     publish(tmp_path, procs, consumer_bin, nats_url,
             [line("SPY", m, 600 + m) for m in range(12)] + [line("SPY", 5, 1.5, "updated_bar"), line("SPY", 12, 612.00001)])
@@ -274,20 +287,24 @@ def test_nats_subscriber_node_and_request_bars_from_its_journal(tmp_path, procs,
     assert [m for _, m, *_ in recs[:10]] == [(N0 + (m + 1) * 60_000) * 1_000_000 for m in range(2, 12)]
     assert recs[-1][1:] == ((N0 + 6 * 60_000) * 1_000_000, None, 1.5)
     # minute 12's close has five decimals: one sentence, counted, not rounded into a decision
-    assert "SPY bar of minute 1759930800000 has open 612.00001, more decimals than SPY.ALPACA's precision 4: refused, " \
+    assert f"SPY bar of minute {N0 + 12 * 60_000} has open 612.00001, more decimals than SPY.ALPACA's precision 4: refused, " \
         "not rounded" in first.stderr()
     assert "'refused_precision': 1" in first.stdout()
 
     start = dt.datetime.fromtimestamp(N0 / 1000, dt.timezone.utc).isoformat()
     second = node("node2", "--history-from", start)
     wait_for(lambda: len(records(out, ("history",)).get("SPY.ALPACA", [])) >= 12, timeout=60, what="request_bars answered")
+    # a correction of a minute the first node delivered is a revision for the restarted node too
+    publish(tmp_path, procs, consumer_bin, nats_url, [line("SPY", 3, 2.5, "updated_bar")])
+    wait_for(lambda: len(records(out)["SPY.ALPACA"]) >= 12, timeout=60, what="the correction in the restarted node")
     time.sleep(1.0)
     second.signal(signal.SIGTERM)
     assert second.wait(60) == 0, second.stderr()[-2000:]
     history = records(out, ("history",))["SPY.ALPACA"]
     assert [(m, c) for _, m, _, c in history] == [((N0 + (m + 1) * 60_000) * 1_000_000, 1.5 if m == 5 else 600.0 + m)
                                                  for m in range(12)]
-    assert len(records(out)["SPY.ALPACA"]) == 11, "the restarted node got no bar twice"
+    assert records(out)["SPY.ALPACA"][11:] == [("revision", (N0 + 4 * 60_000) * 1_000_000, None, 2.5)], \
+        "the restarted node got no bar twice, and the correction as a revision"
 
 
 def test_the_node_as_the_launchers_consumer(launcher, tmp_path, consumer_bin):  # noqa: F811
