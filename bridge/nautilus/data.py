@@ -32,6 +32,7 @@ from .history import stored_bars
 from .providers import BarbridgeInstrumentProvider
 
 BATCH = 4096  # bars handed to the loop in one callback at most
+MAX_PENDING = 64  # batches handed to the loop and not yet delivered; beyond, the client thread waits
 
 
 class BarbridgeDataClient(LiveMarketDataClient):
@@ -60,6 +61,7 @@ class BarbridgeDataClient(LiveMarketDataClient):
         self._sub: Any = None  # barbridge.Subscription (NATS)
         self._thread: Optional[threading.Thread] = None
         self._stopping = threading.Event()
+        self._pending = threading.BoundedSemaphore(MAX_PENDING)  # a slow loop makes the reader's buffer fill (counted)
         self._bar_subs: set[InstrumentId] = set()
         self._status_subs: set[InstrumentId] = set()
         self._seq = Sequencer()
@@ -135,6 +137,9 @@ class BarbridgeDataClient(LiveMarketDataClient):
                 next_poll = now + self._config.status_poll_secs
                 out.extend(self._statuses(halted))
             if out:
+                while not self._pending.acquire(timeout=0.2):
+                    if self._stopping.is_set():
+                        return
                 loop.call_soon_threadsafe(self._deliver, out)
 
     def _map(self, b: Any) -> Optional[Bar]:
@@ -178,8 +183,11 @@ class BarbridgeDataClient(LiveMarketDataClient):
 
     def _deliver(self, events: list[Any]) -> None:
         """On the node's event loop."""
-        for ev in events:
-            self._handle_data(ev)
+        try:
+            for ev in events:
+                self._handle_data(ev)
+        finally:
+            self._pending.release()
 
     # ------------------------------------------------------------------ subscriptions
     async def _subscribe_bars(self, command: SubscribeBars) -> None:
