@@ -65,7 +65,8 @@ class BarbridgeDataClient(LiveMarketDataClient):
         self._bar_subs: set[InstrumentId] = set()
         self._status_subs: set[InstrumentId] = set()
         self._seq = Sequencer()
-        self.counters = {"bars": 0, "revisions": 0, "refused_precision": 0, "unconfigured": 0, "statuses": 0}
+        self.counters = {"bars": 0, "revisions": 0, "refused_precision": 0, "unconfigured": 0, "statuses": 0,
+                         "delivery_drops": 0}
         self._unconfigured_logged: set[str] = set()
 
     # ------------------------------------------------------------------ connection
@@ -136,6 +137,7 @@ class BarbridgeDataClient(LiveMarketDataClient):
             if now >= next_poll:
                 next_poll = now + self._config.status_poll_secs
                 out.extend(self._statuses(halted))
+                self._check_drops()
             if out:
                 while not self._pending.acquire(timeout=0.2):
                     if self._stopping.is_set():
@@ -160,6 +162,14 @@ class BarbridgeDataClient(LiveMarketDataClient):
         self.counters["bars"] += 1
         self.counters["revisions"] += rev
         return bar
+
+    def _check_drops(self) -> None:
+        """Bars the reader's buffer dropped while this node fell behind: loud, never silent."""
+        drops = int(self._consumer.stats().get("delivery_drops", 0))
+        if drops > self.counters["delivery_drops"]:
+            self._log.error(f"{drops - self.counters['delivery_drops']} bar(s) dropped before reaching the node "
+                            f"(it fell behind; {drops} in all): the journal has them, request_bars returns them")
+            self.counters["delivery_drops"] = drops
 
     def _statuses(self, halted: dict[str, tuple[str, int]]) -> list[InstrumentStatus]:
         """Changes of the consumer's trading book since the last poll, as status events."""

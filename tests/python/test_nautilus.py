@@ -208,6 +208,7 @@ def test_live_node_and_backtest_make_the_same_decisions(tmp_path, procs, start_s
         assert node.wait(60) == 0, node.stderr()[-2000:]
 
         assert "bars of SDS are not delivered: it is not among the configured symbols" in node.stdout() + node.stderr()
+        assert "'refused_precision': 0" in node.stdout() and "'delivery_drops': 0" in node.stdout(), node.stdout()[-1500:]
         code, out, err = run_export("--journal", str(journal), "--day", DAY, "--catalog", str(tmp_path / "catalog"),
                                     "--symbols", ",".join(syms))
         assert code == 0, err
