@@ -45,6 +45,7 @@ class BarbridgeDataClientConfig(LiveDataClientConfig, frozen=True):  # type: ign
     crypto_price_precision: int = CRYPTO_PRICE_PRECISION
     crypto_size_precision: int = CRYPTO_SIZE_PRECISION
     status_poll_secs: float = 0.5
+    stop_node_on_error: bool = True  # a source that cannot be opened stops the node (SIGTERM to itself)
     backfill_rest: bool = False
     alpaca_data_url: str | None = None
     alpaca_feed: str = "iex"

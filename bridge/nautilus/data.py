@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import os
+import signal
 import threading
 from pathlib import Path
 from typing import Any, Optional
@@ -31,6 +33,9 @@ from .backfill import fill, rest_bars
 from .history import stored_bars
 from .providers import BarbridgeInstrumentProvider
 
+# One sentence per data client that could not open its source (read by programs that run a node,
+# e.g. examples/nautilus/sma_strategy.py, to exit non-zero).
+CONNECT_ERRORS: list[str] = []
 BATCH = 4096  # bars handed to the loop in one callback at most
 MAX_PENDING = 64  # batches handed to the loop and not yet delivered; beyond, the client thread waits
 
@@ -74,24 +79,15 @@ class BarbridgeDataClient(LiveMarketDataClient):
         await self._provider.load_all_async()  # the configured symbols (no venue to ask)
         for inst in self._provider.list_all():
             self._handle_data(inst)
-        cfg = self._config
-        # The reader stores and journals every symbol the writer sends (the journal stays complete,
-        # e.g. after the launcher's --subscribe); bars of symbols without an instrument are counted
-        # and skipped in _map.
-        if cfg.fifo is not None:
-            self._reader = barbridge.FifoReader(cfg.fifo, stale_after=cfg.stale_after_secs,
-                                                status_file=cfg.status_file, journal=cfg.journal)
-            self._consumer = self._reader.consumer
-            self._log.info(f"reading barbridge FIFO {cfg.fifo} (journal {cfg.journal}, status {cfg.status_file})")
-        else:
-            assert cfg.nats_url is not None and cfg.nats_durable is not None  # checked in __init__
-            self._consumer = barbridge.Consumer(stale_after=cfg.stale_after_secs, status_file=cfg.status_file,
-                                                journal=cfg.journal)
-            self._sub = self._consumer.subscribe()
-            self._feed = barbridge.NatsFeed(self._consumer, cfg.nats_url, cfg.nats_durable, stream=cfg.nats_stream,
-                                            feed=cfg.nats_feed, user=cfg.nats_user, password_file=cfg.nats_password_file,
-                                            creds=cfg.nats_creds, tls=cfg.nats_tls, ca=cfg.nats_ca)
-            self._log.info(f"subscribed to barbridge on {cfg.nats_url} as {cfg.nats_durable}")
+        try:
+            self._open_source()
+        except (OSError, ValueError) as e:  # a FIFO with a reader already, a refused journal, a bad NATS URL ...
+            msg = f"the barbridge data client cannot start: {e}"
+            self._log.error(msg)
+            CONNECT_ERRORS.append(msg)
+            if self._config.stop_node_on_error:  # the node's own signal handler stops it
+                os.kill(os.getpid(), signal.SIGTERM)
+            return
         # A restarted node: the store holds today's journal again; a bar at or before its latest
         # minute is a revision, as it was for the node before (and for the export).
         for sym in self._instruments:
@@ -101,6 +97,26 @@ class BarbridgeDataClient(LiveMarketDataClient):
         self._stopping.clear()
         self._thread = threading.Thread(target=self._pump, name="barbridge-nautilus", daemon=True)
         self._thread.start()
+
+    def _open_source(self) -> None:
+        """The reader stores and journals every symbol the writer sends (the journal stays
+        complete, e.g. after the launcher's --subscribe); bars of symbols without an instrument
+        are counted and skipped in :meth:`_map`."""
+        cfg = self._config
+        if cfg.fifo is not None:
+            self._reader = barbridge.FifoReader(cfg.fifo, stale_after=cfg.stale_after_secs,
+                                                status_file=cfg.status_file, journal=cfg.journal)
+            self._consumer = self._reader.consumer
+            self._log.info(f"reading barbridge FIFO {cfg.fifo} (journal {cfg.journal}, status {cfg.status_file})")
+            return
+        assert cfg.nats_url is not None and cfg.nats_durable is not None  # checked in __init__
+        self._consumer = barbridge.Consumer(stale_after=cfg.stale_after_secs, status_file=cfg.status_file,
+                                            journal=cfg.journal)
+        self._sub = self._consumer.subscribe()
+        self._feed = barbridge.NatsFeed(self._consumer, cfg.nats_url, cfg.nats_durable, stream=cfg.nats_stream,
+                                        feed=cfg.nats_feed, user=cfg.nats_user, password_file=cfg.nats_password_file,
+                                        creds=cfg.nats_creds, tls=cfg.nats_tls, ca=cfg.nats_ca)
+        self._log.info(f"subscribed to barbridge on {cfg.nats_url} as {cfg.nats_durable}")
 
     async def _disconnect(self) -> None:
         self._stopping.set()

@@ -118,6 +118,7 @@ def run_live(a: argparse.Namespace) -> int:
     from nautilus_trader.model.identifiers import TraderId
 
     from bridge.nautilus import BARBRIDGE, BarbridgeDataClientConfig, BarbridgeLiveDataClientFactory
+    from bridge.nautilus.data import CONNECT_ERRORS
 
     symbols = [s for s in a.symbols.split(",") if s]
     client = BarbridgeDataClientConfig(symbols=tuple(symbols), venue=a.venue, fifo=a.fifo, journal=a.journal,
@@ -134,6 +135,9 @@ def run_live(a: argparse.Namespace) -> int:
         node.run()  # until SIGINT/SIGTERM
     finally:
         node.dispose()
+    if CONNECT_ERRORS:
+        print(f"sma_strategy: {CONNECT_ERRORS[0]}", file=sys.stderr)
+        return 2
     return 0
 
 

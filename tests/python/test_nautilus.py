@@ -390,3 +390,20 @@ def test_crypto_pairs_live_and_backtest_make_the_same_decisions(tmp_path, procs,
         assert any(float(b.volume) % 1 for b in catalog_bars(tmp_path / "catalog")), "fractional volumes kept"
     finally:
         srv.stop()
+
+
+def test_a_second_node_on_the_same_fifo_exits_2_in_one_sentence(tmp_path, procs):
+    """A source the client cannot open (here: the FIFO already has its one reader) stops the node;
+    the example exits 2 with the sentence instead of running without data."""
+    example = str(REPO / "examples" / "nautilus" / "sma_strategy.py")
+    fifo = tmp_path / "run" / "bars.fifo"
+    first = Proc([PY, example, "live", "--fifo", str(fifo), "--symbols", "SPY", "--log-level", "INFO"], tmp_path, "first",
+                 env=sidecar_env())
+    procs.append(first)
+    wait_for(lambda: "reading barbridge FIFO" in first.stdout(), timeout=60, what="the first node reading the FIFO")
+    second = Proc([PY, example, "live", "--fifo", str(fifo), "--symbols", "SPY"], tmp_path, "second", env=sidecar_env())
+    procs.append(second)
+    assert second.wait(90) == 2
+    assert second.stderr().strip().splitlines()[-1].startswith(
+        f"sma_strategy: the barbridge data client cannot start: {fifo} already has a reader (pid {first.pid})")
+    assert first.alive()
