@@ -48,7 +48,8 @@ def main(argv: Optional[list[str]] = None) -> int:
     skipped = ""
     if r.skipped_symbols:
         skipped = f"; skipped {sum(r.skipped_symbols.values())} bar(s) of {','.join(sorted(r.skipped_symbols))}"
-    print(f"exported {r.bars} bar(s) ({r.revisions} revision(s)) of {len(r.instruments)} instrument(s) "
+    print(f"exported {r.bars} bar(s) ({r.revisions} revision(s)) and {len(r.statuses)} status event(s) of "
+          f"{len(r.instruments)} instrument(s) "
           f"({','.join(sorted(r.instruments))}) for {days[0]}..{days[-1]} to {a.catalog}{skipped}")
     return 0
 

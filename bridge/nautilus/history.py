@@ -16,10 +16,11 @@ from pathlib import Path
 from typing import Any, Iterator, Optional, Sequence
 
 import barbridge
-from nautilus_trader.model.data import Bar, BarType
+from nautilus_trader.model.data import Bar, BarType, InstrumentStatus
 from nautilus_trader.model.instruments import Instrument
 
-from .common import MINUTE_NS, DEFAULT_VENUE, MappingError, Precisions, Sequencer, asset_class, make_instrument, to_bar
+from .common import (MINUTE_NS, DEFAULT_VENUE, MappingError, Precisions, Sequencer, asset_class, make_instrument,
+                     status_event, to_bar)
 
 DAY_FILE = {"us_equity": "bars-{}.jsonl", "crypto": "crypto-{}.jsonl"}
 MAX_DAY_FILE = 4 << 30  # read at most 4 GiB of one day file (a full-market SIP day is about 1 GiB)
@@ -78,6 +79,7 @@ class Export:
     skipped_symbols: dict[str, int] = field(default_factory=dict)
     instruments: dict[str, Instrument] = field(default_factory=dict)
     out: list[Bar] = field(default_factory=list)
+    statuses: list[InstrumentStatus] = field(default_factory=list)
 
 
 def sequence(journal: Path, days: Sequence[dt.date], symbols: Optional[Sequence[str]] = None,
@@ -115,12 +117,42 @@ def sequence(journal: Path, days: Sequence[dt.date], symbols: Optional[Sequence[
         ex.out.append(to_bar(b, inst, ts_init, rev))
         ex.bars += 1
         ex.revisions += rev
+    ex.statuses = journal_statuses(journal, days, wanted, list(ex.instruments.values()))
     return ex
+
+
+def journal_statuses(journal: Path, days: Sequence[dt.date], classes: Sequence[str],
+                     instruments: Sequence[Instrument]) -> list[InstrumentStatus]:
+    """The journal's halts of ``instruments`` as status events: ``HALT`` at a halt's start,
+    ``TRADING`` at its end, read through the extension's trading book (``Consumer.halts``; the
+    book keeps no state name, so a pause or a quoting-only span is a ``HALT`` here too)."""
+    seen: dict[tuple[str, int], InstrumentStatus] = {}
+    for day in days:
+        for cls in classes:
+            data = read_day(journal, day, cls)
+            if data is None:
+                continue
+            c = barbridge.Consumer(capacity_per_symbol=1 << 20)
+            try:
+                c.push_batch(data)
+                for inst in instruments:
+                    sym = inst.raw_symbol.value
+                    for h in c.halts(sym):
+                        start, end = int(h["start_ms"]), h.get("end_ms")
+                        seen[(sym, start)] = status_event(inst.id, "halted", start, h.get("code"), h.get("reason"),
+                                                          start * 1_000_000)
+                        if end is not None:
+                            seen[(sym, int(end))] = status_event(inst.id, "trading", int(end), None, None,
+                                                                 int(end) * 1_000_000)
+            finally:
+                c.close()
+    return sorted(seen.values(), key=lambda s: s.ts_init)
 
 
 def export(journal: Path, days: Sequence[dt.date], catalog: Path, symbols: Optional[Sequence[str]] = None,
            venue: str = DEFAULT_VENUE, precisions: Optional[Precisions] = None) -> Export:
-    """Write :func:`sequence` to the ``ParquetDataCatalog`` at ``catalog`` (instruments and bars)."""
+    """Write :func:`sequence` to the ``ParquetDataCatalog`` at ``catalog`` (instruments, bars and
+    the halts' status events)."""
     from nautilus_trader.persistence.catalog import ParquetDataCatalog
 
     ex = sequence(journal, days, symbols, venue, precisions)
@@ -130,6 +162,8 @@ def export(journal: Path, days: Sequence[dt.date], catalog: Path, symbols: Optio
     try:
         cat.write_data(list(ex.instruments.values()))
         cat.write_data(sorted(ex.out, key=lambda b: b.ts_init))
+        if ex.statuses:
+            cat.write_data(ex.statuses)
     except (ValueError, AssertionError, OSError) as e:
         raise MappingError(f"cannot write catalog {catalog}: {e}") from None
     return ex

@@ -164,6 +164,9 @@ def run_backtest(a: argparse.Namespace) -> int:
         if inst.id in wanted:
             engine.add_instrument(inst)
     engine.add_data(catalog_bars(Path(a.catalog), [BarType.from_str(b) for b in bar_types]), sort=False)
+    statuses = [s for s in cat.query(InstrumentStatus) if s.instrument_id in wanted]
+    if statuses:
+        engine.add_data(statuses)
     strategy = SmaSignal(SmaSignalConfig(bar_types=bar_types, window=a.window, decisions_path=a.decisions))
     engine.add_strategy(strategy)
     engine.run()

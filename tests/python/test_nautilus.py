@@ -96,7 +96,7 @@ def test_export_is_the_live_sequence_and_restores_revisions(tmp_path):
         ("SPY.ALPACA", False, 671.4), ("SH.ALPACA", False, 36.4)]
     code, out, err = run_export("--journal", str(j), "--day", DAY, "--catalog", str(tmp_path / "cat"))
     assert code == 0, err
-    assert "exported 5 bar(s) (1 revision(s)) of 2 instrument(s)" in out
+    assert "exported 5 bar(s) (1 revision(s)) and 0 status event(s) of 2 instrument(s)" in out
     back = catalog_bars(tmp_path / "cat")
     spy = [(b.is_revision, float(b.close)) for b in back if str(b.bar_type.instrument_id) == "SPY.ALPACA"]
     assert spy == [(False, 671.4), (False, 671.4), (True, 671.45), (False, 671.4)]
@@ -127,7 +127,7 @@ def test_crypto_journal_exports_pairs_and_refuses_stock_symbols(tmp_path):
     j = journal_with(tmp_path, [pair, {**pair, "timestamp_ms": T0 + 60_000, "volume": 1.5}])
     utc_day = "2025-10-08"  # a pair's day file is its UTC day
     code, out, err = run_export("--journal", str(j), "--day", utc_day, "--catalog", str(tmp_path / "cat"), "--symbols", "BTC/USD")
-    assert code == 0 and "exported 2 bar(s) (0 revision(s)) of 1 instrument(s) (BTC/USD)" in out, err
+    assert code == 0 and "exported 2 bar(s) (0 revision(s)) and 0 status event(s) of 1 instrument(s) (BTC/USD)" in out, err
     assert [float(b.volume) for b in catalog_bars(tmp_path / "cat")] == [0.123456, 1.5]
     code, out, err = run_export("--journal", str(j), "--day", utc_day, "--catalog", str(tmp_path / "c2"), "--symbols", "SPY")
     assert code == 2 and err.strip() == f"journal {j} holds crypto bars for {utc_day}, not us_equity as configured (symbols SPY)"
@@ -219,12 +219,13 @@ def test_live_node_and_backtest_make_the_same_decisions(tmp_path, procs, start_s
 
         live, back = records(live_out), records(bt_out)
         assert set(live) == {"SPY.ALPACA", "SH.ALPACA"}
+        assert status_records(live_out) == status_records(bt_out), "the halt and the resumption in the backtest too"
         assert live == back
         assert sum(k == "revision" for v in live.values() for k, *_ in v) >= 2, "corrections reached on_bar as revisions"
         for inst, recs in live.items():  # new minutes strictly in order, each once
             minutes = [m for k, m, *_ in recs if k == "decision"]
             assert minutes == sorted(set(minutes)), inst
-        assert [a for _, a in status_records(live_out)] == ["HALT", "TRADING"]
+        assert [a for _, a, _ in status_records(live_out)] == ["HALT", "TRADING"]
         assert any(st.get("backfills", 0) >= 2 for st in side.stats()), "the reconnect was backfilled over REST"
         # every bar the node saw is in the catalog; window 3: two bars per instrument before the first decision
         assert f"{sum(len(v) for v in live.values()) + 4} bar(s)" in out
@@ -232,10 +233,11 @@ def test_live_node_and_backtest_make_the_same_decisions(tmp_path, procs, start_s
         srv.stop()
 
 
-def status_records(path: Path) -> list[tuple[str, str]]:
+def status_records(path: Path) -> list[tuple[str, str, int]]:
     if not path.exists():
         return []
-    return [(r["kind"], r["action"]) for r in map(json.loads, path.read_text().splitlines()) if r["kind"] == "status"]
+    return [(r["kind"], r["action"], r["minute"]) for r in map(json.loads, path.read_text().splitlines())
+            if r["kind"] == "status"]
 
 
 def stored(journal: Path, symbol: str) -> dict[int, float]:
