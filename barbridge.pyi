@@ -50,6 +50,54 @@ _Outcome = Literal[
 def default_fifo_path() -> Path: ...
 def default_status_path() -> Path: ...
 
+MINUTE_MS: int  # every bar is a minute bar: timestamp_ms is a multiple of this
+
+def asset_class(symbol: str) -> Literal["stock", "crypto"]: ...  # WireError for a symbol breaking the wire rule
+def default_writer_id() -> str: ...
+def check_fifo(path: _PathLike) -> bool: ...  # False: none yet; ValueError (one sentence) if refused
+
+class SymbolHealth(TypedDict):
+    bars: int
+    last_bar_ts_ms: int
+    last_received_ms: int
+
+class StatusHealth(TypedDict):
+    state: Literal["live", "waiting", "stale"]
+    now_ms: int
+    started_ms: int
+    stale_after_ms: int
+    last_message_ms: Optional[int]
+    stale_since_ms: Optional[int]
+    stale_reason: Optional[Literal["nothing_received", "only_conflicts"]]
+    conflicts_since_delivered: int
+    sidecar: Optional[Dict[str, Any]]
+    counters: Dict[str, int]
+    symbols: Dict[str, SymbolHealth]
+
+class _StatusFields(TypedDict):
+    version: int
+    pid: int
+    fifo: Optional[str]
+    updated_ms: int
+    health: StatusHealth
+    stored: Dict[str, int]
+    subscribers: List[Dict[str, Any]]
+    journal: Optional[Dict[str, Any]]
+    session_holes: Dict[str, int]
+    symbols_omitted: int
+    refresh_ms: Optional[int]
+    liveness: Literal["LIVE", "WAITING", "STALE", "NOT RUNNING"]  # added by read_status: `barbridge status --check`
+
+class StatusReport(_StatusFields, total=False):
+    """The consumer's status file (src/status.rs ``StatusReport``) as ``read_status`` gives it;
+    the keys below are present only when not empty."""
+
+    session_halted: Dict[str, int]
+    halted: Dict[str, Dict[str, Any]]
+    sections: Dict[str, Any]
+
+def read_status(path: _PathLike) -> StatusReport: ...  # OSError / ValueError, one sentence each
+
 class WireError(ValueError):
     """A bar or line that breaks the wire protocol; the message names the field."""
 
@@ -421,6 +469,6 @@ def last_session_open(now_ms: Optional[int] = None) -> int: ...
 def session(date: str) -> Optional[Tuple[int, int]]: ...
 def calendar_coverage() -> Tuple[str, str]: ...
 def validate_symbol(symbol: str) -> None: ...
-def ensure_private_dir(path: str) -> None: ...
+def ensure_private_dir(path: _PathLike) -> None: ...
 def write_private_file(dir: Union[str, os.PathLike[str]], name: str, data: bytes) -> None: ...
 def read_private_file(path: Union[str, os.PathLike[str]], limit: int) -> Optional[bytes]: ...

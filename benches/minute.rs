@@ -10,9 +10,10 @@
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use barbridge::minute::{Barrier, MinuteClosed};
-use barbridge::pipe::writer::{FifoWriter, WriterOptions};
+use barbridge::sidecar::barrier::Barrier;
+use barbridge::sidecar::writer::{FifoWriter, WriterOptions};
 use barbridge::trading::TradingBook;
+use barbridge::wire::minute::MinuteClosed;
 use barbridge::{Bar, BarKind, Consumer, FeedOptions, FifoFeed, Source};
 
 const SYMBOLS: usize = 10_000;

@@ -167,7 +167,7 @@ fn memory() {
         "memory: {} bars in 100 symbols x 10,000: {:.1} bytes per stored bar (RSS delta; a bar is stored in {} bytes)   (target <= 64)",
         store.total_len(),
         (after - before) as f64 / store.total_len() as f64,
-        barbridge::store::STORED_BAR_BYTES
+        barbridge::consumer::store::STORED_BAR_BYTES
     );
 }
 

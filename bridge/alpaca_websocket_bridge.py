@@ -26,8 +26,9 @@ if __package__ in (None, ""):  # run as a script: make `import bridge` work
 
 from bridge import config  # noqa: E402
 from bridge.config import ConfigError  # noqa: E402
+from bridge.exitcodes import ExitCode  # noqa: E402
 from bridge import jsonlog  # noqa: E402
-from bridge.publisher import Publisher  # noqa: E402
+from bridge.gate import BarGate  # noqa: E402
 from bridge.sinks import FifoSink, InProcessSink, Sink, SinkError  # noqa: E402
 from bridge.sources import FiniteSource, LiveSource, Source  # noqa: E402
 
@@ -205,7 +206,7 @@ def main(argv: Optional[list[str]] = None) -> int:
         config.load_config_env(pre.parse_known_args(argv)[0].config, os.environ, required=False)
         parser = build_parser()
     except ConfigError as e:
-        return _fail(2, str(e))
+        return _fail(ExitCode.CONFIG, str(e))
     args = parser.parse_args(argv)
     try:
         if args.source == "alpaca":  # one CA bundle for the stream, REST backfill and preflight
@@ -231,15 +232,15 @@ def main(argv: Optional[list[str]] = None) -> int:
             raise ConfigError("--symbols-state needs --control SOCKET (the endpoint whose changes it keeps).")
         live_symbols = None
         if args.symbols_state:
-            from bridge import control
+            from bridge import control_endpoint
             try:
-                live_symbols = control.read_state(Path(args.symbols_state))
+                live_symbols = control_endpoint.read_state(Path(args.symbols_state))
             except ValueError as e:
                 raise ConfigError(str(e)) from None
             if live_symbols is not None:
                 symbols = live_symbols
     except ConfigError as e:
-        return _fail(2, str(e))
+        return _fail(ExitCode.CONFIG, str(e))
 
     secrets = [creds.api_key, creds.secret_key] if creds else []
     level = logging.DEBUG if args.verbose else getattr(logging, str(args.log_level).upper(), logging.INFO)
@@ -265,14 +266,14 @@ def main(argv: Optional[list[str]] = None) -> int:
                                  echo=args.echo, journal=args.journal, stale_after=args.consumer_stale_after)
         sink.prepare()
     except SinkError as e:
-        return _fail(2, str(e))
+        return _fail(ExitCode.CONFIG, str(e))
     except OSError as e:
-        return _fail(2, f"cannot prepare the FIFO {args.fifo}: {e.strerror or e}.")
+        return _fail(ExitCode.CONFIG, f"cannot prepare the FIFO {args.fifo}: {e.strerror or e}.")
 
-    pub = Publisher(sink, symbols)
+    pub = BarGate(sink, symbols)
     ticker = None
     if args.minute_deadline < 0 or args.minute_deadline > 3600:
-        return _fail(2, f"--minute-deadline {args.minute_deadline:g} must be 0 (off) to 3600 seconds.")
+        return _fail(ExitCode.CONFIG, f"--minute-deadline {args.minute_deadline:g} must be 0 (off) to 3600 seconds.")
     if args.minute_deadline > 0:
         from bridge.barrier import MinuteTicker
         pub.enable_minutes(args.minute_deadline, every_minute=asset == "crypto" or args.market_hours == "always")
@@ -285,7 +286,7 @@ def main(argv: Optional[list[str]] = None) -> int:
             failure.append((code, sentence))
         done.set()
 
-    sink.on_fatal = lambda e: fatal(2 if isinstance(e, SinkError) else 6, str(e))
+    sink.on_fatal = lambda e: fatal(ExitCode.CONFIG if isinstance(e, SinkError) else ExitCode.SINK, str(e))
 
     # ---- source
     source: Source
@@ -324,10 +325,10 @@ def main(argv: Optional[list[str]] = None) -> int:
             source = finite = SyntheticSource(pub, symbols, interval=args.interval, count=args.count, seed=args.seed,
                                      start_ms=args.start_ms, halt_every=args.halt_every)
     except (ConfigError, FileNotFoundError, ValueError) as e:
-        return _fail(2, str(e))
+        return _fail(ExitCode.CONFIG, str(e))
     except Exception as e:
         if type(e).__name__ == "ReplayError":
-            return _fail(2, str(e))
+            return _fail(ExitCode.CONFIG, str(e))
         raise
 
     def on_signal(signum, _frame) -> None:
@@ -341,7 +342,7 @@ def main(argv: Optional[list[str]] = None) -> int:
         try:
             port = sink.consumer.serve_metrics(args.consumer_metrics_addr)
         except (ValueError, OSError) as e:
-            return _fail(2, str(e))
+            return _fail(ExitCode.CONFIG, str(e))
         log.info("consumer metrics on http://%s:%d/metrics, live page on http://%s:%d/",
                  *(2 * (args.consumer_metrics_addr.rpartition(":")[0] or "127.0.0.1", port)))
     metrics_server = None
@@ -350,7 +351,7 @@ def main(argv: Optional[list[str]] = None) -> int:
         try:
             metrics_server = metrics.serve(args.metrics_addr, pub, sink, source)
         except (ValueError, OSError) as e:
-            return _fail(2, f"cannot serve metrics on {args.metrics_addr}: {e}")
+            return _fail(ExitCode.CONFIG, f"cannot serve metrics on {args.metrics_addr}: {e}")
         log.info("sidecar metrics on http://%s/metrics", metrics_server.addr)
 
     log.info("sidecar %s: source=%s asset=%s sink=%s symbols=%s writer=%s%s", PROG, args.source, asset, args.sink,
@@ -360,13 +361,13 @@ def main(argv: Optional[list[str]] = None) -> int:
         log.info("symbols %s from %s (changed live in this launcher run)", ",".join(symbols), args.symbols_state)
     control_server = None
     if args.control:
-        from bridge import control
-        control_server = control.ControlServer(Path(args.control), source,  # type: ignore[arg-type]
-                                               Path(args.symbols_state) if args.symbols_state else None)
+        from bridge import control_endpoint
+        control_server = control_endpoint.ControlServer(Path(args.control), source,  # type: ignore[arg-type]
+                                               Path(args.symbols_state) if args.symbols_state else None, asset=asset)
         try:
             control_server.bind()
-        except control.ControlError as e:
-            return _fail(2, str(e))
+        except control_endpoint.ControlError as e:
+            return _fail(ExitCode.CONFIG, str(e))
     sink.start()
     if ticker is not None:
         ticker.start()
@@ -429,7 +430,7 @@ def main(argv: Optional[list[str]] = None) -> int:
         metrics_server.stop()
     if failure:
         return _fail(*failure[0])
-    return 0
+    return ExitCode.OK
 
 
 class _ReaderNotice:
@@ -456,7 +457,7 @@ class _ReaderNotice:
             self.waiting_said = True
 
 
-def _log_stats(pub: Publisher, sink, source, control: Optional[dict] = None) -> None:
+def _log_stats(pub: BarGate, sink, source, control: Optional[dict] = None) -> None:
     c = pub.counts
     st = {"state": pub.state, "published": c["published"], "duplicates": c["duplicates_suppressed"],
           "received_stream": c["received_stream"], "received_backfill": c["received_backfill"],

@@ -4,7 +4,8 @@ bundle, secret masking.
 The launcher's supervisor (``bridge.supervisor``) and the sidecar (``python -m bridge``) both read
 ``config.env`` through :func:`load_config_env`, so a file means the same to both.
 
-File format (the rules of ``python-dotenv``, without variable expansion)::
+File format: python-dotenv's (its parser, ``dotenv.parser.parse_stream``), without variable
+expansion (``$X`` and ``${X}`` stay as written)::
 
     # a comment line                     blank lines and comment lines are skipped
     KEY=value                            an optional leading ``export`` is accepted
@@ -13,8 +14,9 @@ File format (the rules of ``python-dotenv``, without variable expansion)::
     A=a # note                           a space then ``#`` starts a comment: ``a``
     ALERT_CMD=curl -d "$1" 'https://x'   quotes inside an unquoted value are kept as written
     SECRET='a b#c'                       a value in single quotes is taken literally
-    NOTE="say \\"hi\\""                  in double quotes, ``\\"`` and ``\\\\`` are escapes
+    NOTE="say \\"hi\\""                  in double quotes, backslash escapes (``\\"``, ``\\\\``, ``\\n``...)
 
+A line python-dotenv cannot parse, or a key without ``=``, is an error naming the line.
 Every key must be one of :data:`KNOWN_KEYS`: a typo is an error naming the nearest known key.
 
 Precedence, for every setting: a command-line option beats the environment, which beats
@@ -24,12 +26,14 @@ overrides the file for one run).
 
 from __future__ import annotations
 
+import datetime as dt
 import difflib
+import io
 import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Mapping, MutableMapping, Optional
+from typing import Any, Iterable, Mapping, MutableMapping, Optional
 
 DEFAULT_SYMBOLS = ("SPY", "SPXL", "SH", "SDS")
 #: ``ASSET=crypto``: Alpaca's crypto pairs, 24/7 (docs/ARCHITECTURE.md "Crypto").
@@ -120,8 +124,8 @@ KNOWN_KEYS: dict[str, str] = {
     "CONSUMER_CMD": "your program, run by the launcher instead of barbridge run (BARBRIDGE_FIFO etc. in its environment)",
 }
 
-_LINE = re.compile(r"^\s*(?:export\s+)?([A-Za-z_][A-Za-z0-9_]*)\s*=(.*)$")
-_SYMBOL = re.compile(r"^[A-Z0-9.^/-]{1,32}$")
+#: A line that starts a quoted value: its key, the quote, and the rest.
+_QUOTED = re.compile(r"^\s*(?:export\s+)?([A-Za-z_][A-Za-z0-9_.]*)\s*=\s*(['\"])(.*)", re.S)
 
 
 class ConfigError(Exception):
@@ -143,32 +147,6 @@ def mask(secret: Optional[str]) -> str:
     return "****" + secret[-4:] if len(secret) > 4 else "****"
 
 
-def _unquote(raw: str, where: str, key: str) -> str:
-    """The value of one line (``raw`` is everything after ``=``, stripped)."""
-    if not raw or raw.startswith("#"):
-        return ""
-    quote = raw[0]
-    if quote not in "'\"":
-        return re.split(r"\s#", raw, maxsplit=1)[0].rstrip()
-    out: list[str] = []
-    i = 1
-    while i < len(raw):
-        ch = raw[i]
-        if ch == quote:
-            rest = raw[i + 1:].strip()
-            if rest and not rest.startswith("#"):
-                raise ConfigError(f"{where} has text after the closing quote of {key}'s value.",
-                                  "quote the whole value or remove the text after the quote")
-            return "".join(out)
-        if quote == '"' and ch == "\\" and i + 1 < len(raw) and raw[i + 1] in '"\\':
-            i += 1
-            ch = raw[i]
-        out.append(ch)
-        i += 1
-    raise ConfigError(f"{where} has an unbalanced {quote} quote in the value of {key}.",
-                      "close the quote, or leave the value unquoted")
-
-
 def unknown_key_error(key: str, where: str) -> ConfigError:
     near = difflib.get_close_matches(key.upper(), KNOWN_KEYS, n=1, cutoff=0.6)
     hint = f"; did you mean {near[0]}?" if near else " (config.env.example lists every key)."
@@ -176,8 +154,23 @@ def unknown_key_error(key: str, where: str) -> ConfigError:
                        f"rename it to {near[0]}" if near else "remove that line or fix its name")
 
 
+def _bad_line(where: str, text: str) -> ConfigError:
+    """The sentence for a line python-dotenv could not parse (``text``: the line as written)."""
+    m = _QUOTED.match(text)
+    if m:
+        key, quote, rest = m.group(1), m.group(2), m.group(3)
+        if quote in rest.split("\n", 1)[0]:
+            return ConfigError(f"{where} has text after the closing quote of {key}'s value.",
+                               "quote the whole value or remove the text after the quote")
+        return ConfigError(f"{where} has an unbalanced {quote} quote in the value of {key}.",
+                           "close the quote, or leave the value unquoted")
+    return ConfigError(f"{where} is not a KEY=value line.", "fix or comment out that line (see config.env.example)")
+
+
 def parse_env_file(path: Path) -> dict[str, str]:
     """Parse a ``config.env`` (format in the module doc). Never echoes values in errors."""
+    from dotenv.parser import parse_stream  # python-dotenv; here so that --help needs no .venv/
+
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as e:
@@ -185,18 +178,17 @@ def parse_env_file(path: Path) -> dict[str, str]:
     except UnicodeDecodeError:
         raise ConfigError(f"config file {path} is not UTF-8 text.", "save it as UTF-8") from None
     out: dict[str, str] = {}
-    for n, line in enumerate(text.splitlines(), 1):
-        if not line.strip() or line.lstrip().startswith("#"):
+    for b in parse_stream(io.StringIO(text)):
+        where = f"{path}:{b.original.line}"
+        if b.error:
+            raise _bad_line(where, b.original.string)
+        if b.key is None:  # a blank or comment line
             continue
-        where = f"{path}:{n}"
-        m = _LINE.match(line)
-        if not m:
-            raise ConfigError(f"{where} is not a KEY=value line.",
-                              "fix or comment out that line (see config.env.example)")
-        key = m.group(1)
-        if key not in KNOWN_KEYS:
-            raise unknown_key_error(key, where)
-        out[key] = _unquote(m.group(2).strip(), where, key)
+        if b.value is None:
+            raise _bad_line(where, b.original.string)
+        if b.key not in KNOWN_KEYS:
+            raise unknown_key_error(b.key, where)
+        out[b.key] = b.value
     return out
 
 
@@ -270,10 +262,27 @@ def parse_asset(text: Optional[str]) -> str:
     return asset
 
 
+def _extension() -> Any:
+    """The extension ``barbridge``: the crate's rules (symbols, asset classes, paths, HH:MM times are
+    not restated here). ConfigError saying how to build it when it is missing."""
+    try:
+        import barbridge  # type: ignore[import-not-found]
+    except ImportError:
+        raise ConfigError("the Python extension barbridge (the crate's rules) is not built.",
+                          "run scripts/ensure_extension.sh") from None
+    return barbridge
+
+
+def asset_class(symbol: str) -> str:
+    """``"crypto"`` for a pair (``BTC/USD``), else ``"stock"``: the extension's rule (``src/asset.rs``)."""
+    return str(_extension().asset_class(symbol))
+
+
 def check_asset_symbols(asset: str, symbols: list[str]) -> None:
     """A crypto stream takes pairs (``BTC/USD``), a stock stream tickers without ``/``: the shape
-    that tells the consumer which day a bar belongs to (``src/asset.rs``). A mix → ConfigError."""
-    wrong = [s for s in symbols if ("/" in s) != (asset == "crypto")]
+    that tells the consumer which day a bar belongs to (``src/asset.rs``, through the extension).
+    A mix → ConfigError."""
+    wrong = [s for s in symbols if asset_class(s) != asset]
     if wrong:
         if asset == "crypto":
             raise ConfigError(f"ASSET=crypto streams pairs such as BTC/USD, not {', '.join(wrong)}.",
@@ -282,25 +291,56 @@ def check_asset_symbols(asset: str, symbols: list[str]) -> None:
                           "(stocks and crypto run as two sidecars).", "set ASSET=crypto")
 
 
+def check_symbol(symbol: str) -> str:
+    """``symbol`` if the wire protocol's rule (``barbridge.validate_symbol``) takes it, else
+    ConfigError with one sentence. A lower-case symbol is refused, never upper-cased: what is
+    streamed, stored and journaled is what was written (README, "Wire protocol")."""
+    try:
+        _extension().validate_symbol(symbol)
+    except ValueError:
+        if symbol != symbol.upper() and _valid(symbol.upper()):
+            raise ConfigError(f"symbol {symbol!r} has lower-case letters; symbols are written as the exchange "
+                              f"lists them, so it is refused rather than changed.", f"write {symbol.upper()}") from None
+        raise ConfigError(f"symbol {symbol!r} is not a valid symbol (1-32 printable characters, upper case, no "
+                          "space; a crypto pair as BASE/QUOTE).", "use e.g. SPY, BRK.B or BTC/USD") from None
+    return symbol
+
+
+def _valid(symbol: str) -> bool:
+    try:
+        _extension().validate_symbol(symbol)
+    except ValueError:
+        return False
+    return True
+
+
 def parse_symbols(text: Optional[str], asset: str = "stock") -> list[str]:
-    """``"spy, SH"`` or ``"SPY SH"`` → ``["SPY", "SH"]`` (commas and spaces separate; deduplicated,
-    order kept). Empty or a bad ticker → ConfigError. ``None``: the asset's default symbols."""
+    """``"SPY, SH"`` or ``"SPY SH"`` → ``["SPY", "SH"]`` (commas and spaces separate; deduplicated,
+    order kept), each by the wire rule (:func:`check_symbol`). Empty or a bad symbol → ConfigError.
+    ``None``: the asset's default symbols."""
     if text is None:
         return list(DEFAULT_CRYPTO_SYMBOLS if asset == "crypto" else DEFAULT_SYMBOLS)
     seen: list[str] = []
     for part in re.split(r"[,\s]+", text):
-        s = part.strip().upper()
-        if not s:
-            continue
-        if not _SYMBOL.match(s):
-            raise ConfigError(f"symbol {s!r} is not a valid ticker (letters, digits and . / ^ -).",
-                              "use e.g. SYMBOLS=SPY,SH")
-        if s not in seen:
+        s = part.strip()
+        if s and check_symbol(s) not in seen:
             seen.append(s)
     if not seen:
         raise ConfigError("the symbol list is empty: pass --symbols SPY,SH "
                           "(or leave --symbols out for the default SPY,SPXL,SH,SDS).")
     return seen
+
+
+_HHMM = re.compile(r"^([01]?\d|2[0-3]):([0-5]\d)$")
+
+
+def parse_hhmm(name: str, text: str) -> dt.time:
+    """``OPEN_TIME``/``EOD_TIME``/``CLOSE_TIME`` (and the schedule's ``--open`` ...): a 24-hour
+    ``HH:MM`` New York time. The one parser of these; ConfigError otherwise."""
+    m = _HHMM.match(text.strip())
+    if not m:
+        raise ConfigError(f"{name}={text} is not a HH:MM time (24-hour, New York).", f"use e.g. {name}=15:58")
+    return dt.time(int(m.group(1)), int(m.group(2)))
 
 
 def ca_bundle(environ: Mapping[str, str] = os.environ) -> str:
@@ -344,6 +384,6 @@ def env_float(environ: Mapping[str, str], name: str, default: float) -> float:
 
 
 def default_fifo_path() -> str:
-    """A private per-user location (never world-writable /tmp directly)."""
-    base = os.environ.get("XDG_RUNTIME_DIR") or f"/tmp/barbridge-{os.getuid()}"
-    return os.path.join(base, "barbridge", "bars.fifo") if os.environ.get("XDG_RUNTIME_DIR") else os.path.join(base, "bars.fifo")
+    """The extension's default FIFO path: a private per-user location (``$XDG_RUNTIME_DIR/barbridge/``,
+    else ``/tmp/barbridge-<uid>/``), never world-writable /tmp directly."""
+    return str(_extension().default_fifo_path())

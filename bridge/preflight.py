@@ -16,13 +16,12 @@ import json
 import os
 import socket
 import ssl
-import stat
 import sys
 import urllib.error
 import urllib.parse
 import urllib.request
 from pathlib import Path
-from typing import Optional
+from typing import Callable, MutableMapping, Optional
 
 if __package__ in (None, ""):
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -35,23 +34,27 @@ PAPER_TRADING = "https://paper-api.alpaca.markets"
 LIVE_TRADING = "https://api.alpaca.markets"
 
 
+#: Seconds each network check may take.
+TIMEOUT = 8.0
+
+
 class Fail(Exception):
     def __init__(self, sentence: str, fix: str) -> None:
         super().__init__(sentence)
         self.sentence, self.fix = sentence, fix
 
 
-def ok(msg: str) -> None:
-    print(f"  ok    {msg}", flush=True)
+def _print(line: str) -> None:
+    print(line, flush=True)
 
 
-def ssl_context() -> tuple[ssl.SSLContext, str]:
+def ssl_context(environ: MutableMapping[str, str]) -> tuple[ssl.SSLContext, str]:
     """The context the checks use, and where its CA certificates come from."""
     try:
-        cafile = config.apply_ca_bundle(os.environ)  # the same bundle the sidecar's connections use
+        cafile = config.apply_ca_bundle(environ)  # the same bundle the sidecar's connections use
     except config.ConfigError as e:
         raise Fail(e.sentence.rstrip("."), e.fix or "unset SSL_CERT_FILE") from None
-    origin = f"SSL_CERT_FILE={cafile}" if os.environ.get("SSL_CERT_FILE") else f"certifi ({cafile})"
+    origin = f"SSL_CERT_FILE={cafile}" if environ.get("SSL_CERT_FILE") else f"certifi ({cafile})"
     try:
         ctx = ssl.create_default_context(cafile=cafile)
     except (ssl.SSLError, OSError) as e:
@@ -138,10 +141,11 @@ def check_stream(url: str, ctx: ssl.SSLContext, timeout: float) -> str:
 
 
 def check_fifo(path: Path) -> str:
-    uid = os.getuid()
+    """The FIFO and its directory by the crate's rules (``src/private.rs``, ``src/pipe/mod.rs``,
+    through the extension), changing nothing."""
     parent = path.parent
     try:
-        st = os.lstat(parent)
+        os.lstat(parent)
     except FileNotFoundError:
         anc = parent
         while not anc.exists():
@@ -150,30 +154,35 @@ def check_fifo(path: Path) -> str:
             raise Fail(f"the FIFO directory {parent} does not exist and {anc} is not writable",
                        "set BARBRIDGE_RUNTIME_DIR to a directory you own")
         return f"FIFO {path} (its private directory will be created 0700)"
-    if stat.S_ISLNK(st.st_mode) or not stat.S_ISDIR(st.st_mode):
-        raise Fail(f"the FIFO directory {parent} is a symlink or not a directory",
-                   "remove it or set BARBRIDGE_RUNTIME_DIR to a private directory")
-    if st.st_uid != uid:
-        raise Fail(f"the FIFO directory {parent} belongs to uid {st.st_uid}, not to you (uid {uid})",
-                   "set BARBRIDGE_RUNTIME_DIR to a directory you own")
-    if st.st_mode & 0o077:
-        raise Fail(f"the FIFO directory {parent} is accessible to other users (mode {stat.S_IMODE(st.st_mode):04o})",
-                   f"run `chmod 700 {parent}` (other users could inject prices)")
+    import barbridge  # type: ignore[import-not-found]
+
     try:
-        fst = os.lstat(path)
-    except FileNotFoundError:
-        return f"FIFO {path} (will be created 0600 in a 0700 directory)"
-    if not stat.S_ISFIFO(fst.st_mode):
-        raise Fail(f"{path} exists and is not a FIFO", f"remove {path} (it is not ours) or choose another runtime dir")
-    if fst.st_uid != uid:
-        raise Fail(f"the FIFO {path} belongs to uid {fst.st_uid}, not to you", f"remove {path}")
+        barbridge.ensure_private_dir(parent)  # it exists: checked (parents included), never changed
+    except ValueError as e:
+        raise Fail(f"the FIFO directory is refused: {e}", "set BARBRIDGE_RUNTIME_DIR to a private directory of yours")
+    try:
+        exists = barbridge.check_fifo(path)
+    except ValueError as e:
+        raise Fail(f"the FIFO is refused: {e}", f"remove {path} or choose another runtime dir")
+    if not exists:
+        return f"FIFO {path} (will be created 0600 in a private directory)"
     return f"FIFO {path} is a private FIFO you own"
 
 
 def run(mode: str, fifo: Path, stream_url: Optional[str], trading_url: Optional[str], feed: str,
-        timeout: float) -> int:
+        timeout: float, *, environ: Optional[MutableMapping[str, str]] = None,
+        say: Callable[[str], None] = _print) -> int:
+    """The checks in order; each passed one is a line ``  ok    ...`` to ``say``, the first failure a
+    line ``  FAIL  sentence. Fix: ...`` and 1 (0 when all pass). ``environ``: the settings (default
+    ``os.environ``; the launcher passes its own, ``config.env`` included). Blocking (network)."""
+    environ = os.environ if environ is None else environ
+
+    def ok(msg: str) -> None:
+        say(f"  ok    {msg}")
+
+    creds = None
     try:
-        creds = config.credentials_from_env(os.environ)
+        creds = config.credentials_from_env(environ)
         if mode == "live":
             if creds is None:
                 raise Fail("live mode needs Alpaca credentials and none are set",
@@ -182,23 +191,23 @@ def run(mode: str, fifo: Path, stream_url: Optional[str], trading_url: Optional[
             ok(f"credentials present ({creds.origin}, key {config.mask(creds.api_key)})")
         else:
             ok("demo mode: offline, no credentials or network needed")
-        ctx, origin = ssl_context()
+        ctx, origin = ssl_context(environ)
         ok(f"CA bundle usable: {origin} ({len(ctx.get_ca_certs())} CA certificates)")
         if mode == "live":
             assert creds is not None  # refused above without them
-            paper = os.environ.get("ALPACA_PAPER", "true").strip().lower() not in ("0", "false", "no")
-            data_url = os.environ.get("ALPACA_DATA_URL")
+            paper = environ.get("ALPACA_PAPER", "true").strip().lower() not in ("0", "false", "no")
+            data_url = environ.get("ALPACA_DATA_URL")
             if not trading_url and data_url:  # a custom data endpoint (proxy, test server): check keys there
                 ok(check_data_auth(creds, data_url, ctx, timeout))
             else:
                 url = trading_url or (PAPER_TRADING if paper else LIVE_TRADING)
                 ok(check_account(creds, url, ctx, timeout))
-            crypto = config.parse_asset(os.environ.get("ASSET")) == "crypto"  # the crypto stream: 24/7 pairs
+            crypto = config.parse_asset(environ.get("ASSET")) == "crypto"  # the crypto stream: 24/7 pairs
             ok(check_stream(stream_url or (CRYPTO_STREAM if crypto else DEFAULT_STREAM.format(feed=feed)), ctx, timeout))
         ok(check_fifo(fifo))
     except Fail as f:
         text = config.scrub(f"{f.sentence}. Fix: {f.fix}.", [creds.api_key, creds.secret_key] if creds else [])
-        print(f"  FAIL  {text}", flush=True)
+        say(f"  FAIL  {text}")
         return 1
     return 0
 
@@ -210,7 +219,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     ap.add_argument("--stream-url", default=os.environ.get("ALPACA_STREAM_URL") or None)
     ap.add_argument("--trading-url", default=os.environ.get("ALPACA_TRADING_URL") or None)
     ap.add_argument("--feed", default=os.environ.get("ALPACA_FEED") or "iex")
-    ap.add_argument("--timeout", type=float, default=8.0)
+    ap.add_argument("--timeout", type=float, default=TIMEOUT)
     a = ap.parse_args(argv)
     return run(a.mode, Path(a.fifo), a.stream_url, a.trading_url, a.feed, a.timeout)
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import barbridge  # type: ignore[import-not-found]
 
 MAX_LINE_BYTES: int = barbridge.MAX_LINE_BYTES
-MINUTE_MS = 60_000  # every bar is a minute bar: timestamp_ms is a multiple of this
+MINUTE_MS: int = barbridge.MINUTE_MS  # every bar is a minute bar: timestamp_ms is a multiple of this
 WireError = barbridge.WireError
 encode_bar = barbridge.encode_bar  # bar dict → wire line (bytes), WireError for a bad bar
 decode_line = barbridge.decode_line  # wire line → bar dict, None for a control line; WireError

@@ -20,14 +20,14 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import re
 import sys
 from typing import Optional
 from zoneinfo import ZoneInfo
 
+from bridge import config
+
 NY = ZoneInfo("America/New_York")
 UTC = dt.timezone.utc
-_HHMM = re.compile(r"^([01]?\d|2[0-3]):([0-5]\d)$")
 
 
 class ScheduleError(Exception):
@@ -35,10 +35,11 @@ class ScheduleError(Exception):
 
 
 def parse_hhmm(name: str, text: str) -> dt.time:
-    m = _HHMM.match(text.strip())
-    if not m:
-        raise ScheduleError(f"{name}={text!r} is not a HH:MM time (24-hour, New York), e.g. 15:58.")
-    return dt.time(int(m.group(1)), int(m.group(2)))
+    """:func:`bridge.config.parse_hhmm` (the one HH:MM parser), its error as a ScheduleError."""
+    try:
+        return config.parse_hhmm(name, text)
+    except config.ConfigError as e:
+        raise ScheduleError(str(e)) from None
 
 
 def session(day: dt.date) -> Optional[tuple[dt.datetime, dt.datetime]]:

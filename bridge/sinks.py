@@ -5,13 +5,12 @@
 * :class:`InProcessSink` - a ``barbridge.Consumer`` in this process (one-process mode).
 
 Either one's ``native`` object is what the extension's ``barbridge.Publisher`` sends bars into
-(``bridge.publisher``): nothing a producer calls waits for the consumer.
+(``bridge.gate``): nothing a producer calls waits for the consumer.
 """
 
 from __future__ import annotations
 
 import logging
-import os
 import threading
 import time
 from dataclasses import dataclass
@@ -46,14 +45,8 @@ def now_ms() -> int:
 
 
 def make_writer_id() -> str:
-    """Short id unique per sidecar process: pid + start time (base 36 ms)."""
-    t = now_ms()
-    digits = "0123456789abcdefghijklmnopqrstuvwxyz"
-    s = ""
-    while t:
-        t, r = divmod(t, 36)
-        s = digits[r] + s
-    return f"{os.getpid()}-{s}"
+    """Short id unique per sidecar process: pid + start time (base 36 ms), the extension's."""
+    return str(_extension().default_writer_id())
 
 
 @dataclass

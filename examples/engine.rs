@@ -21,7 +21,7 @@ use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use barbridge::journal::{FsyncPolicy, Journal};
+use barbridge::consumer::journal::{FsyncPolicy, Journal};
 use barbridge::{Clock, Consumer, FeedOptions, FifoFeed, StatusWriter, Subscription, SystemClock};
 
 /// `name`'s value when set and not empty.

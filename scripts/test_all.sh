@@ -29,6 +29,15 @@ if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ] || [ ! -f "$dev_stamp" 
     echo "$dev_want" > "$dev_stamp"
 fi
 
+log "NautilusTrader (the optional extra nautilus: tests/python/test_nautilus.py)"
+if ! .venv/bin/python -c "import nautilus_trader" 2>/dev/null; then
+    if .venv/bin/python -m pip install --quiet -r requirements-nautilus.txt; then
+        echo "installed $(.venv/bin/python -m pip show nautilus_trader 2>/dev/null | grep -m1 '^Version') of nautilus_trader"
+    else
+        echo "test_all: cannot install NautilusTrader (requirements-nautilus.txt); tests/python/test_nautilus.py is skipped" >&2
+    fi
+fi
+
 log "System tools for the monitoring and TLS tests (promtool, prometheus, chromium, systemd-analyze, openssl)"
 # Debian packages; installed when missing and we are root, else the tests that need them skip
 # with the reason.
@@ -70,7 +79,7 @@ log "Lints: rustfmt, clippy (all features), ruff, mypy (shellcheck runs in the P
 cargo fmt --check
 cargo clippy --locked --all-targets --features nats -- -D warnings
 PYO3_PYTHON="$repo/.venv/bin/python" cargo clippy --locked --lib --features python,nats -- -D warnings
-.venv/bin/ruff check bridge fake_alpaca tests/python scripts
+.venv/bin/ruff check bridge fake_alpaca tests/python scripts examples/nautilus
 .venv/bin/mypy  # files and settings: pyproject.toml [tool.mypy]
 
 log "Rust tests (with the NATS feature; the bindings' own tests in an embedded interpreter)"

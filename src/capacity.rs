@@ -10,6 +10,14 @@ use thiserror::Error;
 /// take gigabytes before the first bar.
 pub const MAX_SUBSCRIPTION_CAPACITY: usize = 1 << 22;
 
+/// Default bound on the symbols a store holds: twice the full US market (about 10,000), so a
+/// real feed never meets it while a writer sending made-up symbols cannot grow memory without end.
+pub const DEFAULT_MAX_SYMBOLS: usize = 20_000;
+
+/// Largest symbol bound accepted: past it the bound would bound nothing (10 million symbols are
+/// gigabytes of per-symbol overhead).
+pub const MAX_MAX_SYMBOLS: usize = 10_000_000;
+
 /// A capacity outside what the library can honour.
 #[derive(Clone, Debug, PartialEq, Eq, Error)]
 #[non_exhaustive]

@@ -11,7 +11,7 @@ use std::sync::Arc;
 pub enum Error {
     /// A consumer or subscription setting the library cannot honour.
     #[error(transparent)]
-    Config(#[from] crate::feed::ConfigError),
+    Config(#[from] crate::consumer::ConfigError),
     /// A capacity of 0 or beyond its bound.
     #[error(transparent)]
     Capacity(#[from] crate::capacity::CapacityError),
@@ -20,28 +20,28 @@ pub enum Error {
     Wire(#[from] crate::wire::WireError),
     /// The FIFO (consumer side) cannot be used.
     #[error(transparent)]
-    Fifo(#[from] crate::pipe::FifoError),
+    Fifo(#[from] crate::fifo::FifoError),
     /// The FIFO writer (sidecar side) cannot start or stopped on an error.
     #[error(transparent)]
-    Writer(#[from] Arc<crate::pipe::writer::WriterError>),
+    Writer(#[from] Arc<crate::sidecar::writer::WriterError>),
     /// The journal cannot be opened or read.
     #[error(transparent)]
-    Journal(#[from] crate::journal::JournalError),
+    Journal(#[from] crate::consumer::journal::JournalError),
     /// A path another user could have prepared, or a private file that cannot be written.
     #[error(transparent)]
     Private(#[from] crate::private::PrivateError),
     /// An ack or cursor file cannot be read.
     #[error(transparent)]
-    CursorFile(#[from] crate::cursor::CursorFileError),
+    CursorFile(#[from] crate::consumer::cursor::CursorFileError),
     /// A status file cannot be read or written.
     #[error(transparent)]
-    Status(#[from] crate::status::StatusError),
+    Status(#[from] crate::ops::status::StatusError),
     /// A date outside the embedded NYSE session table.
     #[error(transparent)]
     Calendar(#[from] crate::calendar::OutsideTable),
     /// The metrics/status HTTP server cannot start.
     #[error(transparent)]
-    Http(#[from] crate::http::HttpError),
+    Http(#[from] crate::ops::http::HttpError),
     /// The NATS fan-out cannot start or stopped on an error.
     #[cfg(feature = "nats")]
     #[error(transparent)]
@@ -52,8 +52,8 @@ pub enum Error {
     NatsCheck(#[from] crate::nats::CheckFailed),
 }
 
-impl From<crate::pipe::writer::WriterError> for Error {
-    fn from(e: crate::pipe::writer::WriterError) -> Error {
+impl From<crate::sidecar::writer::WriterError> for Error {
+    fn from(e: crate::sidecar::writer::WriterError) -> Error {
         Error::Writer(Arc::new(e))
     }
 }
@@ -73,7 +73,7 @@ mod tests {
     fn module_errors_convert_and_keep_their_message_and_variant() {
         let err = build(0).unwrap_err();
         assert_eq!(err.to_string(), "bars kept per symbol must be at least 1, got 0");
-        assert!(matches!(err, Error::Config(crate::feed::ConfigError::Capacity(crate::CapacityError::Zero { .. }))));
+        assert!(matches!(err, Error::Config(crate::consumer::ConfigError::Capacity(crate::CapacityError::Zero { .. }))));
         let wire: Error = crate::wire::validate_symbol("spy").unwrap_err().into();
         assert!(matches!(wire, Error::Wire(crate::WireError::InvalidSymbol { .. })));
     }

@@ -6,8 +6,8 @@
 //! trading engine over channels or callbacks.
 //!
 //! ```text
-//! FIFO ──▶ pipe::reader (framing) ──▶ wire (parse + validate) ──▶ store (per symbol) ──▶ subscribers
-//!                                        └──────────────▶ health (staleness, seq gaps, counters)
+//! FIFO ──▶ consumer::reader (framing) ──▶ wire (parse + validate) ──▶ store (per symbol) ──▶ subscribers
+//!                                            └──────────────▶ health (staleness, seq gaps, counters)
 //! ```
 //!
 //! ## Embedding in a trading engine
@@ -33,33 +33,32 @@
 //! See `examples/engine.rs` for a complete program.
 
 #![deny(missing_docs)]
-#![deny(unsafe_code)] // one exception: wire::ascii_str, documented and tested there
+#![deny(unsafe_code)] // one exception: wire::scan::ascii_str, documented and tested there
 
-pub mod alpaca_frame;
+// Shared by every product: the bar, asset classes and the trading calendar, bounds, private files.
 pub mod asset;
 pub mod bar;
 pub mod calendar;
 pub mod capacity;
-pub mod cursor;
 pub mod error;
-pub mod feed;
-pub mod gaps;
-pub mod health;
-pub mod http;
-pub mod journal;
-pub mod latency;
-pub mod metrics;
-pub mod minute;
-pub mod page;
-pub mod pipe;
+pub mod fifo;
 pub mod private;
-pub mod publish;
-pub mod status;
-pub mod store;
 pub mod trading;
+
+// The wire format: every line type in both directions, its rules and its encoder.
 pub mod wire;
 
-/// NATS JetStream fan-out (cargo feature `nats`).
+// The consumer: pipeline, delivery, store, journal, cursor, health.
+pub mod consumer;
+
+// The sidecar's side, run inside the Python process: the bar gate, the Alpaca frame reader and
+// the FIFO writer.
+pub mod sidecar;
+
+// Operations: the status file, Prometheus metrics, the HTTP endpoint and its page.
+pub mod ops;
+
+// NATS JetStream fan-out (cargo feature `nats`).
 #[cfg(feature = "nats")]
 pub mod nats;
 
@@ -68,13 +67,13 @@ mod python;
 
 pub use bar::{Bar, BarKind, Source, Symbol};
 pub use capacity::CapacityError;
+pub use consumer::health::{Clock, FeedState, Health, ManualClock, StaleReason, SystemClock};
+pub use consumer::reader::ReaderOptions;
+pub use consumer::store::{BarStore, InsertMode, Inserted};
+pub use consumer::{BarEvent, BarReceiver, ConfigError, Consumer, ConsumerBuilder, FeedOptions, FifoFeed, Ingested, Overflow, Subscription};
 pub use error::{Error, Result};
-pub use feed::{BarEvent, BarReceiver, ConfigError, Consumer, ConsumerBuilder, FeedOptions, FifoFeed, Ingested, Overflow, Subscription};
-pub use health::{Clock, FeedState, Health, ManualClock, StaleReason, SystemClock};
-pub use pipe::reader::ReaderOptions;
-pub use pipe::FifoError;
-pub use status::{StatusError, StatusReport, StatusWriter};
-pub use store::{BarStore, InsertMode, Inserted};
+pub use fifo::FifoError;
+pub use ops::status::{StatusError, StatusReport, StatusWriter};
 pub use wire::{RejectReason, WireError};
 
 use std::path::PathBuf;

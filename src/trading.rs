@@ -8,7 +8,8 @@
 //! statuses beside the bars, and reports halted minutes as halted, not as lost bars.
 //!
 //! ```
-//! use barbridge::trading::{TradingBook, TradingState, TradingStatus};
+//! use barbridge::trading::TradingBook;
+//! use barbridge::wire::trading::{TradingState, TradingStatus};
 //! let book = TradingBook::default();
 //! let at = |min: i64| 1_759_930_200_000 + min * 60_000;
 //! book.apply(&TradingStatus::new("SPY", at(1), TradingState::Halted, "T1", "Halt News Pending"));
@@ -23,166 +24,13 @@ use std::sync::Mutex;
 
 use serde::{Deserialize, Serialize};
 
-use crate::wire::{validate_symbol, WireError, MAX_TIMESTAMP_MS, MIN_TIMESTAMP_MS};
-
-/// Version of the `trading_status` line this build writes and reads; a line with a higher `v` is
-/// counted as an unknown type and ignored (an older consumer does the same with any
-/// `trading_status` line).
-pub const TRADING_STATUS_VERSION: u64 = 1;
-
-/// Longest `code` kept (Alpaca's are a few characters).
-pub const MAX_CODE_CHARS: usize = 16;
-
-/// Longest `reason` kept: the line must fit one atomic write.
-pub const MAX_REASON_CHARS: usize = 200;
+use crate::wire::trading::{TradingState, TradingStatus};
 
 /// Halted intervals remembered per symbol (the oldest are forgotten first).
 const MAX_HALTS_PER_SYMBOL: usize = 64;
 
 /// Statuses remembered per symbol to recognise one sent twice (a re-subscription, a restart).
 const MAX_SEEN_PER_SYMBOL: usize = 64;
-
-/// What a symbol is doing. Every state but [`TradingState::Trading`] means no trades, so no
-/// bars: its minutes are halted, not missing.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum TradingState {
-    /// Trading (Alpaca `sc` T: trading resumption).
-    Trading,
-    /// Halted (Alpaca `sc` H), e.g. news pending or a market-wide circuit breaker.
-    Halted,
-    /// A volatility trading pause (Alpaca `sc` P; LULD).
-    Paused,
-    /// Quoting again, trading not yet (Alpaca `sc` Q: quote resumption).
-    Quoting,
-}
-
-impl TradingState {
-    /// The wire name (`trading`, `halted`, `paused`, `quoting`).
-    pub fn as_str(self) -> &'static str {
-        match self {
-            TradingState::Trading => "trading",
-            TradingState::Halted => "halted",
-            TradingState::Paused => "paused",
-            TradingState::Quoting => "quoting",
-        }
-    }
-
-    /// The state of a wire name.
-    pub fn parse(s: &str) -> Option<TradingState> {
-        Some(match s {
-            "trading" => TradingState::Trading,
-            "halted" => TradingState::Halted,
-            "paused" => TradingState::Paused,
-            "quoting" => TradingState::Quoting,
-            _ => return None,
-        })
-    }
-
-    /// The state of an Alpaca status code (`sc`).
-    pub fn from_alpaca(code: &str) -> Option<TradingState> {
-        Some(match code {
-            "T" => TradingState::Trading,
-            "H" => TradingState::Halted,
-            "P" => TradingState::Paused,
-            "Q" => TradingState::Quoting,
-            _ => return None,
-        })
-    }
-
-    /// True when the symbol does not trade (no bars expected).
-    pub fn is_halted(self) -> bool {
-        self != TradingState::Trading
-    }
-}
-
-/// One trading status of one symbol.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct TradingStatus {
-    /// The symbol.
-    pub symbol: String,
-    /// When the status took effect (the exchange's time, UTC epoch ms).
-    pub ts_ms: i64,
-    /// What the symbol does from then on.
-    pub state: TradingState,
-    /// The reason code (`T1`, `LUDP`, `MWC1`, ...); may be empty.
-    pub code: String,
-    /// The reason in words; may be empty.
-    pub reason: String,
-}
-
-fn cut(s: &str, max_chars: usize) -> String {
-    s.chars().filter(|c| !c.is_control()).take(max_chars).collect()
-}
-
-impl TradingStatus {
-    /// A status; `code` and `reason` are cut to [`MAX_CODE_CHARS`] and [`MAX_REASON_CHARS`]
-    /// (control characters dropped).
-    pub fn new(symbol: &str, ts_ms: i64, state: TradingState, code: &str, reason: &str) -> TradingStatus {
-        TradingStatus { symbol: symbol.to_owned(), ts_ms, state, code: cut(code, MAX_CODE_CHARS), reason: cut(reason, MAX_REASON_CHARS) }
-    }
-
-    /// The status an Alpaca message says (`S`, `t` as epoch ms, `sc`, `rc`, `rm`), validated.
-    ///
-    /// # Errors
-    /// [`WireError::WrongType`] for a status code this build does not know; the errors of
-    /// [`TradingStatus::validate`].
-    pub fn from_alpaca(symbol: &str, ts_ms: i64, status_code: &str, reason_code: &str, reason: &str) -> Result<TradingStatus, WireError> {
-        let state = TradingState::from_alpaca(status_code)
-            .ok_or_else(|| WireError::WrongType { detail: format!("trading status code `sc` {status_code:?} is not one of H, P, Q, T") })?;
-        let status = TradingStatus::new(symbol, ts_ms, state, reason_code, reason);
-        status.validate()?;
-        Ok(status)
-    }
-
-    /// The rules a status line meets: the symbol rule, and `ts_ms` epoch milliseconds between
-    /// 1990 and 2100 (any millisecond: a halt starts when it starts).
-    ///
-    /// # Errors
-    /// [`WireError::InvalidSymbol`], [`WireError::InvalidTimestamp`].
-    pub fn validate(&self) -> Result<(), WireError> {
-        validate_symbol(&self.symbol)?;
-        if !(MIN_TIMESTAMP_MS..MAX_TIMESTAMP_MS).contains(&self.ts_ms) {
-            return Err(WireError::InvalidTimestamp { timestamp_ms: self.ts_ms });
-        }
-        Ok(())
-    }
-}
-
-#[derive(Serialize)]
-struct StatusLineOut<'a> {
-    #[serde(rename = "type")]
-    kind: &'static str,
-    v: u64,
-    symbol: &'a str,
-    ts_ms: i64,
-    status: &'static str,
-    code: &'a str,
-    reason: &'a str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    seq: Option<u64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    writer: Option<&'a str>,
-}
-
-/// Append `status` as one `trading_status` wire line, newline included (README, "Wire
-/// protocol"): `{"type":"trading_status","v":1,"symbol":..,"ts_ms":..,"status":..,"code":..,
-/// "reason":..}` and the writer's envelope when given. The journal writes it without one.
-pub fn write_status_line(out: &mut Vec<u8>, status: &TradingStatus, seq: Option<u64>, writer: Option<&str>) {
-    let line = StatusLineOut {
-        kind: "trading_status",
-        v: TRADING_STATUS_VERSION,
-        symbol: &status.symbol,
-        ts_ms: status.ts_ms,
-        status: status.state.as_str(),
-        code: &status.code,
-        reason: &status.reason,
-        seq,
-        writer,
-    };
-    serde_json::to_writer(&mut *out, &line).expect("writing to a Vec cannot fail");
-    out.push(b'\n');
-}
 
 /// A time without trading of one symbol.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -229,7 +77,7 @@ pub enum Applied {
 }
 
 /// Each symbol's trading state and its recent halted intervals, for at most
-/// [`crate::store::DEFAULT_MAX_SYMBOLS`] symbols unless told otherwise. Thread-safe.
+/// [`crate::capacity::DEFAULT_MAX_SYMBOLS`] symbols unless told otherwise. Thread-safe.
 #[derive(Debug)]
 pub struct TradingBook {
     inner: Mutex<HashMap<String, Entry>>,
@@ -238,7 +86,7 @@ pub struct TradingBook {
 
 impl Default for TradingBook {
     fn default() -> Self {
-        TradingBook::with_max_symbols(crate::store::DEFAULT_MAX_SYMBOLS)
+        TradingBook::with_max_symbols(crate::capacity::DEFAULT_MAX_SYMBOLS)
     }
 }
 
@@ -328,6 +176,7 @@ impl TradingBook {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::wire::WireError;
 
     const T: i64 = 1_759_930_200_000;
 
@@ -381,7 +230,7 @@ mod tests {
         assert!(matches!(TradingStatus::from_alpaca("SPY", T / 1000, "H", "", ""), Err(WireError::InvalidTimestamp { .. })));
         let long = TradingStatus::new("SPY", T, TradingState::Halted, &"C".repeat(100), &"é\n".repeat(3000));
         let mut line = Vec::new();
-        write_status_line(&mut line, &long, Some(u64::MAX), Some(&"w".repeat(64)));
+        crate::wire::write_trading_status_line(&mut line, &long, Some(u64::MAX), Some(&"w".repeat(64)));
         assert!(line.len() < 1024, "{} bytes", line.len());
     }
 }

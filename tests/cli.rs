@@ -426,8 +426,8 @@ fn a_new_symbol_past_max_symbols_is_refused_counted_and_known_ones_go_on() {
     assert_eq!(symbols.keys().collect::<Vec<_>>(), ["SDS", "SH", "SPY"]);
     let (_, text) = status_of(&file, &[]);
     assert!(text.contains("refused   2000 bars/statuses of new symbols"), "{text}");
-    let report: barbridge::status::StatusReport = serde_json::from_str(&std::fs::read_to_string(&file).unwrap()).unwrap();
-    let metrics = barbridge::metrics::render(report);
+    let report: barbridge::ops::status::StatusReport = serde_json::from_str(&std::fs::read_to_string(&file).unwrap()).unwrap();
+    let metrics = barbridge::ops::metrics::render(report);
     assert!(metrics.lines().any(|l| l == "barbridge_symbol_bound_refused_total 2000"), "{metrics}");
     let mut stderr = String::new();
     std::io::Read::read_to_string(&mut r.child.stderr.take().unwrap(), &mut stderr).unwrap();
@@ -483,4 +483,18 @@ fn a_writer_cannot_flood_the_log_with_status_lines_halts_or_gaps() {
         assert!((1..=10).contains(&n), "{what}: {n} lines, not rate-limited");
     }
     assert!(stderr.lines().all(|l| l.len() < 1000), "a writer's detail is cut in the log");
+}
+
+#[cfg(feature = "nats")]
+#[test]
+fn a_stream_age_no_duration_can_hold_is_refused_in_one_sentence() {
+    // 1e300 hours overflowed Duration::from_secs_f64: a panic instead of exit 2.
+    let dir = tempfile::tempdir().unwrap();
+    for flag in ["--stream-max-age-hours", "--stream-duplicate-window-minutes"] {
+        let out =
+            Command::new(BIN).args(["run", "--publish", "nats://127.0.0.1:1", "--journal"]).arg(dir.path()).args([flag, "1e300"]).output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{flag}: {err}");
+        assert!(err.contains("must be positive") && !err.contains("panicked"), "{flag}: {err}");
+    }
 }

@@ -14,8 +14,8 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use barbridge::calendar::ny_date;
-use barbridge::journal::day_path;
-use barbridge::pipe::writer::{FifoWriter, WriterOptions};
+use barbridge::consumer::journal::day_path;
+use barbridge::sidecar::writer::{FifoWriter, WriterOptions};
 use barbridge::wire::{parse_line, Line};
 use barbridge::{Bar, BarKind};
 use common::*;
@@ -132,7 +132,7 @@ impl Setup {
 
     /// Write `text` as `cursor.json` (a private file of ours, as the consumer writes it).
     fn plant_cursor(&self, text: &str) {
-        let path = self.journal.join(barbridge::cursor::DURABLE_FILE);
+        let path = self.journal.join(barbridge::consumer::cursor::DURABLE_FILE);
         let _ = std::fs::remove_file(&path);
         std::fs::write(&path, text).unwrap();
         std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
@@ -169,7 +169,7 @@ fn assert_journal_exact(setup: &Setup, minutes: std::ops::Range<i64>, symbols: u
 }
 
 /// Wait until the writer's every line is acknowledged (nothing pinned), and return its stats.
-fn assert_all_acked(writer: &FifoWriter) -> barbridge::pipe::writer::WriterStats {
+fn assert_all_acked(writer: &FifoWriter) -> barbridge::sidecar::writer::WriterStats {
     let settled = wait_until(LONG, || {
         let w = writer.stats();
         w.acked == w.lines_written && w.unacked == 0
@@ -190,7 +190,7 @@ fn a_line_swallowed_by_a_foreign_unfinished_line_is_asked_for_and_re_sent() {
     let _consumer = setup.consumer();
     // The foreign process (once the consumer has made the FIFO: its ack file comes first):
     // writes half a line and keeps the FIFO open (so that no EOF ends the line).
-    assert!(wait_until(LONG, || barbridge::cursor::ack_path(&setup.fifo).exists()));
+    assert!(wait_until(LONG, || barbridge::consumer::cursor::ack_path(&setup.fifo).exists()));
     let marker = setup.dir.path().join("foreign-wrote");
     let script = r#"exec 3>"$1"; printf '%s' '{"symbol":"JUNK","timestamp_ms":17599' >&3; : > "$2"; exec sleep 120"#;
     let _foreign = Proc(Some(Command::new("sh").arg("-c").arg(script).arg("sh").arg(&setup.fifo).arg(&marker).spawn().unwrap()));
@@ -248,7 +248,7 @@ fn an_unreadable_cursor_reports_no_false_loss(spoil: impl Fn(&Path)) {
     assert_journal_exact(&setup, 0..1, BARS);
     let acked = assert_all_acked(&writer).acked;
     terminate(first);
-    spoil(&setup.journal.join(barbridge::cursor::DURABLE_FILE));
+    spoil(&setup.journal.join(barbridge::consumer::cursor::DURABLE_FILE));
     let _second = setup.consumer();
     send_minute(&writer, 1, BARS);
     assert_journal_exact(&setup, 0..2, BARS);
@@ -340,7 +340,7 @@ fn a_flood_of_writer_ids_is_counted_not_logged_line_by_line() {
 #[test]
 fn a_hole_is_re_sent_once_per_read_past_not_once_per_poll() {
     let setup = Setup::new();
-    let ack = barbridge::cursor::ack_path(&setup.fifo);
+    let ack = barbridge::consumer::cursor::ack_path(&setup.fifo);
     let plant_ack = |high: u64| {
         let text = format!(r#"{{"consumer":"slow","pid":1,"writers":{{"{WRITER}":{{"prefix":0,"high":{high},"holes":[[1,5]]}}}}}}"#);
         let tmp = ack.with_extension("tmp");

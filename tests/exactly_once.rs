@@ -11,8 +11,8 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use barbridge::calendar::ny_date;
-use barbridge::journal::day_path;
-use barbridge::pipe::writer::{FifoWriter, WriterOptions};
+use barbridge::consumer::journal::day_path;
+use barbridge::sidecar::writer::{FifoWriter, WriterOptions};
 use barbridge::wire::{parse_line, Line};
 use barbridge::{Bar, BarKind};
 use common::*;
@@ -243,17 +243,17 @@ fn a_consumer_killed_before_its_first_cursor_loses_nothing_and_reports_no_loss()
             let writer = setup.writer_polling_acks_every(ack_poll);
             send_minute(&writer, 0, SYMBOLS);
             assert!(wait_until(LONG, || setup.journaled().len() == SYMBOLS));
-            let ack = barbridge::cursor::ack_path(&setup.fifo);
-            let first = barbridge::cursor::read_ack_file(&ack).ok().flatten().map(|a| a.consumer);
+            let ack = barbridge::consumer::cursor::ack_path(&setup.fifo);
+            let first = barbridge::consumer::cursor::read_ack_file(&ack).ok().flatten().map(|a| a.consumer);
             sigkill(consumer);
             // As if the kill came before the first cursor was written (and so before any ack).
-            std::fs::remove_file(setup.journal.join(barbridge::cursor::DURABLE_FILE)).unwrap();
+            std::fs::remove_file(setup.journal.join(barbridge::consumer::cursor::DURABLE_FILE)).unwrap();
             std::fs::remove_file(&ack).unwrap();
             (writer.stats().acked == 0).then(|| (setup, writer, first.expect("the first consumer published its ack file")))
         })
         .expect("in 5 tries, a consumer was killed before the writer read its ack");
-    let ack = barbridge::cursor::ack_path(&setup.fifo);
-    let instance = || barbridge::cursor::read_ack_file(&ack).ok().flatten().map(|a| a.consumer);
+    let ack = barbridge::consumer::cursor::ack_path(&setup.fifo);
+    let instance = || barbridge::consumer::cursor::read_ack_file(&ack).ok().flatten().map(|a| a.consumer);
     let consumer = setup.consumer();
     // The new consumer has the FIFO open (its ack file is written just before): the writer's
     // next lines go to it without an EPIPE, before the writer's next look at the ack file.

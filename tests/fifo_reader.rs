@@ -8,8 +8,8 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use barbridge::pipe::prepare_fifo;
-use barbridge::pipe::reader::{read_fifo, Flow, FrameSink, ReaderOptions};
+use barbridge::consumer::reader::{read_fifo, Flow, FrameSink, ReaderOptions};
+use barbridge::fifo::prepare_fifo;
 use barbridge::{Consumer, FeedOptions, FifoFeed};
 use common::*;
 
@@ -212,8 +212,8 @@ fn the_fifo_is_private() {
 }
 
 #[test]
-fn refuses_regular_files_symlinks_foreign_fifos_and_open_directories() {
-    use std::os::unix::fs::PermissionsExt;
+fn refuses_regular_files_symlinks_foreign_fifos_open_fifos_and_open_directories() {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("file");
     std::fs::File::create(&file).unwrap().write_all(b"x").unwrap();
@@ -232,6 +232,12 @@ fn refuses_regular_files_symlinks_foreign_fifos_and_open_directories() {
     std::fs::set_permissions(&open_dir, std::fs::Permissions::from_mode(0o777)).unwrap();
     let err = prepare_fifo(&open_dir.join("bars.fifo")).unwrap_err().to_string();
     assert!(err.contains("writable by other users"), "{err}");
+
+    // A FIFO of ours others can open: refused, never tightened (whoever opened it keeps the handle).
+    std::fs::set_permissions(&real, std::fs::Permissions::from_mode(0o666)).unwrap();
+    let err = prepare_fifo(&real).unwrap_err().to_string();
+    assert!(err.contains("mode 666") && err.contains("never tightened"), "{err}");
+    assert_eq!(std::fs::symlink_metadata(&real).unwrap().mode() & 0o777, 0o666, "left as it was");
 
     if nix::unistd::getuid().is_root() {
         let foreign = dir.path().join("run").join("foreign.fifo");

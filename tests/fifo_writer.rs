@@ -6,7 +6,7 @@ mod common;
 use std::sync::Arc;
 use std::time::Duration;
 
-use barbridge::pipe::writer::{FifoWriter, WriterError, WriterOptions};
+use barbridge::sidecar::writer::{FifoWriter, WriterError, WriterOptions};
 use barbridge::{Bar, BarKind, Consumer, FeedOptions, FifoError, FifoFeed, Source};
 use common::*;
 
@@ -48,8 +48,8 @@ fn backlog_waits_for_the_consumer_then_arrives_whole_and_in_sequence() {
     }
     let corrected = bar(5, 101.0);
     writer.submit_bar("SPY", corrected, BarKind::UpdatedBar, Some(Source::Backfill)).unwrap();
-    writer.submit_status("subscribed", "SPY,SPXL,SH,SDS").unwrap();
-    writer.submit_status("reconnecting", &"€".repeat(5_000)).unwrap(); // cut to fit one atomic write
+    writer.submit_connection_state("subscribed", "SPY,SPXL,SH,SDS").unwrap();
+    writer.submit_connection_state("reconnecting", &"€".repeat(5_000)).unwrap(); // cut to fit one atomic write
     assert!(!writer.reader_present());
     assert!(writer.backlog() >= 8_002, "nothing is written without a reader: {}", writer.backlog());
 
@@ -132,7 +132,7 @@ fn invalid_bars_and_unusable_fifos_are_refused() {
     let writer = FifoWriter::new(&path, options("w1"));
     let bad = Bar { high: 1.0, low: 2.0, ..bar(0, 1.5) };
     assert!(writer.submit_bar("SPY", bad, BarKind::Bar, None).is_err());
-    assert!(writer.submit_status("sleepy", "").is_err());
+    assert!(writer.submit_connection_state("sleepy", "").is_err());
     assert_eq!((writer.stats().dropped_invalid, writer.backlog()), (1, 0));
 
     let file = dir.path().join("regular");

@@ -69,7 +69,7 @@ fn sigkill_then_restart_resumes_warm_with_every_bar_and_correction() {
 
     // A torn record, as a power loss would leave it.
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64;
-    let path = barbridge::journal::day_path(&dir.path().join("journal"), ny_date(now));
+    let path = barbridge::consumer::journal::day_path(&dir.path().join("journal"), ny_date(now));
     let mut f = std::fs::OpenOptions::new().append(true).open(&path).unwrap();
     std::io::Write::write_all(&mut f, b"{\"symbol\":\"SPY\",\"timest").unwrap();
     drop(f);
@@ -88,7 +88,7 @@ fn sigkill_then_restart_resumes_warm_with_every_bar_and_correction() {
 
     // The journal: 51 bars + 1 correction, the torn tail cut off.
     let mut bars = std::collections::BTreeMap::new();
-    let report = barbridge::journal::read_records(&path, |_, bar, _| {
+    let report = barbridge::consumer::journal::read_records(&path, |_, bar, _| {
         bars.insert(bar.timestamp_ms, bar.close);
     })
     .unwrap();
@@ -115,7 +115,7 @@ fn gaps_and_replay_read_the_journal() {
         s.open_ms + 100 * 60_000
     ));
     std::fs::create_dir_all(&journal).unwrap();
-    std::fs::write(barbridge::journal::day_path(&journal, date), &text).unwrap();
+    std::fs::write(barbridge::consumer::journal::day_path(&journal, date), &text).unwrap();
     let out = Command::new(BIN).args(["gaps", "--date", "2025-10-08", "--json", "--journal"]).arg(&journal).output().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
@@ -131,14 +131,14 @@ fn gaps_and_replay_read_the_journal() {
     let weekend = Command::new(BIN).args(["gaps", "--date", "2025-10-11", "--journal"]).arg(&journal).output().unwrap();
     assert!(String::from_utf8(weekend.stdout).unwrap().contains("not a NYSE trading day"));
 
-    let out = Command::new(BIN).args(["replay", "--echo"]).arg(barbridge::journal::day_path(&journal, date)).output().unwrap();
+    let out = Command::new(BIN).args(["replay", "--echo"]).arg(barbridge::consumer::journal::day_path(&journal, date)).output().unwrap();
     assert!(out.status.success());
     assert_eq!(String::from_utf8(out.stdout).unwrap().lines().count(), 7);
 }
 
 #[test]
 fn a_restarted_consumer_does_not_journal_another_days_bar_twice() {
-    use barbridge::journal::{FsyncPolicy, Journal};
+    use barbridge::consumer::journal::{FsyncPolicy, Journal};
     use barbridge::{BarKind, Consumer};
     let dir = tempfile::tempdir().unwrap();
     // A bar of 2025-10-08 (not "today"), journaled by a first process.
@@ -154,9 +154,9 @@ fn a_restarted_consumer_does_not_journal_another_days_bar_twice() {
     consumer.resume_from_journal(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64);
     assert_eq!(consumer.ingest_line(line).unwrap(), barbridge::Ingested::Bar(barbridge::Inserted::Duplicate));
     consumer.flush();
-    let path = barbridge::journal::day_path(dir.path(), ny_date(1_759_930_080_000));
+    let path = barbridge::consumer::journal::day_path(dir.path(), ny_date(1_759_930_080_000));
     let mut n = 0;
-    barbridge::journal::read_records(&path, |_, _, kind| {
+    barbridge::consumer::journal::read_records(&path, |_, _, kind| {
         assert_eq!(kind, BarKind::Bar);
         n += 1;
     })

@@ -14,7 +14,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use barbridge::pipe::writer::{FifoWriter, WriterOptions};
+use barbridge::sidecar::writer::{FifoWriter, WriterOptions};
 use barbridge::{Bar, BarKind, Source};
 use common::*;
 
@@ -147,9 +147,9 @@ impl Node {
     /// The journal's records in order: (symbol, minute) → versions.
     fn records(&self) -> HashMap<(String, i64), Vec<f64>> {
         let mut out: HashMap<(String, i64), Vec<f64>> = HashMap::new();
-        let path = barbridge::journal::day_path(&self.journal(), barbridge::calendar::ny_date(BASE_MS));
+        let path = barbridge::consumer::journal::day_path(&self.journal(), barbridge::calendar::ny_date(BASE_MS));
         if path.exists() {
-            barbridge::journal::read_records(&path, |symbol, bar, _| {
+            barbridge::consumer::journal::read_records(&path, |symbol, bar, _| {
                 out.entry((symbol.to_owned(), (bar.timestamp_ms - BASE_MS) / 60_000)).or_default().push(bar.close);
             })
             .unwrap();

@@ -63,7 +63,7 @@ fn every_vector_decodes_as_expected() {
                 assert_eq!((h.sent, h.acked), (v["sent"].as_u64(), v["acked"].as_u64()), "{name}");
             }
             "status" => {
-                let Ok(Line::Status(s)) = got else { panic!("{name}: {got:?}") };
+                let Ok(Line::ConnectionState(s)) = got else { panic!("{name}: {got:?}") };
                 assert_eq!(s.state, v["state"].as_str().unwrap(), "{name}");
                 assert_eq!(s.detail.as_deref(), v["detail"].as_str(), "{name}");
             }

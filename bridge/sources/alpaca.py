@@ -26,13 +26,12 @@ and ``tests/python`` exercises every hook against the real SDK.
 from __future__ import annotations
 
 import asyncio
-import collections
 import datetime as dt
 import logging
 import ssl
 import threading
 import time
-from typing import Any, Callable, Deque, Optional
+from typing import Any, Callable, Optional
 
 from alpaca.data.enums import DataFeed
 from alpaca.data.historical import StockHistoricalDataClient
@@ -44,19 +43,17 @@ from alpaca.data.timeframe import TimeFrame
 import barbridge  # type: ignore[import-not-found]
 
 from ..config import Credentials, ca_bundle, mask
-from ..publisher import Publisher
+from ..exitcodes import ExitCode
+from ..flap import DEFAULT_THRESHOLD, DEFAULT_WINDOW, FlapDetector
+from ..gate import BarGate
 
 log = logging.getLogger("bridge.alpaca")
 UTC = dt.timezone.utc
 
-EXIT_AUTH = 3
-EXIT_SUBSCRIPTION = 4
-EXIT_CONN_LIMIT = 5
-EXIT_TLS = 2
 # A reconnect backfill starts this long before the last bar seen: a correction (updated bar) of a
 # minute before it may have been published while the stream was down, and REST serves the
 # corrected version. Re-fetched unchanged minutes are suppressed by the Publisher.
-BACKFILL_LOOKBACK_MS = 5 * 60_000
+BACKFILL_LOOKBACK_MS = 5 * barbridge.MINUTE_MS
 # Symbols per REST request: the symbols go into the URL, and servers refuse request lines much
 # beyond 8 KiB (a full-market list is 60 KiB and more).
 BACKFILL_SYMBOLS_PER_REQUEST = 500
@@ -134,7 +131,7 @@ class AlpacaSource:
     #: What is streamed, for logs and status details.
     asset = "stock"
 
-    def __init__(self, publisher: Publisher, symbols: list[str], creds: Credentials, *,
+    def __init__(self, publisher: BarGate, symbols: list[str], creds: Credentials, *,
                  feed: str = "iex", stream_url: Optional[str] = None, data_url: Optional[str] = None,
                  stale_after: float = 90.0, market_hours: str = "regular",
                  ping_interval: float = 10.0, ping_timeout: float = 180.0,
@@ -337,14 +334,14 @@ class AlpacaSource:
         if self.stopping.is_set():
             return
         if "insufficient subscription" in low:
-            self._fatal(EXIT_SUBSCRIPTION, f"Alpaca refused the {self.feed.value} feed (409 insufficient subscription): "
+            self._fatal(ExitCode.SUBSCRIPTION, f"Alpaca refused the {self.feed.value} feed (409 insufficient subscription): "
                         "your plan does not include it; use --feed iex or upgrade the data plan.")
         elif "auth failed" in low or "not authenticated" in low or "failed to authenticate" in low:
             self._auth_failures += 1
             self.pub.status("auth_failed", f"Alpaca rejected API key {mask(self.creds.api_key)} (402 auth failed)",
                             level=logging.ERROR)
             if self._auth_failures >= self.auth_retries:
-                self._fatal(EXIT_AUTH, f"Alpaca rejected the API key {mask(self.creds.api_key)} {self._auth_failures} "
+                self._fatal(ExitCode.AUTH, f"Alpaca rejected the API key {mask(self.creds.api_key)} {self._auth_failures} "
                             "time(s) (402 auth failed): check ALPACA_API_KEY/ALPACA_SECRET_KEY in config.env "
                             "(paper and live keys differ).")
         elif "connection limit exceeded" in low:
@@ -356,11 +353,11 @@ class AlpacaSource:
                           "giving up after %.0f s.", self.conn_limit_timeout)
                 self.pub.status("reconnecting", "406 connection limit exceeded", level=logging.WARNING)
             elif now - self._limit_since >= self.conn_limit_timeout:
-                self._fatal(EXIT_CONN_LIMIT, f"Alpaca kept refusing the stream for {now - self._limit_since:.0f} s "
+                self._fatal(ExitCode.CONN_LIMIT, f"Alpaca kept refusing the stream for {now - self._limit_since:.0f} s "
                             "(406 connection limit exceeded): another process is using this API key's stream; stop it "
                             "or use a different key.")
         elif isinstance(e, ssl.SSLCertVerificationError) or "certificate verify failed" in low:
-            self._fatal(EXIT_TLS, f"TLS verification of {self.url} failed ({getattr(e, 'verify_message', text)}): "
+            self._fatal(ExitCode.CONFIG, f"TLS verification of {self.url} failed ({getattr(e, 'verify_message', text)}): "
                         "set SSL_CERT_FILE to a valid CA bundle (certifi's is used by default).")
         else:
             kind = type(e).__name__
@@ -392,7 +389,7 @@ class AlpacaSource:
         except Exception as e:  # pragma: no cover - the SDK catches nearly everything itself
             log.exception("stream thread failed: %s", e)
         if not self.stopping.is_set() and self.fatal is None:
-            self._fatal(EXIT_SUBSCRIPTION, "the Alpaca stream stopped by itself (the SDK returned from run(), which it "
+            self._fatal(ExitCode.SUBSCRIPTION, "the Alpaca stream stopped by itself (the SDK returned from run(), which it "
                         "does on 409 insufficient subscription); check the feed and data plan.")
 
     def _watchdog(self) -> None:
@@ -544,41 +541,37 @@ class AlpacaSource:
 
 
 class ReconnectTracker:
-    """Counts (re)connects and detects flapping: more than ``flap_threshold`` reconnects
-    within ``flap_window`` seconds."""
+    """Counts (re)connects and detects flapping: more than ``flap_threshold`` reconnects within
+    ``flap_window`` seconds (:class:`bridge.flap.FlapDetector`, the supervisor's too)."""
 
-    def __init__(self, flap_threshold: int = 3, flap_window: float = 600.0,
+    def __init__(self, flap_threshold: int = DEFAULT_THRESHOLD, flap_window: float = DEFAULT_WINDOW,
                  clock: Callable[[], float] = time.monotonic) -> None:
-        self.flap_threshold = flap_threshold
-        self.flap_window = flap_window
+        self._flaps = FlapDetector(flap_threshold, flap_window)
         self._clock = clock
-        self._events: Deque[float] = collections.deque()
         self.connects = 0
         self.reconnects = 0
         self.disconnects = 0
-        self.flapping = False
+
+    @property
+    def flap_window(self) -> float:
+        return self._flaps.window
+
+    @property
+    def flapping(self) -> bool:
+        return self._flaps.flapping
 
     def on_connected(self) -> None:
         self.connects += 1
         if self.connects > 1:
             self.reconnects += 1
-            self._events.append(self._clock())
+            self._flaps.record(self._clock())
 
     def on_disconnected(self) -> None:
         self.disconnects += 1
 
     def check_flap(self) -> Optional[int]:
         """Number of reconnects in the window when flapping starts (once per episode), else None."""
-        now = self._clock()
-        while self._events and now - self._events[0] > self.flap_window:
-            self._events.popleft()
-        n = len(self._events)
-        if n > self.flap_threshold and not self.flapping:
-            self.flapping = True
-            return n
-        if n <= self.flap_threshold:
-            self.flapping = False
-        return None
+        return self._flaps.check(self._clock())
 
 
 def _names(symbols: object) -> str:
@@ -603,12 +596,12 @@ def preflight(creds: Credentials, symbols: list[str], feed: str, data_url: Optio
                                                feed=DataFeed(feed), limit=1,
                                                start=dt.datetime.now(UTC) - dt.timedelta(days=5)))
     except requests.exceptions.SSLError as e:
-        return EXIT_TLS, (f"TLS verification of the Alpaca data API failed ({_short(e)[:120]}): set SSL_CERT_FILE to a "
+        return ExitCode.CONFIG, (f"TLS verification of the Alpaca data API failed ({_short(e)[:120]}): set SSL_CERT_FILE to a "
                           "valid CA bundle (certifi's is used by default).")
     except APIError as e:
         code = getattr(e, "status_code", None)
         if code in (401, 403):
-            return EXIT_AUTH, (f"the Alpaca data API rejected API key {mask(creds.api_key)} (HTTP {code}): check "
+            return ExitCode.AUTH, (f"the Alpaca data API rejected API key {mask(creds.api_key)} (HTTP {code}): check "
                                "ALPACA_API_KEY/ALPACA_SECRET_KEY in config.env.")
         log.warning("preflight: the Alpaca data API answered HTTP %s; continuing", code)
     except requests.exceptions.RequestException as e:

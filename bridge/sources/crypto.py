@@ -29,7 +29,6 @@ from .alpaca import AlpacaSource, _Observed
 
 #: The crypto feed's name (``CryptoFeed.US``): the only one alpaca-py 0.44 knows.
 CRYPTO_FEED = "us"
-DEFAULT_CRYPTO_SYMBOLS = ("BTC/USD", "ETH/USD")
 DAY_MS = 86_400_000
 
 

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Optional
 
 from ..config import DEMO_HISTORY_MINUTES, HALT_MINUTES
 from ..protocol import MINUTE_MS
-from ..publisher import Publisher
+from ..gate import BarGate
 
 if TYPE_CHECKING:
     from barbridge import BarDict
@@ -38,7 +38,7 @@ class SyntheticSource:
     Every ``halt_every`` minutes (0 = never) the last symbol is halted for ``halt_minutes`` (a
     trading status, then no bars for it, then a resumption), so the demo shows a halt as a halt."""
 
-    def __init__(self, publisher: Publisher, symbols: list[str], *, interval: float = 60.0,
+    def __init__(self, publisher: BarGate, symbols: list[str], *, interval: float = 60.0,
                  count: Optional[int] = None, seed: Optional[int] = None, start_ms: Optional[int] = None,
                  halt_every: int = 0, halt_minutes: int = HALT_MINUTES, history: int = DEMO_HISTORY_MINUTES) -> None:
         self.pub = publisher

@@ -3,4 +3,5 @@
 Modules: ``settings`` (command line + config.env + environment), ``runtime`` (locks, pid files,
 leftover children), ``policy`` (backoff, give-up, flapping), ``children`` (processes that die with
 the supervisor), ``alerts`` (``ALERT_CMD``), ``display`` (terminal and ``--status``), ``app`` (the
-supervisor itself), ``cli`` (``--check``, ``--status``, entry point)."""
+supervisor itself), ``symbol_change`` (``--subscribe``/``--unsubscribe``), ``cli`` (``--check``,
+``--status``, entry point)."""

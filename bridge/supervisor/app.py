@@ -24,17 +24,28 @@ import signal
 import sys
 import time
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import TYPE_CHECKING, Any, Callable, Optional
 
 from bridge.config import DEMO_HISTORY_MINUTES, ConfigError, mask
+from bridge.exitcodes import ExitCode
 from bridge.supervisor import display, natslocal, runtime
-from bridge.supervisor.control import current_symbols
+from bridge.supervisor.symbol_change import current_symbols
 from bridge.supervisor.alerts import Alerter, local_ts
 from bridge.supervisor.children import Child, run as run_to_end
 from bridge.supervisor.policy import Backoff, FlapDetector, RestartPolicy, Tracked
 from bridge.supervisor.settings import PROG, Settings
 
+if TYPE_CHECKING:
+    from barbridge import StatusReport
+
 CONSUMER_FIFO_TIMEOUT = 15.0
+
+
+def _minute_ms() -> int:
+    """The minute, in ms (every bar is a minute bar): the extension's, loaded when a consumer runs."""
+    import barbridge  # type: ignore[import-not-found]
+
+    return int(barbridge.MINUTE_MS)
 
 
 class Fatal(Exception):
@@ -177,32 +188,33 @@ class Supervisor:
             probe.write_text("")
             probe.unlink()
         except OSError:
-            raise Fatal(2, f"cannot create the run directory {run_dir} (or it is not writable).",
+            raise Fatal(ExitCode.CONFIG, f"cannot create the run directory {run_dir} (or it is not writable).",
                         "choose a writable place with --run-dir DIR (or RUNS_DIR)") from None
         try:
             runtime.prepare_private_dir(s.runtime_dir)
         except ConfigError as e:
-            raise Fatal(2, e.sentence, e.fix) from None
+            raise Fatal(ExitCode.CONFIG, e.sentence, e.fix) from None
         rt_lock = runtime.InstanceLock(s.runtime_dir / "launcher.lock")
         try:
             rt_lock.acquire()
         except runtime.LockTaken as e:
-            raise Fatal(2, f"another launcher (pid {e.pid}) is already running on {s.runtime_dir}.",
+            raise Fatal(ExitCode.CONFIG, f"another launcher (pid {e.pid}) is already running on {s.runtime_dir}.",
                         "stop it first, or give a second instance its own BARBRIDGE_RUNTIME_DIR and --run-dir") from None
         self.locks.append(rt_lock)
         runs_lock = runtime.InstanceLock(s.runs_dir / "launcher.lock")
         try:
             runs_lock.acquire()
         except runtime.LockTaken as e:
-            raise Fatal(2, f"the run directory {s.runs_dir} is in use by another launcher (pid {e.pid}); its journal "
-                           "and logs would mix with this one's.", "give this instance its own --run-dir (or RUNS_DIR)") from None
+            raise Fatal(ExitCode.CONFIG, f"the run directory {s.runs_dir} is in use by another launcher (pid {e.pid}); "
+                           "its journal and logs would mix with this one's.",
+                        "give this instance its own --run-dir (or RUNS_DIR)") from None
         self.locks.append(runs_lock)
         s.live_symbols_file.unlink(missing_ok=True)  # a live change of an earlier launcher run ends with it
         left = runtime.leftover_children(s.runtime_dir, s.fifo)
         if left:
             names = " and ".join(f"{n} (pid {p})" for n, p in left.items())
-            raise Fatal(2, f"the {names} of an earlier launcher still run{'s' if len(left) == 1 else ''} on {s.fifo}; "
-                           "a second pair would split the bars between them.",
+            raise Fatal(ExitCode.CONFIG, f"the {names} of an earlier launcher still run{'s' if len(left) == 1 else ''} on "
+                           f"{s.fifo}; a second pair would split the bars between them.",
                         f"stop {'it' if len(left) == 1 else 'them'} (kill {' '.join(map(str, left.values()))}), then rerun")
         self.run_dir = run_dir
         self.log.file = self.path("launcher.log")
@@ -213,18 +225,22 @@ class Supervisor:
         self.alerter = Alerter(s.alert_cmd, s.alert_timeout, self.path("launcher.log"), self.log, self.alert_context)
 
     async def preflight(self) -> None:
+        """``bridge.preflight`` in this process (a worker thread: its checks block on the network),
+        with the launcher's settings; its lines go to launcher.log, the failing one to the terminal."""
+        from bridge import preflight
+
         s = self.s
+        lines = [f"preflight ({s.mode} mode):", f"  ok    python: {sys.version.split()[0]} in .venv/",
+                 f"  ok    consumer: {s.consumer_bin}"]
+        rc = await asyncio.to_thread(preflight.run, s.mode, s.fifo, self.env.get("ALPACA_STREAM_URL") or None,
+                                     self.env.get("ALPACA_TRADING_URL") or None, s.feed, preflight.TIMEOUT,
+                                     environ=dict(self.env), say=lines.append)
         sup_log = self.path("launcher.log")
         with open(sup_log, "a") as f:
-            f.write(f"preflight ({s.mode} mode):\n  ok    python: {sys.version.split()[0]} in .venv/\n"
-                    f"  ok    consumer: {s.consumer_bin}\n")
-        rc = await run_to_end([s.python, "-m", "bridge.preflight", "--mode", s.mode, "--fifo", str(s.fifo),
-                               "--feed", s.feed], env=self.env, cwd=s.repo, stdout=sup_log, stderr=sup_log)
+            f.write("".join(line + "\n" for line in lines))
         if rc != 0:
-            fails = [x for x in sup_log.read_text(errors="replace").splitlines() if "FAIL" in x]
-            if fails:
-                sys.stderr.write(fails[-1] + "\n")
-            raise Fatal(2, f"preflight failed (details above; full list in {sup_log}).",
+            sys.stderr.write(lines[-1] + "\n")
+            raise Fatal(ExitCode.CONFIG, f"preflight failed (details above; full list in {sup_log}).",
                         "fix it, then check with scripts/launch_live_trading.sh --check")
 
     async def follow_schedule(self) -> Optional[tuple[int, int, str, str]]:
@@ -238,7 +254,7 @@ class Supervisor:
                                             schedule.parse_hhmm("EOD_TIME", s.eod_time),
                                             schedule.parse_hhmm("CLOSE_TIME", s.close_time))
         except schedule.ScheduleError as e:
-            raise Fatal(2, str(e), f"fix OPEN_TIME/EOD_TIME/CLOSE_TIME in {s.config_file}") from None
+            raise Fatal(ExitCode.CONFIG, str(e), f"fix OPEN_TIME/EOD_TIME/CLOSE_TIME in {s.config_file}") from None
         if not sched["TRADING_DAY"]:
             self.log(f"today ({sched['SESSION_DATE']}, New York) is not a NYSE trading day (weekend or holiday); "
                      f"next session {sched['NEXT_SESSION']}. Nothing to do.")
@@ -289,7 +305,7 @@ class Supervisor:
         try:
             pid = await self.consumer.start(s.consumer_cmd, env=env, cwd=s.repo, stdout=self.path("bars.jsonl"))
         except OSError as e:
-            raise Fatal(2, f"CONSUMER_CMD cannot be started: {s.consumer_cmd[0]}: {e.strerror or e}.",
+            raise Fatal(ExitCode.CONFIG, f"CONSUMER_CMD cannot be started: {s.consumer_cmd[0]}: {e.strerror or e}.",
                         "set CONSUMER_CMD to an executable program (an absolute path, or one on PATH)") from None
         self.log(f"consumer started: CONSUMER_CMD {s.consumer_cmd[0]} (pid {pid}; log {self.consumer.log_file})")
 
@@ -303,14 +319,14 @@ class Supervisor:
         start."""
         server = natslocal.binary()
         if server is None:
-            raise Fatal(2, "NATS=local needs nats-server, which is not installed.", natslocal.INSTALL_HINT)
+            raise Fatal(ExitCode.CONFIG, "NATS=local needs nats-server, which is not installed.", natslocal.INSTALL_HINT)
         first = self.track["nats"].restarts == 0
         store = self.nats_store()
         if first:
             if self.nats_port == 0:
                 self.nats_port = natslocal.free_port()
             elif natslocal.accepts(self.nats_port):
-                raise Fatal(2, f"NATS_PORT {self.nats_port} on 127.0.0.1 is already in use (another nats-server or "
+                raise Fatal(ExitCode.CONFIG, f"NATS_PORT {self.nats_port} on 127.0.0.1 is already in use (another nats-server or "
                                "program listens there), so NATS=local cannot start its server.",
                             "stop what listens there, or set NATS_PORT to a free port in config.env (0 picks one at start)")
             store.mkdir(parents=True, exist_ok=True)
@@ -321,7 +337,7 @@ class Supervisor:
         assert self.nats.proc is not None
         why = await natslocal.wait_ready(self.nats_port, self.nats.proc)
         if why:
-            raise Fatal(1, f"{why}: {self.nats.last_message()}", f"see {self.nats.log_file}")
+            raise Fatal(ExitCode.FAILURE, f"{why}: {self.nats.last_message()}", f"see {self.nats.log_file}")
         self.log(f"nats-server started (pid {pid}, {natslocal.url(self.nats_port)}, JetStream files in {store}; "
                  f"log {self.nats.log_file})")
         if first:
@@ -341,7 +357,7 @@ class Supervisor:
             if s.demo_start_ms is not None and s.demo_start_ms > last:  # DEMO_START, unless journaled already
                 argv += ["--start-ms", str(s.demo_start_ms)]
             elif last > 0:  # continue after the last bar the consumer holds (no repeated minutes)
-                argv += ["--start-ms", str(last + 60_000)]
+                argv += ["--start-ms", str(last + _minute_ms())]
             what = "synthetic"
         else:
             argv += ["--source", "alpaca", "--feed", s.feed, "--stale-after", f"{s.sidecar_stale_after:g}",
@@ -363,10 +379,9 @@ class Supervisor:
         if status is None:
             return 0
         wanted = set(current_symbols(s))
-        held = ((status.get("health") or {}).get("symbols") or {})
-        last = max((v["last_bar_ts_ms"] for sym, v in held.items()
-                    if sym in wanted and isinstance(v, dict) and isinstance(v.get("last_bar_ts_ms"), int)), default=0)
-        if last + 60_000 > time.time() * 1000:
+        held = status["health"]["symbols"]
+        last = max((v["last_bar_ts_ms"] for sym, v in held.items() if sym in wanted), default=0)
+        if last + _minute_ms() > time.time() * 1000:
             self.log(f"warning: the demo journal {self.journal_dir()} holds bars up to "
                      f"{time.strftime('%H:%M', time.localtime(last / 1000))}, ahead of the clock (an older demo ran "
                      "ahead of it); the demo starts in the present, so those minutes show as conflicts. Fix: move "
@@ -378,19 +393,19 @@ class Supervisor:
         """METRICS_ADDR: print where the live page is, as the consumer bound it (port 0: any)."""
         if not self.env.get("METRICS_ADDR", "").strip() or self.s.consumer_cmd:
             return
-        status = await self.own_status(lambda st: bool(((st.get("sections") or {}).get("http") or {}).get("addr")))
+        status = await self.own_status(lambda st: bool(st.get("sections", {}).get("http", {}).get("addr")))
         if status is not None:
             base = f"http://{status['sections']['http']['addr']}/"
             self.log(f"live page: {base} (metrics: {base}metrics)")
 
-    async def own_status(self, ready: Callable[[dict[str, Any]], bool] = lambda _: True) -> Optional[dict[str, Any]]:
+    async def own_status(self, ready: Callable[[StatusReport], bool] = lambda _: True) -> Optional[StatusReport]:
         """The running consumer's own status report (not its predecessor's: the pid says whose)
         once ``ready`` holds for it; None when it does not within CONSUMER_FIFO_TIMEOUT or the
         consumer is gone."""
         deadline = time.monotonic() + CONSUMER_FIFO_TIMEOUT
         while True:
-            status = display.read_json(self.s.status_file)
-            if status is not None and status.get("pid") == self.consumer.pid and ready(status):
+            status = display.read_status(self.s.status_file)
+            if status is not None and status["pid"] == self.consumer.pid and ready(status):
                 return status
             if time.monotonic() >= deadline or not self.consumer.running:
                 return None
@@ -401,10 +416,10 @@ class Supervisor:
         while not self.s.fifo.exists():
             rc = self.consumer.reap()
             if rc is not None:
-                raise Fatal(2, f"the consumer exited at start (exit {rc}): {self.consumer.last_message()}",
+                raise Fatal(ExitCode.CONFIG, f"the consumer exited at start (exit {rc}): {self.consumer.last_message()}",
                             f"see {self.consumer.log_file}")
             if time.monotonic() >= deadline:
-                raise Fatal(1, f"the consumer did not create {self.s.fifo} within {CONSUMER_FIFO_TIMEOUT:g} s.",
+                raise Fatal(ExitCode.FAILURE, f"the consumer did not create {self.s.fifo} within {CONSUMER_FIFO_TIMEOUT:g} s.",
                             f"see {self.consumer.log_file}")
             await self.nap(0.05)
 
@@ -467,20 +482,20 @@ class Supervisor:
         assert self.alerter is not None
         await self.alerter.send("give_up", name, sentence)
         self.write_state()
-        raise Fatal(1, sentence, f"see {self.run_dir}/{name}.log; fix the cause and rerun")
+        raise Fatal(ExitCode.FAILURE, sentence, f"see {self.run_dir}/{name}.log; fix the cause and rerun")
 
     async def check_health(self) -> None:
         s = self.s
         if not self.consumer.running:
             return
-        status = display.read_json(s.status_file)
+        status = display.read_status(s.status_file)
         if status is None:
             return
         now_ms = time.time() * 1000
-        updated = status.get("updated_ms")
-        state = (status.get("health") or {}).get("state")
+        updated = status["updated_ms"]
+        state = status["health"]["state"]
         assert self.alerter is not None
-        if (isinstance(updated, int) and now_ms - updated > s.hung_after * 1000
+        if (now_ms - updated > s.hung_after * 1000
                 and time.monotonic() - self.consumer.started > s.hung_after):
             age = (now_ms - updated) / 1000
             self.log(f"error: the consumer's status file was last written {age:.0f} s ago: the consumer is hung; "
@@ -491,7 +506,7 @@ class Supervisor:
             self.track["consumer"].restart_at = time.monotonic()
             return
         if state == "stale" and self.sidecar.running and time.monotonic() - self.sidecar.started >= s.stale_grace:
-            if (status.get("health") or {}).get("stale_reason") == "only_conflicts":
+            if status["health"]["stale_reason"] == "only_conflicts":
                 reason = (f"the consumer reports the feed stale (for {s.stale_after:g} s only bars conflicting with "
                           "stored minutes, none delivered)")
             else:

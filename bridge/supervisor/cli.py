@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Optional
 
 from bridge.config import ConfigError
+from bridge.exitcodes import ExitCode
 from bridge.supervisor import display, natslocal, runtime, settings
 from bridge.supervisor.app import Log, Supervisor
 from bridge.supervisor.settings import Settings
@@ -23,25 +24,26 @@ def check(s: Settings, log: Log) -> int:
     """Preflight only: the build, then ``bridge.preflight`` (credentials, CA bundle, stream, FIFO)."""
     if not os.access(s.consumer_bin, os.X_OK):
         log(f"error: the consumer {s.consumer_bin} is not built. Fix: run cargo build --release --bin barbridge.")
-        return 2
+        return ExitCode.CONFIG
     try:
         import barbridge  # type: ignore[import-not-found]
         _ = barbridge.FifoWriter
     except (ImportError, AttributeError):
         log("error: the Python extension barbridge (the sidecar's FIFO writer) is not built. "
             "Fix: run scripts/ensure_extension.sh.")
-        return 2
+        return ExitCode.CONFIG
     print(f"preflight ({s.mode} mode):\n  ok    python: {sys.version.split()[0]} in .venv/\n"
           f"  ok    consumer: {s.consumer_bin}", flush=True)
-    env = {**s.env, "PYTHONPATH": str(s.repo)}
-    rc = subprocess.run([s.python, "-m", "bridge.preflight", "--mode", s.mode, "--fifo", str(s.fifo), "--feed", s.feed],
-                        env=env, cwd=s.repo).returncode
+    from bridge import preflight
+
+    rc = preflight.run(s.mode, s.fifo, s.env.get("ALPACA_STREAM_URL") or None, s.env.get("ALPACA_TRADING_URL") or None,
+                       s.feed, preflight.TIMEOUT, environ=dict(s.env))
     if (s.nats_url or s.nats_local) and not check_nats(s):
-        rc = rc or 2
+        rc = rc or ExitCode.CONFIG
     if rc == 0:
         print("preflight: all checks passed")
-        return 0
-    return 2
+        return ExitCode.OK
+    return ExitCode.CONFIG
 
 
 def check_nats(s: Settings) -> bool:
@@ -107,7 +109,7 @@ def status(s: Settings) -> int:
     state = display.read_json(s.state_file)
     if state is None:
         print(f"barbridge launcher: not running (no {s.state_file}).")
-        return 1
+        return ExitCode.FAILURE
     pid = state.get("launcher_pid")
     running = isinstance(pid, int) and runtime.alive(pid)
     if not running:
@@ -116,7 +118,7 @@ def status(s: Settings) -> int:
     subprocess.run([str(s.consumer_bin), "status", "--status-file", str(s.status_file)])
     print()
     print(display.render_state(state, running))
-    return 0 if running else 1
+    return ExitCode.OK if running else ExitCode.FAILURE
 
 
 def main(argv: Optional[list[str]] = None) -> int:
@@ -124,10 +126,10 @@ def main(argv: Optional[list[str]] = None) -> int:
     try:
         s = settings.load(argv, dict(os.environ), REPO)
     except settings.HelpShown:
-        return 0
+        return ExitCode.OK
     except ConfigError as e:
         log(f"error: {e}")
-        return 2
+        return ExitCode.CONFIG
     if s.config_loaded and s.config_file.stat().st_mode & 0o077:
         log(f"warning: {s.config_file} is readable by other users and may hold API keys. "
             f"Fix: chmod 600 {s.config_file}.")
@@ -136,6 +138,6 @@ def main(argv: Optional[list[str]] = None) -> int:
     if s.action == "check":
         return check(s, log)
     if s.action in ("subscribe", "unsubscribe"):
-        from bridge.supervisor import control
-        return control.main_change(s)
+        from bridge.supervisor import symbol_change
+        return symbol_change.main_change(s)
     return asyncio.run(Supervisor(s, log).main())

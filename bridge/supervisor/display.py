@@ -6,8 +6,11 @@ from __future__ import annotations
 import datetime as dt
 import json
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import TYPE_CHECKING, Any, Callable, Mapping, Optional
 from zoneinfo import ZoneInfo
+
+if TYPE_CHECKING:
+    from barbridge import StatusReport
 
 NY = ZoneInfo("America/New_York")
 
@@ -43,15 +46,18 @@ class BarTail:
         out: list[str] = []
         group, group_ts = "", None
         group_syms: set[str] = set()
-        halted = halted_now(read_json(self.status_file)) if self.status_file and chunks else {}
+        halted = halted_now(read_status(self.status_file)) if self.status_file and chunks else {}
         if halted and self.symbols is not None:
             subscribed = set(self.symbols())
             halted = {sym: h for sym, h in halted.items() if sym in subscribed}
 
+        import barbridge  # type: ignore[import-not-found]  # loaded when a consumer runs
+        minute_ms: int = barbridge.MINUTE_MS
+
         def close_group() -> str:
             return f"{_ny_minute(group_ts)} NY {group}" + "".join(
                 f"  {sym:<5} {text}" for sym, (since, text) in halted.items()
-                if sym not in group_syms and since < (group_ts or 0) + 60_000)
+                if sym not in group_syms and since < (group_ts or 0) + minute_ms)
         for raw in chunks:
             try:
                 bar = json.loads(raw)
@@ -78,7 +84,7 @@ class BarTail:
         return out
 
 
-def halted_now(status: Optional[dict[str, Any]]) -> dict[str, tuple[int, str]]:
+def halted_now(status: Optional[Mapping[str, Any]]) -> dict[str, tuple[int, str]]:
     """The symbols a consumer's status file lists as not trading now (``halted``): symbol →
     (since, UTC epoch ms; ``HALTED since 10:31 (T1)``)."""
     out: dict[str, tuple[int, str]] = {}
@@ -94,6 +100,19 @@ def halted_now(status: Optional[dict[str, Any]]) -> dict[str, tuple[int, str]]:
 
 def _ny_minute(ts_ms: Optional[int]) -> str:
     return dt.datetime.fromtimestamp((ts_ms or 0) / 1000, NY).strftime("%Y-%m-%d %H:%M")
+
+
+def read_status(path: Path) -> Optional[StatusReport]:
+    """The consumer's status file through the extension's typed reader (``barbridge.read_status``:
+    checked against the Rust ``StatusReport``, with ``liveness``); None while there is none, or
+    what is there is not a status report (each a one-sentence OSError/ValueError of the reader)."""
+    import barbridge  # type: ignore[import-not-found]  # loaded when a consumer runs
+
+    try:
+        report: StatusReport = barbridge.read_status(path)
+    except (OSError, ValueError):
+        return None
+    return report
 
 
 def read_json(path: Path) -> Optional[dict[str, Any]]:

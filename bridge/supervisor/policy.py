@@ -3,12 +3,13 @@ restarts count as flapping. Times are monotonic seconds."""
 
 from __future__ import annotations
 
-import collections
-from dataclasses import dataclass, field
-from typing import Deque, Optional
+from dataclasses import dataclass
+from typing import Optional
 
-#: Exit codes that mean "restarting cannot help" (configuration, credentials, subscription).
-GIVE_UP_CODES = {"sidecar": frozenset({2, 3, 4}), "consumer": frozenset({2})}
+from bridge.exitcodes import GIVE_UP as GIVE_UP_CODES
+from bridge.flap import FlapDetector
+
+__all__ = ["Backoff", "FlapDetector", "GIVE_UP_CODES", "RestartPolicy", "Tracked", "Verdict"]
 
 
 @dataclass(frozen=True)
@@ -63,29 +64,3 @@ class RestartPolicy:
             return Verdict(give_up=f"the {p.name} failed {p.failures} times in a row (last exit {rc} after "
                                    f"{uptime:.0f} s; MAX_RESTARTS={self.max_restarts}): giving up. Last message: {why}")
         return Verdict(delay=self.backoff.delay(p.failures))
-
-
-@dataclass
-class FlapDetector:
-    """More than ``threshold`` restarts (of any process) within ``window`` seconds is flapping;
-    :meth:`note` reports it once per episode."""
-
-    threshold: int
-    window: float
-    episodes: int = 0
-    _times: Deque[float] = field(default_factory=collections.deque)
-    _flapping: bool = False
-
-    def note(self, now: float) -> Optional[int]:
-        """Record a restart; the number of restarts in the window when a flapping episode starts."""
-        self._times.append(now)
-        while self._times and now - self._times[0] > self.window:
-            self._times.popleft()
-        if len(self._times) > self.threshold:
-            if not self._flapping:
-                self._flapping = True
-                self.episodes += 1
-                return len(self._times)
-            return None
-        self._flapping = False
-        return None

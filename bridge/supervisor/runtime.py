@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import fcntl
 import os
-import stat
 from pathlib import Path
 from typing import Optional
 
@@ -110,17 +109,15 @@ def leftover_children(runtime_dir: Path, fifo: Path) -> dict[str, int]:
 
 
 def prepare_private_dir(path: Path) -> None:
-    """Create ``path`` (0700) or check an existing one is a directory of ours; ConfigError if not."""
-    if path.is_symlink() or (path.exists() and not path.is_dir()):
-        raise ConfigError(f"{path} exists and is not a directory.", "remove it or set BARBRIDGE_RUNTIME_DIR")
+    """Create ``path`` (0700, with its missing parents) or check an existing one by the crate's
+    private-directory rules (``src/private.rs``, through the extension): a real directory of ours
+    that others cannot write, under directories only we or root can change. Anything else is
+    refused (never tightened: what others may already have put in it stays untrusted) with a
+    ConfigError of one sentence."""
+    import barbridge  # type: ignore[import-not-found]  # the crate's rules; loaded when a launcher runs
+
     try:
-        path.mkdir(parents=True, exist_ok=True, mode=0o700)
-        st = path.stat()
-        if st.st_uid != os.getuid():
-            raise ConfigError(f"the runtime directory {path} belongs to uid {st.st_uid}, not to you.",
-                              "set BARBRIDGE_RUNTIME_DIR to a directory you own")
-        if stat.S_IMODE(st.st_mode) != 0o700:
-            path.chmod(0o700)
-    except PermissionError:
-        raise ConfigError(f"cannot create the runtime directory {path}.",
-                          "set BARBRIDGE_RUNTIME_DIR to a directory you own") from None
+        barbridge.ensure_private_dir(path)
+    except ValueError as e:
+        raise ConfigError(f"runtime directory refused: {e}.", "set BARBRIDGE_RUNTIME_DIR to a private directory of "
+                          "yours") from None

@@ -91,7 +91,6 @@ Fan-out and your own engine (config.env):
 """
 
 _SECONDS = re.compile(r"^([0-9]+)(\.[0-9]*)?$")
-_HHMM = re.compile(r"^([01]?[0-9]|2[0-3]):[0-5][0-9]$")
 _BOOLS = {"1": True, "true": True, "yes": True, "on": True, "0": False, "false": False, "no": False, "off": False}
 
 
@@ -219,7 +218,7 @@ class Settings:
 
     @property
     def control_socket(self) -> Path:
-        """The sidecar's control endpoint (``bridge/control.py``): ``--subscribe``/``--unsubscribe``."""
+        """The sidecar's control endpoint (``bridge/control_endpoint.py``): ``--subscribe``/``--unsubscribe``."""
         return self.runtime_dir / "control.sock"
 
     @property
@@ -250,8 +249,7 @@ def whole(name: str, text: str) -> int:
 
 
 def hhmm(name: str, text: str) -> str:
-    if not _HHMM.match(text.strip()):
-        raise ConfigError(f"{name}={text} is not a HH:MM time (24-hour, New York).", f"use e.g. {name}=15:58")
+    config.parse_hhmm(name, text)  # the one HH:MM parser
     return text.strip()
 
 
@@ -346,6 +344,8 @@ def load(argv: Optional[list[str]], environ: dict[str, str], repo: Path) -> Sett
 
     live = mode == "live"
     asset = config.parse_asset(get("ASSET", "stock"))
+    if change_symbols:  # a live change keeps to the running stream's asset class (the extension's shape rule)
+        config.check_asset_symbols(asset, change_symbols)
     symbols = config.parse_symbols(env.get("SYMBOLS", "").strip() or None, asset)
     config.check_asset_symbols(asset, symbols)
     runs = Path(get("RUNS_DIR", str(repo / "runs")))
@@ -367,8 +367,8 @@ def load(argv: Optional[list[str]], environ: dict[str, str], repo: Path) -> Sett
     if tick <= 0:
         raise ConfigError("TICK must be more than 0 seconds.", "use e.g. TICK=1")
     nats_url, nats_local, nats_port, consumer_cmd = fan_out(env)
-    runtime = env.get("BARBRIDGE_RUNTIME_DIR") or (
-        f"{env['XDG_RUNTIME_DIR']}/barbridge" if env.get("XDG_RUNTIME_DIR") else f"/tmp/barbridge-{os.getuid()}")
+    # The default: the directory of the extension's default FIFO (the consumer's and the sidecar's default).
+    runtime = env.get("BARBRIDGE_RUNTIME_DIR") or str(Path(config.default_fifo_path()).parent)
     return Settings(
         repo=repo, action=a.action, change_symbols=change_symbols, mode=mode, config_file=cfg, config_loaded=loaded,
         env=env, creds=creds,

@@ -1,5 +1,5 @@
 //! [`NatsConnect`]: which NATS server(s), as whom and over what. The one options type of every
-//! NATS entry point (`run --publish`/`--source`, `nats-check`, [`super::Publisher`],
+//! NATS entry point (`run --publish`/`--source`, `nats-check`, [`super::NatsPublisher`],
 //! [`super::NatsFeed`], Python's `NatsFeed`), built and checked by [`NatsConnectBuilder`].
 //!
 //! * Credentials: user and password, a token, an nkey seed or a `.creds` file (the client

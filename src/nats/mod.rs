@@ -2,7 +2,7 @@
 //! any number of hosts.
 //!
 //! ```text
-//! FIFO ─▶ barbridge run --journal J --publish nats://…   (Publisher: journal day files, in order,
+//! FIFO ─▶ barbridge run --journal J --publish nats://…   (NatsPublisher: journal day files, in order,
 //!                                                          from J/publish-cursor.json)
 //!                 ▼
 //!         JetStream stream BARS, subjects bars.<feed>.<SYMBOL>, payload = the journal's wire line
@@ -11,7 +11,7 @@
 //!                                                   is acknowledged once its bar is journaled)
 //! ```
 //!
-//! * [`Publisher`] never sits in the ingest path: it reads what the journal already wrote, so a
+//! * [`NatsPublisher`] never sits in the ingest path: it reads what the journal already wrote, so a
 //!   NATS outage only grows a backlog on disk (shown in the status and the logs) that drains
 //!   when NATS returns. Every message carries `Nats-Msg-Id` [`msg_id`]: the server drops what a
 //!   restarted publisher sends again within the stream's duplicate window.
@@ -24,6 +24,7 @@
 mod check;
 mod connect;
 mod lease;
+mod options;
 mod publish;
 mod subscribe;
 
@@ -33,15 +34,16 @@ pub use connect::{
     ENV_TLS, ENV_TOKEN, ENV_TOKEN_FILE, ENV_USER,
 };
 pub use lease::{lease_subject, LEASE_STREAM, RENEW_EVERY, STALE_AFTER};
+pub use options::{validate_feed, StreamOptionsError};
 
-pub use publish::{PublishStatus, Publisher, PUBLISH_CURSOR_FILE};
+pub use publish::{NatsPublisher, PublishStatus, PUBLISH_CURSOR_FILE};
 pub use subscribe::{NatsFeed, SubscribeOptions};
 
 use std::time::Duration;
 
 use connect::{connect, Link};
 
-/// Errors of the NATS fan-out that end a [`Publisher`] or [`NatsFeed`] (or stop them starting).
+/// Errors of the NATS fan-out that end a [`NatsPublisher`] or [`NatsFeed`] (or stop them starting).
 /// Unreachable servers are not errors: both wait and retry, logging the outage. A server that
 /// refuses us is ([`NatsError::Refused`]).
 #[derive(Debug, thiserror::Error)]

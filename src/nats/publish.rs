@@ -1,4 +1,4 @@
-//! [`Publisher`]: the journal's day files, in order, into a JetStream stream.
+//! [`NatsPublisher`]: the journal's day files, in order, into a JetStream stream.
 //!
 //! The journal is the log: the publisher reads the complete lines the consumer has written to
 //! `bars-YYYY-MM-DD.jsonl` (and `crypto-YYYY-MM-DD.jsonl`, see [`crate::asset`]) and publishes them in file order, at most 4,096 awaiting their
@@ -41,7 +41,7 @@ const IN_FLIGHT: usize = 4096;
 const READ_CHUNK: usize = 1 << 20;
 /// Day files before the newest one whose position is kept.
 const KEEP_DAYS: i64 = 7;
-/// With nothing new, the journal is read again when [`Publisher::waker`] is called (the consumer
+/// With nothing new, the journal is read again when [`NatsPublisher::waker`] is called (the consumer
 /// wires it to the journal's writes) or after this long at the latest.
 const IDLE_RECHECK: Duration = Duration::from_millis(500);
 
@@ -79,21 +79,21 @@ struct Cursor {
 
 /// Publishes the journal to JetStream from a thread of its own. See the module docs.
 #[derive(Debug)]
-pub struct Publisher {
+pub struct NatsPublisher {
     stop: Arc<AtomicBool>,
     wake: Arc<tokio::sync::Notify>,
     status: Arc<Mutex<PublishStatus>>,
     thread: JoinHandle<Result<(), NatsError>>,
 }
 
-impl Publisher {
+impl NatsPublisher {
     /// Start publishing the journal in `journal_dir` to the server(s) of `target`. An
     /// unreachable server is waited for, never an error; a server that refuses us ends the
-    /// thread with [`NatsError::Refused`] ([`Publisher::join`]).
+    /// thread with [`NatsError::Refused`] ([`NatsPublisher::join`]).
     ///
     /// # Errors
     /// [`NatsError::Thread`] when the thread cannot start.
-    pub fn start(target: NatsConnect, journal_dir: &Path, stream: StreamOptions) -> Result<Publisher, NatsError> {
+    pub fn start(target: NatsConnect, journal_dir: &Path, stream: StreamOptions) -> Result<NatsPublisher, NatsError> {
         let stop = Arc::new(AtomicBool::new(false));
         let wake = Arc::new(tokio::sync::Notify::new());
         let status = Arc::new(Mutex::new(PublishStatus { url: target.shown().into(), stream: stream.name.clone(), ..PublishStatus::default() }));
@@ -132,7 +132,7 @@ impl Publisher {
                 result
             })
             .map_err(NatsError::Thread)?;
-        Ok(Publisher { stop, wake, status, thread })
+        Ok(NatsPublisher { stop, wake, status, thread })
     }
 
     /// What the publisher is doing now.
@@ -152,7 +152,7 @@ impl Publisher {
     }
 
     /// A callback that makes an idle publisher read the journal now. Give it to
-    /// [`crate::Journal::on_written`] of the journal being published: a bar is then published as
+    /// [`crate::consumer::journal::Journal::on_written`] of the journal being published: a bar is then published as
     /// soon as its line is in the day file, never before (without it, the journal is read every
     /// half second when idle).
     pub fn waker(&self) -> impl Fn() + Send + Sync + 'static {
@@ -190,7 +190,7 @@ fn load_cursor(dir: &Path) -> (Cursor, bool) {
     // First start: the history already in the journal before today is not published (it was
     // journaled before publishing was turned on); today's file and every file created from now
     // on are, from their start.
-    let now = crate::health::Clock::now_ms(&crate::health::SystemClock);
+    let now = crate::consumer::health::Clock::now_ms(&crate::consumer::health::SystemClock);
     let mut files = BTreeMap::new();
     if let Ok(entries) = std::fs::read_dir(dir) {
         for entry in entries.flatten() {

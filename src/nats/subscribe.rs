@@ -24,7 +24,7 @@ use super::lease::Lease;
 /// Messages per pull request, and at most per chunk ingested between two journal flushes.
 const BATCH: usize = 1_000;
 use super::{connect, runtime, wait_for_stream, NatsConnect, NatsError, StreamOptions};
-use crate::feed::Consumer;
+use crate::consumer::Consumer;
 use crate::wire::{parse_line, Line, WireError};
 
 /// Options of a [`NatsFeed`].

@@ -1,5 +1,5 @@
 //! The sidecar's hot path in the extension: Alpaca's raw bar messages → bars, the publisher's
-//! bookkeeping ([`crate::publish`]) and the sink, in one call per bar; and the NYSE session
+//! bookkeeping ([`crate::sidecar::gate`]) and the sink, in one call per bar; and the NYSE session
 //! clock ([`crate::calendar`]) for the sidecar's staleness watchdog.
 //!
 //! Registered by the module init in `mod.rs` (`register`).
@@ -18,9 +18,9 @@ use super::writer::PyFifoWriter;
 use super::{to_py, type_name, Int};
 use crate::bar::{Bar, BarKind, Source};
 use crate::calendar;
-use crate::health::{Clock as _, SystemClock};
-use crate::publish::{Outcome, Publisher, DEFAULT_REMEMBER};
-use crate::trading::TradingStatus;
+use crate::consumer::health::{Clock as _, SystemClock};
+use crate::sidecar::gate::{BarGate, Outcome, DEFAULT_REMEMBER};
+use crate::wire::trading::TradingStatus;
 use crate::wire::WireError;
 
 /// Where published bars go.
@@ -44,13 +44,13 @@ impl Sink {
         }
     }
 
-    /// A closed minute (see [`crate::minute`]): the FIFO writer queues its line(s) after the
+    /// A closed minute (see [`crate::wire::minute`]): the FIFO writer queues its line(s) after the
     /// minute's bars; an in-process consumer takes its parts at once.
-    fn send_minute_closed(&self, minute: &crate::minute::MinuteClosed) {
+    fn send_minute_closed(&self, minute: &crate::wire::minute::MinuteClosed) {
         match self {
             Sink::Writer(w) => w.get().inner.submit_minute_closed(minute),
             Sink::Consumer(c) => {
-                for part in crate::minute::split(minute) {
+                for part in crate::wire::minute::split(minute) {
                     c.get().inner.ingest_minute_part("", part);
                 }
             }
@@ -94,11 +94,11 @@ impl Sink {
 /// sink and reported, never raised: a handler on the SDK's event loop must not fail.
 #[pyclass(name = "Publisher", module = "barbridge", frozen)]
 pub(crate) struct PyPublisher {
-    core: Arc<Publisher>,
+    core: Arc<BarGate>,
     sink: Sink,
     /// The minute barrier, once [`PyPublisher::minute_barrier`] set it up: held across a bar's
     /// hand-over to the sink and its note, so a minute's close never overtakes its bars.
-    barrier: std::sync::Mutex<Option<crate::minute::Barrier>>,
+    barrier: std::sync::Mutex<Option<crate::sidecar::barrier::Barrier>>,
     /// The receipt time of the frame whose last bar the SDK hands back to `submit_alpaca`.
     frame_received: AtomicCell,
 }
@@ -196,14 +196,14 @@ fn symbol_of(py: Python<'_>, d: &Bound<'_, PyDict>, key: &str) -> String {
 }
 
 impl PyPublisher {
-    fn barrier(&self) -> std::sync::MutexGuard<'_, Option<crate::minute::Barrier>> {
+    fn barrier(&self) -> std::sync::MutexGuard<'_, Option<crate::sidecar::barrier::Barrier>> {
         self.barrier.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Hand a bar to the sink and note it in the barrier (if any).
     fn send_noting(
         &self,
-        barrier: &mut Option<crate::minute::Barrier>,
+        barrier: &mut Option<crate::sidecar::barrier::Barrier>,
         s: &str,
         b: Bar,
         k: BarKind,
@@ -221,7 +221,7 @@ impl PyPublisher {
     }
 
     /// Close the minutes that are complete or past their deadline; how many.
-    fn close_minutes(&self, barrier: &mut Option<crate::minute::Barrier>) -> usize {
+    fn close_minutes(&self, barrier: &mut Option<crate::sidecar::barrier::Barrier>) -> usize {
         let Some(b) = barrier else { return 0 };
         let closed = b.poll(self.core.trading(), SystemClock.now_ms());
         for m in &closed {
@@ -268,7 +268,7 @@ impl PyPublisher {
             )));
         };
         Ok(PyPublisher {
-            core: Arc::new(Publisher::new(remember)),
+            core: Arc::new(BarGate::new(remember)),
             sink,
             barrier: Default::default(),
             frame_received: AtomicCell(std::sync::atomic::AtomicI64::new(i64::MIN)),
@@ -280,14 +280,14 @@ impl PyPublisher {
     /// non-halted symbol has its bar, or ``deadline`` seconds after its end. ``every_minute``:
     /// close every minute (crypto, ``--market-hours always``), else the NYSE session's minutes
     /// and those with a bar.
-    #[pyo3(signature = (symbols, *, deadline = super::Float(crate::minute::DEFAULT_DEADLINE_MS as f64 / 1000.0), every_minute = false))]
+    #[pyo3(signature = (symbols, *, deadline = super::Float(crate::wire::minute::DEFAULT_DEADLINE_MS as f64 / 1000.0), every_minute = false))]
     fn minute_barrier(&self, symbols: Vec<String>, deadline: super::Float, every_minute: bool) -> PyResult<()> {
         let deadline = deadline.seconds("deadline", true)?;
         for s in &symbols {
             crate::wire::validate_symbol(s).map_err(|e| PyValueError::new_err(e.to_string()))?;
         }
         let ms = i64::try_from(deadline.as_millis()).unwrap_or(i64::MAX / 4);
-        *self.barrier() = Some(crate::minute::Barrier::new(symbols, ms, every_minute));
+        *self.barrier() = Some(crate::sidecar::barrier::Barrier::new(symbols, ms, every_minute));
         Ok(())
     }
 
@@ -369,7 +369,7 @@ impl PyPublisher {
     fn submit_frame<'py>(&self, py: Python<'py>, frame: &[u8]) -> Option<Bound<'py, pyo3::types::PyBytes>> {
         let received = SystemClock.now_ms(); // the frame's receipt: every bar of it carries it
         let last = py.allow_threads(|| {
-            let bars = crate::alpaca_frame::read_bar_frame(frame)?;
+            let bars = crate::sidecar::alpaca_frame::read_bar_frame(frame)?;
             let (last, rest) = bars.split_last()?;
             if rest.is_empty() {
                 return None;
@@ -528,9 +528,9 @@ impl PyPublisher {
     #[pyo3(signature = (state, detail = ""))]
     fn status(&self, state: &str, detail: &str) -> PyResult<()> {
         match &self.sink {
-            Sink::Writer(w) => w.get().inner.submit_status(state, detail).map_err(|e| PyValueError::new_err(e.to_string())),
+            Sink::Writer(w) => w.get().inner.submit_connection_state(state, detail).map_err(|e| PyValueError::new_err(e.to_string())),
             Sink::Consumer(c) => {
-                if !crate::pipe::writer::STATES.contains(&state) {
+                if !crate::sidecar::writer::STATES.contains(&state) {
                     return Err(PyValueError::new_err(format!("unknown status state {state:?}")));
                 }
                 let c = &c.get().inner;

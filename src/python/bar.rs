@@ -9,7 +9,7 @@ use pyo3::types::{PyByteArray, PyBytes, PyDict, PyString};
 
 use super::{type_name, wire_error, Float, Int};
 use crate::bar::{Bar, BarKind, Source, Symbol};
-use crate::feed::{BarEvent, Consumer, Ingested};
+use crate::consumer::{BarEvent, Consumer, Ingested};
 use crate::wire;
 
 // ------------------------------------------------------------------------------------ Bar

@@ -12,11 +12,11 @@ use super::bar::{ingest_item, item_from_py, strip_newline, Item, PyBar};
 use super::subscription::PySubscription;
 use super::{config_error, lock, parse_timeout, subscription, to_py, type_name, wire_error, Float, Int};
 use crate::bar::{Bar, Symbol};
-use crate::feed::{Consumer, Ingested, Subscription};
-use crate::health::{Clock as _, SystemClock};
-use crate::journal::{FsyncPolicy, Journal};
-use crate::status::{StatusReport, StatusWriter};
-use crate::store::Inserted;
+use crate::consumer::health::{Clock as _, SystemClock};
+use crate::consumer::journal::{FsyncPolicy, Journal};
+use crate::consumer::store::Inserted;
+use crate::consumer::{Consumer, Ingested, Subscription};
+use crate::ops::status::{StatusReport, StatusWriter};
 use crate::wire;
 
 // ------------------------------------------------------------------------------ batches
@@ -32,7 +32,7 @@ fn outcome(i: Ingested) -> &'static str {
         Ingested::Bar(Inserted::SymbolBound) => "symbol_bound",
         Ingested::Filtered => "filtered",
         Ingested::Heartbeat => "heartbeat",
-        Ingested::Status => "status",
+        Ingested::ConnectionState => "status",
         Ingested::TradingStatus(_) => "trading_status",
         Ingested::MinuteClosed => "minute_closed",
         Ingested::Ignored => "ignored",
@@ -74,7 +74,9 @@ impl BatchResult {
             Ok(Ingested::Bar(Inserted::TooOld)) => self.too_old += 1,
             Ok(Ingested::Bar(Inserted::SymbolBound)) => self.refused += 1,
             Ok(Ingested::Filtered) => self.filtered += 1,
-            Ok(Ingested::Heartbeat | Ingested::Status | Ingested::TradingStatus(_) | Ingested::MinuteClosed | Ingested::Ignored) => self.control += 1,
+            Ok(Ingested::Heartbeat | Ingested::ConnectionState | Ingested::TradingStatus(_) | Ingested::MinuteClosed | Ingested::Ignored) => {
+                self.control += 1
+            }
             Err(e) => {
                 self.rejected += 1;
                 self.errors.push((index, e.reason().code(), e.to_string()));
@@ -160,10 +162,10 @@ fn ingest_lines(consumer: &Consumer, data: &[u8], result: &mut BatchResult) {
 pub struct PyConsumer {
     pub(crate) inner: Arc<Consumer>,
     status: Mutex<Option<StatusWriter>>,
-    echo: Mutex<Option<crate::feed::Echo>>,
+    echo: Mutex<Option<crate::consumer::Echo>>,
     status_file: Option<PathBuf>,
     /// The metrics/page server started by `serve_metrics`.
-    http: Mutex<Option<crate::http::HttpServer>>,
+    http: Mutex<Option<crate::ops::http::HttpServer>>,
 }
 
 impl PyConsumer {
@@ -241,7 +243,7 @@ impl PyConsumer {
 #[pymethods]
 impl PyConsumer {
     #[new]
-    #[pyo3(signature = (capacity_per_symbol = Int::new(10_000), stale_after = Float(120.0), symbols = None, status_file = None, echo = false, journal = None, fsync = "interval", max_symbols = Int::new(crate::store::DEFAULT_MAX_SYMBOLS as i128)))]
+    #[pyo3(signature = (capacity_per_symbol = Int::new(10_000), stale_after = Float(120.0), symbols = None, status_file = None, echo = false, journal = None, fsync = "interval", max_symbols = Int::new(crate::consumer::store::DEFAULT_MAX_SYMBOLS as i128)))]
     #[pyo3(
         text_signature = "(capacity_per_symbol=10000, stale_after=120.0, symbols=None, status_file=None, echo=False, journal=None, fsync='interval', max_symbols=20000)"
     )]
@@ -583,15 +585,15 @@ impl PyConsumer {
     /// (``HOST:PORT``; port 0 picks a free one), like ``barbridge run --metrics-addr``, until
     /// :meth:`close`. Returns the port. ``max_symbol_labels``: symbols given a ``symbol`` label.
     /// Raises OSError when the address cannot be used, RuntimeError when already serving.
-    #[pyo3(signature = (addr, max_symbol_labels = Int::new(crate::metrics::DEFAULT_MAX_SYMBOL_LABELS as i128)))]
+    #[pyo3(signature = (addr, max_symbol_labels = Int::new(crate::ops::metrics::DEFAULT_MAX_SYMBOL_LABELS as i128)))]
     fn serve_metrics(&self, addr: &str, max_symbol_labels: Int) -> PyResult<u16> {
         let max_symbol_labels = max_symbol_labels.usize("max_symbol_labels", 0, usize::MAX)?;
         let mut slot = lock(&self.http);
         if slot.is_some() {
             return Err(PyRuntimeError::new_err("this Consumer serves metrics already"));
         }
-        let options = crate::http::HttpOptions { metrics: crate::metrics::MetricsOptions { max_symbol_labels }, fifo: None };
-        let server = crate::http::HttpServer::start(self.inner.clone(), addr, options).map_err(|e| PyOSError::new_err(e.to_string()))?;
+        let options = crate::ops::http::HttpOptions { metrics: crate::ops::metrics::MetricsOptions { max_symbol_labels }, fifo: None };
+        let server = crate::ops::http::HttpServer::start(self.inner.clone(), addr, options).map_err(|e| PyOSError::new_err(e.to_string()))?;
         let port = server.local_addr().port();
         *slot = Some(server);
         Ok(port)

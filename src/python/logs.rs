@@ -4,7 +4,7 @@
 //!
 //! A Rust thread never takes the GIL to log (a thread holding a lock that a Python caller waits
 //! on, with the GIL held, would deadlock): records go into a bounded queue, and a Python daemon
-//! thread, started at import, hands them to `logging.getLogger(target)` (`barbridge::pipe::writer`
+//! thread, started at import, hands them to `logging.getLogger(target)` (`barbridge::sidecar::writer`
 //! becomes `barbridge.pipe.writer`). A full queue drops the record and counts it; the next
 //! record delivered says how many. `RUST_LOG` (default `warn`) still decides which records are
 //! made at all.

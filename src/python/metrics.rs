@@ -1,4 +1,4 @@
-//! `MetricsServer`: the sidecar's `/metrics` on the crate's HTTP server ([`crate::http::server`]),
+//! `MetricsServer`: the sidecar's `/metrics` on the crate's HTTP server ([`crate::ops::server`]),
 //! so the sidecar's endpoint has the same bounds as the consumer's (one implementation). The
 //! server's thread calls the Python `render` callable for each scrape, holding the GIL only for
 //! that call and no lock of the crate meanwhile.
@@ -8,8 +8,8 @@ use std::sync::{Arc, Mutex, OnceLock};
 use pyo3::exceptions::{PyOSError, PyValueError};
 use pyo3::prelude::*;
 
-use crate::http::server::{self, Reply, Server};
-use crate::http::HttpError;
+use crate::ops::http::HttpError;
+use crate::ops::server::{self, Reply, Server};
 
 /// Content type of the Prometheus text format (what ``prometheus_client.generate_latest`` writes).
 const TEXT_FORMAT: &str = "text/plain; version=0.0.4; charset=utf-8";
@@ -59,7 +59,7 @@ impl PyMetricsServer {
             match call_render(&render) {
                 Ok(mut text) => {
                     if let Some(status) = for_handler.get() {
-                        text.push_str(&crate::metrics::render_http_server(&own_prefix, &status()));
+                        text.push_str(&crate::ops::metrics::render_http_server(&own_prefix, &status()));
                     }
                     Reply::ok(TEXT_FORMAT, text)
                 }

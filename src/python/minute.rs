@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use pyo3::prelude::*;
 
-use crate::minute::MinuteClosed;
+use crate::wire::minute::MinuteClosed;
 
 /// One closed minute, from a ``Consumer.subscribe(..., minutes=True)`` subscription (after the
 /// bars it covers): which subscribed symbols have a bar (``bars``), which were halted

@@ -26,7 +26,7 @@ use pyo3::prelude::*;
 use pyo3::types::{PyBool, PyDict, PyFloat, PyInt, PyList, PyString, PyTuple};
 use pyo3::{intern, IntoPyObjectExt};
 
-use crate::feed::{ConfigError, Subscription};
+use crate::consumer::{ConfigError, Subscription};
 use crate::wire;
 
 mod alpaca;
@@ -38,6 +38,7 @@ mod metrics;
 mod minute;
 mod nats;
 mod reader;
+mod rules;
 mod subscription;
 mod writer;
 
@@ -253,6 +254,7 @@ fn barbridge(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<PyFifoWriter>()?;
     alpaca::register(m)?;
     control::register(m)?;
+    rules::register(m)?;
     metrics::register(m)?;
     nats::register(m)?;
     m.add("WireError", py.get_type::<exc::WireError>())?;
@@ -281,7 +283,7 @@ mod tests {
     use pyo3::types::PyDict;
 
     use super::*;
-    use crate::feed::Consumer;
+    use crate::consumer::Consumer;
 
     /// The module as `import barbridge` gives it, and a scope where `barbridge` names it.
     fn with_module(f: impl FnOnce(Python<'_>, &Bound<'_, PyDict>)) {

@@ -151,10 +151,11 @@ mod feed {
                 _ => return Err(PyValueError::new_err("a client certificate needs both cert and key")),
             }
             let target = b.require_tls(tls).from_env().build().map_err(py_err)?;
-            if durable.is_empty() || durable.contains(['.', '*', '>', ' ']) {
+            // One subject-token rule (the library's), said in this API's terms.
+            if crate::nats::validate_feed(durable).is_err() {
                 return Err(PyValueError::new_err(format!("durable {durable:?} must be a non-empty name without '.', '*', '>' or space")));
             }
-            if feed.is_empty() || feed.contains(['.', '*', '>', ' ']) {
+            if crate::nats::validate_feed(feed).is_err() {
                 return Err(PyValueError::new_err(format!("feed {feed:?} must be one subject token (no '.', '*', '>' or space)")));
             }
             let since_ms = since.map(crate::nats::parse_since).transpose().map_err(py_err)?;

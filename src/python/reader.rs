@@ -11,7 +11,7 @@ use super::bar::PyBar;
 use super::consumer::PyConsumer;
 use super::subscription::PySubscription;
 use super::{lock, parse_timeout, subscription, Float, Int};
-use crate::feed::{FeedOptions, FifoFeed, Subscription};
+use crate::consumer::{FeedOptions, FifoFeed, Subscription};
 
 /// Read bars from a FIFO written by the sidecar: ``for bar in barbridge.FifoReader(path): ...``.
 ///
@@ -95,7 +95,7 @@ impl PyFifoReader {
                     journal,
                     fsync,
                     Some(path.clone()),
-                    Int::new(crate::store::DEFAULT_MAX_SYMBOLS as i128),
+                    Int::new(crate::consumer::store::DEFAULT_MAX_SYMBOLS as i128),
                 )?;
                 Py::new(py, c)?
             }

@@ -10,8 +10,9 @@ use pyo3::types::PyTuple;
 use super::bar::PyBar;
 use super::minute::PyMinuteClosed;
 use super::{lock, parse_timeout, Float};
-use crate::feed::{BarEvent, BarReceiver, Consumer};
-use crate::minute::{MinuteClosed, MinuteReceiver};
+use crate::consumer::minutes::MinuteReceiver;
+use crate::consumer::{BarEvent, BarReceiver, Consumer};
+use crate::wire::minute::MinuteClosed;
 use std::collections::VecDeque;
 
 // ---------------------------------------------------------------------- waiting for bars

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use super::bar::{bar_from_dict, bar_kind_from_dict, dict_field};
 use super::{lock, to_py, type_name, Float, Int};
-use crate::pipe::writer::WriterError;
+use crate::sidecar::writer::WriterError;
 use pyo3::exceptions::{PyOSError, PyTypeError, PyValueError};
 use pyo3::intern;
 use pyo3::prelude::*;
@@ -54,14 +54,14 @@ impl WriterEvents {
 /// The sidecar's FIFO writer: bars are validated and queued by the calling thread (a few hundred
 /// nanoseconds, never waiting for the consumer); a Rust thread encodes and writes them.
 ///
-/// Semantics (see the Rust module ``pipe::writer``): non-blocking open with retry while no reader is
+/// Semantics (see the Rust module ``sidecar::writer``): non-blocking open with retry while no reader is
 /// there, atomic writes of whole lines, a bounded backlog (oldest dropped, counted, and announced
 /// with a ``disconnected`` status line), ``seq``/``writer`` on every line, heartbeats, and every
 /// line kept until the consumer acknowledges it (up to ``unacked_bytes``): when a new consumer
 /// starts, or a reader returns after EPIPE, what it has not acknowledged is re-sent.
 #[pyclass(name = "FifoWriter", module = "barbridge", frozen)]
 pub(crate) struct PyFifoWriter {
-    pub(crate) inner: crate::pipe::writer::FifoWriter,
+    pub(crate) inner: crate::sidecar::writer::FifoWriter,
     events: Arc<WriterEvents>,
 }
 
@@ -88,7 +88,7 @@ impl PyFifoWriter {
         unacked_bytes: Int,
         open_backoff_max: Float,
     ) -> PyResult<PyFifoWriter> {
-        let options = crate::pipe::writer::WriterOptions {
+        let options = crate::sidecar::writer::WriterOptions {
             writer,
             // The backlog grows with what waits, not with its bound; 0 would drop every line.
             backlog: backlog.usize("backlog", 1, usize::MAX)?,
@@ -97,12 +97,12 @@ impl PyFifoWriter {
             pipe_size: pipe_size.usize("pipe_size", 4096, 1 << 30)?,
             unacked_bytes: unacked_bytes.usize("unacked_bytes", 0, usize::MAX)?,
             open_backoff_max: open_backoff_max.seconds("open_backoff_max", true)?,
-            ..crate::pipe::writer::WriterOptions::default()
+            ..crate::sidecar::writer::WriterOptions::default()
         };
         let events = Arc::new(WriterEvents::default());
         let sink = events.clone();
-        let report: crate::pipe::writer::Reporter = Arc::new(move |level, message| sink.push(level, message));
-        Ok(PyFifoWriter { inner: crate::pipe::writer::FifoWriter::with_reporter(path, options, report), events })
+        let report: crate::sidecar::writer::Reporter = Arc::new(move |level, message| sink.push(level, message));
+        Ok(PyFifoWriter { inner: crate::sidecar::writer::FifoWriter::with_reporter(path, options, report), events })
     }
 
     /// Create or check the FIFO (private directory, a FIFO of this user's). OSError with one
@@ -135,7 +135,7 @@ impl PyFifoWriter {
     /// Queue a status line. ValueError for a state the protocol does not know.
     #[pyo3(signature = (state, detail = ""))]
     fn submit_status(&self, state: &str, detail: &str) -> PyResult<()> {
-        self.inner.submit_status(state, detail).map_err(|e| PyValueError::new_err(e.to_string()))
+        self.inner.submit_connection_state(state, detail).map_err(|e| PyValueError::new_err(e.to_string()))
     }
 
     /// Lines waiting to be written.

@@ -20,7 +20,7 @@ import pytest
 
 from conftest import wait_for
 
-from bridge import control
+from bridge import control_endpoint
 
 
 def start_endpoint(start_sidecar, fifo_path: Path, *extra: str):
@@ -66,7 +66,7 @@ def test_a_deeply_nested_line_gets_an_error_and_the_endpoint_lives_on(start_side
             answer = json.loads(read_answer(s, 10))
         assert answer["ok"] is False and answer["error"], (bad[:40], answer)
     # the endpoint lives on: a real request gets its answer
-    ok = control.request(sock, "symbols", timeout=10)
+    ok = control_endpoint.request(sock, "symbols", timeout=10)
     assert ok["ok"] and ok["symbols"] == ["SPY", "SH"], ok
     assert side.alive()
 
@@ -95,7 +95,7 @@ def test_a_slow_client_blocks_no_one_and_is_cut_at_the_deadline(start_sidecar, f
     try:
         time.sleep(1.5)  # the slow client is connected first and is being read
         # a real request made while the slow client dribbles is answered at once
-        ok = control.request(sock, "subscribe", ["QQQ"], timeout=10)
+        ok = control_endpoint.request(sock, "subscribe", ["QQQ"], timeout=10)
         assert ok["ok"] and ok["added"] == ["QQQ"], ok
         # the slow client is cut at the request's deadline (5 s for the whole line), not per byte
         t.join(60)
@@ -116,7 +116,7 @@ def test_idle_connections_do_not_lock_out_subscribe(start_sidecar, fifo_path):
             except OSError:
                 break  # the old endpoint: backlog full
         # the launcher's own request (what --subscribe sends) gets through at once
-        ok = control.request(sock, "subscribe", ["QQQ"], timeout=10)
+        ok = control_endpoint.request(sock, "subscribe", ["QQQ"], timeout=10)
         assert ok["ok"] and ok["symbols"] == ["SPY", "SH", "QQQ"], ok
         assert json.loads(state.read_text()) == {"symbols": ["SPY", "SH", "QQQ"]}
         # the longest-idle connections were closed to make room, with one sentence
@@ -131,6 +131,17 @@ def test_idle_connections_do_not_lock_out_subscribe(start_sidecar, fifo_path):
             s.close()
 
 
+def test_a_lower_case_symbol_or_a_pair_on_a_stock_sidecar_is_refused(start_sidecar, fifo_path):
+    side, sock, _ = start_endpoint(start_sidecar, fifo_path)
+    low = control_endpoint.request(sock, "subscribe", ["qqq"], timeout=10)
+    assert not low["ok"] and "'qqq' has lower-case letters" in low["error"] and "write QQQ" in low["error"], low
+    pair = control_endpoint.request(sock, "subscribe", ["QQQ", "BTC/USD"], timeout=10)
+    assert not pair["ok"] and "BTC/USD look like crypto pairs: set ASSET=crypto" in pair["error"], pair
+    now = control_endpoint.request(sock, "symbols", timeout=10)
+    assert now["symbols"] == ["SPY", "SH"], now  # nothing changed, nothing subscribed
+    assert side.alive()
+
+
 @pytest.mark.parametrize("break_it", ["directory at the path", "parent directory gone"])
 def test_saving_the_symbol_list_fails_the_change_stays_and_the_endpoint_lives(start_sidecar, tmp_path, break_it):
     fifo = tmp_path / "run" / "bars.fifo"
@@ -142,15 +153,15 @@ def test_saving_the_symbol_list_fails_the_change_stays_and_the_endpoint_lives(st
         state.mkdir()
     else:
         shutil.rmtree(state_dir)
-    ok = control.request(sock, "subscribe", ["QQQ"], timeout=10)
+    ok = control_endpoint.request(sock, "subscribe", ["QQQ"], timeout=10)
     assert ok["ok"] and ok["added"] == ["QQQ"] and ok.get("saved") is False, ok
     assert "could not be saved" in ok["message"] and str(state) in ok["message"], ok
     wait_for(lambda: "cannot write the live symbol list" in side.stderr(), what="the failure logged")
     # the change stays applied and later requests work
     for _ in range(3):
-        now = control.request(sock, "symbols", timeout=10)
+        now = control_endpoint.request(sock, "symbols", timeout=10)
         assert now["ok"] and now["symbols"] == ["SPY", "SH", "QQQ"], now
-    ok = control.request(sock, "unsubscribe", ["SH"], timeout=10)
+    ok = control_endpoint.request(sock, "unsubscribe", ["SH"], timeout=10)
     assert ok["ok"] and ok["symbols"] == ["SPY", "QQQ"], ok
     assert side.alive()
 
@@ -168,12 +179,12 @@ class Symbols:
 
 
 def test_a_failing_source_answers_an_error_and_the_endpoint_goes_on(tmp_path):
-    server = control.ControlServer(tmp_path / "run" / "control.sock", Symbols(["SPY"]))
+    server = control_endpoint.ControlServer(tmp_path / "run" / "control.sock", Symbols(["SPY"]))
     server.start()
     try:
-        bad = control.request(server.path, "subscribe", ["BOOM"], timeout=10)
+        bad = control_endpoint.request(server.path, "subscribe", ["BOOM"], timeout=10)
         assert bad["ok"] is False and "RuntimeError: the source failed" in bad["error"], bad
-        assert control.request(server.path, "subscribe", ["QQQ"], timeout=10)["symbols"] == ["SPY", "QQQ"]
+        assert control_endpoint.request(server.path, "subscribe", ["QQQ"], timeout=10)["symbols"] == ["SPY", "QQQ"]
         assert server.stats()["control_errors"] == 1 and server.alive()
     finally:
         server.stop()
@@ -184,7 +195,7 @@ def test_another_user_cannot_connect(tmp_path):
     local user still gets EACCES."""
     base = Path(tempfile.mkdtemp(prefix="barbridge-control-"))
     run = base / "run"
-    server = control.ControlServer(run / "control.sock", Symbols(["SPY"]))
+    server = control_endpoint.ControlServer(run / "control.sock", Symbols(["SPY"]))
     server.start()
     try:
         assert oct(server.path.stat().st_mode & 0o777) == "0o600"
@@ -195,14 +206,14 @@ def test_another_user_cannot_connect(tmp_path):
         r = subprocess.run(["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups", "/usr/bin/python3", "-c",
                             probe, str(server.path)], capture_output=True, text=True, timeout=30)
         assert r.stdout.strip() == "13", (r.stdout, r.stderr)  # EACCES
-        assert control.request(server.path, "symbols", timeout=10)["ok"]
+        assert control_endpoint.request(server.path, "symbols", timeout=10)["ok"]
     finally:
         server.stop()
         shutil.rmtree(base)
 
 
 def test_a_thread_that_dies_anyway_is_restarted_and_counted(tmp_path, caplog):
-    server = control.ControlServer(tmp_path / "run" / "control.sock", Symbols(["SPY"]))
+    server = control_endpoint.ControlServer(tmp_path / "run" / "control.sock", Symbols(["SPY"]))
     real, calls = server._serve_once, []
 
     def dies_once(sel):
@@ -214,7 +225,7 @@ def test_a_thread_that_dies_anyway_is_restarted_and_counted(tmp_path, caplog):
     server._serve_once = dies_once  # type: ignore[method-assign]
     server.start()
     try:
-        assert control.request(server.path, "symbols", timeout=10)["symbols"] == ["SPY"]
+        assert control_endpoint.request(server.path, "symbols", timeout=10)["symbols"] == ["SPY"]
         assert server.stats()["control_restarts"] == 1 and server.alive()
         assert "the control thread failed (KeyboardInterrupt" in caplog.text
     finally:

@@ -12,6 +12,7 @@ import json
 import os
 import shutil
 import signal
+import stat
 import subprocess
 import tempfile
 import uuid
@@ -117,6 +118,59 @@ def test_runtime_dir_created_by_another_user_is_refused(attacker, shared_tmp, co
     r = run_to_exit([str(consumer_bin), "run"], env=env)
     assert_refused(r, str(runtime), f"uid {attacker.uid}")
     assert list(runtime.iterdir()) == [], "the consumer created files in another user's directory"
+
+
+def test_fifo_others_can_open_is_refused_not_tightened(attacker, shared_tmp, consumer_bin, tmp_path):
+    """A FIFO of ours left open to others (0666): another user opened it (and holds the handle) before
+    the consumer starts. A chmod would not take that handle away, so the consumer refuses the FIFO
+    (one sentence, exit 2) and leaves its mode as it found it."""
+    d = shared_tmp / "run"
+    d.mkdir(mode=0o755)  # ours, others may only enter: accepted (src/private.rs)
+    fifo = d / "bars.fifo"
+    os.mkfifo(fifo)
+    os.chmod(fifo, 0o666)
+    holder = subprocess.Popen(["runuser", "-u", attacker.name, "--", "sh", "-c", 'exec 3<>"$1"; echo held; sleep 60',
+                               "sh", str(fifo)], stdout=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+        r = run_to_exit([str(consumer_bin), "run", "--fifo", str(fifo), "--status-file", str(tmp_path / "status.json")])
+        assert_refused(r, str(fifo), "mode 666", "never tightened")
+        assert stat.S_IMODE(fifo.stat().st_mode) == 0o666, "the FIFO was changed instead of refused"
+    finally:
+        os.killpg(holder.pid, signal.SIGKILL)
+        holder.wait(timeout=30)
+
+
+def test_launcher_runtime_dir_others_can_write_is_refused_not_tightened(attacker, shared_tmp):
+    """The launcher's runtime directory is ours but others can write it (0777), and another user has
+    already put something in it: refused with one sentence (exit 2 in the launcher), mode untouched,
+    by the crate's rule (src/private.rs, through the extension), not chmod'ed 0700 and trusted."""
+    from bridge.config import ConfigError
+    from bridge.supervisor import runtime
+
+    rt = shared_tmp / "rt"
+    rt.mkdir()
+    os.chmod(rt, 0o777)
+    attacker.write(rt / "symbols.live.json", '{"symbols": ["EVIL"]}\n')
+    with pytest.raises(ConfigError, match="writable by other users") as e:
+        runtime.prepare_private_dir(rt)
+    assert str(rt) in str(e.value) and "Fix:" in str(e.value)
+    assert stat.S_IMODE(rt.stat().st_mode) == 0o777, "the directory was tightened instead of refused"
+
+
+def test_launcher_runtime_dir_under_a_parent_others_can_change_is_refused(attacker, shared_tmp):
+    """A parent another user can write (not sticky) lets them rename our directory away and put theirs in
+    its place: refused before anything is created under it (the old launcher checked no parent)."""
+    from bridge.config import ConfigError
+    from bridge.supervisor import runtime
+
+    open_dir = shared_tmp / "open"
+    open_dir.mkdir()
+    os.chmod(open_dir, 0o777)  # root's, but anyone can rename entries in it
+    attacker.run("touch", str(open_dir / "theirs"))
+    with pytest.raises(ConfigError, match="writable by other users and not sticky"):
+        runtime.prepare_private_dir(open_dir / "rt")
+    assert not (open_dir / "rt").exists(), "created under a parent others can change"
 
 
 def test_status_temp_name_symlink_does_not_clobber_its_target(attacker, shared_tmp):

@@ -12,7 +12,7 @@ from fake_alpaca import FakeAlpacaServer
 from conftest import KEY, SECRET, wait_for
 from test_scripts import LAUNCH, base_env, contiguous
 
-from bridge import control
+from bridge import control_endpoint
 
 MINUTE = 60_000
 
@@ -41,16 +41,16 @@ def test_subscribe_and_unsubscribe_mid_stream(start_sidecar, start_consumer, fif
         assert "QQQ" not in by_symbol(consumer.bars())
 
         # refused requests change nothing and say why in one sentence
-        bad = control.request(sock, "subscribe", ["qqq"])
-        assert not bad["ok"] and "not a valid symbol" in bad["error"], bad
-        bad = control.request(sock, "unsubscribe", ["IWM"])
+        bad = control_endpoint.request(sock, "subscribe", ["qqq"])
+        assert not bad["ok"] and "'qqq' has lower-case letters" in bad["error"], bad
+        bad = control_endpoint.request(sock, "unsubscribe", ["IWM"])
         assert not bad["ok"] and "IWM is not subscribed" in bad["error"], bad
-        bad = control.request(sock, "unsubscribe", ["SPY", "SH"])
+        bad = control_endpoint.request(sock, "unsubscribe", ["SPY", "SH"])
         assert not bad["ok"] and "at least one" in bad["error"], bad
         assert not state.exists()
 
         # subscribe QQQ mid-stream: its history from the backfill start, then the stream, no hole
-        ok = control.request(sock, "subscribe", ["QQQ"])
+        ok = control_endpoint.request(sock, "subscribe", ["QQQ"])
         assert ok["ok"] and ok["added"] == ["QQQ"] and ok["symbols"] == ["SPY", "SH", "QQQ"], ok
         assert json.loads(state.read_text()) == {"symbols": ["SPY", "SH", "QQQ"]}
         subscribed_at = srv.data_minute()
@@ -59,7 +59,7 @@ def test_subscribe_and_unsubscribe_mid_stream(start_sidecar, start_consumer, fif
         assert "symbols changed live: +QQQ" in side.stderr()
 
         # unsubscribe SH: its bars stop
-        ok = control.request(sock, "unsubscribe", ["SH"])
+        ok = control_endpoint.request(sock, "unsubscribe", ["SH"])
         assert ok["ok"] and ok["removed"] == ["SH"] and ok["symbols"] == ["SPY", "QQQ"], ok
         unsubscribed_at = srv.data_minute()
         wait_for(lambda: max(by_symbol(consumer.bars())["SPY"]) >= unsubscribed_at + 12 * MINUTE,
@@ -91,7 +91,7 @@ def test_subscribe_and_unsubscribe_mid_stream(start_sidecar, start_consumer, fif
         side2 = start_sidecar(fifo_path, *args, server=srv, name="sidecar2")
         wait_for(lambda: "status subscribed" in side2.stderr(), what="restarted sidecar subscribed")
         assert "symbols SPY,QQQ from" in side2.stderr()
-        assert control.request(sock, "symbols")["symbols"] == ["SPY", "QQQ"]
+        assert control_endpoint.request(sock, "symbols")["symbols"] == ["SPY", "QQQ"]
     finally:
         srv.stop()
 

@@ -212,7 +212,9 @@ def test_config_env_file_symbols_and_masking(tmp_path):
     assert config.mask("PKabcd1234") == "****1234"
     assert config.scrub("key PKabcd1234!", ["PKabcd1234"]) == "key ****1234!"
     assert config.parse_symbols(None) == ["SPY", "SPXL", "SH", "SDS"]
-    assert config.parse_symbols("spy, sh,SPY") == ["SPY", "SH"]
+    assert config.parse_symbols("SPY, SH,SPY") == ["SPY", "SH"]
+    with pytest.raises(config.ConfigError, match="'spy' has lower-case letters.*Fix: write SPY"):
+        config.parse_symbols("spy")  # the wire rule: refused, never upper-cased
     for empty in ("", " , ", ","):
         with pytest.raises(config.ConfigError, match="empty"):
             config.parse_symbols(empty)

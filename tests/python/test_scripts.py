@@ -429,6 +429,20 @@ def test_a_flag_without_its_value_is_one_sentence_not_the_help(flag, tmp_path, c
     assert "Usage:" not in out and len(out.strip().splitlines()) == 1, out
 
 
+@pytest.mark.parametrize("symbols,expect", [
+    ("qqq", "symbol 'qqq' has lower-case letters; symbols are written as the exchange lists them, so it is refused "
+            "rather than changed. Fix: write QQQ."),
+    ("BTC/USD", "BTC/USD look like crypto pairs: set ASSET=crypto for them"),
+])
+def test_subscribe_refuses_what_the_wire_rule_or_the_asset_class_refuses(symbols, expect, tmp_path, consumer_bin):
+    """The README's rule, tried as a new user would: a lower-case symbol is not upper-cased and a crypto pair
+    does not join a stock stream (its bars would be journaled as crypto): exit 2, one sentence, before any
+    launcher is asked."""
+    code, out = run_launcher(tmp_path, consumer_bin, ["--subscribe", symbols])
+    assert code == 2, out
+    assert expect in out and len(out.strip().splitlines()) == 1, out
+
+
 def test_status_into_a_closed_pipe_ends_quietly(launcher, tmp_path, consumer_bin):
     lc = launcher()
     wait_for(lambda: lc.stdout().count("SPY") >= 2, timeout=60, what="demo bars")
@@ -577,9 +591,11 @@ def holiday_run(tmp_path, consumer_bin, config: str, *args: str):
 
 
 def test_config_file_spaces_separate_symbols_and_hash_needs_a_space(tmp_path, consumer_bin):
-    code, out = holiday_run(tmp_path, consumer_bin, "SYMBOLS=spy SPXL, sh # the comment\n")
+    code, out = holiday_run(tmp_path, consumer_bin, "SYMBOLS=SPY SPXL, SH # the comment\n")
     assert code == 0, out
     assert "symbols SPY,SPXL,SH," in out, out  # not SPYSPXL
+    code, out = holiday_run(tmp_path, consumer_bin, "SYMBOLS=spy SPXL\n")  # the wire rule: refused, not upper-cased
+    assert code == 2 and "symbol 'spy' has lower-case letters" in out and "Fix: write SPY." in out, out
 
 
 def test_config_file_unknown_key_names_the_nearest_and_fails_check(tmp_path, consumer_bin):

@@ -40,6 +40,13 @@ def test_values_parse_like_dotenv(tmp_path):
     assert config.parse_symbols(got["SYMBOLS"]) == ["SPY", "SPXL"]
 
 
+def test_the_parser_is_python_dotenv_without_expansion(tmp_path):
+    """python-dotenv's parser: double quotes know its escapes (\\n is a newline, where the hand-written
+    parser kept it as two characters), a quoted value may span lines, ``$X`` is never expanded."""
+    got = parse(tmp_path, 'EOD_CMD="a\\nb"\nALERT_CMD="line1\nline2"\nRUST_LOG=${HOME}\n')
+    assert got == {"EOD_CMD": "a\nb", "ALERT_CMD": "line1\nline2", "RUST_LOG": "${HOME}"}
+
+
 @pytest.mark.parametrize("text,message", [
     ("SYMBOL=SPY\n", "config.env:1: unknown key SYMBOL; did you mean SYMBOLS?"),
     ("# c\nALPACA_APIKEY=x\n", "config.env:2: unknown key ALPACA_APIKEY; did you mean ALPACA_API_KEY?"),
@@ -86,12 +93,12 @@ def test_stream_url_only_in_config_file_is_used(tmp_path, fake_server, fifo_path
 
 def test_keepalive_does_not_cut_a_busy_connection(tmp_path):
     from bridge.alpaca_websocket_bridge import build_parser
-    from bridge.publisher import Publisher
+    from bridge.gate import BarGate
     from bridge.sources.alpaca import AlpacaSource
 
     args = build_parser().parse_args([])
     assert args.ping_timeout == 180
-    src = AlpacaSource(Publisher(_NullSink(), ["SPY"]), ["SPY"], config.Credentials(KEY, SECRET, "test"))
+    src = AlpacaSource(BarGate(_NullSink(), ["SPY"]), ["SPY"], config.Credentials(KEY, SECRET, "test"))
     assert src.stream._websocket_params["ping_timeout"] == 180  # what the SDK passes to websockets.connect
     os.environ["WS_PING_TIMEOUT"] = "45"
     try:

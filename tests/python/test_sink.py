@@ -208,12 +208,12 @@ def test_fifo_safety(tmp_path):
 def test_inprocess_sink_sends_heartbeats_and_bars_through_the_publisher():
     """One-process mode: the publisher ingests straight into the consumer; a thread adds heartbeats."""
     import barbridge
-    from bridge.publisher import Publisher
+    from bridge.gate import BarGate
     from bridge.sinks import InProcessSink
 
     consumer = barbridge.Consumer()
     sink = InProcessSink(consumer=consumer, heartbeat=0.1)
-    pub = Publisher(sink, ["SPY"])
+    pub = BarGate(sink, ["SPY"])
     sink.start()
     try:
         for i in range(1, 6):
@@ -238,12 +238,12 @@ def test_inprocess_consumer_is_live_while_the_sink_heartbeats_and_stale_once_it_
     """One-process mode's liveness rule is the FIFO path's: heartbeats, not bars, keep the consumer
     live (a halt sends no bars); once the sink stops (the sidecar side is gone) it goes stale."""
     import barbridge
-    from bridge.publisher import Publisher
+    from bridge.gate import BarGate
     from bridge.sinks import InProcessSink
 
     consumer = barbridge.Consumer(stale_after=2.0)
     sink = InProcessSink(consumer=consumer, heartbeat=0.1)
-    pub = Publisher(sink, ["SPY"])
+    pub = BarGate(sink, ["SPY"])
     sink.start()
     try:
         assert pub.publish(bar(1))

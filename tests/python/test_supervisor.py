@@ -41,6 +41,53 @@ def test_restart_policy_gives_up_on_codes_retrying_cannot_fix_and_after_max_rest
     assert "restarting cannot fix" in (policy.on_exit(Tracked("consumer"), 2, 0, "x").give_up or "")
 
 
+def test_one_exit_code_enum_and_the_consumer_agrees_on_config(consumer_bin):
+    """``bridge.exitcodes.ExitCode`` is the sidecar's and the launcher's; its CONFIG is what ``barbridge
+    run`` exits with for a setting it refuses, and the give-up sets are made of it."""
+    from bridge.exitcodes import GIVE_UP, ExitCode
+    r = subprocess.run([str(consumer_bin), "run", "--symbols", "spy"], capture_output=True, text=True, timeout=60)
+    assert r.returncode == ExitCode.CONFIG, r.stderr
+    assert GIVE_UP["consumer"] == {ExitCode.CONFIG} and ExitCode.AUTH in GIVE_UP["sidecar"]
+
+
+def test_read_status_is_the_extensions_typed_reader(tmp_path):
+    """The supervisor reads the consumer's state through ``barbridge.read_status`` (the Rust
+    StatusReport), not raw keys of whatever JSON is there: errors are one sentence each."""
+    import barbridge
+    with pytest.raises(FileNotFoundError, match="cannot read status file .*is `barbridge run --status-file"):
+        barbridge.read_status(tmp_path / "none.json")
+    (tmp_path / "bad.json").write_text('{"pid": 1}')
+    with pytest.raises(ValueError, match="is not a valid status report: missing field `version`"):
+        barbridge.read_status(tmp_path / "bad.json")
+    assert display.read_status(tmp_path / "bad.json") is None
+    c = barbridge.Consumer(status_file=tmp_path / "status.json")
+    c.push({"symbol": "SPY", "timestamp_ms": 1759930080000, "open": 1.0, "high": 1.0, "low": 1.0, "close": 1.0,
+            "volume": 1.0})
+    report = wait_for(lambda: (r := display.read_status(tmp_path / "status.json")) and r["health"]["symbols"] and r,
+                      timeout=30, what="a status report with SPY")
+    assert report["pid"] == os.getpid() and report["liveness"] in ("LIVE", "WAITING", "STALE")
+    assert report["health"]["symbols"]["SPY"]["last_bar_ts_ms"] == 1759930080000
+    del c
+
+
+def test_preflight_checks_the_fifo_by_the_consumers_rules(tmp_path):
+    """The preflight says what the consumer will do, by the same rules (through the extension): a
+    0755 directory of ours is accepted as the consumer accepts it (the old preflight refused it), a
+    FIFO others can open is refused (the old one accepted it), and nothing is changed."""
+    from bridge import preflight
+    run = tmp_path / "run"
+    run.mkdir(mode=0o755)
+    os.chmod(run, 0o755)
+    fifo = run / "bars.fifo"
+    assert "will be created" in preflight.check_fifo(fifo)
+    os.mkfifo(fifo, 0o600)
+    assert "private FIFO you own" in preflight.check_fifo(fifo)
+    os.chmod(fifo, 0o666)
+    with pytest.raises(preflight.Fail, match="mode 666: other users can open it.*never tightened"):
+        preflight.check_fifo(fifo)
+    assert (fifo.stat().st_mode & 0o777, run.stat().st_mode & 0o777) == (0o666, 0o755)
+
+
 def test_flap_alert_once_per_episode():
     f = FlapDetector(threshold=2, window=10)
     assert [f.note(t) for t in (0, 1, 2, 3)] == [None, None, 3, None]
@@ -81,7 +128,8 @@ def test_settings_precedence_and_validation(tmp_path):
     assert live.mode == "live" and live.schedule and live.status_every == 60
     for config, message in [("TICK=0\n", "TICK must be more than 0"), ("MAX_RESTARTS=x\n", "not a whole number"),
                             ("WARMUP=maybe\n", "must be 1 or 0"), ("CLOSE_TIME=4pm\n", "not a HH:MM time"),
-                            ("ALPACA_FEED=opra\n", "must be iex or sip"), ("SYMBOLS=SPY;SH\n", "not a valid ticker"),
+                            ("ALPACA_FEED=opra\n", "must be iex or sip"), ("SYMBOLS=BTC/USD/X\n", "not a valid symbol"),
+                                ("SYMBOLS=SPY spy\n", "'spy' has lower-case letters"),
                             ("ALPACA_API_KEY=k\n", "needs both halves of ALPACA_API_KEY/ALPACA_SECRET_KEY")]:
         with pytest.raises(ConfigError, match=message):
             load(tmp_path, config)
@@ -163,9 +211,14 @@ def test_bar_tail_groups_minutes_and_render_state_is_for_a_person(tmp_path):
 
 def test_bar_lines_show_a_halt_only_while_the_symbol_is_subscribed(tmp_path):
     """A symbol halted and then unsubscribed is no ghost "HALTED since" on every later bar line."""
-    f, status = tmp_path / "bars.jsonl", tmp_path / "status.json"
-    status.write_text(json.dumps({"halted": {"SDS": {"state": "halted", "since_ms": 1764599400000, "code": "T1",
-                                                     "reason": ""}}}))
+    f, written, status = tmp_path / "bars.jsonl", tmp_path / "written.json", tmp_path / "status.json"
+    import barbridge  # a real status report (the supervisor reads it through barbridge.read_status), plus a halt
+    c = barbridge.Consumer(status_file=written)
+    wait_for(written.exists, timeout=30, what="the status file")
+    report = json.loads(written.read_text())
+    del c
+    report["halted"] = {"SDS": {"state": "halted", "since_ms": 1764599400000, "code": "T1", "reason": ""}}
+    status.write_text(json.dumps(report))
     live = ["SPY", "SDS"]
     tail = display.BarTail(f, status, symbols=lambda: list(live))
     with open(f, "a") as w:
