@@ -266,7 +266,7 @@ def test_a_full_market_universe_closes_each_minute_once_and_confirms_the_quiet(s
     universe (the sidecar's CPU then decides the pace: give it --interval time)."""
     import os
     from fake_alpaca import burst_symbols
-    from bridge import control
+    from bridge import control_endpoint as control
     n = int(os.environ.get("BARBRIDGE_SCALE_SYMBOLS", "2000"))
     everyone = burst_symbols(n + 100)
     symbols, later = everyone[:n], everyone[n:]  # 100 more subscribed live, below
