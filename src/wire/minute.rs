@@ -124,6 +124,25 @@ struct RawPart<'a> {
     writer: Option<Cow<'a, str>>,
 }
 
+/// The rules both minute lines share: `None` for a newer `v` (ignored like an unknown type),
+/// else the writer id checked and `minute_ms` present, in range and on a minute.
+fn check_header(v: Option<u64>, writer: Option<&str>, minute_ms: Option<i64>) -> Result<Option<i64>, WireError> {
+    if v.unwrap_or(1) > MINUTE_CLOSED_VERSION {
+        return Ok(None);
+    }
+    if let Some(w) = writer {
+        validate_writer(w)?;
+    }
+    let minute_ms = minute_ms.ok_or(WireError::MissingField { field: "minute_ms" })?;
+    if !(MIN_TIMESTAMP_MS..MAX_TIMESTAMP_MS).contains(&minute_ms) {
+        return Err(WireError::InvalidTimestamp { timestamp_ms: minute_ms });
+    }
+    if minute_ms % MINUTE_MS != 0 {
+        return Err(WireError::OffMinute { timestamp_ms: minute_ms });
+    }
+    Ok(Some(minute_ms))
+}
+
 /// Decode a `minute_closed` line (already known to have that `type`). `Ok(None)`: a `v` above
 /// [`MINUTE_CLOSED_VERSION`] (a newer writer's: ignored like an unknown type).
 ///
@@ -134,19 +153,9 @@ struct RawPart<'a> {
 pub fn parse_part(bytes: &[u8]) -> Result<Option<MinuteClosedLine<'_>>, WireError> {
     let text = std::str::from_utf8(bytes).map_err(|e| WireError::InvalidUtf8 { valid_up_to: e.valid_up_to() })?;
     let raw: RawPart<'_> = serde_json::from_str(text).map_err(|e| WireError::WrongType { detail: format!("minute_closed: {e}") })?;
-    if raw.v.unwrap_or(1) > MINUTE_CLOSED_VERSION {
+    let Some(minute_ms) = check_header(raw.v, raw.writer.as_deref(), raw.minute_ms)? else {
         return Ok(None);
-    }
-    if let Some(w) = raw.writer.as_deref() {
-        validate_writer(w)?;
-    }
-    let minute_ms = raw.minute_ms.ok_or(WireError::MissingField { field: "minute_ms" })?;
-    if !(MIN_TIMESTAMP_MS..MAX_TIMESTAMP_MS).contains(&minute_ms) {
-        return Err(WireError::InvalidTimestamp { timestamp_ms: minute_ms });
-    }
-    if minute_ms % MINUTE_MS != 0 {
-        return Err(WireError::OffMinute { timestamp_ms: minute_ms });
-    }
+    };
     let closed_ms = raw.closed_ms.unwrap_or(minute_ms + MINUTE_MS);
     let part = raw.part.unwrap_or(1);
     let parts = raw.parts.unwrap_or(1);
@@ -207,19 +216,9 @@ struct RawQuiet<'a> {
 pub fn parse_quiet(bytes: &[u8]) -> Result<Option<MinuteQuietLine<'_>>, WireError> {
     let text = std::str::from_utf8(bytes).map_err(|e| WireError::InvalidUtf8 { valid_up_to: e.valid_up_to() })?;
     let raw: RawQuiet<'_> = serde_json::from_str(text).map_err(|e| WireError::WrongType { detail: format!("minute_quiet: {e}") })?;
-    if raw.v.unwrap_or(1) > MINUTE_CLOSED_VERSION {
+    let Some(minute_ms) = check_header(raw.v, raw.writer.as_deref(), raw.minute_ms)? else {
         return Ok(None);
-    }
-    if let Some(w) = raw.writer.as_deref() {
-        validate_writer(w)?;
-    }
-    let minute_ms = raw.minute_ms.ok_or(WireError::MissingField { field: "minute_ms" })?;
-    if !(MIN_TIMESTAMP_MS..MAX_TIMESTAMP_MS).contains(&minute_ms) {
-        return Err(WireError::InvalidTimestamp { timestamp_ms: minute_ms });
-    }
-    if minute_ms % MINUTE_MS != 0 {
-        return Err(WireError::OffMinute { timestamp_ms: minute_ms });
-    }
+    };
     let quiet = raw
         .quiet
         .into_iter()
