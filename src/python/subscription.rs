@@ -36,16 +36,7 @@ fn wait_next(py: Python<'_>, rx: &Receiver<BarEvent>, timeout: Option<Duration>,
         if finished() {
             return Ok(rx.try_recv().ok());
         }
-        let slice = match deadline {
-            None => WAIT_SLICE,
-            Some(d) => {
-                let now = Instant::now();
-                if now >= d {
-                    return Ok(None);
-                }
-                (d - now).min(WAIT_SLICE)
-            }
-        };
+        let Some(slice) = wait_slice(deadline) else { return Ok(None) };
         match py.allow_threads(|| rx.recv_timeout(slice)) {
             Ok(ev) => return Ok(Some(ev)),
             Err(RecvTimeoutError::Timeout) => {}
@@ -98,16 +89,7 @@ impl PySubscription {
             if lock(&self.rx).is_none() {
                 return Ok(None);
             }
-            let slice = match deadline {
-                None => WAIT_SLICE,
-                Some(d) => {
-                    let now = Instant::now();
-                    if now >= d {
-                        return Ok(None);
-                    }
-                    (d - now).min(WAIT_SLICE)
-                }
-            };
+            let Some(slice) = wait_slice(deadline) else { return Ok(None) };
             py.allow_threads(|| {
                 let mut sel = crossbeam_channel::Select::new();
                 sel.recv(&rx);
@@ -206,5 +188,13 @@ impl PySubscription {
     fn __exit__(&self, _args: &Bound<'_, PyTuple>) -> bool {
         self.unsubscribe();
         false
+    }
+}
+
+/// The next wait: [`WAIT_SLICE`], or less up to `deadline`; `None` once it has passed.
+fn wait_slice(deadline: Option<Instant>) -> Option<Duration> {
+    match deadline {
+        None => Some(WAIT_SLICE),
+        Some(d) => d.checked_duration_since(Instant::now()).filter(|left| !left.is_zero()).map(|left| left.min(WAIT_SLICE)),
     }
 }
