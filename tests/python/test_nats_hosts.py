@@ -234,7 +234,7 @@ class Cluster:
 
     def wait_journal(self, name: str, timeout: float = 90) -> None:
         want = self.expected()
-        wait_for(lambda: sorted(set(journal(self.tmp / name / "j"))) == want, timeout,
+        wait_for(lambda: sorted(set(journal(self.tmp / name / "j"))) == want, timeout, interval=0.25,
                  what=f"{name}'s journal to hold minutes 0..{self.written - 1}")
 
     def assert_exact(self, name: str) -> None:
@@ -252,7 +252,10 @@ def hosts(tmp_path: Path, procs) -> Iterator[Hosts]:
         pytest.skip("cannot create a network namespace here (no CAP_NET_ADMIN?)")
     subprocess.run(["ip", "netns", "del", probe], capture_output=True)
     try:
-        h.up()
+        try:
+            h.up()
+        except RuntimeError as e:  # no bridge or veth support here: the host's limit, not a failure
+            pytest.skip(f"cannot build the hosts' network here ({e})")
         yield h
     finally:
         for p in procs:  # before the namespaces go: nothing left running in them
