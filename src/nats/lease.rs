@@ -177,8 +177,9 @@ fn dead_here(holder: &str) -> bool {
         return false;
     }
     match start_time(h.pid) {
-        None => nix::sys::signal::kill(nix::unistd::Pid::from_raw(h.pid), None) == Err(nix::errno::Errno::ESRCH),
-        Some(start) => start != h.start,
+        // start 0: the holder could not read its own, so only a missing pid says it is gone
+        Some(start) if h.start != 0 => start != h.start,
+        _ => nix::sys::signal::kill(nix::unistd::Pid::from_raw(h.pid), None) == Err(nix::errno::Errno::ESRCH),
     }
 }
 
@@ -305,6 +306,7 @@ mod tests {
         assert!(!dead_here(&me.line()), "this process is alive");
         assert!(dead_here(&Holder { pid: i32::MAX, ..me.clone() }.line()), "no such pid here");
         assert!(dead_here(&Holder { start: me.start + 1, ..me.clone() }.line()), "the pid was reused");
+        assert!(!dead_here(&Holder { start: 0, ..me.clone() }.line()), "an unknown start: the pid decides");
         // the same hostname and a missing pid, but another pid namespace or boot: another host
         assert!(!dead_here(&Holder { pid: i32::MAX, pidns: "1".into(), ..me.clone() }.line()));
         assert!(!dead_here(&Holder { pid: i32::MAX, boot: "another-boot".into(), ..me.clone() }.line()));
