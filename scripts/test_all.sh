@@ -38,7 +38,7 @@ if ! .venv/bin/python -c "import nautilus_trader" 2>/dev/null; then
     fi
 fi
 
-log "System tools for the monitoring and TLS tests (promtool, prometheus, chromium, systemd-analyze, openssl)"
+log "System tools for the monitoring and TLS tests (promtool, prometheus, chromium, systemd-analyze, openssl, ip, unshare)"
 # Debian packages; installed when missing and we are root, else the tests that need them skip
 # with the reason.
 missing=()
@@ -46,6 +46,8 @@ command -v promtool >/dev/null || missing+=(prometheus)
 command -v chromium >/dev/null || missing+=(chromium fonts-dejavu-core)  # a font for the page's screenshot
 command -v systemd-analyze >/dev/null || missing+=(systemd)
 command -v openssl >/dev/null || missing+=(openssl)  # the NATS TLS tests make their certificates
+command -v ip >/dev/null || missing+=(iproute2)  # the several-hosts NATS test: network namespaces, veth, bridge
+command -v unshare >/dev/null || missing+=(util-linux)  # ...and each host's own hostname and pids
 if [ ${#missing[@]} -gt 0 ]; then
     if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null &&
         apt-get update -qq >/dev/null 2>&1 &&

@@ -1,15 +1,20 @@
 //! One subscriber per durable name: a lease in the JetStream stream [`LEASE_STREAM`] (one
-//! message per subject `barbridge.lease.<stream>.<durable>`, payload `host pid nonce`),
-//! written only over the sequence it replaces (`Nats-Expected-Last-Subject-Sequence`) and
-//! renewed every second.
+//! message per subject `barbridge.lease.<stream>.<durable>`, payload [`Holder`]'s readable line
+//! `barbridge-lease/2 host=<h> boot=<id> pidns=<n> pid=<p> start=<ticks> id=<random>`), written
+//! only over the sequence it replaces (`Nats-Expected-Last-Subject-Sequence`) and renewed every
+//! second.
 //!
 //! Two programs pulling from one durable consumer would each get a share of the messages and
 //! neither would see every bar, silently (the FIFO's reader lock exists for the same reason).
 //! A [`NatsFeed`](super::NatsFeed) therefore takes the lease before it pulls and ends with
 //! [`NatsError::DurableInUse`] when another live holder renews it. A holder is dead when it ran
-//! on this host and its pid is gone, or when its lease was not renewed for [`STALE_AFTER`]
-//! (a SIGKILLed subscriber on another host): then the lease is taken over. A holder that stops
-//! normally deletes its lease.
+//! in this kernel's boot and this pid namespace and its pid is gone or now belongs to a process
+//! started at another time; or when its lease was not renewed for [`STALE_AFTER`] (a SIGKILLed
+//! subscriber on another host): then the lease is taken over. The hostname is only shown, never
+//! trusted: two hosts (or containers) with one hostname each see only their own pids, so a pid
+//! missing here says nothing about the other's holder. A lease of an older version (`host pid
+//! nonce`) is never judged dead at once: it is taken over only when not renewed for
+//! [`STALE_AFTER`]. A holder that stops normally deletes its lease.
 
 use std::time::{Duration, Instant};
 
@@ -47,11 +52,98 @@ pub(super) struct Lease {
     renewed: Instant,
 }
 
-/// `host pid nonce` of this process.
-fn holder_id() -> String {
-    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
-    let nonce = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
-    format!("{} {} {nonce:x}", host.trim(), std::process::id())
+/// The first word of a lease written by this version. An older version's lease (`host pid
+/// nonce`) does not start with it; an older version reading this one finds no pid in its second
+/// word and so never judges it dead at once either.
+const FORMAT: &str = "barbridge-lease/2";
+
+/// Who holds a lease: where it runs (boot id, pid namespace) and which process start it is
+/// (pid, start time in clock ticks since boot), plus a random id made at start, so two processes
+/// never share a holder even when host name and pid are equal.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Holder {
+    host: String,
+    boot: String,
+    pidns: String,
+    pid: i32,
+    start: u64,
+    id: String,
+}
+
+/// This kernel's boot id (empty when unknown).
+fn boot_id() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/random/boot_id").unwrap_or_default().trim().to_owned()
+}
+
+/// This process's pid namespace (the inode in `/proc/self/ns/pid`; empty when unknown).
+fn pid_namespace() -> String {
+    std::fs::read_link("/proc/self/ns/pid")
+        .ok()
+        .and_then(|l| l.to_str().and_then(|s| s.strip_prefix("pid:[")).and_then(|s| s.strip_suffix(']')).map(str::to_owned))
+        .unwrap_or_default()
+}
+
+/// The start time of `pid` (field 22 of `/proc/<pid>/stat`, clock ticks since boot), or none
+/// when there is no such process.
+fn start_time(pid: i32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // the command name (field 2) is in parentheses and may hold spaces: count after its last ')'
+    stat.rsplit_once(')')?.1.split_whitespace().nth(19)?.parse().ok()
+}
+
+/// 16 random hex digits from the kernel (time and pid when it cannot be read).
+fn random_id() -> String {
+    use std::io::Read;
+    let mut bytes = [0u8; 8];
+    match std::fs::File::open("/dev/urandom").and_then(|mut f| f.read_exact(&mut bytes)) {
+        Ok(()) => bytes.iter().map(|b| format!("{b:02x}")).collect(),
+        Err(_) => {
+            let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
+            format!("{:016x}", (nanos as u64) ^ (u64::from(std::process::id()) << 40))
+        }
+    }
+}
+
+/// A word without spaces (a hostname is shown, never parsed for meaning).
+fn word(text: &str) -> String {
+    let w: String = text.trim().chars().map(|c| if c.is_whitespace() || c == '=' { '_' } else { c }).collect();
+    if w.is_empty() {
+        "-".into()
+    } else {
+        w
+    }
+}
+
+impl Holder {
+    /// This process, with a new random id.
+    fn me() -> Holder {
+        let pid = std::process::id() as i32;
+        Holder {
+            host: word(&std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default()),
+            boot: word(&boot_id()),
+            pidns: word(&pid_namespace()),
+            pid,
+            start: start_time(pid).unwrap_or(0),
+            id: random_id(),
+        }
+    }
+
+    /// The lease's payload.
+    fn line(&self) -> String {
+        format!("{FORMAT} host={} boot={} pidns={} pid={} start={} id={}", self.host, self.boot, self.pidns, self.pid, self.start, self.id)
+    }
+
+    /// A lease payload of this version, or none (an older version's, or garbage).
+    fn parse(line: &str) -> Option<Holder> {
+        let mut words = line.split(' ');
+        if words.next() != Some(FORMAT) {
+            return None;
+        }
+        let mut field = |key: &str| words.next()?.strip_prefix(key)?.strip_prefix('=').map(str::to_owned);
+        let (host, boot, pidns) = (field("host")?, field("boot")?, field("pidns")?);
+        let (pid, start, id) = (field("pid")?.parse().ok()?, field("start")?.parse().ok()?, field("id")?);
+        Some(Holder { host, boot, pidns, pid, start, id })
+    }
 }
 
 /// A subject token: `[-_A-Za-z0-9]` kept, anything else `=XX`.
@@ -72,12 +164,23 @@ pub fn lease_subject(stream: &str, durable: &str) -> String {
     format!("barbridge.lease.{}.{}", key_token(stream), key_token(durable))
 }
 
-/// True when `holder` names a process on this host that is gone.
+/// True when `holder` (a lease's payload) names a process that is gone, judged only when it
+/// ran in this kernel's boot and this pid namespace (where its pid means the same process): its
+/// pid is missing or belongs to a process started at another time. Anything else (another host,
+/// another container with the same hostname, an older version's lease, an unknown boot id) is
+/// left to [`STALE_AFTER`].
 fn dead_here(holder: &str) -> bool {
-    let mine = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
-    let mut parts = holder.split(' ');
-    let (Some(host), Some(pid)) = (parts.next(), parts.next().and_then(|p| p.parse::<i32>().ok())) else { return false };
-    host == mine.trim() && nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None) == Err(nix::errno::Errno::ESRCH)
+    let Some(h) = Holder::parse(holder) else { return false };
+    let boot = word(&boot_id());
+    let pidns = word(&pid_namespace());
+    if boot == "-" || pidns == "-" || h.boot != boot || h.pidns != pidns || h.pid <= 0 {
+        return false;
+    }
+    match start_time(h.pid) {
+        // start 0: the holder could not read its own, so only a missing pid says it is gone
+        Some(start) if h.start != 0 => start != h.start,
+        _ => nix::sys::signal::kill(nix::unistd::Pid::from_raw(h.pid), None) == Err(nix::errno::Errno::ESRCH),
+    }
 }
 
 /// The current lease on `subject`: (its sequence, its holder), or none.
@@ -112,7 +215,7 @@ impl Lease {
             Err(e) => return Ok(Err(format!("stream {LEASE_STREAM}: {e}"))),
         };
         let subject = lease_subject(stream, durable);
-        let me = holder_id();
+        let me = Holder::me().line();
         let held =
             |revision| Lease { js: js.clone(), stream: leases.clone(), subject: subject.clone(), me: me.clone(), revision, renewed: Instant::now() };
         let mut watched: Option<(u64, Instant)> = None;
@@ -187,10 +290,28 @@ mod tests {
     }
 
     #[test]
-    fn a_missing_pid_on_this_host_is_dead() {
+    fn a_lease_names_its_holder_readably_and_parses_back() {
+        let me = Holder::me();
+        let line = me.line();
+        assert!(line.starts_with("barbridge-lease/2 host="), "{line}");
+        assert_eq!(Holder::parse(&line), Some(me.clone()));
+        assert_ne!(Holder::me().id, me.id, "a random id per start");
+        assert_eq!(Holder::parse("myhost 1234 18a3f"), None, "an older version's lease");
+        assert_eq!(Holder::parse("barbridge-lease/2 host=a"), None);
+    }
+
+    #[test]
+    fn only_a_gone_process_of_this_boot_and_pid_namespace_is_dead_at_once() {
+        let me = Holder::me();
+        assert!(!dead_here(&me.line()), "this process is alive");
+        assert!(dead_here(&Holder { pid: i32::MAX, ..me.clone() }.line()), "no such pid here");
+        assert!(dead_here(&Holder { start: me.start + 1, ..me.clone() }.line()), "the pid was reused");
+        assert!(!dead_here(&Holder { start: 0, ..me.clone() }.line()), "an unknown start: the pid decides");
+        // the same hostname and a missing pid, but another pid namespace or boot: another host
+        assert!(!dead_here(&Holder { pid: i32::MAX, pidns: "1".into(), ..me.clone() }.line()));
+        assert!(!dead_here(&Holder { pid: i32::MAX, boot: "another-boot".into(), ..me.clone() }.line()));
+        // an older version's lease is left to STALE_AFTER, even when it names this host and a gone pid
         let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
-        assert!(!dead_here(&holder_id()));
-        assert!(dead_here(&format!("{} {} 0", host.trim(), i32::MAX)));
-        assert!(!dead_here(&format!("another-host-{} {} 0", host.trim(), i32::MAX)));
+        assert!(!dead_here(&format!("{} {} 0", host.trim(), i32::MAX)));
     }
 }
