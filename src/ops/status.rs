@@ -371,9 +371,16 @@ impl StatusReport {
         // age on the host's clock means nothing ("0.0s ago" for ever, or a year): it is then
         // measured on the data's clock, the end of the newest bar's minute, and said so.
         let data_now = h.symbols.values().map(|s| s.last_bar_ts_ms.saturating_add(crate::wire::MINUTE_MS)).max();
-        let halt_age = |since: i64| match data_now {
-            Some(d) if (d - now_ms).abs() > 2 * crate::wire::MINUTE_MS => format!("{} ago on the data's clock", fmt_age(d - since)),
-            _ => format!("{} ago", fmt_age(now_ms - since)),
+        // A halt after that clock's now (a journal of a run whose clock ran ahead) says so.
+        let halt_age = |since: i64| {
+            let (clock, on) = match data_now {
+                Some(d) if (d - now_ms).abs() > 2 * crate::wire::MINUTE_MS => (d, " on the data's clock"),
+                _ => (now_ms, ""),
+            };
+            match clock - since {
+                age if age < -crate::wire::MINUTE_MS => format!("{} in the future{on}", fmt_age(-age)),
+                age => format!("{} ago{on}", fmt_age(age)),
+            }
         };
         for (symbol, t) in &self.halted {
             let why = [t.code.as_str(), t.reason.as_str()].iter().filter(|s| !s.is_empty()).copied().collect::<Vec<_>>().join(" ");
@@ -627,6 +634,13 @@ mod tests {
         let text = report.render(report.updated_ms, Liveness::Live);
         let line = text.lines().find(|l| l.starts_with("HALTED    SPY")).unwrap_or_else(|| panic!("{text}"));
         assert!(line.contains("since 09:29 EDT (9m00s ago on the data's clock)"), "{line}");
+        // A halt beyond that clock (a journal of a run whose clock ran ahead): not "0.0s ago".
+        let ahead =
+            format!(r#"{{"type":"trading_status","v":1,"symbol":"QQQ","ts_ms":{},"status":"halted","code":"T1","reason":""}}"#, D + 20 * 60_000);
+        consumer.ingest_line(ahead.as_bytes()).unwrap();
+        let report = StatusReport::collect(&consumer, None);
+        let text = report.render(report.updated_ms, Liveness::Live);
+        assert!(text.contains("HALTED    QQQ halted since 09:48 EDT (10m00s in the future on the data's clock): T1"), "{text}");
         // Without a barrier: halted. The barrier's minute lists SPY halted: halted.
         let part = |min: i64, halted: &[&str]| MinuteClosedPart {
             minute_ms: D + min * 60_000,
