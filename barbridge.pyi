@@ -271,7 +271,8 @@ class Consumer:
     def stats(self) -> Dict[str, Any]: ...
     def health(self) -> Dict[str, Any]: ...
     def halted(self) -> Dict[str, Dict[str, Any]]:
-        """Symbols not trading now: symbol → {state, since_ms, code, reason}."""
+        """Subscribed symbols not trading now: symbol → {state, since_ms, code, reason} (a halted symbol
+        the minute barrier's latest minute no longer lists is left out; its history stays in ``halts``)."""
     def halts(self, symbol: str) -> List[Dict[str, Any]]:
         """``symbol``'s recent times without trading: {start_ms, end_ms (None while it lasts), code, reason}."""
     def status(self) -> Dict[str, Any]: ...

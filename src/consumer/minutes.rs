@@ -18,6 +18,15 @@ use crate::wire::minute::*;
 /// Closed (writer, minute) pairs remembered to recognise a minute closed twice.
 const CLOSED_REMEMBERED: usize = 4096;
 
+/// Writers whose latest subscribed universe is kept (the oldest latest minute forgotten first).
+const UNIVERSE_WRITERS: usize = 64;
+
+/// A writer's universe counts while its latest closed minute is at most this far behind the
+/// newest closed by a writer of the same asset class: two sidecars closing the same minute a
+/// little apart agree; a sidecar that was restarted (a new writer id) stops counting once its
+/// successor closed a minute this much later.
+const UNIVERSE_SLACK_MS: i64 = crate::wire::MINUTE_MS;
+
 /// The minute counters (status file `minutes`, `/metrics`).
 #[derive(Debug, Default)]
 pub struct MinuteCounters {
@@ -89,6 +98,37 @@ struct BookState {
     none: BTreeMap<i64, HashMap<String, HashSet<String>>>,
     /// symbol → minutes confirmed quiet.
     quiet: HashMap<String, std::collections::BTreeSet<i64>>,
+    /// writer → its latest closed minute and the subscribed universe it listed (bars ∪ halted ∪ none).
+    universe: HashMap<String, Universe>,
+}
+
+/// One writer's subscribed symbols as of its latest closed minute.
+struct Universe {
+    minute_ms: i64,
+    symbols: HashSet<String>,
+    stock: bool,
+    crypto: bool,
+}
+
+impl BookState {
+    /// Keep `writer`'s universe of the minute `m` just closed, if it is its latest.
+    fn note_universe(&mut self, writer: &str, m: &MinuteClosed) {
+        if self.universe.get(writer).is_some_and(|u| u.minute_ms > m.minute_ms) {
+            return;
+        }
+        let symbols: HashSet<String> = m.bars.iter().chain(&m.halted).chain(&m.none).cloned().collect();
+        if symbols.is_empty() {
+            return; // says nothing of which class the writer streams
+        }
+        let crypto = symbols.iter().any(|s| AssetClass::of(s) == AssetClass::Crypto);
+        let stock = symbols.iter().any(|s| AssetClass::of(s) == AssetClass::Stock);
+        if !self.universe.contains_key(writer) && self.universe.len() >= UNIVERSE_WRITERS {
+            if let Some(oldest) = self.universe.iter().min_by_key(|(_, u)| u.minute_ms).map(|(w, _)| w.clone()) {
+                self.universe.remove(&oldest);
+            }
+        }
+        self.universe.insert(writer.to_owned(), Universe { minute_ms: m.minute_ms, symbols, stock, crypto });
+    }
 }
 
 /// The receiving end of [`crate::Consumer::subscribe_minutes`]. Dropping it unsubscribes.
@@ -212,6 +252,7 @@ impl MinuteBook {
         st.closed.insert(key.clone());
         st.closed_order.push_back(key);
         st.last_minute_ms = st.last_minute_ms.max(done.minute_ms);
+        st.note_universe(writer, &done);
         if !done.none.is_empty() {
             st.none.entry(done.minute_ms).or_default().insert(writer.to_owned(), done.none.iter().cloned().collect());
             while st.none.len() > NONE_REMEMBERED_MINUTES {
@@ -269,6 +310,19 @@ impl MinuteBook {
         }
         self.counters.quiet_marks.fetch_add(taken.len() as u64, Ordering::Relaxed);
         (taken, refused)
+    }
+
+    /// Whether `symbol` is in a writer's subscribed universe as of the latest closed minute of its
+    /// asset class (per writer: bars ∪ halted ∪ none of its latest closed minute; writers more
+    /// than a minute behind the newest of the class no longer count). `None` when no writer of
+    /// the symbol's asset class closed a minute yet (no barrier: an old sidecar,
+    /// `--minute-deadline 0`): unknown.
+    pub fn subscribed(&self, symbol: &str) -> Option<bool> {
+        let st = self.lock();
+        let crypto = AssetClass::of(symbol) == AssetClass::Crypto;
+        let of_class = || st.universe.values().filter(move |u| if crypto { u.crypto } else { u.stock });
+        let newest = of_class().map(|u| u.minute_ms).max()?;
+        Some(of_class().any(|u| u.minute_ms >= newest - UNIVERSE_SLACK_MS && u.symbols.contains(symbol)))
     }
 
     /// The minutes marked quiet for `symbol` in `[from_ms, to_ms)`.
@@ -571,5 +625,44 @@ mod tests {
         only.ingest_line(&lines[..lines.len() - 1]).unwrap();
         let got = rx.try_recv().unwrap();
         assert_eq!((got.bars.len(), got.none.clone()), (0, vec!["SH".to_string()]));
+    }
+
+    fn part(minute_ms: i64, bars: &[&str], halted: &[&str], none: &[&str]) -> MinuteClosedPart {
+        let v = |l: &[&str]| l.iter().map(|s| s.to_string()).collect();
+        MinuteClosedPart {
+            minute_ms,
+            closed_ms: minute_ms + 61_000,
+            complete: none.is_empty(),
+            part: 1,
+            parts: 1,
+            bars: v(bars),
+            halted: v(halted),
+            none: v(none),
+        }
+    }
+
+    #[test]
+    fn the_subscribed_universe_is_each_writers_latest_minute_per_asset_class() {
+        let book = MinuteBook::default();
+        let m = |i: i64| M + i * 60_000;
+        assert_eq!(book.subscribed("SPY"), None, "no minute closed: unknown");
+        book.add_part("w1", &part(m(0), &["SH"], &["SPY"], &[]));
+        assert_eq!((book.subscribed("SPY"), book.subscribed("SH"), book.subscribed("QQQ")), (Some(true), Some(true), Some(false)));
+        assert_eq!(book.subscribed("BTC/USD"), None, "no crypto writer: unknown");
+        // A crypto writer says nothing of stocks.
+        book.add_part("c1", &part(m(5), &["BTC/USD"], &[], &[]));
+        assert_eq!((book.subscribed("SPY"), book.subscribed("BTC/USD"), book.subscribed("ETH/USD")), (Some(true), Some(true), Some(false)));
+        // SPY unsubscribed: the writer's next minute lists it nowhere.
+        book.add_part("w1", &part(m(1), &["SH"], &[], &[]));
+        assert_eq!(book.subscribed("SPY"), Some(false));
+        // An older minute (a journal replayed out of order) does not undo the latest.
+        book.add_part("w1", &part(m(-1), &["SH"], &["SPY"], &[]));
+        assert_eq!(book.subscribed("SPY"), Some(false));
+        // A second stock writer a minute behind still counts; a restarted one (its successor two
+        // minutes on) no longer does.
+        book.add_part("w2", &part(m(0), &["QQQ"], &[], &[]));
+        assert_eq!(book.subscribed("QQQ"), Some(true));
+        book.add_part("w1", &part(m(2), &["SH"], &[], &["IWM"]));
+        assert_eq!((book.subscribed("QQQ"), book.subscribed("IWM")), (Some(false), Some(true)));
     }
 }

@@ -221,6 +221,19 @@ impl Consumer {
         &self.trading
     }
 
+    /// The symbols not trading now that are subscribed (symbol → state, since when, why): the
+    /// trading book's halted symbols, less those the minute barrier says no writer subscribes
+    /// any more (not in the universe of its asset class's latest closed minute,
+    /// [`MinuteBook::subscribed`](crate::consumer::minutes::MinuteBook::subscribed)). Without a
+    /// barrier every halted symbol is listed. A symbol left out keeps its history
+    /// ([`Consumer::trading`], the journal, [`Consumer::session_gaps`]). The one list the status
+    /// file, `/metrics`, the page and Python's `Consumer.halted()` show.
+    pub fn halted_now(&self) -> std::collections::BTreeMap<String, crate::trading::SymbolTrading> {
+        let mut halted = self.trading.halted_now();
+        halted.retain(|symbol, _| self.minutes.subscribed(symbol) != Some(false));
+        halted
+    }
+
     /// `symbol`'s session today so far (a stock's NYSE session, a crypto pair's UTC day): bars,
     /// holes and halted minutes, a bar-less minute during a halt counting as halted, never as a
     /// hole. The one per-symbol session view the status file, `/metrics` and the page render.

@@ -177,7 +177,7 @@ pub(crate) fn session_view(consumer: &Consumer, timeline: &Timeline) -> SessionV
         Some(s) if now < s.close_ms => Market::Open,
         Some(_) => Market::Closed,
     };
-    let halted_now = consumer.trading().halted_now();
+    let halted_now = consumer.halted_now();
     let symbols = health
         .symbols
         .iter()

@@ -193,7 +193,6 @@ impl StatusReport {
         let health = consumer.health().snapshot(symbols);
         let stored = health.symbols.keys().map(|s| (s.clone(), store.len(s))).collect();
         // Each symbol's own session: a stock's NYSE session, a crypto pair's UTC day (crate::asset).
-        let trading = consumer.trading();
         let mut session_halted = BTreeMap::new();
         let mut session_quiet = BTreeMap::new();
         let session_holes = health
@@ -215,7 +214,7 @@ impl StatusReport {
             session_quiet,
             minutes: consumer.minute_stats(),
             latency: consumer.latency(),
-            halted: trading.halted_now(),
+            halted: consumer.halted_now(),
             symbols_omitted,
             session_holes,
             version: STATUS_VERSION,
@@ -367,13 +366,29 @@ impl StatusReport {
         if c.trading_statuses > 0 || !self.halted.is_empty() {
             out.push_str(&format!("trading   {} statuses, {} halts, {} symbol(s) halted now\n", c.trading_statuses, c.halts, self.halted.len()));
         }
+        // A halt's time is the data's (the status's own time). On a data clock that is not this
+        // host's (a demo's runs a minute a second ahead, a test's or a replay's in the past), an
+        // age on the host's clock means nothing ("0.0s ago" for ever, or a year): it is then
+        // measured on the data's clock, the end of the newest bar's minute, and said so.
+        let data_now = h.symbols.values().map(|s| s.last_bar_ts_ms.saturating_add(crate::wire::MINUTE_MS)).max();
+        // A halt after that clock's now (a journal of a run whose clock ran ahead) says so.
+        let halt_age = |since: i64| {
+            let (clock, on) = match data_now {
+                Some(d) if (d - now_ms).abs() > 2 * crate::wire::MINUTE_MS => (d, " on the data's clock"),
+                _ => (now_ms, ""),
+            };
+            match clock - since {
+                age if age < -crate::wire::MINUTE_MS => format!("{} in the future{on}", fmt_age(-age)),
+                age => format!("{} ago{on}", fmt_age(age)),
+            }
+        };
         for (symbol, t) in &self.halted {
             let why = [t.code.as_str(), t.reason.as_str()].iter().filter(|s| !s.is_empty()).copied().collect::<Vec<_>>().join(" ");
             out.push_str(&format!(
-                "HALTED    {symbol} {} since {} ({} ago){}\n",
+                "HALTED    {symbol} {} since {} ({}){}\n",
                 t.state.as_str(),
                 crate::calendar::fmt_ny_time(t.since_ms),
-                age(t.since_ms),
+                halt_age(t.since_ms),
                 if why.is_empty() { String::new() } else { format!(": {why}") }
             ));
         }
@@ -594,5 +609,60 @@ mod tests {
         assert_eq!(report.health.counters.bars_accepted, n as u64, "counters still cover every symbol");
         let text = report.render(report.updated_ms, Liveness::Live);
         assert!(text.contains("500 more symbols not shown"), "{}", &text[text.len().saturating_sub(300)..]);
+    }
+
+    /// Issue 24 item 5: a halt's age is on the data's clock when it is not the host's, and a
+    /// halted symbol the barrier's latest minute no longer lists (unsubscribed) is not halted now.
+    #[test]
+    fn a_halt_is_aged_on_the_data_clock_and_an_unsubscribed_one_is_not_halted_now() {
+        use crate::wire::minute::MinuteClosedPart;
+        const D: i64 = 1_759_930_080_000; // the data's minutes: a day behind this host's clock
+        let clock = crate::consumer::health::ManualClock::new(D + 86_400_000);
+        let consumer = Consumer::builder().clock(clock.clone()).build().unwrap();
+        let bar = |sym: &str, min: i64| {
+            let line = format!(r#"{{"symbol":"{sym}","timestamp_ms":{},"open":1,"high":1,"low":1,"close":1,"volume":1}}"#, D + min * 60_000);
+            consumer.ingest_line(line.as_bytes()).unwrap();
+        };
+        bar("SPY", 0);
+        let halt =
+            format!(r#"{{"type":"trading_status","v":1,"symbol":"SPY","ts_ms":{},"status":"halted","code":"T1","reason":"news"}}"#, D + 60_000);
+        consumer.ingest_line(halt.as_bytes()).unwrap();
+        for min in 0..10 {
+            bar("SH", min);
+        }
+        let report = StatusReport::collect(&consumer, None);
+        let text = report.render(report.updated_ms, Liveness::Live);
+        let line = text.lines().find(|l| l.starts_with("HALTED    SPY")).unwrap_or_else(|| panic!("{text}"));
+        assert!(line.contains("since 09:29 EDT (9m00s ago on the data's clock)"), "{line}");
+        // A halt beyond that clock (a journal of a run whose clock ran ahead): not "0.0s ago".
+        let ahead =
+            format!(r#"{{"type":"trading_status","v":1,"symbol":"QQQ","ts_ms":{},"status":"halted","code":"T1","reason":""}}"#, D + 20 * 60_000);
+        consumer.ingest_line(ahead.as_bytes()).unwrap();
+        let report = StatusReport::collect(&consumer, None);
+        let text = report.render(report.updated_ms, Liveness::Live);
+        assert!(text.contains("HALTED    QQQ halted since 09:48 EDT (10m00s in the future on the data's clock): T1"), "{text}");
+        // Without a barrier: halted. The barrier's minute lists SPY halted: halted.
+        let part = |min: i64, halted: &[&str]| MinuteClosedPart {
+            minute_ms: D + min * 60_000,
+            closed_ms: D + min * 60_000 + 61_000,
+            complete: true,
+            part: 1,
+            parts: 1,
+            bars: vec!["SH".into()],
+            halted: halted.iter().map(|s| s.to_string()).collect(),
+            none: vec![],
+        };
+        consumer.ingest_minute_part("w1", part(8, &["SPY"]));
+        assert!(StatusReport::collect(&consumer, None).halted.contains_key("SPY"));
+        // SPY unsubscribed: the next minute lists it nowhere. Not halted in the status file, its
+        // text, /metrics; its halt stays in the history and the session's halted minutes.
+        consumer.ingest_minute_part("w1", part(9, &[]));
+        let report = StatusReport::collect(&consumer, None);
+        assert!(report.halted.is_empty(), "{:?}", report.halted);
+        assert!(!report.render(report.updated_ms, Liveness::Live).contains("HALTED    SPY"));
+        let metrics = crate::ops::metrics::render(report);
+        assert!(metrics.contains("barbridge_symbols_halted 0.0\n") && metrics.contains("barbridge_symbol_halted{symbol=\"SPY\"} 0.0\n"), "{metrics}");
+        assert_eq!(consumer.trading().halts("SPY").len(), 1, "the halt's history is kept");
+        assert!(consumer.trading().is_halted("SPY"));
     }
 }

@@ -527,8 +527,10 @@ impl PyConsumer {
 
     /// Symbols not trading now (dict): symbol → ``{"state": "halted"|"paused"|"quoting",
     /// "since_ms", "code", "reason"}`` (Alpaca's trading statuses; a halted symbol sends no bars).
+    /// A halted symbol the minute barrier's latest closed minute no longer lists (unsubscribed) is
+    /// left out; its history stays in :meth:`halts`.
     fn halted<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-        to_py(py, &self.inner.trading().halted_now())
+        to_py(py, &self.inner.halted_now())
     }
 
     /// ``symbol``'s recent times without trading (list of dicts, oldest first): ``start_ms``,

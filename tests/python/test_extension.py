@@ -824,6 +824,19 @@ def test_halts_have_a_python_accessor():
     assert c.halts("SPY") == [{"start_ms": T0 + 5_000, "end_ms": T0 + 9 * MIN, "code": "T1", "reason": "news"}]
 
 
+def test_a_halted_symbol_the_minute_barrier_no_longer_lists_is_not_halted_now():
+    """Issue 24 item 5: SPY halted, then unsubscribed (the barrier's next minute lists it nowhere):
+    ``halted()`` leaves it out, ``halts()`` keeps its history."""
+    c = barbridge.Consumer()
+    c.push_line('{"type":"trading_status","v":1,"symbol":"SPY","ts_ms":%d,"status":"halted","code":"T1",'
+                '"reason":"news"}' % (T0 + 5_000))
+    c.push_line('{"type":"minute_closed","v":1,"minute_ms":%d,"bars":["SH"],"halted":["SPY"]}' % T0)
+    assert list(c.halted()) == ["SPY"]
+    c.push_line('{"type":"minute_closed","v":1,"minute_ms":%d,"bars":["SH"]}' % (T0 + MIN))
+    assert c.halted() == {}
+    assert c.halts("SPY") == [{"start_ms": T0 + 5_000, "end_ms": None, "code": "T1", "reason": "news"}]
+
+
 def test_consumer_symbol_bound_is_settable_and_validated():
     c = barbridge.Consumer(max_symbols=2)
     for sym in ("A", "B"):

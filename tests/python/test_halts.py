@@ -6,12 +6,14 @@ from __future__ import annotations
 
 import json
 import re
+import signal
 import subprocess
 import urllib.request
 from pathlib import Path
 
 import pytest
 
+from bridge import control_endpoint
 from fake_alpaca.server import FakeAlpacaServer
 
 from conftest import KEY, SECRET, Consumer, wait_for
@@ -112,6 +114,72 @@ def test_a_single_symbol_halt_is_halted_not_holes(halt_server, start_sidecar, st
                           capture_output=True, text=True, timeout=30).stdout
     assert "halted " in text and "code T1" in text, text
     assert halt_server.stats["connections"] == 1 and "forcing a reconnect" not in sidecar.stderr()
+
+
+def session_view(consumer: Consumer) -> dict:
+    """The live page's data (``/session.json`` on the consumer's metrics address)."""
+    m = wait_for(lambda: re.search(r"metrics on http://(127\.0\.0\.1:\d+)/metrics", consumer.stderr()), timeout=30,
+                 what="the consumer's metrics address")
+    with urllib.request.urlopen(f"http://{m.group(1)}/session.json", timeout=10) as r:
+        return json.loads(r.read())
+
+
+def status_text(consumer_bin: Path, consumer: Consumer, tmp_path: Path) -> str:
+    return subprocess.run([str(consumer_bin), "status", "--status-file", str(tmp_path / f"{consumer.name}.status.json")],
+                          capture_output=True, text=True, timeout=30).stdout
+
+
+def minutes_closed(consumer: Consumer, tmp_path: Path) -> int:
+    return int(status(consumer, tmp_path).get("minutes", {}).get("minutes_closed", 0))
+
+
+def test_a_halted_symbol_unsubscribed_is_not_halted_now_even_after_a_restart(
+        halt_server, start_sidecar, start_consumer, fifo_path, tmp_path, consumer_bin):
+    """Issue 24 item 5 (ghost halts): SPY halted, then unsubscribed. Once the minute barrier closes a
+    minute that no longer lists it, the status file, `barbridge status`, /metrics and the page stop
+    calling it halted; a consumer restarted on the journal (which holds the halt) does not bring
+    it back. Its halt stays in the journal (`gaps`)."""
+    journal = tmp_path / "journal"
+    sock = fifo_path.parent / "control.sock"
+    consumer = start_consumer(fifo_path, "--journal", str(journal), "--metrics-addr", "127.0.0.1:0")
+    start_sidecar(fifo_path, "--stale-after", "2", "--symbols", ",".join(SYMBOLS), "--control", str(sock),
+                  server=halt_server)
+    wait_for(lambda: all(len(bars_of(consumer, s)) >= 3 for s in SYMBOLS), timeout=60, what="bars of every symbol")
+    halt_server.inject("halt:SPY")
+    wait_for(lambda: "SPY" in status(consumer, tmp_path).get("halted", {}), timeout=30, what="SPY halted in the status")
+    assert re.search(r"^HALTED +SPY ", status_text(consumer_bin, consumer, tmp_path), re.M)
+    assert session_view(consumer)["symbols_halted"] == 1
+    closed = minutes_closed(consumer, tmp_path)
+    assert closed > 0, "the minute barrier is on (the sidecar's default --minute-deadline)"
+
+    ok = control_endpoint.request(sock, "unsubscribe", ["SPY"])
+    assert ok["ok"] and ok["symbols"] == ["SH", "SDS"], ok
+
+    def not_halted(c: Consumer) -> None:
+        st = status(c, tmp_path)
+        assert "SPY" not in st.get("halted", {}), st.get("halted")
+        halt_metrics_agree(c, st)
+        assert metrics(c)['barbridge_symbol_halted{symbol="SPY"}'] == 0
+        text = status_text(consumer_bin, c, tmp_path)
+        assert not re.search(r"^HALTED +SPY ", text, re.M), text
+        view = session_view(c)
+        spy = next(s for s in view["symbols"] if s["symbol"] == "SPY")
+        assert spy["halted"] is None and view["symbols_halted"] == 0, (spy, view["symbols_halted"])
+
+    wait_for(lambda: "SPY" not in status(consumer, tmp_path).get("halted", {}), timeout=30,
+             what="SPY no longer halted once a minute closes without it")
+    not_halted(consumer)
+
+    # Restarted on the same journal: the halt is known again, and so is the last minute's universe.
+    consumer.signal(signal.SIGTERM)
+    assert consumer.wait(30) == 0
+    restart_minute = halt_server.data_minute()
+    restarted = start_consumer(fifo_path, "--journal", str(journal), "--metrics-addr", "127.0.0.1:0")
+    wait_for(lambda: status(restarted, tmp_path).get("minutes", {}).get("last_minute_ms", 0) > restart_minute,
+             timeout=60, what="a minute closed after the restart")
+    not_halted(restarted)
+    spy = gaps(consumer_bin, journal)["SPY"]
+    assert [(h["code"], h["end_ms"]) for h in spy["halts"]] == [("T1", None)], spy["halts"]
 
 
 def test_a_market_wide_halt_forces_no_reconnect_but_a_dead_socket_is_found(
