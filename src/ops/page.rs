@@ -115,8 +115,13 @@ struct SymbolView {
     holes: Vec<HoleView>,
     /// Session minutes without bars because the symbol was halted.
     halted_minutes: i64,
-    /// The halt now in force, if any.
+    /// Session minutes without bars that REST confirmed quiet (no trade: not holes).
+    quiet_minutes: i64,
+    /// The halt now in force, if any (none for a symbol no longer subscribed).
     halted: Option<crate::trading::SymbolTrading>,
+    /// Whether the sidecar's latest closed minute lists the symbol (`None`: no minute closed yet,
+    /// unknown). An unsubscribed symbol keeps its row with what it has, but its age is no alarm.
+    subscribed: Option<bool>,
 }
 
 /// The market's regular session (New York) as of now.
@@ -213,7 +218,9 @@ pub(crate) fn session_view(consumer: &Consumer, timeline: &Timeline) -> SessionV
                     .map(|g| g.holes.iter().map(|h| HoleView { start_ms: h.start_ms, minutes: h.minutes }).collect())
                     .unwrap_or_default(),
                 halted_minutes: gaps.as_ref().map_or(0, |g| g.halted_minutes),
+                quiet_minutes: gaps.as_ref().map_or(0, |g| g.quiet_minutes),
                 halted: halted_now.get(sym).cloned(),
+                subscribed: consumer.minutes.subscribed(sym),
             }
         })
         .collect::<Vec<_>>();

@@ -165,6 +165,7 @@ def test_a_halted_symbol_unsubscribed_is_not_halted_now_even_after_a_restart(
         view = session_view(c)
         spy = next(s for s in view["symbols"] if s["symbol"] == "SPY")
         assert spy["halted"] is None and view["symbols_halted"] == 0, (spy, view["symbols_halted"])
+        assert spy["subscribed"] is False, spy  # the page greys its row instead of a red age
 
     wait_for(lambda: "SPY" not in status(consumer, tmp_path).get("halted", {}), timeout=30,
              what="SPY no longer halted once a minute closes without it")
