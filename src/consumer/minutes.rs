@@ -35,6 +35,20 @@ struct BookState {
     none: BTreeMap<i64, HashMap<String, HashSet<String>>>,
     /// symbol → minutes confirmed quiet.
     quiet: HashMap<String, std::collections::BTreeSet<i64>>,
+    /// minute → the delivered closes' symbol sets (fingerprints) and writers: a restarted
+    /// sidecar (a new writer id) closing a minute again over the same symbols is a duplicate.
+    delivered: BTreeMap<i64, Vec<(u64, String)>>,
+}
+
+/// A fingerprint of the symbols a closed minute names (bars, halted, none: the subscription when
+/// it closed), whatever their order and class.
+fn symbols_fingerprint(m: &MinuteClosed) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut all: Vec<&str> = m.bars.iter().chain(&m.halted).chain(&m.none).map(String::as_str).collect();
+    all.sort_unstable();
+    let mut h = std::hash::DefaultHasher::new();
+    all.hash(&mut h);
+    h.finish()
 }
 
 /// The receiving end of [`crate::Consumer::subscribe_minutes`]. Dropping it unsubscribes.
@@ -91,6 +105,10 @@ pub enum PartOutcome {
     Closed(Arc<MinuteClosed>),
     /// This part (or the minute) was seen before.
     Duplicate,
+    /// The minute's last part, but another writer closed the minute over the same symbols before
+    /// (a restarted sidecar closes the minutes of its backfill again): kept (journaled), not
+    /// delivered.
+    Reclosed,
     /// Contradicts the earlier parts of its minute.
     Rejected(String),
 }
@@ -153,6 +171,23 @@ impl MinuteBook {
         }
         st.closed.insert(key.clone());
         st.closed_order.push_back(key);
+        let fingerprint = symbols_fingerprint(&done);
+        let before = st.delivered.get(&done.minute_ms).is_some_and(|d| d.iter().any(|(f, w)| *f == fingerprint && w != writer));
+        if before {
+            // Its quiet marks name its own `none`: what the earlier closes still miss.
+            let mine: HashSet<&String> = done.none.iter().collect();
+            let still: HashSet<String> =
+                st.none.get(&done.minute_ms).map(|w| w.values().flatten().filter(|s| mine.contains(s)).cloned().collect()).unwrap_or_default();
+            if !still.is_empty() {
+                st.none.entry(done.minute_ms).or_default().insert(writer.to_owned(), still);
+            }
+            c.minute_duplicates.fetch_add(1, Ordering::Relaxed);
+            return PartOutcome::Reclosed;
+        }
+        st.delivered.entry(done.minute_ms).or_default().push((fingerprint, writer.to_owned()));
+        while st.delivered.len() > CLOSED_REMEMBERED {
+            st.delivered.pop_first();
+        }
         st.last_minute_ms = st.last_minute_ms.max(done.minute_ms);
         c.last_minute_ms.fetch_max(u64::try_from(done.minute_ms).unwrap_or(0), Ordering::Relaxed);
         if !done.none.is_empty() {
@@ -334,6 +369,7 @@ impl crate::Consumer {
             }
             PartOutcome::Duplicate => return Ingested::Ignored,
             outcome => {
+                // Waiting, Closed, or Reclosed (journaled: a restart recognises it the same way).
                 if let Some(j) = &self.journal {
                     let mut line = Vec::with_capacity(256);
                     write_part_line(&mut line, &part, None, (!writer.is_empty()).then_some(writer));
@@ -427,6 +463,25 @@ mod tests {
         assert_eq!((s.minutes_closed, s.minute_duplicates, s.minute_parts as usize), (1, 1, parts.len()));
         // The same minute again from the same writer: a duplicate, not a second close.
         assert_eq!(book.add_part(&counters, "w1", &parts[0]), PartOutcome::Duplicate);
+    }
+
+    #[test]
+    fn a_restarted_sidecars_reclose_is_a_duplicate_and_another_subscriptions_close_is_not() {
+        let (book, c) = (MinuteBook::default(), Counters::default());
+        let one = |m: &MinuteClosed| split(m).remove(0);
+        let m = MinuteClosed { bars: vec!["SPY".into()], halted: vec![], none: vec!["SH".into(), "QQQ".into()], ..closed(0) };
+        assert!(matches!(book.add_part(&c, "w1", &one(&m)), PartOutcome::Closed(_)));
+        // The restarted sidecar (a new writer) closes it again, with SH's bar backfilled: the
+        // same symbols, so not delivered twice; SH is a late bar, QQQ can still be marked quiet.
+        assert!(book.on_bar(&c, "SH", M));
+        let again = MinuteClosed { bars: vec!["SH".into(), "SPY".into()], none: vec!["QQQ".into()], ..m.clone() };
+        assert_eq!(book.add_part(&c, "w2", &one(&again)), PartOutcome::Reclosed);
+        assert_eq!(book.mark_quiet(&c, "w2", M, &["QQQ".into()]), (vec!["QQQ".to_string()], None));
+        // Another sidecar's symbols (crypto beside stocks) close the same minute: delivered.
+        let crypto = MinuteClosed { bars: vec!["BTC/USD".into()], halted: vec![], none: vec![], ..m.clone() };
+        assert!(matches!(book.add_part(&c, "w3", &one(&crypto)), PartOutcome::Closed(_)));
+        let s = c.snapshot();
+        assert_eq!((s.minutes_closed, s.minute_duplicates, s.late_bars, s.quiet_marks, s.quiet_rejected), (2, 1, 1, 1, 0));
     }
 
     #[test]
