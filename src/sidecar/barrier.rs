@@ -54,11 +54,14 @@ impl Barrier {
         }
     }
 
-    /// Start closing at `minute_ms` (the start of the sidecar's start-up backfill) instead of at
-    /// the first live bar, so the minutes a previous sidecar left unclosed (it died) are closed
-    /// too; nothing closes until [`Barrier::backfilled`] (the backfill's bars noted) or `hold`
-    /// has passed, whichever is first. A minute closed before by another writer is closed again:
-    /// the consumer recognises it (the same symbols) and delivers it once.
+    /// Start closing at the minutes of the sidecar's start-up backfill (from `minute_ms`, its
+    /// start) instead of at the first live bar, so the minutes a previous sidecar left unclosed
+    /// (it died) are closed too. Nothing closes until [`Barrier::backfilled`] (the backfill's
+    /// bars noted) or `hold` has passed, whichever is first; then closing starts at the first
+    /// minute with a bar (backfilled or live) at or after `minute_ms`: no empty minutes before
+    /// the data (a start before the open, a server without that history). A minute another writer
+    /// closed before is closed again: the consumer recognises it (the same symbols) and delivers
+    /// it once.
     pub fn start_at(&mut self, minute_ms: i64, hold: Duration) {
         let minute = minute_ms.div_euclid(MINUTE_MS) * MINUTE_MS;
         if self.next_minute.is_none_or(|n| minute < n) {
@@ -67,11 +70,15 @@ impl Barrier {
         self.held_until = Some(Instant::now() + hold);
     }
 
-    /// The start-up backfill's bars are handed over: closing resumes. Without a live bar yet, the
-    /// data clock starts at the end of the newest minute noted (a replay, a quiet stream).
+    /// The start-up backfill's bars are handed over: closing resumes (see [`Barrier::start_at`]).
     pub fn backfilled(&mut self) {
-        self.held_until = None;
+        if self.held_until.take().is_none() {
+            return;
+        }
+        // The first minute with a bar (every noted bar is at or after the start).
+        self.next_minute = self.open.keys().next().copied();
         if self.data_clock.is_none() {
+            // No live bar yet (a replay, a quiet stream): the data clock starts at the newest bar.
             if let Some((&m, _)) = self.open.last_key_value() {
                 self.data_clock = Some((m + MINUTE_MS, Instant::now()));
             }
@@ -140,7 +147,7 @@ impl Barrier {
                 return out; // the start-up backfill's bars are still coming
             }
             log::warn!("minute barrier: the start-up backfill did not finish in time; closing minutes without waiting for it");
-            self.held_until = None;
+            self.backfilled();
         }
         let (Some(now), Some(mut next)) = (self.now_ms(), self.next_minute) else { return out };
         // After a long silence (a night, a dead stream), do not walk every minute since.
@@ -233,7 +240,7 @@ mod tests {
     fn a_restarted_barrier_closes_from_its_backfill_start_once_the_backfill_is_in() {
         let trading = TradingBook::default();
         let mut b = Barrier::new(["SPY", "SH"], 1_000, true);
-        b.start_at(M + 5, Duration::from_secs(60));
+        b.start_at(M - 600_000 + 5, Duration::from_secs(60)); // 10 minutes before the first bar
         b.note("SPY", M + 180_000, true); // the first live bar: minute 3
         b.note("SPY", M + 240_000, true); // minute 4: the data clock moves, minutes 0-2 are due
         assert!(b.poll(&trading, 0).is_empty(), "held until the backfill is in");
@@ -244,7 +251,7 @@ mod tests {
         b.backfilled();
         let got = b.poll(&trading, 0);
         let minutes: Vec<i64> = got.iter().map(|m| (m.minute_ms - M) / 60_000).collect();
-        assert_eq!(minutes[..3], [0, 1, 2], "{got:?}");
+        assert_eq!(minutes[..3], [0, 1, 2], "from the first bar, no empty minute before: {got:?}");
         assert!(got[..3].iter().all(|m| m.complete && m.bars == ["SH", "SPY"]), "{got:?}");
         // A backfill that never ends holds nothing for ever.
         let mut b = Barrier::new(["SPY"], 0, true);
@@ -253,6 +260,6 @@ mod tests {
         b.note("SPY", M + 120_000, true);
         assert!(b.poll(&trading, 0).is_empty());
         std::thread::sleep(Duration::from_millis(80));
-        assert_eq!(b.poll(&trading, 0).first().map(|m| m.minute_ms), Some(M));
+        assert_eq!(b.poll(&trading, 0).first().map(|m| m.minute_ms), Some(M + 60_000));
     }
 }
