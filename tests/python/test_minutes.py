@@ -198,7 +198,8 @@ def test_lost_bars_are_recovered_late_and_quiet_minutes_are_no_holes(start_sidec
         missed = {(s, t) for s, t in srv.lost + srv.late if first <= t <= last}
         for s, t in missed:
             assert s in minutes[t]["none"], (s, t, minutes[t])
-        st = wait_for(lambda: (x := status(tmp_path, consumer))["health"]["counters"].get("late_bars", 0) >= len(missed)
+        st = wait_for(lambda: (x := status(tmp_path, consumer)).get("health", {}).get("counters", {}).get("late_bars", 0)
+                      >= len(missed)
                       and x, timeout=30, what="late bars counted")
         counters = st["health"]["counters"]
         assert counters["late_bars"] == len(missed), (counters, missed)
@@ -342,6 +343,7 @@ def test_a_sidecar_killed_and_restarted_leaves_no_minute_unclosed(minute_server,
     truth = srv.snapshot_history()
     for t in range(died_at - 60_000, died_at + 4 * 60_000, 60_000):  # the minutes no sidecar watched live
         assert sorted(minutes[t]["bars"]) == sorted(s for s in SYMBOLS if t in truth[s]), (t, minutes[t])
-    st = wait_for(lambda: (x := status(tmp_path, consumer))["health"]["counters"].get("minute_duplicates", 0) > 0
-                  and x, timeout=30, what="the restarted sidecar's re-closes counted as duplicates")
+    st = wait_for(lambda: (x := status(tmp_path, consumer)).get("health", {}).get("counters", {}).get("minute_duplicates", 0)
+                  > 0 and x["health"]["counters"]["minutes_closed"] >= len(minutes) and x, timeout=30,
+                  what="the restarted sidecar's re-closes counted as duplicates")
     assert st["health"]["counters"]["minutes_closed"] == len(minutes), st["health"]["counters"]
