@@ -415,8 +415,8 @@ impl crate::Consumer {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::atomic::AtomicU64;
     use crate::wire::{WireError, MAX_LINE_BYTES};
+    use std::sync::atomic::AtomicU64;
 
     const M: i64 = 1_759_930_080_000;
 

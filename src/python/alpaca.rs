@@ -211,7 +211,8 @@ impl PyPublisher {
         received: i64,
     ) -> Result<(), WireError> {
         self.sink.send(s, b, k, src, Some(received))?;
-        let advanced = barrier.as_mut().is_some_and(|br| br.note(s, b.timestamp_ms, matches!(src, Some(Source::Stream | Source::Synthetic | Source::Replay))));
+        let advanced =
+            barrier.as_mut().is_some_and(|br| br.note(s, b.timestamp_ms, matches!(src, Some(Source::Stream | Source::Synthetic | Source::Replay))));
         if advanced {
             // The first bar of a later minute: earlier minutes may be past their deadline now,
             // and close before the rest of this frame's bars (a late bar among them is late).
