@@ -295,8 +295,9 @@ class Consumer:
         *,
         minutes: Literal[True],
     ) -> Subscription[Union[Bar, MinuteClosed]]: ...
-    def minute_stats(self) -> Dict[str, int]:
-        """The minute barrier's counters: minutes_closed, minutes_incomplete, late_bars, quiet_marks, ..."""
+    def minute_stats(self) -> Dict[str, Any]:
+        """The counters (as stats(): one table), the minute barrier's among them: minutes_closed,
+        minutes_incomplete, late_bars, quiet_marks, ..."""
     def serve_metrics(self, addr: str, max_symbol_labels: int = 100) -> int:
         """Serve /metrics, /status.json and the live page on ``addr`` (HOST:PORT; port 0: any
         free port) until :meth:`close`; returns the port."""
@@ -454,6 +455,9 @@ class Publisher:
     def minute_barrier(self, symbols: Sequence[str], *, deadline: float = 10.0, every_minute: bool = False) -> None:
         """Start the minute barrier: minute_closed line(s) after each minute's bars."""
     def minute_symbols(self, symbols: Sequence[str]) -> None: ...
+    def minutes_from(self, minute_ms: int, *, hold: float = 120.0) -> None:
+        """Close minutes from the start-up backfill's start once minutes_backfilled() is called."""
+    def minutes_backfilled(self) -> None: ...
     def tick_minutes(self) -> int:
         """Close the minutes past their deadline; how many."""
     def take_unconfirmed(self) -> List[Tuple[int, List[str]]]: ...

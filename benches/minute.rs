@@ -100,7 +100,7 @@ fn main() {
     println!("  all minutes: last bar stored in the consumer → minute_closed delivered (the barrier's own cost): min {bmin:.2} ms, median {bmed:.2} ms, max {bmax:.2} ms");
     let per_minute = requests.iter().sum::<usize>() as f64 / requests.len().max(1) as f64;
     println!("  REST confirmation: {per_minute:.1} request(s) a minute for 2,000 quiet of {SYMBOLS} symbols (≤ 500 symbols a request; Alpaca allows 200 a minute)");
-    println!("  consumer: {:?}", consumer.minute_stats());
+    println!("  consumer: {:?}", consumer.health().counters.snapshot());
     writer.close(Duration::from_secs(2));
     feed.stop();
     let _ = feed.join();

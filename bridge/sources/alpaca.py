@@ -57,6 +57,8 @@ BACKFILL_LOOKBACK_MS = 5 * barbridge.MINUTE_MS
 # Symbols per REST request: the symbols go into the URL, and servers refuse request lines much
 # beyond 8 KiB (a full-market list is 60 KiB and more).
 BACKFILL_SYMBOLS_PER_REQUEST = 500
+# The minute barrier waits this long at most for the start-up backfill before closing minutes.
+MINUTES_HOLD = 120.0
 
 
 class _Observed(DataStream):
@@ -192,6 +194,10 @@ class AlpacaSource:
         for subscribe, handler in self.channels().values():
             subscribe(handler, *symbols)
         self.rest = self.new_rest_client()
+        if backfill:
+            # The minute barrier (if on) closes the minutes the start-up backfill covers, once its
+            # bars are handed over: a restarted sidecar leaves none of its predecessor's unclosed.
+            publisher.native.minutes_from(backfill_from or self.fresh_start_ms(), hold=MINUTES_HOLD)
         self._confirm_rest: Any = None  # fetch_minute's own client (no retries of its own)
         self._threads: list[threading.Thread] = []
 
@@ -481,6 +487,7 @@ class AlpacaSource:
         # stream never comes up (REST may work while the stream is refused).
         deadline = time.monotonic() + 30
         first = True
+        backfilled = False
         while not self.stopping.is_set():
             if not (self._backfill_wanted.wait(0.25) or (first and time.monotonic() >= deadline)):
                 continue
@@ -497,6 +504,9 @@ class AlpacaSource:
                 except Exception as e:
                     log.warning("backfill failed (attempt %d/3): %s", attempt + 1, _short(e))
                     self.stopping.wait(2 * (attempt + 1))
+            if not backfilled:  # the start-up backfill's bars are in (or it gave up): minutes close
+                backfilled = True
+                self.pub.native.minutes_backfilled()
 
     def backfill_once(self) -> int:
         fresh_start = self.backfill_from or self.fresh_start_ms()

@@ -28,7 +28,7 @@ impl FifoSinkAdapter<'_> {
             self.consumer.send_to_channels(&self.held);
             self.held.clear();
         }
-        self.consumer.minutes.release(); // after the bars they cover
+        self.consumer.minutes.release(&self.consumer.health.counters); // after the bars they cover
     }
 
     /// Publish the writers' positions if every line processed so far is durable.

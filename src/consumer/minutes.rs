@@ -5,13 +5,13 @@
 //! after the bars of the same read batch.
 
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
 use crossbeam_channel::{Receiver, Sender, TrySendError};
-use serde::{Deserialize, Serialize};
 
 use crate::asset::AssetClass;
+use crate::consumer::health::Counters;
 use crate::consumer::Ingested;
 use crate::wire::minute::*;
 
@@ -26,60 +26,6 @@ const UNIVERSE_WRITERS: usize = 64;
 /// little apart agree; a sidecar that was restarted (a new writer id) stops counting once its
 /// successor closed a minute this much later.
 const UNIVERSE_SLACK_MS: i64 = crate::wire::MINUTE_MS;
-
-/// The minute counters (status file `minutes`, `/metrics`).
-#[derive(Debug, Default)]
-pub struct MinuteCounters {
-    /// Minutes closed and delivered.
-    pub minutes_closed: AtomicU64,
-    /// Of those, closed by the deadline with symbols still without a bar.
-    pub minutes_incomplete: AtomicU64,
-    /// `minute_closed` lines (parts) accepted.
-    pub minute_parts: AtomicU64,
-    /// A minute (or part) closed again by the same writer: not delivered twice.
-    pub minute_duplicates: AtomicU64,
-    /// Parts that contradict the parts before them: rejected.
-    pub minute_rejected: AtomicU64,
-    /// Incomplete minutes dropped past [`MAX_PENDING_MINUTES`].
-    pub minute_parts_evicted: AtomicU64,
-    /// Minute events dropped because a minute subscriber's channel was full.
-    pub minute_delivery_drops: AtomicU64,
-    /// Bars that arrived after their minute closed without them (the stream lost or delayed
-    /// them; the sidecar's REST confirmation recovers them): stored, delivered, counted.
-    pub late_bars: AtomicU64,
-    /// (symbol, minute) pairs marked quiet (REST has no bar: no trade): never a hole.
-    pub quiet_marks: AtomicU64,
-    /// Quiet marks refused: the symbol was not without a bar in that closed minute (not
-    /// subscribed, or the minute unknown).
-    pub quiet_rejected: AtomicU64,
-}
-
-/// A snapshot of [`MinuteCounters`].
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct MinuteStats {
-    /// See [`MinuteCounters::minutes_closed`].
-    pub minutes_closed: u64,
-    /// See [`MinuteCounters::minutes_incomplete`].
-    pub minutes_incomplete: u64,
-    /// See [`MinuteCounters::minute_parts`].
-    pub minute_parts: u64,
-    /// See [`MinuteCounters::minute_duplicates`].
-    pub minute_duplicates: u64,
-    /// See [`MinuteCounters::minute_rejected`].
-    pub minute_rejected: u64,
-    /// See [`MinuteCounters::minute_parts_evicted`].
-    pub minute_parts_evicted: u64,
-    /// See [`MinuteCounters::minute_delivery_drops`].
-    pub minute_delivery_drops: u64,
-    /// See [`MinuteCounters::late_bars`].
-    pub late_bars: u64,
-    /// See [`MinuteCounters::quiet_marks`].
-    pub quiet_marks: u64,
-    /// See [`MinuteCounters::quiet_rejected`].
-    pub quiet_rejected: u64,
-    /// The last minute closed (UTC epoch ms), 0 before the first.
-    pub last_minute_ms: i64,
-}
 
 struct Pending {
     parts: u32,
@@ -100,6 +46,9 @@ struct BookState {
     quiet: HashMap<String, std::collections::BTreeSet<i64>>,
     /// writer → its latest closed minute and the subscribed universe it listed (bars ∪ halted ∪ none).
     universe: HashMap<String, Universe>,
+    /// minute → the delivered closes' symbol sets (fingerprints) and writers: a restarted
+    /// sidecar (a new writer id) closing a minute again over the same symbols is a duplicate.
+    delivered: BTreeMap<i64, Vec<(u64, String)>>,
 }
 
 /// One writer's subscribed symbols as of its latest closed minute.
@@ -129,6 +78,17 @@ impl BookState {
         }
         self.universe.insert(writer.to_owned(), Universe { minute_ms: m.minute_ms, symbols, stock, crypto });
     }
+}
+
+/// A fingerprint of the symbols a closed minute names (bars, halted, none: the subscription when
+/// it closed), whatever their order and class.
+fn symbols_fingerprint(m: &MinuteClosed) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut all: Vec<&str> = m.bars.iter().chain(&m.halted).chain(&m.none).map(String::as_str).collect();
+    all.sort_unstable();
+    let mut h = std::hash::DefaultHasher::new();
+    all.hash(&mut h);
+    h.finish()
 }
 
 /// The receiving end of [`crate::Consumer::subscribe_minutes`]. Dropping it unsubscribes.
@@ -168,13 +128,11 @@ pub struct MinuteBook {
     newest_none: std::sync::atomic::AtomicI64,
     channels: RwLock<Vec<MinuteChannel>>,
     callbacks: RwLock<Vec<MinuteCallback>>,
-    /// The counters.
-    pub counters: MinuteCounters,
 }
 
 impl std::fmt::Debug for MinuteBook {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("MinuteBook").field("stats", &self.stats()).finish_non_exhaustive()
+        f.debug_struct("MinuteBook").field("last_minute_ms", &self.lock().last_minute_ms).finish_non_exhaustive()
     }
 }
 
@@ -187,6 +145,10 @@ pub enum PartOutcome {
     Closed(Arc<MinuteClosed>),
     /// This part (or the minute) was seen before.
     Duplicate,
+    /// The minute's last part, but another writer closed the minute over the same symbols before
+    /// (a restarted sidecar closes the minutes of its backfill again): kept (journaled), not
+    /// delivered.
+    Reclosed,
     /// Contradicts the earlier parts of its minute.
     Rejected(String),
 }
@@ -196,10 +158,8 @@ impl MinuteBook {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Take one part of `writer`'s minute. Counts what happened (a restored part is counted as a
-    /// part only).
-    pub fn add_part(&self, writer: &str, p: &MinuteClosedPart) -> PartOutcome {
-        let c = &self.counters;
+    /// Take one part of `writer`'s minute. Counts what happened in `c` (the consumer's table).
+    pub fn add_part(&self, c: &Counters, writer: &str, p: &MinuteClosedPart) -> PartOutcome {
         let key = (writer.to_owned(), p.minute_ms);
         let mut st = self.lock();
         if st.closed.contains(&key) {
@@ -251,8 +211,26 @@ impl MinuteBook {
         }
         st.closed.insert(key.clone());
         st.closed_order.push_back(key);
+        let fingerprint = symbols_fingerprint(&done);
+        let before = st.delivered.get(&done.minute_ms).is_some_and(|d| d.iter().any(|(f, w)| *f == fingerprint && w != writer));
+        if before {
+            // Its quiet marks name its own `none`: what the earlier closes still miss.
+            let mine: HashSet<&String> = done.none.iter().collect();
+            let still: HashSet<String> =
+                st.none.get(&done.minute_ms).map(|w| w.values().flatten().filter(|s| mine.contains(s)).cloned().collect()).unwrap_or_default();
+            if !still.is_empty() {
+                st.none.entry(done.minute_ms).or_default().insert(writer.to_owned(), still);
+            }
+            c.minute_duplicates.fetch_add(1, Ordering::Relaxed);
+            return PartOutcome::Reclosed;
+        }
+        st.delivered.entry(done.minute_ms).or_default().push((fingerprint, writer.to_owned()));
+        while st.delivered.len() > CLOSED_REMEMBERED {
+            st.delivered.pop_first();
+        }
         st.last_minute_ms = st.last_minute_ms.max(done.minute_ms);
         st.note_universe(writer, &done);
+        c.last_minute_ms.fetch_max(u64::try_from(done.minute_ms).unwrap_or(0), Ordering::Relaxed);
         if !done.none.is_empty() {
             st.none.entry(done.minute_ms).or_default().insert(writer.to_owned(), done.none.iter().cloned().collect());
             while st.none.len() > NONE_REMEMBERED_MINUTES {
@@ -269,7 +247,7 @@ impl MinuteBook {
 
     /// A bar of `symbol` for `minute_ms` was stored as a first report: if its minute closed
     /// without it, it is late (counted in `late_bars`). True when late.
-    pub fn on_bar(&self, symbol: &str, minute_ms: i64) -> bool {
+    pub fn on_bar(&self, c: &Counters, symbol: &str, minute_ms: i64) -> bool {
         if minute_ms > self.newest_none.load(Ordering::Relaxed) {
             return false;
         }
@@ -280,7 +258,7 @@ impl MinuteBook {
             late |= none.remove(symbol); // from every writer's close that listed it
         }
         if late {
-            self.counters.late_bars.fetch_add(1, Ordering::Relaxed);
+            c.late_bars.fetch_add(1, Ordering::Relaxed);
         }
         late
     }
@@ -290,7 +268,7 @@ impl MinuteBook {
     ///
     /// # Errors
     /// A sentence naming the first refused symbol (the others may have been taken).
-    pub fn mark_quiet(&self, writer: &str, minute_ms: i64, symbols: &[String]) -> (Vec<String>, Option<String>) {
+    pub fn mark_quiet(&self, c: &Counters, writer: &str, minute_ms: i64, symbols: &[String]) -> (Vec<String>, Option<String>) {
         let mut st = self.lock();
         let mut taken = Vec::new();
         let mut refused = None;
@@ -304,11 +282,11 @@ impl MinuteBook {
                 }
                 taken.push(s.clone());
             } else {
-                self.counters.quiet_rejected.fetch_add(1, Ordering::Relaxed);
+                c.quiet_rejected.fetch_add(1, Ordering::Relaxed);
                 refused.get_or_insert_with(|| format!("{s:?} was not without a bar in that minute's close by writer {writer:?}"));
             }
         }
-        self.counters.quiet_marks.fetch_add(taken.len() as u64, Ordering::Relaxed);
+        c.quiet_marks.fetch_add(taken.len() as u64, Ordering::Relaxed);
         (taken, refused)
     }
 
@@ -332,26 +310,26 @@ impl MinuteBook {
 
     /// Deliver a closed minute: callbacks now; channels now, or (`hold`) at
     /// [`MinuteBook::release`] after the read batch's bars.
-    pub fn deliver(&self, m: Arc<MinuteClosed>, hold: bool) {
+    pub fn deliver(&self, c: &Counters, m: Arc<MinuteClosed>, hold: bool) {
         for f in self.callbacks.read().unwrap_or_else(|e| e.into_inner()).iter() {
             f(&m);
         }
         if hold {
             self.lock().held.push(m);
         } else {
-            self.send(std::slice::from_ref(&m));
+            self.send(c, std::slice::from_ref(&m));
         }
     }
 
     /// Send the held minutes to the channels (the FIFO reader calls it after the batch's bars).
-    pub fn release(&self) {
+    pub fn release(&self, c: &Counters) {
         let held = std::mem::take(&mut self.lock().held);
         if !held.is_empty() {
-            self.send(&held);
+            self.send(c, &held);
         }
     }
 
-    fn send(&self, events: &[Arc<MinuteClosed>]) {
+    fn send(&self, c: &Counters, events: &[Arc<MinuteClosed>]) {
         let mut any_gone = false;
         for ch in self.channels.read().unwrap_or_else(|e| e.into_inner()).iter() {
             if !ch.alive.load(Ordering::Relaxed) {
@@ -362,7 +340,7 @@ impl MinuteBook {
                 if let Err(TrySendError::Full(m)) = ch.tx.try_send(m.clone()) {
                     let _ = ch.rx.try_recv();
                     let _ = ch.tx.try_send(m);
-                    self.counters.minute_delivery_drops.fetch_add(1, Ordering::Relaxed);
+                    c.minute_delivery_drops.fetch_add(1, Ordering::Relaxed);
                 }
             }
         }
@@ -382,25 +360,6 @@ impl MinuteBook {
     /// Call `f` on the ingesting thread for each closed minute.
     pub fn on_closed(&self, f: impl Fn(&MinuteClosed) + Send + Sync + 'static) {
         self.callbacks.write().unwrap_or_else(|e| e.into_inner()).push(Box::new(f));
-    }
-
-    /// The counters now.
-    pub fn stats(&self) -> MinuteStats {
-        let c = &self.counters;
-        let l = |a: &AtomicU64| a.load(Ordering::Relaxed);
-        MinuteStats {
-            minutes_closed: l(&c.minutes_closed),
-            minutes_incomplete: l(&c.minutes_incomplete),
-            minute_parts: l(&c.minute_parts),
-            minute_duplicates: l(&c.minute_duplicates),
-            minute_rejected: l(&c.minute_rejected),
-            minute_parts_evicted: l(&c.minute_parts_evicted),
-            minute_delivery_drops: l(&c.minute_delivery_drops),
-            late_bars: l(&c.late_bars),
-            quiet_marks: l(&c.quiet_marks),
-            quiet_rejected: l(&c.quiet_rejected),
-            last_minute_ms: self.lock().last_minute_ms,
-        }
     }
 }
 
@@ -429,11 +388,6 @@ impl crate::Consumer {
         self.minutes.on_closed(f);
     }
 
-    /// The minute counters (status file `minutes`, `/metrics`).
-    pub fn minute_stats(&self) -> MinuteStats {
-        self.minutes.stats()
-    }
-
     /// The latency histograms (minute end → receipt → store; minute end → minute_closed).
     pub fn latency(&self) -> super::latency::LatencySnapshot {
         self.latency.snapshot()
@@ -460,7 +414,7 @@ impl crate::Consumer {
         }
         let asset = part.bars.iter().chain(&part.halted).chain(&part.none).next().map_or(AssetClass::Stock, |s| AssetClass::of(s));
         self.load_journal_day_of(asset, part.minute_ms);
-        match book.add_part(writer, &part) {
+        match book.add_part(&self.health.counters, writer, &part) {
             PartOutcome::Rejected(why) => {
                 if let Some(more) = self.log_allowed("minute_rejected") {
                     log::warn!("rejected minute_closed of {}: {why}{more}", crate::calendar::fmt_ny(part.minute_ms));
@@ -469,6 +423,7 @@ impl crate::Consumer {
             }
             PartOutcome::Duplicate => return Ingested::Ignored,
             outcome => {
+                // Waiting, Closed, or Reclosed (journaled: a restart recognises it the same way).
                 if let Some(j) = &self.journal {
                     let mut line = Vec::with_capacity(256);
                     write_part_line(&mut line, &part, None, (!writer.is_empty()).then_some(writer));
@@ -476,7 +431,7 @@ impl crate::Consumer {
                 }
                 if let PartOutcome::Closed(m) = outcome {
                     self.latency.close.record(self.health.now_ms() - (m.minute_ms + crate::wire::MINUTE_MS));
-                    book.deliver(m, hold);
+                    book.deliver(&self.health.counters, m, hold);
                 }
             }
         }
@@ -496,7 +451,7 @@ impl crate::Consumer {
     pub(super) fn accept_minute_quiet(&self, writer: &str, minute_ms: i64, quiet: &[String]) -> Ingested {
         let asset = quiet.first().map_or(AssetClass::Stock, |s| AssetClass::of(s));
         self.load_journal_day_of(asset, minute_ms);
-        let (taken, refused) = self.minutes.mark_quiet(writer, minute_ms, quiet);
+        let (taken, refused) = self.minutes.mark_quiet(&self.health.counters, writer, minute_ms, quiet);
         if let Some(why) = refused {
             if let Some(more) = self.log_allowed("quiet_rejected") {
                 log::warn!("refused a quiet mark of {}: {why}{more}", crate::calendar::fmt_ny(minute_ms));
@@ -515,6 +470,7 @@ impl crate::Consumer {
 mod tests {
     use super::*;
     use crate::wire::{WireError, MAX_LINE_BYTES};
+    use std::sync::atomic::AtomicU64;
 
     const M: i64 = 1_759_930_080_000;
 
@@ -536,6 +492,7 @@ mod tests {
         let parts = split(&m);
         assert!(parts.len() > 10 && parts.len() < 40, "{}", parts.len());
         let book = MinuteBook::default();
+        let counters = Counters::default();
         let mut last = None;
         // Out of order, with a duplicate: still one minute, whole.
         let mut order: Vec<usize> = (0..parts.len()).rev().collect();
@@ -546,7 +503,7 @@ mod tests {
             assert!(line.len() <= MAX_LINE_BYTES, "{}", line.len());
             let parsed = parse_part(&line[..line.len() - 1]).unwrap().unwrap();
             assert_eq!(parsed.part, parts[i]);
-            if let PartOutcome::Closed(m) = book.add_part("w1", &parsed.part) {
+            if let PartOutcome::Closed(m) = book.add_part(&counters, "w1", &parsed.part) {
                 assert!(last.is_none());
                 last = Some(m);
             }
@@ -556,10 +513,29 @@ mod tests {
         a.sort();
         b.sort();
         assert_eq!((a, got.halted.clone(), got.none.len()), (b, m.halted.clone(), m.none.len()));
-        let s = book.stats();
+        let s = counters.snapshot();
         assert_eq!((s.minutes_closed, s.minute_duplicates, s.minute_parts as usize), (1, 1, parts.len()));
         // The same minute again from the same writer: a duplicate, not a second close.
-        assert_eq!(book.add_part("w1", &parts[0]), PartOutcome::Duplicate);
+        assert_eq!(book.add_part(&counters, "w1", &parts[0]), PartOutcome::Duplicate);
+    }
+
+    #[test]
+    fn a_restarted_sidecars_reclose_is_a_duplicate_and_another_subscriptions_close_is_not() {
+        let (book, c) = (MinuteBook::default(), Counters::default());
+        let one = |m: &MinuteClosed| split(m).remove(0);
+        let m = MinuteClosed { bars: vec!["SPY".into()], halted: vec![], none: vec!["SH".into(), "QQQ".into()], ..closed(0) };
+        assert!(matches!(book.add_part(&c, "w1", &one(&m)), PartOutcome::Closed(_)));
+        // The restarted sidecar (a new writer) closes it again, with SH's bar backfilled: the
+        // same symbols, so not delivered twice; SH is a late bar, QQQ can still be marked quiet.
+        assert!(book.on_bar(&c, "SH", M));
+        let again = MinuteClosed { bars: vec!["SH".into(), "SPY".into()], none: vec!["QQQ".into()], ..m.clone() };
+        assert_eq!(book.add_part(&c, "w2", &one(&again)), PartOutcome::Reclosed);
+        assert_eq!(book.mark_quiet(&c, "w2", M, &["QQQ".into()]), (vec!["QQQ".to_string()], None));
+        // Another sidecar's symbols (crypto beside stocks) close the same minute: delivered.
+        let crypto = MinuteClosed { bars: vec!["BTC/USD".into()], halted: vec![], none: vec![], ..m.clone() };
+        assert!(matches!(book.add_part(&c, "w3", &one(&crypto)), PartOutcome::Closed(_)));
+        let s = c.snapshot();
+        assert_eq!((s.minutes_closed, s.minute_duplicates, s.late_bars, s.quiet_marks, s.quiet_rejected), (2, 1, 1, 1, 0));
     }
 
     #[test]
@@ -618,7 +594,7 @@ mod tests {
         let rx = c.subscribe_minutes(16);
         c.ingest_line(&lines[..lines.len() - 1]).unwrap();
         assert!(rx.try_recv().is_err(), "delivered twice");
-        assert_eq!(c.minute_stats().minute_duplicates, 1);
+        assert_eq!(c.health().counters.snapshot().minute_duplicates, 1);
         // A consumer limited to --symbols sees the minute with its own symbols only.
         let only = crate::Consumer::builder().symbols(["SH"]).build().unwrap();
         let rx = only.subscribe_minutes(4);
@@ -643,26 +619,26 @@ mod tests {
 
     #[test]
     fn the_subscribed_universe_is_each_writers_latest_minute_per_asset_class() {
-        let book = MinuteBook::default();
+        let (book, c) = (MinuteBook::default(), Counters::default());
         let m = |i: i64| M + i * 60_000;
         assert_eq!(book.subscribed("SPY"), None, "no minute closed: unknown");
-        book.add_part("w1", &part(m(0), &["SH"], &["SPY"], &[]));
+        book.add_part(&c, "w1", &part(m(0), &["SH"], &["SPY"], &[]));
         assert_eq!((book.subscribed("SPY"), book.subscribed("SH"), book.subscribed("QQQ")), (Some(true), Some(true), Some(false)));
         assert_eq!(book.subscribed("BTC/USD"), None, "no crypto writer: unknown");
         // A crypto writer says nothing of stocks.
-        book.add_part("c1", &part(m(5), &["BTC/USD"], &[], &[]));
+        book.add_part(&c, "c1", &part(m(5), &["BTC/USD"], &[], &[]));
         assert_eq!((book.subscribed("SPY"), book.subscribed("BTC/USD"), book.subscribed("ETH/USD")), (Some(true), Some(true), Some(false)));
         // SPY unsubscribed: the writer's next minute lists it nowhere.
-        book.add_part("w1", &part(m(1), &["SH"], &[], &[]));
+        book.add_part(&c, "w1", &part(m(1), &["SH"], &[], &[]));
         assert_eq!(book.subscribed("SPY"), Some(false));
         // An older minute (a journal replayed out of order) does not undo the latest.
-        book.add_part("w1", &part(m(-1), &["SH"], &["SPY"], &[]));
+        book.add_part(&c, "w1", &part(m(-1), &["SH"], &["SPY"], &[]));
         assert_eq!(book.subscribed("SPY"), Some(false));
         // A second stock writer a minute behind still counts; a restarted one (its successor two
         // minutes on) no longer does.
-        book.add_part("w2", &part(m(0), &["QQQ"], &[], &[]));
+        book.add_part(&c, "w2", &part(m(0), &["QQQ"], &[], &[]));
         assert_eq!(book.subscribed("QQQ"), Some(true));
-        book.add_part("w1", &part(m(2), &["SH"], &[], &["IWM"]));
+        book.add_part(&c, "w1", &part(m(2), &["SH"], &[], &["IWM"]));
         assert_eq!((book.subscribed("QQQ"), book.subscribed("IWM")), (Some(false), Some(true)));
     }
 }

@@ -186,10 +186,10 @@ impl Consumer {
             |record| match record {
                 // Known, not delivered again: a restarted consumer sees each minute close once.
                 MinuteRecord::Closed(writer, part) => {
-                    let _ = minutes.add_part(&writer, &part);
+                    let _ = minutes.add_part(&self.health.counters, &writer, &part);
                 }
                 MinuteRecord::Quiet(writer, minute, quiet) => {
-                    let _ = minutes.mark_quiet(&writer, minute, &quiet);
+                    let _ = minutes.mark_quiet(&self.health.counters, &writer, minute, &quiet);
                 }
             },
         )?;
@@ -468,7 +468,7 @@ impl Consumer {
         let (name, outcome) = self.store.insert_received(symbol, bar, mode, Some(received_ms));
         match outcome {
             Inserted::Appended | Inserted::InsertedOutOfOrder => {
-                self.minutes.on_bar(symbol, bar.timestamp_ms); // late: its minute closed without it
+                self.minutes.on_bar(c, symbol, bar.timestamp_ms); // late: its minute closed without it
                 if let Some(r) = received.filter(|_| source != Some(Source::Backfill)) {
                     self.latency.on_stored(bar.timestamp_ms, r, self.health.now_ms());
                 }

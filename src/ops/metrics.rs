@@ -258,13 +258,6 @@ impl Collector for ReportCollector {
             "symbol",
             r.session_holes.iter().map(|(s, m)| (s.as_str(), (*m * 60) as f64)),
         )?;
-        let m = &r.minutes;
-        counter(e, "minute_closes", "Minutes closed by the sidecar's minute barrier and delivered (once each).", m.minutes_closed)?;
-        counter(e, "minute_closes_incomplete", "Closed minutes with subscribed symbols still without a bar at the deadline.", m.minutes_incomplete)?;
-        counter(e, "late_bars", "Bars that arrived after their minute closed without them (lost or late in the stream, recovered).", m.late_bars)?;
-        counter(e, "quiet_marks", "Symbol-minutes REST confirmed quiet (no trade, no bar): never holes.", m.quiet_marks)?;
-        counter(e, "quiet_rejected", "Quiet marks refused: the symbol was not without a bar in that minute's close.", m.quiet_rejected)?;
-        counter(e, "minute_rejected", "minute_closed parts refused (they contradict the parts before them).", m.minute_rejected)?;
         for (name, help, h) in [
             (
                 "latency_minute_end_to_receipt_seconds",

@@ -138,6 +138,14 @@ enum Market {
     NoSession,
 }
 
+/// The minute barrier's counters the page shows.
+#[derive(Debug, Serialize)]
+struct MinutesView {
+    minutes_closed: u64,
+    late_bars: u64,
+    quiet_marks: u64,
+}
+
 /// What `/session.json` holds.
 #[derive(Debug, Serialize)]
 pub(crate) struct SessionView {
@@ -157,8 +165,8 @@ pub(crate) struct SessionView {
     market: Market,
     /// How late bars and minutes were this session (p50/p99 on the page).
     latency: crate::consumer::latency::LatencySnapshot,
-    /// The minute barrier's counters.
-    minutes: crate::consumer::minutes::MinuteStats,
+    /// The minute barrier's counters shown (from the counter table).
+    minutes: MinutesView,
     day_start_ms: i64,
     day_end_ms: i64,
     bars_accepted: u64,
@@ -244,7 +252,11 @@ pub(crate) fn session_view(consumer: &Consumer, timeline: &Timeline) -> SessionV
         symbols,
         events: timeline.events.iter().cloned().collect(),
         latency: consumer.latency(),
-        minutes: consumer.minute_stats(),
+        minutes: MinutesView {
+            minutes_closed: health.counters.minutes_closed,
+            late_bars: health.counters.late_bars,
+            quiet_marks: health.counters.quiet_marks,
+        },
     }
 }
 

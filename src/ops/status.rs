@@ -100,9 +100,6 @@ pub struct StatusReport {
     /// trade; not in `session_holes`; only symbols with any).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub session_quiet: BTreeMap<String, i64>,
-    /// The minute barrier's counters (docs/ARCHITECTURE.md, "Minute barrier").
-    #[serde(default)]
-    pub minutes: crate::consumer::minutes::MinuteStats,
     /// How late bars and minutes were since the start ([`crate::consumer::latency`]).
     #[serde(default)]
     pub latency: crate::consumer::latency::LatencySnapshot,
@@ -212,7 +209,6 @@ impl StatusReport {
         StatusReport {
             session_halted,
             session_quiet,
-            minutes: consumer.minute_stats(),
             latency: consumer.latency(),
             halted: consumer.halted_now(),
             symbols_omitted,

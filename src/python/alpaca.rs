@@ -211,7 +211,8 @@ impl PyPublisher {
         received: i64,
     ) -> Result<(), WireError> {
         self.sink.send(s, b, k, src, Some(received))?;
-        let advanced = barrier.as_mut().is_some_and(|br| br.note(s, b.timestamp_ms, matches!(src, Some(Source::Stream | Source::Synthetic))));
+        let advanced =
+            barrier.as_mut().is_some_and(|br| br.note(s, b.timestamp_ms, matches!(src, Some(Source::Stream | Source::Synthetic | Source::Replay))));
         if advanced {
             // The first bar of a later minute: earlier minutes may be past their deadline now,
             // and close before the rest of this frame's bars (a late bar among them is late).
@@ -289,6 +290,32 @@ impl PyPublisher {
         let ms = i64::try_from(deadline.as_millis()).unwrap_or(i64::MAX / 4);
         *self.barrier() = Some(crate::sidecar::barrier::Barrier::new(symbols, ms, every_minute));
         Ok(())
+    }
+
+    /// Close minutes from ``minute_ms`` (the start of the start-up backfill) rather than from the
+    /// first live bar, once :meth:`minutes_backfilled` says the backfill's bars are handed over
+    /// (or ``hold`` seconds have passed): a restarted sidecar closes the minutes its predecessor
+    /// left unclosed. No-op without a barrier.
+    #[pyo3(signature = (minute_ms, *, hold = super::Float(120.0)))]
+    fn minutes_from(&self, minute_ms: i64, hold: super::Float) -> PyResult<()> {
+        let hold = hold.seconds("hold", true)?;
+        if let Some(b) = self.barrier().as_mut() {
+            b.start_at(minute_ms, hold);
+        }
+        Ok(())
+    }
+
+    /// The start-up backfill's bars are handed over (or it gave up): the barrier closes again.
+    fn minutes_backfilled(&self, py: Python<'_>) {
+        py.allow_threads(|| {
+            let mut barrier = self.barrier();
+            if let Some(b) = barrier.as_mut() {
+                b.backfilled();
+            }
+            self.close_minutes(&mut barrier);
+            drop(barrier);
+            self.sink.settle();
+        });
     }
 
     /// The barrier's symbols changed (a live ``--subscribe`` / ``--unsubscribe``).

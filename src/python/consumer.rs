@@ -510,11 +510,12 @@ impl PyConsumer {
         to_py(py, &self.inner.health().counters.snapshot())
     }
 
-    /// The minute counters (dict): ``minutes_closed``, ``minutes_incomplete``, ``minute_parts``,
-    /// ``minute_duplicates``, ``minute_rejected``, ``minute_parts_evicted``,
-    /// ``minute_delivery_drops``, ``last_minute_ms``.
+    /// The counters (as :meth:`stats`: one table), among them the minute barrier's:
+    /// ``minutes_closed``, ``minutes_incomplete``, ``minute_parts``, ``minute_duplicates``,
+    /// ``minute_rejected``, ``minute_parts_evicted``, ``minute_delivery_drops``, ``late_bars``,
+    /// ``quiet_marks``, ``quiet_rejected``, ``last_minute_ms``.
     fn minute_stats<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-        to_py(py, &self.inner.minute_stats())
+        self.stats(py)
     }
 
     /// Feed health (dict): ``state`` (``waiting`` / ``live`` / ``stale``), times (UTC epoch ms),

@@ -4,7 +4,7 @@
 //! deadline after the minute's end ([`DEFAULT_DEADLINE_MS`]), whichever is first.
 
 use std::collections::{BTreeMap, HashSet, VecDeque};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use crate::trading::TradingBook;
 use crate::wire::minute::*;
@@ -31,6 +31,9 @@ pub struct Barrier {
     closed: u64,
     /// Closed minutes with symbols still without a bar, for the REST confirmation to take.
     unconfirmed: VecDeque<(i64, Vec<String>)>,
+    /// Closing paused until the start-up backfill's bars are handed over ([`Barrier::start_at`]),
+    /// at the latest until then.
+    held_until: Option<Instant>,
 }
 
 impl Barrier {
@@ -47,6 +50,38 @@ impl Barrier {
             data_clock: None,
             closed: 0,
             unconfirmed: VecDeque::new(),
+            held_until: None,
+        }
+    }
+
+    /// Start closing at the minutes of the sidecar's start-up backfill (from `minute_ms`, its
+    /// start) instead of at the first live bar, so the minutes a previous sidecar left unclosed
+    /// (it died) are closed too. Nothing closes until [`Barrier::backfilled`] (the backfill's
+    /// bars noted) or `hold` has passed, whichever is first; then closing starts at the first
+    /// minute with a bar (backfilled or live) at or after `minute_ms`: no empty minutes before
+    /// the data (a start before the open, a server without that history). A minute another writer
+    /// closed before is closed again: the consumer recognises it (the same symbols) and delivers
+    /// it once.
+    pub fn start_at(&mut self, minute_ms: i64, hold: Duration) {
+        let minute = minute_ms.div_euclid(MINUTE_MS) * MINUTE_MS;
+        if self.next_minute.is_none_or(|n| minute < n) {
+            self.next_minute = Some(minute);
+        }
+        self.held_until = Some(Instant::now() + hold);
+    }
+
+    /// The start-up backfill's bars are handed over: closing resumes (see [`Barrier::start_at`]).
+    pub fn backfilled(&mut self) {
+        if self.held_until.take().is_none() {
+            return;
+        }
+        // The first minute with a bar (every noted bar is at or after the start).
+        self.next_minute = self.open.keys().next().copied();
+        if self.data_clock.is_none() {
+            // No live bar yet (a replay, a quiet stream): the data clock starts at the newest bar.
+            if let Some((&m, _)) = self.open.last_key_value() {
+                self.data_clock = Some((m + MINUTE_MS, Instant::now()));
+            }
         }
     }
 
@@ -107,6 +142,13 @@ impl Barrier {
     /// `closed_ms`. Halts come from `trading` (the sidecar's own book of the stream's statuses).
     pub fn poll(&mut self, trading: &TradingBook, wall_ms: i64) -> Vec<MinuteClosed> {
         let mut out = Vec::new();
+        if let Some(until) = self.held_until {
+            if Instant::now() < until {
+                return out; // the start-up backfill's bars are still coming
+            }
+            log::warn!("minute barrier: the start-up backfill did not finish in time; closing minutes without waiting for it");
+            self.backfilled();
+        }
         let (Some(now), Some(mut next)) = (self.now_ms(), self.next_minute) else { return out };
         // After a long silence (a night, a dead stream), do not walk every minute since.
         if now - next > 24 * 3_600_000 {
@@ -192,5 +234,32 @@ mod tests {
         // A late bar of a closed minute changes nothing.
         b.note("SH", M + 60_000, false);
         assert_eq!(b.closed(), 2);
+    }
+
+    #[test]
+    fn a_restarted_barrier_closes_from_its_backfill_start_once_the_backfill_is_in() {
+        let trading = TradingBook::default();
+        let mut b = Barrier::new(["SPY", "SH"], 1_000, true);
+        b.start_at(M - 600_000 + 5, Duration::from_secs(60)); // 10 minutes before the first bar
+        b.note("SPY", M + 180_000, true); // the first live bar: minute 3
+        b.note("SPY", M + 240_000, true); // minute 4: the data clock moves, minutes 0-2 are due
+        assert!(b.poll(&trading, 0).is_empty(), "held until the backfill is in");
+        for m in 0..3 {
+            b.note("SPY", M + m * 60_000, false);
+            b.note("SH", M + m * 60_000, false);
+        }
+        b.backfilled();
+        let got = b.poll(&trading, 0);
+        let minutes: Vec<i64> = got.iter().map(|m| (m.minute_ms - M) / 60_000).collect();
+        assert_eq!(minutes[..3], [0, 1, 2], "from the first bar, no empty minute before: {got:?}");
+        assert!(got[..3].iter().all(|m| m.complete && m.bars == ["SH", "SPY"]), "{got:?}");
+        // A backfill that never ends holds nothing for ever.
+        let mut b = Barrier::new(["SPY"], 0, true);
+        b.start_at(M, Duration::from_millis(50));
+        b.note("SPY", M + 60_000, true);
+        b.note("SPY", M + 120_000, true);
+        assert!(b.poll(&trading, 0).is_empty());
+        std::thread::sleep(Duration::from_millis(80));
+        assert_eq!(b.poll(&trading, 0).first().map(|m| m.minute_ms), Some(M + 60_000));
     }
 }

@@ -149,4 +149,30 @@ counters! {
     /// Failed attempts to reopen the FIFO for want of a file descriptor (`EMFILE`/`ENFILE`);
     /// the reader kept its old descriptor (nothing lost) and retried.
     fifo_open_errors => Counter("fifo_open_errors", "Failed reopens of the FIFO for want of a file descriptor (EMFILE/ENFILE); the old descriptor was kept, nothing lost."),
+    // The minute barrier (docs/ARCHITECTURE.md, "Minute barrier"; bumped by the MinuteBook).
+    /// Minutes closed by the sidecar's minute barrier and delivered (once each).
+    minutes_closed => Counter("minute_closes", "Minutes closed by the sidecar's minute barrier and delivered (once each)."),
+    /// Of those, closed by the deadline with symbols still without a bar.
+    minutes_incomplete => Counter("minute_closes_incomplete", "Closed minutes with subscribed symbols still without a bar at the deadline."),
+    /// `minute_closed` lines (parts) accepted.
+    minute_parts => Counter("minute_parts", "minute_closed parts accepted."),
+    /// A minute (or part) closed again (same writer, or a restarted sidecar's re-close of the
+    /// same symbols): not delivered twice.
+    minute_duplicates => Counter("minute_duplicates", "Minutes (or parts) closed again: not delivered twice."),
+    /// Parts that contradict the parts before them: rejected.
+    minute_rejected => Counter("minute_rejected", "minute_closed parts refused (they contradict the parts before them)."),
+    /// Incomplete minutes dropped past the bound of minutes assembling at once.
+    minute_parts_evicted => Counter("minute_parts_evicted", "Minutes dropped before all their minute_closed parts came (too many assembling at once)."),
+    /// Minute events dropped because a minute subscriber's channel was full.
+    minute_delivery_drops => Counter("minute_delivery_drops", "Closed minutes dropped because a minute subscriber's channel was full."),
+    /// Bars that arrived after their minute closed without them (the stream lost or delayed
+    /// them; the sidecar's REST confirmation recovers them): stored, delivered, counted.
+    late_bars => Counter("late_bars", "Bars that arrived after their minute closed without them (lost or late in the stream, recovered)."),
+    /// (symbol, minute) pairs marked quiet (REST has no bar: no trade): never a hole.
+    quiet_marks => Counter("quiet_marks", "Symbol-minutes REST confirmed quiet (no trade, no bar): never holes."),
+    /// Quiet marks refused: the symbol was not without a bar in that closed minute (not
+    /// subscribed, or the minute unknown).
+    quiet_rejected => Counter("quiet_rejected", "Quiet marks refused: the symbol was not without a bar in that minute's close."),
+    /// The last minute closed (UTC epoch ms), 0 before the first.
+    last_minute_ms => No,
 }
