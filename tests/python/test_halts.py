@@ -130,7 +130,7 @@ def status_text(consumer_bin: Path, consumer: Consumer, tmp_path: Path) -> str:
 
 
 def minutes_closed(consumer: Consumer, tmp_path: Path) -> int:
-    return int(status(consumer, tmp_path).get("minutes", {}).get("minutes_closed", 0))
+    return int(status(consumer, tmp_path).get("health", {}).get("counters", {}).get("minutes_closed", 0))
 
 
 def test_a_halted_symbol_unsubscribed_is_not_halted_now_even_after_a_restart(
@@ -176,7 +176,7 @@ def test_a_halted_symbol_unsubscribed_is_not_halted_now_even_after_a_restart(
     assert consumer.wait(30) == 0
     restart_minute = halt_server.data_minute()
     restarted = start_consumer(fifo_path, "--journal", str(journal), "--metrics-addr", "127.0.0.1:0")
-    wait_for(lambda: status(restarted, tmp_path).get("minutes", {}).get("last_minute_ms", 0) > restart_minute,
+    wait_for(lambda: status(restarted, tmp_path).get("health", {}).get("counters", {}).get("last_minute_ms", 0) > restart_minute,
              timeout=60, what="a minute closed after the restart")
     not_halted(restarted)
     spy = gaps(consumer_bin, journal)["SPY"]
