@@ -238,6 +238,7 @@ class FakeAlpacaServer:
         self._thread: Optional[threading.Thread] = None
         self._stopped: Any = None  # asyncio.Event, made on the server's loop
         self._ready = threading.Event()
+        self._held_logged = False  # the data clock was held at the wall clock (logged once)
         self._start_minute = self.data_minute(now)
 
     # ------------------------------------------------------------------ data clock
@@ -387,6 +388,9 @@ class FakeAlpacaServer:
             # Never ahead of the wall clock: a minute is sent after it ends, as Alpaca does (a
             # consumer refuses a bar from the future). An accelerated clock that caught up waits.
             target = min(self.data_minute(), (int(time.time() * 1000) // MINUTE_MS - 1) * MINUTE_MS)
+            if target < self.data_minute() and not self._held_logged:
+                self._held_logged = True
+                log.warning("the accelerated data clock reached the wall clock: from now on one minute per wall minute")
             while not self.paused and self.produced_until < target:
                 self.produced_until += MINUTE_MS
                 self._produce_minute(self.produced_until)
