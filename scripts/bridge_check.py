@@ -6,7 +6,8 @@
     bridge_check.py wait-minutes URL N TIMEOUT wait until the server produced N live minutes
     bridge_check.py report URL KEY SECRET SYMBOLS EPOCH_MS INTERVAL ECHO SIDECAR_LOG CONSUMER_STATUS DISCONNECTS PREFILL [WALL]
                                                pause the server, wait for delivery, print the report,
-                                               exit 0 (pass) or 1 (fail); WALL: the wall time the data clock counts from (default EPOCH_MS)
+                                               exit 0 (pass) or 1 (fail); WALL: the data clock's
+                                               wall origin (default: EPOCH_MS)
 """
 
 from __future__ import annotations
