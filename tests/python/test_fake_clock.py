@@ -13,13 +13,12 @@ def test_an_accelerated_data_clock_never_passes_the_wall_clock() -> None:
     srv = FakeAlpacaServer(symbols=("SPY", "BTC/USD"), interval=0.01, prefill=3).start_in_thread()
     try:
         deadline = time.monotonic() + 8
-        produced = set()
         while time.monotonic() < deadline:
             wall_ms = time.time() * 1000
             assert srv.produced_until + MINUTE_MS <= wall_ms, "a minute was produced before it ended"
-            produced.add(srv.produced_until)
             time.sleep(0.05)
-        assert len(produced) > 10, "the data clock ran (accelerated) meanwhile"
+        # It ran (accelerated, from its origin in the past) up to the present, and waits there.
+        assert srv.produced_until + 3 * MINUTE_MS >= time.time() * 1000, srv.produced_until
     finally:
         srv.stop()
 
