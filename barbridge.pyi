@@ -232,6 +232,7 @@ class Consumer:
         journal: Optional[_PathLike] = None,
         fsync: Literal["interval", "always", "never"] = "interval",
         max_symbols: int = 20000,
+        max_clock_skew: float = 300.0,
     ) -> Consumer: ...
     def push(self, bar: _BarInput) -> _Outcome:
         """Push one bar (dict with wire field names, wire line, or Bar). Raises WireError."""

@@ -14,8 +14,10 @@ Speaks the protocol exactly as alpaca-py 0.44 expects it:
   ``BTC/USD`` (fractional volumes, 24/7; ``crypto.py``).
 
 Bars are deterministic functions of (seed, symbol, minute), and the data clock is
-``epoch_ms`` + one minute per ``interval`` wall seconds counted from ``epoch_wall`` (default: the
-wall time ``epoch_ms`` itself, i.e. "now"-based data), so a restarted server given the same
+``epoch_ms`` + one minute per ``interval`` wall seconds counted from ``epoch_wall`` (default: now,
+with ``epoch_ms`` far enough in the past that the accelerated clock stays behind the wall clock for
+``BEHIND_FOR_S``, see ``default_epoch_ms``; it never produces a minute before the wall clock has
+passed its end: a consumer refuses bars from the future), so a restarted server given the same
 ``--epoch-ms``, ``--epoch-wall`` and ``--seed`` serves identical history (``--prefill`` minutes
 before its own start). ``--epoch-wall`` lets data minutes lie in a past trading session (e.g. to
 check ``barbridge gaps`` on a weekend).
@@ -81,6 +83,29 @@ log = logging.getLogger("fake_alpaca")
 logging.getLogger("websockets.server").setLevel(logging.WARNING)  # REST answers log as "rejected"
 MINUTE_MS = 60_000
 BASE_PRICES = {"SPY": 671.0, "SPXL": 198.0, "SH": 36.5, "SDS": 15.2, "QQQ": 600.0, **crypto.BASE_PRICES}
+
+
+#: Wall seconds an accelerated data clock started by default stays behind the wall clock for
+#: (a test's run): a consumer refuses bars from the future (`rejects{future_bar}`).
+BEHIND_FOR_S = 900
+
+
+def default_epoch_ms(symbols: Any, interval: float, prefill: int, now: Optional[float] = None) -> int:
+    """The data clock's default origin: far enough in the past that a clock running at one minute
+    per ``interval`` wall seconds stays behind the wall clock for ``BEHIND_FOR_S``, but not before
+    the first backfill's start (the last session open for stocks, the UTC day's start for crypto
+    pairs) plus ``prefill`` minutes, so a sidecar's start-up backfill still finds the history.
+    Where that leaves little room, the data clock is held at the wall clock (see ``_tick_loop``)."""
+    now_ms = int((time.time() if now is None else now) * 1000)
+    anchors = []
+    if any(not crypto.is_pair(s) for s in symbols):
+        import barbridge  # the Rust calendar (one implementation)
+        anchors.append(int(barbridge.last_session_open()))
+    if any(crypto.is_pair(s) for s in symbols):
+        anchors.append(now_ms - now_ms % 86_400_000)
+    room = now_ms - max(anchors, default=0) - (prefill + 1) * MINUTE_MS
+    wanted = int(BEHIND_FOR_S * max(0.0, 60.0 / interval - 1.0) * 1000) if interval > 0 else 0
+    return (now_ms - max(0, min(wanted, room))) // MINUTE_MS * MINUTE_MS
 
 
 def _rng(seed: int, symbol: str, ts: int, salt: str = "") -> random.Random:
@@ -170,11 +195,14 @@ class FakeAlpacaServer:
         self.host, self.port = host, port
         self.seed = seed
         now = time.time()
-        self.epoch_ms = (epoch_ms if epoch_ms is not None else int(now * 1000)) // MINUTE_MS * MINUTE_MS
+        given = epoch_ms is not None
+        if epoch_ms is None:
+            epoch_ms = default_epoch_ms(self.symbols, interval, prefill, now)
+        self.epoch_ms = epoch_ms // MINUTE_MS * MINUTE_MS
         if epoch_wall is not None:
             self.epoch_wall = float(epoch_wall)
         else:
-            self.epoch_wall = self.epoch_ms / 1000 if epoch_ms is not None else now
+            self.epoch_wall = self.epoch_ms / 1000 if given else now
         self.prefill = prefill
         self.updated_every = updated_every
         self.no_trade_prob = no_trade_prob
@@ -210,6 +238,7 @@ class FakeAlpacaServer:
         self._thread: Optional[threading.Thread] = None
         self._stopped: Any = None  # asyncio.Event, made on the server's loop
         self._ready = threading.Event()
+        self._held_logged = False  # the data clock was held at the wall clock (logged once)
         self._start_minute = self.data_minute(now)
 
     # ------------------------------------------------------------------ data clock
@@ -356,7 +385,12 @@ class FakeAlpacaServer:
     async def _tick_loop(self) -> None:
         tick = 0
         while True:
-            target = self.data_minute()
+            # Never ahead of the wall clock: a minute is sent after it ends, as Alpaca does (a
+            # consumer refuses a bar from the future). An accelerated clock that caught up waits.
+            target = min(self.data_minute(), (int(time.time() * 1000) // MINUTE_MS - 1) * MINUTE_MS)
+            if target < self.data_minute() and not self._held_logged:
+                self._held_logged = True
+                log.warning("the accelerated data clock reached the wall clock: from now on one minute per wall minute")
             while not self.paused and self.produced_until < target:
                 self.produced_until += MINUTE_MS
                 self._produce_minute(self.produced_until)

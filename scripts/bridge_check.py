@@ -4,9 +4,10 @@
     bridge_check.py stamp OUT PIDFILE          stdin lines → OUT as "<wall seconds> <line>"
     bridge_check.py fault URL ACTION[:ARG]     inject a fault into the fake Alpaca server
     bridge_check.py wait-minutes URL N TIMEOUT wait until the server produced N live minutes
-    bridge_check.py report URL KEY SECRET SYMBOLS EPOCH_MS INTERVAL ECHO SIDECAR_LOG CONSUMER_STATUS DISCONNECTS PREFILL
+    bridge_check.py report URL KEY SECRET SYMBOLS EPOCH_MS INTERVAL ECHO SIDECAR_LOG CONSUMER_STATUS DISCONNECTS PREFILL [WALL]
                                                pause the server, wait for delivery, print the report,
-                                               exit 0 (pass) or 1 (fail)
+                                               exit 0 (pass) or 1 (fail); WALL: the data clock's
+                                               wall origin (default: EPOCH_MS)
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import sys
 import time
 import urllib.parse
 import urllib.request
+from typing import Optional
 
 MINUTE_MS = 60_000
 
@@ -124,7 +126,8 @@ def _last_stats(log_path: str) -> dict:
 
 
 def report(url: str, key: str, secret: str, symbols: str, epoch_ms: int, interval: float, echo: str,
-           sidecar_log: str, status_file: str, disconnects: int, prefill: int, timeout: float = 30.0) -> int:
+           sidecar_log: str, status_file: str, disconnects: int, prefill: int, timeout: float = 30.0,
+           epoch_wall: Optional[float] = None) -> int:
     _get(f"{url}/_fake/fault?action=pause")
     stats = _get(f"{url}/_fake/stats")
     expected = _history(url, key, secret, symbols)
@@ -153,7 +156,7 @@ def report(url: str, key: str, secret: str, symbols: str, epoch_ms: int, interva
     for k, wall in first_seen.items():
         ts = k[1]
         if ts >= live_from:
-            emitted = epoch_ms / 1000 + (ts - epoch_ms) / MINUTE_MS * interval
+            emitted = (epoch_ms / 1000 if epoch_wall is None else epoch_wall) + (ts - epoch_ms) / MINUTE_MS * interval
             lat.append(max(0.0, wall - emitted) * 1000)
     side = _last_stats(sidecar_log)
     try:
@@ -209,7 +212,9 @@ def main(argv: list[str]) -> int:
     if cmd == "wait-minutes":
         return wait_minutes(a[0], int(a[1]), float(a[2]))
     if cmd == "report":
-        return report(a[0], a[1], a[2], a[3], int(a[4]), float(a[5]), a[6], a[7], a[8], int(a[9]), int(a[10]))
+        epoch_wall = float(a[11]) if len(a) > 11 else None  # the data clock's wall origin (default: EPOCH_MS)
+        return report(a[0], a[1], a[2], a[3], int(a[4]), float(a[5]), a[6], a[7], a[8], int(a[9]), int(a[10]),
+                      epoch_wall=epoch_wall)
     print(__doc__, file=sys.stderr)
     return 2
 

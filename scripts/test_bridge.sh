@@ -77,11 +77,14 @@ wait_for() { # wait_for SECONDS WHAT COMMAND...
 }
 
 export PYTHONPATH="$REPO${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
-EPOCH_MS=$(date +%s)
-EPOCH_MS=$((EPOCH_MS - EPOCH_MS % 60))000
 PREFILL=5
+# The data clock starts in the past and stays behind the wall clock (a consumer refuses bars from
+# the future): the fake's own default origin, with the wall time it counts from.
+EPOCH_WALL=$(date +%s)
+EPOCH_MS=$("$PY" -c 'import sys; from fake_alpaca.server import default_epoch_ms as d; print(d(sys.argv[1].split(","), float(sys.argv[2]), int(sys.argv[3]), float(sys.argv[4])))' \
+    "$SYMBOLS" "$INTERVAL" "$PREFILL" "$EPOCH_WALL")
 (cd "$WORK" && exec "$PY" -m fake_alpaca --port 0 --interval "$INTERVAL" --symbols "$SYMBOLS" \
-    --key "$KEY" --secret "$SECRET" --seed 7 --epoch-ms "$EPOCH_MS" --prefill "$PREFILL" --updated-every 5) >"$WORK/server.out" 2>"$WORK/server.err" &
+    --key "$KEY" --secret "$SECRET" --seed 7 --epoch-ms "$EPOCH_MS" --epoch-wall "$EPOCH_WALL" --prefill "$PREFILL" --updated-every 5) >"$WORK/server.out" 2>"$WORK/server.err" &
 SERVER_PID=$!
 wait_for 20 "the fake server's URL" grep -q '^FAKE_ALPACA_DATA_URL=' "$WORK/server.out"
 STREAM_URL=$(sed -n 's/^FAKE_ALPACA_STREAM_URL=//p' "$WORK/server.out")
@@ -117,7 +120,7 @@ kill -0 "$CONSUMER_PID" 2>/dev/null || fail "the consumer died"
 
 rc=0
 "${check[@]}" report "$DATA_URL" "$KEY" "$SECRET" "$SYMBOLS" "$EPOCH_MS" "$INTERVAL" \
-    "$WORK/echo.tsv" "$WORK/sidecar.err" "$WORK/status.json" "$DISCONNECTS" "$PREFILL" || rc=$?
+    "$WORK/echo.tsv" "$WORK/sidecar.err" "$WORK/status.json" "$DISCONNECTS" "$PREFILL" "$EPOCH_WALL" || rc=$?
 stop "$SIDECAR_PID"
 SIDECAR_PID=""
 # the secret must never appear in any output

@@ -498,3 +498,38 @@ fn a_stream_age_no_duration_can_hold_is_refused_in_one_sentence() {
         assert!(err.contains("must be positive") && !err.contains("panicked"), "{flag}: {err}");
     }
 }
+
+#[test]
+fn a_bar_from_the_future_on_the_fifo_is_refused_counted_and_gets_no_day_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let journal = dir.path().join("journal");
+    let mut r = spawn(dir.path(), &["--once", "--journal", journal.to_str().unwrap()]);
+    let mut w = open_writer(&dir.path().join("run/bars.fifo"));
+    let minute = |ms: i64| ms / 60_000 * 60_000;
+    let now = minute(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64);
+    let line = |ts: i64| format!("{{\"symbol\":\"SPY\",\"timestamp_ms\":{ts},\"open\":1,\"high\":1,\"low\":1,\"close\":1,\"volume\":1}}\n");
+    // 2095-01-03 15:00 UTC; the first minute past the default skew of 300 s; the minute that just ended.
+    for ts in [3_944_905_200_000, now + 360_000, now - 60_000] {
+        write_line(&mut w, &line(ts));
+    }
+    drop(w);
+    assert_eq!(wait_exit(&mut r).code(), Some(0));
+    let status: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(dir.path().join("run/status.json")).unwrap()).unwrap();
+    let c = &status["health"]["counters"];
+    assert_eq!(c["rejects"]["future_bar"], 2, "{c}");
+    assert_eq!(c["bars_accepted"], 1, "{c}");
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut r.child.stderr.take().unwrap(), &mut stderr).unwrap();
+    assert!(stderr.contains("rejected line (future_bar)") && stderr.contains("2095-01-03"), "{stderr}");
+    // One day file at most (the minute that just ended; two around New York midnight), none for 2095.
+    let files: Vec<String> = std::fs::read_dir(&journal).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+    assert!(files.iter().all(|f| !f.contains("2095")), "{files:?}");
+    assert_eq!(files.iter().filter(|f| f.ends_with(".jsonl")).count(), 1, "{files:?}");
+
+    for (skew, code) in [("86401", Some(2)), ("abc", Some(2))] {
+        let out = Command::new(BIN).args(["run", "--fifo"]).arg(dir.path().join("run/f.fifo")).args(["--max-clock-skew", skew]).output().unwrap();
+        assert_eq!(out.status.code(), code, "{skew}");
+        let stderr = String::from_utf8(out.stderr).unwrap();
+        assert!(stderr.contains("clock"), "{stderr}");
+    }
+}

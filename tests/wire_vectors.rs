@@ -85,6 +85,8 @@ fn every_vector_decodes_as_expected() {
         }
     }
     // Every reject reason has at least one vector, so both languages test every rule.
-    let all: std::collections::BTreeSet<_> = barbridge::RejectReason::ALL.iter().map(|r| r.code()).collect();
+    // Except `future_bar`: it needs the consumer's clock, and a vector has none (tests/future_bars.rs).
+    let all: std::collections::BTreeSet<_> =
+        barbridge::RejectReason::ALL.iter().filter(|r| **r != barbridge::RejectReason::FutureBar).map(|r| r.code()).collect();
     assert_eq!(seen_reasons, all);
 }

@@ -54,6 +54,10 @@ pub struct RunArgs {
     /// (`symbol_bound_refused`).
     #[arg(long, default_value_t = barbridge::consumer::store::DEFAULT_MAX_SYMBOLS)]
     pub max_symbols: usize,
+    /// Seconds a bar's minute (a trading status, a closed minute) may lie ahead of this host's
+    /// clock (0 to 86400); further ahead it is refused and counted (`rejects{future_bar}`).
+    #[arg(long, default_value = "300", value_parser = seconds)]
+    pub max_clock_skew: Duration,
     /// Exit when the first writer session ends (benchmarks, batch loads).
     #[arg(long)]
     pub once: bool,
@@ -102,11 +106,29 @@ impl RunArgs {
 }
 
 fn run(args: RunArgs, status_file: PathBuf, journal: Option<Journal>) -> ExitCode {
-    let RunArgs { fifo, symbols, stale_after, echo, capacity, max_symbols, once, drain_subscriber, nats, metrics_addr, metrics_max_symbols, .. } =
-        args;
+    let RunArgs {
+        fifo,
+        symbols,
+        stale_after,
+        echo,
+        capacity,
+        max_symbols,
+        max_clock_skew,
+        once,
+        drain_subscriber,
+        nats,
+        metrics_addr,
+        metrics_max_symbols,
+        ..
+    } = args;
     let metrics = barbridge::ops::metrics::MetricsOptions { max_symbol_labels: metrics_max_symbols };
     let nats = &nats;
-    let mut builder = Consumer::builder().symbols(symbols).stale_after(stale_after).capacity_per_symbol(capacity).max_symbols(max_symbols);
+    let mut builder = Consumer::builder()
+        .symbols(symbols)
+        .stale_after(stale_after)
+        .capacity_per_symbol(capacity)
+        .max_symbols(max_symbols)
+        .max_clock_skew(max_clock_skew);
     if let Some(j) = journal {
         builder = builder.journal(j);
     }

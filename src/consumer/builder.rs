@@ -27,7 +27,19 @@ pub enum ConfigError {
     /// A symbol that breaks the wire protocol's symbol rule.
     #[error("symbols: {0}")]
     Symbol(WireError),
+    /// A clock skew beyond [`MAX_CLOCK_SKEW`].
+    #[error("max_clock_skew must be at most 86400 s (one day), got {0} s")]
+    ClockSkew(u64),
 }
+
+/// Default of [`ConsumerBuilder::max_clock_skew`]: 5 minutes. A minute bar's time is its minute's
+/// START, and it is sent after the minute ends, so a true bar is never ahead of a true clock; NTP
+/// keeps hosts within milliseconds, so 5 minutes covers a host whose clock is badly off and
+/// still refuses a writer that is off by hours (or forges the year 2095).
+pub const DEFAULT_MAX_CLOCK_SKEW: Duration = Duration::from_secs(300);
+
+/// Largest [`ConsumerBuilder::max_clock_skew`]: one day (a journal day file per day ahead at most).
+pub const MAX_CLOCK_SKEW: Duration = Duration::from_secs(86_400);
 
 /// `symbols` as a set, each checked by the wire protocol's symbol rule.
 pub(super) fn checked_symbols<I: IntoIterator<Item = S>, S: Into<String>>(symbols: I) -> Result<HashSet<String>, ConfigError> {
@@ -51,6 +63,7 @@ pub struct ConsumerBuilder {
     clock: Arc<dyn Clock>,
     symbols: Vec<String>,
     journal: Option<Journal>,
+    max_clock_skew: Duration,
 }
 
 impl ConsumerBuilder {
@@ -76,7 +89,16 @@ impl ConsumerBuilder {
         self.stale_after = d;
         self
     }
-    /// The clock for health (tests inject a [`crate::ManualClock`]).
+    /// How far ahead of this consumer's clock a bar's minute (a trading status's time, a closed
+    /// minute, a quiet mark) may lie (default [`DEFAULT_MAX_CLOCK_SKEW`], 5 minutes; 0 to
+    /// [`MAX_CLOCK_SKEW`], one day, whole seconds). Further ahead: refused on every path (lines,
+    /// pushed bars, NATS messages, a journal being restored), counted `rejects{future_bar}`,
+    /// logged rate-limited; no journal day file is made for it.
+    pub fn max_clock_skew(mut self, d: Duration) -> Self {
+        self.max_clock_skew = d;
+        self
+    }
+    /// The clock for health and the clock-skew check (tests inject a [`crate::ManualClock`]).
     pub fn clock(mut self, clock: Arc<dyn Clock>) -> Self {
         self.clock = clock;
         self
@@ -91,7 +113,7 @@ impl ConsumerBuilder {
     ///
     /// # Errors
     /// [`ConfigError::Capacity`] for a capacity per symbol of 0 or a `max_symbols` out of
-    /// range, [`ConfigError::ZeroStaleAfter`],
+    /// range, [`ConfigError::ZeroStaleAfter`], [`ConfigError::ClockSkew`] past one day,
     /// [`ConfigError::Symbol`] for a symbol that breaks the wire protocol's symbol rule.
     pub fn build(self) -> Result<Arc<Consumer>, ConfigError> {
         let capacity = crate::consumer::store::check_capacity_per_symbol(self.capacity_per_symbol)?;
@@ -100,6 +122,9 @@ impl ConsumerBuilder {
             return Err(ConfigError::ZeroStaleAfter);
         }
         let symbols = checked_symbols(self.symbols)?;
+        if self.max_clock_skew > MAX_CLOCK_SKEW {
+            return Err(ConfigError::ClockSkew(self.max_clock_skew.as_secs()));
+        }
         Ok(Arc::new(Consumer {
             store: Arc::new(BarStore::with_bounds(capacity, max_symbols)),
             health: Arc::new(Health::new(self.clock, self.stale_after)),
@@ -112,6 +137,7 @@ impl ConsumerBuilder {
             trading: TradingBook::with_max_symbols(max_symbols.get()),
             minutes: super::minutes::MinuteBook::default(),
             latency: super::latency::Latency::default(),
+            max_skew_ms: i64::try_from(self.max_clock_skew.as_secs()).unwrap_or(i64::MAX).saturating_mul(1000),
         }))
     }
 }
@@ -126,6 +152,7 @@ impl Consumer {
             clock: Arc::new(SystemClock),
             symbols: Vec::new(),
             journal: None,
+            max_clock_skew: DEFAULT_MAX_CLOCK_SKEW,
         }
     }
 }

@@ -14,6 +14,7 @@ use crate::asset::AssetClass;
 use crate::consumer::health::Counters;
 use crate::consumer::Ingested;
 use crate::wire::minute::*;
+use crate::wire::WireError;
 
 /// Closed (writer, minute) pairs remembered to recognise a minute closed twice.
 const CLOSED_REMEMBERED: usize = 4096;
@@ -396,10 +397,17 @@ impl crate::Consumer {
     /// Ingest one part of a closed minute (the one-process mode's path; a wire line goes
     /// through [`Consumer::ingest_line`]). `writer` keys the minute (a sidecar closes each
     /// minute once).
-    pub fn ingest_minute_part(&self, writer: &str, part: MinuteClosedPart) -> Ingested {
+    ///
+    /// # Errors
+    /// [`WireError::FutureBar`] for a minute too far ahead of this consumer's clock (counted, logged).
+    pub fn ingest_minute_part(&self, writer: &str, part: MinuteClosedPart) -> Result<Ingested, WireError> {
         self.health.counters.lines.fetch_add(1, Ordering::Relaxed);
         self.health.on_message();
-        self.accept_minute_part(writer, part, false)
+        if let Some(e) = self.future_error(part.minute_ms) {
+            self.reject(&e, writer.as_bytes());
+            return Err(e);
+        }
+        Ok(self.accept_minute_part(writer, part, false))
     }
 
     /// Journal a new part of a closed minute (into the day file of its minute, before the
@@ -440,10 +448,17 @@ impl crate::Consumer {
 
     /// Ingest quiet marks (the one-process mode's path; a wire line goes through
     /// [`Consumer::ingest_line`]).
-    pub fn ingest_minute_quiet(&self, writer: &str, minute_ms: i64, quiet: &[String]) -> Ingested {
+    ///
+    /// # Errors
+    /// [`WireError::FutureBar`] for a minute too far ahead of this consumer's clock (counted, logged).
+    pub fn ingest_minute_quiet(&self, writer: &str, minute_ms: i64, quiet: &[String]) -> Result<Ingested, WireError> {
         self.health.counters.lines.fetch_add(1, Ordering::Relaxed);
         self.health.on_message();
-        self.accept_minute_quiet(writer, minute_ms, quiet)
+        if let Some(e) = self.future_error(minute_ms) {
+            self.reject(&e, writer.as_bytes());
+            return Err(e);
+        }
+        Ok(self.accept_minute_quiet(writer, minute_ms, quiet))
     }
 
     /// Keep and journal the quiet marks of a closed minute; a symbol the minute did not close

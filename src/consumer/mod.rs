@@ -21,7 +21,7 @@ pub mod minutes;
 pub mod reader;
 pub mod store;
 
-pub use builder::{ConfigError, ConsumerBuilder};
+pub use builder::{ConfigError, ConsumerBuilder, DEFAULT_MAX_CLOCK_SKEW, MAX_CLOCK_SKEW};
 use delivery::Subscriber;
 pub use delivery::{BarEvent, BarReceiver, Overflow, SubscriberStatus, Subscription};
 pub use echo::Echo;
@@ -92,6 +92,8 @@ pub struct Consumer {
     pub(crate) minutes: minutes::MinuteBook,
     /// How late the bars and minutes are ([`latency`]).
     latency: latency::Latency,
+    /// How far ahead of the clock a line's time may lie, ms ([`ConsumerBuilder::max_clock_skew`]).
+    max_skew_ms: i64,
 }
 
 type StatusSection = Box<dyn Fn() -> serde_json::Value + Send + Sync>;
@@ -167,11 +169,19 @@ impl Consumer {
         let now = Some(self.health.now_ms());
         let wanted = |symbol: &str| self.symbols.as_ref().is_none_or(|f| f.contains(symbol));
         let refused = AtomicU64::new(0); // past the symbol bound (a journal of a consumer with a larger one)
+        let future = AtomicU64::new(0); // from the future: refused as a line would be
+        let in_future = |ts_ms: i64| {
+            let ahead = self.future_error(ts_ms).is_some();
+            if ahead {
+                future.fetch_add(1, Ordering::Relaxed);
+            }
+            ahead
+        };
         let minutes = &self.minutes;
         let report = read_journal_with_minutes(
             path,
             |symbol, bar, kind| {
-                if wanted(symbol) {
+                if wanted(symbol) && !in_future(bar.timestamp_ms) {
                     let mode = if kind == BarKind::UpdatedBar { InsertMode::Correction } else { InsertMode::FirstReport };
                     if self.store.insert_received(symbol, bar, mode, now).1 == Inserted::SymbolBound {
                         refused.fetch_add(1, Ordering::Relaxed);
@@ -179,22 +189,37 @@ impl Consumer {
                 }
             },
             |status| {
-                if wanted(&status.symbol) && self.trading.apply(&status) == Applied::SymbolBound {
+                if wanted(&status.symbol) && !in_future(status.ts_ms) && self.trading.apply(&status) == Applied::SymbolBound {
                     refused.fetch_add(1, Ordering::Relaxed);
                 }
             },
             |record| match record {
                 // Known, not delivered again: a restarted consumer sees each minute close once.
                 MinuteRecord::Closed(writer, part) => {
-                    let _ = minutes.add_part(&self.health.counters, &writer, &part);
+                    if !in_future(part.minute_ms) {
+                        let _ = minutes.add_part(&self.health.counters, &writer, &part);
+                    }
                 }
                 MinuteRecord::Quiet(writer, minute, quiet) => {
-                    let _ = minutes.mark_quiet(&self.health.counters, &writer, minute, &quiet);
+                    if !in_future(minute) {
+                        let _ = minutes.mark_quiet(&self.health.counters, &writer, minute, &quiet);
+                    }
                 }
             },
         )?;
         let refused = refused.into_inner();
         self.health.counters.symbol_bound_refused.fetch_add(refused, Ordering::Relaxed);
+        let future = future.into_inner();
+        for _ in 0..future {
+            self.health.counters.reject(crate::wire::RejectReason::FutureBar);
+        }
+        if future > 0 {
+            log::warn!(
+                "{}: {future} record(s) not loaded: their time lies more than the allowed clock skew of {} s ahead of this consumer's clock (counted in rejects{{future_bar}})",
+                path.display(),
+                self.max_skew_ms / 1000
+            );
+        }
         log::info!(
             "restored {} records from {}{}{}{}",
             report.records,
@@ -313,6 +338,17 @@ impl Consumer {
         if !new {
             return Ok(Ingested::Resent);
         }
+        let time = match &line {
+            Line::Bar(b) => Some(b.bar.timestamp_ms),
+            Line::TradingStatus(t) => Some(t.status.ts_ms),
+            Line::MinuteClosed(m) => Some(m.part.minute_ms),
+            Line::MinuteQuiet(m) => Some(m.minute_ms),
+            _ => None,
+        };
+        if let Some(e) = time.and_then(|t| self.future_error(t)) {
+            self.reject(&e, bytes);
+            return Err(e);
+        }
         Ok(match line {
             Line::Bar(b) => self.accept(&b.symbol, b.bar, b.kind, b.source, held, b.received_ms),
             Line::Heartbeat(_) => {
@@ -361,7 +397,7 @@ impl Consumer {
     ) -> Result<Ingested, WireError> {
         self.health.counters.lines.fetch_add(1, Ordering::Relaxed);
         self.health.on_message();
-        if let Err(e) = validate(symbol, &bar) {
+        if let Err(e) = validate(symbol, &bar).and_then(|()| self.future_error(bar.timestamp_ms).map_or(Ok(()), Err)) {
             self.reject(&e, symbol.as_bytes());
             return Err(e);
         }
@@ -376,7 +412,7 @@ impl Consumer {
     pub fn ingest_trading_status(&self, status: TradingStatus) -> Result<Ingested, WireError> {
         self.health.counters.lines.fetch_add(1, Ordering::Relaxed);
         self.health.on_message();
-        if let Err(e) = status.validate() {
+        if let Err(e) = status.validate().and_then(|()| self.future_error(status.ts_ms).map_or(Ok(()), Err)) {
             self.reject(&e, status.symbol.as_bytes());
             return Err(e);
         }
@@ -434,6 +470,18 @@ impl Consumer {
         self.health.counters.lines.fetch_add(1, Ordering::Relaxed);
         self.health.on_message();
         self.reject(err, bytes);
+    }
+
+    /// The [`WireError::FutureBar`] of a time further ahead of this consumer's clock than the
+    /// allowed clock skew; `None` for a time not that far ahead.
+    pub(crate) fn future_error(&self, ts_ms: i64) -> Option<WireError> {
+        let ahead = ts_ms.saturating_sub(self.health.now_ms());
+        (ahead > self.max_skew_ms).then(|| WireError::FutureBar {
+            timestamp_ms: ts_ms,
+            shown: crate::calendar::fmt_ny(ts_ms),
+            ahead_secs: ahead / 1000,
+            skew_secs: u64::try_from(self.max_skew_ms / 1000).unwrap_or(0),
+        })
     }
 
     /// Count and log (rate-limited) a rejected line.

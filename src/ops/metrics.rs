@@ -379,7 +379,7 @@ mod tests {
 
     #[test]
     fn counters_states_and_ages_are_exposed() {
-        let clock = ManualClock::new(1_000_000);
+        let clock = ManualClock::new(1_759_940_000_000); // after the bars (a bar from the future is refused)
         let consumer = Consumer::builder().clock(clock.clone()).stale_after(Duration::from_secs(60)).build().unwrap();
         for m in 0..3 {
             consumer.ingest_line(line("SPY", m).as_bytes()).unwrap();
@@ -412,7 +412,7 @@ mod tests {
 
     #[test]
     fn a_feed_of_only_conflicts_is_stale_with_its_reason() {
-        let clock = ManualClock::new(1_000_000);
+        let clock = ManualClock::new(1_759_940_000_000); // after the bars (a bar from the future is refused)
         let consumer = Consumer::builder().clock(clock.clone()).stale_after(Duration::from_secs(60)).build().unwrap();
         consumer.ingest_line(line("SPY", 0).as_bytes()).unwrap();
         let conflict = line("SPY", 0).replace("\"close\":1.5", "\"close\":1.25");

@@ -648,11 +648,11 @@ mod tests {
             halted: halted.iter().map(|s| s.to_string()).collect(),
             none: vec![],
         };
-        consumer.ingest_minute_part("w1", part(8, &["SPY"]));
+        consumer.ingest_minute_part("w1", part(8, &["SPY"])).unwrap();
         assert!(StatusReport::collect(&consumer, None).halted.contains_key("SPY"));
         // SPY unsubscribed: the next minute lists it nowhere. Not halted in the status file, its
         // text, /metrics; its halt stays in the history and the session's halted minutes.
-        consumer.ingest_minute_part("w1", part(9, &[]));
+        consumer.ingest_minute_part("w1", part(9, &[])).unwrap();
         let report = StatusReport::collect(&consumer, None);
         assert!(report.halted.is_empty(), "{:?}", report.halted);
         assert!(!report.render(report.updated_ms, Liveness::Live).contains("HALTED    SPY"));

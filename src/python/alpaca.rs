@@ -51,7 +51,7 @@ impl Sink {
             Sink::Writer(w) => w.get().inner.submit_minute_closed(minute),
             Sink::Consumer(c) => {
                 for part in crate::wire::minute::split(minute) {
-                    c.get().inner.ingest_minute_part("", part);
+                    let _ = c.get().inner.ingest_minute_part("", part); // a refusal is counted and logged
                 }
             }
         }
@@ -62,7 +62,8 @@ impl Sink {
         match self {
             Sink::Writer(w) => w.get().inner.submit_minute_quiet(minute_ms, quiet),
             Sink::Consumer(c) => {
-                c.get().inner.ingest_minute_quiet("", minute_ms, quiet);
+                let _ = c.get().inner.ingest_minute_quiet("", minute_ms, quiet);
+                // a refusal is counted and logged
             }
         }
     }

@@ -180,10 +180,12 @@ impl PyConsumer {
         fsync: &str,
         fifo: Option<PathBuf>,
         max_symbols: Int,
+        max_clock_skew: Float,
     ) -> PyResult<(PyConsumer, Arc<Consumer>)> {
         let stale_after = stale_after.seconds("stale_after", true)?;
         let capacity_per_symbol = capacity_per_symbol.usize("capacity_per_symbol", 0, usize::MAX)?;
         let max_symbols = max_symbols.usize("max_symbols", 0, usize::MAX)?;
+        let max_clock_skew = max_clock_skew.seconds("max_clock_skew", true)?;
         let policy = match fsync {
             "always" => FsyncPolicy::Always,
             "interval" => FsyncPolicy::default(),
@@ -194,7 +196,8 @@ impl PyConsumer {
             .capacity_per_symbol(capacity_per_symbol)
             .stale_after(stale_after)
             .symbols(symbols.unwrap_or_default())
-            .max_symbols(max_symbols);
+            .max_symbols(max_symbols)
+            .max_clock_skew(max_clock_skew);
         if let Some(dir) = journal {
             let j = Journal::open(dir, policy).map_err(|e| PyOSError::new_err(e.to_string()))?;
             builder = builder.journal(j);
@@ -243,9 +246,9 @@ impl PyConsumer {
 #[pymethods]
 impl PyConsumer {
     #[new]
-    #[pyo3(signature = (capacity_per_symbol = Int::new(10_000), stale_after = Float(120.0), symbols = None, status_file = None, echo = false, journal = None, fsync = "interval", max_symbols = Int::new(crate::consumer::store::DEFAULT_MAX_SYMBOLS as i128)))]
+    #[pyo3(signature = (capacity_per_symbol = Int::new(10_000), stale_after = Float(120.0), symbols = None, status_file = None, echo = false, journal = None, fsync = "interval", max_symbols = Int::new(crate::consumer::store::DEFAULT_MAX_SYMBOLS as i128), max_clock_skew = Float(300.0)))]
     #[pyo3(
-        text_signature = "(capacity_per_symbol=10000, stale_after=120.0, symbols=None, status_file=None, echo=False, journal=None, fsync='interval', max_symbols=20000)"
+        text_signature = "(capacity_per_symbol=10000, stale_after=120.0, symbols=None, status_file=None, echo=False, journal=None, fsync='interval', max_symbols=20000, max_clock_skew=300.0)"
     )]
     #[allow(clippy::too_many_arguments)]
     fn new(
@@ -257,8 +260,9 @@ impl PyConsumer {
         journal: Option<PathBuf>,
         fsync: &str,
         max_symbols: Int,
+        max_clock_skew: Float,
     ) -> PyResult<PyConsumer> {
-        Ok(PyConsumer::build(capacity_per_symbol, stale_after, symbols, status_file, echo, journal, fsync, None, max_symbols)?.0)
+        Ok(PyConsumer::build(capacity_per_symbol, stale_after, symbols, status_file, echo, journal, fsync, None, max_symbols, max_clock_skew)?.0)
     }
 
     /// Push one bar: a dict with the wire field names, a wire JSON line (str or bytes, trailing

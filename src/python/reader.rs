@@ -96,6 +96,7 @@ impl PyFifoReader {
                     fsync,
                     Some(path.clone()),
                     Int::new(crate::consumer::store::DEFAULT_MAX_SYMBOLS as i128),
+                    Float(crate::consumer::DEFAULT_MAX_CLOCK_SKEW.as_secs_f64()),
                 )?;
                 Py::new(py, c)?
             }

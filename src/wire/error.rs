@@ -152,6 +152,20 @@ wire_errors! {
         /// Its length in bytes.
         len: usize,
     },
+    /// A bar, trading status, `minute_closed` part or quiet mark whose time lies further ahead of
+    /// the consumer's clock than its allowed clock skew (`ConsumerBuilder::max_clock_skew`): a
+    /// writer's clock ahead, or a forged line. Needs the consumer's clock: the wire vectors have none.
+    #[error("time {timestamp_ms} ({shown}) lies {ahead_secs} s ahead of this consumer's clock, more than the allowed clock skew of {skew_secs} s (--max-clock-skew): a bar from the future is refused (is the writer's clock or the consumer's wrong?)")]
+    FutureBar = "future_bar" {
+        /// The line's time (a bar's or minute's start, a trading status's `ts_ms`), epoch ms.
+        timestamp_ms: i64,
+        /// That time, readable (New York).
+        shown: String,
+        /// How far ahead of the consumer's clock, seconds.
+        ahead_secs: i64,
+        /// The allowed clock skew, seconds.
+        skew_secs: u64,
+    },
     /// A seq, or a heartbeat's claim about seqs, that no writer can have made.
     #[error("impossible seq claim: {detail}")]
     ImpossibleSeq = "impossible_seq" {

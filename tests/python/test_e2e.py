@@ -11,6 +11,7 @@ import urllib.request
 import pytest
 
 from fake_alpaca import FakeAlpacaServer
+from fake_alpaca.server import default_epoch_ms
 from conftest import (KEY, PY, SECRET, Proc, check_delivery, delivered, sidecar_env, truth, values,
                       wait_for)
 
@@ -193,12 +194,15 @@ def _free_port() -> int:
 
 def test_fake_server_killed_and_restarted_loses_nothing(start_sidecar, start_consumer, fifo_path, procs, tmp_path):
     port = _free_port()
-    epoch = int(time.time() * 1000)
+    # Both servers serve the same history: the same data clock, behind the wall clock (a consumer
+    # refuses bars from the future).
+    epoch_wall = time.time()
+    epoch = default_epoch_ms(SYMS, 0.25, 5, epoch_wall)
 
     def server(name: str, prefill: int) -> Proc:
         p = Proc([PY, "-m", "fake_alpaca", "--port", str(port), "--interval", "0.25",
                   "--symbols", ",".join(SYMS), "--key", KEY, "--secret", SECRET, "--epoch-ms", str(epoch),
-                  "--prefill", str(prefill)], tmp_path, name, env=sidecar_env())
+                  "--epoch-wall", repr(epoch_wall), "--prefill", str(prefill)], tmp_path, name, env=sidecar_env())
         procs.append(p)
         wait_for(lambda: "FAKE_ALPACA_DATA_URL=" in p.stdout(), what=f"{name} up")
         return p

@@ -75,12 +75,12 @@ def test_readme_one_liner():
 def test_wire_vector_round_trip(v):
     c = barbridge.Consumer()
     raw = vector_bytes(v)
-    expect = v["expect"]
+    expect, reason = consumer_expectation(v)
     if expect == "reject":
         with pytest.raises(barbridge.WireError) as ei:
             c.push_line(raw)
-        assert ei.value.reason == v["reason"], str(ei.value)
-        assert c.stats()["rejects"] == {v["reason"]: 1}
+        assert ei.value.reason == reason, str(ei.value)
+        assert c.stats()["rejects"] == {reason: 1}
         assert c.symbols() == []
         return
     outcome = c.push_line(raw)
@@ -105,15 +105,24 @@ def test_wire_vector_round_trip(v):
     assert c.stats()["rejects_total"] == 0
 
 
+def consumer_expectation(v: dict) -> tuple[str, str]:
+    """A vector's outcome in a consumer with a real clock: a bar valid by the wire rules but more
+    than the default clock skew (300 s) ahead of now (the year-2099 vector) is `future_bar`."""
+    if v["expect"] == "bar" and v["bar"]["timestamp_ms"] > time.time() * 1000 + 300_000:
+        return "reject", "future_bar"
+    return v["expect"], v.get("reason", "")
+
+
 def test_wire_vectors_as_one_batch():
     raws = [vector_bytes(v) for v in VECTORS]
     assert not any(b"\n" in r for r in raws)
     c = barbridge.Consumer()
     res = c.push_batch(b"\n".join(raws) + b"\n")
-    want = [(i, v["reason"]) for i, v in enumerate(VECTORS) if v["expect"] == "reject"]
+    outcomes = [consumer_expectation(v) for v in VECTORS]
+    want = [(i, reason) for i, (expect, reason) in enumerate(outcomes) if expect == "reject"]
     assert [(i, code) for i, code, _ in res.errors] == want
     assert res.rejected == len(want)
-    bars = sum(1 for v in VECTORS if v["expect"] == "bar")
+    bars = sum(1 for expect, _ in outcomes if expect == "bar")
     assert res.accepted + res.corrections + res.duplicates + res.conflicts == bars
     assert res.control == sum(1 for v in VECTORS if v["expect"] in ("heartbeat", "status", "trading_status", "ignored"))
     assert c.stats()["rejects_total"] == len(want)
@@ -847,3 +856,17 @@ def test_consumer_symbol_bound_is_settable_and_validated():
     assert c.stats()["symbol_bound_refused"] == 1 and sorted(c.symbols()) == ["A", "B"]
     with pytest.raises(ValueError, match="max_symbols|symbol"):
         barbridge.Consumer(max_symbols=0)
+
+
+def test_a_bar_from_the_future_is_refused_and_counted() -> None:
+    """Issue 23: a pushed bar more than max_clock_skew ahead of the consumer's clock is refused."""
+    now = int(time.time() * 1000) // 60_000 * 60_000
+    c = barbridge.Consumer(max_clock_skew=300)
+    bar = {"symbol": "SPY", "open": 1, "high": 1, "low": 1, "close": 1, "volume": 1}
+    for ts in (3_944_905_200_000, now + 360_000):
+        with pytest.raises(barbridge.WireError, match="ahead of this consumer's clock"):
+            c.push({**bar, "timestamp_ms": ts})
+    c.push({**bar, "timestamp_ms": now - 60_000})
+    assert c.stats()["rejects"] == {"future_bar": 2}
+    with pytest.raises(ValueError, match="max_clock_skew"):
+        barbridge.Consumer(max_clock_skew=86_401)
