@@ -401,12 +401,7 @@ impl crate::Consumer {
     /// # Errors
     /// [`WireError::FutureBar`] for a minute too far ahead of this consumer's clock (counted, logged).
     pub fn ingest_minute_part(&self, writer: &str, part: MinuteClosedPart) -> Result<Ingested, WireError> {
-        self.health.counters.lines.fetch_add(1, Ordering::Relaxed);
-        self.health.on_message();
-        if let Some(e) = self.future_error(part.minute_ms) {
-            self.reject(&e, writer.as_bytes());
-            return Err(e);
-        }
+        self.admit(self.check_not_ahead(part.minute_ms), writer.as_bytes())?;
         Ok(self.accept_minute_part(writer, part, false))
     }
 
@@ -452,12 +447,7 @@ impl crate::Consumer {
     /// # Errors
     /// [`WireError::FutureBar`] for a minute too far ahead of this consumer's clock (counted, logged).
     pub fn ingest_minute_quiet(&self, writer: &str, minute_ms: i64, quiet: &[String]) -> Result<Ingested, WireError> {
-        self.health.counters.lines.fetch_add(1, Ordering::Relaxed);
-        self.health.on_message();
-        if let Some(e) = self.future_error(minute_ms) {
-            self.reject(&e, writer.as_bytes());
-            return Err(e);
-        }
+        self.admit(self.check_not_ahead(minute_ms), writer.as_bytes())?;
         Ok(self.accept_minute_quiet(writer, minute_ms, quiet))
     }
 

@@ -171,7 +171,7 @@ impl Consumer {
         let refused = AtomicU64::new(0); // past the symbol bound (a journal of a consumer with a larger one)
         let future = AtomicU64::new(0); // from the future: refused as a line would be
         let in_future = |ts_ms: i64| {
-            let ahead = self.future_error(ts_ms).is_some();
+            let ahead = self.check_not_ahead(ts_ms).is_err();
             if ahead {
                 future.fetch_add(1, Ordering::Relaxed);
             }
@@ -210,9 +210,7 @@ impl Consumer {
         let refused = refused.into_inner();
         self.health.counters.symbol_bound_refused.fetch_add(refused, Ordering::Relaxed);
         let future = future.into_inner();
-        for _ in 0..future {
-            self.health.counters.reject(crate::wire::RejectReason::FutureBar);
-        }
+        self.health.counters.reject_many(crate::wire::RejectReason::FutureBar, future);
         if future > 0 {
             log::warn!(
                 "{}: {future} record(s) not loaded: their time lies more than the allowed clock skew of {} s ahead of this consumer's clock (counted in rejects{{future_bar}})",
@@ -345,7 +343,7 @@ impl Consumer {
             Line::MinuteQuiet(m) => Some(m.minute_ms),
             _ => None,
         };
-        if let Some(e) = time.and_then(|t| self.future_error(t)) {
+        if let Err(e) = time.map_or(Ok(()), |t| self.check_not_ahead(t)) {
             self.reject(&e, bytes);
             return Err(e);
         }
@@ -395,12 +393,7 @@ impl Consumer {
         source: Option<Source>,
         received_ms: Option<i64>,
     ) -> Result<Ingested, WireError> {
-        self.health.counters.lines.fetch_add(1, Ordering::Relaxed);
-        self.health.on_message();
-        if let Err(e) = validate(symbol, &bar).and_then(|()| self.future_error(bar.timestamp_ms).map_or(Ok(()), Err)) {
-            self.reject(&e, symbol.as_bytes());
-            return Err(e);
-        }
+        self.admit(validate(symbol, &bar).and_then(|()| self.check_not_ahead(bar.timestamp_ms)), symbol.as_bytes())?;
         Ok(self.accept(symbol, bar, kind, source, None, received_ms))
     }
 
@@ -410,12 +403,7 @@ impl Consumer {
     /// # Errors
     /// The [`WireError`] of a status that breaks the protocol's rules (already counted and logged).
     pub fn ingest_trading_status(&self, status: TradingStatus) -> Result<Ingested, WireError> {
-        self.health.counters.lines.fetch_add(1, Ordering::Relaxed);
-        self.health.on_message();
-        if let Err(e) = status.validate().and_then(|()| self.future_error(status.ts_ms).map_or(Ok(()), Err)) {
-            self.reject(&e, status.symbol.as_bytes());
-            return Err(e);
-        }
+        self.admit(status.validate().and_then(|()| self.check_not_ahead(status.ts_ms)), status.symbol.as_bytes())?;
         Ok(self.accept_trading_status(status))
     }
 
@@ -472,16 +460,28 @@ impl Consumer {
         self.reject(err, bytes);
     }
 
-    /// The [`WireError::FutureBar`] of a time further ahead of this consumer's clock than the
-    /// allowed clock skew; `None` for a time not that far ahead.
-    pub(crate) fn future_error(&self, ts_ms: i64) -> Option<WireError> {
+    /// [`WireError::FutureBar`] for a time further ahead of this consumer's clock than the
+    /// allowed clock skew.
+    pub(crate) fn check_not_ahead(&self, ts_ms: i64) -> Result<(), WireError> {
         let ahead = ts_ms.saturating_sub(self.health.now_ms());
-        (ahead > self.max_skew_ms).then(|| WireError::FutureBar {
+        if ahead <= self.max_skew_ms {
+            return Ok(());
+        }
+        Err(WireError::FutureBar {
             timestamp_ms: ts_ms,
             shown: crate::calendar::fmt_ny(ts_ms),
             ahead_secs: ahead / 1000,
             skew_secs: u64::try_from(self.max_skew_ms / 1000).unwrap_or(0),
         })
+    }
+
+    /// The entry of every push path (a decoded bar, status or minute line, not a FIFO line):
+    /// count the line, note the feed alive, and count and log (rate-limited) `checked`'s error,
+    /// `shown` standing for the line in the log.
+    pub(crate) fn admit(&self, checked: Result<(), WireError>, shown: &[u8]) -> Result<(), WireError> {
+        self.health.counters.lines.fetch_add(1, Ordering::Relaxed);
+        self.health.on_message();
+        checked.inspect_err(|e| self.reject(e, shown))
     }
 
     /// Count and log (rate-limited) a rejected line.

@@ -76,7 +76,12 @@ macro_rules! counters {
 impl Counters {
     /// Count a rejected line.
     pub fn reject(&self, reason: RejectReason) {
-        self.rejects[reason.index()].fetch_add(1, Ordering::Relaxed);
+        self.reject_many(reason, 1);
+    }
+
+    /// Count `n` rejects for `reason` at once (records a journal restore skipped).
+    pub fn reject_many(&self, reason: RejectReason, n: u64) {
+        self.rejects[reason.index()].fetch_add(n, Ordering::Relaxed);
     }
 
     /// Lines rejected for `reason` so far.
