@@ -35,12 +35,8 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-@pytest.fixture
-def nats_url(tmp_path, procs):
-    port = free_port()
-    procs.append(Proc(["nats-server", "-js", "-sd", str(tmp_path / "js"), "-a", "127.0.0.1", "-p", str(port)],
-                      tmp_path, "nats"))
-
+def wait_accepting(port: int) -> None:
+    """Wait until the nats-server on ``port`` accepts connections."""
     def up() -> bool:
         try:
             socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
@@ -48,6 +44,14 @@ def nats_url(tmp_path, procs):
         except OSError:
             return False
     wait_for(up, 15, what="nats-server accepting connections")
+
+
+@pytest.fixture
+def nats_url(tmp_path, procs):
+    port = free_port()
+    procs.append(Proc(["nats-server", "-js", "-sd", str(tmp_path / "js"), "-a", "127.0.0.1", "-p", str(port)],
+                      tmp_path, "nats"))
+    wait_accepting(port)
     return f"nats://127.0.0.1:{port}"
 
 
@@ -116,14 +120,7 @@ def start_configured(tmp_path: Path, procs, port: int) -> Path:
     rt = tmp_path / "rt"
     conf = natslocal.write_config(rt, port, tmp_path / "js")
     procs.append(Proc(["nats-server", "-c", str(conf)], tmp_path, "nats"))
-
-    def up() -> bool:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-            return True
-        except OSError:
-            return False
-    wait_for(up, 15, what="nats-server accepting connections")
+    wait_accepting(port)
     return rt
 
 
